@@ -1,0 +1,52 @@
+//! Durable storage for Wharf.
+//!
+//! Today this is the destination's **inbox**: every message a destination answered 200 for,
+//! kept in embedded SQLite. Writes go through one [`writer`] thread that commits in batches
+//! (group commit), so many concurrent requests share one `fsync`; reads use their own
+//! connection, which WAL mode lets run beside the writer.
+//!
+//! * [`inbox`]: the inbox's rows, reading them, and the handle the server holds.
+//! * [`writer`]: the group-commit writer thread and its backpressure.
+//! * [`schema`]: opening a database file and migrating it.
+
+pub mod inbox;
+pub mod schema;
+pub mod writer;
+
+pub use inbox::{
+    Body, INBOX_FILE, Inbox, InboxOptions, InboxReader, Kept, MessageStatus, MessageSummary,
+    NewMessage, StoredMessage,
+};
+pub use writer::KeepError;
+
+/// A storage failure. The text says what failed; callers add what the user should do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the database at {path} has schema version {found}, newer than this binary knows ({known}); run a newer wharf or point data_dir elsewhere"
+    )]
+    SchemaTooNew {
+        path: std::path::PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("the inbox could not commit, so nothing in that batch was kept: {0}")]
+    CommitFailed(String),
+    #[error("the inbox writer has stopped; the server is shutting down")]
+    WriterStopped,
+}
+
+/// Milliseconds since the Unix epoch: how every timestamp is stored.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
