@@ -1,1 +1,36 @@
-//! placeholder
+//! The destination server: the HTTPS endpoint a Redox customer runs.
+//!
+//! It answers Verify and Save challenges, authenticates every request with the destination's
+//! verification token, keeps each notification durably before answering 200, relays queries to
+//! the application synchronously, and forwards kept messages to the application in arrival
+//! order. See `docs/ARCHITECTURE.md` for how the pieces fit.
+//!
+//! * [`config`]: the TOML configuration and its validation.
+//! * [`server`]: listening (TCP/TLS), HTTP, graceful shutdown.
+//! * `receive`: the request path: routing, challenge, authentication, keep.
+//! * [`auth`]: the verification token check.
+//! * `query`: relaying synchronous queries.
+//! * [`forward`]: feeding the application in order.
+//! * [`tls`]: loading certificates.
+
+pub mod auth;
+pub mod config;
+pub mod forward;
+mod query;
+mod receive;
+pub mod server;
+pub mod tls;
+
+pub use config::{Config, ConfigError, DestinationConfig};
+pub use server::{Running, StartError, start};
+
+use std::collections::HashMap;
+
+/// What every request handler shares.
+pub(crate) struct App {
+    /// Destinations by their URL path.
+    pub destinations: HashMap<String, DestinationConfig>,
+    pub inbox: wharf_store::Inbox,
+    /// Outbound client for queries (no redirects followed).
+    pub http: reqwest::Client,
+}

@@ -64,7 +64,7 @@ pub struct NewMessage {
 }
 
 /// A message body, shared (not copied) between the HTTP layer and the writer.
-pub type Body = Arc<[u8]>;
+pub type Body = bytes::Bytes;
 
 /// The outcome of keeping a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,7 +342,7 @@ mod tests {
             event_type: Some("Arrival".into()),
             log_id: None,
             content_type: "application/json".into(),
-            body: Arc::from(&b"{\"Meta\":{}}"[..]),
+            body: Body::from_static(b"{\"Meta\":{}}"),
             malformed_reason: None,
         }
     }

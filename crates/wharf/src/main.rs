@@ -1,1 +1,74 @@
-fn main() {}
+//! `wharf`: the one binary. Parses the command line, sets up logging and the runtime, and hands
+//! each command to its module. Exit status: 0 success, 1 failure, 2 a usage or configuration
+//! mistake the user must fix.
+
+mod bench;
+mod destination_cmd;
+mod logging;
+mod redox;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "wharf",
+    version,
+    about = "Redox-style healthcare data delivery: the destination you run, and Redox's side in miniature"
+)]
+struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Human)]
+    log_format: logging::Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run or inspect a destination server (the endpoint a Redox customer runs).
+    #[command(subcommand)]
+    Destination(DestinationCommand),
+    /// Perform Verify and Save against an endpoint, as Redox does: prints `Success!` or the reason.
+    Verify(redox::VerifyArgs),
+    /// POST message files to an endpoint as Redox would, in order, and report each status.
+    Send(redox::SendArgs),
+    /// Load generators for the benchmarks in docs/BENCHMARKS.md.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum DestinationCommand {
+    /// Serve the destinations of a configuration file until SIGTERM or Ctrl-C.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// List the messages kept in the inbox (works beside a running server).
+    Inbox(destination_cmd::InboxArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Destination(DestinationCommand::Serve { config }) => {
+                destination_cmd::serve(&config).await
+            }
+            Command::Destination(DestinationCommand::Inbox(args)) => destination_cmd::inbox(&args),
+            Command::Verify(args) => redox::verify_cmd(&args).await,
+            Command::Send(args) => redox::send_cmd(&args).await,
+            Command::Bench(command) => bench::run(command).await,
+        }
+    })
+}

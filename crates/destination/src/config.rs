@@ -1,0 +1,514 @@
+//! The destination server's configuration: the TOML file, its validation, and its defaults.
+//!
+//! Every key is documented in `docs/CONFIG.md` and in `config/destination.toml`. Loading never
+//! half-succeeds: either every key is valid, or the error names the key and what is wrong with
+//! it, so `wharf` can exit with status 2 and a message the operator can act on.
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use wharf_protocol::{Environment, VerificationToken};
+
+/// Default largest accepted body: 40 MiB (PROTOCOL.md section 4).
+pub const DEFAULT_MAX_BODY_BYTES: usize = wharf_protocol::MAX_BODY_BYTES;
+/// Default time the application has to answer a query. Redox gives the whole round trip 120 s;
+/// 110 s leaves it time to relay our answer.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(110);
+/// Default time the application has to accept one forwarded message.
+pub const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap of the forwarder's exponential backoff.
+pub const DEFAULT_FORWARD_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Default number of messages that may wait for the inbox writer before 503.
+pub const DEFAULT_WRITER_QUEUE_CAPACITY: usize = 4096;
+/// Paths the server answers itself; no destination may take them.
+pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+/// A validated destination server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tls: Option<TlsFiles>,
+    pub writer_queue_capacity: usize,
+    pub destinations: Vec<DestinationConfig>,
+}
+
+/// PEM files of the server's certificate chain and private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// One destination: a URL path Redox POSTs to, and what to do with what arrives there.
+#[derive(Debug, Clone)]
+pub struct DestinationConfig {
+    pub name: String,
+    pub path: String,
+    pub environment: Environment,
+    pub verification_token: VerificationToken,
+    pub forward_url: Option<reqwest::Url>,
+    pub query_url: Option<reqwest::Url>,
+    pub max_body_bytes: usize,
+    pub query_timeout: Duration,
+    pub forward_timeout: Duration,
+    pub forward_max_backoff: Duration,
+}
+
+/// A configuration mistake: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file the mistake is in, when loaded from a file.
+    pub file: Option<PathBuf>,
+    /// The key, as a TOML path (`destinations[0].path`); empty for a syntax error.
+    pub key: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}: ", file.display())?;
+        }
+        if self.key.is_empty() {
+            write!(f, "{}", self.problem)
+        } else {
+            write!(f, "`{}`: {}", self.key, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: None,
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    writer_queue_capacity: Option<usize>,
+    #[serde(default)]
+    destinations: Vec<RawDestination>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    name: Option<String>,
+    path: Option<String>,
+    environment: Option<String>,
+    verification_token: Option<String>,
+    verification_token_env: Option<String>,
+    forward_url: Option<String>,
+    query_url: Option<String>,
+    max_body_bytes: Option<usize>,
+    query_timeout: Option<String>,
+    forward_timeout: Option<String>,
+    forward_max_backoff: Option<String>,
+}
+
+/// Where environment variables come from; injectable so tests need not touch the process's.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file, applying `WHARF_LISTEN` and
+    /// `WHARF_DATA_DIR` overrides from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_owned()),
+            key: String::new(),
+            problem: format!("cannot read the configuration file: {e}"),
+        })?;
+        Config::parse(&text, &ProcessEnv).map_err(|mut e| {
+            e.file = Some(path.to_owned());
+            e
+        })
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, e))?;
+        let listen_text = env
+            .var("WHARF_LISTEN")
+            .or(raw.listen)
+            .unwrap_or_else(|| "127.0.0.1:8443".to_owned());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            err(
+                "listen",
+                format!("{listen_text:?} is not an address with a port, like \"127.0.0.1:8443\""),
+            )
+        })?;
+        let data_dir = env
+            .var("WHARF_DATA_DIR")
+            .map(PathBuf::from)
+            .or(raw.data_dir)
+            .unwrap_or_else(|| PathBuf::from("wharf-data/destination"));
+        if data_dir.as_os_str().is_empty() {
+            return Err(err("data_dir", "must not be empty"));
+        }
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => return Err(err("tls_key", "is missing: tls_cert needs tls_key")),
+            (None, Some(_)) => return Err(err("tls_cert", "is missing: tls_key needs tls_cert")),
+        };
+        let writer_queue_capacity = raw
+            .writer_queue_capacity
+            .unwrap_or(DEFAULT_WRITER_QUEUE_CAPACITY);
+        if writer_queue_capacity == 0 {
+            return Err(err("writer_queue_capacity", "must be at least 1"));
+        }
+        if raw.destinations.is_empty() {
+            return Err(err(
+                "destinations",
+                "no [[destinations]] configured: add at least one with name, path, environment and verification_token",
+            ));
+        }
+        let mut destinations = Vec::with_capacity(raw.destinations.len());
+        let mut names = HashSet::new();
+        let mut paths = HashSet::new();
+        for (i, raw) in raw.destinations.into_iter().enumerate() {
+            let d = destination(i, raw, env)?;
+            if !names.insert(d.name.clone()) {
+                return Err(err(
+                    format!("destinations[{i}].name"),
+                    format!(
+                        "{:?} is used by another destination; names must be unique",
+                        d.name
+                    ),
+                ));
+            }
+            if !paths.insert(d.path.clone()) {
+                return Err(err(
+                    format!("destinations[{i}].path"),
+                    format!(
+                        "{:?} is used by another destination; paths must be unique",
+                        d.path
+                    ),
+                ));
+            }
+            if d.environment.requires_tls() && tls.is_none() {
+                return Err(err(
+                    format!("destinations[{i}].environment"),
+                    format!(
+                        "{} destinations carry PHI and must be served over HTTPS: set tls_cert and tls_key, or use environment = \"Development\"",
+                        d.environment
+                    ),
+                ));
+            }
+            destinations.push(d);
+        }
+        Ok(Config {
+            listen,
+            data_dir,
+            tls,
+            writer_queue_capacity,
+            destinations,
+        })
+    }
+}
+
+fn destination(
+    i: usize,
+    raw: RawDestination,
+    env: &dyn Env,
+) -> Result<DestinationConfig, ConfigError> {
+    let key = |k: &str| format!("destinations[{i}].{k}");
+    let name = raw
+        .name
+        .ok_or_else(|| err(key("name"), "is required: the name shown to partners"))?;
+    if name.trim().is_empty() {
+        return Err(err(key("name"), "must not be empty"));
+    }
+    let path = raw.path.ok_or_else(|| {
+        err(
+            key("path"),
+            "is required: the URL path Redox POSTs to, like \"/redox\"",
+        )
+    })?;
+    if !path.starts_with('/') {
+        return Err(err(key("path"), format!("{path:?} must start with '/'")));
+    }
+    if path.contains(['?', '#']) || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(err(
+            key("path"),
+            format!("{path:?} must be a plain URL path, without query, fragment or spaces"),
+        ));
+    }
+    if RESERVED_PATHS.contains(&path.as_str()) {
+        return Err(err(
+            key("path"),
+            format!("{path:?} is reserved for the server's own use; choose another path"),
+        ));
+    }
+    let environment: Environment = raw
+        .environment
+        .ok_or_else(|| {
+            err(
+                key("environment"),
+                "is required: Development, Staging or Production",
+            )
+        })?
+        .parse()
+        .map_err(|e: wharf_protocol::environment::UnknownEnvironment| {
+            err(key("environment"), e.to_string())
+        })?;
+    let token_text = match (raw.verification_token, raw.verification_token_env) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                key("verification_token"),
+                "set either verification_token or verification_token_env, not both",
+            ));
+        }
+        (Some(token), None) => token,
+        (None, Some(var)) => env.var(&var).ok_or_else(|| {
+            err(
+                key("verification_token_env"),
+                format!("names the environment variable {var:?}, which is not set"),
+            )
+        })?,
+        (None, None) => {
+            return Err(err(
+                key("verification_token"),
+                "is required (or verification_token_env): the token Redox sends with every request",
+            ));
+        }
+    };
+    let verification_token = VerificationToken::new(token_text)
+        .map_err(|e| err(key("verification_token"), e.to_string()))?;
+    let forward_url = raw
+        .forward_url
+        .map(|u| http_url(&key("forward_url"), &u))
+        .transpose()?;
+    let query_url = raw
+        .query_url
+        .map(|u| http_url(&key("query_url"), &u))
+        .transpose()?;
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if max_body_bytes == 0 {
+        return Err(err(key("max_body_bytes"), "must be at least 1"));
+    }
+    let duration = |k: &str,
+                    v: Option<String>,
+                    default: Duration|
+     -> Result<Duration, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(text) => parse_duration(&text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    err(
+                        key(k),
+                        format!(
+                            "{text:?} is not a positive duration like \"500ms\", \"30s\" or \"2m\""
+                        ),
+                    )
+                }),
+        }
+    };
+    Ok(DestinationConfig {
+        query_timeout: duration("query_timeout", raw.query_timeout, DEFAULT_QUERY_TIMEOUT)?,
+        forward_timeout: duration(
+            "forward_timeout",
+            raw.forward_timeout,
+            DEFAULT_FORWARD_TIMEOUT,
+        )?,
+        forward_max_backoff: duration(
+            "forward_max_backoff",
+            raw.forward_max_backoff,
+            DEFAULT_FORWARD_MAX_BACKOFF,
+        )?,
+        name,
+        path,
+        environment,
+        verification_token,
+        forward_url,
+        query_url,
+        max_body_bytes,
+    })
+}
+
+fn http_url(key: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
+    let url =
+        reqwest::Url::parse(text).map_err(|e| err(key, format!("{text:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(err(
+            key,
+            format!("{text:?} must be an http:// or https:// URL with a host"),
+        ));
+    }
+    Ok(url)
+}
+
+/// Parses `"250ms"`, `"30s"`, `"2m"` or `"1h"`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+/// Turns a TOML error into one that names the key when the parser knows it.
+fn toml_error(text: &str, e: toml::de::Error) -> ConfigError {
+    let location = e.span().map(|span| {
+        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        let source_line = text.lines().nth(line - 1).unwrap_or("").trim();
+        format!(" (line {line}: `{source_line}`)")
+    });
+    ConfigError {
+        file: None,
+        key: String::new(),
+        problem: format!("{}{}", e.message(), location.unwrap_or_default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct MapEnv(HashMap<&'static str, &'static str>);
+    impl Env for MapEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).map(|s| s.to_string())
+        }
+    }
+
+    fn no_env() -> MapEnv {
+        MapEnv(HashMap::new())
+    }
+
+    const MINIMAL: &str = r#"
+listen = "127.0.0.1:0"
+data_dir = "d"
+[[destinations]]
+name = "Acme"
+path = "/redox"
+environment = "Development"
+verification_token = "tok"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(MINIMAL, &no_env()).unwrap();
+        let d = &c.destinations[0];
+        assert_eq!(d.max_body_bytes, 40 * 1024 * 1024);
+        assert_eq!(d.query_timeout, Duration::from_secs(110));
+        assert!(d.forward_url.is_none());
+        assert!(c.tls.is_none());
+    }
+
+    fn problem(text: &str) -> ConfigError {
+        Config::parse(text, &no_env()).unwrap_err()
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let e = problem(&MINIMAL.replace("/redox", "redox"));
+        assert_eq!(e.key, "destinations[0].path");
+        let e = problem(&MINIMAL.replace("Development", "Prod"));
+        assert_eq!(e.key, "destinations[0].environment");
+        assert!(e.problem.contains("Development, Staging or Production"));
+        let e = problem(&MINIMAL.replace("verification_token = \"tok\"", ""));
+        assert_eq!(e.key, "destinations[0].verification_token");
+        let e = problem(&MINIMAL.replace("127.0.0.1:0", "localhost"));
+        assert_eq!(e.key, "listen");
+        let e = problem(&format!("{MINIMAL}query_timeout = \"soon\"\n"));
+        assert_eq!(e.key, "destinations[0].query_timeout");
+        let e = problem(&format!("{MINIMAL}forward_url = \"ftp://x\"\n"));
+        assert_eq!(e.key, "destinations[0].forward_url");
+        let e = problem(&MINIMAL.replace("/redox", "/healthz"));
+        assert!(e.problem.contains("reserved"));
+    }
+
+    #[test]
+    fn syntax_and_type_errors_point_at_the_line() {
+        let e = problem(&format!("{MINIMAL}max_body_bytes = \"big\"\n"));
+        assert!(e.to_string().contains("max_body_bytes"), "{e}");
+        let e = problem(&format!("{MINIMAL}unknown_key = 1\n"));
+        assert!(e.to_string().contains("unknown_key"), "{e}");
+    }
+
+    #[test]
+    fn production_without_tls_refuses() {
+        let e = problem(&MINIMAL.replace("Development", "Production"));
+        assert_eq!(e.key, "destinations[0].environment");
+        assert!(e.problem.contains("HTTPS"), "{e}");
+        let with_tls = format!(
+            "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n{}",
+            MINIMAL.replace("Development", "Production")
+        );
+        assert!(Config::parse(&with_tls, &no_env()).is_ok());
+    }
+
+    #[test]
+    fn token_from_environment() {
+        let text = MINIMAL.replace(
+            "verification_token = \"tok\"",
+            "verification_token_env = \"T\"",
+        );
+        let env = MapEnv(HashMap::from([("T", "from-env")]));
+        let c = Config::parse(&text, &env).unwrap();
+        assert!(c.destinations[0].verification_token.matches(b"from-env"));
+        let e = problem(&text);
+        assert_eq!(e.key, "destinations[0].verification_token_env");
+    }
+
+    #[test]
+    fn duplicates_refused() {
+        let twice = format!("{MINIMAL}{}", &MINIMAL[MINIMAL.find("[[").unwrap()..]);
+        assert_eq!(problem(&twice).key, "destinations[1].name");
+        let twice_path = twice.replacen("name = \"Acme\"", "name = \"Other\"", 1);
+        assert_eq!(problem(&twice_path).key, "destinations[1].path");
+    }
+
+    #[test]
+    fn environment_overrides_listen_and_data_dir() {
+        let env = MapEnv(HashMap::from([
+            ("WHARF_LISTEN", "127.0.0.1:9999"),
+            ("WHARF_DATA_DIR", "/tmp/x"),
+        ]));
+        let c = Config::parse(MINIMAL, &env).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("s"), None);
+    }
+}

@@ -1,0 +1,279 @@
+//! The request path of a destination: route by URL path, answer challenges, authenticate,
+//! classify, keep, answer.
+//!
+//! Order matters and is the security of the server:
+//! 1. The URL path picks the destination; an unknown path is 404 before anything else.
+//! 2. Token headers are checked before the body is read: a wrong token is 403 at once, and a
+//!    request with no token may only send a small body (a POST challenge carries its token
+//!    inside), so strangers cannot make the server buffer 40 MB.
+//! 3. A challenge is answered with the bare challenge; anything else needs a valid token.
+//! 4. Notifications are kept through the group-commit writer and answered 200 only after the
+//!    commit; queries are relayed to the application and never kept.
+
+use crate::App;
+use crate::auth::{self, TokenCheck};
+use crate::config::DestinationConfig;
+use crate::query;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use wharf_protocol::challenge::{self, ChallengeRequest};
+use wharf_protocol::envelope::{self, Interaction};
+use wharf_protocol::{CONTENT_TYPE_JSON, DuplicateKey};
+use wharf_store::{KeepError, MessageStatus, NewMessage};
+
+/// The most a sender without a token header may send: enough for a POST challenge, far too
+/// little to be a burden.
+pub const UNAUTHENTICATED_BODY_LIMIT: usize = 64 * 1024;
+
+/// Handles every request that is not one of the server's own routes.
+pub(crate) async fn receive(State(app): State<Arc<App>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Some(destination) = app.destinations.get(parts.uri.path()) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no destination is configured at this path",
+        );
+    };
+    match parts.method {
+        Method::POST => post(&app, destination, &parts.headers, body).await,
+        Method::GET => challenge_by_get(destination, &parts.uri, &parts.headers),
+        _ => {
+            let mut response = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "destinations accept POST (messages and challenges) and GET (challenges)",
+            );
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, POST"));
+            response
+        }
+    }
+}
+
+/// A GET verification: token in the query or in a header, challenge in the query.
+fn challenge_by_get(
+    destination: &DestinationConfig,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+) -> Response {
+    let Ok(Query(query)) = Query::<HashMap<String, String>>::try_from_uri(uri) else {
+        return error(StatusCode::BAD_REQUEST, "the query string is not valid");
+    };
+    let token = &destination.verification_token;
+    let by_query = query
+        .get(challenge::TOKEN_FIELD)
+        .map(|t| token.matches(t.as_bytes()));
+    let by_header = auth::check_headers(headers, token);
+    let authenticated = match (by_query, by_header) {
+        (Some(false), _) | (_, TokenCheck::Wrong) => {
+            return refused(&destination.name, TokenCheck::Wrong);
+        }
+        (None, TokenCheck::Missing) => return refused(&destination.name, TokenCheck::Missing),
+        _ => true,
+    };
+    debug_assert!(authenticated);
+    match query.get(challenge::CHALLENGE_FIELD) {
+        Some(c) => answer_challenge(&destination.name, c),
+        None => error(
+            StatusCode::BAD_REQUEST,
+            "a GET to a destination is a verification challenge: add ?challenge=<value>",
+        ),
+    }
+}
+
+async fn post(
+    app: &App,
+    destination: &DestinationConfig,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let by_header = auth::check_headers(headers, &destination.verification_token);
+    if by_header == TokenCheck::Wrong {
+        return refused(&destination.name, TokenCheck::Wrong);
+    }
+    let authenticated = by_header == TokenCheck::Valid;
+    let limit = if authenticated {
+        destination.max_body_bytes
+    } else {
+        UNAUTHENTICATED_BODY_LIMIT
+    };
+    let too_large = || {
+        if authenticated {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "the body is larger than this destination's limit of {} bytes",
+                    destination.max_body_bytes
+                ),
+            )
+        } else {
+            refused(&destination.name, TokenCheck::Missing)
+        }
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let body = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) => {
+            tracing::debug!(destination = %destination.name, error = %e, "request body could not be read");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            );
+        }
+    };
+
+    if body.len() <= UNAUTHENTICATED_BODY_LIMIT
+        && let Some(request) = challenge::parse_post_body(&body)
+    {
+        return challenge_by_post(destination, by_header, request);
+    }
+    if !authenticated {
+        return refused(&destination.name, TokenCheck::Missing);
+    }
+    message(app, destination, headers, body).await
+}
+
+/// A POST verification: the token is in the body; a token header, if sent, was checked already.
+fn challenge_by_post(
+    destination: &DestinationConfig,
+    by_header: TokenCheck,
+    request: ChallengeRequest,
+) -> Response {
+    let by_body = request
+        .token
+        .as_ref()
+        .map(|t| destination.verification_token.matches(t.as_bytes()));
+    match (by_body, by_header) {
+        (Some(false), _) | (_, TokenCheck::Wrong) => refused(&destination.name, TokenCheck::Wrong),
+        (None, TokenCheck::Missing) => refused(&destination.name, TokenCheck::Missing),
+        _ => answer_challenge(&destination.name, &request.challenge),
+    }
+}
+
+fn answer_challenge(destination: &str, value: &str) -> Response {
+    if let Err(e) = challenge::validate_challenge(value) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("cannot answer this challenge: {e}"),
+        );
+    }
+    tracing::info!(destination, "verification challenge answered");
+    let mut response = (StatusCode::OK, value.to_owned()).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// An authenticated message: classify it, then keep it or relay the query.
+async fn message(
+    app: &App,
+    destination: &DestinationConfig,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(CONTENT_TYPE_JSON)
+        .to_owned();
+    let new = match envelope::parse(&body) {
+        Ok(env) if env.interaction == Interaction::Query => {
+            return query::relay(&app.http, destination, &content_type, body, &env).await;
+        }
+        Ok(env) => NewMessage {
+            destination: destination.name.clone(),
+            duplicate_key: env.duplicate_key.as_str().to_owned(),
+            kind: env.kind.as_str().to_owned(),
+            status: MessageStatus::Received,
+            data_model: env.data_model,
+            event_type: env.event_type,
+            log_id: env.log_id,
+            content_type,
+            body,
+            malformed_reason: None,
+        },
+        Err(problem) => NewMessage {
+            destination: destination.name.clone(),
+            duplicate_key: DuplicateKey::of_bytes(&body).as_str().to_owned(),
+            kind: "malformed".to_owned(),
+            status: MessageStatus::Malformed,
+            data_model: None,
+            event_type: None,
+            log_id: None,
+            content_type,
+            body,
+            malformed_reason: Some(problem.to_string()),
+        },
+    };
+    let malformed = new.malformed_reason.clone();
+    match app.inbox.keep(new).await {
+        Ok(kept) => {
+            if let Some(reason) = malformed.filter(|_| !kept.duplicate) {
+                tracing::warn!(
+                    destination = %destination.name, message_id = %kept.message_id, %reason,
+                    "kept a malformed message; it will not be forwarded (see `wharf destination inbox`)"
+                );
+            } else {
+                tracing::debug!(destination = %destination.name, message_id = %kept.message_id, duplicate = kept.duplicate, "message kept");
+            }
+            let body =
+                serde_json::json!({"messageId": kept.message_id, "duplicate": kept.duplicate});
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+        Err(KeepError::Busy) => unavailable("the inbox is busy; retry shortly", 1),
+        Err(KeepError::Store(e)) => {
+            tracing::error!(destination = %destination.name, error = %e, "could not keep a message; answered 503 so the sender retries");
+            unavailable("the inbox could not store the message; retry later", 5)
+        }
+    }
+}
+
+fn unavailable(message: &str, retry_after_secs: u32) -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    response
+}
+
+fn refused(destination: &str, check: TokenCheck) -> Response {
+    match check {
+        TokenCheck::Missing => {
+            tracing::warn!(destination, reason = "missing_token", "request refused");
+            error(
+                StatusCode::UNAUTHORIZED,
+                "missing verification token: send it in the verification-token header or as Authorization: Bearer",
+            )
+        }
+        _ => {
+            tracing::warn!(destination, reason = "wrong_token", "request refused");
+            error(
+                StatusCode::FORBIDDEN,
+                "the verification token does not match this destination's",
+            )
+        }
+    }
+}
+
+/// A JSON error body: `{"error": "..."}`.
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}

@@ -1,0 +1,177 @@
+//! `wharf destination serve` and `wharf destination inbox`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use wharf_destination::Config;
+use wharf_store::{InboxReader, MessageSummary};
+
+/// Exit status for a configuration mistake.
+pub const EXIT_CONFIG: u8 = 2;
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("configuration error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+pub async fn serve(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let running = match wharf_destination::start(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the destination server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    running.run_until(shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+/// Completes on SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[derive(clap::Args)]
+pub struct InboxArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Print JSON (one array) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Only this destination (its configured name).
+    #[arg(long)]
+    destination: Option<String>,
+    /// Most messages to list, oldest first.
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+}
+
+pub fn inbox(args: &InboxArgs) -> ExitCode {
+    let config = match load(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let db = config.data_dir.join(wharf_store::INBOX_FILE);
+    if !db.exists() {
+        eprintln!(
+            "no inbox at {}: the server has not run with this data_dir yet",
+            db.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let rows = match InboxReader::open_existing(&config.data_dir)
+        .and_then(|r| r.list(args.destination.as_deref(), args.limit))
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("error: cannot read the inbox at {}: {e}", db.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        let rows: Vec<_> = rows.iter().map(json_row).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows serialise")
+        );
+    } else {
+        print_table(&rows);
+    }
+    ExitCode::SUCCESS
+}
+
+pub fn rfc3339(millis: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| millis.to_string())
+}
+
+fn json_row(m: &MessageSummary) -> serde_json::Value {
+    serde_json::json!({
+        "id": m.message_id,
+        "sequence": m.id,
+        "destination": m.destination,
+        "duplicateKey": m.duplicate_key,
+        "kind": m.kind,
+        "dataModel": m.data_model,
+        "eventType": m.event_type,
+        "logId": m.log_id,
+        "contentType": m.content_type,
+        "bytes": m.body_bytes,
+        "receivedAt": rfc3339(m.received_at),
+        "status": m.status,
+        "forwardAttempts": m.forward_attempts,
+        "lastError": m.last_error,
+        "malformedReason": m.malformed_reason,
+        "forwardedAt": m.forwarded_at.map(rfc3339),
+    })
+}
+
+fn print_table(rows: &[MessageSummary]) {
+    println!(
+        "{:<36}  {:<44}  {:<18}  {:<14}  {:<24}  {:<10}  DESTINATION",
+        "ID", "DUPLICATE KEY", "DATA MODEL", "EVENT TYPE", "RECEIVED", "STATUS"
+    );
+    for m in rows {
+        let mut status = m.status.as_str().to_owned();
+        if let Some(reason) = &m.malformed_reason {
+            status = format!("{status} ({reason})");
+        } else if let Some(error) = m
+            .last_error
+            .as_ref()
+            .filter(|_| m.status.as_str() == "received")
+        {
+            status = format!(
+                "{status} (forwarding failed {}x: {error})",
+                m.forward_attempts
+            );
+        }
+        println!(
+            "{:<36}  {:<44}  {:<18}  {:<14}  {:<24}  {:<10}  {}",
+            m.message_id,
+            truncate(&m.duplicate_key, 44),
+            truncate(m.data_model.as_deref().unwrap_or("-"), 18),
+            truncate(m.event_type.as_deref().unwrap_or("-"), 14),
+            rfc3339(m.received_at),
+            status,
+            m.destination
+        );
+    }
+    println!("{} message(s)", rows.len());
+}
+
+fn truncate(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(width - 1).collect();
+        t.push('…');
+        t
+    }
+}
