@@ -312,11 +312,9 @@ fn destination(
     if max_body_bytes == 0 {
         return Err(err(key("max_body_bytes"), "must be at least 1"));
     }
-    let duration = |k: &str,
-                    v: Option<String>,
-                    default: Duration|
-     -> Result<Duration, ConfigError> {
-        match v {
+    let duration =
+        |k: &str, v: Option<String>, default: Duration| -> Result<Duration, ConfigError> {
+            match v {
             None => Ok(default),
             Some(text) => parse_duration(&text)
                 .filter(|d| !d.is_zero())
@@ -329,7 +327,7 @@ fn destination(
                     )
                 }),
         }
-    };
+        };
     Ok(DestinationConfig {
         query_timeout: duration("query_timeout", raw.query_timeout, DEFAULT_QUERY_TIMEOUT)?,
         forward_timeout: duration(
