@@ -136,7 +136,7 @@ async fn post(
         }
     };
 
-    if body.len() <= UNAUTHENTICATED_BODY_LIMIT
+    if challenge::may_be_challenge(&body)
         && let Some(request) = challenge::parse_post_body(&body)
     {
         return challenge_by_post(destination, by_header, request);

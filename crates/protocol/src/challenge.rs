@@ -48,6 +48,15 @@ pub fn validate_challenge(challenge: &str) -> Result<(), ChallengeError> {
     Ok(())
 }
 
+/// The largest body [`parse_post_body`] looks at: a challenge body is about 100 bytes.
+pub const MAX_CHALLENGE_BODY: usize = 4096;
+
+/// A cheap pre-check, so messages are not parsed twice: only a small body that mentions
+/// `challenge` can be one.
+pub fn may_be_challenge(body: &[u8]) -> bool {
+    body.len() <= MAX_CHALLENGE_BODY && body.windows(11).any(|w| w == b"\"challenge\"")
+}
+
 /// Recognises a POST verification body: a JSON object with a string `challenge` that is not a
 /// message (no `Meta`, no FHIR `resourceType`). Returns `None` for anything else, which the
 /// destination then treats as a message.

@@ -139,10 +139,10 @@ pub fn parse(body: &[u8]) -> Result<Envelope, EnvelopeError> {
         Err(_) => return Ok(other_json(body)),
     };
 
-    if let Some(meta) = object.get("Meta") {
-        if let Ok(Value::Object(meta)) = serde_json::from_str::<Value>(meta.get()) {
-            return Ok(data_model(body, &meta));
-        }
+    if let Some(meta) = object.get("Meta")
+        && let Ok(Value::Object(meta)) = serde_json::from_str::<Value>(meta.get())
+    {
+        return Ok(data_model(body, &meta));
     }
     let resource_type = string_field(&object, "resourceType");
     let bundle_type = string_field(&object, "type");

@@ -6,7 +6,7 @@
 
 pub use crate::writer::WriterOptions as InboxOptions;
 use crate::writer::{self, Bookkeeping, KeepRequest, WriterHandle};
-use crate::{KeepError, StoreError, schema};
+use crate::{KeepError, StoreError, checkpoint, schema};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -259,13 +259,16 @@ impl Inbox {
         schema::migrate(&mut conn, &path)?;
         let read_conn = schema::open(&path)?;
         let (committed_tx, committed) = watch::channel(0);
+        let thread_error = |source| StoreError::DataDir {
+            path: path.clone(),
+            source,
+        };
+        let wal = checkpoint::spawn(&mut conn, schema::open(&path)?).map_err(|e| match e {
+            checkpoint::SpawnError::Sqlite(e) => StoreError::Sqlite(e),
+            checkpoint::SpawnError::Thread(e) => thread_error(e),
+        })?;
         let (writer, thread) =
-            writer::spawn(conn, path.clone(), options, committed_tx).map_err(|source| {
-                StoreError::DataDir {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
+            writer::spawn(conn, path.clone(), options, committed_tx, wal).map_err(thread_error)?;
         Ok(Inbox {
             writer,
             reader: InboxReader {

@@ -8,7 +8,9 @@
 //! * [`inbox`]: the inbox's rows, reading them, and the handle the server holds.
 //! * [`writer`]: the group-commit writer thread and its backpressure.
 //! * [`schema`]: opening a database file and migrating it.
+//! * `checkpoint`: keeping the WAL small without stalling the writer.
 
+mod checkpoint;
 pub mod inbox;
 pub mod schema;
 pub mod writer;

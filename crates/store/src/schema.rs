@@ -32,7 +32,7 @@ const MIGRATIONS: &[&str] = &[
         forwarded_at     INTEGER,
         UNIQUE (destination, duplicate_key)
     );
-    CREATE INDEX inbox_pending ON inbox (destination, status, id);",
+    CREATE INDEX inbox_pending ON inbox (destination, id) WHERE status = 'received';",
 ];
 
 /// The schema version this binary writes.

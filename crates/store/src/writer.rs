@@ -12,11 +12,13 @@
 //! forwarder use a second, unbounded channel so they are never refused (they are bounded by the
 //! forwarder itself: one in flight per destination).
 
+use crate::checkpoint::{self, WalState};
 use crate::inbox::{Kept, NewMessage};
 use crate::{StoreError, now_millis};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, select};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
 
 /// Why a message could not be kept.
@@ -101,6 +103,7 @@ pub(crate) fn spawn(
     path: PathBuf,
     options: WriterOptions,
     committed: watch::Sender<u64>,
+    wal: Arc<WalState>,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
     let (keep_tx, keep_rx) = crossbeam_channel::bounded(options.queue_capacity.max(1));
     let (book_tx, book_rx) = crossbeam_channel::unbounded();
@@ -112,6 +115,7 @@ pub(crate) fn spawn(
                 path,
                 options,
                 committed,
+                wal,
             }
             .run(keep_rx, book_rx)
         })?;
@@ -139,6 +143,7 @@ struct Writer {
     path: PathBuf,
     options: WriterOptions,
     committed: watch::Sender<u64>,
+    wal: Arc<WalState>,
 }
 
 impl Writer {
@@ -162,9 +167,14 @@ impl Writer {
                     Err(_) => { book_open = false; continue; }
                 },
             };
+            if self.wal.take_reset_request() {
+                checkpoint::restart(&self.conn, &self.wal);
+            }
             let batch = self.gather(first, &keep_rx, &book_rx);
             self.commit(batch);
+            self.wal.committed();
         }
+        self.wal.stop();
         tracing::debug!(path = %self.path.display(), "inbox writer stopped");
     }
 
@@ -266,7 +276,7 @@ fn write_batch(
             for item in &batch {
                 match item {
                     Item::Keep(KeepRequest { message: m, .. }) => {
-                        let message_id = uuid::Uuid::new_v4().to_string();
+                        let message_id = uuid::Uuid::now_v7().to_string();
                         let inserted = insert.execute(params![
                             message_id,
                             m.destination,

@@ -6,7 +6,6 @@
 //! shared, noisy machine where absolute figures are not. It reports only what it measured.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(clap::Subcommand)]
@@ -37,10 +36,13 @@ pub struct LoadArgs {
     body_bytes: usize,
 }
 
-/// A data model message of about `size` bytes whose log ID is `id`.
-pub fn message_body(id: u64, size: usize) -> Vec<u8> {
+/// A data model message of about `size` bytes with a fresh random log ID (a UUID v4, as Redox's
+/// are: random keys are the realistic, and harder, case for the inbox's duplicate-key index).
+pub fn message_body(size: usize) -> Vec<u8> {
     let head = format!(
-        r#"{{"Meta":{{"DataModel":"PatientAdmin","EventType":"Arrival","EventDateTime":"2026-11-23T12:00:00.000Z","Test":true,"Source":{{"ID":"bench","Name":"wharf bench"}},"Logs":[{{"ID":"bench-{id:016}","AttemptID":"a-{id:016}"}}]}},"Patient":{{"Notes":""#
+        r#"{{"Meta":{{"DataModel":"PatientAdmin","EventType":"Arrival","EventDateTime":"2026-11-23T12:00:00.000Z","Test":true,"Source":{{"ID":"bench","Name":"wharf bench"}},"Logs":[{{"ID":"{}","AttemptID":"{}"}}]}},"Patient":{{"Notes":""#,
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4()
     );
     let tail = r#""}}"#;
     let pad = size.saturating_sub(head.len() + tail.len());
@@ -79,7 +81,6 @@ async fn load(args: LoadArgs) -> Result<serde_json::Value, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let args = Arc::new(args);
-    let counter = Arc::new(AtomicU64::new(rand_seed()));
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
@@ -87,7 +88,6 @@ async fn load(args: LoadArgs) -> Result<serde_json::Value, String> {
     for _ in 0..args.concurrency {
         let client = client.clone();
         let args = args.clone();
-        let counter = counter.clone();
         workers.spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
@@ -97,11 +97,10 @@ async fn load(args: LoadArgs) -> Result<serde_json::Value, String> {
                     break;
                 }
                 let mut request = if args.body_bytes > 0 {
-                    let id = counter.fetch_add(1, Ordering::Relaxed);
                     client
                         .post(args.url.clone())
                         .header("content-type", "application/json")
-                        .body(message_body(id, args.body_bytes))
+                        .body(message_body(args.body_bytes))
                 } else {
                     client.get(args.url.clone())
                 };
@@ -165,28 +164,15 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// Log IDs must differ between runs against the same inbox, or later runs would only hit
-/// duplicates; the clock is random enough for that.
-fn rand_seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn message_body_has_the_size_and_a_unique_log() {
-        let a = super::message_body(1, 2048);
+        let a = super::message_body(2048);
         assert_eq!(a.len(), 2048);
         let env = wharf_protocol::envelope::parse(&a).unwrap();
-        assert_eq!(env.log_id.as_deref(), Some("bench-0000000000000001"));
-        assert_ne!(
-            env.duplicate_key,
-            wharf_protocol::envelope::parse(&super::message_body(2, 2048))
-                .unwrap()
-                .duplicate_key
-        );
+        assert_eq!(env.log_id.as_ref().map(String::len), Some(36));
+        let b = wharf_protocol::envelope::parse(&super::message_body(2048)).unwrap();
+        assert_ne!(env.duplicate_key, b.duplicate_key);
     }
 }

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Destination benchmark (issue 2): durable acknowledgements of ~2 KB messages at concurrency 64,
+# against the server's cheapest route (GET /healthz) as the HTTP ceiling, in the same run.
+#
+# Usage: benches/destination.sh [rounds=5] [seconds=10] [concurrency=64]
+# Rounds alternate ceiling and messages so machine noise hits both alike; the summary is the
+# median of the rounds. Results go to stdout and to target/bench/destination-*.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+seconds=${2:-10}
+concurrency=${3:-64}
+
+cargo build --release -p wharf --quiet
+wharf=target/release/wharf
+out=target/bench
+mkdir -p "$out"
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+token=bench-token-0123456789abcdef
+cat > "$work/destination.toml" <<TOML
+listen = "127.0.0.1:$port"
+data_dir = "$work/data"
+[[destinations]]
+name = "Bench"
+path = "/redox"
+environment = "Development"
+verification_token = "$token"
+TOML
+
+RUST_LOG=warn "$wharf" destination serve --config "$work/destination.toml" &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do
+  curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+ceiling="$out/destination-ceiling.jsonl"
+acks="$out/destination-acks.jsonl"
+: > "$ceiling"
+: > "$acks"
+for round in $(seq "$rounds"); do
+  "$wharf" bench load "http://127.0.0.1:$port/healthz" --concurrency "$concurrency" \
+    --duration "${seconds}s" --warmup 2s >> "$ceiling"
+  "$wharf" bench load "http://127.0.0.1:$port/redox" --token "$token" --body-bytes 2048 \
+    --concurrency "$concurrency" --duration "${seconds}s" --warmup 2s >> "$acks"
+  echo "round $round done" >&2
+done
+kept=$(RUST_LOG=warn "$wharf" destination inbox --config "$work/destination.toml" --json --limit 100000000 \
+  | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+
+python3 - "$ceiling" "$acks" "$kept" <<'PY'
+import json, statistics, sys
+def load(path):
+    return [json.loads(line) for line in open(path) if line.strip()]
+ceiling, acks, kept = load(sys.argv[1]), load(sys.argv[2]), int(sys.argv[3])
+def med(rows, key):
+    return statistics.median(r[key] for r in rows)
+print(f"{'route':<34}{'req/s (median)':>16}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+for name, rows in (("GET /healthz (ceiling)", ceiling), ("POST /redox 2 KB (durable ack)", acks)):
+    print(f"{name:<34}{med(rows,'per_second'):>16.0f}{med(rows,'p50_ms'):>10.2f}{med(rows,'p99_ms'):>10.2f}{sum(r['errors'] for r in rows):>8}")
+ratio = med(acks, 'per_second') / med(ceiling, 'per_second')
+print(f"durable acks / ceiling = {ratio:.1%} (goal >= 50%); ack p99 = {med(acks,'p99_ms'):.2f} ms (goal <= 10 ms)")
+print("per round (ceiling, acks):", [r['per_second'] for r in ceiling], [r['per_second'] for r in acks])
+acked = sum(r['ok'] for r in acks)
+print(f"messages in the inbox after the run: {kept} (measured acks: {acked}; warm-up acks are kept too)")
+PY

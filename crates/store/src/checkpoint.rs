@@ -1,0 +1,141 @@
+//! WAL checkpointing that does not stall the group-commit writer.
+//!
+//! SQLite's automatic checkpoint runs inside the commit that crosses the threshold, so every
+//! request waiting on that commit waits for the checkpoint too (measured: p99 13 ms against
+//! 4 ms without it). Instead the writer's connection has automatic checkpoints off, and:
+//!
+//! * a **checkpointer thread** with its own connection runs a PASSIVE checkpoint (which never
+//!   blocks the writer) every [`INTERVAL`] while commits arrive, copying WAL pages into the
+//!   database file in the background;
+//! * under continuous writes a PASSIVE checkpoint never catches up with the WAL's tail, so the
+//!   WAL would grow without end (measured: 226 MB after 9 s of load). When the WAL passes
+//!   [`RESET_BYTES`], the checkpointer copies again without pausing until a run finds little
+//!   new, then asks the **writer** to run a RESTART checkpoint between two batches. Only the
+//!   last few frames are left to copy, so the pause is mostly one `fsync` of the database file
+//!   (measured 3-20 ms, once per 128 MB of WAL, a few seconds apart at full load), and the WAL
+//!   starts again from its beginning, reusing the file instead of growing it.
+
+use rusqlite::Connection;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How often the checkpointer runs while commits keep arriving.
+pub const INTERVAL: Duration = Duration::from_millis(200);
+
+/// Pages not yet copied below which the checkpointer counts as caught up.
+pub const CAUGHT_UP_BYTES: i64 = 1024 * 1024;
+/// WAL size past which the writer is asked to restart the WAL.
+pub const RESET_BYTES: i64 = 128 * 1024 * 1024;
+
+/// What the writer and the checkpointer share.
+#[derive(Debug, Default)]
+pub(crate) struct WalState {
+    /// Held by whoever checkpoints, so the writer's RESTART waits for a PASSIVE run in progress
+    /// to end instead of meeting it inside SQLite's busy handler, which sleeps in steps of
+    /// whole milliseconds.
+    checkpointing: std::sync::Mutex<()>,
+    commits: AtomicU64,
+    reset_wanted: AtomicBool,
+    stopped: AtomicBool,
+}
+
+impl WalState {
+    pub fn committed(&self) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn take_reset_request(&self) -> bool {
+        self.reset_wanted.swap(false, Ordering::Relaxed)
+    }
+
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+}
+
+pub(crate) enum SpawnError {
+    Sqlite(rusqlite::Error),
+    Thread(std::io::Error),
+}
+
+/// Turns off automatic checkpoints on the writer's connection and starts the checkpointer on
+/// `own`, a second connection to the same database.
+pub(crate) fn spawn(writer: &mut Connection, own: Connection) -> Result<Arc<WalState>, SpawnError> {
+    writer
+        .pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(SpawnError::Sqlite)?;
+    let page_size: i64 = own
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .map_err(SpawnError::Sqlite)?;
+    let state = Arc::new(WalState::default());
+    let shared = state.clone();
+    std::thread::Builder::new()
+        .name("inbox-checkpointer".into())
+        .spawn(move || run(own, page_size, &shared))
+        .map_err(SpawnError::Thread)?;
+    Ok(state)
+}
+
+fn run(conn: Connection, page_size: i64, state: &WalState) {
+    let mut seen = state.commits.load(Ordering::Relaxed);
+    let mut catching_up = false;
+    let mut last_frames = 0;
+    while !state.stopped.load(Ordering::Relaxed) {
+        if !catching_up {
+            std::thread::sleep(INTERVAL);
+        }
+        let now = state.commits.load(Ordering::Relaxed);
+        if now == seen && !catching_up {
+            continue;
+        }
+        seen = now;
+        // Columns: busy flag, frames in the WAL, frames copied into the database.
+        let result = {
+            let _turn = state
+                .checkpointing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+        };
+        match result {
+            Ok((frames, copied)) if frames * page_size > RESET_BYTES => {
+                // Frames the writer added while the previous run was copying. Copy again at
+                // once until a run finds little new, so the writer's RESTART (which requests
+                // wait on) has only that little to copy.
+                let fresh = if frames >= last_frames {
+                    frames - last_frames
+                } else {
+                    frames
+                };
+                last_frames = frames;
+                catching_up = copied < frames || fresh * page_size > CAUGHT_UP_BYTES;
+                if !catching_up {
+                    state.reset_wanted.store(true, Ordering::Relaxed);
+                }
+            }
+            Ok((frames, _)) => {
+                last_frames = frames;
+                catching_up = false;
+            }
+            Err(e) => {
+                catching_up = false;
+                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+            }
+        }
+    }
+}
+
+/// Run by the writer between batches: finish the checkpoint and make the next commit write
+/// from the start of the WAL.
+pub(crate) fn restart(conn: &Connection, state: &WalState) {
+    let _turn = state
+        .checkpointing
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "WAL restart checkpoint failed; the WAL keeps growing until the next one");
+    }
+}
