@@ -9,7 +9,7 @@
 //!   database file in the background;
 //! * under continuous writes a PASSIVE checkpoint never catches up with the WAL's tail, so the
 //!   WAL would grow without end (measured: 226 MB after 9 s of load). When the WAL passes
-//!   [`RESET_BYTES`], the checkpointer copies again without pausing until a run finds little
+//!   [`RESET_BYTES`] (by default), the checkpointer copies again without pausing until a run finds little
 //!   new, then asks the **writer** to run a RESTART checkpoint between two batches. Only the
 //!   last few frames are left to copy, so the pause is mostly one `fsync` of the database file
 //!   (measured 3-20 ms, once per 128 MB of WAL, a few seconds apart at full load), and the WAL
@@ -25,7 +25,7 @@ pub const INTERVAL: Duration = Duration::from_millis(200);
 
 /// Pages not yet copied below which the checkpointer counts as caught up.
 pub const CAUGHT_UP_BYTES: i64 = 1024 * 1024;
-/// WAL size past which the writer is asked to restart the WAL.
+/// Default WAL size past which the writer is asked to restart the WAL.
 pub const RESET_BYTES: i64 = 128 * 1024 * 1024;
 
 /// What the writer and the checkpointer share.
@@ -61,7 +61,11 @@ pub(crate) enum SpawnError {
 
 /// Turns off automatic checkpoints on the writer's connection and starts the checkpointer on
 /// `own`, a second connection to the same database.
-pub(crate) fn spawn(writer: &mut Connection, own: Connection) -> Result<Arc<WalState>, SpawnError> {
+pub(crate) fn spawn(
+    writer: &mut Connection,
+    own: Connection,
+    reset_bytes: i64,
+) -> Result<Arc<WalState>, SpawnError> {
     writer
         .pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(SpawnError::Sqlite)?;
@@ -72,12 +76,12 @@ pub(crate) fn spawn(writer: &mut Connection, own: Connection) -> Result<Arc<WalS
     let shared = state.clone();
     std::thread::Builder::new()
         .name("inbox-checkpointer".into())
-        .spawn(move || run(own, page_size, &shared))
+        .spawn(move || run(own, page_size, reset_bytes, &shared))
         .map_err(SpawnError::Thread)?;
     Ok(state)
 }
 
-fn run(conn: Connection, page_size: i64, state: &WalState) {
+fn run(conn: Connection, page_size: i64, reset_bytes: i64, state: &WalState) {
     let mut seen = state.commits.load(Ordering::Relaxed);
     let mut catching_up = false;
     let mut last_frames = 0;
@@ -101,7 +105,7 @@ fn run(conn: Connection, page_size: i64, state: &WalState) {
             })
         };
         match result {
-            Ok((frames, copied)) if frames * page_size > RESET_BYTES => {
+            Ok((frames, copied)) if frames * page_size > reset_bytes => {
                 // Frames the writer added while the previous run was copying. Copy again at
                 // once until a run finds little new, so the writer's RESTART (which requests
                 // wait on) has only that little to copy.

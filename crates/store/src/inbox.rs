@@ -263,10 +263,11 @@ impl Inbox {
             path: path.clone(),
             source,
         };
-        let wal = checkpoint::spawn(&mut conn, schema::open(&path)?).map_err(|e| match e {
-            checkpoint::SpawnError::Sqlite(e) => StoreError::Sqlite(e),
-            checkpoint::SpawnError::Thread(e) => thread_error(e),
-        })?;
+        let wal = checkpoint::spawn(&mut conn, schema::open(&path)?, options.wal_reset_bytes)
+            .map_err(|e| match e {
+                checkpoint::SpawnError::Sqlite(e) => StoreError::Sqlite(e),
+                checkpoint::SpawnError::Thread(e) => thread_error(e),
+            })?;
         let (writer, thread) =
             writer::spawn(conn, path.clone(), options, committed_tx, wal).map_err(thread_error)?;
         Ok(Inbox {
@@ -435,6 +436,39 @@ mod tests {
         for handle in waiting {
             handle.await.unwrap().unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn wal_stays_bounded_under_continuous_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = InboxOptions {
+            wal_reset_bytes: 1024 * 1024,
+            ..InboxOptions::default()
+        };
+        let inbox = Inbox::open(dir.path(), options).unwrap();
+        let wal = dir.path().join(format!("{INBOX_FILE}-wal"));
+        let mut largest = 0;
+        // 24 MB of bodies, written continuously by 32 tasks for well over one checkpoint interval.
+        for round in 0..24 {
+            let tasks: Vec<_> = (0..32)
+                .map(|i| {
+                    let inbox = inbox.clone();
+                    let mut m = message("a", &format!("{round}-{i}"));
+                    m.body = Body::from(vec![b'x'; 32 * 1024]);
+                    tokio::spawn(async move { inbox.keep(m).await })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
+            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(inbox.reader().list(None, 10_000).unwrap().len(), 24 * 32);
+        assert!(
+            largest < 16 * 1024 * 1024,
+            "the WAL grew to {largest} bytes for 24 MB written with a 1 MB reset threshold"
+        );
     }
 
     #[tokio::test]

@@ -61,6 +61,8 @@ pub struct WriterOptions {
     pub max_batch: usize,
     /// Most body bytes in one transaction, so a burst of large messages commits in pieces.
     pub max_batch_bytes: usize,
+    /// WAL size past which the WAL is restarted from its beginning (see `checkpoint`).
+    pub wal_reset_bytes: i64,
 }
 
 impl Default for WriterOptions {
@@ -69,6 +71,7 @@ impl Default for WriterOptions {
             queue_capacity: 4096,
             max_batch: 512,
             max_batch_bytes: 16 * 1024 * 1024,
+            wal_reset_bytes: crate::checkpoint::RESET_BYTES,
         }
     }
 }
