@@ -9,7 +9,7 @@
 //! less). Malformed messages are never forwarded.
 
 use crate::config::DestinationConfig;
-use crate::query::error_chain;
+use crate::error_chain;
 use http::header::CONTENT_TYPE;
 use std::time::Duration;
 use tokio::sync::watch;

@@ -34,3 +34,19 @@ pub(crate) struct App {
     /// Outbound client for queries (no redirects followed).
     pub http: reqwest::Client,
 }
+
+/// An error and its causes on one line: reqwest's own message alone says only "error sending
+/// request", while the cause says "connection refused".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}

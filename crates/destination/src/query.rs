@@ -6,6 +6,7 @@
 //! whatever reads Redox's format finds the reason where it expects it.
 
 use crate::config::DestinationConfig;
+use crate::error_chain;
 use crate::forward::{DESTINATION_HEADER, header_safe};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -135,20 +136,4 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Byte
             Err(e) => return Err(ReadError::Other(error_chain(&e))),
         }
     }
-}
-
-/// An error and its causes on one line: reqwest's own message alone says only "error sending
-/// request", while the cause says "connection refused".
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }

@@ -68,6 +68,14 @@ pub fn client(ca_cert: Option<&PathBuf>) -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
+/// [`client`], or exit status 2 after saying why (a bad `--ca-cert` is a usage mistake).
+fn usable_client(ca_cert: Option<&PathBuf>) -> Result<reqwest::Client, ExitCode> {
+    client(ca_cert).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
 /// Why Verify and Save failed, in words for the user.
 #[derive(Debug, PartialEq, Eq)]
 pub enum VerifyFailure {
@@ -139,13 +147,7 @@ pub async fn verify(
 
 /// Names the kind of transport failure first (refused, timeout, TLS, DNS), then the details.
 pub fn describe_transport_error(e: &reqwest::Error) -> String {
-    let mut chain = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
+    let chain = wharf_destination::error_chain(e);
     let lower = chain.to_lowercase();
     let kind = if e.is_timeout() {
         "timeout"
@@ -165,12 +167,9 @@ pub fn describe_transport_error(e: &reqwest::Error) -> String {
 }
 
 pub async fn verify_cmd(args: &VerifyArgs) -> ExitCode {
-    let client = match client(args.ca_cert.as_ref()) {
+    let client = match usable_client(args.ca_cert.as_ref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match verify(&client, &args.url, &args.token, args.method).await {
         Ok(()) => {
@@ -218,12 +217,9 @@ pub fn prepare_message(bytes: Vec<u8>) -> (Vec<u8>, &'static str) {
 }
 
 pub async fn send_cmd(args: &SendArgs) -> ExitCode {
-    let client = match client(args.ca_cert.as_ref()) {
+    let client = match usable_client(args.ca_cert.as_ref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     for (n, path) in args.files.iter().enumerate() {
         let bytes = match std::fs::read(path) {

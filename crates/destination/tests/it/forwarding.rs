@@ -161,14 +161,3 @@ async fn forwarding_progress_survives_a_restart() {
     let expected: Vec<_> = (0..10).map(|i| format!("log:restart-{i}")).collect();
     assert_eq!(keys, expected);
 }
-
-impl Harness {
-    /// Starts a stopped harness again on the same data directory.
-    pub async fn restart_stopped(&mut self) {
-        let config = Config::parse(&self.text, &wharf_destination::config::ProcessEnv).unwrap();
-        let running = wharf_destination::start(config).await.unwrap();
-        let scheme = self.base.split(':').next().unwrap().to_owned();
-        self.base = format!("{scheme}://localhost:{}", running.local_addr().port());
-        self.running = Some(running);
-    }
-}

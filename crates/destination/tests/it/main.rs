@@ -87,7 +87,12 @@ impl Harness {
 
     /// Stops the server gracefully and starts it again on the same data directory.
     pub async fn restart(&mut self) {
-        self.running.take().unwrap().shutdown().await;
+        self.stop().await;
+        self.restart_stopped().await;
+    }
+
+    /// Starts a stopped harness again on the same data directory.
+    pub async fn restart_stopped(&mut self) {
         let running = start(&self.text).await;
         let scheme = self.base.split(':').next().unwrap().to_owned();
         self.base = format!("{scheme}://localhost:{}", running.local_addr().port());
