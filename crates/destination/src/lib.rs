@@ -25,6 +25,7 @@ pub use config::{Config, ConfigError, DestinationConfig};
 pub use server::{Running, StartError, start};
 
 use std::collections::HashMap;
+pub use wharf_delivery::error_chain;
 
 /// What every request handler shares.
 pub(crate) struct App {
@@ -33,20 +34,4 @@ pub(crate) struct App {
     pub inbox: wharf_store::Inbox,
     /// Outbound client for queries (no redirects followed).
     pub http: reqwest::Client,
-}
-
-/// An error and its causes on one line: reqwest's own message alone says only "error sending
-/// request", while the cause says "connection refused".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }

@@ -100,11 +100,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         source,
     })?;
 
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .expect("the HTTP client's fixed settings are valid");
+    let http =
+        wharf_delivery::client::build(None).expect("the HTTP client's fixed settings are valid");
     let app = Arc::new(App {
         destinations: config
             .destinations

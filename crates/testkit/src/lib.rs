@@ -19,6 +19,7 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -139,6 +140,7 @@ async fn record(State(shared): State<Arc<Shared>>, request: axum::extract::Reque
         .unwrap_or_default();
     let received = Received {
         path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
         body,
     };

@@ -4,14 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use wharf_protocol::challenge;
-use wharf_protocol::{
-    APPLICATION_NAME, APPLICATION_NAME_HEADER, CONTENT_TYPE_FHIR_JSON, CONTENT_TYPE_JSON,
-    VERIFICATION_TOKEN_HEADER,
-};
-
-/// How long Verify and Save waits for the endpoint (PROTOCOL.md section 2).
-pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(15);
+use wharf_protocol::{CONTENT_TYPE_FHIR_JSON, CONTENT_TYPE_JSON, VERIFICATION_TOKEN_HEADER};
 /// How long `send` waits for each message (PROTOCOL.md section 6).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -51,21 +44,15 @@ pub struct SendArgs {
     files: Vec<PathBuf>,
 }
 
-/// An outbound client as Redox's would be: no redirects followed, optional extra CA.
+/// The outbound client, trusting `--ca-cert` too when given.
 pub fn client(ca_cert: Option<&PathBuf>) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10));
-    if let Some(path) = ca_cert {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read --ca-cert {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("--ca-cert {} is not a PEM certificate: {e}", path.display()))?;
-        builder = builder.tls_certs_merge(certs);
-    }
-    builder
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+    let pem = ca_cert
+        .map(|path| {
+            std::fs::read(path)
+                .map_err(|e| format!("cannot read --ca-cert {}: {e}", path.display()))
+        })
+        .transpose()?;
+    wharf_delivery::client::build(pem.as_deref()).map_err(|e| format!("--ca-cert: {e}"))
 }
 
 /// [`client`], or exit status 2 after saying why (a bad `--ca-cert` is a usage mistake).
@@ -76,102 +63,16 @@ fn usable_client(ca_cert: Option<&PathBuf>) -> Result<reqwest::Client, ExitCode>
     })
 }
 
-/// Why Verify and Save failed, in words for the user.
-#[derive(Debug, PartialEq, Eq)]
-pub enum VerifyFailure {
-    /// The endpoint answered, but not with 2xx.
-    Status(u16),
-    /// 2xx, but the body does not contain the challenge.
-    NoChallenge(u16),
-    /// No HTTP answer: refused, timeout, TLS, DNS...
-    Transport(String),
-}
-
-impl std::fmt::Display for VerifyFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VerifyFailure::Status(s) => write!(f, "the endpoint answered HTTP {s}, not 2xx"),
-            VerifyFailure::NoChallenge(s) => write!(
-                f,
-                "the endpoint answered HTTP {s} but its body does not contain the challenge"
-            ),
-            VerifyFailure::Transport(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-/// Performs Verify and Save (PROTOCOL.md section 2) against `url`.
-pub async fn verify(
-    client: &reqwest::Client,
-    url: &reqwest::Url,
-    token: &str,
-    method: Method,
-) -> Result<(), VerifyFailure> {
-    let challenge = challenge::new_challenge();
-    let request = match method {
-        Method::Post => client
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE_JSON)
-            .body(challenge::post_body(token, &challenge)),
-        Method::Get => {
-            let mut url = url.clone();
-            url.query_pairs_mut()
-                .append_pair(challenge::CHALLENGE_FIELD, &challenge)
-                .append_pair(challenge::TOKEN_FIELD, token);
-            client
-                .get(url)
-                .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE_JSON)
-        }
-    };
-    let response = request
-        .header(APPLICATION_NAME_HEADER, APPLICATION_NAME)
-        .header(reqwest::header::CONNECTION, "close")
-        .timeout(VERIFY_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| VerifyFailure::Transport(describe_transport_error(&e)))?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(VerifyFailure::Status(status.as_u16()));
-    }
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| VerifyFailure::Transport(describe_transport_error(&e)))?;
-    if challenge::answer_contains(&body, &challenge) {
-        Ok(())
-    } else {
-        Err(VerifyFailure::NoChallenge(status.as_u16()))
-    }
-}
-
-/// Names the kind of transport failure first (refused, timeout, TLS, DNS), then the details.
-pub fn describe_transport_error(e: &reqwest::Error) -> String {
-    let chain = wharf_destination::error_chain(e);
-    let lower = chain.to_lowercase();
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if lower.contains("dns") || lower.contains("failed to lookup") {
-        "DNS error"
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
-    {
-        "TLS error"
-    } else if lower.contains("connection refused") {
-        "connection refused"
-    } else if lower.contains("reset") {
-        "connection reset"
-    } else {
-        "transport error"
-    };
-    format!("{kind}: {chain}")
-}
-
 pub async fn verify_cmd(args: &VerifyArgs) -> ExitCode {
     let client = match usable_client(args.ca_cert.as_ref()) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match verify(&client, &args.url, &args.token, args.method).await {
+    let method = match args.method {
+        Method::Post => wharf_delivery::Method::Post,
+        Method::Get => wharf_delivery::Method::Get,
+    };
+    match wharf_delivery::verify(&client, &args.url, &args.token, method).await {
         Ok(()) => {
             println!("Success!");
             ExitCode::SUCCESS
@@ -251,7 +152,11 @@ pub async fn send_cmd(args: &SendArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             Err(e) => {
-                println!("{}: {}", path.display(), describe_transport_error(&e));
+                println!(
+                    "{}: {}",
+                    path.display(),
+                    wharf_delivery::describe_transport_error(&e)
+                );
                 stop_note(args.files.len() - n - 1);
                 return ExitCode::FAILURE;
             }
