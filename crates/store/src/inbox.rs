@@ -256,7 +256,7 @@ impl Inbox {
         })?;
         let path = data_dir.join(INBOX_FILE);
         let mut conn = schema::open(&path)?;
-        schema::migrate(&mut conn, &path)?;
+        schema::migrate(&mut conn, &path, schema::INBOX_MIGRATIONS)?;
         let read_conn = schema::open(&path)?;
         let (committed_tx, committed) = watch::channel(0);
         let thread_error = |source| StoreError::DataDir {

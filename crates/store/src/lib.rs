@@ -1,16 +1,18 @@
 //! Durable storage for Wharf.
 //!
-//! Today this is the destination's **inbox**: every message a destination answered 200 for,
-//! kept in embedded SQLite. Writes go through one [`writer`] thread that commits in batches
+//! The destination's **inbox** keeps every message a destination answered 200 for, in
+//! embedded SQLite. Writes go through one [`writer`] thread that commits in batches
 //! (group commit), so many concurrent requests share one `fsync`; reads use their own
 //! connection, which WAL mode lets run beside the writer.
 //!
 //! * [`inbox`]: the inbox's rows, reading them, and the handle the server holds.
 //! * [`writer`]: the group-commit writer thread and its backpressure.
+//! * [`engine`]: the engine's organizations, environments and destinations.
 //! * [`schema`]: opening a database file and migrating it.
 //! * `checkpoint`: keeping the WAL small without stalling the writer.
 
 mod checkpoint;
+pub mod engine;
 pub mod inbox;
 pub mod schema;
 pub mod writer;

@@ -9,9 +9,9 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::time::Duration;
 
-/// Each entry upgrades the schema by one version; the index + 1 is the version it produces.
-/// Append only: a released migration never changes.
-const MIGRATIONS: &[&str] = &[
+/// The inbox's migrations. Each entry upgrades the schema by one version; the index + 1 is the
+/// version it produces. Append only: a released migration never changes.
+pub const INBOX_MIGRATIONS: &[&str] = &[
     // 1: the destination inbox.
     "CREATE TABLE inbox (
         id               INTEGER PRIMARY KEY AUTOINCREMENT,  -- arrival order
@@ -35,8 +35,39 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX inbox_pending ON inbox (destination, id) WHERE status = 'received';",
 ];
 
-/// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+/// The engine's migrations (same rules).
+pub const ENGINE_MIGRATIONS: &[&str] = &[
+    // 1: organizations, their environments, destinations.
+    "CREATE TABLE organizations (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        alert_email TEXT,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE environments (
+        id              TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL REFERENCES organizations (id),
+        name            TEXT NOT NULL,
+        flag            TEXT NOT NULL,
+        UNIQUE (organization_id, flag)
+    );
+    CREATE TABLE destinations (
+        id                  TEXT PRIMARY KEY,
+        organization_id     TEXT NOT NULL REFERENCES organizations (id),
+        environment_id      TEXT NOT NULL REFERENCES environments (id),
+        name                TEXT NOT NULL,
+        data_format         TEXT NOT NULL,
+        endpoint            TEXT,
+        verification_token  BLOB,              -- sealed with the master key, never in clear
+        verification_method TEXT NOT NULL,
+        auth_credential     TEXT,
+        verified_at         INTEGER,           -- NULL: not verified
+        created_at          INTEGER NOT NULL,
+        updated_at          INTEGER NOT NULL
+    );
+    CREATE INDEX destinations_by_environment ON destinations (environment_id, created_at);
+    CREATE INDEX destinations_by_endpoint ON destinations (endpoint);",
+];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
@@ -48,18 +79,19 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Brings the schema up to [`SCHEMA_VERSION`], one transaction per step, and refuses a database
-/// written by a newer binary rather than guess at its meaning.
-pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+/// Brings the schema up to the last of `migrations`, one transaction per step, and refuses a
+/// database written by a newer binary rather than guess at its meaning.
+pub fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<(), StoreError> {
+    let known = migrations.len() as i64;
     let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    if found > SCHEMA_VERSION {
+    if found > known {
         return Err(StoreError::SchemaTooNew {
             path: path.to_owned(),
             found,
-            known: SCHEMA_VERSION,
+            known,
         });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    for (index, sql) in migrations.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
@@ -77,15 +109,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let mut conn = open(&path).unwrap();
-        migrate(&mut conn, &path).unwrap();
-        migrate(&mut conn, &path).unwrap();
+        migrate(&mut conn, &path, INBOX_MIGRATIONS).unwrap();
+        migrate(&mut conn, &path, INBOX_MIGRATIONS).unwrap();
         let mode: String = conn
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        conn.pragma_update(None, "user_version", INBOX_MIGRATIONS.len() as i64 + 1)
             .unwrap();
-        let err = migrate(&mut conn, &path).unwrap_err();
+        let err = migrate(&mut conn, &path, INBOX_MIGRATIONS).unwrap_err();
         assert!(err.to_string().contains("newer than this binary"), "{err}");
     }
 }
