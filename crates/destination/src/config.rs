@@ -6,10 +6,12 @@
 
 use serde::Deserialize;
 use std::collections::HashSet;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use wharf_config::{ConfigError, Env, ProcessEnv};
+use wharf_config::{err, toml_error};
+pub use wharf_protocol::ladder::parse_duration;
 use wharf_protocol::{Environment, VerificationToken};
 
 /// Default largest accepted body: 40 MiB (PROTOCOL.md section 4).
@@ -58,39 +60,6 @@ pub struct DestinationConfig {
     pub forward_max_backoff: Duration,
 }
 
-/// A configuration mistake: which key, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file the mistake is in, when loaded from a file.
-    pub file: Option<PathBuf>,
-    /// The key, as a TOML path (`destinations[0].path`); empty for a syntax error.
-    pub key: String,
-    pub problem: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(file) = &self.file {
-            write!(f, "{}: ", file.display())?;
-        }
-        if self.key.is_empty() {
-            write!(f, "{}", self.problem)
-        } else {
-            write!(f, "`{}`: {}", self.key, self.problem)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        file: None,
-        key: key.into(),
-        problem: problem.into(),
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -119,30 +88,11 @@ struct RawDestination {
     forward_max_backoff: Option<String>,
 }
 
-/// Where environment variables come from; injectable so tests need not touch the process's.
-pub trait Env {
-    fn var(&self, name: &str) -> Option<String>;
-}
-
-/// The process environment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
-}
-
 impl Config {
     /// Reads, parses and validates a configuration file, applying `WHARF_LISTEN` and
     /// `WHARF_DATA_DIR` overrides from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: Some(path.to_owned()),
-            key: String::new(),
-            problem: format!("cannot read the configuration file: {e}"),
-        })?;
+        let text = wharf_config::read(path)?;
         Config::parse(&text, &ProcessEnv).map_err(|mut e| {
             e.file = Some(path.to_owned());
             e
@@ -312,22 +262,9 @@ fn destination(
     if max_body_bytes == 0 {
         return Err(err(key("max_body_bytes"), "must be at least 1"));
     }
-    let duration =
-        |k: &str, v: Option<String>, default: Duration| -> Result<Duration, ConfigError> {
-            match v {
-            None => Ok(default),
-            Some(text) => parse_duration(&text)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    err(
-                        key(k),
-                        format!(
-                            "{text:?} is not a positive duration like \"500ms\", \"30s\" or \"2m\""
-                        ),
-                    )
-                }),
-        }
-        };
+    let duration = |k: &str, v: Option<String>, default: Duration| {
+        wharf_config::duration(&key(k), v.as_deref(), default)
+    };
     Ok(DestinationConfig {
         query_timeout: duration("query_timeout", raw.query_timeout, DEFAULT_QUERY_TIMEOUT)?,
         forward_timeout: duration(
@@ -360,35 +297,6 @@ fn http_url(key: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
         ));
     }
     Ok(url)
-}
-
-/// Parses `"250ms"`, `"30s"`, `"2m"` or `"1h"`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs),
-        "h" => n.checked_mul(3600).map(Duration::from_secs),
-        _ => None,
-    }
-}
-
-/// Turns a TOML error into one that names the key when the parser knows it.
-fn toml_error(text: &str, e: toml::de::Error) -> ConfigError {
-    let location = e.span().map(|span| {
-        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-        let source_line = text.lines().nth(line - 1).unwrap_or("").trim();
-        format!(" (line {line}: `{source_line}`)")
-    });
-    ConfigError {
-        file: None,
-        key: String::new(),
-        problem: format!("{}{}", e.message(), location.unwrap_or_default()),
-    }
 }
 
 #[cfg(test)]
@@ -500,13 +408,5 @@ verification_token = "tok"
         let c = Config::parse(MINIMAL, &env).unwrap();
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("10"), None);
-        assert_eq!(parse_duration("s"), None);
     }
 }

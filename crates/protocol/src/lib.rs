@@ -10,11 +10,13 @@
 //! * [`token`]: the verification token and its constant-time comparison.
 //! * [`environment`]: Development, Staging and Production.
 //! * [`errors`]: Redox-shaped `Meta.Errors` bodies.
+//! * [`ladder`]: durations in configs and Redox's retry ladder.
 
 pub mod challenge;
 pub mod envelope;
 pub mod environment;
 pub mod errors;
+pub mod ladder;
 pub mod token;
 
 pub use envelope::{DuplicateKey, Envelope, EnvelopeError, EnvelopeKind, Interaction};
