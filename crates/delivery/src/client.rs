@@ -6,6 +6,13 @@ use std::time::Duration;
 /// redirects is answering something other than 2xx), connections time out after 10 s, and
 /// `extra_roots` (PEM) are trusted besides the system's roots.
 pub fn build(extra_roots: Option<&[u8]>) -> Result<reqwest::Client, String> {
+    builder(extra_roots)?
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// The builder behind [`build`], for callers that add to it (such as pinning an address).
+pub fn builder(extra_roots: Option<&[u8]>) -> Result<reqwest::ClientBuilder, String> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10));
@@ -14,9 +21,7 @@ pub fn build(extra_roots: Option<&[u8]>) -> Result<reqwest::Client, String> {
             .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
         builder = builder.tls_certs_merge(certs);
     }
-    builder
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+    Ok(builder)
 }
 
 /// An error and its causes on one line: reqwest's own message alone says only "error sending

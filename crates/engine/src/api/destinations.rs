@@ -1,0 +1,377 @@
+//! Destinations (PROTOCOL.md sections 1 and 2):
+//! `GET|POST /platform/v1/environments/{envId}/destinations`,
+//! `GET|PATCH|DELETE /platform/v1/destinations/{id}`, and Verify and Save at
+//! `POST /platform/v1/destinations/{id}/verify`.
+//!
+//! The verification token is sealed with the master key before it is stored and is never
+//! returned: it reads back as `hasVerificationToken`. Changing the endpoint or the token clears
+//! the verified mark. Verify and Save saves nothing unless verification succeeds.
+
+use super::{ApiError, State, ok, only_fields, payload, rfc3339, string_field};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+use wharf_delivery::Method;
+use wharf_protocol::{Environment, VerificationToken};
+use wharf_store::engine::{DestinationRecord, EnvironmentRecord};
+use wharf_store::now_millis;
+
+type AppState = axum::extract::State<State>;
+
+const FIELDS: &[&str] = &[
+    "name",
+    "dataFormat",
+    "endpoint",
+    "verificationToken",
+    "verificationMethod",
+    "authCredential",
+];
+const VERIFY_FIELDS: &[&str] = &["endpoint", "verificationToken", "verificationMethod"];
+const DATA_FORMATS: &[&str] = &["JSON", "FHIR", "HL7v2", "XML"];
+
+pub(super) fn routes() -> Router<State> {
+    Router::new()
+        .route(
+            "/platform/v1/environments/{env_id}/destinations",
+            get(list).post(create),
+        )
+        .route(
+            "/platform/v1/destinations/{id}",
+            get(read).patch(update).delete(remove),
+        )
+        .route("/platform/v1/destinations/{id}/verify", post(verify))
+}
+
+/// The API's view of a destination: never the token.
+fn view(d: &DestinationRecord, env: &EnvironmentRecord) -> Value {
+    json!({
+        "id": d.id,
+        "name": d.name,
+        "organizationId": d.organization_id,
+        "environmentId": d.environment_id,
+        "environmentFlag": env.flag,
+        "dataFormat": d.data_format,
+        "endpoint": d.endpoint,
+        "verificationMethod": d.verification_method,
+        "authCredential": d.auth_credential,
+        "hasVerificationToken": d.verification_token.is_some(),
+        "verified": d.verified_at.is_some(),
+        "verifiedAt": d.verified_at.map(rfc3339),
+        "createdAt": rfc3339(d.created_at),
+        "updatedAt": rfc3339(d.updated_at),
+    })
+}
+
+fn token_context(id: &str) -> String {
+    format!("destination/{id}/verificationToken")
+}
+
+async fn environment(state: &State, id: String) -> Result<EnvironmentRecord, ApiError> {
+    let what = format!("environment {id}");
+    state
+        .db(move |s| s.environment(&id))
+        .await?
+        .filter(|e| e.organization_id == state.organization.id)
+        .ok_or_else(|| ApiError::not_found(&what))
+}
+
+async fn destination(
+    state: &State,
+    id: String,
+) -> Result<(DestinationRecord, EnvironmentRecord), ApiError> {
+    let what = format!("destination {id}");
+    let record = state
+        .db(move |s| s.destination(&id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(&what))?;
+    let env = environment(state, record.environment_id.clone()).await?;
+    Ok((record, env))
+}
+
+/// The fields a request may change, validated one by one.
+#[derive(Default)]
+struct Changes {
+    name: Option<String>,
+    data_format: Option<String>,
+    endpoint: Option<Option<String>>,
+    token: Option<Option<String>>,
+    method: Option<String>,
+}
+
+fn changes(fields: &Map<String, Value>, allowed: &[&str]) -> Result<Changes, ApiError> {
+    only_fields(fields, allowed)?;
+    if let Some(Some(credential)) = string_field(fields, "authCredential")? {
+        return Err(ApiError::bad_request(format!(
+            "no auth credential {credential} exists; auth credentials are not available in this version yet"
+        )));
+    }
+    let required = |key: &str| -> Result<Option<String>, ApiError> {
+        match string_field(fields, key)? {
+            None => Ok(None),
+            Some(None) => Err(ApiError::bad_request(format!("`{key}` cannot be null"))),
+            Some(Some(v)) => Ok(Some(v)),
+        }
+    };
+    let name = required("name")?;
+    if name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        return Err(ApiError::bad_request(
+            "`name` must not be empty: partners see it",
+        ));
+    }
+    let data_format = required("dataFormat")?;
+    if let Some(f) = &data_format
+        && !DATA_FORMATS.contains(&f.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "`dataFormat` {f:?} is not one of {}",
+            DATA_FORMATS.join(", ")
+        )));
+    }
+    let method = required("verificationMethod")?;
+    if let Some(m) = &method
+        && m != "POST"
+        && m != "GET"
+    {
+        return Err(ApiError::bad_request(format!(
+            "`verificationMethod` {m:?} must be POST or GET"
+        )));
+    }
+    let token = string_field(fields, "verificationToken")?;
+    if let Some(Some(t)) = &token {
+        VerificationToken::new(t.clone())
+            .map_err(|e| ApiError::bad_request(format!("`verificationToken`: {e}")))?;
+    }
+    Ok(Changes {
+        name,
+        data_format,
+        endpoint: string_field(fields, "endpoint")?,
+        token,
+        method,
+    })
+}
+
+/// Endpoint rules of PROTOCOL.md section 1.
+async fn check_endpoint(
+    state: &State,
+    endpoint: &str,
+    env: &EnvironmentRecord,
+) -> Result<(), ApiError> {
+    let url = reqwest::Url::parse(endpoint)
+        .map_err(|e| ApiError::bad_request(format!("`endpoint` {endpoint:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ApiError::bad_request(
+            "`endpoint` must be an http:// or https:// URL with a host",
+        ));
+    }
+    let requires_tls = env
+        .flag
+        .parse::<Environment>()
+        .map(Environment::requires_tls)
+        .unwrap_or(true);
+    if requires_tls && url.scheme() != "https" {
+        return Err(ApiError::bad_request(
+            "Production and staging destinations must use HTTPS",
+        ));
+    }
+    let (endpoint, org) = (endpoint.to_owned(), state.organization.id.clone());
+    if state
+        .db(move |s| s.endpoint_taken_elsewhere(&endpoint, &org))
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "Destination endpoint is not available.",
+        ));
+    }
+    Ok(())
+}
+
+/// Applies validated changes to a record; a new endpoint or token clears the verified mark.
+fn apply(state: &State, record: &mut DestinationRecord, changes: Changes) -> Result<(), ApiError> {
+    if let Some(name) = changes.name {
+        record.name = name;
+    }
+    if let Some(format) = changes.data_format {
+        record.data_format = format;
+    }
+    if let Some(method) = changes.method {
+        record.verification_method = method;
+    }
+    if let Some(endpoint) = changes.endpoint
+        && endpoint != record.endpoint
+    {
+        record.endpoint = endpoint;
+        record.verified_at = None;
+    }
+    if let Some(token) = changes.token {
+        let same = match (&token, &record.verification_token) {
+            (Some(new), Some(sealed)) => current_token(state, record, sealed)? == *new,
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            record.verification_token = token.map(|t| {
+                state
+                    .config
+                    .master_key
+                    .seal(&token_context(&record.id), t.as_bytes())
+            });
+            record.verified_at = None;
+        }
+    }
+    record.updated_at = now_millis();
+    Ok(())
+}
+
+fn current_token(
+    state: &State,
+    record: &DestinationRecord,
+    sealed: &[u8],
+) -> Result<String, ApiError> {
+    let plain = state
+        .config
+        .master_key
+        .open(&token_context(&record.id), sealed)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    String::from_utf8(plain).map_err(|_| ApiError::internal("a stored token is not UTF-8".into()))
+}
+
+async fn list(state: AppState, Path(env_id): Path<String>) -> Result<Response, ApiError> {
+    let state = state.0;
+    let env = environment(&state, env_id).await?;
+    let id = env.id.clone();
+    let records = state.db(move |s| s.destinations(&id)).await?;
+    Ok(ok(
+        StatusCode::OK,
+        Value::Array(records.iter().map(|d| view(d, &env)).collect()),
+    ))
+}
+
+async fn create(
+    state: AppState,
+    Path(env_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let state = state.0;
+    let env = environment(&state, env_id).await?;
+    let fields = payload(&body)?;
+    let changes = changes(&fields, FIELDS)?;
+    if changes.name.is_none() {
+        return Err(ApiError::bad_request("`name` is required: partners see it"));
+    }
+    if let Some(Some(endpoint)) = &changes.endpoint {
+        check_endpoint(&state, endpoint, &env).await?;
+    }
+    let now = now_millis();
+    let mut record = DestinationRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        organization_id: state.organization.id.clone(),
+        environment_id: env.id.clone(),
+        name: String::new(),
+        data_format: "JSON".into(),
+        endpoint: None,
+        verification_token: None,
+        verification_method: "POST".into(),
+        auth_credential: None,
+        verified_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    apply(&state, &mut record, changes)?;
+    let stored = record.clone();
+    state.db(move |s| s.insert_destination(&stored)).await?;
+    tracing::info!(destination = %record.id, environment = %env.flag, "destination created");
+    Ok(ok(StatusCode::CREATED, view(&record, &env)))
+}
+
+async fn read(state: AppState, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let (record, env) = destination(&state.0, id).await?;
+    Ok(ok(StatusCode::OK, view(&record, &env)))
+}
+
+async fn update(
+    state: AppState,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let state = state.0;
+    let (mut record, env) = destination(&state, id).await?;
+    let changes = changes(&payload(&body)?, FIELDS)?;
+    if let Some(Some(endpoint)) = &changes.endpoint {
+        check_endpoint(&state, endpoint, &env).await?;
+    }
+    apply(&state, &mut record, changes)?;
+    let stored = record.clone();
+    if !state.db(move |s| s.update_destination(&stored)).await? {
+        return Err(ApiError::not_found(&format!("destination {}", record.id)));
+    }
+    Ok(ok(StatusCode::OK, view(&record, &env)))
+}
+
+async fn remove(state: AppState, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let state = state.0;
+    let what = format!("destination {id}");
+    let deleted = id.clone();
+    if !state.db(move |s| s.delete_destination(&id)).await? {
+        return Err(ApiError::not_found(&what));
+    }
+    Ok(ok(StatusCode::OK, json!({"id": deleted, "deleted": true})))
+}
+
+/// Verify and Save: merge the body's endpoint, token and method with the record, send the
+/// challenge, and save the merged record as verified only if the endpoint passes.
+async fn verify(
+    state: AppState,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let state = state.0;
+    let (mut record, env) = destination(&state, id).await?;
+    let changes = changes(&payload(&body)?, VERIFY_FIELDS)?;
+    if let Some(Some(endpoint)) = &changes.endpoint {
+        check_endpoint(&state, endpoint, &env).await?;
+    }
+    apply(&state, &mut record, changes)?;
+    let Some(endpoint) = record.endpoint.clone() else {
+        return Err(ApiError::bad_request(
+            "Verify and Save needs an endpoint: set `endpoint` first",
+        ));
+    };
+    let Some(sealed) = record.verification_token.clone() else {
+        return Err(ApiError::bad_request(
+            "Verify and Save needs a verification token: set `verificationToken` first",
+        ));
+    };
+    let token = current_token(&state, &record, &sealed)?;
+    let url = reqwest::Url::parse(&endpoint)
+        .map_err(|e| ApiError::bad_request(format!("`endpoint`: {e}")))?;
+    let method = if record.verification_method == "GET" {
+        Method::Get
+    } else {
+        Method::Post
+    };
+    let failed = |reason: String| {
+        tracing::info!(destination = %record.id, %reason, "verification failed");
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("Verification failed: {reason}"),
+        )
+    };
+    let client = wharf_delivery::ssrf::pinned_client(&url, state.config.allow_private_endpoints)
+        .await
+        .map_err(failed)?;
+    wharf_delivery::verify(&client, &url, &token, method)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    record.verified_at = Some(now_millis());
+    let stored = record.clone();
+    if !state.db(move |s| s.update_destination(&stored)).await? {
+        return Err(ApiError::not_found(&format!("destination {}", record.id)));
+    }
+    tracing::info!(destination = %record.id, "destination verified");
+    Ok(ok(StatusCode::OK, view(&record, &env)))
+}

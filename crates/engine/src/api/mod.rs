@@ -1,0 +1,223 @@
+//! The management API, shaped like Redox's Platform API: every body is
+//! `{"meta":{"version":"1.0.0"},"payload":...}`; errors carry
+//! `{"meta":...,"errors":[{"message":"..."}]}` with a message a person can act on.
+//! Requests need `Authorization: Bearer <management key>`.
+
+mod destinations;
+mod organizations;
+
+use crate::config::EngineConfig;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use wharf_store::engine::{EngineStore, Organization};
+
+/// The Platform API version this engine speaks.
+pub const API_VERSION: &str = "1.0.0";
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct State(Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub store: EngineStore,
+    pub config: EngineConfig,
+    pub organization: Organization,
+}
+
+impl State {
+    pub fn new(store: EngineStore, config: EngineConfig, organization: Organization) -> Self {
+        State(Arc::new(Inner {
+            store,
+            config,
+            organization,
+        }))
+    }
+
+    /// Runs a store operation off the async threads.
+    pub(crate) async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&EngineStore) -> Result<T, wharf_store::StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let inner = self.0.clone();
+        tokio::task::spawn_blocking(move || f(&inner.store))
+            .await
+            .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+}
+
+impl std::ops::Deref for State {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+pub(crate) fn router(state: State) -> Router {
+    Router::new()
+        .merge(organizations::routes())
+        .merge(destinations::routes())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
+        .layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .with_state(state)
+}
+
+/// Refuses requests without a valid management key. Keys are compared as SHA-256 digests in
+/// constant time, against every configured key.
+async fn require_key(
+    axum::extract::State(state): axum::extract::State<State>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.get(..7)
+                .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                .map(|_| &v[7..])
+        })
+        .map(str::trim);
+    let Some(presented) = presented else {
+        return unauthorized("missing management key: send Authorization: Bearer <api key>");
+    };
+    let presented = Sha256::digest(presented.as_bytes());
+    let mut valid = false;
+    for key in &state.config.api_keys {
+        valid |= bool::from(Sha256::digest(key.as_bytes()).ct_eq(&presented));
+    }
+    if !valid {
+        tracing::warn!(reason = "wrong_api_key", "management request refused");
+        return unauthorized("the management key is not valid");
+    }
+    next.run(request).await
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// A successful answer: the payload in Redox's envelope.
+pub(crate) fn ok(status: StatusCode, payload: Value) -> Response {
+    (
+        status,
+        axum::Json(json!({"meta": {"version": API_VERSION}, "payload": payload})),
+    )
+        .into_response()
+}
+
+/// An error answer with a message a person can act on.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+    }
+
+    pub fn internal(detail: String) -> Self {
+        tracing::error!(error = %detail, "management API failure");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the engine could not complete the request; see its log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(json!({
+                "meta": {"version": API_VERSION},
+                "errors": [{"message": self.message}],
+            })),
+        )
+            .into_response()
+    }
+}
+
+/// The request's payload object: `{"payload": {...}}`, or a bare object. Empty bodies are `{}`.
+pub(crate) fn payload(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(mut object) = value else {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    };
+    match object.remove("payload") {
+        Some(Value::Object(payload)) => Ok(payload),
+        Some(_) => Err(ApiError::bad_request("`payload` must be an object")),
+        None => {
+            object.remove("meta");
+            Ok(object)
+        }
+    }
+}
+
+/// A field that may be absent (leave as is), `null` (clear) or a string.
+pub(crate) fn string_field(
+    fields: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<Option<String>>, ApiError> {
+    match fields.get(key) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "`{key}` must be a string or null"
+        ))),
+    }
+}
+
+/// Refuses fields the resource does not have, so a typo is an error rather than ignored.
+pub(crate) fn only_fields(fields: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
+    match fields.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unknown) => Err(ApiError::bad_request(format!(
+            "unknown field `{unknown}`; expected one of: {}",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// RFC 3339 text of a millisecond timestamp.
+pub(crate) fn rfc3339(millis: i64) -> Value {
+    time::OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map(Value::String)
+        .unwrap_or(Value::Null)
+}

@@ -1,0 +1,275 @@
+//! The engine's configuration: the TOML file, its validation, and its defaults.
+//! Every key is documented in `docs/CONFIG.md` and in `config/engine.toml`.
+
+use crate::secrets::{MIN_MASTER_KEY_LEN, MasterKey};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use wharf_config::{ConfigError, Env, ProcessEnv, err, toml_error};
+use wharf_protocol::ladder::{RetryLadder, parse_duration};
+
+/// Default time a destination has to answer one delivery (PROTOCOL.md section 6, our choice).
+pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A validated engine configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The default organization, created on first start.
+    pub organization: String,
+    /// Bearer keys for the management API.
+    pub api_keys: Vec<String>,
+    pub master_key: Arc<MasterKey>,
+    pub retry_ladder: RetryLadder,
+    pub delivery_timeout: Duration,
+    /// Lets destinations point at loopback and private addresses (link-local and cloud
+    /// metadata addresses stay refused).
+    pub allow_private_endpoints: bool,
+    pub sources: Vec<Source>,
+}
+
+/// A system that submits data to the engine.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub api_key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    organization: Option<String>,
+    api_keys: Option<Vec<String>>,
+    api_keys_env: Option<String>,
+    master_key: Option<String>,
+    master_key_env: Option<String>,
+    retry_ladder: Option<Vec<String>>,
+    delivery_timeout: Option<String>,
+    allow_private_endpoints: Option<bool>,
+    #[serde(default)]
+    sources: Vec<RawSource>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: Option<String>,
+    api_key: Option<String>,
+}
+
+/// Exactly one of `key` and `key_env` (an environment variable's name) gives the value.
+fn one_of(
+    key: &str,
+    value: Option<String>,
+    env_key: &str,
+    env_name: Option<String>,
+    env: &dyn Env,
+) -> Result<String, ConfigError> {
+    match (value, env_name) {
+        (Some(_), Some(_)) => Err(err(key, format!("set either {key} or {env_key}, not both"))),
+        (Some(v), None) => Ok(v),
+        (None, Some(var)) => env.var(&var).ok_or_else(|| {
+            err(
+                env_key,
+                format!("names the environment variable {var:?}, which is not set"),
+            )
+        }),
+        (None, None) => Err(err(key, format!("is required (or {env_key})"))),
+    }
+}
+
+impl EngineConfig {
+    /// Reads, parses and validates a configuration file (`WHARF_LISTEN` and `WHARF_DATA_DIR`
+    /// override `listen` and `data_dir`).
+    pub fn load(path: &Path) -> Result<EngineConfig, ConfigError> {
+        let text = wharf_config::read(path)?;
+        EngineConfig::parse(&text, &ProcessEnv).map_err(|mut e| {
+            e.file = Some(path.to_owned());
+            e
+        })
+    }
+
+    pub fn parse(text: &str, env: &dyn Env) -> Result<EngineConfig, ConfigError> {
+        let raw: Raw = toml::from_str(text).map_err(|e| toml_error(text, e))?;
+        let listen_text = env
+            .var("WHARF_LISTEN")
+            .or(raw.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen = listen_text.parse().map_err(|_| {
+            err(
+                "listen",
+                format!("{listen_text:?} is not an address with a port, like \"127.0.0.1:8080\""),
+            )
+        })?;
+        let data_dir = env
+            .var("WHARF_DATA_DIR")
+            .map(PathBuf::from)
+            .or(raw.data_dir)
+            .unwrap_or_else(|| PathBuf::from("wharf-data/engine"));
+        let organization = raw
+            .organization
+            .unwrap_or_else(|| "My Organization".to_owned());
+        if organization.trim().is_empty() {
+            return Err(err("organization", "must not be empty"));
+        }
+        let api_keys = match (raw.api_keys, raw.api_keys_env) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "api_keys",
+                    "set either api_keys or api_keys_env, not both",
+                ));
+            }
+            (Some(keys), None) => keys,
+            (None, Some(var)) => env
+                .var(&var)
+                .ok_or_else(|| {
+                    err(
+                        "api_keys_env",
+                        format!("names the environment variable {var:?}, which is not set"),
+                    )
+                })?
+                .split(',')
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        if api_keys.is_empty() {
+            return Err(err(
+                "api_keys",
+                "at least one management API key is required (or api_keys_env)",
+            ));
+        }
+        if let Some(short) = api_keys.iter().position(|k| k.len() < 16) {
+            return Err(err(
+                format!("api_keys[{short}]"),
+                "must be at least 16 characters: use a long random key",
+            ));
+        }
+        let master = one_of(
+            "master_key",
+            raw.master_key,
+            "master_key_env",
+            raw.master_key_env,
+            env,
+        )?;
+        if master.len() < MIN_MASTER_KEY_LEN {
+            return Err(err(
+                "master_key",
+                format!(
+                    "must be at least {MIN_MASTER_KEY_LEN} characters: it encrypts every stored secret"
+                ),
+            ));
+        }
+        let retry_ladder = match raw.retry_ladder {
+            None => RetryLadder::redox(),
+            Some(steps) => {
+                let mut parsed = Vec::with_capacity(steps.len());
+                for (i, step) in steps.iter().enumerate() {
+                    parsed.push(parse_duration(step).ok_or_else(|| {
+                        err(
+                            format!("retry_ladder[{i}]"),
+                            format!("{step:?} is not a duration like \"10s\""),
+                        )
+                    })?);
+                }
+                RetryLadder::new(parsed)
+                    .ok_or_else(|| err("retry_ladder", "needs at least one step"))?
+            }
+        };
+        let delivery_timeout = wharf_config::duration(
+            "delivery_timeout",
+            raw.delivery_timeout.as_deref(),
+            DEFAULT_DELIVERY_TIMEOUT,
+        )?;
+        let mut sources = Vec::with_capacity(raw.sources.len());
+        for (i, s) in raw.sources.into_iter().enumerate() {
+            let name = s
+                .name
+                .filter(|n| !n.trim().is_empty())
+                .ok_or_else(|| err(format!("sources[{i}].name"), "is required"))?;
+            let api_key = s.api_key.filter(|k| k.len() >= 16).ok_or_else(|| {
+                err(
+                    format!("sources[{i}].api_key"),
+                    "is required and must be at least 16 characters",
+                )
+            })?;
+            sources.push(Source { name, api_key });
+        }
+        Ok(EngineConfig {
+            listen,
+            data_dir,
+            organization,
+            api_keys,
+            master_key: Arc::new(MasterKey::new(&master)),
+            retry_ladder,
+            delivery_timeout,
+            allow_private_endpoints: raw.allow_private_endpoints.unwrap_or(false),
+            sources,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoEnv;
+    impl Env for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    const MINIMAL: &str = r#"
+api_keys = ["management-key-0123456789"]
+master_key = "master-key-0123456789abcdef0123456789"
+"#;
+
+    #[test]
+    fn defaults() {
+        let c = EngineConfig::parse(MINIMAL, &NoEnv).unwrap();
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.retry_ladder, RetryLadder::redox());
+        assert_eq!(c.delivery_timeout, Duration::from_secs(30));
+        assert!(!c.allow_private_endpoints);
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let e = |text: &str| EngineConfig::parse(text, &NoEnv).unwrap_err();
+        assert_eq!(
+            e("master_key = \"m\"\napi_keys = [\"management-key-0123456789\"]").key,
+            "master_key"
+        );
+        assert_eq!(
+            e("master_key = \"master-key-0123456789abcdef0123456789\"").key,
+            "api_keys"
+        );
+        assert_eq!(
+            e(&format!("{MINIMAL}retry_ladder = [\"0s\", \"soon\"]")).key,
+            "retry_ladder[1]"
+        );
+        assert_eq!(
+            e(&format!("{MINIMAL}delivery_timeout = \"0s\"")).key,
+            "delivery_timeout"
+        );
+        assert_eq!(
+            e(&format!(
+                "{MINIMAL}[[sources]]\nname = \"EHR\"\napi_key = \"short\""
+            ))
+            .key,
+            "sources[0].api_key"
+        );
+        assert!(
+            e(&format!("{MINIMAL}typo = 1"))
+                .to_string()
+                .contains("typo")
+        );
+    }
+}
