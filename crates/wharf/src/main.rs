@@ -4,6 +4,7 @@
 
 mod bench;
 mod destination_cmd;
+mod engine_cmd;
 mod logging;
 mod redox;
 
@@ -30,6 +31,9 @@ enum Command {
     /// Run or inspect a destination server (the endpoint a Redox customer runs).
     #[command(subcommand)]
     Destination(DestinationCommand),
+    /// Run the engine (the Redox-like side): management API and Verify and Save.
+    #[command(subcommand)]
+    Engine(EngineCommand),
     /// Perform Verify and Save against an endpoint, as Redox does: prints `Success!` or the reason.
     Verify(redox::VerifyArgs),
     /// POST message files to an endpoint as Redox would, in order, and report each status.
@@ -50,6 +54,15 @@ enum DestinationCommand {
     Inbox(destination_cmd::InboxArgs),
 }
 
+#[derive(Subcommand)]
+enum EngineCommand {
+    /// Serve the engine of a configuration file until SIGTERM or Ctrl-C.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
@@ -66,6 +79,7 @@ fn main() -> ExitCode {
                 destination_cmd::serve(&config).await
             }
             Command::Destination(DestinationCommand::Inbox(args)) => destination_cmd::inbox(&args),
+            Command::Engine(EngineCommand::Serve { config }) => engine_cmd::serve(&config).await,
             Command::Verify(args) => redox::verify_cmd(&args).await,
             Command::Send(args) => redox::send_cmd(&args).await,
             Command::Bench(command) => bench::run(command).await,
