@@ -285,6 +285,216 @@ impl EngineStore {
     }
 }
 
+/// Where a log stands (PROTOCOL.md section 1).
+pub const PENDING: &str = "PENDING";
+pub const SUCCEEDED: &str = "SUCCEEDED";
+pub const FAILED: &str = "FAILED";
+
+/// One message to one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    /// Queue order.
+    pub seq: i64,
+    pub id: String,
+    pub organization_id: String,
+    pub destination_id: String,
+    pub source: String,
+    pub data_model: Option<String>,
+    pub event_type: Option<String>,
+    pub content_type: String,
+    pub body: Vec<u8>,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One try at delivering a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub id: String,
+    pub log_id: String,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    /// The HTTP status, when the destination answered.
+    pub status_code: Option<i64>,
+    /// The transport error, when it did not.
+    pub error: Option<String>,
+    /// The first bytes of the answer.
+    pub response: Option<Vec<u8>>,
+}
+
+/// What an attempt did to its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Succeeded,
+    /// Try again at this time (ms since the epoch).
+    RetryAt(i64),
+}
+
+const LOG_COLUMNS: &str = "seq, id, organization_id, destination_id, source, data_model,
+    event_type, content_type, body, status, attempts, next_attempt_at, created_at, updated_at";
+
+fn log(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
+    Ok(LogRecord {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        organization_id: row.get(2)?,
+        destination_id: row.get(3)?,
+        source: row.get(4)?,
+        data_model: row.get(5)?,
+        event_type: row.get(6)?,
+        content_type: row.get(7)?,
+        body: row.get(8)?,
+        status: row.get(9)?,
+        attempts: row.get(10)?,
+        next_attempt_at: row.get(11)?,
+        created_at: row.get(12)?,
+        updated_at: row.get(13)?,
+    })
+}
+
+impl EngineStore {
+    /// Queues logs at the back of their destinations' queues, all or none, durably (the
+    /// commit is on disk when this returns). `seq` and `status` of the inputs are ignored.
+    pub fn enqueue(&self, logs: &[LogRecord]) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO logs (id, organization_id, destination_id, source, data_model,
+                        event_type, content_type, body, status, attempts, next_attempt_at,
+                        created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'PENDING', 0, ?9, ?10, ?10)",
+                )?;
+                for l in logs {
+                    insert.execute(params![
+                        l.id,
+                        l.organization_id,
+                        l.destination_id,
+                        l.source,
+                        l.data_model,
+                        l.event_type,
+                        l.content_type,
+                        l.body,
+                        l.next_attempt_at,
+                        l.created_at
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// The head (oldest pending log) of every destination's queue, due or not.
+    pub fn queue_heads(&self) -> Result<Vec<LogRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {LOG_COLUMNS} FROM logs WHERE seq IN (
+                    SELECT min(seq) FROM logs WHERE status = 'PENDING' GROUP BY destination_id)
+                 ORDER BY next_attempt_at"
+            ))?;
+            let rows = stmt.query_map([], log)?;
+            rows.collect()
+        })
+    }
+
+    /// Records an attempt and moves its log on: to SUCCEEDED, or to its next try.
+    pub fn record_attempt(
+        &self,
+        attempt: &AttemptRecord,
+        outcome: AttemptOutcome,
+    ) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO attempts (id, log_id, started_at, duration_ms, status_code, error, response)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    attempt.id,
+                    attempt.log_id,
+                    attempt.started_at,
+                    attempt.duration_ms,
+                    attempt.status_code,
+                    attempt.error,
+                    attempt.response
+                ],
+            )?;
+            let now = now_millis();
+            match outcome {
+                AttemptOutcome::Succeeded => tx.execute(
+                    "UPDATE logs SET status = 'SUCCEEDED', attempts = attempts + 1, updated_at = ?2
+                     WHERE id = ?1 AND status = 'PENDING'",
+                    params![attempt.log_id, now],
+                )?,
+                AttemptOutcome::RetryAt(at) => tx.execute(
+                    "UPDATE logs SET attempts = attempts + 1, next_attempt_at = ?2, updated_at = ?3
+                     WHERE id = ?1 AND status = 'PENDING'",
+                    params![attempt.log_id, at, now],
+                )?,
+            };
+            tx.commit()
+        })
+    }
+
+    /// One log and its attempts, oldest first.
+    pub fn log(&self, id: &str) -> Result<Option<(LogRecord, Vec<AttemptRecord>)>, StoreError> {
+        self.with(|conn| {
+            let Some(record) = conn
+                .query_row(
+                    &format!("SELECT {LOG_COLUMNS} FROM logs WHERE id = ?1"),
+                    params![id],
+                    log,
+                )
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, log_id, started_at, duration_ms, status_code, error, response
+                 FROM attempts WHERE log_id = ?1 ORDER BY started_at, rowid",
+            )?;
+            let attempts = stmt
+                .query_map(params![id], |r| {
+                    Ok(AttemptRecord {
+                        id: r.get(0)?,
+                        log_id: r.get(1)?,
+                        started_at: r.get(2)?,
+                        duration_ms: r.get(3)?,
+                        status_code: r.get(4)?,
+                        error: r.get(5)?,
+                        response: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some((record, attempts)))
+        })
+    }
+
+    /// The organization's logs, newest first, optionally for one destination and status.
+    pub fn logs(
+        &self,
+        organization_id: &str,
+        destination_id: Option<&str>,
+        status: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<LogRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {LOG_COLUMNS} FROM logs WHERE organization_id = ?1
+                   AND (?2 IS NULL OR destination_id = ?2) AND (?3 IS NULL OR status = ?3)
+                 ORDER BY seq DESC LIMIT ?4"
+            ))?;
+            let rows = stmt.query_map(
+                params![organization_id, destination_id, status, limit as i64],
+                log,
+            )?;
+            rows.collect()
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,5 +558,82 @@ mod tests {
         assert!(store.delete_destination(&d.id).unwrap());
         assert!(!store.delete_destination(&d.id).unwrap());
         assert!(store.destination(&d.id).unwrap().is_none());
+    }
+
+    fn queued(id: &str, destination: &str) -> LogRecord {
+        LogRecord {
+            seq: 0,
+            id: id.into(),
+            organization_id: "o".into(),
+            destination_id: destination.into(),
+            source: "s".into(),
+            data_model: None,
+            event_type: None,
+            content_type: "application/json".into(),
+            body: b"{}".to_vec(),
+            status: PENDING.into(),
+            attempts: 0,
+            next_attempt_at: 0,
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    fn attempt(log_id: &str, n: u32) -> AttemptRecord {
+        AttemptRecord {
+            id: format!("{log_id}-{n}"),
+            log_id: log_id.into(),
+            started_at: n as i64,
+            duration_ms: 1,
+            status_code: Some(500),
+            error: None,
+            response: None,
+        }
+    }
+
+    #[test]
+    fn queues_are_first_in_first_out_per_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EngineStore::open(dir.path()).unwrap();
+        store
+            .enqueue(&[queued("a1", "A"), queued("b1", "B"), queued("a2", "A")])
+            .unwrap();
+        let heads: Vec<_> = store
+            .queue_heads()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(heads.len(), 2);
+        assert!(heads.contains(&"a1".to_owned()) && heads.contains(&"b1".to_owned()));
+        // A failing head stays the head, with its next try moved.
+        store
+            .record_attempt(&attempt("a1", 1), AttemptOutcome::RetryAt(99))
+            .unwrap();
+        let a_head = store
+            .queue_heads()
+            .unwrap()
+            .into_iter()
+            .find(|l| l.destination_id == "A")
+            .unwrap();
+        assert_eq!(
+            (a_head.id.as_str(), a_head.next_attempt_at, a_head.attempts),
+            ("a1", 99, 1)
+        );
+        store
+            .record_attempt(&attempt("a1", 2), AttemptOutcome::Succeeded)
+            .unwrap();
+        let a_head = store
+            .queue_heads()
+            .unwrap()
+            .into_iter()
+            .find(|l| l.destination_id == "A")
+            .unwrap();
+        assert_eq!(a_head.id, "a2");
+        let (log, attempts) = store.log("a1").unwrap().unwrap();
+        assert_eq!(log.status, SUCCEEDED);
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(store.logs("o", Some("A"), None, 10).unwrap().len(), 2);
+        assert_eq!(store.logs("o", None, Some(PENDING), 10).unwrap().len(), 2);
     }
 }

@@ -67,6 +67,35 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX destinations_by_environment ON destinations (environment_id, created_at);
     CREATE INDEX destinations_by_endpoint ON destinations (endpoint);",
+    // 2: logs (one message to one destination, in queue order) and their attempts.
+    "CREATE TABLE logs (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,  -- queue order
+        id              TEXT NOT NULL UNIQUE,               -- the Log ID
+        organization_id TEXT NOT NULL,
+        destination_id  TEXT NOT NULL,
+        source          TEXT NOT NULL,
+        data_model      TEXT,
+        event_type      TEXT,
+        content_type    TEXT NOT NULL,
+        body            BLOB NOT NULL,
+        status          TEXT NOT NULL,                      -- PENDING, SUCCEEDED, FAILED
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE INDEX logs_queue ON logs (destination_id, seq) WHERE status = 'PENDING';
+    CREATE INDEX logs_by_org ON logs (organization_id, created_at);
+    CREATE TABLE attempts (
+        id           TEXT PRIMARY KEY,                      -- the AttemptID
+        log_id       TEXT NOT NULL REFERENCES logs (id),
+        started_at   INTEGER NOT NULL,
+        duration_ms  INTEGER NOT NULL,
+        status_code  INTEGER,
+        error        TEXT,
+        response     BLOB
+    );
+    CREATE INDEX attempts_by_log ON attempts (log_id, started_at);",
 ];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.
