@@ -2,6 +2,7 @@
 //!
 //! * [`client`]: the outbound HTTP client (no redirects, optional extra CA) and how its errors
 //!   are described to a person.
+//! * [`push`]: one delivery attempt and what it found.
 //! * [`ssrf`]: which addresses the engine refuses to call, checked after resolving.
 //! * [`verify`]: Verify and Save (PROTOCOL.md section 2) as the sender performs it.
 //!
@@ -9,6 +10,7 @@
 //! destination's forwarder and the engine share one implementation.
 
 pub mod client;
+pub mod push;
 pub mod ssrf;
 pub mod verify;
 

@@ -1,15 +1,18 @@
 //! The engine: what Redox runs for its customers.
 //!
 //! Today: destination records of one organization behind a management API shaped like Redox's
-//! Platform API, with Verify and Save. Ingestion, the durable per-destination FIFO queue on
-//! Redox's retry ladder, logs and `wharf up` arrive with the rest of issue 3.
+//! Platform API, Verify and Save, ingestion of asynchronous messages from sources, and the
+//! durable per-destination FIFO queue on Redox's retry ladder with its logs and attempts.
+//! Queries, stop/resend, pause/resume, alerts and `wharf up` arrive with the rest of issue 3.
 //!
 //! * [`config`]: the TOML configuration and its validation.
 //! * [`secrets`]: sealing secrets at rest with the master key.
-//! * `api`: the management API (`/platform/v1/...`), one module per resource.
+//! * `api`: the management API (`/platform/v1/...`, one module per resource) and ingestion.
+//! * `queue`: the delivery worker (FIFO per destination, retry ladder).
 
 mod api;
 pub mod config;
+mod queue;
 pub mod secrets;
 
 pub use config::EngineConfig;
@@ -72,8 +75,10 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
         source,
     })?;
     tracing::info!(address = %local_addr, organization = %organization.name, "engine listening");
-    let router = api::router(api::State::new(store, config, organization));
+    let state = api::State::new(store, config, organization);
+    let router = api::router(state.clone());
     let (shutdown, mut signal) = watch::channel(false);
+    let worker = tokio::spawn(queue::run(state, signal.clone()));
     let task = tokio::spawn(async move {
         let stop = async move {
             let _ = signal.wait_for(|stop| *stop).await;
@@ -84,6 +89,7 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
         {
             tracing::error!(error = %e, "the engine's HTTP server failed");
         }
+        let _ = worker.await;
     });
     Ok(Running {
         local_addr,

@@ -250,6 +250,39 @@ fn fhir_message(body: &[u8], bundle: &HashMap<String, &RawValue>) -> Envelope {
     }
 }
 
+/// Stamps a data model message as the engine delivers it (PROTOCOL.md section 4):
+/// `Meta.Logs` becomes `[{ID: log_id, AttemptID: attempt_id}]`, and `Meta.Source` and
+/// `Meta.EventDateTime` are filled in when missing. Other bodies (FHIR bundles, anything
+/// without a `Meta` object) are returned unchanged.
+pub fn stamp(
+    body: &[u8],
+    log_id: &str,
+    attempt_id: &str,
+    source_name: &str,
+    now_rfc3339: &str,
+) -> Vec<u8> {
+    let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
+        return body.to_vec();
+    };
+    let Some(meta) = value.get_mut("Meta").and_then(Value::as_object_mut) else {
+        return body.to_vec();
+    };
+    meta.insert(
+        "Logs".into(),
+        serde_json::json!([{ "ID": log_id, "AttemptID": attempt_id }]),
+    );
+    if meta.get("Source").is_none_or(Value::is_null) {
+        meta.insert("Source".into(), serde_json::json!({ "Name": source_name }));
+    }
+    if meta.get("EventDateTime").is_none_or(Value::is_null) {
+        meta.insert(
+            "EventDateTime".into(),
+            Value::String(now_rfc3339.to_owned()),
+        );
+    }
+    serde_json::to_vec(&value).unwrap_or_else(|_| body.to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +398,22 @@ mod tests {
         obj.push_str(&"]".repeat(depth));
         obj.push('}');
         let _ = parse(obj.as_bytes());
+    }
+
+    #[test]
+    fn stamping_sets_logs_and_fills_gaps_only() {
+        let body = br#"{"Meta":{"DataModel":"Results","Source":{"ID":"s","Name":"EHR"},"Logs":[{"ID":"old"}]}}"#;
+        let stamped: Value =
+            serde_json::from_slice(&stamp(body, "L1", "A1", "feed", "2026-01-01T00:00:00Z"))
+                .unwrap();
+        assert_eq!(
+            stamped["Meta"]["Logs"],
+            serde_json::json!([{"ID": "L1", "AttemptID": "A1"}])
+        );
+        assert_eq!(stamped["Meta"]["Source"]["Name"], "EHR");
+        assert_eq!(stamped["Meta"]["EventDateTime"], "2026-01-01T00:00:00Z");
+        let fhir = br#"{"resourceType":"Bundle","type":"message"}"#;
+        assert_eq!(stamp(fhir, "L", "A", "s", "t"), fhir.to_vec());
     }
 
     proptest! {

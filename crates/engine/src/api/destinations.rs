@@ -7,7 +7,9 @@
 //! returned: it reads back as `hasVerificationToken`. Changing the endpoint or the token clears
 //! the verified mark. Verify and Save saves nothing unless verification succeeds.
 
-use super::{ApiError, State, ok, only_fields, payload, rfc3339, string_field};
+use super::{
+    ApiError, State, ok, only_fields, open_token, payload, rfc3339, string_field, token_context,
+};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::Path;
@@ -64,10 +66,6 @@ fn view(d: &DestinationRecord, env: &EnvironmentRecord) -> Value {
         "createdAt": rfc3339(d.created_at),
         "updatedAt": rfc3339(d.updated_at),
     })
-}
-
-fn token_context(id: &str) -> String {
-    format!("destination/{id}/verificationToken")
 }
 
 async fn environment(state: &State, id: String) -> Result<EnvironmentRecord, ApiError> {
@@ -209,7 +207,7 @@ fn apply(state: &State, record: &mut DestinationRecord, changes: Changes) -> Res
     }
     if let Some(token) = changes.token {
         let same = match (&token, &record.verification_token) {
-            (Some(new), Some(sealed)) => current_token(state, record, sealed)? == *new,
+            (Some(new), Some(sealed)) => open_token(state, record, sealed)? == *new,
             (None, None) => true,
             _ => false,
         };
@@ -225,19 +223,6 @@ fn apply(state: &State, record: &mut DestinationRecord, changes: Changes) -> Res
     }
     record.updated_at = now_millis();
     Ok(())
-}
-
-fn current_token(
-    state: &State,
-    record: &DestinationRecord,
-    sealed: &[u8],
-) -> Result<String, ApiError> {
-    let plain = state
-        .config
-        .master_key
-        .open(&token_context(&record.id), sealed)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    String::from_utf8(plain).map_err(|_| ApiError::internal("a stored token is not UTF-8".into()))
 }
 
 async fn list(state: AppState, Path(env_id): Path<String>) -> Result<Response, ApiError> {
@@ -346,7 +331,7 @@ async fn verify(
             "Verify and Save needs a verification token: set `verificationToken` first",
         ));
     };
-    let token = current_token(&state, &record, &sealed)?;
+    let token = open_token(&state, &record, &sealed)?;
     let url = reqwest::Url::parse(&endpoint)
         .map_err(|e| ApiError::bad_request(format!("`endpoint`: {e}")))?;
     let method = if record.verification_method == "GET" {

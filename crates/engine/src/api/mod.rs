@@ -4,6 +4,8 @@
 //! Requests need `Authorization: Bearer <management key>`.
 
 mod destinations;
+mod ingest;
+mod logs;
 mod organizations;
 
 use crate::config::EngineConfig;
@@ -30,6 +32,8 @@ pub(crate) struct Inner {
     pub store: EngineStore,
     pub config: EngineConfig,
     pub organization: Organization,
+    /// Wakes the delivery worker when something is queued.
+    pub wake: tokio::sync::Notify,
 }
 
 impl State {
@@ -38,6 +42,7 @@ impl State {
             store,
             config,
             organization,
+            wake: tokio::sync::Notify::new(),
         }))
     }
 
@@ -62,11 +67,20 @@ impl std::ops::Deref for State {
 }
 
 pub(crate) fn router(state: State) -> Router {
-    Router::new()
+    let management = Router::new()
         .merge(organizations::routes())
         .merge(destinations::routes())
+        .merge(logs::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    Router::new()
+        .merge(management)
+        .merge(ingest::routes())
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
-        .layer(middleware::from_fn_with_state(state.clone(), require_key))
+        // Messages up to 40 MiB must be accepted (PROTOCOL.md section 4).
+        .layer(axum::extract::DefaultBodyLimit::max(
+            wharf_protocol::MAX_BODY_BYTES,
+        ))
         .with_state(state)
 }
 
@@ -77,24 +91,10 @@ async fn require_key(
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.get(..7)
-                .filter(|s| s.eq_ignore_ascii_case("bearer "))
-                .map(|_| &v[7..])
-        })
-        .map(str::trim);
-    let Some(presented) = presented else {
+    let Some(presented) = bearer(request.headers()) else {
         return unauthorized("missing management key: send Authorization: Bearer <api key>");
     };
-    let presented = Sha256::digest(presented.as_bytes());
-    let mut valid = false;
-    for key in &state.config.api_keys {
-        valid |= bool::from(Sha256::digest(key.as_bytes()).ct_eq(&presented));
-    }
+    let valid = find_secret(presented, state.config.api_keys.iter().map(String::as_str)).is_some();
     if !valid {
         tracing::warn!(reason = "wrong_api_key", "management request refused");
         return unauthorized("the management key is not valid");
@@ -102,7 +102,7 @@ async fn require_key(
     next.run(request).await
 }
 
-fn unauthorized(message: &str) -> Response {
+pub(crate) fn unauthorized(message: &str) -> Response {
     let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
     response
         .headers_mut()
@@ -210,14 +210,66 @@ pub(crate) fn only_fields(fields: &Map<String, Value>, allowed: &[&str]) -> Resu
     }
 }
 
-/// RFC 3339 text of a millisecond timestamp.
+/// RFC 3339 text of a millisecond timestamp, as JSON.
 pub(crate) fn rfc3339(millis: i64) -> Value {
+    Value::String(rfc3339_text(millis))
+}
+
+/// RFC 3339 text of a millisecond timestamp.
+pub(crate) fn rfc3339_text(millis: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000)
         .ok()
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
-        .map(Value::String)
-        .unwrap_or(Value::Null)
+        .unwrap_or_else(|| millis.to_string())
+}
+
+/// The context that seals a destination's verification token (record id and field, so a
+/// sealed token copied into another record does not open).
+pub(crate) fn token_context(id: &str) -> String {
+    format!("destination/{id}/verificationToken")
+}
+
+/// Opens a destination's sealed verification token.
+pub(crate) fn open_token(
+    state: &State,
+    record: &wharf_store::engine::DestinationRecord,
+    sealed: &[u8],
+) -> Result<String, ApiError> {
+    let plain = state
+        .config
+        .master_key
+        .open(&token_context(&record.id), sealed)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    String::from_utf8(plain).map_err(|_| ApiError::internal("a stored token is not UTF-8".into()))
+}
+
+/// Compares a presented secret with each expected one in constant time (as SHA-256 digests,
+/// so lengths do not leak, and always against all of them); returns the index of the match.
+pub(crate) fn find_secret<'a>(
+    presented: &str,
+    expected: impl Iterator<Item = &'a str>,
+) -> Option<usize> {
+    let presented = Sha256::digest(presented.as_bytes());
+    let mut found = None;
+    for (i, key) in expected.enumerate() {
+        if bool::from(Sha256::digest(key.as_bytes()).ct_eq(&presented)) && found.is_none() {
+            found = Some(i);
+        }
+    }
+    found
+}
+
+/// The credentials of an `Authorization: Bearer` header.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.get(..7)
+                .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                .map(|_| v[7..].trim())
+        })
 }

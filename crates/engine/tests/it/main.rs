@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 use wharf_engine::{EngineConfig, Running};
 use wharf_testkit::{Received, Recorder, Reply};
 
+mod delivery;
+
 const KEY: &str = "management-key-0123456789";
 
 struct Engine {
@@ -17,9 +19,13 @@ struct Engine {
 
 impl Engine {
     async fn start(allow_private: bool) -> Engine {
+        Engine::start_with(allow_private, "").await
+    }
+
+    async fn start_with(allow_private: bool, extra: &str) -> Engine {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\norganization = \"Acme Health\"\napi_keys = [\"{KEY}\"]\nmaster_key = \"master-key-0123456789abcdef0123456789\"\nallow_private_endpoints = {allow_private}\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\norganization = \"Acme Health\"\napi_keys = [\"{KEY}\"]\nmaster_key = \"master-key-0123456789abcdef0123456789\"\nallow_private_endpoints = {allow_private}\n{extra}\n",
             dir.path().join("engine").display()
         );
         let config = EngineConfig::parse(&text, &wharf_config::ProcessEnv).unwrap();

@@ -1,0 +1,162 @@
+//! Ingestion: `POST /endpoint`, where sources submit data for delivery (PROTOCOL.md section 6).
+//!
+//! A source authenticates with `Authorization: Bearer <source api_key>`. A data model message
+//! names its targets in `Meta.Destinations[].ID`; a FHIR bundle names them with `destination`
+//! query parameters. Every target must be a destination of this organization that passed
+//! Verify and Save, or nothing is queued. One log per target is committed to the queue before
+//! the 200, whose body carries the new logs in `Meta.Logs`.
+
+use super::{ApiError, State, bearer, find_secret, unauthorized};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::RawQuery;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use wharf_protocol::envelope::{self, EnvelopeKind, Interaction};
+use wharf_store::engine::{LogRecord, PENDING};
+use wharf_store::now_millis;
+
+pub(super) fn routes() -> Router<State> {
+    Router::new().route("/endpoint", post(ingest))
+}
+
+async fn ingest(
+    axum::extract::State(state): axum::extract::State<State>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(presented) = bearer(&headers) else {
+        return Ok(unauthorized(
+            "missing source key: send Authorization: Bearer <source api_key>",
+        ));
+    };
+    let Some(index) = find_secret(
+        presented,
+        state.config.sources.iter().map(|s| s.api_key.as_str()),
+    ) else {
+        tracing::warn!(reason = "wrong_source_key", "ingestion refused");
+        return Ok(unauthorized("the source key is not valid"));
+    };
+    let source = state.config.sources[index].name.clone();
+    let env = envelope::parse(&body)
+        .map_err(|e| ApiError::bad_request(format!("cannot deliver this message: {e}")))?;
+    if env.interaction == Interaction::Query {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "synchronous queries are not relayed by this engine version yet; send notifications",
+        ));
+    }
+    let targets = match env.kind {
+        EnvelopeKind::DataModel => data_model_targets(&body),
+        EnvelopeKind::FhirMessage => query_targets(query.as_deref()),
+        EnvelopeKind::OtherJson => {
+            return Err(ApiError::bad_request(
+                "the body is neither a Redox data model message (with Meta) nor a FHIR message bundle",
+            ));
+        }
+    };
+    if targets.is_empty() {
+        return Err(ApiError::bad_request(match env.kind {
+            EnvelopeKind::FhirMessage => "name the target with ?destination=<destination id>",
+            _ => "Meta.Destinations names no destination: add [{\"ID\": \"<destination id>\"}]",
+        }));
+    }
+    for id in &targets {
+        let lookup = id.clone();
+        let record = state
+            .db(move |s| s.destination(&lookup))
+            .await?
+            .filter(|d| d.organization_id == state.organization.id)
+            .ok_or_else(|| ApiError::bad_request(format!("destination {id} does not exist")))?;
+        if record.verified_at.is_none() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "destination {id} ({}) is not verified and receives no data: run Verify and Save first",
+                    record.name
+                ),
+            ));
+        }
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(wharf_protocol::CONTENT_TYPE_JSON)
+        .to_owned();
+    let now = now_millis();
+    let logs: Vec<LogRecord> = targets
+        .iter()
+        .map(|destination| LogRecord {
+            seq: 0,
+            id: uuid::Uuid::new_v4().to_string(),
+            organization_id: state.organization.id.clone(),
+            destination_id: destination.clone(),
+            source: source.clone(),
+            data_model: env.data_model.clone(),
+            event_type: env.event_type.clone(),
+            content_type: content_type.clone(),
+            body: body.to_vec(),
+            status: PENDING.into(),
+            attempts: 0,
+            next_attempt_at: now,
+            created_at: now,
+            updated_at: now,
+        })
+        .collect();
+    let answer: Vec<Value> = logs
+        .iter()
+        .map(|l| json!({"ID": l.id, "DestinationID": l.destination_id}))
+        .collect();
+    state.db(move |s| s.enqueue(&logs)).await?;
+    state.wake.notify_one();
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({"Meta": {
+            "DataModel": env.data_model,
+            "EventType": env.event_type,
+            "Logs": answer,
+        }})),
+    )
+        .into_response())
+}
+
+/// `Meta.Destinations[].ID`, in order, without repeats.
+fn data_model_targets(body: &[u8]) -> Vec<String> {
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut ids: Vec<String> = Vec::new();
+    for d in value["Meta"]["Destinations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(id) = d["ID"].as_str().filter(|s| !s.is_empty())
+            && !ids.iter().any(|x| x == id)
+        {
+            ids.push(id.to_owned());
+        }
+    }
+    ids
+}
+
+/// `?destination=<id>` parameters, in order, without repeats.
+fn query_targets(query: Option<&str>) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    let pairs = query.map(|q| {
+        reqwest::Url::parse(&format!("http://x/?{q}"))
+            .map(|u| {
+                u.query_pairs()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    });
+    for (k, v) in pairs.into_iter().flatten() {
+        if k == "destination" && !v.is_empty() && !ids.contains(&v) {
+            ids.push(v);
+        }
+    }
+    ids
+}

@@ -1,0 +1,113 @@
+//! Logs: `GET /platform/v1/organizations/{orgId}/logs` (filters `destinationId`, `status`) and
+//! `GET /platform/v1/organizations/{orgId}/logs/{logId}` with every attempt.
+
+use super::{ApiError, State, ok, rfc3339};
+use axum::Router;
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use wharf_store::engine::{AttemptRecord, FAILED, LogRecord, PENDING, SUCCEEDED};
+
+/// Most logs one listing returns.
+const LIST_LIMIT: usize = 1000;
+
+pub(super) fn routes() -> Router<State> {
+    Router::new()
+        .route("/platform/v1/organizations/{org_id}/logs", get(list))
+        .route(
+            "/platform/v1/organizations/{org_id}/logs/{log_id}",
+            get(read),
+        )
+}
+
+fn view(l: &LogRecord) -> Value {
+    json!({
+        "id": l.id,
+        "type": "SEND",
+        "destinationId": l.destination_id,
+        "source": l.source,
+        "dataModel": l.data_model,
+        "eventType": l.event_type,
+        "status": l.status,
+        "attempts": l.attempts,
+        "nextAttemptAt": (l.status == PENDING).then(|| rfc3339(l.next_attempt_at)),
+        "createdAt": rfc3339(l.created_at),
+        "updatedAt": rfc3339(l.updated_at),
+    })
+}
+
+fn attempt_view(a: &AttemptRecord) -> Value {
+    json!({
+        "id": a.id,
+        "startedAt": rfc3339(a.started_at),
+        "durationMs": a.duration_ms,
+        "statusCode": a.status_code,
+        "error": a.error,
+        "response": a.response.as_ref().map(|r| String::from_utf8_lossy(r).into_owned()),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Filters {
+    destination_id: Option<String>,
+    status: Option<String>,
+}
+
+fn check_org(state: &State, org_id: &str) -> Result<(), ApiError> {
+    if org_id == state.organization.id {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(&format!("organization {org_id}")))
+    }
+}
+
+async fn list(
+    axum::extract::State(state): axum::extract::State<State>,
+    Path(org_id): Path<String>,
+    filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    check_org(&state, &org_id)?;
+    let Query(filters) = filters.map_err(|e| {
+        ApiError::bad_request(format!("{e}; filters available now: destinationId, status"))
+    })?;
+    if let Some(status) = &filters.status
+        && ![PENDING, SUCCEEDED, FAILED].contains(&status.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "`status` {status:?} is not one of PENDING, SUCCEEDED, FAILED"
+        )));
+    }
+    let logs = state
+        .db(move |s| {
+            s.logs(
+                &org_id,
+                filters.destination_id.as_deref(),
+                filters.status.as_deref(),
+                LIST_LIMIT,
+            )
+        })
+        .await?;
+    Ok(ok(
+        StatusCode::OK,
+        Value::Array(logs.iter().map(view).collect()),
+    ))
+}
+
+async fn read(
+    axum::extract::State(state): axum::extract::State<State>,
+    Path((org_id, log_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_org(&state, &org_id)?;
+    let what = format!("log {log_id}");
+    let (log, attempts) = state
+        .db(move |s| s.log(&log_id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(&what))?;
+    let mut payload = view(&log);
+    payload["attemptList"] = Value::Array(attempts.iter().map(attempt_view).collect());
+    Ok(ok(StatusCode::OK, payload))
+}

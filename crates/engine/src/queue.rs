@@ -1,0 +1,163 @@
+//! The delivery queue worker: first in, first out per destination, one message in flight per
+//! destination, retried on the retry ladder until it is accepted (PROTOCOL.md section 6).
+//!
+//! The queue lives in the store (`logs`, in `seq` order); this worker only decides what to try
+//! next. Each round it reads every destination's head; a head that is due and whose
+//! destination has nothing in flight gets an attempt. A failing head stays the head (the
+//! destination's queue is held: nothing behind it is attempted) and its next try is moved to
+//! `now + ladder step`. Because every decision is read back from the store, a restart (even
+//! after kill -9) resumes exactly where the last committed attempt left off: at least once,
+//! order kept.
+
+use crate::api::{State, rfc3339_text};
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use wharf_delivery::push::{PushOutcome, push};
+use wharf_store::engine::{AttemptOutcome, AttemptRecord, LogRecord};
+use wharf_store::now_millis;
+
+/// Longest the worker sleeps with nothing due (a new message wakes it at once).
+const IDLE: Duration = Duration::from_secs(60);
+
+pub(crate) async fn run(state: State, mut shutdown: watch::Receiver<bool>) {
+    let mut in_flight: HashSet<String> = HashSet::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    loop {
+        let heads = match state.db(|s| s.queue_heads()).await {
+            Ok(heads) => heads,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let now = now_millis();
+        let mut next_due: Option<i64> = None;
+        for head in heads {
+            if in_flight.contains(&head.destination_id) {
+                continue;
+            }
+            if head.next_attempt_at <= now {
+                in_flight.insert(head.destination_id.clone());
+                let (state, done) = (state.clone(), done_tx.clone());
+                tokio::spawn(async move {
+                    let destination = head.destination_id.clone();
+                    attempt(&state, head).await;
+                    let _ = done.send(destination);
+                });
+            } else {
+                next_due =
+                    Some(next_due.map_or(head.next_attempt_at, |t| t.min(head.next_attempt_at)));
+            }
+        }
+        let sleep = next_due.map_or(IDLE, |t| Duration::from_millis((t - now).max(0) as u64));
+        tokio::select! {
+            _ = state.wake.notified() => {}
+            Some(destination) = done_rx.recv() => {
+                in_flight.remove(&destination);
+            }
+            _ = tokio::time::sleep(sleep) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+/// One attempt at the head of a destination's queue, recorded whatever happens.
+async fn attempt(state: &State, head: LogRecord) {
+    let attempt_id = uuid::Uuid::new_v4().to_string();
+    let started_at = now_millis();
+    let outcome = match target(state, &head).await {
+        Ok((url, token)) => {
+            match wharf_delivery::ssrf::pinned_client(&url, state.config.allow_private_endpoints)
+                .await
+            {
+                Ok(client) => {
+                    let body = wharf_protocol::envelope::stamp(
+                        &head.body,
+                        &head.id,
+                        &attempt_id,
+                        &head.source,
+                        &rfc3339_text(started_at),
+                    );
+                    push(
+                        &client,
+                        &url,
+                        &token,
+                        &head.content_type,
+                        body,
+                        state.config.delivery_timeout,
+                    )
+                    .await
+                }
+                Err(reason) => failed(reason),
+            }
+        }
+        Err(reason) => failed(reason),
+    };
+    let accepted = outcome.accepted();
+    let next = if accepted {
+        AttemptOutcome::Succeeded
+    } else {
+        let wait = state
+            .config
+            .retry_ladder
+            .delay_after(head.attempts as usize + 1);
+        AttemptOutcome::RetryAt(now_millis() + wait.as_millis() as i64)
+    };
+    let record = AttemptRecord {
+        id: attempt_id,
+        log_id: head.id.clone(),
+        started_at,
+        duration_ms: outcome.duration.as_millis() as i64,
+        status_code: outcome.status.map(i64::from),
+        error: outcome.error.clone(),
+        response: (!outcome.response.is_empty()).then(|| outcome.response.clone()),
+    };
+    if accepted {
+        tracing::debug!(log = %head.id, destination = %head.destination_id, "delivered");
+    } else {
+        tracing::warn!(
+            log = %head.id, destination = %head.destination_id, status = ?outcome.status,
+            error = ?outcome.error, "delivery failed; the destination's queue is held and the message retried"
+        );
+    }
+    if let Err(e) = state.db(move |s| s.record_attempt(&record, next)).await {
+        // Not recorded: the head stays due and is tried again (at least once).
+        tracing::error!(log = %head.id, error = ?e, "could not record a delivery attempt");
+    }
+}
+
+fn failed(reason: String) -> PushOutcome {
+    PushOutcome {
+        status: None,
+        error: Some(reason),
+        response: Vec::new(),
+        duration: Duration::ZERO,
+    }
+}
+
+/// Where and with which token a log goes, or why it cannot go now.
+async fn target(state: &State, head: &LogRecord) -> Result<(reqwest::Url, String), String> {
+    let id = head.destination_id.clone();
+    let record = state
+        .db(move |s| s.destination(&id))
+        .await
+        .map_err(|_| "the destination record could not be read".to_owned())?
+        .ok_or_else(|| "the destination was deleted".to_owned())?;
+    if record.verified_at.is_none() {
+        return Err("the destination is not verified: run Verify and Save".into());
+    }
+    let endpoint = record
+        .endpoint
+        .clone()
+        .ok_or("the destination has no endpoint")?;
+    let sealed = record
+        .verification_token
+        .clone()
+        .ok_or("the destination has no verification token")?;
+    let token = crate::api::open_token(state, &record, &sealed)
+        .map_err(|_| "the verification token cannot be opened".to_owned())?;
+    let url =
+        reqwest::Url::parse(&endpoint).map_err(|e| format!("the endpoint is not a URL: {e}"))?;
+    Ok((url, token))
+}

@@ -1,0 +1,261 @@
+//! Ingestion and delivery: one log per destination, FIFO per destination under failure, the
+//! retry ladder, attempts recorded, and what the destination receives.
+
+use super::*;
+use std::time::Duration;
+use wharf_testkit::wait_until;
+
+const SOURCE_KEY: &str = "source-key-0123456789abcdef";
+const TOKEN: &str = "right-token-123";
+
+fn config() -> String {
+    format!(
+        "retry_ladder = [\"0s\", \"300ms\"]\ndelivery_timeout = \"2s\"\n[[sources]]\nname = \"EHR feed\"\napi_key = \"{SOURCE_KEY}\"\n"
+    )
+}
+
+/// A destination endpoint: answers challenges for [`TOKEN`], and answers the first
+/// `failures` messages with 500, then 200.
+async fn endpoint(failures: usize) -> Recorder {
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    Recorder::start(move |_, r: &Received| {
+        let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        if let Some(challenge) = body["challenge"].as_str() {
+            return Reply {
+                status: if body["verification-token"] == TOKEN {
+                    200
+                } else {
+                    403
+                },
+                content_type: "text/plain",
+                body: challenge.as_bytes().to_vec(),
+                delay: Duration::ZERO,
+            };
+        }
+        let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n < failures {
+            Reply::json(500, "{\"error\":\"not now\"}")
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await
+}
+
+async fn verified_destination(engine: &Engine, endpoint: &Recorder) -> String {
+    let id = create_destination(engine, &endpoint.url("/redox"), TOKEN, "POST").await;
+    let (status, body) = engine
+        .post(&format!("/platform/v1/destinations/{id}/verify"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    id
+}
+
+async fn submit(engine: &Engine, destinations: &[&str], n: usize) -> reqwest::Response {
+    let body = json!({
+        "Meta": {
+            "DataModel": "PatientAdmin", "EventType": "Arrival",
+            "Destinations": destinations.iter().map(|d| json!({"ID": d})).collect::<Vec<_>>(),
+        },
+        "Patient": {"Number": n},
+    });
+    engine
+        .client
+        .post(format!("{}/endpoint", engine.base))
+        .bearer_auth(SOURCE_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn messages(endpoint: &Recorder) -> Vec<Value> {
+    endpoint
+        .received()
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .filter(|v| v.get("Meta").is_some())
+        .collect()
+}
+
+#[tokio::test]
+async fn ingestion_needs_a_source_key_and_verified_known_destinations() {
+    let engine = Engine::start_with(true, &config()).await;
+    let url = format!("{}/endpoint", engine.base);
+    let none = engine
+        .client
+        .post(&url)
+        .json(&json!({"Meta": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    let wrong = engine
+        .client
+        .post(&url)
+        .bearer_auth(KEY)
+        .json(&json!({"Meta": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        wrong.status(),
+        StatusCode::UNAUTHORIZED,
+        "a management key is not a source key"
+    );
+
+    let unverified = create_destination(&engine, "http://127.0.0.1:9/x", TOKEN, "POST").await;
+    let response = submit(&engine, &[&unverified], 1).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let body: Value = response.json().await.unwrap();
+    assert!(error(&body).contains("not verified"), "{body}");
+
+    let response = submit(&engine, &["no-such-destination"], 1).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let response = submit(&engine, &[], 1).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let (_, logs) = engine
+        .get(&format!(
+            "/platform/v1/organizations/{}/logs",
+            org_id(&engine).await
+        ))
+        .await;
+    assert_eq!(
+        logs["payload"].as_array().unwrap().len(),
+        0,
+        "nothing was queued"
+    );
+}
+
+async fn org_id(engine: &Engine) -> String {
+    let (_, orgs) = engine.get("/platform/v1/organizations").await;
+    orgs["payload"][0]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_failing_head_holds_its_queue_and_is_retried_on_the_ladder() {
+    let engine = Engine::start_with(true, &config()).await;
+    let failing = endpoint(3).await;
+    let destination = verified_destination(&engine, &failing).await;
+    let mut log_ids = Vec::new();
+    for n in 0..3 {
+        let response = submit(&engine, &[&destination], n).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        log_ids.push(body["Meta"]["Logs"][0]["ID"].as_str().unwrap().to_owned());
+    }
+    assert!(wait_until(Duration::from_secs(20), || messages(&failing).len() >= 6).await);
+    let got = messages(&failing);
+    let numbers: Vec<i64> = got
+        .iter()
+        .map(|m| m["Patient"]["Number"].as_i64().unwrap())
+        .collect();
+    // Three failed attempts of the first message, then each message once, in order: nothing
+    // behind the failing head was attempted.
+    assert_eq!(numbers, [0, 0, 0, 0, 1, 2]);
+    // Same Log ID on every retry, a new AttemptID each time, Source and EventDateTime filled.
+    let first: Vec<_> = got[..4]
+        .iter()
+        .map(|m| m["Meta"]["Logs"][0].clone())
+        .collect();
+    assert!(first.iter().all(|l| l["ID"] == log_ids[0].as_str()));
+    let attempts: std::collections::HashSet<_> =
+        first.iter().map(|l| l["AttemptID"].to_string()).collect();
+    assert_eq!(attempts.len(), 4);
+    assert_eq!(got[0]["Meta"]["Source"]["Name"], "EHR feed");
+    assert!(got[0]["Meta"]["EventDateTime"].is_string());
+    let sent = &failing.received()[1];
+    assert_eq!(sent.header("verification-token"), Some(TOKEN));
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+
+    let org = org_id(&engine).await;
+    let mut log = Value::Null;
+    for _ in 0..100 {
+        log = engine
+            .get(&format!(
+                "/platform/v1/organizations/{org}/logs/{}",
+                log_ids[0]
+            ))
+            .await
+            .1;
+        if log["payload"]["status"] == "SUCCEEDED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(log["payload"]["status"], "SUCCEEDED", "{log}");
+    let codes: Vec<_> = log["payload"]["attemptList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["statusCode"].clone())
+        .collect();
+    assert_eq!(codes, [json!(500), json!(500), json!(500), json!(200)]);
+    assert!(
+        log["payload"]["attemptList"][0]["response"]
+            .as_str()
+            .unwrap()
+            .contains("not now")
+    );
+    // The ladder: immediately after the first failure, then 300 ms between later tries.
+    let started: Vec<time::OffsetDateTime> = log["payload"]["attemptList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            time::OffsetDateTime::parse(
+                a["startedAt"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!(
+        started[2] - started[1] >= time::Duration::milliseconds(290),
+        "{:?}",
+        started
+    );
+    assert!(
+        started[3] - started[2] >= time::Duration::milliseconds(290),
+        "{:?}",
+        started
+    );
+}
+
+#[tokio::test]
+async fn fan_out_makes_one_log_per_destination_and_queues_are_independent() {
+    let engine = Engine::start_with(true, &config()).await;
+    let broken = endpoint(usize::MAX).await;
+    let healthy = endpoint(0).await;
+    let a = verified_destination(&engine, &broken).await;
+    let b = verified_destination(&engine, &healthy).await;
+    let response = submit(&engine, &[&a, &b], 7).await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["Meta"]["Logs"].as_array().unwrap().len(), 2);
+    for n in 8..10 {
+        submit(&engine, &[&b], n).await;
+    }
+    // The healthy destination gets everything while the broken one's queue is held.
+    assert!(wait_until(Duration::from_secs(10), || messages(&healthy).len() >= 3).await);
+    let numbers: Vec<i64> = messages(&healthy)
+        .iter()
+        .map(|m| m["Patient"]["Number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [7, 8, 9]);
+    let org = org_id(&engine).await;
+    let (_, pending) = engine
+        .get(&format!(
+            "/platform/v1/organizations/{org}/logs?destinationId={a}&status=PENDING"
+        ))
+        .await;
+    assert_eq!(pending["payload"].as_array().unwrap().len(), 1);
+    let (status, _) = engine
+        .get(&format!(
+            "/platform/v1/organizations/{org}/logs?status=LOST"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
