@@ -325,6 +325,16 @@ pub struct AttemptRecord {
     pub response: Option<Vec<u8>>,
 }
 
+/// A destination's queue as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueState {
+    pub paused_by_operator: bool,
+    /// Pending logs.
+    pub depth: i64,
+    /// The oldest pending log: the one being delivered or retried.
+    pub head: Option<LogRecord>,
+}
+
 /// What an attempt did to its log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
@@ -387,12 +397,14 @@ impl EngineStore {
         })
     }
 
-    /// The head (oldest pending log) of every destination's queue, due or not.
+    /// The head (oldest pending log) of every destination's queue that an operator has not
+    /// paused, due or not.
     pub fn queue_heads(&self) -> Result<Vec<LogRecord>, StoreError> {
         self.with(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {LOG_COLUMNS} FROM logs WHERE seq IN (
                     SELECT min(seq) FROM logs WHERE status = 'PENDING' GROUP BY destination_id)
+                   AND destination_id NOT IN (SELECT destination_id FROM paused_queues)
                  ORDER BY next_attempt_at"
             ))?;
             let rows = stmt.query_map([], log)?;
@@ -435,6 +447,87 @@ impl EngineStore {
                 )?,
             };
             tx.commit()
+        })
+    }
+
+    /// Pauses (or resumes) a destination's queue on an operator's request. Resuming also
+    /// makes its head due at once.
+    pub fn set_paused(&self, destination_id: &str, paused: bool) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if paused {
+                tx.execute(
+                    "INSERT OR IGNORE INTO paused_queues (destination_id, paused_at) VALUES (?1, ?2)",
+                    params![destination_id, now_millis()],
+                )?;
+            } else {
+                tx.execute(
+                    "DELETE FROM paused_queues WHERE destination_id = ?1",
+                    params![destination_id],
+                )?;
+                tx.execute(
+                    "UPDATE logs SET next_attempt_at = ?2 WHERE seq = (
+                        SELECT min(seq) FROM logs WHERE destination_id = ?1 AND status = 'PENDING')",
+                    params![destination_id, now_millis()],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// A destination's queue: operator-paused or not, depth, and its head.
+    pub fn queue(&self, destination_id: &str) -> Result<QueueState, StoreError> {
+        self.with(|conn| {
+            let paused: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM paused_queues WHERE destination_id = ?1)",
+                params![destination_id],
+                |r| r.get(0),
+            )?;
+            let depth: i64 = conn.query_row(
+                "SELECT count(*) FROM logs WHERE destination_id = ?1 AND status = 'PENDING'",
+                params![destination_id],
+                |r| r.get(0),
+            )?;
+            let head = conn
+                .query_row(
+                    &format!(
+                        "SELECT {LOG_COLUMNS} FROM logs WHERE destination_id = ?1 AND status = 'PENDING'
+                         ORDER BY seq LIMIT 1"
+                    ),
+                    params![destination_id],
+                    log,
+                )
+                .optional()?;
+            Ok(QueueState {
+                paused_by_operator: paused,
+                depth,
+                head,
+            })
+        })
+    }
+
+    /// Stops a pending log: it becomes FAILED and its queue moves on. False if it was not
+    /// pending.
+    pub fn stop(&self, log_id: &str) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE logs SET status = 'FAILED', updated_at = ?2 WHERE id = ?1 AND status = 'PENDING'",
+                params![log_id, now_millis()],
+            )? == 1)
+        })
+    }
+
+    /// Puts a finished log back at the end of its destination's queue, with the same Log ID
+    /// and its attempts kept. False if it is still pending (or does not exist).
+    pub fn resend(&self, log_id: &str) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            let now = now_millis();
+            Ok(conn.execute(
+                "UPDATE logs SET seq = (SELECT max(seq) FROM logs) + 1, status = 'PENDING',
+                    next_attempt_at = ?2, updated_at = ?2
+                 WHERE id = ?1 AND status <> 'PENDING'",
+                params![log_id, now],
+            )? == 1)
         })
     }
 
@@ -635,5 +728,49 @@ mod tests {
         assert_eq!(attempts.len(), 2);
         assert_eq!(store.logs("o", Some("A"), None, 10).unwrap().len(), 2);
         assert_eq!(store.logs("o", None, Some(PENDING), 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn pause_stop_and_resend() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EngineStore::open(dir.path()).unwrap();
+        store
+            .enqueue(&[queued("a1", "A"), queued("a2", "A")])
+            .unwrap();
+        store.set_paused("A", true).unwrap();
+        assert!(store.queue_heads().unwrap().is_empty());
+        let q = store.queue("A").unwrap();
+        assert!(q.paused_by_operator);
+        assert_eq!(q.depth, 2);
+        store.set_paused("A", false).unwrap();
+        assert_eq!(store.queue_heads().unwrap()[0].id, "a1");
+        assert!(store.stop("a1").unwrap());
+        assert!(!store.stop("a1").unwrap(), "only pending logs stop");
+        assert_eq!(store.queue_heads().unwrap()[0].id, "a2");
+        assert!(store.resend("a1").unwrap());
+        assert!(
+            !store.resend("a2").unwrap(),
+            "a pending log is already queued"
+        );
+        let order: Vec<_> = store
+            .logs("o", Some("A"), Some(PENDING), 10)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(
+            order,
+            ["a1", "a2"],
+            "newest first: the resent log is now behind a2"
+        );
+        assert_eq!(store.queue_heads().unwrap()[0].id, "a2");
+        store.enqueue(&[queued("a3", "A")]).unwrap();
+        let order: Vec<_> = store
+            .logs("o", Some("A"), None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(order, ["a3", "a1", "a2"]);
     }
 }

@@ -96,6 +96,11 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
         response     BLOB
     );
     CREATE INDEX attempts_by_log ON attempts (log_id, started_at);",
+    // 3: queues an operator paused.
+    "CREATE TABLE paused_queues (
+        destination_id TEXT PRIMARY KEY,
+        paused_at      INTEGER NOT NULL
+    );",
 ];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.

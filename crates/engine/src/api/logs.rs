@@ -1,12 +1,15 @@
-//! Logs: `GET /platform/v1/organizations/{orgId}/logs` (filters `destinationId`, `status`) and
-//! `GET /platform/v1/organizations/{orgId}/logs/{logId}` with every attempt.
+//! Logs: `GET /platform/v1/organizations/{orgId}/logs` (filters `destinationId`, `status`),
+//! `GET /platform/v1/organizations/{orgId}/logs/{logId}` with every attempt, and the operator's
+//! `POST /platform/v1/logs/{logId}/stop` (a pending log becomes FAILED; its queue moves on) and
+//! `POST /platform/v1/logs/{logId}/resend` (a finished log goes to the back of its queue with
+//! the same Log ID; its attempts are kept).
 
 use super::{ApiError, State, ok, rfc3339};
 use axum::Router;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wharf_store::engine::{AttemptRecord, FAILED, LogRecord, PENDING, SUCCEEDED};
@@ -21,6 +24,8 @@ pub(super) fn routes() -> Router<State> {
             "/platform/v1/organizations/{org_id}/logs/{log_id}",
             get(read),
         )
+        .route("/platform/v1/logs/{log_id}/stop", post(stop))
+        .route("/platform/v1/logs/{log_id}/resend", post(resend))
 }
 
 fn view(l: &LogRecord) -> Value {
@@ -110,4 +115,64 @@ async fn read(
     let mut payload = view(&log);
     payload["attemptList"] = Value::Array(attempts.iter().map(attempt_view).collect());
     Ok(ok(StatusCode::OK, payload))
+}
+
+async fn act(
+    state: State,
+    log_id: String,
+    action: &'static str,
+    run: fn(&wharf_store::engine::EngineStore, &str) -> Result<bool, wharf_store::StoreError>,
+    refusal: &'static str,
+) -> Result<Response, ApiError> {
+    let id = log_id.clone();
+    let found = state
+        .db(move |s| s.log(&id))
+        .await?
+        .filter(|(l, _)| l.organization_id == state.organization.id);
+    if found.is_none() {
+        return Err(ApiError::not_found(&format!("log {log_id}")));
+    }
+    let id = log_id.clone();
+    if !state.db(move |s| run(s, &id)).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("log {log_id} {refusal}"),
+        ));
+    }
+    state.wake.notify_one();
+    tracing::info!(log = %log_id, action, "operator action on a log");
+    let id = log_id.clone();
+    let (log, _) = state
+        .db(move |s| s.log(&id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("log {log_id}")))?;
+    Ok(ok(StatusCode::OK, view(&log)))
+}
+
+async fn stop(
+    axum::extract::State(state): axum::extract::State<State>,
+    Path(log_id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(
+        state,
+        log_id,
+        "stop",
+        |s, id| s.stop(id),
+        "is not pending: only a pending log can be stopped",
+    )
+    .await
+}
+
+async fn resend(
+    axum::extract::State(state): axum::extract::State<State>,
+    Path(log_id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(
+        state,
+        log_id,
+        "resend",
+        |s, id| s.resend(id),
+        "is still pending: it is already queued",
+    )
+    .await
 }

@@ -7,6 +7,7 @@ mod destinations;
 mod ingest;
 mod logs;
 mod organizations;
+mod queues;
 
 use crate::config::EngineConfig;
 use axum::Router;
@@ -71,6 +72,7 @@ pub(crate) fn router(state: State) -> Router {
         .merge(organizations::routes())
         .merge(destinations::routes())
         .merge(logs::routes())
+        .merge(queues::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .merge(management)

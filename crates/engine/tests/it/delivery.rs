@@ -259,3 +259,108 @@ async fn fan_out_makes_one_log_per_destination_and_queues_are_independent() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn an_operator_pause_holds_the_queue_until_resumed() {
+    let engine = Engine::start_with(true, &config()).await;
+    let healthy = endpoint(0).await;
+    let destination = verified_destination(&engine, &healthy).await;
+    let queue = format!("/platform/v1/destinations/{destination}/queue");
+    let (_, paused) = engine.post(&format!("{queue}/pause"), json!({})).await;
+    assert_eq!(paused["payload"]["state"], "paused");
+    assert_eq!(paused["payload"]["reason"], "operator");
+    submit(&engine, &[&destination], 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        messages(&healthy).is_empty(),
+        "nothing is delivered from a paused queue"
+    );
+    let (_, state) = engine.get(&queue).await;
+    assert_eq!(state["payload"]["depth"], 1);
+    let (_, resumed) = engine.post(&format!("{queue}/resume"), json!({})).await;
+    assert_eq!(resumed["payload"]["reason"], Value::Null);
+    assert!(wait_until(Duration::from_secs(10), || messages(&healthy).len() == 1).await);
+    let (status, _) = engine.get("/platform/v1/destinations/nope/queue").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn stop_moves_the_queue_on_and_resend_requeues_at_the_back() {
+    let engine = Engine::start_with(true, &config()).await;
+    // Refuses message number 0 for ever, accepts the others.
+    let picky = Recorder::start(|_, r: &Received| {
+        let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        if let Some(challenge) = body["challenge"].as_str() {
+            return Reply {
+                status: 200,
+                content_type: "text/plain",
+                body: challenge.as_bytes().to_vec(),
+                delay: Duration::ZERO,
+            };
+        }
+        if body["Patient"]["Number"] == 0 {
+            Reply::status(400)
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    let destination = verified_destination(&engine, &picky).await;
+    let first: Value = submit(&engine, &[&destination], 0)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let first = first["Meta"]["Logs"][0]["ID"].as_str().unwrap().to_owned();
+    submit(&engine, &[&destination], 1).await;
+    assert!(wait_until(Duration::from_secs(10), || messages(&picky).len() >= 2).await);
+    let (_, queue) = engine
+        .get(&format!("/platform/v1/destinations/{destination}/queue"))
+        .await;
+    assert_eq!(queue["payload"]["state"], "paused");
+    assert_eq!(queue["payload"]["reason"], "delivery failing");
+    assert_eq!(queue["payload"]["headLogId"], first.as_str());
+    assert!(
+        messages(&picky).iter().all(|m| m["Patient"]["Number"] == 0),
+        "message 1 waits behind the failing head"
+    );
+
+    let (status, stopped) = engine
+        .post(&format!("/platform/v1/logs/{first}/stop"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stopped["payload"]["status"], "FAILED");
+    assert!(
+        wait_until(Duration::from_secs(10), || messages(&picky)
+            .iter()
+            .any(|m| m["Patient"]["Number"] == 1))
+        .await
+    );
+    let (status, _) = engine
+        .post(&format!("/platform/v1/logs/{first}/stop"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let before = messages(&picky).len();
+    let (status, resent) = engine
+        .post(&format!("/platform/v1/logs/{first}/resend"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(resent["payload"]["status"], "PENDING");
+    assert_eq!(resent["payload"]["id"], first.as_str());
+    assert!(wait_until(Duration::from_secs(10), || messages(&picky).len() > before).await);
+    let last = messages(&picky).pop().unwrap();
+    assert_eq!(
+        last["Meta"]["Logs"][0]["ID"],
+        first.as_str(),
+        "resent with the same Log ID"
+    );
+    let (status, _) = engine
+        .post(&format!("/platform/v1/logs/{first}/resend"), json!({}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a pending log is already queued"
+    );
+}
