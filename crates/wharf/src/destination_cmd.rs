@@ -55,8 +55,12 @@ pub async fn shutdown_signal() {
 
 #[derive(clap::Args)]
 pub struct InboxArgs {
-    #[arg(long)]
-    config: PathBuf,
+    /// The destination server's configuration (its data_dir holds the inbox).
+    #[arg(long, required_unless_present = "data_dir")]
+    config: Option<PathBuf>,
+    /// Or the data directory itself.
+    #[arg(long, conflicts_with = "config")]
+    data_dir: Option<PathBuf>,
     /// Print JSON (one array) instead of a table.
     #[arg(long)]
     json: bool,
@@ -69,11 +73,15 @@ pub struct InboxArgs {
 }
 
 pub fn inbox(args: &InboxArgs) -> ExitCode {
-    let config = match load(&args.config) {
-        Ok(c) => c,
-        Err(code) => return code,
+    let data_dir = match (&args.data_dir, &args.config) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(config)) => match load(config) {
+            Ok(c) => c.data_dir,
+            Err(code) => return code,
+        },
+        (None, None) => unreachable!("clap requires --config or --data-dir"),
     };
-    let db = config.data_dir.join(wharf_store::INBOX_FILE);
+    let db = data_dir.join(wharf_store::INBOX_FILE);
     if !db.exists() {
         eprintln!(
             "no inbox at {}: the server has not run with this data_dir yet",
@@ -81,7 +89,7 @@ pub fn inbox(args: &InboxArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let rows = match InboxReader::open_existing(&config.data_dir)
+    let rows = match InboxReader::open_existing(&data_dir)
         .and_then(|r| r.list(args.destination.as_deref(), args.limit))
     {
         Ok(rows) => rows,

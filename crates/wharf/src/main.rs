@@ -7,6 +7,7 @@ mod destination_cmd;
 mod engine_cmd;
 mod logging;
 mod redox;
+mod up;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -31,6 +32,9 @@ enum Command {
     /// Run or inspect a destination server (the endpoint a Redox customer runs).
     #[command(subcommand)]
     Destination(DestinationCommand),
+    /// Everything on one machine: an engine and a destination under ./wharf-data, a verified
+    /// Development destination, and the command that pushes the examples through them.
+    Up(up::UpArgs),
     /// Run the engine (the Redox-like side): management API and Verify and Save.
     #[command(subcommand)]
     Engine(EngineCommand),
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
                 destination_cmd::serve(&config).await
             }
             Command::Destination(DestinationCommand::Inbox(args)) => destination_cmd::inbox(&args),
+            Command::Up(args) => up::up(&args).await,
             Command::Engine(EngineCommand::Serve { config }) => engine_cmd::serve(&config).await,
             Command::Verify(args) => redox::verify_cmd(&args).await,
             Command::Send(args) => redox::send_cmd(&args).await,

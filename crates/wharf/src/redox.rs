@@ -31,17 +31,45 @@ pub struct VerifyArgs {
 
 #[derive(clap::Args)]
 pub struct SendArgs {
-    /// The destination's endpoint URL.
-    url: reqwest::Url,
-    /// The destination's verification token.
+    /// Straight to a destination: `URL FILE...` (with --token). Through an engine (with
+    /// --engine and --key): `FILE...`. Files are Redox data model JSON or FHIR bundles, sent in
+    /// this order.
+    #[arg(required = true, value_name = "URL|FILE")]
+    targets: Vec<String>,
+    /// The destination's verification token (sending straight to a destination).
     #[arg(long, env = "WHARF_TOKEN", hide_env_values = true)]
-    token: String,
+    token: Option<String>,
+    /// Submit through this engine's /endpoint instead of straight to a destination.
+    #[arg(long, value_name = "URL")]
+    engine: Option<reqwest::Url>,
+    /// The source API key for --engine.
+    #[arg(long, env = "WHARF_SOURCE_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// With --engine: the destination ID to address (sets Meta.Destinations, or the
+    /// `destination` query parameter for FHIR bundles). Without it, files must name their own.
+    #[arg(long)]
+    destination: Option<String>,
     /// Also trust this PEM CA certificate (for endpoints with a private CA).
     #[arg(long)]
     ca_cert: Option<PathBuf>,
-    /// Message files (Redox data model JSON or FHIR bundles), sent in this order.
-    #[arg(required = true)]
-    files: Vec<PathBuf>,
+}
+
+/// Where `send` sends, and with which secret.
+enum SendTo {
+    Destination {
+        url: reqwest::Url,
+        token: String,
+    },
+    Engine {
+        endpoint: reqwest::Url,
+        key: String,
+        destination: Option<String>,
+    },
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
 }
 
 /// The outbound client, trusting `--ca-cert` too when given.
@@ -118,51 +146,129 @@ pub fn prepare_message(bytes: Vec<u8>) -> (Vec<u8>, &'static str) {
 }
 
 pub async fn send_cmd(args: &SendArgs) -> ExitCode {
+    let (to, files): (SendTo, &[String]) = match (&args.engine, &args.key) {
+        (Some(engine), Some(key)) => match engine.join("/endpoint") {
+            Ok(endpoint) => (
+                SendTo::Engine {
+                    endpoint,
+                    key: key.clone(),
+                    destination: args.destination.clone(),
+                },
+                &args.targets[..],
+            ),
+            Err(e) => return usage(&format!("--engine {engine} is not a base URL: {e}")),
+        },
+        (Some(_), None) => return usage("--engine needs --key (the source API key)"),
+        (None, _) => {
+            let Some(token) = args.token.clone() else {
+                return usage(
+                    "sending straight to a destination needs --token (or use --engine and --key)",
+                );
+            };
+            let Ok(url) = args.targets[0].parse::<reqwest::Url>() else {
+                return usage(&format!(
+                    "{:?} is not a URL: give the destination's URL before the files",
+                    args.targets[0]
+                ));
+            };
+            if args.targets.len() < 2 {
+                return usage("no files to send after the URL");
+            }
+            (SendTo::Destination { url, token }, &args.targets[1..])
+        }
+    };
     let client = match usable_client(args.ca_cert.as_ref()) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    for (n, path) in args.files.iter().enumerate() {
+    for (n, path) in files.iter().enumerate() {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) => {
-                eprintln!("error: cannot read {}: {e}", path.display());
+                eprintln!("error: cannot read {path}: {e}");
                 return ExitCode::from(2);
             }
         };
         let (body, content_type) = prepare_message(bytes);
-        let result = client
-            .post(args.url.clone())
+        let request = match &to {
+            SendTo::Destination { url, token } => client
+                .post(url.clone())
+                .header(VERIFICATION_TOKEN_HEADER, token)
+                .bearer_auth(token)
+                .body(body),
+            SendTo::Engine {
+                endpoint,
+                key,
+                destination,
+            } => {
+                let mut url = endpoint.clone();
+                let body = match destination {
+                    Some(id) if content_type == CONTENT_TYPE_FHIR_JSON => {
+                        url.query_pairs_mut().append_pair("destination", id);
+                        body
+                    }
+                    Some(id) => address(body, id),
+                    None => body,
+                };
+                client.post(url).bearer_auth(key).body(body)
+            }
+        };
+        let result = request
             .timeout(SEND_TIMEOUT)
             .header(reqwest::header::CONTENT_TYPE, content_type)
-            .header(VERIFICATION_TOKEN_HEADER, &args.token)
-            .bearer_auth(&args.token)
-            .body(body)
             .send()
             .await;
         match result {
             Ok(response) if response.status().is_success() => {
-                println!("{}: {}", path.display(), response.status());
+                let status = response.status();
+                let logs = response
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["Meta"]["Logs"].as_array().cloned())
+                    .filter(|_| matches!(to, SendTo::Engine { .. }))
+                    .map(|logs| {
+                        let ids: Vec<_> = logs
+                            .iter()
+                            .filter_map(|l| l["ID"].as_str().map(str::to_owned))
+                            .collect();
+                        format!(" (log {})", ids.join(", "))
+                    })
+                    .unwrap_or_default();
+                println!("{path}: {status}{logs}");
             }
             Ok(response) => {
                 let status = response.status();
                 let text = response.text().await.unwrap_or_default();
-                println!("{}: {status} {}", path.display(), text.trim());
-                stop_note(args.files.len() - n - 1);
+                println!("{path}: {status} {}", text.trim());
+                stop_note(files.len() - n - 1);
                 return ExitCode::FAILURE;
             }
             Err(e) => {
-                println!(
-                    "{}: {}",
-                    path.display(),
-                    wharf_delivery::describe_transport_error(&e)
-                );
-                stop_note(args.files.len() - n - 1);
+                println!("{path}: {}", wharf_delivery::describe_transport_error(&e));
+                stop_note(files.len() - n - 1);
                 return ExitCode::FAILURE;
             }
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Addresses a data model message to one destination: `Meta.Destinations = [{ID}]`.
+fn address(body: Vec<u8>, destination: &str) -> Vec<u8> {
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return body;
+    };
+    match value.get_mut("Meta").and_then(|m| m.as_object_mut()) {
+        Some(meta) => {
+            meta.insert(
+                "Destinations".into(),
+                serde_json::json!([{ "ID": destination }]),
+            );
+            serde_json::to_vec(&value).unwrap_or(body)
+        }
+        None => body,
+    }
 }
 
 /// Like Redox's queue, `send` stops at the first failure so the endpoint never sees a later

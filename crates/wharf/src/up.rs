@@ -1,0 +1,254 @@
+//! `wharf up`: the whole thing on one machine with nothing installed.
+//!
+//! Starts an engine and a destination server in one process on embedded SQLite under
+//! `./wharf-data`, makes sure a Development destination exists that points at the local
+//! destination server and is verified, and prints what is needed to push data through it.
+//! The two halves still meet only over HTTP: the destination record is created and verified
+//! through the engine's management API, exactly as a user would.
+//!
+//! Secrets (management key, master key, source key, verification token) are generated on the
+//! first run and kept in `wharf-data/up.json` (mode 0600), so every later run finds the same
+//! destination already verified.
+
+use crate::destination_cmd::shutdown_signal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const DESTINATION_NAME: &str = "Local destination";
+const DESTINATION_PATH: &str = "/redox";
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Where everything is kept.
+    #[arg(long, default_value = "wharf-data")]
+    data_dir: PathBuf,
+    /// The engine's address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    engine_listen: String,
+    /// The destination server's address.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    destination_listen: String,
+}
+
+/// The generated secrets, kept across runs.
+#[derive(Serialize, Deserialize)]
+struct Secrets {
+    management_key: String,
+    master_key: String,
+    source_key: String,
+    verification_token: String,
+}
+
+fn random_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn secrets(data_dir: &Path) -> Result<Secrets, String> {
+    let path = data_dir.join("up.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{} is damaged ({e}); move it away to start afresh",
+                path.display()
+            )
+        });
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let s = Secrets {
+        management_key: random_secret(),
+        master_key: random_secret(),
+        source_key: random_secret(),
+        verification_token: random_secret(),
+    };
+    write_private(
+        &path,
+        &serde_json::to_vec_pretty(&s).expect("secrets serialise"),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(s)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
+}
+
+fn toml_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serialises")
+}
+
+pub async fn up(args: &UpArgs) -> ExitCode {
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &UpArgs) -> Result<(), String> {
+    let s = secrets(&args.data_dir)?;
+    let destination_config = wharf_destination::Config::parse(
+        &format!(
+            "listen = {}\ndata_dir = {}\n[[destinations]]\nname = {}\npath = {}\nenvironment = \"Development\"\nverification_token = {}\n",
+            toml_string(&args.destination_listen),
+            toml_string(&args.data_dir.join("destination").to_string_lossy()),
+            toml_string(DESTINATION_NAME),
+            toml_string(DESTINATION_PATH),
+            toml_string(&s.verification_token),
+        ),
+        &wharf_destination::config::ProcessEnv,
+    )
+    .map_err(|e| format!("--destination-listen: {e}"))?;
+    let engine_config = wharf_engine::EngineConfig::parse(
+        &format!(
+            "listen = {}\ndata_dir = {}\norganization = \"Local\"\napi_keys = [{}]\nmaster_key = {}\nallow_private_endpoints = true\n[[sources]]\nname = \"wharf send\"\napi_key = {}\n",
+            toml_string(&args.engine_listen),
+            toml_string(&args.data_dir.join("engine").to_string_lossy()),
+            toml_string(&s.management_key),
+            toml_string(&s.master_key),
+            toml_string(&s.source_key),
+        ),
+        &wharf_config::ProcessEnv,
+    )
+    .map_err(|e| format!("--engine-listen: {e}"))?;
+
+    let destination = wharf_destination::start(destination_config)
+        .await
+        .map_err(|e| format!("cannot start the destination server: {e}"))?;
+    let engine = wharf_engine::start(engine_config)
+        .await
+        .map_err(|e| format!("cannot start the engine: {e}"))?;
+    let api = format!("http://{}", engine.local_addr());
+    let endpoint = format!("http://{}{DESTINATION_PATH}", destination.local_addr());
+    let id = ensure_verified_destination(&api, &s, &endpoint).await?;
+
+    println!("Wharf is up.");
+    println!(
+        "  engine API:        {api}/platform/v1  (Authorization: Bearer {})",
+        s.management_key
+    );
+    println!("  destination:       {endpoint}  (id {id}, verified)");
+    println!(
+        "  inbox:             wharf destination inbox --data-dir {}",
+        args.data_dir.join("destination").display()
+    );
+    println!();
+    println!("Push the bundled examples through the engine to the destination:");
+    println!(
+        "  wharf send --engine {api} --key {} --destination {id} examples/patient-admin-arrival.json examples/scheduling-new.json examples/fhir-patient-admin.json",
+        s.source_key
+    );
+    println!();
+    println!("Ctrl-C stops both.");
+    let engine_stop = tokio::spawn(async move { engine.run_until(shutdown_signal()).await });
+    destination.run_until(shutdown_signal()).await;
+    let _ = engine_stop.await;
+    Ok(())
+}
+
+/// Finds (or creates) the local destination through the management API and verifies it if it
+/// is not verified yet. Idempotent across restarts.
+async fn ensure_verified_destination(
+    api: &str,
+    s: &Secrets,
+    endpoint: &str,
+) -> Result<String, String> {
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut request = client
+            .request(method, format!("{api}{path}"))
+            .bearer_auth(&s.management_key);
+        if let Some(body) = body {
+            request = request.json(&json!({"meta": {"version": "1.0.0"}, "payload": body}));
+        }
+        async move {
+            let response = request
+                .send()
+                .await
+                .map_err(|e| format!("the engine API did not answer: {e}"))?;
+            let status = response.status();
+            let body: Value = response
+                .json()
+                .await
+                .map_err(|e| format!("the engine API answered garbage: {e}"))?;
+            if status.is_success() {
+                Ok(body["payload"].clone())
+            } else {
+                Err(format!(
+                    "the engine API answered {status}: {}",
+                    body["errors"][0]["message"]
+                ))
+            }
+        }
+    };
+    let orgs = call(
+        reqwest::Method::GET,
+        "/platform/v1/organizations".into(),
+        None,
+    )
+    .await?;
+    let org = orgs[0]["id"]
+        .as_str()
+        .ok_or("the engine has no organization")?
+        .to_owned();
+    let envs = call(
+        reqwest::Method::GET,
+        format!("/platform/v1/organizations/{org}/environments"),
+        None,
+    )
+    .await?;
+    let dev = envs
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["environmentFlag"] == "Development"))
+        .and_then(|e| e["id"].as_str())
+        .ok_or("the organization has no Development environment")?
+        .to_owned();
+    let existing = call(
+        reqwest::Method::GET,
+        format!("/platform/v1/environments/{dev}/destinations"),
+        None,
+    )
+    .await?;
+    let found = existing
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["name"] == DESTINATION_NAME))
+        .cloned();
+    let destination = match found {
+        Some(d) => d,
+        None => {
+            call(
+                reqwest::Method::POST,
+                format!("/platform/v1/environments/{dev}/destinations"),
+                Some(json!({"name": DESTINATION_NAME, "endpoint": endpoint, "verificationToken": s.verification_token})),
+            )
+            .await?
+        }
+    };
+    let id = destination["id"]
+        .as_str()
+        .ok_or("the destination has no id")?
+        .to_owned();
+    if destination["verified"] != true || destination["endpoint"] != endpoint {
+        call(
+            reqwest::Method::POST,
+            format!("/platform/v1/destinations/{id}/verify"),
+            Some(json!({"endpoint": endpoint, "verificationToken": s.verification_token})),
+        )
+        .await
+        .map_err(|e| format!("Verify and Save of the local destination failed: {e}"))?;
+    }
+    Ok(id)
+}
