@@ -16,6 +16,14 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `writeln!` that ignores a closed standard output.
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
 const DESTINATION_NAME: &str = "Local destination";
 const DESTINATION_PATH: &str = "/redox";
 
@@ -135,24 +143,33 @@ async fn run(args: &UpArgs) -> Result<(), String> {
     let endpoint = format!("http://{}{DESTINATION_PATH}", destination.local_addr());
     let id = ensure_verified_destination(&api, &s, &endpoint).await?;
 
-    println!("Wharf is up.");
-    println!(
+    // Written so that a closed stdout (`wharf up | head`) does not stop the servers.
+    let mut out = std::io::stdout().lock();
+    say!(out, "Wharf is up.");
+    say!(
+        out,
         "  engine API:        {api}/platform/v1  (Authorization: Bearer {})",
         s.management_key
     );
-    println!("  destination:       {endpoint}  (id {id}, verified)");
-    println!(
+    say!(out, "  destination:       {endpoint}  (id {id}, verified)");
+    say!(
+        out,
         "  inbox:             wharf destination inbox --data-dir {}",
         args.data_dir.join("destination").display()
     );
-    println!();
-    println!("Push the bundled examples through the engine to the destination:");
-    println!(
+    say!(out, "");
+    say!(
+        out,
+        "Push the bundled examples through the engine to the destination:"
+    );
+    say!(
+        out,
         "  wharf send --engine {api} --key {} --destination {id} examples/patient-admin-arrival.json examples/scheduling-new.json examples/fhir-patient-admin.json",
         s.source_key
     );
-    println!();
-    println!("Ctrl-C stops both.");
+    say!(out, "");
+    say!(out, "Ctrl-C stops both.");
+    drop(out);
     let engine_stop = tokio::spawn(async move { engine.run_until(shutdown_signal()).await });
     destination.run_until(shutdown_signal()).await;
     let _ = engine_stop.await;

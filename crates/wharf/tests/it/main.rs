@@ -3,6 +3,7 @@
 
 mod cli;
 mod crash;
+mod up;
 
 use std::net::SocketAddr;
 use std::path::Path;
