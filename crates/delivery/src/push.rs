@@ -15,8 +15,10 @@ pub struct PushOutcome {
     pub status: Option<u16>,
     /// The transport error, when it did not (or the answer could not be read).
     pub error: Option<String>,
-    /// The first [`RESPONSE_EXCERPT_BYTES`] of the answer.
+    /// The answer, up to the `keep` bytes asked for.
     pub response: Vec<u8>,
+    /// The answer was longer than `keep`; `response` holds only its beginning.
+    pub truncated: bool,
     pub duration: Duration,
 }
 
@@ -27,7 +29,9 @@ impl PushOutcome {
     }
 }
 
-/// POSTs `body` to `url` with `verification-token` and `Authorization: Bearer` set to `token`.
+/// POSTs `body` to `url` with `verification-token` and `Authorization: Bearer` set to `token`,
+/// keeping at most `keep` bytes of the answer ([`RESPONSE_EXCERPT_BYTES`] for a delivery log; the
+/// whole answer, bounded, for a query relayed back to its requester).
 pub async fn push(
     client: &reqwest::Client,
     url: &reqwest::Url,
@@ -35,6 +39,7 @@ pub async fn push(
     content_type: &str,
     body: Vec<u8>,
     timeout: Duration,
+    keep: usize,
 ) -> PushOutcome {
     let started = Instant::now();
     let sent = client
@@ -53,6 +58,7 @@ pub async fn push(
                 status: None,
                 error: Some(describe_transport_error(&e)),
                 response: Vec::new(),
+                truncated: false,
                 duration: started.elapsed(),
             };
         }
@@ -60,12 +66,14 @@ pub async fn push(
     let status = response.status().as_u16();
     let mut excerpt = Vec::new();
     let mut error = None;
+    let mut truncated = false;
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                let room = RESPONSE_EXCERPT_BYTES - excerpt.len();
+                let room = keep - excerpt.len();
                 excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if excerpt.len() >= RESPONSE_EXCERPT_BYTES {
+                if chunk.len() > room {
+                    truncated = true;
                     break;
                 }
             }
@@ -82,6 +90,7 @@ pub async fn push(
         status: Some(status),
         error,
         response: excerpt,
+        truncated,
         duration: started.elapsed(),
     }
 }

@@ -86,6 +86,7 @@ async fn attempt(state: &State, head: LogRecord) {
                         &head.content_type,
                         body,
                         state.config.delivery_timeout,
+                        wharf_delivery::push::RESPONSE_EXCERPT_BYTES,
                     )
                     .await
                 }
@@ -132,6 +133,7 @@ fn failed(reason: String) -> PushOutcome {
         status: None,
         error: Some(reason),
         response: Vec::new(),
+        truncated: false,
         duration: Duration::ZERO,
     }
 }

@@ -325,6 +325,19 @@ pub struct AttemptRecord {
     pub response: Option<Vec<u8>>,
 }
 
+/// Which logs a listing returns; `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    pub destination_id: Option<String>,
+    pub status: Option<String>,
+    pub data_model: Option<String>,
+    pub event_type: Option<String>,
+    /// Created at or after (ms since the epoch).
+    pub created_after: Option<i64>,
+    /// Created before (ms since the epoch).
+    pub created_before: Option<i64>,
+}
+
 /// A destination's queue as an operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueState {
@@ -565,22 +578,32 @@ impl EngineStore {
         })
     }
 
-    /// The organization's logs, newest first, optionally for one destination and status.
+    /// The organization's logs matching `filter`, newest first.
     pub fn logs(
         &self,
         organization_id: &str,
-        destination_id: Option<&str>,
-        status: Option<&str>,
+        filter: &LogFilter,
         limit: usize,
     ) -> Result<Vec<LogRecord>, StoreError> {
         self.with(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {LOG_COLUMNS} FROM logs WHERE organization_id = ?1
                    AND (?2 IS NULL OR destination_id = ?2) AND (?3 IS NULL OR status = ?3)
-                 ORDER BY seq DESC LIMIT ?4"
+                   AND (?4 IS NULL OR data_model = ?4) AND (?5 IS NULL OR event_type = ?5)
+                   AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at < ?7)
+                 ORDER BY seq DESC LIMIT ?8"
             ))?;
             let rows = stmt.query_map(
-                params![organization_id, destination_id, status, limit as i64],
+                params![
+                    organization_id,
+                    filter.destination_id,
+                    filter.status,
+                    filter.data_model,
+                    filter.event_type,
+                    filter.created_after,
+                    filter.created_before,
+                    limit as i64
+                ],
                 log,
             )?;
             rows.collect()
@@ -672,6 +695,14 @@ mod tests {
         }
     }
 
+    fn by(destination: Option<&str>, status: Option<&str>) -> LogFilter {
+        LogFilter {
+            destination_id: destination.map(str::to_owned),
+            status: status.map(str::to_owned),
+            ..LogFilter::default()
+        }
+    }
+
     fn attempt(log_id: &str, n: u32) -> AttemptRecord {
         AttemptRecord {
             id: format!("{log_id}-{n}"),
@@ -726,8 +757,11 @@ mod tests {
         let (log, attempts) = store.log("a1").unwrap().unwrap();
         assert_eq!(log.status, SUCCEEDED);
         assert_eq!(attempts.len(), 2);
-        assert_eq!(store.logs("o", Some("A"), None, 10).unwrap().len(), 2);
-        assert_eq!(store.logs("o", None, Some(PENDING), 10).unwrap().len(), 2);
+        assert_eq!(store.logs("o", &by(Some("A"), None), 10).unwrap().len(), 2);
+        assert_eq!(
+            store.logs("o", &by(None, Some(PENDING)), 10).unwrap().len(),
+            2
+        );
     }
 
     #[test]
@@ -753,7 +787,7 @@ mod tests {
             "a pending log is already queued"
         );
         let order: Vec<_> = store
-            .logs("o", Some("A"), Some(PENDING), 10)
+            .logs("o", &by(Some("A"), Some(PENDING)), 10)
             .unwrap()
             .into_iter()
             .map(|l| l.id)
@@ -766,7 +800,7 @@ mod tests {
         assert_eq!(store.queue_heads().unwrap()[0].id, "a2");
         store.enqueue(&[queued("a3", "A")]).unwrap();
         let order: Vec<_> = store
-            .logs("o", Some("A"), None, 10)
+            .logs("o", &by(Some("A"), None), 10)
             .unwrap()
             .into_iter()
             .map(|l| l.id)

@@ -43,12 +43,7 @@ async fn ingest(
     let source = state.config.sources[index].name.clone();
     let env = envelope::parse(&body)
         .map_err(|e| ApiError::bad_request(format!("cannot deliver this message: {e}")))?;
-    if env.interaction == Interaction::Query {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "synchronous queries are not relayed by this engine version yet; send notifications",
-        ));
-    }
+    let is_query = env.interaction == Interaction::Query;
     let targets = match env.kind {
         EnvelopeKind::DataModel => data_model_targets(&body),
         EnvelopeKind::FhirMessage => query_targets(query.as_deref()),
@@ -64,6 +59,14 @@ async fn ingest(
             _ => "Meta.Destinations names no destination: add [{\"ID\": \"<destination id>\"}]",
         }));
     }
+    if is_query && targets.len() != 1 {
+        return Err(ApiError::bad_request(format!(
+            "a query ({}) must name exactly one destination in Meta.Destinations; it names {}",
+            env.event_type.as_deref().unwrap_or("query"),
+            targets.len()
+        )));
+    }
+    let mut records = Vec::with_capacity(targets.len());
     for id in &targets {
         let lookup = id.clone();
         let record = state
@@ -80,12 +83,16 @@ async fn ingest(
                 ),
             ));
         }
+        records.push(record);
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or(wharf_protocol::CONTENT_TYPE_JSON)
         .to_owned();
+    if is_query {
+        return Ok(relay_query(&state, &records[0], &source, &content_type, &body, &env).await);
+    }
     let now = now_millis();
     let logs: Vec<LogRecord> = targets
         .iter()
@@ -121,6 +128,105 @@ async fn ingest(
         }})),
     )
         .into_response())
+}
+
+/// How long a query may take end to end (PROTOCOL.md section 6).
+pub const QUERY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Relays a query to its one destination and answers with the destination's answer, or with
+/// Redox-shaped `Meta.Errors` saying why there is none. Queries are not queued or retried.
+async fn relay_query(
+    state: &State,
+    destination: &wharf_store::engine::DestinationRecord,
+    source: &str,
+    content_type: &str,
+    body: &[u8],
+    env: &envelope::Envelope,
+) -> Response {
+    let fail = |status: StatusCode, text: String| {
+        tracing::warn!(destination = %destination.id, %status, reason = %text, "query failed");
+        let body = wharf_protocol::errors::meta_errors(
+            env.data_model.as_deref(),
+            env.event_type.as_deref(),
+            "query",
+            "wharf-engine",
+            &text,
+        );
+        (status, axum::Json(body)).into_response()
+    };
+    let (Some(endpoint), Some(sealed)) = (&destination.endpoint, &destination.verification_token)
+    else {
+        return fail(
+            StatusCode::BAD_GATEWAY,
+            "the destination has no endpoint or token".into(),
+        );
+    };
+    let token = match super::open_token(state, destination, sealed) {
+        Ok(t) => t,
+        Err(_) => {
+            return fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the destination's token cannot be opened".into(),
+            );
+        }
+    };
+    let url = match reqwest::Url::parse(endpoint) {
+        Ok(u) => u,
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_GATEWAY,
+                format!("the endpoint is not a URL: {e}"),
+            );
+        }
+    };
+    let client =
+        match wharf_delivery::ssrf::pinned_client(&url, state.config.allow_private_endpoints).await
+        {
+            Ok(c) => c,
+            Err(reason) => return fail(StatusCode::BAD_GATEWAY, reason),
+        };
+    let log_id = uuid::Uuid::new_v4().to_string();
+    let attempt_id = uuid::Uuid::new_v4().to_string();
+    let stamped = envelope::stamp(
+        body,
+        &log_id,
+        &attempt_id,
+        source,
+        &super::rfc3339_text(now_millis()),
+    );
+    let outcome = wharf_delivery::push::push(
+        &client,
+        &url,
+        &token,
+        content_type,
+        stamped,
+        QUERY_DEADLINE,
+        wharf_protocol::MAX_BODY_BYTES,
+    )
+    .await;
+    if outcome.truncated {
+        return fail(
+            StatusCode::BAD_GATEWAY,
+            "the destination's answer is larger than 40 MiB".into(),
+        );
+    }
+    match (outcome.status, outcome.error) {
+        (Some(status), None) if (200..300).contains(&status) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            [(header::CONTENT_TYPE, "application/json")],
+            outcome.response,
+        )
+            .into_response(),
+        (Some(status), None) => fail(
+            StatusCode::BAD_GATEWAY,
+            format!("the destination answered the query with HTTP {status}"),
+        ),
+        (_, Some(error)) if error.starts_with("timeout") => fail(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("the destination did not answer the query within {QUERY_DEADLINE:?}"),
+        ),
+        (_, error) => fail(StatusCode::BAD_GATEWAY, error.unwrap_or_default()),
+    }
 }
 
 /// `Meta.Destinations[].ID`, in order, without repeats.

@@ -1,4 +1,5 @@
-//! Logs: `GET /platform/v1/organizations/{orgId}/logs` (filters `destinationId`, `status`),
+//! Logs: `GET /platform/v1/organizations/{orgId}/logs` (filters `destinationId`, `status`,
+//! `dataModel`, `eventType`, `createdAfter`, `createdBefore` as RFC 3339 times),
 //! `GET /platform/v1/organizations/{orgId}/logs/{logId}` with every attempt, and the operator's
 //! `POST /platform/v1/logs/{logId}/stop` (a pending log becomes FAILED; its queue moves on) and
 //! `POST /platform/v1/logs/{logId}/resend` (a finished log goes to the back of its queue with
@@ -12,7 +13,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wharf_store::engine::{AttemptRecord, FAILED, LogRecord, PENDING, SUCCEEDED};
+use wharf_store::engine::{AttemptRecord, FAILED, LogFilter, LogRecord, PENDING, SUCCEEDED};
 
 /// Most logs one listing returns.
 const LIST_LIMIT: usize = 1000;
@@ -60,6 +61,24 @@ fn attempt_view(a: &AttemptRecord) -> Value {
 struct Filters {
     destination_id: Option<String>,
     status: Option<String>,
+    data_model: Option<String>,
+    event_type: Option<String>,
+    created_after: Option<String>,
+    created_before: Option<String>,
+}
+
+fn time_filter(key: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|text| {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                .map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "`{key}` {text:?} is not an RFC 3339 time like 2026-11-23T14:00:00Z"
+                    ))
+                })
+        })
+        .transpose()
 }
 
 fn check_org(state: &State, org_id: &str) -> Result<(), ApiError> {
@@ -77,7 +96,9 @@ async fn list(
 ) -> Result<Response, ApiError> {
     check_org(&state, &org_id)?;
     let Query(filters) = filters.map_err(|e| {
-        ApiError::bad_request(format!("{e}; filters available now: destinationId, status"))
+        ApiError::bad_request(format!(
+            "{e}; filters: destinationId, status, dataModel, eventType, createdAfter, createdBefore"
+        ))
     })?;
     if let Some(status) = &filters.status
         && ![PENDING, SUCCEEDED, FAILED].contains(&status.as_str())
@@ -86,15 +107,16 @@ async fn list(
             "`status` {status:?} is not one of PENDING, SUCCEEDED, FAILED"
         )));
     }
+    let filter = LogFilter {
+        created_after: time_filter("createdAfter", filters.created_after.as_deref())?,
+        created_before: time_filter("createdBefore", filters.created_before.as_deref())?,
+        destination_id: filters.destination_id,
+        status: filters.status,
+        data_model: filters.data_model,
+        event_type: filters.event_type,
+    };
     let logs = state
-        .db(move |s| {
-            s.logs(
-                &org_id,
-                filters.destination_id.as_deref(),
-                filters.status.as_deref(),
-                LIST_LIMIT,
-            )
-        })
+        .db(move |s| s.logs(&org_id, &filter, LIST_LIMIT))
         .await?;
     Ok(ok(
         StatusCode::OK,

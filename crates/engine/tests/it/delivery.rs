@@ -364,3 +364,98 @@ async fn stop_moves_the_queue_on_and_resend_requeues_at_the_back() {
         "a pending log is already queued"
     );
 }
+
+async fn query(engine: &Engine, destinations: &[&str]) -> reqwest::Response {
+    let body = json!({"Meta": {"DataModel": "Clinical Summary", "EventType": "PatientQuery",
+        "Destinations": destinations.iter().map(|d| json!({"ID": d})).collect::<Vec<_>>()},
+        "Patient": {"Identifiers": []}});
+    engine
+        .client
+        .post(format!("{}/endpoint", engine.base))
+        .bearer_auth(SOURCE_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn queries_are_relayed_synchronously_and_failures_come_back_as_meta_errors() {
+    let engine = Engine::start_with(true, &config()).await;
+    // Answers queries with a summary, unless the query's log is the second one it sees.
+    let answering = Recorder::start(|n, r: &Received| {
+        let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        if let Some(challenge) = body["challenge"].as_str() {
+            return Reply { status: 200, content_type: "text/plain", body: challenge.as_bytes().to_vec(), delay: Duration::ZERO };
+        }
+        if n == 2 { Reply::status(500) } else { Reply::json(200, r#"{"Meta":{"DataModel":"Clinical Summary","EventType":"PatientQueryResponse"},"Summary":"ok"}"#) }
+    })
+    .await;
+    let destination = verified_destination(&engine, &answering).await;
+    let response = query(&engine, &[&destination]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["Summary"], "ok");
+    let asked: Value = serde_json::from_slice(&answering.received()[1].body).unwrap();
+    assert!(
+        asked["Meta"]["Logs"][0]["ID"].is_string(),
+        "the query carries Meta.Logs"
+    );
+
+    let response = query(&engine, &[&destination]).await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let failure: Value = response.json().await.unwrap();
+    assert!(
+        failure["Meta"]["Errors"][0]["Text"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 500"),
+        "{failure}"
+    );
+
+    let second = verified_destination(&engine, &answering).await;
+    let response = query(&engine, &[&destination, &second]).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let org = org_id(&engine).await;
+    let (_, logs) = engine
+        .get(&format!("/platform/v1/organizations/{org}/logs"))
+        .await;
+    assert_eq!(
+        logs["payload"].as_array().unwrap().len(),
+        0,
+        "queries are not queued"
+    );
+}
+
+#[tokio::test]
+async fn logs_can_be_searched() {
+    let engine = Engine::start_with(true, &config()).await;
+    let healthy = endpoint(0).await;
+    let destination = verified_destination(&engine, &healthy).await;
+    submit(&engine, &[&destination], 1).await;
+    let org = org_id(&engine).await;
+    let search = |q: &str| {
+        let path = format!("/platform/v1/organizations/{org}/logs?{q}");
+        let engine = &engine;
+        async move { engine.get(&path).await }
+    };
+    let count = |v: &Value| v["payload"].as_array().map(Vec::len).unwrap_or(usize::MAX);
+    assert_eq!(
+        count(&search("dataModel=PatientAdmin&eventType=Arrival").await.1),
+        1
+    );
+    assert_eq!(count(&search("dataModel=Results").await.1), 0);
+    assert_eq!(
+        count(&search("createdAfter=2000-01-01T00:00:00Z").await.1),
+        1
+    );
+    assert_eq!(
+        count(&search("createdBefore=2000-01-01T00:00:00Z").await.1),
+        0
+    );
+    let (status, body) = search("createdAfter=yesterday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error(&body).contains("RFC 3339"));
+    let (status, _) = search("colour=blue").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
