@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub enum BenchCommand {
     /// Drive one URL at a fixed concurrency for a fixed time; print one JSON line of results.
     Load(LoadArgs),
+    /// Engine delivery throughput and ingest-to-delivery latency against a local sink.
+    Engine(crate::bench_engine::EngineBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -54,17 +56,19 @@ pub fn message_body(size: usize) -> Vec<u8> {
 }
 
 pub async fn run(command: BenchCommand) -> std::process::ExitCode {
-    match command {
-        BenchCommand::Load(args) => match load(args).await {
-            Ok(report) => {
-                println!("{report}");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                std::process::ExitCode::from(2)
-            }
-        },
+    let result = match command {
+        BenchCommand::Load(args) => load(args).await,
+        BenchCommand::Engine(args) => crate::bench_engine::run(args).await,
+    };
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(2)
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! mistake the user must fix.
 
 mod bench;
+mod bench_engine;
 mod destination_cmd;
 mod engine_cmd;
 mod logging;
