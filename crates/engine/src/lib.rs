@@ -9,8 +9,10 @@
 //! * [`secrets`]: sealing secrets at rest with the master key.
 //! * `api`: the management API (`/platform/v1/...`, one module per resource) and ingestion.
 //! * `queue`: the delivery worker (FIFO per destination, retry ladder).
+//! * `commit`: group commit for ingestion and attempts.
 
 mod api;
+mod commit;
 pub mod config;
 mod queue;
 pub mod secrets;

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use wharf_delivery::push::{PushOutcome, push};
-use wharf_store::engine::{AttemptOutcome, AttemptRecord, LogRecord};
+use wharf_store::engine::{AttemptOutcome, AttemptRecord, LogRecord, Write};
 use wharf_store::now_millis;
 
 /// Longest the worker sleeps with nothing due (a new message wakes it at once).
@@ -42,7 +42,7 @@ pub(crate) async fn run(state: State, mut shutdown: watch::Receiver<bool>) {
                 let (state, done) = (state.clone(), done_tx.clone());
                 tokio::spawn(async move {
                     let destination = head.destination_id.clone();
-                    attempt(&state, head).await;
+                    drain(&state, head).await;
                     let _ = done.send(destination);
                 });
             } else {
@@ -62,37 +62,52 @@ pub(crate) async fn run(state: State, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// One attempt at the head of a destination's queue, recorded whatever happens.
-async fn attempt(state: &State, head: LogRecord) {
+/// Works one destination's queue from `head` for as long as its heads are accepted: after a
+/// success the next head is read (one indexed lookup) and sent at once, so a busy queue does not
+/// wait for the scheduler's next round. Returns on a failure (the head now waits for its ladder
+/// step), on an empty or paused queue, or on a head that is not due.
+async fn drain(state: &State, mut head: LogRecord) {
+    loop {
+        let destination = head.destination_id.clone();
+        if !attempt(state, head).await {
+            return;
+        }
+        let next = state.db(move |s| s.head_of(&destination)).await;
+        match next {
+            Ok(Some(next)) if next.next_attempt_at <= now_millis() => head = next,
+            _ => return,
+        }
+    }
+}
+
+/// One attempt at the head of a destination's queue, recorded whatever happens. Returns
+/// whether the destination accepted it (and the attempt was recorded).
+async fn attempt(state: &State, head: LogRecord) -> bool {
     let attempt_id = uuid::Uuid::new_v4().to_string();
     let started_at = now_millis();
     let outcome = match target(state, &head).await {
-        Ok((url, token)) => {
-            match wharf_delivery::ssrf::pinned_client(&url, state.config.allow_private_endpoints)
+        Ok((url, token)) => match state.client_for(&url).await {
+            Ok(client) => {
+                let body = wharf_protocol::envelope::stamp(
+                    &head.body,
+                    &head.id,
+                    &attempt_id,
+                    &head.source,
+                    &rfc3339_text(started_at),
+                );
+                push(
+                    &client,
+                    &url,
+                    &token,
+                    &head.content_type,
+                    body,
+                    state.config.delivery_timeout,
+                    wharf_delivery::push::RESPONSE_EXCERPT_BYTES,
+                )
                 .await
-            {
-                Ok(client) => {
-                    let body = wharf_protocol::envelope::stamp(
-                        &head.body,
-                        &head.id,
-                        &attempt_id,
-                        &head.source,
-                        &rfc3339_text(started_at),
-                    );
-                    push(
-                        &client,
-                        &url,
-                        &token,
-                        &head.content_type,
-                        body,
-                        state.config.delivery_timeout,
-                        wharf_delivery::push::RESPONSE_EXCERPT_BYTES,
-                    )
-                    .await
-                }
-                Err(reason) => failed(reason),
             }
-        }
+            Err(reason) => failed(reason),
+        },
         Err(reason) => failed(reason),
     };
     let accepted = outcome.accepted();
@@ -122,9 +137,13 @@ async fn attempt(state: &State, head: LogRecord) {
             error = ?outcome.error, "delivery failed; the destination's queue is held and the message retried"
         );
     }
-    if let Err(e) = state.db(move |s| s.record_attempt(&record, next)).await {
-        // Not recorded: the head stays due and is tried again (at least once).
-        tracing::error!(log = %head.id, error = ?e, "could not record a delivery attempt");
+    match state.committer.commit(Write::Attempt(record, next)).await {
+        Ok(()) => accepted,
+        Err(e) => {
+            // Not recorded: the head stays due and is tried again (at least once).
+            tracing::error!(log = %head.id, error = %e, "could not record a delivery attempt");
+            false
+        }
     }
 }
 

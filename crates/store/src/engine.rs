@@ -325,6 +325,75 @@ pub struct AttemptRecord {
     pub response: Option<Vec<u8>>,
 }
 
+/// One write of a group commit.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Queue these logs (see [`EngineStore::enqueue`]).
+    Enqueue(Vec<LogRecord>),
+    /// Record this attempt (see [`EngineStore::record_attempt`]).
+    Attempt(AttemptRecord, AttemptOutcome),
+}
+
+fn enqueue_in(tx: &rusqlite::Transaction<'_>, logs: &[LogRecord]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO logs (id, organization_id, destination_id, source, data_model,
+            event_type, content_type, body, status, attempts, next_attempt_at,
+            created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'PENDING', 0, ?9, ?10, ?10)",
+    )?;
+    for l in logs {
+        insert.execute(params![
+            l.id,
+            l.organization_id,
+            l.destination_id,
+            l.source,
+            l.data_model,
+            l.event_type,
+            l.content_type,
+            l.body,
+            l.next_attempt_at,
+            l.created_at
+        ])?;
+    }
+    Ok(())
+}
+
+fn attempt_in(
+    tx: &rusqlite::Transaction<'_>,
+    attempt: &AttemptRecord,
+    outcome: AttemptOutcome,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO attempts (id, log_id, started_at, duration_ms, status_code, error, response)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        attempt.id,
+        attempt.log_id,
+        attempt.started_at,
+        attempt.duration_ms,
+        attempt.status_code,
+        attempt.error,
+        attempt.response
+    ])?;
+    match outcome {
+        AttemptOutcome::Succeeded => tx
+            .prepare_cached(
+                "UPDATE logs SET status = 'SUCCEEDED', attempts = attempts + 1, updated_at = ?2
+                 WHERE id = ?1 AND status = 'PENDING'",
+            )?
+            .execute(params![attempt.log_id, now])?,
+        AttemptOutcome::RetryAt(at) => tx
+            .prepare_cached(
+                "UPDATE logs SET attempts = attempts + 1, next_attempt_at = ?2, updated_at = ?3
+                 WHERE id = ?1 AND status = 'PENDING'",
+            )?
+            .execute(params![attempt.log_id, at, now])?,
+    };
+    Ok(())
+}
+
 /// Which logs a listing returns; `None` fields do not filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogFilter {
@@ -382,32 +451,7 @@ impl EngineStore {
     /// Queues logs at the back of their destinations' queues, all or none, durably (the
     /// commit is on disk when this returns). `seq` and `status` of the inputs are ignored.
     pub fn enqueue(&self, logs: &[LogRecord]) -> Result<(), StoreError> {
-        self.with(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO logs (id, organization_id, destination_id, source, data_model,
-                        event_type, content_type, body, status, attempts, next_attempt_at,
-                        created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'PENDING', 0, ?9, ?10, ?10)",
-                )?;
-                for l in logs {
-                    insert.execute(params![
-                        l.id,
-                        l.organization_id,
-                        l.destination_id,
-                        l.source,
-                        l.data_model,
-                        l.event_type,
-                        l.content_type,
-                        l.body,
-                        l.next_attempt_at,
-                        l.created_at
-                    ])?;
-                }
-            }
-            tx.commit()
-        })
+        self.apply(&[Write::Enqueue(logs.to_vec())])
     }
 
     /// The head (oldest pending log) of every destination's queue that an operator has not
@@ -431,35 +475,34 @@ impl EngineStore {
         attempt: &AttemptRecord,
         outcome: AttemptOutcome,
     ) -> Result<(), StoreError> {
+        self.apply(&[Write::Attempt(attempt.clone(), outcome)])
+    }
+
+    /// Commits several writes in one transaction (group commit): all or none, one `fsync`.
+    pub fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO attempts (id, log_id, started_at, duration_ms, status_code, error, response)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    attempt.id,
-                    attempt.log_id,
-                    attempt.started_at,
-                    attempt.duration_ms,
-                    attempt.status_code,
-                    attempt.error,
-                    attempt.response
-                ],
-            )?;
             let now = now_millis();
-            match outcome {
-                AttemptOutcome::Succeeded => tx.execute(
-                    "UPDATE logs SET status = 'SUCCEEDED', attempts = attempts + 1, updated_at = ?2
-                     WHERE id = ?1 AND status = 'PENDING'",
-                    params![attempt.log_id, now],
-                )?,
-                AttemptOutcome::RetryAt(at) => tx.execute(
-                    "UPDATE logs SET attempts = attempts + 1, next_attempt_at = ?2, updated_at = ?3
-                     WHERE id = ?1 AND status = 'PENDING'",
-                    params![attempt.log_id, at, now],
-                )?,
-            };
+            for write in writes {
+                match write {
+                    Write::Enqueue(logs) => enqueue_in(&tx, logs)?,
+                    Write::Attempt(attempt, outcome) => attempt_in(&tx, attempt, *outcome, now)?,
+                }
+            }
             tx.commit()
+        })
+    }
+
+    /// The head of one destination's queue, unless an operator paused it.
+    pub fn head_of(&self, destination_id: &str) -> Result<Option<LogRecord>, StoreError> {
+        self.with(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {LOG_COLUMNS} FROM logs WHERE destination_id = ?1 AND status = 'PENDING'
+                   AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE destination_id = ?1)
+                 ORDER BY seq LIMIT 1"
+            ))?
+            .query_row(params![destination_id], log)
+            .optional()
         })
     }
 

@@ -7,6 +7,7 @@
 //! the 200, whose body carries the new logs in `Meta.Logs`.
 
 use super::{ApiError, State, bearer, find_secret, unauthorized};
+use crate::commit::CommitError;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::RawQuery;
@@ -15,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 use wharf_protocol::envelope::{self, EnvelopeKind, Interaction};
-use wharf_store::engine::{LogRecord, PENDING};
+use wharf_store::engine::{LogRecord, PENDING, Write};
 use wharf_store::now_millis;
 
 pub(super) fn routes() -> Router<State> {
@@ -117,7 +118,21 @@ async fn ingest(
         .iter()
         .map(|l| json!({"ID": l.id, "DestinationID": l.destination_id}))
         .collect();
-    state.db(move |s| s.enqueue(&logs)).await?;
+    match state.committer.try_commit(Write::Enqueue(logs)).await {
+        Ok(()) => {}
+        Err(CommitError::Busy) => {
+            let mut response = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the engine is busy; retry shortly",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(1));
+            return Ok(response);
+        }
+        Err(CommitError::Failed(e)) => return Err(ApiError::internal(e)),
+    }
     state.wake.notify_one();
     Ok((
         StatusCode::OK,
@@ -179,12 +194,10 @@ async fn relay_query(
             );
         }
     };
-    let client =
-        match wharf_delivery::ssrf::pinned_client(&url, state.config.allow_private_endpoints).await
-        {
-            Ok(c) => c,
-            Err(reason) => return fail(StatusCode::BAD_GATEWAY, reason),
-        };
+    let client = match state.client_for(&url).await {
+        Ok(c) => c,
+        Err(reason) => return fail(StatusCode::BAD_GATEWAY, reason),
+    };
     let log_id = uuid::Uuid::new_v4().to_string();
     let attempt_id = uuid::Uuid::new_v4().to_string();
     let stamped = envelope::stamp(

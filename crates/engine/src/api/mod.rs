@@ -35,15 +35,48 @@ pub(crate) struct Inner {
     pub organization: Organization,
     /// Wakes the delivery worker when something is queued.
     pub wake: tokio::sync::Notify,
+    pub committer: crate::commit::Committer,
+    /// Outbound clients per endpoint, pinned to an SSRF-checked address, with their creation
+    /// time: reused (keep-alive) for [`CLIENT_TTL`], then resolved and checked again.
+    pub clients:
+        std::sync::Mutex<std::collections::HashMap<String, (reqwest::Client, std::time::Instant)>>,
+}
+
+/// How long a pinned outbound client (and the DNS answer behind it) is reused.
+pub const CLIENT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Inner {
+    /// A client for `url`: checked and pinned, reused while fresh.
+    pub async fn client_for(&self, url: &reqwest::Url) -> Result<reqwest::Client, String> {
+        let key = url.origin().ascii_serialization();
+        if let Some((client, made)) = self
+            .clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            && made.elapsed() < CLIENT_TTL
+        {
+            return Ok(client.clone());
+        }
+        let client =
+            wharf_delivery::ssrf::pinned_client(url, self.config.allow_private_endpoints).await?;
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (client.clone(), std::time::Instant::now()));
+        Ok(client)
+    }
 }
 
 impl State {
     pub fn new(store: EngineStore, config: EngineConfig, organization: Organization) -> Self {
         State(Arc::new(Inner {
-            store,
+            store: store.clone(),
             config,
             organization,
             wake: tokio::sync::Notify::new(),
+            committer: crate::commit::Committer::start(store.clone()),
+            clients: Default::default(),
         }))
     }
 

@@ -1,0 +1,94 @@
+//! Group commit for the engine's hot writes: queuing ingested logs and recording attempts.
+//!
+//! Each of these must be durable before the engine acts on it (answering a source 200, moving a
+//! queue on), and each durable commit costs an `fsync`. Callers therefore hand their write to
+//! this committer and wait; it takes everything waiting (up to [`MAX_BATCH`]), commits it in one
+//! transaction, and answers every caller. Under load one `fsync` covers hundreds of writes.
+//! The queue into it is bounded: ingestion that finds it full answers 503 with `Retry-After`.
+
+use tokio::sync::{mpsc, oneshot};
+use wharf_store::StoreError;
+use wharf_store::engine::{EngineStore, Write};
+
+/// Most writes in one transaction.
+pub const MAX_BATCH: usize = 512;
+/// Writes that may wait before ingestion is refused.
+pub const QUEUE_CAPACITY: usize = 8192;
+
+type Request = (Write, oneshot::Sender<Result<(), String>>);
+
+/// Why a write was not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("the engine's write queue is full; retry shortly")]
+    Busy,
+    #[error("the write could not be committed: {0}")]
+    Failed(String),
+}
+
+/// The handle callers use. Cheap to clone.
+#[derive(Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Committer {
+    /// Starts the committer on `store`.
+    pub fn start(store: EngineStore) -> Committer {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(run(store, rx));
+        Committer { tx }
+    }
+
+    /// Commits `write`, waiting for room in the queue (for the engine's own bookkeeping).
+    pub async fn commit(&self, write: Write) -> Result<(), CommitError> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send((write, reply))
+            .await
+            .map_err(|_| CommitError::Failed("the committer stopped".into()))?;
+        wait.await
+            .map_err(|_| CommitError::Failed("the committer stopped".into()))?
+            .map_err(CommitError::Failed)
+    }
+
+    /// Commits `write`, or refuses at once when the queue is full (for requests from outside).
+    pub async fn try_commit(&self, write: Write) -> Result<(), CommitError> {
+        let (reply, wait) = oneshot::channel();
+        self.tx.try_send((write, reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => CommitError::Busy,
+            mpsc::error::TrySendError::Closed(_) => {
+                CommitError::Failed("the committer stopped".into())
+            }
+        })?;
+        wait.await
+            .map_err(|_| CommitError::Failed("the committer stopped".into()))?
+            .map_err(CommitError::Failed)
+    }
+}
+
+async fn run(store: EngineStore, mut rx: mpsc::Receiver<Request>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let (writes, replies): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
+        let store = store.clone();
+        let result: Result<(), StoreError> =
+            match tokio::task::spawn_blocking(move || store.apply(&writes)).await {
+                Ok(result) => result,
+                Err(e) => Err(StoreError::CommitFailed(e.to_string())),
+            };
+        let result = result.map_err(|e| {
+            tracing::error!(error = %e, "engine batch failed to commit; nothing in it was kept");
+            e.to_string()
+        });
+        for reply in replies {
+            let _ = reply.send(result.clone());
+        }
+    }
+}
