@@ -66,6 +66,48 @@ pub fn toml_error(text: &str, e: toml::de::Error) -> ConfigError {
     }
 }
 
+/// Reads and parses a configuration file with `parse`, naming the file in any error.
+pub fn load<T>(
+    path: &Path,
+    parse: impl FnOnce(&str, &dyn Env) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let text = read(path)?;
+    parse(&text, &ProcessEnv).map_err(|mut e| {
+        e.file = Some(path.to_owned());
+        e
+    })
+}
+
+/// The `listen` address and `data_dir` every server has, with their `WHARF_LISTEN` and
+/// `WHARF_DATA_DIR` overrides and defaults.
+pub fn listen_and_data_dir(
+    env: &dyn Env,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    default_listen: &str,
+    default_data_dir: &str,
+) -> Result<(std::net::SocketAddr, PathBuf), ConfigError> {
+    let listen_text = env
+        .var("WHARF_LISTEN")
+        .or(listen)
+        .unwrap_or_else(|| default_listen.to_owned());
+    let listen = listen_text.parse().map_err(|_| {
+        err(
+            "listen",
+            format!("{listen_text:?} is not an address with a port, like \"{default_listen}\""),
+        )
+    })?;
+    let data_dir = env
+        .var("WHARF_DATA_DIR")
+        .map(PathBuf::from)
+        .or(data_dir)
+        .unwrap_or_else(|| PathBuf::from(default_data_dir));
+    if data_dir.as_os_str().is_empty() {
+        return Err(err("data_dir", "must not be empty"));
+    }
+    Ok((listen, data_dir))
+}
+
 /// Reads a configuration file, or says which file could not be read.
 pub fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|e| ConfigError {

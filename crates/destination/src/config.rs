@@ -92,34 +92,19 @@ impl Config {
     /// Reads, parses and validates a configuration file, applying `WHARF_LISTEN` and
     /// `WHARF_DATA_DIR` overrides from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = wharf_config::read(path)?;
-        Config::parse(&text, &ProcessEnv).map_err(|mut e| {
-            e.file = Some(path.to_owned());
-            e
-        })
+        wharf_config::load(path, Config::parse)
     }
 
     /// Parses and validates configuration text.
     pub fn parse(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, e))?;
-        let listen_text = env
-            .var("WHARF_LISTEN")
-            .or(raw.listen)
-            .unwrap_or_else(|| "127.0.0.1:8443".to_owned());
-        let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            err(
-                "listen",
-                format!("{listen_text:?} is not an address with a port, like \"127.0.0.1:8443\""),
-            )
-        })?;
-        let data_dir = env
-            .var("WHARF_DATA_DIR")
-            .map(PathBuf::from)
-            .or(raw.data_dir)
-            .unwrap_or_else(|| PathBuf::from("wharf-data/destination"));
-        if data_dir.as_os_str().is_empty() {
-            return Err(err("data_dir", "must not be empty"));
-        }
+        let (listen, data_dir) = wharf_config::listen_and_data_dir(
+            env,
+            raw.listen,
+            raw.data_dir,
+            "127.0.0.1:8443",
+            "wharf-data/destination",
+        )?;
         let tls = match (raw.tls_cert, raw.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use wharf_config::{ConfigError, Env, ProcessEnv, err, toml_error};
+use wharf_config::{ConfigError, Env, err, toml_error};
 use wharf_protocol::ladder::{RetryLadder, parse_duration};
 
 /// Default time a destination has to answer one delivery (PROTOCOL.md section 6, our choice).
@@ -87,30 +87,18 @@ impl EngineConfig {
     /// Reads, parses and validates a configuration file (`WHARF_LISTEN` and `WHARF_DATA_DIR`
     /// override `listen` and `data_dir`).
     pub fn load(path: &Path) -> Result<EngineConfig, ConfigError> {
-        let text = wharf_config::read(path)?;
-        EngineConfig::parse(&text, &ProcessEnv).map_err(|mut e| {
-            e.file = Some(path.to_owned());
-            e
-        })
+        wharf_config::load(path, EngineConfig::parse)
     }
 
     pub fn parse(text: &str, env: &dyn Env) -> Result<EngineConfig, ConfigError> {
         let raw: Raw = toml::from_str(text).map_err(|e| toml_error(text, e))?;
-        let listen_text = env
-            .var("WHARF_LISTEN")
-            .or(raw.listen)
-            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-        let listen = listen_text.parse().map_err(|_| {
-            err(
-                "listen",
-                format!("{listen_text:?} is not an address with a port, like \"127.0.0.1:8080\""),
-            )
-        })?;
-        let data_dir = env
-            .var("WHARF_DATA_DIR")
-            .map(PathBuf::from)
-            .or(raw.data_dir)
-            .unwrap_or_else(|| PathBuf::from("wharf-data/engine"));
+        let (listen, data_dir) = wharf_config::listen_and_data_dir(
+            env,
+            raw.listen,
+            raw.data_dir,
+            "127.0.0.1:8080",
+            "wharf-data/engine",
+        )?;
         let organization = raw
             .organization
             .unwrap_or_else(|| "My Organization".to_owned());

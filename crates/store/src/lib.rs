@@ -54,3 +54,14 @@ pub fn now_millis() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// RFC 3339 text (UTC) of a timestamp in milliseconds since the Unix epoch.
+pub fn rfc3339(millis: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| millis.to_string())
+}

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wharf_destination::Config;
-use wharf_store::{InboxReader, MessageSummary};
+use wharf_store::{InboxReader, MessageSummary, rfc3339};
 
 /// Exit status for a configuration mistake.
 pub const EXIT_CONFIG: u8 = 2;
@@ -108,16 +108,6 @@ pub fn inbox(args: &InboxArgs) -> ExitCode {
         print_table(&rows);
     }
     ExitCode::SUCCESS
-}
-
-pub fn rfc3339(millis: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| millis.to_string())
 }
 
 fn json_row(m: &MessageSummary) -> serde_json::Value {

@@ -251,15 +251,7 @@ pub(crate) fn rfc3339(millis: i64) -> Value {
 }
 
 /// RFC 3339 text of a millisecond timestamp.
-pub(crate) fn rfc3339_text(millis: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| millis.to_string())
-}
+pub(crate) use wharf_store::rfc3339 as rfc3339_text;
 
 /// The context that seals a destination's verification token (record id and field, so a
 /// sealed token copied into another record does not open).

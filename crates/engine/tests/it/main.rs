@@ -338,7 +338,9 @@ async fn verify_failures_say_why_and_save_nothing() {
         .post(&path, json!({"endpoint": format!("http://{closed}/")}))
         .await;
     assert!(error(&body).contains("connection refused"), "{body}");
-    let (_, body) = engine.post(&path, json!({"endpoint": "http://wharf-test.invalid/hook"})).await;
+    let (_, body) = engine
+        .post(&path, json!({"endpoint": "http://wharf-test.invalid/hook"}))
+        .await;
     assert!(error(&body).contains("DNS error"), "{body}");
 
     // Fixing the token in the verify body succeeds and saves it.
