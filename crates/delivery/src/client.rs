@@ -49,8 +49,19 @@ pub fn describe_transport_error(e: &reqwest::Error) -> String {
         "timeout"
     } else if lower.contains("dns") || lower.contains("failed to lookup") {
         "DNS error"
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    } else if [
+        "certificate",
+        "tls",
+        "handshake",
+        "corrupt message",
+        "alert",
+        "invalidcontenttype",
+    ]
+    .iter()
+    .any(|k| lower.contains(k))
     {
+        // rustls names its failures without saying "TLS" ("received corrupt message of type
+        // InvalidContentType" when the other end does not speak TLS at all).
         "TLS error"
     } else if lower.contains("connection refused") {
         "connection refused"

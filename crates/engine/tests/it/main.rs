@@ -352,6 +352,41 @@ async fn verify_failures_say_why_and_save_nothing() {
 }
 
 #[tokio::test]
+async fn verify_reports_tls_failures_and_timeouts() {
+    let engine = Engine::start(true).await;
+    // A plain-HTTP server behind an https:// endpoint: the TLS handshake cannot succeed.
+    let plain = Recorder::ok().await;
+    let id = create_destination(
+        &engine,
+        &format!("https://{}/hook", plain.addr),
+        "right-token-123",
+        "POST",
+    )
+    .await;
+    let path = format!("/platform/v1/destinations/{id}/verify");
+    let (status, body) = engine.post(&path, json!({})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error(&body).contains("TLS error"), "{body}");
+
+    // A server that accepts connections and never answers: Verify and Save gives up after 15 s.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let started = std::time::Instant::now();
+    let (status, body) = engine
+        .post(&path, json!({"endpoint": format!("http://{addr}/hook")}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error(&body).contains("timeout"), "{body}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(14));
+}
+
+#[tokio::test]
 async fn changing_endpoint_or_token_clears_verification() {
     let engine = Engine::start(true).await;
     let endpoint = echoing_endpoint("right-token-123").await;
