@@ -295,6 +295,8 @@ pub const FAILED: &str = "FAILED";
 pub struct LogRecord {
     /// Queue order.
     pub seq: i64,
+    /// `SEND` for a queued notification, `REQUEST` for a relayed query.
+    pub log_type: String,
     pub id: String,
     pub organization_id: String,
     pub destination_id: String,
@@ -332,6 +334,8 @@ pub enum Write {
     Enqueue(Vec<LogRecord>),
     /// Record this attempt (see [`EngineStore::record_attempt`]).
     Attempt(AttemptRecord, AttemptOutcome),
+    /// Record a finished query: its log (with its final status) and its one attempt.
+    Query(Box<(LogRecord, AttemptRecord)>),
 }
 
 fn enqueue_in(tx: &rusqlite::Transaction<'_>, logs: &[LogRecord]) -> rusqlite::Result<()> {
@@ -355,6 +359,44 @@ fn enqueue_in(tx: &rusqlite::Transaction<'_>, logs: &[LogRecord]) -> rusqlite::R
             l.created_at
         ])?;
     }
+    Ok(())
+}
+
+fn query_in(
+    tx: &rusqlite::Transaction<'_>,
+    log: &LogRecord,
+    attempt: &AttemptRecord,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO logs (id, organization_id, destination_id, source, data_model, event_type,
+            content_type, body, status, attempts, next_attempt_at, created_at, updated_at, log_type)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?10, 'REQUEST')",
+    )?
+    .execute(params![
+        log.id,
+        log.organization_id,
+        log.destination_id,
+        log.source,
+        log.data_model,
+        log.event_type,
+        log.content_type,
+        log.body,
+        log.status,
+        log.created_at
+    ])?;
+    tx.prepare_cached(
+        "INSERT INTO attempts (id, log_id, started_at, duration_ms, status_code, error, response)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        attempt.id,
+        attempt.log_id,
+        attempt.started_at,
+        attempt.duration_ms,
+        attempt.status_code,
+        attempt.error,
+        attempt.response
+    ])?;
     Ok(())
 }
 
@@ -426,7 +468,8 @@ pub enum AttemptOutcome {
 }
 
 const LOG_COLUMNS: &str = "seq, id, organization_id, destination_id, source, data_model,
-    event_type, content_type, body, status, attempts, next_attempt_at, created_at, updated_at";
+    event_type, content_type, body, status, attempts, next_attempt_at, created_at, updated_at,
+    log_type";
 
 fn log(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
     Ok(LogRecord {
@@ -444,6 +487,7 @@ fn log(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
         next_attempt_at: row.get(11)?,
         created_at: row.get(12)?,
         updated_at: row.get(13)?,
+        log_type: row.get(14)?,
     })
 }
 
@@ -487,6 +531,7 @@ impl EngineStore {
                 match write {
                     Write::Enqueue(logs) => enqueue_in(&tx, logs)?,
                     Write::Attempt(attempt, outcome) => attempt_in(&tx, attempt, *outcome, now)?,
+                    Write::Query(query) => query_in(&tx, &query.0, &query.1)?,
                 }
             }
             tx.commit()
@@ -722,6 +767,7 @@ mod tests {
     fn queued(id: &str, destination: &str) -> LogRecord {
         LogRecord {
             seq: 0,
+            log_type: "SEND".into(),
             id: id.into(),
             organization_id: "o".into(),
             destination_id: destination.into(),

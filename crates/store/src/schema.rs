@@ -101,6 +101,8 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
         destination_id TEXT PRIMARY KEY,
         paused_at      INTEGER NOT NULL
     );",
+    // 4: log types: SEND (queued notifications) and REQUEST (relayed queries).
+    "ALTER TABLE logs ADD COLUMN log_type TEXT NOT NULL DEFAULT 'SEND';",
 ];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 use wharf_protocol::envelope::{self, EnvelopeKind, Interaction};
-use wharf_store::engine::{LogRecord, PENDING, Write};
+use wharf_store::engine::{AttemptRecord, FAILED, LogRecord, PENDING, SUCCEEDED, Write};
 use wharf_store::now_millis;
 
 pub(super) fn routes() -> Router<State> {
@@ -99,6 +99,7 @@ async fn ingest(
         .iter()
         .map(|destination| LogRecord {
             seq: 0,
+            log_type: "SEND".into(),
             id: uuid::Uuid::new_v4().to_string(),
             organization_id: state.organization.id.clone(),
             destination_id: destination.clone(),
@@ -207,6 +208,7 @@ async fn relay_query(
         source,
         &super::rfc3339_text(now_millis()),
     );
+    let started_at = now_millis();
     let outcome = wharf_delivery::push::push(
         &client,
         &url,
@@ -215,6 +217,19 @@ async fn relay_query(
         stamped,
         QUERY_DEADLINE,
         wharf_protocol::MAX_BODY_BYTES,
+    )
+    .await;
+    record_query(
+        state,
+        destination,
+        source,
+        content_type,
+        body,
+        env,
+        &log_id,
+        &attempt_id,
+        started_at,
+        &outcome,
     )
     .await;
     if outcome.truncated {
@@ -239,6 +254,65 @@ async fn relay_query(
             format!("the destination did not answer the query within {QUERY_DEADLINE:?}"),
         ),
         (_, error) => fail(StatusCode::BAD_GATEWAY, error.unwrap_or_default()),
+    }
+}
+
+/// Keeps a query as a REQUEST log with its one attempt, so it can be found like any other
+/// message. A failure to record does not fail the query: the requester already has its answer.
+#[allow(clippy::too_many_arguments)]
+async fn record_query(
+    state: &State,
+    destination: &wharf_store::engine::DestinationRecord,
+    source: &str,
+    content_type: &str,
+    body: &[u8],
+    env: &envelope::Envelope,
+    log_id: &str,
+    attempt_id: &str,
+    started_at: i64,
+    outcome: &wharf_delivery::push::PushOutcome,
+) {
+    let status = if outcome.accepted() && !outcome.truncated {
+        SUCCEEDED
+    } else {
+        FAILED
+    };
+    let log = LogRecord {
+        seq: 0,
+        log_type: "REQUEST".into(),
+        id: log_id.to_owned(),
+        organization_id: destination.organization_id.clone(),
+        destination_id: destination.id.clone(),
+        source: source.to_owned(),
+        data_model: env.data_model.clone(),
+        event_type: env.event_type.clone(),
+        content_type: content_type.to_owned(),
+        body: body.to_vec(),
+        status: status.into(),
+        attempts: 1,
+        next_attempt_at: started_at,
+        created_at: started_at,
+        updated_at: started_at,
+    };
+    let excerpt = &outcome.response[..outcome
+        .response
+        .len()
+        .min(wharf_delivery::push::RESPONSE_EXCERPT_BYTES)];
+    let attempt = AttemptRecord {
+        id: attempt_id.to_owned(),
+        log_id: log_id.to_owned(),
+        started_at,
+        duration_ms: outcome.duration.as_millis() as i64,
+        status_code: outcome.status.map(i64::from),
+        error: outcome.error.clone(),
+        response: (!excerpt.is_empty()).then(|| excerpt.to_vec()),
+    };
+    if let Err(e) = state
+        .committer
+        .commit(Write::Query(Box::new((log, attempt))))
+        .await
+    {
+        tracing::warn!(log = %log_id, error = %e, "could not record a query log");
     }
 }
 

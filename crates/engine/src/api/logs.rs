@@ -32,7 +32,7 @@ pub(super) fn routes() -> Router<State> {
 fn view(l: &LogRecord) -> Value {
     json!({
         "id": l.id,
-        "type": "SEND",
+        "type": l.log_type,
         "destinationId": l.destination_id,
         "source": l.source,
         "dataModel": l.data_model,

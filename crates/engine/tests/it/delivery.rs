@@ -420,11 +420,21 @@ async fn queries_are_relayed_synchronously_and_failures_come_back_as_meta_errors
     let (_, logs) = engine
         .get(&format!("/platform/v1/organizations/{org}/logs"))
         .await;
-    assert_eq!(
-        logs["payload"].as_array().unwrap().len(),
-        0,
-        "queries are not queued"
-    );
+    // Both relayed queries are logged as REQUESTs, newest first, and none is queued.
+    let logs = logs["payload"].as_array().unwrap().clone();
+    assert_eq!(logs.len(), 2);
+    assert!(logs.iter().all(|l| l["type"] == "REQUEST"));
+    assert_eq!(logs[0]["status"], "FAILED");
+    assert_eq!(logs[1]["status"], "SUCCEEDED");
+    let (_, queue) = engine
+        .get(&format!("/platform/v1/destinations/{destination}/queue"))
+        .await;
+    assert_eq!(queue["payload"]["depth"], 0, "queries are not queued");
+    let log_id = logs[1]["id"].as_str().unwrap();
+    let (_, detail) = engine
+        .get(&format!("/platform/v1/organizations/{org}/logs/{log_id}"))
+        .await;
+    assert_eq!(detail["payload"]["attemptList"][0]["statusCode"], 200);
 }
 
 #[tokio::test]
