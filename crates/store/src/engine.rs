@@ -362,6 +362,23 @@ fn enqueue_in(tx: &rusqlite::Transaction<'_>, logs: &[LogRecord]) -> rusqlite::R
     Ok(())
 }
 
+fn insert_attempt(tx: &rusqlite::Transaction<'_>, attempt: &AttemptRecord) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO attempts (id, log_id, started_at, duration_ms, status_code, error, response)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        attempt.id,
+        attempt.log_id,
+        attempt.started_at,
+        attempt.duration_ms,
+        attempt.status_code,
+        attempt.error,
+        attempt.response
+    ])?;
+    Ok(())
+}
+
 fn query_in(
     tx: &rusqlite::Transaction<'_>,
     log: &LogRecord,
@@ -384,19 +401,7 @@ fn query_in(
         log.status,
         log.created_at
     ])?;
-    tx.prepare_cached(
-        "INSERT INTO attempts (id, log_id, started_at, duration_ms, status_code, error, response)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        attempt.id,
-        attempt.log_id,
-        attempt.started_at,
-        attempt.duration_ms,
-        attempt.status_code,
-        attempt.error,
-        attempt.response
-    ])?;
+    insert_attempt(tx, attempt)?;
     Ok(())
 }
 
@@ -406,19 +411,7 @@ fn attempt_in(
     outcome: AttemptOutcome,
     now: i64,
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO attempts (id, log_id, started_at, duration_ms, status_code, error, response)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        attempt.id,
-        attempt.log_id,
-        attempt.started_at,
-        attempt.duration_ms,
-        attempt.status_code,
-        attempt.error,
-        attempt.response
-    ])?;
+    insert_attempt(tx, attempt)?;
     match outcome {
         AttemptOutcome::Succeeded => tx
             .prepare_cached(
