@@ -330,9 +330,10 @@ pub struct AttemptRecord {
 /// One write of a group commit.
 #[derive(Debug, Clone)]
 pub enum Write {
-    /// Queue these logs (see [`EngineStore::enqueue`]).
+    /// Queue these logs at the back of their destinations' queues (`seq` and `status` of
+    /// the records are ignored: new logs are PENDING, in the order given).
     Enqueue(Vec<LogRecord>),
-    /// Record this attempt (see [`EngineStore::record_attempt`]).
+    /// Record an attempt and move its log on: to SUCCEEDED, or to its next try.
     Attempt(AttemptRecord, AttemptOutcome),
     /// Record a finished query: its log (with its final status) and its one attempt.
     Query(Box<(LogRecord, AttemptRecord)>),
@@ -485,12 +486,6 @@ fn log(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
 }
 
 impl EngineStore {
-    /// Queues logs at the back of their destinations' queues, all or none, durably (the
-    /// commit is on disk when this returns). `seq` and `status` of the inputs are ignored.
-    pub fn enqueue(&self, logs: &[LogRecord]) -> Result<(), StoreError> {
-        self.apply(&[Write::Enqueue(logs.to_vec())])
-    }
-
     /// The head (oldest pending log) of every destination's queue that an operator has not
     /// paused, due or not.
     pub fn queue_heads(&self) -> Result<Vec<LogRecord>, StoreError> {
@@ -504,15 +499,6 @@ impl EngineStore {
             let rows = stmt.query_map([], log)?;
             rows.collect()
         })
-    }
-
-    /// Records an attempt and moves its log on: to SUCCEEDED, or to its next try.
-    pub fn record_attempt(
-        &self,
-        attempt: &AttemptRecord,
-        outcome: AttemptOutcome,
-    ) -> Result<(), StoreError> {
-        self.apply(&[Write::Attempt(attempt.clone(), outcome)])
     }
 
     /// Commits several writes in one transaction (group commit): all or none, one `fsync`.
@@ -785,6 +771,16 @@ mod tests {
         }
     }
 
+    fn enqueue(store: &EngineStore, logs: &[LogRecord]) {
+        store.apply(&[Write::Enqueue(logs.to_vec())]).unwrap();
+    }
+
+    fn record_attempt(store: &EngineStore, attempt: &AttemptRecord, outcome: AttemptOutcome) {
+        store
+            .apply(&[Write::Attempt(attempt.clone(), outcome)])
+            .unwrap();
+    }
+
     fn attempt(log_id: &str, n: u32) -> AttemptRecord {
         AttemptRecord {
             id: format!("{log_id}-{n}"),
@@ -801,9 +797,10 @@ mod tests {
     fn queues_are_first_in_first_out_per_destination() {
         let dir = tempfile::tempdir().unwrap();
         let store = EngineStore::open(dir.path()).unwrap();
-        store
-            .enqueue(&[queued("a1", "A"), queued("b1", "B"), queued("a2", "A")])
-            .unwrap();
+        enqueue(
+            &store,
+            &[queued("a1", "A"), queued("b1", "B"), queued("a2", "A")],
+        );
         let heads: Vec<_> = store
             .queue_heads()
             .unwrap()
@@ -813,9 +810,7 @@ mod tests {
         assert_eq!(heads.len(), 2);
         assert!(heads.contains(&"a1".to_owned()) && heads.contains(&"b1".to_owned()));
         // A failing head stays the head, with its next try moved.
-        store
-            .record_attempt(&attempt("a1", 1), AttemptOutcome::RetryAt(99))
-            .unwrap();
+        record_attempt(&store, &attempt("a1", 1), AttemptOutcome::RetryAt(99));
         let a_head = store
             .queue_heads()
             .unwrap()
@@ -826,9 +821,7 @@ mod tests {
             (a_head.id.as_str(), a_head.next_attempt_at, a_head.attempts),
             ("a1", 99, 1)
         );
-        store
-            .record_attempt(&attempt("a1", 2), AttemptOutcome::Succeeded)
-            .unwrap();
+        record_attempt(&store, &attempt("a1", 2), AttemptOutcome::Succeeded);
         let a_head = store
             .queue_heads()
             .unwrap()
@@ -850,9 +843,7 @@ mod tests {
     fn pause_stop_and_resend() {
         let dir = tempfile::tempdir().unwrap();
         let store = EngineStore::open(dir.path()).unwrap();
-        store
-            .enqueue(&[queued("a1", "A"), queued("a2", "A")])
-            .unwrap();
+        enqueue(&store, &[queued("a1", "A"), queued("a2", "A")]);
         store.set_paused("A", true).unwrap();
         assert!(store.queue_heads().unwrap().is_empty());
         let q = store.queue("A").unwrap();
@@ -880,7 +871,7 @@ mod tests {
             "newest first: the resent log is now behind a2"
         );
         assert_eq!(store.queue_heads().unwrap()[0].id, "a2");
-        store.enqueue(&[queued("a3", "A")]).unwrap();
+        enqueue(&store, &[queued("a3", "A")]);
         let order: Vec<_> = store
             .logs("o", &by(Some("A"), None), 10)
             .unwrap()

@@ -273,6 +273,32 @@ async fn create(
     Ok(ok(StatusCode::CREATED, view(&record, &env)))
 }
 
+/// A stored destination with the request body's changes validated and applied (not saved).
+async fn changed(
+    state: &State,
+    id: String,
+    body: &Bytes,
+    allowed: &[&str],
+) -> Result<(DestinationRecord, EnvironmentRecord), ApiError> {
+    let (mut record, env) = destination(state, id).await?;
+    let changes = changes(&payload(body)?, allowed)?;
+    if let Some(Some(endpoint)) = &changes.endpoint {
+        check_endpoint(state, endpoint, &env).await?;
+    }
+    apply(state, &mut record, changes)?;
+    Ok((record, env))
+}
+
+/// Saves a changed destination; it may have been deleted meanwhile.
+async fn save(state: &State, record: &DestinationRecord) -> Result<(), ApiError> {
+    let stored = record.clone();
+    if state.db(move |s| s.update_destination(&stored)).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(&format!("destination {}", record.id)))
+    }
+}
+
 async fn read(state: AppState, Path(id): Path<String>) -> Result<Response, ApiError> {
     let (record, env) = destination(&state.0, id).await?;
     Ok(ok(StatusCode::OK, view(&record, &env)))
@@ -284,16 +310,8 @@ async fn update(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let state = state.0;
-    let (mut record, env) = destination(&state, id).await?;
-    let changes = changes(&payload(&body)?, FIELDS)?;
-    if let Some(Some(endpoint)) = &changes.endpoint {
-        check_endpoint(&state, endpoint, &env).await?;
-    }
-    apply(&state, &mut record, changes)?;
-    let stored = record.clone();
-    if !state.db(move |s| s.update_destination(&stored)).await? {
-        return Err(ApiError::not_found(&format!("destination {}", record.id)));
-    }
+    let (record, env) = changed(&state, id, &body, FIELDS).await?;
+    save(&state, &record).await?;
     Ok(ok(StatusCode::OK, view(&record, &env)))
 }
 
@@ -315,12 +333,7 @@ async fn verify(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let state = state.0;
-    let (mut record, env) = destination(&state, id).await?;
-    let changes = changes(&payload(&body)?, VERIFY_FIELDS)?;
-    if let Some(Some(endpoint)) = &changes.endpoint {
-        check_endpoint(&state, endpoint, &env).await?;
-    }
-    apply(&state, &mut record, changes)?;
+    let (mut record, env) = changed(&state, id, &body, VERIFY_FIELDS).await?;
     let Some(endpoint) = record.endpoint.clone() else {
         return Err(ApiError::bad_request(
             "Verify and Save needs an endpoint: set `endpoint` first",
@@ -353,10 +366,7 @@ async fn verify(
         .await
         .map_err(|e| failed(e.to_string()))?;
     record.verified_at = Some(now_millis());
-    let stored = record.clone();
-    if !state.db(move |s| s.update_destination(&stored)).await? {
-        return Err(ApiError::not_found(&format!("destination {}", record.id)));
-    }
+    save(&state, &record).await?;
     tracing::info!(destination = %record.id, "destination verified");
     Ok(ok(StatusCode::OK, view(&record, &env)))
 }

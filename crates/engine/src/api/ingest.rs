@@ -92,28 +92,24 @@ async fn ingest(
         .unwrap_or(wharf_protocol::CONTENT_TYPE_JSON)
         .to_owned();
     if is_query {
-        return Ok(relay_query(&state, &records[0], &source, &content_type, &body, &env).await);
+        let submission = Submission {
+            source: &source,
+            content_type: &content_type,
+            body: &body,
+            env: &env,
+        };
+        return Ok(relay_query(&state, &records[0], &submission).await);
     }
+    let submission = Submission {
+        source: &source,
+        content_type: &content_type,
+        body: &body,
+        env: &env,
+    };
     let now = now_millis();
     let logs: Vec<LogRecord> = targets
         .iter()
-        .map(|destination| LogRecord {
-            seq: 0,
-            log_type: "SEND".into(),
-            id: uuid::Uuid::new_v4().to_string(),
-            organization_id: state.organization.id.clone(),
-            destination_id: destination.clone(),
-            source: source.clone(),
-            data_model: env.data_model.clone(),
-            event_type: env.event_type.clone(),
-            content_type: content_type.clone(),
-            body: body.to_vec(),
-            status: PENDING.into(),
-            attempts: 0,
-            next_attempt_at: now,
-            created_at: now,
-            updated_at: now,
-        })
+        .map(|destination| submission.log(&state, destination, "SEND", now))
         .collect();
     let answer: Vec<Value> = logs
         .iter()
@@ -154,11 +150,9 @@ pub const QUERY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1
 async fn relay_query(
     state: &State,
     destination: &wharf_store::engine::DestinationRecord,
-    source: &str,
-    content_type: &str,
-    body: &[u8],
-    env: &envelope::Envelope,
+    submission: &Submission<'_>,
 ) -> Response {
+    let env = submission.env;
     let fail = |status: StatusCode, text: String| {
         tracing::warn!(destination = %destination.id, %status, reason = %text, "query failed");
         let body = wharf_protocol::errors::meta_errors(
@@ -199,39 +193,27 @@ async fn relay_query(
         Ok(c) => c,
         Err(reason) => return fail(StatusCode::BAD_GATEWAY, reason),
     };
-    let log_id = uuid::Uuid::new_v4().to_string();
+    let started_at = now_millis();
+    let log = submission.log(state, &destination.id, "REQUEST", started_at);
     let attempt_id = uuid::Uuid::new_v4().to_string();
     let stamped = envelope::stamp(
-        body,
-        &log_id,
+        submission.body,
+        &log.id,
         &attempt_id,
-        source,
-        &super::rfc3339_text(now_millis()),
+        submission.source,
+        &super::rfc3339_text(started_at),
     );
-    let started_at = now_millis();
     let outcome = wharf_delivery::push::push(
         &client,
         &url,
         &token,
-        content_type,
+        submission.content_type,
         stamped,
         QUERY_DEADLINE,
         wharf_protocol::MAX_BODY_BYTES,
     )
     .await;
-    record_query(
-        state,
-        destination,
-        source,
-        content_type,
-        body,
-        env,
-        &log_id,
-        &attempt_id,
-        started_at,
-        &outcome,
-    )
-    .await;
+    record_query(state, log, attempt_id, started_at, &outcome).await;
     if outcome.truncated {
         return fail(
             StatusCode::BAD_GATEWAY,
@@ -257,50 +239,61 @@ async fn relay_query(
     }
 }
 
+/// What a source submitted, from which every log of it is made.
+struct Submission<'a> {
+    source: &'a str,
+    content_type: &'a str,
+    body: &'a [u8],
+    env: &'a envelope::Envelope,
+}
+
+impl Submission<'_> {
+    /// A new pending log of this submission for one destination.
+    fn log(&self, state: &State, destination_id: &str, log_type: &str, now: i64) -> LogRecord {
+        LogRecord {
+            seq: 0,
+            log_type: log_type.into(),
+            id: uuid::Uuid::new_v4().to_string(),
+            organization_id: state.organization.id.clone(),
+            destination_id: destination_id.to_owned(),
+            source: self.source.to_owned(),
+            data_model: self.env.data_model.clone(),
+            event_type: self.env.event_type.clone(),
+            content_type: self.content_type.to_owned(),
+            body: self.body.to_vec(),
+            status: PENDING.into(),
+            attempts: 0,
+            next_attempt_at: now,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// Keeps a query as a REQUEST log with its one attempt, so it can be found like any other
 /// message. A failure to record does not fail the query: the requester already has its answer.
-#[allow(clippy::too_many_arguments)]
 async fn record_query(
     state: &State,
-    destination: &wharf_store::engine::DestinationRecord,
-    source: &str,
-    content_type: &str,
-    body: &[u8],
-    env: &envelope::Envelope,
-    log_id: &str,
-    attempt_id: &str,
+    mut log: LogRecord,
+    attempt_id: String,
     started_at: i64,
     outcome: &wharf_delivery::push::PushOutcome,
 ) {
-    let status = if outcome.accepted() && !outcome.truncated {
+    log.status = if outcome.accepted() && !outcome.truncated {
         SUCCEEDED
     } else {
         FAILED
-    };
-    let log = LogRecord {
-        seq: 0,
-        log_type: "REQUEST".into(),
-        id: log_id.to_owned(),
-        organization_id: destination.organization_id.clone(),
-        destination_id: destination.id.clone(),
-        source: source.to_owned(),
-        data_model: env.data_model.clone(),
-        event_type: env.event_type.clone(),
-        content_type: content_type.to_owned(),
-        body: body.to_vec(),
-        status: status.into(),
-        attempts: 1,
-        next_attempt_at: started_at,
-        created_at: started_at,
-        updated_at: started_at,
-    };
+    }
+    .into();
+    log.attempts = 1;
     let excerpt = &outcome.response[..outcome
         .response
         .len()
         .min(wharf_delivery::push::RESPONSE_EXCERPT_BYTES)];
+    let log_id = log.id.clone();
     let attempt = AttemptRecord {
-        id: attempt_id.to_owned(),
-        log_id: log_id.to_owned(),
+        id: attempt_id,
+        log_id: log_id.clone(),
         started_at,
         duration_ms: outcome.duration.as_millis() as i64,
         status_code: outcome.status.map(i64::from),
