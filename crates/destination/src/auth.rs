@@ -20,6 +20,33 @@ pub enum TokenCheck {
     Wrong,
 }
 
+/// Checks the verification token a request carries, for a destination with or without an auth
+/// strategy. With a strategy, `Authorization` belongs to the strategy, so only the
+/// `verification-token` header counts; without a configured token (allowed only with a
+/// strategy) there is nothing to check here.
+pub fn check(headers: &HeaderMap, token: Option<&VerificationToken>, strategy: bool) -> TokenCheck {
+    match token {
+        None => TokenCheck::Valid,
+        Some(token) if strategy => check_token_header(headers, token),
+        Some(token) => check_headers(headers, token),
+    }
+}
+
+/// Checks only the `verification-token` header.
+pub fn check_token_header(headers: &HeaderMap, token: &VerificationToken) -> TokenCheck {
+    let mut presented = 0;
+    let mut all_match = true;
+    for value in headers.get_all(VERIFICATION_TOKEN_HEADER) {
+        presented += 1;
+        all_match &= token.matches(value.as_bytes());
+    }
+    match (presented, all_match) {
+        (0, _) => TokenCheck::Missing,
+        (_, true) => TokenCheck::Valid,
+        (_, false) => TokenCheck::Wrong,
+    }
+}
+
 /// Checks the verification token carried by the request's headers.
 pub fn check_headers(headers: &HeaderMap, token: &VerificationToken) -> TokenCheck {
     let mut presented = 0;
@@ -118,6 +145,20 @@ mod tests {
             ),
             TokenCheck::Wrong
         );
+    }
+
+    #[test]
+    fn with_a_strategy_only_the_token_header_counts() {
+        let t = VerificationToken::new("tok").unwrap();
+        let h = headers(&[
+            ("verification-token", "tok"),
+            ("authorization", "Bearer oauth"),
+        ]);
+        assert_eq!(check(&h, Some(&t), true), TokenCheck::Valid);
+        assert_eq!(check(&h, Some(&t), false), TokenCheck::Wrong);
+        let h = headers(&[("authorization", "Bearer tok")]);
+        assert_eq!(check(&h, Some(&t), true), TokenCheck::Missing);
+        assert_eq!(check(&h, None, true), TokenCheck::Valid);
     }
 
     #[test]

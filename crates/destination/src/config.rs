@@ -4,6 +4,7 @@
 //! half-succeeds: either every key is valid, or the error names the key and what is wrong with
 //! it, so `wharf` can exit with status 2 and a message the operator can act on.
 
+pub use crate::strategy::AuthConfig;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -51,7 +52,10 @@ pub struct DestinationConfig {
     pub name: String,
     pub path: String,
     pub environment: Environment,
-    pub verification_token: VerificationToken,
+    /// Optional only when `auth` is set; when configured it is checked as well.
+    pub verification_token: Option<VerificationToken>,
+    /// The auth strategy every request must also satisfy (`[destinations.auth]`).
+    pub auth: Option<AuthConfig>,
     pub forward_url: Option<reqwest::Url>,
     pub query_url: Option<reqwest::Url>,
     pub max_body_bytes: usize,
@@ -86,6 +90,7 @@ struct RawDestination {
     query_timeout: Option<String>,
     forward_timeout: Option<String>,
     forward_max_backoff: Option<String>,
+    auth: Option<crate::strategy::config::RawAuth>,
 }
 
 impl Config {
@@ -143,6 +148,17 @@ impl Config {
                     format!(
                         "{:?} is used by another destination; paths must be unique",
                         d.path
+                    ),
+                ));
+            }
+            if let Some(token_path) = d.auth.as_ref().and_then(|a| a.token_path.clone())
+                && (RESERVED_PATHS.contains(&token_path.as_str())
+                    || !paths.insert(token_path.clone()))
+            {
+                return Err(err(
+                    format!("destinations[{i}].auth.token_path"),
+                    format!(
+                        "{token_path:?} is already used by a destination, another token endpoint or the server itself; choose another path"
                     ),
                 ));
             }
@@ -212,6 +228,10 @@ fn destination(
         .map_err(|e: wharf_protocol::environment::UnknownEnvironment| {
             err(key("environment"), e.to_string())
         })?;
+    let auth = raw
+        .auth
+        .map(|a| crate::strategy::config::parse(&format!("destinations[{i}]"), a, env))
+        .transpose()?;
     let token_text = match (raw.verification_token, raw.verification_token_env) {
         (Some(_), Some(_)) => {
             return Err(err(
@@ -219,21 +239,24 @@ fn destination(
                 "set either verification_token or verification_token_env, not both",
             ));
         }
-        (Some(token), None) => token,
-        (None, Some(var)) => env.var(&var).ok_or_else(|| {
+        (Some(token), None) => Some(token),
+        (None, Some(var)) => Some(env.var(&var).ok_or_else(|| {
             err(
                 key("verification_token_env"),
                 format!("names the environment variable {var:?}, which is not set"),
             )
-        })?,
+        })?),
+        (None, None) if auth.is_some() => None,
         (None, None) => {
             return Err(err(
                 key("verification_token"),
-                "is required (or verification_token_env): the token Redox sends with every request",
+                "is required (or verification_token_env, or an [destinations.auth] strategy): the token Redox sends with every request",
             ));
         }
     };
-    let verification_token = VerificationToken::new(token_text)
+    let verification_token = token_text
+        .map(VerificationToken::new)
+        .transpose()
         .map_err(|e| err(key("verification_token"), e.to_string()))?;
     let forward_url = raw
         .forward_url
@@ -266,6 +289,7 @@ fn destination(
         path,
         environment,
         verification_token,
+        auth,
         forward_url,
         query_url,
         max_body_bytes,
@@ -371,7 +395,13 @@ verification_token = "tok"
         );
         let env = MapEnv(HashMap::from([("T", "from-env")]));
         let c = Config::parse(&text, &env).unwrap();
-        assert!(c.destinations[0].verification_token.matches(b"from-env"));
+        assert!(
+            c.destinations[0]
+                .verification_token
+                .as_ref()
+                .unwrap()
+                .matches(b"from-env")
+        );
         let e = problem(&text);
         assert_eq!(e.key, "destinations[0].verification_token_env");
     }
@@ -393,5 +423,83 @@ verification_token = "tok"
         let c = Config::parse(MINIMAL, &env).unwrap();
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn auth_tables_are_validated_per_strategy() {
+        let with = |auth: &str| format!("{MINIMAL}[destinations.auth]\n{auth}\n");
+        let c = Config::parse(
+            &with(
+                r#"strategy = "OAuth_2.0_2-legged"
+token_path = "/redox/token"
+clients = [{ client_id = "redox", client_secret_env = "SECRET" }]"#,
+            ),
+            &MapEnv(HashMap::from([("SECRET", "s3cret")])),
+        )
+        .unwrap();
+        let auth = c.destinations[0].auth.as_ref().unwrap();
+        assert_eq!(auth.clients[0].client_secret.as_deref(), Some("s3cret"));
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "Debug never shows secrets"
+        );
+
+        let e = problem(&with(r#"strategy = "Basic""#));
+        assert_eq!(e.key, "destinations[0].auth.strategy");
+        assert!(e.problem.contains("SMART_Backend"), "{e}");
+        let e = problem(&with(
+            r#"strategy = "JWT_Bearer"
+issuer = "i"
+audience = "a"
+region = "us-east-1"
+jwks_url = "https://keys.example/jwks""#,
+        ));
+        assert_eq!(e.key, "destinations[0].auth.region");
+        let e = problem(&with(
+            r#"strategy = "JWT_Bearer"
+issuer = "i"
+audience = "a"
+jwks_url = "http://keys.example/jwks""#,
+        ));
+        assert_eq!(e.key, "destinations[0].auth.jwks_url");
+        assert!(e.problem.contains("https"), "{e}");
+        let e = problem(&with(
+            r#"strategy = "SMART_Backend"
+token_path = "/t"
+clients = [{ client_id = "c" }]"#,
+        ));
+        assert_eq!(e.key, "destinations[0].auth.clients[0].jwks_url");
+        let e = problem(&with(
+            r#"strategy = "AwsSigv4"
+region = "us-east-1"
+service = "execute-api"
+credentials = [{ access_key = "AK" }]"#,
+        ));
+        assert_eq!(e.key, "destinations[0].auth.credentials[0].secret_key");
+        let e = problem(&with(
+            r#"strategy = "OAuth_2.0_2-legged"
+token_path = "/redox"
+clients = [{ client_id = "c", client_secret = "s" }]"#,
+        ));
+        assert_eq!(e.key, "destinations[0].auth.token_path");
+        let e = problem(&with(
+            r#"strategy = "JWT_Bearer"
+issuer = "i"
+audience = "a"
+jwks = '{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}'"#,
+        ));
+        assert_eq!(e.key, "destinations[0].auth.jwks");
+    }
+
+    #[test]
+    fn the_verification_token_is_optional_only_with_a_strategy() {
+        let text = MINIMAL.replace("verification_token = \"tok\"", "");
+        let e = problem(&text);
+        assert_eq!(e.key, "destinations[0].verification_token");
+        let text = format!(
+            "{text}[destinations.auth]\nstrategy = \"AwsSigv4\"\nregion = \"r\"\nservice = \"s\"\ncredentials = [{{ access_key = \"AK\", secret_key = \"SK\" }}]\n"
+        );
+        let c = Config::parse(&text, &no_env()).unwrap();
+        assert!(c.destinations[0].verification_token.is_none());
     }
 }

@@ -9,6 +9,7 @@
 //! * [`server`]: listening (TCP/TLS), HTTP, graceful shutdown.
 //! * `receive`: the request path: routing, challenge, authentication, keep.
 //! * [`auth`]: the verification token check.
+//! * [`strategy`]: the auth credential strategies (`[destinations.auth]`) and token endpoint.
 //! * `query`: relaying synchronous queries.
 //! * [`forward`]: feeding the application in order.
 //! * [`tls`]: loading certificates.
@@ -19,6 +20,7 @@ pub mod forward;
 mod query;
 mod receive;
 pub mod server;
+pub mod strategy;
 pub mod tls;
 
 pub use config::{Config, ConfigError, DestinationConfig};
@@ -31,6 +33,10 @@ pub use wharf_delivery::error_chain;
 pub(crate) struct App {
     /// Destinations by their URL path.
     pub destinations: HashMap<String, DestinationConfig>,
+    /// Auth strategies by destination path.
+    pub guards: HashMap<String, std::sync::Arc<strategy::Guard>>,
+    /// The same strategies by token endpoint path.
+    pub token_endpoints: HashMap<String, std::sync::Arc<strategy::Guard>>,
     pub inbox: wharf_store::Inbox,
     /// Outbound client for queries (no redirects followed).
     pub http: reqwest::Client,

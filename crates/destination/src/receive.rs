@@ -3,22 +3,27 @@
 //!
 //! Order matters and is the security of the server:
 //! 1. The URL path picks the destination; an unknown path is 404 before anything else.
-//! 2. Token headers are checked before the body is read: a wrong token is 403 at once, and a
+//! 2. A token endpoint path (`[destinations.auth] token_path`) is answered by the strategy's
+//!    token endpoint.
+//! 3. Token headers and the auth strategy (all of it but a SigV4 signature, which covers the
+//!    body) are checked before the body is read: a wrong token is 403 at once, and a
 //!    request with no token may only send a small body (a POST challenge carries its token
 //!    inside), so strangers cannot make the server buffer 40 MB.
-//! 3. A challenge is answered with the bare challenge; anything else needs a valid token.
-//! 4. Notifications are kept through the group-commit writer and answered 200 only after the
+//! 4. A challenge is answered with the bare challenge; anything else needs a valid token.
+//! 5. Notifications are kept through the group-commit writer and answered 200 only after the
 //!    commit; queries are relayed to the application and never kept.
 
 use crate::App;
 use crate::auth::{self, TokenCheck};
 use crate::config::DestinationConfig;
 use crate::query;
+use crate::strategy::{Guard, Refusal};
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use std::collections::HashMap;
@@ -35,15 +40,19 @@ pub const UNAUTHENTICATED_BODY_LIMIT: usize = 64 * 1024;
 /// Handles every request that is not one of the server's own routes.
 pub(crate) async fn receive(State(app): State<Arc<App>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    if let Some(guard) = app.token_endpoints.get(parts.uri.path()) {
+        return token_endpoint(&app, guard, &parts, body).await;
+    }
     let Some(destination) = app.destinations.get(parts.uri.path()) else {
         return error(
             StatusCode::NOT_FOUND,
             "no destination is configured at this path",
         );
     };
+    let guard = app.guards.get(parts.uri.path()).map(Arc::as_ref);
     match parts.method {
-        Method::POST => post(&app, destination, &parts.headers, body).await,
-        Method::GET => challenge_by_get(destination, &parts.uri, &parts.headers),
+        Method::POST => post(&app, destination, guard, &parts, body).await,
+        Method::GET => challenge_by_get(&app, destination, guard, &parts).await,
         _ => {
             let mut response = error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -57,28 +66,71 @@ pub(crate) async fn receive(State(app): State<Arc<App>>, request: Request) -> Re
     }
 }
 
-/// A GET verification: token in the query or in a header, challenge in the query.
-fn challenge_by_get(
+/// A request to a token endpoint: POST only, body at most [`UNAUTHENTICATED_BODY_LIMIT`].
+async fn token_endpoint(app: &App, guard: &Guard, parts: &Parts, body: Body) -> Response {
+    if parts.method != Method::POST {
+        let mut response = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "the token endpoint accepts POST only",
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let body = match http_body_util::Limited::new(body, UNAUTHENTICATED_BODY_LIMIT)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "a token request is at most 64 KiB",
+            );
+        }
+    };
+    let host = parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    guard
+        .token_endpoint(&app.http, host, &parts.headers, &body)
+        .await
+}
+
+/// A GET verification: token in the query or in a header, challenge in the query; the auth
+/// strategy, if any, must pass too.
+async fn challenge_by_get(
+    app: &App,
     destination: &DestinationConfig,
-    uri: &http::Uri,
-    headers: &HeaderMap,
+    guard: Option<&Guard>,
+    parts: &Parts,
 ) -> Response {
-    let Ok(Query(query)) = Query::<HashMap<String, String>>::try_from_uri(uri) else {
+    let Ok(Query(query)) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri) else {
         return error(StatusCode::BAD_REQUEST, "the query string is not valid");
     };
-    let token = &destination.verification_token;
-    let by_query = query
-        .get(challenge::TOKEN_FIELD)
-        .map(|t| token.matches(t.as_bytes()));
-    let by_header = auth::check_headers(headers, token);
-    let authenticated = match (by_query, by_header) {
-        (Some(false), _) | (_, TokenCheck::Wrong) => {
-            return refused(&destination.name, TokenCheck::Wrong);
+    if let Some(token) = &destination.verification_token {
+        let by_query = query
+            .get(challenge::TOKEN_FIELD)
+            .map(|t| token.matches(t.as_bytes()));
+        let by_header = auth::check(&parts.headers, Some(token), guard.is_some());
+        match (by_query, by_header) {
+            (Some(false), _) | (_, TokenCheck::Wrong) => {
+                return refused(&destination.name, TokenCheck::Wrong);
+            }
+            (None, TokenCheck::Missing) => {
+                return refused(&destination.name, TokenCheck::Missing);
+            }
+            _ => {}
         }
-        (None, TokenCheck::Missing) => return refused(&destination.name, TokenCheck::Missing),
-        _ => true,
-    };
-    debug_assert!(authenticated);
+    }
+    if let Some(guard) = guard
+        && let Err(refusal) = check_strategy(app, guard, parts, b"").await
+    {
+        return refusal.respond(&destination.name);
+    }
     match query.get(challenge::CHALLENGE_FIELD) {
         Some(c) => answer_challenge(&destination.name, c),
         None => error(
@@ -88,15 +140,39 @@ fn challenge_by_get(
     }
 }
 
+/// The whole strategy check for a request whose body is known.
+async fn check_strategy(
+    app: &App,
+    guard: &Guard,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<(), Refusal> {
+    guard.check_headers(&app.http, &parts.headers).await?;
+    guard.check_signature(&parts.method, &parts.uri, &parts.headers, body)
+}
+
 async fn post(
     app: &App,
     destination: &DestinationConfig,
-    headers: &HeaderMap,
+    guard: Option<&Guard>,
+    parts: &Parts,
     body: Body,
 ) -> Response {
-    let by_header = auth::check_headers(headers, &destination.verification_token);
+    let headers = &parts.headers;
+    let by_header = auth::check(
+        headers,
+        destination.verification_token.as_ref(),
+        guard.is_some(),
+    );
     if by_header == TokenCheck::Wrong {
         return refused(&destination.name, TokenCheck::Wrong);
+    }
+    // Everything but a SigV4 signature is checked before the body is read, so a stranger
+    // cannot make the server buffer a large body.
+    if let Some(guard) = guard
+        && let Err(refusal) = guard.check_headers(&app.http, headers).await
+    {
+        return refusal.respond(&destination.name);
     }
     let authenticated = by_header == TokenCheck::Valid;
     let limit = if authenticated {
@@ -135,6 +211,11 @@ async fn post(
             );
         }
     };
+    if let Some(guard) = guard
+        && let Err(refusal) = guard.check_signature(&parts.method, &parts.uri, headers, &body)
+    {
+        return refusal.respond(&destination.name);
+    }
 
     if challenge::may_be_challenge(&body)
         && let Some(request) = challenge::parse_post_body(&body)
@@ -147,16 +228,18 @@ async fn post(
     message(app, destination, headers, body).await
 }
 
-/// A POST verification: the token is in the body; a token header, if sent, was checked already.
+/// A POST verification: the token is in the body; a token header, if sent, was checked
+/// already, and so was the auth strategy.
 fn challenge_by_post(
     destination: &DestinationConfig,
     by_header: TokenCheck,
     request: ChallengeRequest,
 ) -> Response {
-    let by_body = request
-        .token
-        .as_ref()
-        .map(|t| destination.verification_token.matches(t.as_bytes()));
+    let Some(token) = &destination.verification_token else {
+        // No token configured: the auth strategy alone authenticated this request.
+        return answer_challenge(&destination.name, &request.challenge);
+    };
+    let by_body = request.token.as_ref().map(|t| token.matches(t.as_bytes()));
     match (by_body, by_header) {
         (Some(false), _) | (_, TokenCheck::Wrong) => refused(&destination.name, TokenCheck::Wrong),
         (None, TokenCheck::Missing) => refused(&destination.name, TokenCheck::Missing),

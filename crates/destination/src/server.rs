@@ -102,7 +102,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let http =
         wharf_delivery::client::build(None).expect("the HTTP client's fixed settings are valid");
+    let clock: Arc<dyn wharf_auth::Clock> = Arc::new(wharf_auth::SystemClock);
+    let guards: HashMap<String, Arc<crate::strategy::Guard>> = config
+        .destinations
+        .iter()
+        .filter_map(|d| {
+            let auth = d.auth.clone()?;
+            let guard = crate::strategy::Guard::new(auth, tls.is_some(), clock.clone());
+            Some((d.path.clone(), Arc::new(guard)))
+        })
+        .collect();
+    let token_endpoints = guards
+        .values()
+        .filter_map(|g| Some((g.config.token_path.clone()?, g.clone())))
+        .collect();
     let app = Arc::new(App {
+        guards,
+        token_endpoints,
         destinations: config
             .destinations
             .iter()

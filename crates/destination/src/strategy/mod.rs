@@ -1,0 +1,353 @@
+//! Checking a destination's auth strategy (PROTOCOL.md section 5) on every request, and the
+//! token endpoint the token-based strategies need.
+//!
+//! The signing and verifying is `wharf-auth`'s; this module owns what needs I/O and state:
+//! fetching and caching JWKS documents, the access tokens this destination issued, the `jti`
+//! values already used, and the HTTP answers. A refusal is 401 (nothing usable presented) or
+//! 403 (something presented and wrong), with a short reason that never contains an expected
+//! value; the reason is logged too, without secrets.
+//!
+//! | strategy | every request carries | checked against |
+//! |---|---|---|
+//! | `OAuth_2.0_2-legged`, `SMART_Backend`, `OAuth_2.0_JWT_Bearer_GCP` | `Authorization: Bearer` from our token endpoint | the tokens we issued (in memory, short-lived) |
+//! | `JWT_Bearer` | `Authorization: Bearer <JWT>` signed by the sender | issuer's JWKS, `iss`, `aud`, `exp`/`nbf`, `jti` not reused |
+//! | `GoogleWIF` | `Authorization: Bearer <Google-style ID token>` | issuer's JWKS, `iss`, `aud`, `exp`/`nbf` |
+//! | `AwsSigv4` | `Authorization: AWS4-HMAC-SHA256 ...` | the signature over the request and body |
+
+pub mod config;
+mod token_endpoint;
+
+pub use config::{AuthConfig, ClientConfig, JwksSource};
+
+use axum::response::{IntoResponse, Response};
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Method, StatusCode};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wharf_auth::clock::Clock;
+use wharf_auth::jwks::{JwksCache, KeySet};
+use wharf_auth::jwt::{self, JwtError, Rules};
+use wharf_auth::oauth::{self, IssuedTokens, SeenJtis};
+use wharf_auth::sigv4;
+use wharf_auth::strategy::Strategy;
+
+/// How long a JWKS fetch may take.
+const JWKS_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest JWKS document accepted.
+const JWKS_MAX_BYTES: usize = 1024 * 1024;
+
+/// A request the strategy refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub reason: String,
+}
+
+impl Refusal {
+    fn missing(reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            reason: reason.into(),
+        }
+    }
+
+    fn wrong(reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            reason: reason.into(),
+        }
+    }
+
+    /// The answer, logged with the destination's name and the reason.
+    pub fn respond(&self, destination: &str) -> Response {
+        tracing::warn!(destination, status = self.status.as_u16(), reason = %self.reason, "request refused by the auth strategy");
+        let mut response = crate::receive::error(self.status, &self.reason);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+fn jwt_refusal(e: JwtError) -> Refusal {
+    Refusal::wrong(e.to_string())
+}
+
+/// One destination's strategy with its runtime state.
+pub struct Guard {
+    pub config: AuthConfig,
+    clock: Arc<dyn Clock>,
+    /// `https` or `http`: for the token URL client assertions name as `aud`.
+    scheme: &'static str,
+    issued: IssuedTokens,
+    seen_jtis: SeenJtis,
+    /// Fetched JWKS documents by URL.
+    jwks: Mutex<HashMap<String, JwksCache>>,
+    sigv4: Option<sigv4::Verifier>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Guard {
+    pub fn new(config: AuthConfig, tls: bool, clock: Arc<dyn Clock>) -> Self {
+        let sigv4 = (config.strategy == Strategy::AwsSigv4).then(|| {
+            sigv4::Verifier::new(
+                config.region.clone().unwrap_or_default(),
+                config.service.clone().unwrap_or_default(),
+                config.credentials.clone(),
+            )
+        });
+        Self {
+            config,
+            clock,
+            scheme: if tls { "https" } else { "http" },
+            issued: IssuedTokens::default(),
+            seen_jtis: SeenJtis::default(),
+            jwks: Mutex::new(HashMap::new()),
+            sigv4,
+        }
+    }
+
+    /// Whether the body must be read before the strategy can decide (SigV4 signs it).
+    pub fn needs_body(&self) -> bool {
+        self.sigv4.is_some()
+    }
+
+    /// Checks what can be checked from the headers alone. For SigV4 that is the shape of the
+    /// `Authorization` header and that its access key is registered; the signature itself is
+    /// checked by [`Guard::check_signature`] once the body has been read.
+    pub async fn check_headers(
+        &self,
+        http: &reqwest::Client,
+        headers: &HeaderMap,
+    ) -> Result<(), Refusal> {
+        let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        match self.config.strategy {
+            Strategy::AwsSigv4 => {
+                let Some(value) = authorization else {
+                    return Err(Refusal::missing(
+                        "missing AWS Signature Version 4 Authorization header",
+                    ));
+                };
+                let known = sigv4_access_key(value)
+                    .is_some_and(|ak| self.config.credentials.iter().any(|(a, _)| a == ak));
+                if known {
+                    Ok(())
+                } else {
+                    Err(Refusal::wrong(
+                        "unknown access key or malformed Authorization header",
+                    ))
+                }
+            }
+            Strategy::OAuth2Legged | Strategy::SmartBackend | Strategy::OAuthJwtBearerGcp => {
+                let token = authorization
+                    .and_then(oauth::bearer_token)
+                    .ok_or_else(|| Refusal::missing("missing access token: fetch one from the token endpoint and send it as Authorization: Bearer"))?;
+                match self.issued.check(token, self.clock.as_ref()) {
+                    Ok(_) => Ok(()),
+                    // Expired or unknown tokens are 401: the client should fetch a new one.
+                    Err(e) => Err(Refusal::missing(e.to_string())),
+                }
+            }
+            Strategy::JwtBearer | Strategy::GoogleWif => {
+                let token = authorization.and_then(oauth::bearer_token).ok_or_else(|| {
+                    Refusal::missing("missing token: send a signed JWT as Authorization: Bearer")
+                })?;
+                let rules = Rules::new(
+                    self.config.issuer.iter().cloned().collect(),
+                    self.config.audience.iter().cloned().collect(),
+                );
+                let source = self
+                    .config
+                    .jwks
+                    .as_ref()
+                    .expect("validated: JWT strategies have keys");
+                let claims = self.verify_jwt(http, source, token, &rules).await?;
+                // A JWT Bearer token is minted per request: one presented twice is a replay.
+                // Google ID tokens are reused for their lifetime by design, so not for them.
+                if self.config.strategy == Strategy::JwtBearer
+                    && let Some(jti) = &claims.jti
+                    && !self.seen_jtis.first_use(
+                        claims.iss.as_deref().unwrap_or_default(),
+                        jti,
+                        claims.exp.unwrap_or_default(),
+                        self.clock.as_ref(),
+                    )
+                {
+                    return Err(Refusal::wrong("the token was already used (replayed jti)"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// SigV4: verifies the signature over the request as received.
+    pub fn check_signature(
+        &self,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), Refusal> {
+        let Some(verifier) = &self.sigv4 else {
+            return Ok(());
+        };
+        let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        verifier
+            .verify(method, target, headers, body, self.clock.now())
+            .map(|_| ())
+            .map_err(|e| Refusal {
+                status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN),
+                reason: e.reason().to_string(),
+            })
+    }
+
+    /// Verifies a JWT against keys from `source`, fetching or refreshing them as the cache
+    /// policy allows.
+    async fn verify_jwt(
+        &self,
+        http: &reqwest::Client,
+        source: &JwksSource,
+        token: &str,
+        rules: &Rules,
+    ) -> Result<jwt::Claims, Refusal> {
+        match source {
+            JwksSource::Inline(keys) => {
+                jwt::verify(token, keys, rules, self.clock.as_ref()).map_err(jwt_refusal)
+            }
+            JwksSource::Url(url) => {
+                let kid = jwt::peek_kid(token).map_err(jwt_refusal)?;
+                self.refresh_if_due(http, url, kid.as_deref()).await;
+                let caches = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
+                let keys: Option<&KeySet> = caches.get(url.as_str()).and_then(JwksCache::keys);
+                let Some(keys) = keys else {
+                    return Err(Refusal::wrong(
+                        "the signing keys could not be fetched; try again later",
+                    ));
+                };
+                jwt::verify(token, keys, rules, self.clock.as_ref()).map_err(jwt_refusal)
+            }
+        }
+    }
+
+    async fn refresh_if_due(&self, http: &reqwest::Client, url: &reqwest::Url, kid: Option<&str>) {
+        let now = self.clock.now();
+        {
+            let mut caches = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = caches.entry(url.to_string()).or_default();
+            if !cache.should_fetch(kid, now) {
+                return;
+            }
+            cache.attempted(now);
+        }
+        let fetched = fetch_jwks(http, url).await;
+        let mut caches = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = caches.entry(url.to_string()).or_default();
+        match fetched.and_then(|bytes| cache.store(&bytes, now).map_err(|e| e.to_string())) {
+            Ok(()) => tracing::debug!(%url, "JWKS fetched"),
+            Err(e) => {
+                tracing::warn!(%url, error = %e, "could not refresh a JWKS; keeping the keys already known")
+            }
+        }
+    }
+
+    /// Answers a request to the token endpoint.
+    pub async fn token_endpoint(
+        &self,
+        http: &reqwest::Client,
+        host: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Response {
+        match token_endpoint::issue(self, http, host, headers, body).await {
+            Ok(body) => {
+                let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+                let h = response.headers_mut();
+                h.insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("no-store"),
+                );
+                h.insert(
+                    http::header::PRAGMA,
+                    http::HeaderValue::from_static("no-cache"),
+                );
+                response
+            }
+            Err(e) => {
+                tracing::warn!(code = e.code, reason = %e.description, "token request refused");
+                let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+                let mut response = (status, axum::Json(e.body())).into_response();
+                response.headers_mut().insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("no-store"),
+                );
+                if status == StatusCode::UNAUTHORIZED && e.basic {
+                    response.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        http::HeaderValue::from_static("Basic realm=\"token\""),
+                    );
+                }
+                response
+            }
+        }
+    }
+}
+
+/// The access key of a SigV4 `Authorization` header, if it has the expected shape.
+fn sigv4_access_key(value: &str) -> Option<&str> {
+    let rest = value.strip_prefix("AWS4-HMAC-SHA256 ")?;
+    let credential = rest
+        .split(',')
+        .map(str::trim)
+        .find_map(|part| part.strip_prefix("Credential="))?;
+    credential.split('/').next().filter(|a| !a.is_empty())
+}
+
+async fn fetch_jwks(http: &reqwest::Client, url: &reqwest::Url) -> Result<Vec<u8>, String> {
+    let response = http
+        .get(url.clone())
+        .timeout(JWKS_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| wharf_delivery::error_chain(&e))?;
+    if !response.status().is_success() {
+        return Err(format!("the JWKS URL answered {}", response.status()));
+    }
+    if response
+        .content_length()
+        .is_some_and(|n| n > JWKS_MAX_BYTES as u64)
+    {
+        return Err("the JWKS document is larger than 1 MiB".into());
+    }
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| wharf_delivery::error_chain(&e))?;
+    if bytes.len() > JWKS_MAX_BYTES {
+        return Err("the JWKS document is larger than 1 MiB".into());
+    }
+    Ok(bytes.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_access_key_is_read_from_a_sigv4_header() {
+        let h = "AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc";
+        assert_eq!(sigv4_access_key(h), Some("AKID"));
+        assert_eq!(sigv4_access_key("Bearer x"), None);
+        assert_eq!(sigv4_access_key("AWS4-HMAC-SHA256 Credential=/x"), None);
+    }
+}
