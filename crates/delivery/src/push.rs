@@ -29,28 +29,65 @@ impl PushOutcome {
     }
 }
 
-/// POSTs `body` to `url` with `verification-token` and `Authorization: Bearer` set to `token`,
-/// keeping at most `keep` bytes of the answer ([`RESPONSE_EXCERPT_BYTES`] for a delivery log; the
-/// whole answer, bounded, for a query relayed back to its requester).
+/// How a request authenticates (PROTOCOL.md sections 3 and 5).
+#[derive(Clone, Copy, Debug)]
+pub struct Credentials<'a> {
+    /// The verification token, sent as `verification-token`, and also as
+    /// `Authorization: Bearer` when no auth credential supplies `Authorization`.
+    pub token: Option<&'a str>,
+    /// Headers an auth credential adds (`Authorization`, SigV4's `X-Amz-*`...), computed
+    /// over this exact request.
+    pub headers: &'a [(String, String)],
+}
+
+impl<'a> Credentials<'a> {
+    /// The verification token alone.
+    pub fn token(token: &'a str) -> Self {
+        Self {
+            token: Some(token),
+            headers: &[],
+        }
+    }
+}
+
+/// The headers a request carries for `credentials`, besides `Content-Type`.
+pub fn credential_headers(credentials: Credentials<'_>) -> Vec<(String, String)> {
+    let mut headers = Vec::with_capacity(credentials.headers.len() + 2);
+    if let Some(token) = credentials.token {
+        headers.push((VERIFICATION_TOKEN_HEADER.to_string(), token.to_string()));
+        let credential_authorizes = credentials
+            .headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+        if !credential_authorizes {
+            headers.push(("authorization".to_string(), format!("Bearer {token}")));
+        }
+    }
+    headers.extend(credentials.headers.iter().cloned());
+    headers
+}
+
+/// POSTs `body` to `url` authenticated by `credentials`, keeping at most `keep` bytes of the
+/// answer ([`RESPONSE_EXCERPT_BYTES`] for a delivery log; the whole answer, bounded, for a
+/// query relayed back to its requester).
 pub async fn push(
     client: &reqwest::Client,
     url: &reqwest::Url,
-    token: &str,
+    credentials: Credentials<'_>,
     content_type: &str,
     body: Vec<u8>,
     timeout: Duration,
     keep: usize,
 ) -> PushOutcome {
     let started = Instant::now();
-    let sent = client
+    let mut request = client
         .post(url.clone())
         .timeout(timeout)
-        .header(reqwest::header::CONTENT_TYPE, content_type)
-        .header(VERIFICATION_TOKEN_HEADER, token)
-        .bearer_auth(token)
-        .body(body)
-        .send()
-        .await;
+        .header(reqwest::header::CONTENT_TYPE, content_type);
+    for (name, value) in credential_headers(credentials) {
+        request = request.header(name, value);
+    }
+    let sent = request.body(body).send().await;
     let mut response = match sent {
         Ok(r) => r,
         Err(e) => {

@@ -42,30 +42,82 @@ impl std::fmt::Display for VerifyFailure {
     }
 }
 
-/// Performs Verify and Save against `url`.
+/// A challenge request, built before it is sent so an auth credential can sign it.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    pub method: Method,
+    /// The endpoint, with the challenge (and token) in the query for GET.
+    pub url: reqwest::Url,
+    /// The JSON body for POST; empty for GET.
+    pub body: Vec<u8>,
+    /// The fresh challenge value the answer must contain.
+    pub challenge: String,
+}
+
+impl Challenge {
+    /// A fresh challenge for `url`, carrying `token` in the body (POST) or query (GET).
+    pub fn new(url: &reqwest::Url, token: &str, method: Method) -> Self {
+        let challenge = challenge::new_challenge();
+        match method {
+            Method::Post => Self {
+                method,
+                url: url.clone(),
+                body: challenge::post_body(token, &challenge),
+                challenge,
+            },
+            Method::Get => {
+                let mut url = url.clone();
+                // Appended, keeping any query the endpoint already has.
+                url.query_pairs_mut()
+                    .append_pair(challenge::CHALLENGE_FIELD, &challenge)
+                    .append_pair(challenge::TOKEN_FIELD, token);
+                Self {
+                    method,
+                    url,
+                    body: Vec::new(),
+                    challenge,
+                }
+            }
+        }
+    }
+
+    /// The HTTP method's name.
+    pub fn method_name(&self) -> &'static str {
+        match self.method {
+            Method::Post => "POST",
+            Method::Get => "GET",
+        }
+    }
+}
+
+/// Performs Verify and Save against `url` with the verification token alone.
 pub async fn verify(
     client: &reqwest::Client,
     url: &reqwest::Url,
     token: &str,
     method: Method,
 ) -> Result<(), VerifyFailure> {
-    let challenge = challenge::new_challenge();
-    let request = match method {
+    send(client, &Challenge::new(url, token, method), &[]).await
+}
+
+/// Sends a challenge with the headers of an auth credential (none for the token alone; the
+/// token itself travels in the body or query), and checks the answer.
+pub async fn send(
+    client: &reqwest::Client,
+    challenge: &Challenge,
+    headers: &[(String, String)],
+) -> Result<(), VerifyFailure> {
+    let mut request = match challenge.method {
         Method::Post => client
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE_JSON)
-            .body(challenge::post_body(token, &challenge)),
-        Method::Get => {
-            let mut url = url.clone();
-            // Appended, keeping any query the endpoint already has.
-            url.query_pairs_mut()
-                .append_pair(challenge::CHALLENGE_FIELD, &challenge)
-                .append_pair(challenge::TOKEN_FIELD, token);
-            client
-                .get(url)
-                .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE_JSON)
-        }
-    };
+            .post(challenge.url.clone())
+            .body(challenge.body.clone()),
+        Method::Get => client.get(challenge.url.clone()),
+    }
+    .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE_JSON);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let challenge = &challenge.challenge;
     let response = request
         .header(APPLICATION_NAME_HEADER, APPLICATION_NAME)
         .header(reqwest::header::CONNECTION, "close")
@@ -81,7 +133,7 @@ pub async fn verify(
         .bytes()
         .await
         .map_err(|e| VerifyFailure::Transport(describe_transport_error(&e)))?;
-    if challenge::answer_contains(&body, &challenge) {
+    if challenge::answer_contains(&body, challenge) {
         Ok(())
     } else {
         Err(VerifyFailure::NoChallenge(status.as_u16()))

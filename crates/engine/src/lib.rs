@@ -14,6 +14,7 @@
 mod api;
 mod commit;
 pub mod config;
+mod present;
 mod queue;
 pub mod secrets;
 
@@ -77,6 +78,10 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
         source,
     })?;
     tracing::info!(address = %local_addr, organization = %organization.name, "engine listening");
+    let mut config = config;
+    config
+        .public_url
+        .get_or_insert_with(|| format!("http://{local_addr}"));
     let state = api::State::new(store, config, organization);
     let router = api::router(state.clone());
     let (shutdown, mut signal) = watch::channel(false);

@@ -9,11 +9,12 @@
 //! after kill -9) resumes exactly where the last committed attempt left off: at least once,
 //! order kept.
 
+use crate::api::authcredentials::Credential;
 use crate::api::{State, rfc3339_text};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use wharf_delivery::push::{PushOutcome, push};
+use wharf_delivery::push::PushOutcome;
 use wharf_store::engine::{AttemptOutcome, AttemptRecord, LogRecord, Write};
 use wharf_store::now_millis;
 
@@ -86,7 +87,7 @@ async fn attempt(state: &State, head: LogRecord) -> bool {
     let attempt_id = uuid::Uuid::new_v4().to_string();
     let started_at = now_millis();
     let outcome = match target(state, &head).await {
-        Ok((url, token)) => match state.client_for(&url).await {
+        Ok((url, token, credential)) => match state.client_for(&url).await {
             Ok(client) => {
                 let body = wharf_protocol::envelope::stamp(
                     &head.body,
@@ -95,10 +96,12 @@ async fn attempt(state: &State, head: LogRecord) -> bool {
                     &head.source,
                     &rfc3339_text(started_at),
                 );
-                push(
+                crate::present::push(
+                    state,
                     &client,
                     &url,
                     &token,
+                    credential.as_ref(),
                     &head.content_type,
                     body,
                     state.config.delivery_timeout,
@@ -147,7 +150,7 @@ async fn attempt(state: &State, head: LogRecord) -> bool {
     }
 }
 
-fn failed(reason: String) -> PushOutcome {
+pub(crate) fn failed(reason: String) -> PushOutcome {
     PushOutcome {
         status: None,
         error: Some(reason),
@@ -157,8 +160,11 @@ fn failed(reason: String) -> PushOutcome {
     }
 }
 
-/// Where and with which token a log goes, or why it cannot go now.
-async fn target(state: &State, head: &LogRecord) -> Result<(reqwest::Url, String), String> {
+/// Where a log goes, with which token and auth credential, or why it cannot go now.
+async fn target(
+    state: &State,
+    head: &LogRecord,
+) -> Result<(reqwest::Url, String, Option<Credential>), String> {
     let id = head.destination_id.clone();
     let record = state
         .db(move |s| s.destination(&id))
@@ -180,5 +186,6 @@ async fn target(state: &State, head: &LogRecord) -> Result<(reqwest::Url, String
         .map_err(|_| "the verification token cannot be opened".to_owned())?;
     let url =
         reqwest::Url::parse(&endpoint).map_err(|e| format!("the endpoint is not a URL: {e}"))?;
-    Ok((url, token))
+    let credential = crate::present::linked_credential(state, &record).await?;
+    Ok((url, token, credential))
 }

@@ -193,6 +193,10 @@ async fn relay_query(
         Ok(c) => c,
         Err(reason) => return fail(StatusCode::BAD_GATEWAY, reason),
     };
+    let credential = match crate::present::linked_credential(state, destination).await {
+        Ok(c) => c,
+        Err(reason) => return fail(StatusCode::BAD_GATEWAY, reason),
+    };
     let started_at = now_millis();
     let log = submission.log(state, &destination.id, "REQUEST", started_at);
     let attempt_id = uuid::Uuid::new_v4().to_string();
@@ -203,10 +207,12 @@ async fn relay_query(
         submission.source,
         &super::rfc3339_text(started_at),
     );
-    let outcome = wharf_delivery::push::push(
+    let outcome = crate::present::push(
+        state,
         &client,
         &url,
         &token,
+        credential.as_ref(),
         submission.content_type,
         stamped,
         QUERY_DEADLINE,
