@@ -47,7 +47,9 @@ pub enum ClientError {
     MissingField(&'static str),
     #[error("the credential's `grantType` must be client_credentials")]
     UnsupportedGrant,
-    #[error("the credential's `contentType` must be application/x-www-form-urlencoded or application/json")]
+    #[error(
+        "the credential's `contentType` must be application/x-www-form-urlencoded or application/json"
+    )]
     UnsupportedContentType,
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -58,7 +60,10 @@ pub enum ClientError {
 }
 
 fn text<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    fields.get(name).and_then(Value::as_str).filter(|s| !s.is_empty())
+    fields
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// Scopes given as an array or a space/comma-separated string, joined with spaces.
@@ -93,8 +98,14 @@ fn form(pairs: &[(String, String)]) -> Vec<u8> {
 
 fn encode_body(pairs: Vec<(String, String)>, json: bool) -> (&'static str, Vec<u8>) {
     if json {
-        let object: Map<String, Value> = pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-        ("application/json", serde_json::to_vec(&object).unwrap_or_default())
+        let object: Map<String, Value> = pairs
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        (
+            "application/json",
+            serde_json::to_vec(&object).unwrap_or_default(),
+        )
     } else {
         ("application/x-www-form-urlencoded", form(&pairs))
     }
@@ -120,17 +131,27 @@ pub fn oauth_2_legged_request(
         Some("application/json") => true,
         Some(_) => return Err(ClientError::UnsupportedContentType),
     };
-    let no_basic = fields.get("noBasic").and_then(Value::as_bool).unwrap_or(false);
+    let no_basic = fields
+        .get("noBasic")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let mut pairs = vec![(name("grantTypeName", "grant_type"), grant.to_string())];
     let mut headers = Vec::new();
     if no_basic {
         pairs.push((name("clientIdName", "client_id"), client_id.to_string()));
-        pairs.push((name("clientSecretName", "client_secret"), secret.to_string()));
+        pairs.push((
+            name("clientSecretName", "client_secret"),
+            secret.to_string(),
+        ));
     } else {
         // RFC 6749 section 2.3.1: id and secret are form-encoded before Basic encoding.
         let enc = |s: &str| form(&[(s.to_string(), String::new())]);
-        let id = String::from_utf8_lossy(&enc(client_id)).trim_end_matches('=').to_string();
-        let pw = String::from_utf8_lossy(&enc(secret)).trim_end_matches('=').to_string();
+        let id = String::from_utf8_lossy(&enc(client_id))
+            .trim_end_matches('=')
+            .to_string();
+        let pw = String::from_utf8_lossy(&enc(secret))
+            .trim_end_matches('=')
+            .to_string();
         headers.push((
             "authorization".to_string(),
             format!("Basic {}", STANDARD.encode(format!("{id}:{pw}"))),
@@ -188,14 +209,25 @@ pub fn smart_request(
     let client_id = text(fields, "clientId").ok_or(ClientError::MissingField("clientId"))?;
     let mut pairs = vec![
         ("grant_type".to_string(), CLIENT_CREDENTIALS.to_string()),
-        ("client_assertion_type".to_string(), JWT_CLIENT_ASSERTION.to_string()),
-        ("client_assertion".to_string(), smart_assertion(key, client_id, url, clock)?),
+        (
+            "client_assertion_type".to_string(),
+            JWT_CLIENT_ASSERTION.to_string(),
+        ),
+        (
+            "client_assertion".to_string(),
+            smart_assertion(key, client_id, url, clock)?,
+        ),
     ];
     if let Some(scope) = scopes(fields, "scopes") {
         pairs.push(("scope".to_string(), scope));
     }
     let (content_type, body) = encode_body(pairs, false);
-    Ok(TokenRequest { url: url.to_string(), headers: Vec::new(), content_type, body })
+    Ok(TokenRequest {
+        url: url.to_string(),
+        headers: Vec::new(),
+        content_type,
+        body,
+    })
 }
 
 /// Google's OAuth token endpoint, the default for the GCP JWT grant.
@@ -209,7 +241,8 @@ pub fn gcp_request(
     key: &SigningKey,
     clock: &dyn Clock,
 ) -> Result<TokenRequest, ClientError> {
-    let email = text(fields, "serviceAccountEmail").ok_or(ClientError::MissingField("serviceAccountEmail"))?;
+    let email = text(fields, "serviceAccountEmail")
+        .ok_or(ClientError::MissingField("serviceAccountEmail"))?;
     let url = text(fields, "tokenUrl").unwrap_or(GOOGLE_TOKEN_URL);
     let now = clock.unix_seconds();
     let mut claims = json!({
@@ -226,7 +259,12 @@ pub fn gcp_request(
         ("assertion".to_string(), key.sign(&claims)?),
     ];
     let (content_type, body) = encode_body(pairs, false);
-    Ok(TokenRequest { url: url.to_string(), headers: Vec::new(), content_type, body })
+    Ok(TokenRequest {
+        url: url.to_string(),
+        headers: Vec::new(),
+        content_type,
+        body,
+    })
 }
 
 /// A JWT Bearer token for one request: fresh, short-lived, with a unique `jti`.
@@ -238,7 +276,10 @@ pub fn jwt_bearer_token(
     let issuer = text(fields, "issuer").ok_or(ClientError::MissingField("issuer"))?;
     let audience = text(fields, "audience").ok_or(ClientError::MissingField("audience"))?;
     let subject = text(fields, "subject").unwrap_or(issuer);
-    let lifetime = fields.get("lifetimeSeconds").and_then(Value::as_u64).unwrap_or(300);
+    let lifetime = fields
+        .get("lifetimeSeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(300);
     let now = clock.unix_seconds();
     Ok(key.sign(&json!({
         "iss": issuer,
@@ -277,24 +318,44 @@ pub fn wif_exchange_request(
         ("audience".to_string(), audience.to_string()),
         (
             "scope".to_string(),
-            text(fields, "stsScope").unwrap_or("https://www.googleapis.com/auth/cloud-platform").to_string(),
+            text(fields, "stsScope")
+                .unwrap_or("https://www.googleapis.com/auth/cloud-platform")
+                .to_string(),
         ),
-        ("requested_token_type".to_string(), "urn:ietf:params:oauth:token-type:access_token".to_string()),
+        (
+            "requested_token_type".to_string(),
+            "urn:ietf:params:oauth:token-type:access_token".to_string(),
+        ),
         ("subject_token".to_string(), subject_token),
-        ("subject_token_type".to_string(), "urn:ietf:params:oauth:token-type:jwt".to_string()),
+        (
+            "subject_token_type".to_string(),
+            "urn:ietf:params:oauth:token-type:jwt".to_string(),
+        ),
     ];
     let (content_type, body) = encode_body(pairs, false);
-    Ok(TokenRequest { url: url.to_string(), headers: Vec::new(), content_type, body })
+    Ok(TokenRequest {
+        url: url.to_string(),
+        headers: Vec::new(),
+        content_type,
+        body,
+    })
 }
 
 /// The service-account impersonation request that follows a GoogleWIF exchange, if the
 /// credential names one: `generateAccessToken` (scope, delegates, lifetime) or
 /// `generateIdToken` (audience `idTokenAudience`, delegates).
-pub fn wif_impersonation_request(fields: &Map<String, Value>, sts_token: &str) -> Option<TokenRequest> {
+pub fn wif_impersonation_request(
+    fields: &Map<String, Value>,
+    sts_token: &str,
+) -> Option<TokenRequest> {
     let url = text(fields, "serviceAccountImpersonationUrl")?;
     let delegates: Vec<Value> = match fields.get("delegates") {
         Some(Value::Array(items)) => items.clone(),
-        Some(Value::String(s)) => s.split([' ', ',']).filter(|s| !s.is_empty()).map(|s| s.into()).collect(),
+        Some(Value::String(s)) => s
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(|s| s.into())
+            .collect(),
         _ => Vec::new(),
     };
     let body = if url.ends_with(":generateIdToken") {
@@ -304,7 +365,8 @@ pub fn wif_impersonation_request(fields: &Map<String, Value>, sts_token: &str) -
             "includeEmail": true,
         })
     } else {
-        let scope = scopes(fields, "scope").unwrap_or_else(|| "https://www.googleapis.com/auth/cloud-platform".into());
+        let scope = scopes(fields, "scope")
+            .unwrap_or_else(|| "https://www.googleapis.com/auth/cloud-platform".into());
         json!({
             "scope": scope.split(' ').collect::<Vec<_>>(),
             "delegates": delegates,
@@ -328,7 +390,9 @@ pub struct FetchedToken {
 
 impl std::fmt::Debug for FetchedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FetchedToken").field("lifetime", &self.lifetime).finish_non_exhaustive()
+        f.debug_struct("FetchedToken")
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
     }
 }
 
@@ -340,7 +404,8 @@ pub fn read_token_response(
     expires_field: &str,
     default_seconds: u64,
 ) -> Result<FetchedToken, ClientError> {
-    let value: Map<String, Value> = serde_json::from_slice(body).map_err(|_| ClientError::NotJson)?;
+    let value: Map<String, Value> =
+        serde_json::from_slice(body).map_err(|_| ClientError::NotJson)?;
     let token = value
         .get(token_field)
         .and_then(Value::as_str)
@@ -352,27 +417,42 @@ pub fn read_token_response(
         _ => None,
     }
     .unwrap_or(default_seconds);
-    Ok(FetchedToken { token: token.to_string(), lifetime: Duration::from_secs(seconds) })
+    Ok(FetchedToken {
+        token: token.to_string(),
+        lifetime: Duration::from_secs(seconds),
+    })
 }
 
 /// The answer of a Google impersonation call: `generateAccessToken` gives `accessToken` and
 /// `expireTime`, `generateIdToken` gives `token` (whose `exp` claim says its lifetime).
-pub fn read_impersonation_response(body: &[u8], clock: &dyn Clock) -> Result<FetchedToken, ClientError> {
-    let value: Map<String, Value> = serde_json::from_slice(body).map_err(|_| ClientError::NotJson)?;
+pub fn read_impersonation_response(
+    body: &[u8],
+    clock: &dyn Clock,
+) -> Result<FetchedToken, ClientError> {
+    let value: Map<String, Value> =
+        serde_json::from_slice(body).map_err(|_| ClientError::NotJson)?;
     let now = clock.unix_seconds();
     if let Some(token) = value.get("accessToken").and_then(Value::as_str) {
         let expires = value
             .get("expireTime")
             .and_then(Value::as_str)
-            .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
             .map(|t| t.unix_timestamp().max(0) as u64);
         let lifetime = expires.map(|e| e.saturating_sub(now)).unwrap_or(3600);
-        return Ok(FetchedToken { token: token.to_string(), lifetime: Duration::from_secs(lifetime) });
+        return Ok(FetchedToken {
+            token: token.to_string(),
+            lifetime: Duration::from_secs(lifetime),
+        });
     }
     if let Some(token) = value.get("token").and_then(Value::as_str) {
         let exp = crate::jwt::peek_claims(token).ok().and_then(|c| c.exp);
         let lifetime = exp.map(|e| e.saturating_sub(now)).unwrap_or(3600);
-        return Ok(FetchedToken { token: token.to_string(), lifetime: Duration::from_secs(lifetime) });
+        return Ok(FetchedToken {
+            token: token.to_string(),
+            lifetime: Duration::from_secs(lifetime),
+        });
     }
     Err(ClientError::NoToken("accessToken".into()))
 }
@@ -387,7 +467,9 @@ pub struct TokenCache {
 
 impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenCache").field("cached", &self.token.is_some()).finish()
+        f.debug_struct("TokenCache")
+            .field("cached", &self.token.is_some())
+            .finish()
     }
 }
 
@@ -402,7 +484,10 @@ impl TokenCache {
     pub fn put(&mut self, fetched: &FetchedToken, clock: &dyn Clock) {
         let lifetime = fetched.lifetime.as_secs();
         let margin = (lifetime / 10).min(60);
-        self.token = Some((fetched.token.clone(), clock.unix_seconds() + lifetime - margin));
+        self.token = Some((
+            fetched.token.clone(),
+            clock.unix_seconds() + lifetime - margin,
+        ));
     }
 
     /// Drops the cached token.
@@ -423,13 +508,22 @@ mod tests {
 
     #[test]
     fn two_legged_default_is_basic_and_form_and_parses_on_our_endpoint() {
-        let fields = map(json!({"url": "https://t/token", "clientId": "app id", "scopes": ["a", "b"], "audience": "aud"}));
+        let fields = map(
+            json!({"url": "https://t/token", "clientId": "app id", "scopes": ["a", "b"], "audience": "aud"}),
+        );
         let secrets = map(json!({"clientSecret": "s:e/cret"}));
         let req = oauth_2_legged_request(&fields, &secrets).unwrap();
         assert_eq!(req.content_type, "application/x-www-form-urlencoded");
         let auth = &req.headers[0].1;
         let parsed = parse_token_request(Some(auth), Some(req.content_type), &req.body).unwrap();
-        assert_eq!(parsed.auth, ClientAuth::Secret { client_id: "app id".into(), secret: "s:e/cret".into(), basic: true });
+        assert_eq!(
+            parsed.auth,
+            ClientAuth::Secret {
+                client_id: "app id".into(),
+                secret: "s:e/cret".into(),
+                basic: true
+            }
+        );
         assert_eq!(parsed.scope.as_deref(), Some("a b"));
         assert!(!format!("{req:?}").contains("cret"));
     }
@@ -445,18 +539,38 @@ mod tests {
         let req = oauth_2_legged_request(&fields, &secrets).unwrap();
         assert!(req.headers.is_empty(), "noBasic sends no Authorization");
         let body: Value = serde_json::from_slice(&req.body).unwrap();
-        assert_eq!(body, json!({"gt": "client_credentials", "id": "app", "pw": "sec", "tenant": "t1", "resource": "https://r", "scope": "x y"}));
+        assert_eq!(
+            body,
+            json!({"gt": "client_credentials", "id": "app", "pw": "sec", "tenant": "t1", "resource": "https://r", "scope": "x y"})
+        );
         let bad = map(json!({"url": "u", "clientId": "a", "grantType": "password"}));
-        assert!(matches!(oauth_2_legged_request(&bad, &secrets), Err(ClientError::UnsupportedGrant)));
+        assert!(matches!(
+            oauth_2_legged_request(&bad, &secrets),
+            Err(ClientError::UnsupportedGrant)
+        ));
     }
 
     #[test]
     fn token_responses_with_renamed_fields_and_defaults() {
         let t = read_token_response(br#"{"tok":"abc","ttl":"120"}"#, "tok", "ttl", 3600).unwrap();
         assert_eq!((t.token.as_str(), t.lifetime.as_secs()), ("abc", 120));
-        let t = read_token_response(br#"{"access_token":"abc"}"#, "access_token", "expires_in", 900).unwrap();
+        let t = read_token_response(
+            br#"{"access_token":"abc"}"#,
+            "access_token",
+            "expires_in",
+            900,
+        )
+        .unwrap();
         assert_eq!(t.lifetime.as_secs(), 900);
-        assert!(read_token_response(br#"{"error":"invalid_client"}"#, "access_token", "expires_in", 1).is_err());
+        assert!(
+            read_token_response(
+                br#"{"error":"invalid_client"}"#,
+                "access_token",
+                "expires_in",
+                1
+            )
+            .is_err()
+        );
         assert!(read_token_response(b"<html>", "access_token", "expires_in", 1).is_err());
     }
 
@@ -465,15 +579,33 @@ mod tests {
         let clock = ManualClock::at_unix(10_000);
         let mut cache = TokenCache::default();
         assert!(cache.get(&clock).is_none());
-        cache.put(&FetchedToken { token: "t".into(), lifetime: Duration::from_secs(3600) }, &clock);
+        cache.put(
+            &FetchedToken {
+                token: "t".into(),
+                lifetime: Duration::from_secs(3600),
+            },
+            &clock,
+        );
         clock.advance(Duration::from_secs(3539));
         assert_eq!(cache.get(&clock), Some("t"));
         clock.advance(Duration::from_secs(1));
         assert_eq!(cache.get(&clock), None, "the last minute is not used");
-        cache.put(&FetchedToken { token: "u".into(), lifetime: Duration::from_secs(100) }, &clock);
+        cache.put(
+            &FetchedToken {
+                token: "u".into(),
+                lifetime: Duration::from_secs(100),
+            },
+            &clock,
+        );
         clock.advance(Duration::from_secs(90));
         assert_eq!(cache.get(&clock), None, "a tenth of a short lifetime");
-        cache.put(&FetchedToken { token: "v".into(), lifetime: Duration::from_secs(100) }, &clock);
+        cache.put(
+            &FetchedToken {
+                token: "v".into(),
+                lifetime: Duration::from_secs(100),
+            },
+            &clock,
+        );
         cache.forget();
         assert_eq!(cache.get(&clock), None);
     }
@@ -487,17 +619,29 @@ mod tests {
         let ca = crate::jwt::peek_claims(&a).unwrap();
         assert_eq!(ca.iss, ca.sub);
         assert_eq!(ca.exp, Some(1_800_000_000 + 300));
-        assert_ne!(ca.jti, crate::jwt::peek_claims(&b).unwrap().jti, "jti is fresh each time");
-        let fields = map(json!({"serviceAccountEmail": "sa@p.iam.gserviceaccount.com", "tokenUrl": "http://127.0.0.1/token", "scopes": ["s1"]}));
+        assert_ne!(
+            ca.jti,
+            crate::jwt::peek_claims(&b).unwrap().jti,
+            "jti is fresh each time"
+        );
+        let fields = map(
+            json!({"serviceAccountEmail": "sa@p.iam.gserviceaccount.com", "tokenUrl": "http://127.0.0.1/token", "scopes": ["s1"]}),
+        );
         let req = gcp_request(&fields, &key, &clock).unwrap();
         let parsed = parse_token_request(None, Some(req.content_type), &req.body).unwrap();
         assert_eq!(parsed.grant_type, JWT_BEARER_GRANT);
-        let fields = map(json!({"audience": "//iam/pool", "serviceAccountImpersonationUrl": "http://x/sa:generateAccessToken", "delegates": "a,b"}));
+        let fields = map(
+            json!({"audience": "//iam/pool", "serviceAccountImpersonationUrl": "http://x/sa:generateAccessToken", "delegates": "a,b"}),
+        );
         let req = wif_impersonation_request(&fields, "sts").unwrap();
         let body: Value = serde_json::from_slice(&req.body).unwrap();
         assert_eq!(body["delegates"], json!(["a", "b"]));
         assert_eq!(body["lifetime"], "3600s");
-        let t = read_impersonation_response(br#"{"accessToken":"ya29","expireTime":"2027-01-15T09:00:00Z"}"#, &clock).unwrap();
+        let t = read_impersonation_response(
+            br#"{"accessToken":"ya29","expireTime":"2027-01-15T09:00:00Z"}"#,
+            &clock,
+        )
+        .unwrap();
         assert_eq!(t.token, "ya29");
         assert_eq!(t.lifetime.as_secs(), 3600);
     }

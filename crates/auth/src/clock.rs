@@ -41,7 +41,10 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock showing `at`.
     pub fn at(at: SystemTime) -> Self {
-        let millis = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        let millis = at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
         Self {
             millis: Arc::new(AtomicU64::new(millis)),
         }

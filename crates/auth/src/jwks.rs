@@ -139,7 +139,10 @@ impl KeySet {
 
     /// The keys a token with this header may be checked against: the one with its `kid`, or,
     /// when the token names none, every key.
-    pub fn candidates<'a>(&'a self, kid: Option<&'a str>) -> impl Iterator<Item = &'a VerificationKey> {
+    pub fn candidates<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a VerificationKey> {
         self.keys
             .iter()
             .filter(move |k| kid.is_none() || k.kid.as_deref() == kid)
@@ -217,12 +220,19 @@ mod tests {
         let ec = SigningKey::generate(Algorithm::ES256, Some("e")).unwrap();
         let set = KeySet::from_jwks_bytes(&jwks_bytes(&[&rsa, &ec])).unwrap();
         let r: Vec<_> = set.candidates(Some("r")).collect();
-        assert_eq!(r[0].algorithms, vec![Algorithm::RS384], "the JWK's alg pins it");
+        assert_eq!(
+            r[0].algorithms,
+            vec![Algorithm::RS384],
+            "the JWK's alg pins it"
+        );
         let e: Vec<_> = set.candidates(Some("e")).collect();
         assert_eq!(e[0].algorithms, vec![Algorithm::ES256]);
         assert_eq!(set.candidates(None).count(), 2);
         let oct = br#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h","alg":"HS256"}]}"#;
-        assert!(matches!(KeySet::from_jwks_bytes(oct), Err(JwksError::NoUsableKeys)));
+        assert!(matches!(
+            KeySet::from_jwks_bytes(oct),
+            Err(JwksError::NoUsableKeys)
+        ));
         assert!(KeySet::from_jwks_bytes(b"{}").is_err());
     }
 

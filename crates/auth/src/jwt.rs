@@ -123,7 +123,12 @@ pub fn peek_claims(token: &str) -> Result<Claims, JwtError> {
 }
 
 /// Verifies `token` against `keys` and `rules` at the clock's time.
-pub fn verify(token: &str, keys: &KeySet, rules: &Rules, clock: &dyn Clock) -> Result<Claims, JwtError> {
+pub fn verify(
+    token: &str,
+    keys: &KeySet,
+    rules: &Rules,
+    clock: &dyn Clock,
+) -> Result<Claims, JwtError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
     let alg = header.alg;
     if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
@@ -218,8 +223,8 @@ mod tests {
 
     fn setup(alg: Algorithm) -> (SigningKey, KeySet, ManualClock) {
         let key = SigningKey::generate(alg, Some("k")).unwrap();
-        let set = KeySet::from_jwks_bytes(&serde_json::to_vec(&jwks_document([&key])).unwrap())
-            .unwrap();
+        let set =
+            KeySet::from_jwks_bytes(&serde_json::to_vec(&jwks_document([&key])).unwrap()).unwrap();
         (key, set, ManualClock::at_unix(NOW))
     }
 
@@ -240,7 +245,12 @@ mod tests {
 
     #[test]
     fn a_good_token_verifies_for_each_algorithm() {
-        for alg in [Algorithm::RS256, Algorithm::RS384, Algorithm::ES256, Algorithm::ES384] {
+        for alg in [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::ES256,
+            Algorithm::ES384,
+        ] {
             let (key, set, clock) = setup(alg);
             let token = key.sign(&claims(NOW + 300)).unwrap();
             let got = verify(&token, &set, &rules(), &clock).unwrap();
@@ -253,28 +263,43 @@ mod tests {
         let (key, set, clock) = setup(Algorithm::ES384);
         let token = key.sign(&claims(NOW + 300)).unwrap();
         clock.advance(std::time::Duration::from_secs(300 + DEFAULT_LEEWAY_SECONDS));
-        assert_eq!(verify(&token, &set, &rules(), &clock), Err(JwtError::Expired));
+        assert_eq!(
+            verify(&token, &set, &rules(), &clock),
+            Err(JwtError::Expired)
+        );
         clock.rewind(std::time::Duration::from_secs(300 + DEFAULT_LEEWAY_SECONDS));
 
         let mut early = claims(NOW + 300);
         early.nbf = Some(NOW + 120);
         let token = key.sign(&early).unwrap();
-        assert_eq!(verify(&token, &set, &rules(), &clock), Err(JwtError::NotYetValid));
+        assert_eq!(
+            verify(&token, &set, &rules(), &clock),
+            Err(JwtError::NotYetValid)
+        );
 
         let token = key.sign(&claims(NOW + 300)).unwrap();
         let r = Rules::new(vec!["other".into()], vec!["dest".into()]);
         assert_eq!(verify(&token, &set, &r, &clock), Err(JwtError::WrongIssuer));
         let r = Rules::new(vec!["engine".into()], vec!["elsewhere".into()]);
-        assert_eq!(verify(&token, &set, &r, &clock), Err(JwtError::WrongAudience));
+        assert_eq!(
+            verify(&token, &set, &r, &clock),
+            Err(JwtError::WrongAudience)
+        );
 
         let mut r = rules();
         r.max_lifetime_seconds = Some(300);
         let far = key.sign(&claims(NOW + 3600)).unwrap();
-        assert_eq!(verify(&far, &set, &r, &clock), Err(JwtError::LifetimeTooLong));
+        assert_eq!(
+            verify(&far, &set, &r, &clock),
+            Err(JwtError::LifetimeTooLong)
+        );
         let mut no_exp = claims(0);
         no_exp.exp = None;
         let token = key.sign(&no_exp).unwrap();
-        assert_eq!(verify(&token, &set, &rules(), &clock), Err(JwtError::MissingExpiry));
+        assert_eq!(
+            verify(&token, &set, &rules(), &clock),
+            Err(JwtError::MissingExpiry)
+        );
         r.require_jti = true;
         let mut no_jti = claims(NOW + 60);
         no_jti.jti = None;
@@ -304,7 +329,10 @@ mod tests {
             &jsonwebtoken::EncodingKey::from_secret(&public),
         )
         .unwrap();
-        assert_eq!(verify(&hs, &set, &rules(), &clock), Err(JwtError::AlgorithmNotAllowed));
+        assert_eq!(
+            verify(&hs, &set, &rules(), &clock),
+            Err(JwtError::AlgorithmNotAllowed)
+        );
 
         // Claims changed after signing.
         let mut altered = claims(NOW + 300);
@@ -312,14 +340,23 @@ mod tests {
         altered.sub = Some("admin".into());
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&altered).unwrap());
         let tampered = format!("{}.{body}.{}", parts[0], parts[2]);
-        assert_eq!(verify(&tampered, &set, &rules(), &clock), Err(JwtError::BadSignature));
+        assert_eq!(
+            verify(&tampered, &set, &rules(), &clock),
+            Err(JwtError::BadSignature)
+        );
 
         // Signed by a key that is not registered, under a kid that is.
         let (stranger, _, _) = setup(Algorithm::RS256);
         let token = stranger.sign(&claims(NOW + 300)).unwrap();
-        assert_eq!(verify(&token, &set, &rules(), &clock), Err(JwtError::BadSignature));
+        assert_eq!(
+            verify(&token, &set, &rules(), &clock),
+            Err(JwtError::BadSignature)
+        );
 
-        assert_eq!(verify("a.b", &set, &rules(), &clock), Err(JwtError::Malformed));
+        assert_eq!(
+            verify("a.b", &set, &rules(), &clock),
+            Err(JwtError::Malformed)
+        );
     }
 
     #[test]
@@ -327,6 +364,9 @@ mod tests {
         let (_, set, clock) = setup(Algorithm::ES256);
         let other = SigningKey::generate(Algorithm::ES256, Some("other")).unwrap();
         let token = other.sign(&claims(NOW + 300)).unwrap();
-        assert_eq!(verify(&token, &set, &rules(), &clock), Err(JwtError::UnknownKey));
+        assert_eq!(
+            verify(&token, &set, &rules(), &clock),
+            Err(JwtError::UnknownKey)
+        );
     }
 }

@@ -111,8 +111,8 @@ impl SigningKey {
                 });
             }
             // Catches keys that parse as PEM but that the signer refuses (e.g. too short).
-            let public =
-                Jwk::from_encoding_key(&encoding, algorithm).map_err(|_| KeyError::UnreadablePem)?;
+            let public = Jwk::from_encoding_key(&encoding, algorithm)
+                .map_err(|_| KeyError::UnreadablePem)?;
             return Self::finish(pem, algorithm, kid, encoding, public);
         }
         let encoding =
@@ -163,7 +163,12 @@ impl SigningKey {
             }
             other => return Err(KeyError::UnsupportedAlgorithm(algorithm_name(other).into())),
         };
-        Self::from_pem(&pem_of("PRIVATE KEY", &der), Some(algorithm), algorithm, kid)
+        Self::from_pem(
+            &pem_of("PRIVATE KEY", &der),
+            Some(algorithm),
+            algorithm,
+            kid,
+        )
     }
 
     fn finish(
@@ -231,7 +236,12 @@ mod tests {
 
     #[test]
     fn generated_keys_round_trip_through_pem_and_publish_their_public_half() {
-        for alg in [Algorithm::RS256, Algorithm::RS384, Algorithm::ES256, Algorithm::ES384] {
+        for alg in [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::ES256,
+            Algorithm::ES384,
+        ] {
             let key = SigningKey::generate(alg, None).unwrap();
             assert_eq!(key.algorithm(), alg);
             let again = SigningKey::from_pem(key.private_pem(), None, alg, None).unwrap();
@@ -250,8 +260,13 @@ mod tests {
     fn mismatched_or_unreadable_keys_are_refused_with_a_hint() {
         let ec = SigningKey::generate(Algorithm::ES384, Some("k1")).unwrap();
         assert_eq!(ec.kid(), "k1");
-        let err = SigningKey::from_pem(ec.private_pem(), Some(Algorithm::RS256), Algorithm::RS256, None)
-            .unwrap_err();
+        let err = SigningKey::from_pem(
+            ec.private_pem(),
+            Some(Algorithm::RS256),
+            Algorithm::RS256,
+            None,
+        )
+        .unwrap_err();
         assert!(matches!(err, KeyError::AlgorithmMismatch { .. }), "{err}");
         let err = SigningKey::from_pem("not a key", None, Algorithm::RS256, None).unwrap_err();
         assert!(err.to_string().contains("PKCS#8"));

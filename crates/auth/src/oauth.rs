@@ -43,7 +43,11 @@ impl OAuthError {
 
     /// 401 for `invalid_client`, 400 for everything else (RFC 6749 section 5.2).
     pub fn status(&self) -> u16 {
-        if self.code == "invalid_client" { 401 } else { 400 }
+        if self.code == "invalid_client" {
+            401
+        } else {
+            400
+        }
     }
 
     /// The JSON body.
@@ -56,7 +60,11 @@ impl OAuthError {
 #[derive(Clone, PartialEq, Eq)]
 pub enum ClientAuth {
     /// `client_secret_basic` or `client_secret_post`.
-    Secret { client_id: String, secret: String, basic: bool },
+    Secret {
+        client_id: String,
+        secret: String,
+        basic: bool,
+    },
     /// A signed JWT: a SMART client assertion, or the assertion of the JWT grant.
     Assertion { assertion: String },
 }
@@ -64,7 +72,9 @@ pub enum ClientAuth {
 impl std::fmt::Debug for ClientAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ClientAuth::Secret { client_id, basic, .. } => f
+            ClientAuth::Secret {
+                client_id, basic, ..
+            } => f
                 .debug_struct("Secret")
                 .field("client_id", client_id)
                 .field("basic", basic)
@@ -93,7 +103,12 @@ pub fn parse_token_request(
     body: &[u8],
 ) -> Result<TokenRequest, OAuthError> {
     let params = parse_params(content_type, body)?;
-    let get = |name: &str| params.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let get = |name: &str| {
+        params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
     let grant_type = get("grant_type")
         .ok_or_else(|| OAuthError::new("invalid_request", "grant_type is missing"))?
         .to_string();
@@ -103,8 +118,9 @@ pub fn parse_token_request(
         None => None,
     };
     let auth = if grant_type == JWT_BEARER_GRANT {
-        let assertion = get("assertion")
-            .ok_or_else(|| OAuthError::new("invalid_request", "the JWT grant needs an assertion"))?;
+        let assertion = get("assertion").ok_or_else(|| {
+            OAuthError::new("invalid_request", "the JWT grant needs an assertion")
+        })?;
         ClientAuth::Assertion {
             assertion: assertion.to_string(),
         }
@@ -208,7 +224,10 @@ fn parse_params(
 
 fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
     let decode = |s: &[u8]| {
-        let plus: Vec<u8> = s.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+        let plus: Vec<u8> = s
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
         percent_encoding::percent_decode(&plus)
             .decode_utf8_lossy()
             .into_owned()
@@ -233,7 +252,10 @@ fn parse_basic(value: &str) -> Result<Option<(String, String)>, OAuthError> {
     }
     let bad = || OAuthError {
         basic: true,
-        ..OAuthError::new("invalid_client", "the Basic credentials are not valid base64 of id:secret")
+        ..OAuthError::new(
+            "invalid_client",
+            "the Basic credentials are not valid base64 of id:secret",
+        )
     };
     let decoded = STANDARD.decode(rest.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(decoded).map_err(|_| bad())?;
@@ -333,7 +355,13 @@ pub struct SeenJtis {
 
 impl SeenJtis {
     /// Records `jti` for `client_id` until `expires_at`; false when it was already seen.
-    pub fn first_use(&self, client_id: &str, jti: &str, expires_at: u64, clock: &dyn Clock) -> bool {
+    pub fn first_use(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: u64,
+        clock: &dyn Clock,
+    ) -> bool {
         let now = clock.unix_seconds();
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         // Forget entries past their expiry (plus leeway): the assertion is refused as expired
@@ -345,7 +373,11 @@ impl SeenJtis {
 }
 
 /// The successful token response body (RFC 6749 section 5.1).
-pub fn token_response(token: &str, lifetime_seconds: u64, scope: Option<&str>) -> serde_json::Value {
+pub fn token_response(
+    token: &str,
+    lifetime_seconds: u64,
+    scope: Option<&str>,
+) -> serde_json::Value {
     let mut body = serde_json::json!({
         "access_token": token,
         "token_type": "Bearer",
@@ -380,12 +412,35 @@ mod tests {
 
     #[test]
     fn client_credentials_by_basic_post_and_json() {
-        let r = parse_token_request(Some(&basic("app", "s3cret")), FORM, b"grant_type=client_credentials&scope=a+b")
-            .unwrap();
-        assert_eq!(r.auth, ClientAuth::Secret { client_id: "app".into(), secret: "s3cret".into(), basic: true });
+        let r = parse_token_request(
+            Some(&basic("app", "s3cret")),
+            FORM,
+            b"grant_type=client_credentials&scope=a+b",
+        )
+        .unwrap();
+        assert_eq!(
+            r.auth,
+            ClientAuth::Secret {
+                client_id: "app".into(),
+                secret: "s3cret".into(),
+                basic: true
+            }
+        );
         assert_eq!(r.scope.as_deref(), Some("a b"));
-        let r = parse_token_request(None, FORM, b"grant_type=client_credentials&client_id=app&client_secret=s%3Dx").unwrap();
-        assert_eq!(r.auth, ClientAuth::Secret { client_id: "app".into(), secret: "s=x".into(), basic: false });
+        let r = parse_token_request(
+            None,
+            FORM,
+            b"grant_type=client_credentials&client_id=app&client_secret=s%3Dx",
+        )
+        .unwrap();
+        assert_eq!(
+            r.auth,
+            ClientAuth::Secret {
+                client_id: "app".into(),
+                secret: "s=x".into(),
+                basic: false
+            }
+        );
         let r = parse_token_request(
             None,
             Some("application/json"),
@@ -398,27 +453,71 @@ mod tests {
 
     #[test]
     fn assertions_for_smart_and_the_jwt_grant() {
-        let body = format!("grant_type=client_credentials&client_assertion_type={}&client_assertion=aaa.bbb.ccc", JWT_CLIENT_ASSERTION.replace(':', "%3A"));
+        let body = format!(
+            "grant_type=client_credentials&client_assertion_type={}&client_assertion=aaa.bbb.ccc",
+            JWT_CLIENT_ASSERTION.replace(':', "%3A")
+        );
         let r = parse_token_request(None, FORM, body.as_bytes()).unwrap();
-        assert_eq!(r.auth, ClientAuth::Assertion { assertion: "aaa.bbb.ccc".into() });
-        let body = format!("grant_type={}&assertion=x.y.z", JWT_BEARER_GRANT.replace(':', "%3A"));
+        assert_eq!(
+            r.auth,
+            ClientAuth::Assertion {
+                assertion: "aaa.bbb.ccc".into()
+            }
+        );
+        let body = format!(
+            "grant_type={}&assertion=x.y.z",
+            JWT_BEARER_GRANT.replace(':', "%3A")
+        );
         let r = parse_token_request(None, FORM, body.as_bytes()).unwrap();
         assert_eq!(r.grant_type, JWT_BEARER_GRANT);
-        assert_eq!(r.auth, ClientAuth::Assertion { assertion: "x.y.z".into() });
+        assert_eq!(
+            r.auth,
+            ClientAuth::Assertion {
+                assertion: "x.y.z".into()
+            }
+        );
     }
 
     #[test]
     fn bad_requests_get_standard_error_codes() {
-        let code = |auth: Option<&str>, ct, body: &[u8]| parse_token_request(auth, ct, body).unwrap_err().code;
+        let code = |auth: Option<&str>, ct, body: &[u8]| {
+            parse_token_request(auth, ct, body).unwrap_err().code
+        };
         assert_eq!(code(None, FORM, b"scope=x"), "invalid_request");
-        assert_eq!(code(None, FORM, b"grant_type=password"), "unsupported_grant_type");
-        assert_eq!(code(None, FORM, b"grant_type=client_credentials"), "invalid_client");
-        assert_eq!(code(Some("Basic !!!"), FORM, b"grant_type=client_credentials"), "invalid_client");
-        assert_eq!(code(None, FORM, b"grant_type=client_credentials&client_secret=x"), "invalid_request");
-        assert_eq!(code(None, FORM, b"grant_type=client_credentials&grant_type=client_credentials"), "invalid_request");
-        assert_eq!(code(None, Some("text/plain"), b"grant_type=client_credentials"), "invalid_request");
         assert_eq!(
-            code(Some(&basic("a", "b")), FORM, b"grant_type=client_credentials&client_secret=b"),
+            code(None, FORM, b"grant_type=password"),
+            "unsupported_grant_type"
+        );
+        assert_eq!(
+            code(None, FORM, b"grant_type=client_credentials"),
+            "invalid_client"
+        );
+        assert_eq!(
+            code(Some("Basic !!!"), FORM, b"grant_type=client_credentials"),
+            "invalid_client"
+        );
+        assert_eq!(
+            code(None, FORM, b"grant_type=client_credentials&client_secret=x"),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(
+                None,
+                FORM,
+                b"grant_type=client_credentials&grant_type=client_credentials"
+            ),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(None, Some("text/plain"), b"grant_type=client_credentials"),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(
+                Some(&basic("a", "b")),
+                FORM,
+                b"grant_type=client_credentials&client_secret=b"
+            ),
             "invalid_request"
         );
         let e = parse_token_request(None, FORM, b"grant_type=client_credentials").unwrap_err();
@@ -436,7 +535,10 @@ mod tests {
         let mut last_byte_changed = t.clone();
         last_byte_changed.pop();
         last_byte_changed.push(if t.ends_with('A') { 'B' } else { 'A' });
-        assert_eq!(tokens.check(&last_byte_changed, &clock), Err(BearerError::Unknown));
+        assert_eq!(
+            tokens.check(&last_byte_changed, &clock),
+            Err(BearerError::Unknown)
+        );
         clock.advance(Duration::from_secs(300));
         assert_eq!(tokens.check(&t, &clock), Err(BearerError::Expired));
         assert_ne!(tokens.issue("app", None, 1, &clock), t, "tokens are random");
@@ -450,7 +552,10 @@ mod tests {
         assert!(!seen.first_use("a", "j1", 1_300, &clock));
         assert!(seen.first_use("b", "j1", 1_300, &clock), "per client");
         clock.advance(Duration::from_secs(400));
-        assert!(seen.first_use("a", "j1", 1_700, &clock), "forgotten after expiry");
+        assert!(
+            seen.first_use("a", "j1", 1_700, &clock),
+            "forgotten after expiry"
+        );
     }
 
     #[test]

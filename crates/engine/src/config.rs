@@ -28,6 +28,9 @@ pub struct EngineConfig {
     /// Lets destinations point at loopback and private addresses (link-local and cloud
     /// metadata addresses stay refused).
     pub allow_private_endpoints: bool,
+    /// The base URL others reach this engine at (no trailing slash), e.g. for the JWKS URLs of
+    /// auth credentials. `None` in the file means `http://` + the address actually listened on.
+    pub public_url: Option<String>,
     pub sources: Vec<Source>,
 }
 
@@ -51,6 +54,7 @@ struct Raw {
     retry_ladder: Option<Vec<String>>,
     delivery_timeout: Option<String>,
     allow_private_endpoints: Option<bool>,
+    public_url: Option<String>,
     #[serde(default)]
     sources: Vec<RawSource>,
 }
@@ -175,6 +179,7 @@ impl EngineConfig {
             raw.delivery_timeout.as_deref(),
             DEFAULT_DELIVERY_TIMEOUT,
         )?;
+        let public_url = raw.public_url.map(|u| check_public_url(&u)).transpose()?;
         let mut sources = Vec::with_capacity(raw.sources.len());
         for (i, s) in raw.sources.into_iter().enumerate() {
             let name = s
@@ -198,9 +203,26 @@ impl EngineConfig {
             retry_ladder,
             delivery_timeout,
             allow_private_endpoints: raw.allow_private_endpoints.unwrap_or(false),
+            public_url,
             sources,
         })
     }
+}
+
+/// An http(s) URL with a host and no query or fragment, returned without its trailing slash.
+fn check_public_url(text: &str) -> Result<String, ConfigError> {
+    let url = reqwest::Url::parse(text)
+        .map_err(|e| err("public_url", format!("{text:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(err(
+            "public_url",
+            "must be an http:// or https:// URL with a host, e.g. \"https://engine.example.com\"",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(err("public_url", "must not have a query or fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 #[cfg(test)]
@@ -226,6 +248,16 @@ master_key = "master-key-0123456789abcdef0123456789"
         assert_eq!(c.retry_ladder, RetryLadder::redox());
         assert_eq!(c.delivery_timeout, Duration::from_secs(30));
         assert!(!c.allow_private_endpoints);
+        assert_eq!(c.public_url, None);
+        let c = EngineConfig::parse(
+            &format!("{MINIMAL}public_url = \"https://engine.example.com/wharf/\""),
+            &NoEnv,
+        )
+        .unwrap();
+        assert_eq!(
+            c.public_url.as_deref(),
+            Some("https://engine.example.com/wharf")
+        );
     }
 
     #[test]
@@ -253,6 +285,10 @@ master_key = "master-key-0123456789abcdef0123456789"
             ))
             .key,
             "sources[0].api_key"
+        );
+        assert_eq!(
+            e(&format!("{MINIMAL}public_url = \"ftp://x\"")).key,
+            "public_url"
         );
         assert!(
             e(&format!("{MINIMAL}typo = 1"))

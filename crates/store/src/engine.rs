@@ -1,4 +1,5 @@
-//! The engine's records: organizations, their three environments, and destinations.
+//! The engine's records: organizations, their three environments, destinations and auth
+//! credentials.
 //!
 //! Plain SQLite behind a mutex: these are management operations, a few per second at most, so
 //! they do not need the inbox's group commit. Secrets arrive here already sealed (the engine
@@ -45,6 +46,32 @@ pub struct DestinationRecord {
     pub updated_at: i64,
 }
 
+/// An auth credential (PROTOCOL.md section 5). `fields` is the JSON object of its non-secret
+/// fields; `secrets` is the JSON object of its secret fields, sealed (ciphertext), never clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthCredentialRecord {
+    pub id: String,
+    pub organization_id: String,
+    pub environment_id: String,
+    pub name: String,
+    /// The strategy key, e.g. `SMART_Backend`.
+    pub strategy: String,
+    /// JSON object text.
+    pub fields: String,
+    pub secrets: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What [`EngineStore::delete_auth_credential`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialDeletion {
+    Deleted,
+    NotFound,
+    /// Refused: these destinations link the credential.
+    InUse(Vec<String>),
+}
+
 /// The engine's store. Cheap to clone.
 #[derive(Clone)]
 pub struct EngineStore {
@@ -70,6 +97,31 @@ fn destination(row: &Row<'_>) -> rusqlite::Result<DestinationRecord> {
         created_at: row.get(10)?,
         updated_at: row.get(11)?,
     })
+}
+
+const CREDENTIAL_COLUMNS: &str = "id, organization_id, environment_id, name, strategy, fields,
+    secrets, created_at, updated_at";
+
+fn auth_credential(row: &Row<'_>) -> rusqlite::Result<AuthCredentialRecord> {
+    Ok(AuthCredentialRecord {
+        id: row.get(0)?,
+        organization_id: row.get(1)?,
+        environment_id: row.get(2)?,
+        name: row.get(3)?,
+        strategy: row.get(4)?,
+        fields: row.get(5)?,
+        secrets: row.get(6)?,
+        created_at: row.get(7)?,
+        updated_at: row.get(8)?,
+    })
+}
+
+fn destinations_using_in(conn: &Connection, credential_id: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM destinations WHERE auth_credential = ?1 ORDER BY created_at, id",
+    )?;
+    let rows = stmt.query_map(params![credential_id], |r| r.get(0))?;
+    rows.collect()
 }
 
 fn environment(row: &Row<'_>) -> rusqlite::Result<EnvironmentRecord> {
@@ -281,6 +333,92 @@ impl EngineStore {
     pub fn delete_destination(&self, id: &str) -> Result<bool, StoreError> {
         self.with(|conn| {
             Ok(conn.execute("DELETE FROM destinations WHERE id = ?1", params![id])? == 1)
+        })
+    }
+
+    pub fn insert_auth_credential(&self, c: &AuthCredentialRecord) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                &format!(
+                    "INSERT INTO auth_credentials ({CREDENTIAL_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                ),
+                params![
+                    c.id,
+                    c.organization_id,
+                    c.environment_id,
+                    c.name,
+                    c.strategy,
+                    c.fields,
+                    c.secrets,
+                    c.created_at,
+                    c.updated_at
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Replaces the mutable fields (name, fields, secrets, updated_at) of an existing auth
+    /// credential. Returns false if it is gone.
+    pub fn update_auth_credential(&self, c: &AuthCredentialRecord) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            let changed = conn.execute(
+                "UPDATE auth_credentials SET name = ?2, fields = ?3, secrets = ?4, updated_at = ?5
+                 WHERE id = ?1",
+                params![c.id, c.name, c.fields, c.secrets, c.updated_at],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    pub fn auth_credential(&self, id: &str) -> Result<Option<AuthCredentialRecord>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {CREDENTIAL_COLUMNS} FROM auth_credentials WHERE id = ?1"),
+                params![id],
+                auth_credential,
+            )
+            .optional()
+        })
+    }
+
+    /// An environment's auth credentials, oldest first.
+    pub fn auth_credentials(
+        &self,
+        environment_id: &str,
+    ) -> Result<Vec<AuthCredentialRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM auth_credentials WHERE environment_id = ?1
+                 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map(params![environment_id], auth_credential)?;
+            rows.collect()
+        })
+    }
+
+    /// The ids of the destinations that link this credential.
+    pub fn destinations_using(&self, credential_id: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|conn| destinations_using_in(conn, credential_id))
+    }
+
+    /// Deletes an auth credential unless a destination links it (checked in the same
+    /// transaction, so a link cannot slip in between).
+    pub fn delete_auth_credential(&self, id: &str) -> Result<CredentialDeletion, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let users = destinations_using_in(&tx, id)?;
+            if !users.is_empty() {
+                return Ok(CredentialDeletion::InUse(users));
+            }
+            let deleted = tx.execute("DELETE FROM auth_credentials WHERE id = ?1", params![id])?;
+            tx.commit()?;
+            Ok(if deleted == 1 {
+                CredentialDeletion::Deleted
+            } else {
+                CredentialDeletion::NotFound
+            })
         })
     }
 }
@@ -741,6 +879,59 @@ mod tests {
         assert!(store.delete_destination(&d.id).unwrap());
         assert!(!store.delete_destination(&d.id).unwrap());
         assert!(store.destination(&d.id).unwrap().is_none());
+    }
+
+    #[test]
+    fn auth_credentials_round_trip_and_linked_ones_are_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EngineStore::open(dir.path()).unwrap();
+        let org = store.ensure_organization("A").unwrap();
+        let env = store.environments(&org.id).unwrap().remove(0);
+        let mut c = AuthCredentialRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            organization_id: org.id.clone(),
+            environment_id: env.id.clone(),
+            name: "token endpoint".into(),
+            strategy: "OAuth_2.0_2-legged".into(),
+            fields: r#"{"clientId":"c"}"#.into(),
+            secrets: Some(vec![9, 9, 9]),
+            created_at: 1,
+            updated_at: 1,
+        };
+        store.insert_auth_credential(&c).unwrap();
+        assert_eq!(store.auth_credential(&c.id).unwrap().unwrap(), c);
+        c.name = "renamed".into();
+        c.secrets = None;
+        c.updated_at = 2;
+        assert!(store.update_auth_credential(&c).unwrap());
+        assert_eq!(store.auth_credentials(&env.id).unwrap(), vec![c.clone()]);
+
+        // A destination may only link a credential that exists.
+        let mut d = record(&org, &env, "https://x.example/hook");
+        d.auth_credential = Some("no-such-credential".into());
+        assert!(store.insert_destination(&d).is_err());
+        d.auth_credential = Some(c.id.clone());
+        store.insert_destination(&d).unwrap();
+        assert_eq!(store.destinations_using(&c.id).unwrap(), vec![d.id.clone()]);
+        assert_eq!(
+            store.delete_auth_credential(&c.id).unwrap(),
+            CredentialDeletion::InUse(vec![d.id.clone()])
+        );
+        assert!(store.auth_credential(&c.id).unwrap().is_some());
+        d.auth_credential = Some("no-such-credential".into());
+        assert!(store.update_destination(&d).is_err());
+        d.auth_credential = None;
+        assert!(store.update_destination(&d).unwrap());
+        assert_eq!(
+            store.delete_auth_credential(&c.id).unwrap(),
+            CredentialDeletion::Deleted
+        );
+        assert_eq!(
+            store.delete_auth_credential(&c.id).unwrap(),
+            CredentialDeletion::NotFound
+        );
+        assert!(store.auth_credential(&c.id).unwrap().is_none());
+        assert!(!store.update_auth_credential(&c).unwrap());
     }
 
     fn queued(id: &str, destination: &str) -> LogRecord {

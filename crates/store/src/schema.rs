@@ -103,6 +103,31 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
     );",
     // 4: log types: SEND (queued notifications) and REQUEST (relayed queries).
     "ALTER TABLE logs ADD COLUMN log_type TEXT NOT NULL DEFAULT 'SEND';",
+    // 5: auth credentials (PROTOCOL.md section 5). `fields` holds the non-secret fields as a
+    // JSON object; `secrets` the secret ones, sealed as one blob. A destination may only link a
+    // credential that exists (the triggers), and the store refuses to delete a linked one.
+    "CREATE TABLE auth_credentials (
+        id              TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL REFERENCES organizations (id),
+        environment_id  TEXT NOT NULL REFERENCES environments (id),
+        name            TEXT NOT NULL,
+        strategy        TEXT NOT NULL,
+        fields          TEXT NOT NULL,     -- JSON object, never a secret
+        secrets         BLOB,              -- sealed with the master key, never in clear
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE INDEX auth_credentials_by_environment ON auth_credentials (environment_id, created_at);
+    CREATE INDEX destinations_by_auth_credential ON destinations (auth_credential)
+        WHERE auth_credential IS NOT NULL;
+    CREATE TRIGGER destinations_link_insert BEFORE INSERT ON destinations
+        WHEN NEW.auth_credential IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM auth_credentials WHERE id = NEW.auth_credential)
+        BEGIN SELECT RAISE(ABORT, 'no such auth credential'); END;
+    CREATE TRIGGER destinations_link_update BEFORE UPDATE OF auth_credential ON destinations
+        WHEN NEW.auth_credential IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM auth_credentials WHERE id = NEW.auth_credential)
+        BEGIN SELECT RAISE(ABORT, 'no such auth credential'); END;",
 ];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.

@@ -109,7 +109,11 @@ pub(crate) fn push_canonical_query(out: &mut String, query: &str) {
 
 fn encode_query_part(raw: &str) -> String {
     let plus_as_space: Cow<'_, [u8]> = if raw.contains('+') {
-        Cow::Owned(raw.bytes().map(|b| if b == b'+' { b' ' } else { b }).collect())
+        Cow::Owned(
+            raw.bytes()
+                .map(|b| if b == b'+' { b' ' } else { b })
+                .collect(),
+        )
     } else {
         Cow::Borrowed(raw.as_bytes())
     };
@@ -140,16 +144,9 @@ pub(crate) fn push_trimmed_header_value(out: &mut Vec<u8>, value: &[u8]) {
     }
 }
 
-/// A parsed `X-Amz-Date` (`YYYYMMDDTHHMMSSZ`, always UTC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AmzDate {
-    /// The instant it names.
-    pub(crate) time: SystemTime,
-}
-
-/// Parses an `X-Amz-Date` value; `None` when it is not exactly `YYYYMMDDTHHMMSSZ` with a real
-/// calendar date and time of day at or after 1970.
-pub(crate) fn parse_amz_date(value: &str) -> Option<AmzDate> {
+/// Parses an `X-Amz-Date` value (`YYYYMMDDTHHMMSSZ`, always UTC); `None` unless it is exactly
+/// that form with a real calendar date and time of day at or after 1970.
+pub(crate) fn parse_amz_date(value: &str) -> Option<SystemTime> {
     let bytes = value.as_bytes();
     if bytes.len() != 16 || bytes[8] != b'T' || bytes[15] != b'Z' {
         return None;
@@ -183,9 +180,7 @@ pub(crate) fn parse_amz_date(value: &str) -> Option<AmzDate> {
     }
     let days = days_since_epoch(year, month, day);
     let seconds = days * 86_400 + u64::from(hour * 3600 + minute * 60 + second);
-    Some(AmzDate {
-        time: UNIX_EPOCH + Duration::from_secs(seconds),
-    })
+    Some(UNIX_EPOCH + Duration::from_secs(seconds))
 }
 
 fn is_leap_year(year: u32) -> bool {
@@ -226,7 +221,9 @@ pub(crate) fn signing_key(
     region: &str,
     service: &str,
 ) -> hmac::Key {
-    let step = |key: &[u8], data: &str| hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data.as_bytes());
+    let step = |key: &[u8], data: &str| {
+        hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data.as_bytes())
+    };
     let date_key = step(prefixed_secret, day);
     let region_key = step(date_key.as_ref(), region);
     let service_key = step(region_key.as_ref(), service);
@@ -289,9 +286,15 @@ mod tests {
     #[test]
     fn canonical_query_sorts_and_reencodes() {
         assert_eq!(query(""), "");
-        assert_eq!(query("Param2=value2&Param1=value1"), "Param1=value1&Param2=value2");
+        assert_eq!(
+            query("Param2=value2&Param1=value1"),
+            "Param1=value1&Param2=value2"
+        );
         assert_eq!(query("b=2&a=3&a=1&flag"), "a=1&a=3&b=2&flag=");
-        assert_eq!(query("q=hello+world&r=a%2Bb&s=%7e"), "q=hello%20world&r=a%2Bb&s=~");
+        assert_eq!(
+            query("q=hello+world&r=a%2Bb&s=%7e"),
+            "q=hello%20world&r=a%2Bb&s=~"
+        );
         assert_eq!(query("x=%2f&y=/"), "x=%2F&y=%2F");
         assert_eq!(query("ሴ=bar"), "%E1%88%B4=bar");
         assert_eq!(query("a=%zz&b=%FF"), "a=%25zz&b=%EF%BF%BD");
@@ -311,13 +314,10 @@ mod tests {
     #[test]
     fn amz_dates_parse_to_the_right_instant() {
         let date = parse_amz_date("20150830T123600Z").unwrap();
-        assert_eq!(date.time, UNIX_EPOCH + Duration::from_secs(1_440_938_160));
+        assert_eq!(date, UNIX_EPOCH + Duration::from_secs(1_440_938_160));
         let leap = parse_amz_date("20240229T000000Z").unwrap();
-        assert_eq!(leap.time, UNIX_EPOCH + Duration::from_secs(1_709_164_800));
-        assert_eq!(
-            parse_amz_date("19700101T000000Z").unwrap().time,
-            UNIX_EPOCH
-        );
+        assert_eq!(leap, UNIX_EPOCH + Duration::from_secs(1_709_164_800));
+        assert_eq!(parse_amz_date("19700101T000000Z").unwrap(), UNIX_EPOCH);
         for bad in [
             "",
             "20150830T123600",
@@ -346,7 +346,9 @@ mod tests {
         );
         // The derived key signs like this, so compare an HMAC made with it against one made
         // with the documented raw key bytes.
-        let documented = hex::decode("f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d").unwrap();
+        let documented =
+            hex::decode("f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d")
+                .unwrap();
         let expected = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &documented), b"probe");
         assert_eq!(hmac::sign(&key, b"probe").as_ref(), expected.as_ref());
     }

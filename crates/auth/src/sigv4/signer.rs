@@ -54,13 +54,17 @@ pub enum SignError {
     #[error("the AwsSigv4 credential has an empty {0}; fill it in")]
     EmptyField(&'static str),
     /// The URL is not an absolute `http` or `https` URL, or is not percent-encoded.
-    #[error("the URL cannot be signed: {0}; pass the absolute, percent-encoded URL the request is sent to")]
+    #[error(
+        "the URL cannot be signed: {0}; pass the absolute, percent-encoded URL the request is sent to"
+    )]
     InvalidUrl(&'static str),
     /// A header passed in is one `sign` adds itself.
     #[error("the {0} header is added by signing; leave it out of the headers passed to sign()")]
     ReservedHeader(String),
     /// A header name or value is not valid HTTP.
-    #[error("the {0} header has an invalid name or value; header values must be visible ASCII or spaces")]
+    #[error(
+        "the {0} header has an invalid name or value; header values must be visible ASCII or spaces"
+    )]
     InvalidHeader(String),
     /// `aws-sigv4` refused the request for another reason.
     #[error("the request cannot be signed ({0})")]
@@ -195,7 +199,9 @@ pub(crate) fn sign_with(
     let request = SignableRequest::new(
         method,
         url,
-        headers.iter().map(|(name, value)| (name.as_str(), value.as_str())),
+        headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
         SignableBody::Bytes(body),
     )
     .map_err(|_| SignError::InvalidUrl("it is not a valid URI"))?;
@@ -298,7 +304,11 @@ mod tests {
             );
             checked.push(vector.name);
         }
-        assert!(checked.len() >= 28, "only {} vectors: {checked:?}", checked.len());
+        assert!(
+            checked.len() >= 28,
+            "only {} vectors: {checked:?}",
+            checked.len()
+        );
     }
 
     #[test]
@@ -316,14 +326,33 @@ mod tests {
             names.sort();
             names
         };
-        let added = sign("GET", "https://dest.example.com/redox", &[], b"", &credentials, now).unwrap();
+        let added = sign(
+            "GET",
+            "https://dest.example.com/redox",
+            &[],
+            b"",
+            &credentials,
+            now,
+        )
+        .unwrap();
         assert_eq!(
             names(added),
             ["authorization", "x-amz-content-sha256", "x-amz-date"]
         );
         credentials.session_token = Some("token-value".into());
-        let added = sign("GET", "https://dest.example.com/redox", &[], b"", &credentials, now).unwrap();
-        let token = added.iter().find(|(n, _)| n == "x-amz-security-token").map(|(_, v)| v.as_str());
+        let added = sign(
+            "GET",
+            "https://dest.example.com/redox",
+            &[],
+            b"",
+            &credentials,
+            now,
+        )
+        .unwrap();
+        let token = added
+            .iter()
+            .find(|(n, _)| n == "x-amz-security-token")
+            .map(|(_, v)| v.as_str());
         assert_eq!(token, Some("token-value"));
         let authorization = &added.iter().find(|(n, _)| n == "authorization").unwrap().1;
         assert!(
@@ -360,7 +389,8 @@ mod tests {
         .unwrap();
         let authorization = &added.iter().find(|(n, _)| n == "authorization").unwrap().1;
         assert!(
-            authorization.contains("SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date,"),
+            authorization
+                .contains("SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date,"),
             "{authorization}"
         );
     }
@@ -376,9 +406,18 @@ mod tests {
         };
         let now = SystemTime::UNIX_EPOCH;
         let sign_url = |url: &str| sign("GET", url, &[], b"", &credentials, now);
-        assert!(matches!(sign_url("/relative"), Err(SignError::InvalidUrl(_))));
-        assert!(matches!(sign_url("ftp://host/x"), Err(SignError::InvalidUrl(_))));
-        assert!(matches!(sign_url("https://host/a b"), Err(SignError::InvalidUrl(_))));
+        assert!(matches!(
+            sign_url("/relative"),
+            Err(SignError::InvalidUrl(_))
+        ));
+        assert!(matches!(
+            sign_url("ftp://host/x"),
+            Err(SignError::InvalidUrl(_))
+        ));
+        assert!(matches!(
+            sign_url("https://host/a b"),
+            Err(SignError::InvalidUrl(_))
+        ));
         let reserved = [("X-Amz-Date".to_owned(), "20240101T000000Z".to_owned())];
         assert_eq!(
             sign("GET", "https://host/", &reserved, b"", &credentials, now),

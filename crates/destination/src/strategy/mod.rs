@@ -203,6 +203,21 @@ impl Guard {
             return Ok(());
         };
         let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        // HTTP/2 carries the host as `:authority`, which SigV4 signs as `host`.
+        let with_host;
+        let headers = match uri.authority() {
+            Some(authority) if !headers.contains_key(http::header::HOST) => {
+                with_host = {
+                    let mut h = headers.clone();
+                    if let Ok(v) = http::HeaderValue::from_str(authority.as_str()) {
+                        h.insert(http::header::HOST, v);
+                    }
+                    h
+                };
+                &with_host
+            }
+            _ => headers,
+        };
         verifier
             .verify(method, target, headers, body, self.clock.now())
             .map(|_| ())

@@ -4,8 +4,9 @@
 //! `POST /platform/v1/destinations/{id}/verify`.
 //!
 //! The verification token is sealed with the master key before it is stored and is never
-//! returned: it reads back as `hasVerificationToken`. Changing the endpoint or the token clears
-//! the verified mark. Verify and Save saves nothing unless verification succeeds.
+//! returned: it reads back as `hasVerificationToken`. Changing the endpoint, the token or the
+//! linked auth credential (`authCredential`: an id of the same environment, or null) clears the
+//! verified mark. Verify and Save saves nothing unless verification succeeds.
 
 use super::{
     ApiError, State, ok, only_fields, open_token, payload, rfc3339, string_field, token_context,
@@ -98,15 +99,11 @@ struct Changes {
     endpoint: Option<Option<String>>,
     token: Option<Option<String>>,
     method: Option<String>,
+    auth_credential: Option<Option<String>>,
 }
 
 fn changes(fields: &Map<String, Value>, allowed: &[&str]) -> Result<Changes, ApiError> {
     only_fields(fields, allowed)?;
-    if let Some(Some(credential)) = string_field(fields, "authCredential")? {
-        return Err(ApiError::bad_request(format!(
-            "no auth credential {credential} exists; auth credentials are not available in this version yet"
-        )));
-    }
     let required = |key: &str| -> Result<Option<String>, ApiError> {
         match string_field(fields, key)? {
             None => Ok(None),
@@ -149,7 +146,33 @@ fn changes(fields: &Map<String, Value>, allowed: &[&str]) -> Result<Changes, Api
         endpoint: string_field(fields, "endpoint")?,
         token,
         method,
+        auth_credential: string_field(fields, "authCredential")?,
     })
+}
+
+/// A credential may be linked only if it exists in the destination's own environment.
+async fn check_credential(
+    state: &State,
+    id: &str,
+    env: &EnvironmentRecord,
+) -> Result<(), ApiError> {
+    let lookup = id.to_owned();
+    let credential = state
+        .db(move |s| s.auth_credential(&lookup))
+        .await?
+        .filter(|c| c.organization_id == state.organization.id)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`authCredential`: no auth credential {id} exists in this organization"
+            ))
+        })?;
+    if credential.environment_id != env.id {
+        return Err(ApiError::bad_request(format!(
+            "`authCredential`: auth credential {id} belongs to another environment; link a credential of this destination's environment ({})",
+            env.flag
+        )));
+    }
+    Ok(())
 }
 
 /// Endpoint rules of PROTOCOL.md section 1.
@@ -188,7 +211,8 @@ async fn check_endpoint(
     Ok(())
 }
 
-/// Applies validated changes to a record; a new endpoint or token clears the verified mark.
+/// Applies validated changes to a record; a new endpoint, token or auth credential clears the
+/// verified mark.
 fn apply(state: &State, record: &mut DestinationRecord, changes: Changes) -> Result<(), ApiError> {
     if let Some(name) = changes.name {
         record.name = name;
@@ -203,6 +227,12 @@ fn apply(state: &State, record: &mut DestinationRecord, changes: Changes) -> Res
         && endpoint != record.endpoint
     {
         record.endpoint = endpoint;
+        record.verified_at = None;
+    }
+    if let Some(credential) = changes.auth_credential
+        && credential != record.auth_credential
+    {
+        record.auth_credential = credential;
         record.verified_at = None;
     }
     if let Some(token) = changes.token {
@@ -251,6 +281,9 @@ async fn create(
     if let Some(Some(endpoint)) = &changes.endpoint {
         check_endpoint(&state, endpoint, &env).await?;
     }
+    if let Some(Some(credential)) = &changes.auth_credential {
+        check_credential(&state, credential, &env).await?;
+    }
     let now = now_millis();
     let mut record = DestinationRecord {
         id: uuid::Uuid::new_v4().to_string(),
@@ -284,6 +317,11 @@ async fn changed(
     let changes = changes(&payload(body)?, allowed)?;
     if let Some(Some(endpoint)) = &changes.endpoint {
         check_endpoint(state, endpoint, &env).await?;
+    }
+    if let Some(Some(credential)) = &changes.auth_credential
+        && record.auth_credential.as_ref() != Some(credential)
+    {
+        check_credential(state, credential, &env).await?;
     }
     apply(state, &mut record, changes)?;
     Ok((record, env))
@@ -362,9 +400,12 @@ async fn verify(
     let client = wharf_delivery::ssrf::pinned_client(&url, state.config.allow_private_endpoints)
         .await
         .map_err(failed)?;
-    wharf_delivery::verify(&client, &url, &token, method)
+    let credential = crate::present::linked_credential(&state, &record)
         .await
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(failed)?;
+    crate::present::verify(&state, &client, &url, &token, method, credential.as_ref())
+        .await
+        .map_err(failed)?;
     record.verified_at = Some(now_millis());
     save(&state, &record).await?;
     tracing::info!(destination = %record.id, "destination verified");

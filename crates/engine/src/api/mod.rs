@@ -1,8 +1,10 @@
 //! The management API, shaped like Redox's Platform API: every body is
 //! `{"meta":{"version":"1.0.0"},"payload":...}`; errors carry
 //! `{"meta":...,"errors":[{"message":"..."}]}` with a message a person can act on.
-//! Requests need `Authorization: Bearer <management key>`.
+//! Requests need `Authorization: Bearer <management key>`, except an auth credential's public
+//! JWKS (`/platform/v1/authcredentials/{id}/jwks`).
 
+pub(crate) mod authcredentials;
 mod destinations;
 mod ingest;
 mod logs;
@@ -40,6 +42,8 @@ pub(crate) struct Inner {
     /// time: reused (keep-alive) for [`CLIENT_TTL`], then resolved and checked again.
     pub clients:
         std::sync::Mutex<std::collections::HashMap<String, (reqwest::Client, std::time::Instant)>>,
+    /// Access tokens and keys of auth credentials, for presenting them on requests.
+    pub presenter: crate::present::Presenter,
 }
 
 /// How long a pinned outbound client (and the DNS answer behind it) is reused.
@@ -77,6 +81,7 @@ impl State {
             wake: tokio::sync::Notify::new(),
             committer: crate::commit::Committer::start(store.clone()),
             clients: Default::default(),
+            presenter: Default::default(),
         }))
     }
 
@@ -106,10 +111,13 @@ pub(crate) fn router(state: State) -> Router {
         .merge(destinations::routes())
         .merge(logs::routes())
         .merge(queues::routes())
+        .merge(authcredentials::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .merge(management)
         .merge(ingest::routes())
+        // Public keys only: a destination fetches them without a management key.
+        .merge(authcredentials::public_routes())
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         // Messages up to 40 MiB must be accepted (PROTOCOL.md section 4).

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use wharf_engine::{EngineConfig, Running};
 use wharf_testkit::{Received, Recorder, Reply};
 
+mod authcredentials;
 mod delivery;
 
 const KEY: &str = "management-key-0123456789";

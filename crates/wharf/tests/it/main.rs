@@ -1,6 +1,7 @@
 //! Integration tests of the `wharf` binary itself: configuration mistakes, Redox's side in
 //! miniature (`verify`, `send`), the inbox listing, and crash safety under SIGKILL.
 
+mod auth;
 mod cli;
 mod crash;
 mod up;
