@@ -27,7 +27,7 @@ pub const DEFAULT_FORWARD_MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Default number of messages that may wait for the inbox writer before 503.
 pub const DEFAULT_WRITER_QUEUE_CAPACITY: usize = 4096;
 /// Paths the server answers itself; no destination may take them.
-pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/_wharf"];
 
 /// A validated destination server configuration.
 #[derive(Debug, Clone)]
@@ -39,12 +39,7 @@ pub struct Config {
     pub destinations: Vec<DestinationConfig>,
 }
 
-/// PEM files of the server's certificate chain and private key.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+pub use wharf_serve::TlsFiles;
 
 /// One destination: a URL path Redox POSTs to, and what to do with what arrives there.
 #[derive(Debug, Clone)]

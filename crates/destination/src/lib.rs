@@ -12,16 +12,15 @@
 //! * [`strategy`]: the auth credential strategies (`[destinations.auth]`) and token endpoint.
 //! * `query`: relaying synchronous queries.
 //! * [`forward`]: feeding the application in order.
-//! * [`tls`]: loading certificates.
 
 pub mod auth;
 pub mod config;
 pub mod forward;
+mod metrics;
 mod query;
 mod receive;
 pub mod server;
 pub mod strategy;
-pub mod tls;
 
 pub use config::{Config, ConfigError, DestinationConfig};
 pub use server::{Running, StartError, start};
@@ -31,6 +30,7 @@ pub use wharf_delivery::error_chain;
 
 /// What every request handler shares.
 pub(crate) struct App {
+    pub metrics: metrics::DestinationMetrics,
     /// Destinations by their URL path.
     pub destinations: HashMap<String, DestinationConfig>,
     /// Auth strategies by destination path.

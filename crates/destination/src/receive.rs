@@ -31,18 +31,39 @@ use std::sync::Arc;
 use wharf_protocol::challenge::{self, ChallengeRequest};
 use wharf_protocol::envelope::{self, Interaction};
 use wharf_protocol::{CONTENT_TYPE_JSON, DuplicateKey};
+use wharf_serve::metrics::{AuthFailure, RouteLabel};
 use wharf_store::{KeepError, MessageStatus, NewMessage};
 
 /// The most a sender without a token header may send: enough for a POST challenge, far too
 /// little to be a burden.
 pub const UNAUTHENTICATED_BODY_LIMIT: usize = 64 * 1024;
 
-/// Handles every request that is not one of the server's own routes.
+/// Handles every request that is not one of the server's own routes, labelling the response
+/// for the request metrics.
 pub(crate) async fn receive(State(app): State<Arc<App>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    if let Some(guard) = app.token_endpoints.get(parts.uri.path()) {
-        return token_endpoint(&app, guard, &parts, body).await;
-    }
+    let (label, mut response) = if let Some(guard) = app.token_endpoints.get(parts.uri.path()) {
+        (
+            "token_endpoint",
+            token_endpoint(&app, guard, &parts, body).await,
+        )
+    } else if app.destinations.contains_key(parts.uri.path()) {
+        ("destination", route(&app, &parts, body).await)
+    } else {
+        (
+            "unknown_path",
+            error(
+                StatusCode::NOT_FOUND,
+                "no destination is configured at this path",
+            ),
+        )
+    };
+    response.extensions_mut().insert(RouteLabel(label));
+    response
+}
+
+/// A request to a destination's path.
+async fn route(app: &App, parts: &Parts, body: Body) -> Response {
     let Some(destination) = app.destinations.get(parts.uri.path()) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -51,8 +72,8 @@ pub(crate) async fn receive(State(app): State<Arc<App>>, request: Request) -> Re
     };
     let guard = app.guards.get(parts.uri.path()).map(Arc::as_ref);
     match parts.method {
-        Method::POST => post(&app, destination, guard, &parts, body).await,
-        Method::GET => challenge_by_get(&app, destination, guard, &parts).await,
+        Method::POST => post(app, destination, guard, parts, body).await,
+        Method::GET => challenge_by_get(app, destination, guard, parts).await,
         _ => {
             let mut response = error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -338,22 +359,25 @@ fn unavailable(message: &str, retry_after_secs: u32) -> Response {
 }
 
 fn refused(destination: &str, check: TokenCheck) -> Response {
-    match check {
-        TokenCheck::Missing => {
-            tracing::warn!(destination, reason = "missing_token", "request refused");
+    let (reason, mut response) = match check {
+        TokenCheck::Missing => (
+            "missing_token",
             error(
                 StatusCode::UNAUTHORIZED,
                 "missing verification token: send it in the verification-token header or as Authorization: Bearer",
-            )
-        }
-        _ => {
-            tracing::warn!(destination, reason = "wrong_token", "request refused");
+            ),
+        ),
+        _ => (
+            "wrong_token",
             error(
                 StatusCode::FORBIDDEN,
                 "the verification token does not match this destination's",
-            )
-        }
-    }
+            ),
+        ),
+    };
+    tracing::warn!(destination, reason, "request refused");
+    response.extensions_mut().insert(AuthFailure(reason));
+    response
 }
 
 /// A JSON error body: `{"error": "..."}`.

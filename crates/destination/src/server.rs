@@ -6,31 +6,21 @@
 //! messages are then committed) before it stops the forwarders.
 
 use crate::config::Config;
-use crate::{App, forward, receive, tls};
+use crate::metrics::DestinationMetrics;
+use crate::{App, forward, receive};
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
-use axum::response::IntoResponse;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::StatusCode;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tower::ServiceExt;
+use wharf_serve::{TlsError, TlsReloader};
 use wharf_store::{Inbox, InboxOptions, StoreError};
-
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a client may take to finish the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long shutdown waits for in-flight requests before closing their connections.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +28,7 @@ pub enum StartError {
     #[error("cannot open the inbox in data_dir: {0}")]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source} (is another server using it? change `listen`)")]
     Bind {
         addr: SocketAddr,
@@ -52,9 +42,19 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     inbox: Inbox,
+    tls: Option<Arc<TlsReloader>>,
 }
 
 impl Running {
+    /// Reads `tls_cert` and `tls_key` again (on SIGHUP): new connections get the new
+    /// certificate, open ones finish on the old; on failure the old one stays.
+    pub fn reload_tls(&self) -> Result<bool, TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -81,11 +81,13 @@ impl Running {
 
 /// Opens the inbox, binds the listener, and starts serving and forwarding.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+    let tls = config.tls.clone().map(TlsReloader::load).transpose()?;
+    let metrics = DestinationMetrics::new();
     let inbox = Inbox::open(
         &config.data_dir,
         InboxOptions {
             queue_capacity: config.writer_queue_capacity,
+            on_batch: Some(crate::metrics::batch_observer(metrics.batch_sizes.clone())),
             ..InboxOptions::default()
         },
     )?;
@@ -117,6 +119,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .filter_map(|g| Some((g.config.token_path.clone()?, g.clone())))
         .collect();
     let app = Arc::new(App {
+        metrics,
         guards,
         token_endpoints,
         destinations: config
@@ -151,12 +154,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     tracing::info!(address = %local_addr, tls = tls.is_some(), "destination server listening");
 
     let router = router(app);
-    let task = tokio::spawn(accept_loop(listener, tls, router, shutdown_rx, forwarders));
+    let task = tokio::spawn(serve(
+        listener,
+        tls.clone(),
+        router,
+        shutdown_rx,
+        forwarders,
+    ));
     Ok(Running {
         local_addr,
         shutdown: shutdown_tx,
         task,
         inbox,
+        tls,
     })
 }
 
@@ -164,8 +174,57 @@ fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(receive::receive)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), record))
+        .layer(axum::middleware::from_fn(wharf_serve::request_id::layer))
         .with_state(app)
+}
+
+/// Records request metrics in the destination's registry.
+async fn record(
+    State(app): State<Arc<App>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let template = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let registry = &app.metrics.registry;
+    let route = template.unwrap_or_else(|| {
+        response
+            .extensions()
+            .get::<wharf_serve::metrics::RouteLabel>()
+            .map_or("unmatched", |l| l.0)
+            .to_owned()
+    });
+    registry.record_request(
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    if let Some(wharf_serve::metrics::AuthFailure(reason)) = response.extensions().get() {
+        registry.record_auth_failure(reason);
+    }
+    response
+}
+
+/// `/metrics`: Prometheus text, inbox depths read now.
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let reader = app.inbox.reader().clone();
+    let destinations: Vec<(String, bool)> = app
+        .destinations
+        .values()
+        .map(|d| (d.name.clone(), d.forward_url.is_some()))
+        .collect();
+    let app2 = app.clone();
+    match tokio::task::spawn_blocking(move || app2.metrics.render(&reader, &destinations)).await {
+        Ok(text) => wharf_serve::metrics::respond(text),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 /// Ready when the inbox can be read; the writer's health shows in every keep.
@@ -177,85 +236,16 @@ async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     }
 }
 
-async fn accept_loop(
+/// Serves until shutdown, then waits for the forwarders (which saw the same signal) to put
+/// down what they hold.
+async fn serve(
     listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<TlsReloader>>,
     router: Router,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     mut forwarders: JoinSet<()>,
 ) {
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let builder = Arc::new(builder);
-
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Usually out of file descriptors: wait a moment rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let service =
-            router
-                .clone()
-                .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(remote));
-                    request
-                });
-        let service = TowerToHyperService::new(service);
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let result = match acceptor {
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
-                }
-                Some(acceptor) => {
-                    let stream =
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%remote, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}; closing them");
-    }
-    // Forwarders saw the same shutdown signal; wait for them to put down what they hold.
+    wharf_serve::serve(listener, tls, router, shutdown).await;
     while forwarders.join_next().await.is_some() {}
     tracing::info!("destination server stopped");
 }

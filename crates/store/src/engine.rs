@@ -44,6 +44,9 @@ pub struct DestinationRecord {
     pub verified_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The dashboard's setup wizard step (2-7) this destination resumes at: it was saved
+    /// half-way. `None` once it passed Verify and Save, and for destinations made by the API.
+    pub setup_step: Option<i64>,
 }
 
 /// An auth credential (PROTOCOL.md section 5). `fields` is the JSON object of its non-secret
@@ -80,7 +83,7 @@ pub struct EngineStore {
 
 const DESTINATION_COLUMNS: &str = "id, organization_id, environment_id, name, data_format,
     endpoint, verification_token, verification_method, auth_credential, verified_at, created_at,
-    updated_at";
+    updated_at, setup_step";
 
 fn destination(row: &Row<'_>) -> rusqlite::Result<DestinationRecord> {
     Ok(DestinationRecord {
@@ -96,6 +99,7 @@ fn destination(row: &Row<'_>) -> rusqlite::Result<DestinationRecord> {
         verified_at: row.get(9)?,
         created_at: row.get(10)?,
         updated_at: row.get(11)?,
+        setup_step: row.get(12)?,
     })
 }
 
@@ -246,7 +250,7 @@ impl EngineStore {
             conn.execute(
                 &format!(
                     "INSERT INTO destinations ({DESTINATION_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
                 ),
                 params![
                     d.id,
@@ -260,20 +264,22 @@ impl EngineStore {
                     d.auth_credential,
                     d.verified_at,
                     d.created_at,
-                    d.updated_at
+                    d.updated_at,
+                    d.setup_step
                 ],
             )?;
             Ok(())
         })
     }
 
-    /// Replaces every mutable field of an existing destination. Returns false if it is gone.
+    /// Replaces every mutable field of an existing destination (the environment changes only
+    /// while the dashboard's wizard sets it up). Returns false if it is gone.
     pub fn update_destination(&self, d: &DestinationRecord) -> Result<bool, StoreError> {
         self.with(|conn| {
             let changed = conn.execute(
                 "UPDATE destinations SET name = ?2, data_format = ?3, endpoint = ?4,
                     verification_token = ?5, verification_method = ?6, auth_credential = ?7,
-                    verified_at = ?8, updated_at = ?9
+                    verified_at = ?8, updated_at = ?9, environment_id = ?10, setup_step = ?11
                  WHERE id = ?1",
                 params![
                     d.id,
@@ -284,7 +290,9 @@ impl EngineStore {
                     d.verification_method,
                     d.auth_credential,
                     d.verified_at,
-                    d.updated_at
+                    d.updated_at,
+                    d.environment_id,
+                    d.setup_step
                 ],
             )?;
             Ok(changed == 1)
@@ -834,6 +842,7 @@ mod tests {
             verified_at: None,
             created_at: 1,
             updated_at: 1,
+            setup_step: None,
         }
     }
 
@@ -874,6 +883,7 @@ mod tests {
                 .unwrap()
         );
         d.verified_at = Some(5);
+        d.setup_step = Some(3);
         assert!(store.update_destination(&d).unwrap());
         assert_eq!(store.destinations(&env_a.id).unwrap(), vec![d.clone()]);
         assert!(store.delete_destination(&d.id).unwrap());

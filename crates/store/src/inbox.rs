@@ -219,6 +219,19 @@ impl InboxReader {
         })
     }
 
+    /// When the oldest message still waiting to be forwarded to `destination` arrived
+    /// (milliseconds since the epoch), if any waits: the forwarder's lag.
+    pub fn oldest_unforwarded(&self, destination: &str) -> Result<Option<i64>, StoreError> {
+        self.with(|conn| {
+            conn.prepare_cached(
+                "SELECT received_at FROM inbox WHERE destination = ?1 AND status = 'received'
+                 ORDER BY id LIMIT 1",
+            )?
+            .query_row(params![destination], |r| r.get(0))
+            .optional()
+        })
+    }
+
     /// How many messages each status holds for `destination`.
     pub fn count_by_status(
         &self,

@@ -128,6 +128,9 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
         WHEN NEW.auth_credential IS NOT NULL
          AND NOT EXISTS (SELECT 1 FROM auth_credentials WHERE id = NEW.auth_credential)
         BEGIN SELECT RAISE(ABORT, 'no such auth credential'); END;",
+    // 6: the dashboard's setup wizard: the step a destination saved half-way resumes at
+    // (NULL once it passed Verify and Save, and for destinations made through the API).
+    "ALTER TABLE destinations ADD COLUMN setup_step INTEGER;",
 ];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.

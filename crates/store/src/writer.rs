@@ -52,8 +52,11 @@ pub(crate) enum Bookkeeping {
     },
 }
 
+/// Called with the size of every committed batch (for the group-commit batch-size metric).
+pub type BatchObserver = std::sync::Arc<dyn Fn(usize) + Send + Sync>;
+
 /// Tuning for the writer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct WriterOptions {
     /// Requests that may wait for the writer before new ones are refused with `Busy`.
     pub queue_capacity: usize,
@@ -63,6 +66,20 @@ pub struct WriterOptions {
     pub max_batch_bytes: usize,
     /// WAL size past which the WAL is restarted from its beginning (see `checkpoint`).
     pub wal_reset_bytes: i64,
+    /// Told the size of every committed batch.
+    pub on_batch: Option<BatchObserver>,
+}
+
+impl std::fmt::Debug for WriterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterOptions")
+            .field("queue_capacity", &self.queue_capacity)
+            .field("max_batch", &self.max_batch)
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("wal_reset_bytes", &self.wal_reset_bytes)
+            .field("on_batch", &self.on_batch.is_some())
+            .finish()
+    }
 }
 
 impl Default for WriterOptions {
@@ -72,6 +89,7 @@ impl Default for WriterOptions {
             max_batch: 512,
             max_batch_bytes: 16 * 1024 * 1024,
             wal_reset_bytes: crate::checkpoint::RESET_BYTES,
+            on_batch: None,
         }
     }
 }
@@ -225,6 +243,9 @@ impl Writer {
                             let _ = reply.send(Ok(()));
                         }
                     }
+                }
+                if let Some(observe) = &self.options.on_batch {
+                    observe(size);
                 }
                 tracing::trace!(size, new_rows, "inbox batch committed");
             }

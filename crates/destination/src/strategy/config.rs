@@ -293,7 +293,8 @@ pub(crate) fn parse(prefix: &str, raw: RawAuth, env: &dyn Env) -> Result<AuthCon
                 ));
             }
             config.token_path = Some(path);
-            if config.token_lifetime.is_zero()
+            // Tokens expire on whole seconds: "500ms" would issue tokens already expired.
+            if config.token_lifetime < Duration::from_secs(1)
                 || config.token_lifetime > Duration::from_secs(86_400)
             {
                 return Err(err(key("token_lifetime"), "must be between 1s and 24h"));

@@ -302,6 +302,9 @@ impl Guard {
                 tracing::warn!(code = e.code, reason = %e.description, "token request refused");
                 let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
                 let mut response = (status, axum::Json(e.body())).into_response();
+                response
+                    .extensions_mut()
+                    .insert(wharf_serve::metrics::AuthFailure("token_request_refused"));
                 response.headers_mut().insert(
                     http::header::CACHE_CONTROL,
                     http::HeaderValue::from_static("no-store"),
