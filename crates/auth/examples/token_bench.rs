@@ -51,8 +51,8 @@ fn main() {
 
     // JWT: an RS256 token like the engine's JWT_Bearer, against a parsed JWKS.
     let key = SigningKey::generate(jsonwebtoken::Algorithm::RS256, Some("bench")).unwrap();
-    let keys = KeySet::from_jwks_bytes(&serde_json::to_vec(&jwks_document([&key])).unwrap())
-        .unwrap();
+    let keys =
+        KeySet::from_jwks_bytes(&serde_json::to_vec(&jwks_document([&key])).unwrap()).unwrap();
     let token = key
         .sign(&serde_json::json!({
             "iss": "https://engine.example", "sub": "https://engine.example",

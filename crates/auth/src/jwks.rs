@@ -7,7 +7,9 @@
 //!
 //! Fetching is the caller's job (this crate does no I/O): [`JwksCache`] only says when a
 //! fetch is due (never fetched, older than [`MAX_AGE`], or an unknown `kid` and the last
-//! attempt at least [`UNKNOWN_KID_COOLDOWN`] ago) and takes the bytes that came back.
+//! refresh for an unknown `kid` at least [`UNKNOWN_KID_COOLDOWN`] ago) and takes the bytes
+//! that came back. The cooldown runs from the last unknown-`kid` refresh, not from the last
+//! fetch, so a key rotated just after a fetch is picked up at its first use.
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -165,29 +167,43 @@ pub struct JwksCache {
     keys: Option<KeySet>,
     fetched_at: Option<SystemTime>,
     last_attempt: Option<SystemTime>,
+    /// The last attempt made because of an unknown `kid` (what the cooldown limits).
+    last_kid_refresh: Option<SystemTime>,
 }
 
 impl JwksCache {
     /// Whether the caller should fetch the JWKS before verifying a token naming `kid`.
     pub fn should_fetch(&self, kid: Option<&str>, now: SystemTime) -> bool {
         let since = |t: Option<SystemTime>| t.and_then(|t| now.duration_since(t).ok());
+        let cooled = |t: Option<SystemTime>| since(t).is_none_or(|d| d >= UNKNOWN_KID_COOLDOWN);
         let Some(keys) = &self.keys else {
             // Never fetched: try, but not more than once per cooldown after failures.
-            return since(self.last_attempt).is_none_or(|d| d >= UNKNOWN_KID_COOLDOWN);
+            return cooled(self.last_attempt);
         };
-        if since(self.fetched_at).is_some_and(|d| d >= MAX_AGE) {
-            return since(self.last_attempt).is_none_or(|d| d >= UNKNOWN_KID_COOLDOWN);
+        if !self.is_fresh(now) {
+            return cooled(self.last_attempt);
         }
         match kid {
-            Some(kid) if !keys.has_kid(kid) => {
-                since(self.last_attempt).is_none_or(|d| d >= UNKNOWN_KID_COOLDOWN)
-            }
+            Some(kid) if !keys.has_kid(kid) => cooled(self.last_kid_refresh),
             _ => false,
         }
     }
 
-    /// Records a fetch attempt (call before fetching, so a failure also counts).
+    /// Whether keys were fetched less than [`MAX_AGE`] ago.
+    fn is_fresh(&self, now: SystemTime) -> bool {
+        self.keys.is_some()
+            && self
+                .fetched_at
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|d| d < MAX_AGE)
+    }
+
+    /// Records a fetch attempt (call before fetching, so a failure also counts). An attempt
+    /// while the keys are fresh can only be for an unknown `kid`, and starts its cooldown.
     pub fn attempted(&mut self, now: SystemTime) {
+        if self.is_fresh(now) {
+            self.last_kid_refresh = Some(now);
+        }
         self.last_attempt = Some(now);
     }
 
@@ -245,10 +261,16 @@ mod tests {
         cache.attempted(t0);
         cache.store(&jwks_bytes(&[&key]), t0).unwrap();
         assert!(!cache.should_fetch(Some("a"), t0));
-        assert!(!cache.should_fetch(Some("b"), t0 + Duration::from_secs(59)));
-        assert!(cache.should_fetch(Some("b"), t0 + Duration::from_secs(60)));
-        cache.attempted(t0 + Duration::from_secs(60));
-        assert!(!cache.should_fetch(Some("b"), t0 + Duration::from_secs(61)));
+        // The first unknown kid refreshes at once (a key rotated just after the fetch)...
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(cache.should_fetch(Some("b"), t1));
+        cache.attempted(t1);
+        // ...and the next only a minute after that refresh.
+        assert!(!cache.should_fetch(Some("c"), t1 + Duration::from_secs(59)));
+        assert!(cache.should_fetch(Some("c"), t1 + Duration::from_secs(60)));
+        cache.attempted(t1 + Duration::from_secs(60));
+        assert!(!cache.should_fetch(Some("b"), t1 + Duration::from_secs(61)));
+        assert!(!cache.should_fetch(Some("a"), t1 + Duration::from_secs(61)));
         assert!(cache.should_fetch(Some("a"), t0 + MAX_AGE + Duration::from_secs(1)));
         // A bad document keeps the old keys.
         assert!(cache.store(b"nope", t0).is_err());

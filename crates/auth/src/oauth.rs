@@ -319,6 +319,14 @@ impl IssuedTokens {
         aws_lc_rs::rand::fill(&mut raw).expect("the system random number generator failed");
         let token = URL_SAFE_NO_PAD.encode(raw);
         let now = clock.unix_seconds();
+        // Expiry is kept in whole seconds: round the issue time up, so a token lives at least
+        // the `expires_in` it is announced with (a 1 s token issued at x.9 s is not dead at
+        // x+1.0 s).
+        let partial = clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .is_ok_and(|d| d.subsec_nanos() > 0);
+        let expires_at = now + u64::from(partial) + lifetime_seconds;
         let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         tokens.retain(|_, t| t.expires_at > now);
         tokens.insert(
@@ -326,7 +334,7 @@ impl IssuedTokens {
             Issued {
                 client_id: client_id.to_string(),
                 scope,
-                expires_at: now + lifetime_seconds,
+                expires_at,
             },
         );
         token
@@ -542,6 +550,13 @@ mod tests {
         clock.advance(Duration::from_secs(300));
         assert_eq!(tokens.check(&t, &clock), Err(BearerError::Expired));
         assert_ne!(tokens.issue("app", None, 1, &clock), t, "tokens are random");
+        // A token issued late in a second still lives its whole announced lifetime.
+        clock.advance(Duration::from_millis(900));
+        let short = tokens.issue("app", None, 1, &clock);
+        clock.advance(Duration::from_millis(200));
+        assert!(tokens.check(&short, &clock).is_ok());
+        clock.advance(Duration::from_millis(900));
+        assert_eq!(tokens.check(&short, &clock), Err(BearerError::Expired));
     }
 
     #[test]

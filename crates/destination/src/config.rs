@@ -36,6 +36,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub tls: Option<TlsFiles>,
     pub writer_queue_capacity: usize,
+    /// Password of the `/_wharf` status page; the page is off without one.
+    pub admin_token: Option<VerificationToken>,
     pub destinations: Vec<DestinationConfig>,
 }
 
@@ -67,6 +69,8 @@ struct RawConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     writer_queue_capacity: Option<usize>,
+    admin_token: Option<String>,
+    admin_token_env: Option<String>,
     #[serde(default)]
     destinations: Vec<RawDestination>,
 }
@@ -117,6 +121,25 @@ impl Config {
         if writer_queue_capacity == 0 {
             return Err(err("writer_queue_capacity", "must be at least 1"));
         }
+        let admin_token = match (raw.admin_token, raw.admin_token_env) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "admin_token",
+                    "set either admin_token or admin_token_env, not both",
+                ));
+            }
+            (Some(t), None) => Some(t),
+            (None, Some(var)) => Some(env.var(&var).ok_or_else(|| {
+                err(
+                    "admin_token_env",
+                    format!("names the environment variable {var:?}, which is not set"),
+                )
+            })?),
+            (None, None) => None,
+        }
+        .map(VerificationToken::new)
+        .transpose()
+        .map_err(|e| err("admin_token", e.to_string()))?;
         if raw.destinations.is_empty() {
             return Err(err(
                 "destinations",
@@ -173,6 +196,7 @@ impl Config {
             data_dir,
             tls,
             writer_queue_capacity,
+            admin_token,
             destinations,
         })
     }

@@ -12,11 +12,13 @@
 //! * [`strategy`]: the auth credential strategies (`[destinations.auth]`) and token endpoint.
 //! * `query`: relaying synchronous queries.
 //! * [`forward`]: feeding the application in order.
+//! * `metrics`, `page`: `/metrics` and the `/_wharf` status page.
 
 pub mod auth;
 pub mod config;
 pub mod forward;
 mod metrics;
+mod page;
 mod query;
 mod receive;
 pub mod server;
@@ -31,6 +33,10 @@ pub use wharf_delivery::error_chain;
 /// What every request handler shares.
 pub(crate) struct App {
     pub metrics: metrics::DestinationMetrics,
+    /// Forwarder tasks still running (for `/readyz`).
+    pub forwarders_running: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The status page's password (`admin_token`); the page is off without one.
+    pub admin_token: Option<wharf_protocol::VerificationToken>,
     /// Destinations by their URL path.
     pub destinations: HashMap<String, DestinationConfig>,
     /// Auth strategies by destination path.

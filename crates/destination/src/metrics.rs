@@ -10,7 +10,7 @@ use wharf_store::InboxReader;
 
 /// The registry and the series the destination refreshes itself.
 pub struct DestinationMetrics {
-    pub registry: Metrics,
+    pub registry: Arc<Metrics>,
     inbox: GaugeFamily,
     oldest_unforwarded: GaugeFamily,
     pub batch_sizes: Histogram,
@@ -33,7 +33,7 @@ impl DestinationMetrics {
             batch_size_histogram(),
         );
         Self {
-            registry,
+            registry: Arc::new(registry),
             inbox,
             oldest_unforwarded,
             batch_sizes,

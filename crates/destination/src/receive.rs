@@ -364,7 +364,7 @@ fn refused(destination: &str, check: TokenCheck) -> Response {
             "missing_token",
             error(
                 StatusCode::UNAUTHORIZED,
-                "missing verification token: send it in the verification-token header or as Authorization: Bearer",
+                "missing verification token: send it in the verification-token header (or as Authorization: Bearer when the destination has no auth strategy)",
             ),
         ),
         _ => (

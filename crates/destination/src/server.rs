@@ -46,13 +46,11 @@ pub struct Running {
 }
 
 impl Running {
-    /// Reads `tls_cert` and `tls_key` again (on SIGHUP): new connections get the new
-    /// certificate, open ones finish on the old; on failure the old one stays.
-    pub fn reload_tls(&self) -> Result<bool, TlsError> {
-        match &self.tls {
-            Some(tls) => tls.reload().map(|()| true),
-            None => Ok(false),
-        }
+    /// The server's TLS certificate holder, to reload `tls_cert` and `tls_key` (on SIGHUP):
+    /// new connections get the new certificate, open ones finish on the old; a failed reload
+    /// keeps the old one. `None` without TLS.
+    pub fn tls(&self) -> Option<Arc<TlsReloader>> {
+        self.tls.clone()
     }
 
     /// The address actually bound (useful with port 0).
@@ -119,7 +117,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .filter_map(|g| Some((g.config.token_path.clone()?, g.clone())))
         .collect();
     let app = Arc::new(App {
+        forwarders_running: Default::default(),
         metrics,
+        admin_token: config.admin_token.clone(),
         guards,
         token_endpoints,
         destinations: config
@@ -137,12 +137,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .iter()
         .filter(|d| d.forward_url.is_some())
     {
-        forwarders.spawn(forward::run(
+        let running = app.forwarders_running.clone();
+        running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let forwarder = forward::run(
             inbox.clone(),
             http.clone(),
             destination.clone(),
             shutdown_rx.clone(),
-        ));
+        );
+        forwarders.spawn(async move {
+            forwarder.await;
+            running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        });
     }
     for d in &config.destinations {
         tracing::info!(
@@ -175,41 +181,14 @@ fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/_wharf", get(crate::page::page))
         .fallback(receive::receive)
-        .layer(axum::middleware::from_fn_with_state(app.clone(), record))
+        .layer(axum::middleware::from_fn_with_state(
+            app.metrics.registry.clone(),
+            wharf_serve::metrics::record,
+        ))
         .layer(axum::middleware::from_fn(wharf_serve::request_id::layer))
         .with_state(app)
-}
-
-/// Records request metrics in the destination's registry.
-async fn record(
-    State(app): State<Arc<App>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let started = std::time::Instant::now();
-    let template = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    let response = next.run(request).await;
-    let registry = &app.metrics.registry;
-    let route = template.unwrap_or_else(|| {
-        response
-            .extensions()
-            .get::<wharf_serve::metrics::RouteLabel>()
-            .map_or("unmatched", |l| l.0)
-            .to_owned()
-    });
-    registry.record_request(
-        &route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    if let Some(wharf_serve::metrics::AuthFailure(reason)) = response.extensions().get() {
-        registry.record_auth_failure(reason);
-    }
-    response
 }
 
 /// `/metrics`: Prometheus text, inbox depths read now.
@@ -227,13 +206,35 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// Ready when the inbox can be read; the writer's health shows in every keep.
+/// Ready when the inbox writer is running, the inbox can be read, and every forwarder is
+/// running; otherwise 503 saying which is not.
 async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let reader = app.inbox.reader().clone();
-    match tokio::task::spawn_blocking(move || reader.list(None, 1)).await {
-        Ok(Ok(_)) => (StatusCode::OK, "ready"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "the inbox cannot be read"),
+    if !app.inbox.writer_running() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the inbox writer is not running",
+        );
     }
+    let reader = app.inbox.reader().clone();
+    if !matches!(
+        tokio::task::spawn_blocking(move || reader.list(None, 1)).await,
+        Ok(Ok(_))
+    ) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the inbox cannot be read");
+    }
+    let expected = app
+        .destinations
+        .values()
+        .filter(|d| d.forward_url.is_some())
+        .count();
+    if app
+        .forwarders_running
+        .load(std::sync::atomic::Ordering::SeqCst)
+        < expected
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "a forwarder has stopped");
+    }
+    (StatusCode::OK, "ready")
 }
 
 /// Serves until shutdown, then waits for the forwarders (which saw the same signal) to put

@@ -179,6 +179,26 @@ impl InboxReader {
         })
     }
 
+    /// The newest messages first, optionally only those with `status`.
+    pub fn recent(
+        &self,
+        status: Option<MessageStatus>,
+        limit: usize,
+    ) -> Result<Vec<MessageSummary>, StoreError> {
+        self.with(|conn| {
+            let sql = format!(
+                "SELECT {SUMMARY_COLUMNS} FROM inbox
+                 WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![status.map(MessageStatus::as_str), limit as i64],
+                summary,
+            )?;
+            rows.collect()
+        })
+    }
+
     /// One message by Wharf's message id.
     pub fn get(&self, message_id: &str) -> Result<Option<MessageSummary>, StoreError> {
         self.with(|conn| {
@@ -292,6 +312,16 @@ impl Inbox {
             path,
             thread: Arc::new(Mutex::new(Some(thread))),
         })
+    }
+
+    /// Whether the writer thread is still running (it stops only when the inbox is closed or
+    /// it failed fatally); a server without it cannot keep anything and is not ready.
+    pub fn writer_running(&self) -> bool {
+        self.thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
     }
 
     pub fn path(&self) -> &Path {

@@ -63,12 +63,23 @@ impl Refusal {
     pub fn respond(&self, destination: &str) -> Response {
         tracing::warn!(destination, status = self.status.as_u16(), reason = %self.reason, "request refused by the auth strategy");
         let mut response = crate::receive::error(self.status, &self.reason);
-        if self.status == StatusCode::UNAUTHORIZED {
+        let reason = if self.status == StatusCode::UNAUTHORIZED {
+            let scheme = if self.reason.contains("AWS Signature") {
+                "AWS4-HMAC-SHA256"
+            } else {
+                "Bearer"
+            };
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer"),
+                http::HeaderValue::from_static(scheme),
             );
-        }
+            "strategy_missing"
+        } else {
+            "strategy_rejected"
+        };
+        response
+            .extensions_mut()
+            .insert(wharf_serve::metrics::AuthFailure(reason));
         response
     }
 }

@@ -3,8 +3,11 @@
 
 mod challenge;
 mod forwarding;
+mod interop;
 mod messages;
+mod operations;
 mod queries;
+mod strategies;
 mod tls;
 
 use std::time::Duration;
