@@ -199,7 +199,7 @@ mod tests {
 
     #[test]
     fn requests_render_with_route_and_status() {
-        let mut metrics = Metrics::new();
+        let metrics = Metrics::new();
         metrics.record_request("/healthz", 200, 0.001);
         metrics.record_auth_failure("wrong_token");
         let text = metrics.render();
