@@ -33,10 +33,13 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the committer on `store`.
-    pub fn start(store: EngineStore) -> Committer {
+    /// Starts the committer on `store`; `batch_sizes` observes the size of every batch.
+    pub fn start(
+        store: EngineStore,
+        batch_sizes: prometheus_client::metrics::histogram::Histogram,
+    ) -> Committer {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run(store, rx));
+        tokio::spawn(run(store, rx, batch_sizes));
         Committer { tx }
     }
 
@@ -67,7 +70,11 @@ impl Committer {
     }
 }
 
-async fn run(store: EngineStore, mut rx: mpsc::Receiver<Request>) {
+async fn run(
+    store: EngineStore,
+    mut rx: mpsc::Receiver<Request>,
+    batch_sizes: prometheus_client::metrics::histogram::Histogram,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -76,6 +83,7 @@ async fn run(store: EngineStore, mut rx: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
+        batch_sizes.observe(batch.len() as f64);
         let (writes, replies): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
         let store = store.clone();
         let result: Result<(), StoreError> =

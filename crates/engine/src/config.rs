@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use wharf_config::{ConfigError, Env, err, toml_error};
+use wharf_protocol::Environment;
 use wharf_protocol::ladder::{RetryLadder, parse_duration};
 
 /// Default time a destination has to answer one delivery (PROTOCOL.md section 6, our choice).
@@ -32,6 +33,83 @@ pub struct EngineConfig {
     /// auth credentials. `None` in the file means `http://` + the address actually listened on.
     pub public_url: Option<String>,
     pub sources: Vec<Source>,
+    /// The environments the organization may create destinations in. Development is always
+    /// one of them; all three by default.
+    pub enabled_environments: Vec<Environment>,
+    /// The dashboard password as an argon2id PHC string (`wharf hash-password` makes one);
+    /// `None`: only management keys sign in to the dashboard.
+    pub dashboard_password_hash: Option<String>,
+    /// PEM certificate and key: with them the engine (API, ingestion, dashboard) speaks HTTPS
+    /// only; reloaded on SIGHUP.
+    pub tls: Option<wharf_serve::TlsFiles>,
+    /// Where queue alerts go (PROTOCOL.md section 6).
+    pub alerts: AlertConfig,
+}
+
+/// Queue alerts: the organization's alert contact and how to reach it.
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    /// Environments whose queues alert (`alert_environments`, default Production only).
+    pub environments: Vec<String>,
+    /// `alert_webhook_url`: POSTed a JSON body per alert.
+    pub webhook_url: Option<reqwest::Url>,
+    /// `alert_email`: mailed per alert through `[smtp]`.
+    pub email_to: Vec<String>,
+    pub smtp: Option<SmtpConfig>,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        Self {
+            environments: vec!["Production".into()],
+            webhook_url: None,
+            email_to: Vec::new(),
+            smtp: None,
+        }
+    }
+}
+
+/// How alert email leaves: `[smtp]`.
+#[derive(Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub from: String,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("from", &self.from)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// STARTTLS on a plain connection (port 587), required: the default.
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS at all: only for a relay on the same host or network.
+    None,
+}
+
+impl EngineConfig {
+    /// Whether destinations may be created in `flag`'s environment.
+    pub fn environment_enabled(&self, flag: &str) -> bool {
+        flag.parse::<Environment>()
+            .is_ok_and(|e| self.enabled_environments.contains(&e))
+    }
 }
 
 /// A system that submits data to the engine.
@@ -57,6 +135,26 @@ struct Raw {
     public_url: Option<String>,
     #[serde(default)]
     sources: Vec<RawSource>,
+    enabled_environments: Option<Vec<String>>,
+    dashboard_password_hash: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    alert_environments: Option<Vec<String>>,
+    alert_webhook_url: Option<String>,
+    alert_email: Option<Vec<String>>,
+    smtp: Option<RawSmtp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: Option<String>,
+    port: Option<u16>,
+    from: Option<String>,
+    security: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -194,7 +292,27 @@ impl EngineConfig {
             })?;
             sources.push(Source { name, api_key });
         }
+        let enabled_environments = enabled_environments(raw.enabled_environments)?;
+        let dashboard_password_hash = raw
+            .dashboard_password_hash
+            .map(|phc| check_password_hash(&phc).map(|()| phc))
+            .transpose()?;
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (Some(cert), Some(key)) => Some(wharf_serve::TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => return Err(err("tls_key", "is missing: tls_cert needs tls_key")),
+            (None, Some(_)) => return Err(err("tls_cert", "is missing: tls_key needs tls_cert")),
+        };
+        let alerts = alert_config(
+            raw.alert_environments,
+            raw.alert_webhook_url,
+            raw.alert_email,
+            raw.smtp,
+            env,
+        )?;
         Ok(EngineConfig {
+            tls,
+            alerts,
             listen,
             data_dir,
             organization,
@@ -205,8 +323,154 @@ impl EngineConfig {
             allow_private_endpoints: raw.allow_private_endpoints.unwrap_or(false),
             public_url,
             sources,
+            enabled_environments,
+            dashboard_password_hash,
         })
     }
+}
+
+fn alert_config(
+    environments: Option<Vec<String>>,
+    webhook: Option<String>,
+    email: Option<Vec<String>>,
+    smtp: Option<RawSmtp>,
+    env: &dyn Env,
+) -> Result<AlertConfig, ConfigError> {
+    let mut config = AlertConfig::default();
+    if let Some(listed) = environments {
+        for e in &listed {
+            e.parse::<Environment>()
+                .map_err(|problem| err("alert_environments", format!("{e:?}: {problem}")))?;
+        }
+        config.environments = listed;
+    }
+    if let Some(url) = webhook {
+        let parsed = reqwest::Url::parse(&url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                err(
+                    "alert_webhook_url",
+                    format!("{url:?} must be an http:// or https:// URL"),
+                )
+            })?;
+        config.webhook_url = Some(parsed);
+    }
+    config.email_to = email.unwrap_or_default();
+    for address in &config.email_to {
+        if address.parse::<lettre::Address>().is_err() {
+            return Err(err(
+                "alert_email",
+                format!("{address:?} is not an email address"),
+            ));
+        }
+    }
+    config.smtp = smtp
+        .map(|raw| -> Result<SmtpConfig, ConfigError> {
+            let host = raw
+                .host
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| err("smtp.host", "is required: the mail server's name"))?;
+            let from = raw
+                .from
+                .ok_or_else(|| err("smtp.from", "is required: the address alerts come from"))?;
+            if from.parse::<lettre::message::Mailbox>().is_err() {
+                return Err(err(
+                    "smtp.from",
+                    format!("{from:?} is not an email address"),
+                ));
+            }
+            let security = match raw.security.as_deref().unwrap_or("starttls") {
+                "starttls" => SmtpSecurity::StartTls,
+                "tls" => SmtpSecurity::Tls,
+                "none" => SmtpSecurity::None,
+                other => {
+                    return Err(err(
+                        "smtp.security",
+                        format!("{other:?} must be starttls, tls or none"),
+                    ));
+                }
+            };
+            let port = raw.port.unwrap_or(match security {
+                SmtpSecurity::StartTls => 587,
+                SmtpSecurity::Tls => 465,
+                SmtpSecurity::None => 25,
+            });
+            let password = match (raw.password, raw.password_env) {
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        "smtp.password",
+                        "set either password or password_env, not both",
+                    ));
+                }
+                (Some(p), None) => Some(p),
+                (None, Some(var)) => Some(env.var(&var).ok_or_else(|| {
+                    err(
+                        "smtp.password_env",
+                        format!("names the environment variable {var:?}, which is not set"),
+                    )
+                })?),
+                (None, None) => None,
+            };
+            Ok(SmtpConfig {
+                host,
+                port,
+                from,
+                security,
+                username: raw.username,
+                password,
+            })
+        })
+        .transpose()?;
+    if !config.email_to.is_empty() && config.smtp.is_none() {
+        return Err(err(
+            "alert_email",
+            "needs an [smtp] table saying which mail server sends it",
+        ));
+    }
+    Ok(config)
+}
+
+/// Development, plus the environments listed (all three when the key is absent).
+fn enabled_environments(listed: Option<Vec<String>>) -> Result<Vec<Environment>, ConfigError> {
+    let Some(listed) = listed else {
+        return Ok(Environment::ALL.to_vec());
+    };
+    let mut enabled = vec![Environment::Development];
+    for (i, name) in listed.iter().enumerate() {
+        let environment = name
+            .parse::<Environment>()
+            .map_err(|e| err(format!("enabled_environments[{i}]"), e.to_string()))?;
+        if !enabled.contains(&environment) {
+            enabled.push(environment);
+        }
+    }
+    enabled.sort_by_key(|e| Environment::ALL.iter().position(|a| a == e));
+    Ok(enabled)
+}
+
+/// An argon2id PHC string such as `wharf hash-password` prints; a plain password here would
+/// be a secret left in the clear and is refused.
+fn check_password_hash(phc: &str) -> Result<(), ConfigError> {
+    let how = "make one with `wharf hash-password` (it reads the password from standard input)";
+    let parsed = argon2::password_hash::phc::PasswordHash::new(phc).map_err(|_| {
+        err(
+            "dashboard_password_hash",
+            format!(
+                "is not an argon2id PHC string like \"$argon2id$v=19$m=19456,t=2,p=1$...\": {how}"
+            ),
+        )
+    })?;
+    if parsed.algorithm.as_str() != "argon2id" || parsed.hash.is_none() {
+        return Err(err(
+            "dashboard_password_hash",
+            format!(
+                "must be an argon2id hash, not {}: {how}",
+                parsed.algorithm.as_str()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// An http(s) URL with a host and no query or fragment, returned without its trailing slash.
@@ -258,6 +522,49 @@ master_key = "master-key-0123456789abcdef0123456789"
             c.public_url.as_deref(),
             Some("https://engine.example.com/wharf")
         );
+    }
+
+    #[test]
+    fn environments_and_the_dashboard_password() {
+        let c = EngineConfig::parse(MINIMAL, &NoEnv).unwrap();
+        assert_eq!(c.enabled_environments, Environment::ALL);
+        assert!(c.dashboard_password_hash.is_none());
+        let c = EngineConfig::parse(
+            &format!("{MINIMAL}enabled_environments = [\"Production\"]"),
+            &NoEnv,
+        )
+        .unwrap();
+        assert_eq!(
+            c.enabled_environments,
+            [Environment::Development, Environment::Production]
+        );
+        assert!(c.environment_enabled("Development") && !c.environment_enabled("Staging"));
+        let e = EngineConfig::parse(
+            &format!("{MINIMAL}enabled_environments = [\"production\"]"),
+            &NoEnv,
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "enabled_environments[0]");
+
+        let phc = crate::dashboard::hash_password_with("correct horse", 1024, 1).unwrap();
+        let c = EngineConfig::parse(
+            &format!("{MINIMAL}dashboard_password_hash = \"{phc}\""),
+            &NoEnv,
+        )
+        .unwrap();
+        assert_eq!(c.dashboard_password_hash.as_deref(), Some(phc.as_str()));
+        for wrong in [
+            "correct horse",
+            "$argon2i$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+        ] {
+            let e = EngineConfig::parse(
+                &format!("{MINIMAL}dashboard_password_hash = \"{wrong}\""),
+                &NoEnv,
+            )
+            .unwrap_err();
+            assert_eq!(e.key, "dashboard_password_hash");
+            assert!(e.to_string().contains("wharf hash-password"), "{e}");
+        }
     }
 
     #[test]

@@ -1,19 +1,27 @@
 //! The engine: what Redox runs for its customers.
 //!
-//! Today: destination records of one organization behind a management API shaped like Redox's
-//! Platform API, Verify and Save, ingestion of asynchronous messages from sources, and the
-//! durable per-destination FIFO queue on Redox's retry ladder with its logs and attempts.
-//! Queries, stop/resend, pause/resume, alerts and `wharf up` arrive with the rest of issue 3.
+//! Destination records and auth credentials of one organization behind a management API
+//! shaped like Redox's Platform API, Verify and Save, ingestion from sources (notifications
+//! queued durably, queries relayed), the durable per-destination FIFO queue on Redox's retry
+//! ladder with its logs and attempts, alerts when a queue pauses and recovers, a dashboard,
+//! `/metrics`, `/healthz` and `/readyz`.
 //!
 //! * [`config`]: the TOML configuration and its validation.
 //! * [`secrets`]: sealing secrets at rest with the master key.
 //! * `api`: the management API (`/platform/v1/...`, one module per resource) and ingestion.
 //! * `queue`: the delivery worker (FIFO per destination, retry ladder).
 //! * `commit`: group commit for ingestion and attempts.
+//! * `present`: presenting a linked auth credential on outgoing requests.
+//! * `alerts`: queue paused / recovered notifications by webhook and email.
+//! * `metrics`: the engine's Prometheus series.
+//! * [`dashboard`]: the operators' web pages under `/dashboard` (server-rendered HTML).
 
+mod alerts;
 mod api;
 mod commit;
 pub mod config;
+pub mod dashboard;
+mod metrics;
 mod present;
 mod queue;
 pub mod secrets;
@@ -30,6 +38,8 @@ use wharf_store::engine::EngineStore;
 pub enum StartError {
     #[error("cannot open the engine database in data_dir: {0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] wharf_serve::TlsError),
     #[error("cannot listen on {addr}: {source} (is another server using it? change `listen`)")]
     Bind {
         addr: SocketAddr,
@@ -42,9 +52,15 @@ pub struct Running {
     local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    tls: Option<std::sync::Arc<wharf_serve::TlsReloader>>,
 }
 
 impl Running {
+    /// The engine's TLS certificate holder, to reload on SIGHUP; `None` without TLS.
+    pub fn tls(&self) -> Option<std::sync::Arc<wharf_serve::TlsReloader>> {
+        self.tls.clone()
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -77,30 +93,33 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
         addr: config.listen,
         source,
     })?;
-    tracing::info!(address = %local_addr, organization = %organization.name, "engine listening");
+    let tls = config
+        .tls
+        .clone()
+        .map(wharf_serve::TlsReloader::load)
+        .transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %local_addr, tls = tls.is_some(), organization = %organization.name, "engine listening");
     let mut config = config;
     config
         .public_url
-        .get_or_insert_with(|| format!("http://{local_addr}"));
+        .get_or_insert_with(|| format!("{scheme}://{local_addr}"));
     let state = api::State::new(store, config, organization);
     let router = api::router(state.clone());
-    let (shutdown, mut signal) = watch::channel(false);
+    let (shutdown, signal) = watch::channel(false);
     let worker = tokio::spawn(queue::run(state, signal.clone()));
+    let serving_tls = tls.clone();
     let task = tokio::spawn(async move {
-        let stop = async move {
-            let _ = signal.wait_for(|stop| *stop).await;
-        };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "the engine's HTTP server failed");
-        }
+        // First the HTTP side drains (answered requests are committed), then the delivery
+        // worker finishes the attempts it has in flight and records them.
+        wharf_serve::serve(listener, serving_tls, router, signal).await;
         let _ = worker.await;
+        tracing::info!("engine stopped");
     });
     Ok(Running {
         local_addr,
         shutdown,
         task,
+        tls,
     })
 }

@@ -21,7 +21,17 @@ use wharf_store::now_millis;
 /// Longest the worker sleeps with nothing due (a new message wakes it at once).
 const IDLE: Duration = Duration::from_secs(60);
 
-pub(crate) async fn run(state: State, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(state: State, shutdown: watch::Receiver<bool>) {
+    state
+        .worker_running
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    work(&state, shutdown).await;
+    state
+        .worker_running
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
+async fn work(state: &State, mut shutdown: watch::Receiver<bool>) {
     let mut in_flight: HashSet<String> = HashSet::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     loop {
@@ -40,10 +50,10 @@ pub(crate) async fn run(state: State, mut shutdown: watch::Receiver<bool>) {
             }
             if head.next_attempt_at <= now {
                 in_flight.insert(head.destination_id.clone());
-                let (state, done) = (state.clone(), done_tx.clone());
+                let (state, done, stop) = (state.clone(), done_tx.clone(), shutdown.clone());
                 tokio::spawn(async move {
                     let destination = head.destination_id.clone();
-                    drain(&state, head).await;
+                    drain(&state, head, &stop).await;
                     let _ = done.send(destination);
                 });
             } else {
@@ -61,16 +71,33 @@ pub(crate) async fn run(state: State, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => break,
         }
     }
+    // Let the attempts in flight finish and be recorded, so nothing is sent twice needlessly
+    // after a restart; a destination slower than the delivery timeout cannot hold us longer.
+    let deadline = state.config.delivery_timeout + Duration::from_secs(5);
+    let finish = async {
+        while !in_flight.is_empty() {
+            match done_rx.recv().await {
+                Some(destination) => {
+                    in_flight.remove(&destination);
+                }
+                None => break,
+            }
+        }
+    };
+    if tokio::time::timeout(deadline, finish).await.is_err() {
+        tracing::warn!("some deliveries did not finish before shutdown; they will be retried");
+    }
 }
 
 /// Works one destination's queue from `head` for as long as its heads are accepted: after a
 /// success the next head is read (one indexed lookup) and sent at once, so a busy queue does not
 /// wait for the scheduler's next round. Returns on a failure (the head now waits for its ladder
-/// step), on an empty or paused queue, or on a head that is not due.
-async fn drain(state: &State, mut head: LogRecord) {
+/// step), on an empty or paused queue, on a head that is not due, or at shutdown (after the
+/// attempt in flight is recorded).
+async fn drain(state: &State, mut head: LogRecord, stop: &watch::Receiver<bool>) {
     loop {
         let destination = head.destination_id.clone();
-        if !attempt(state, head).await {
+        if !attempt(state, head).await || *stop.borrow() {
             return;
         }
         let next = state.db(move |s| s.head_of(&destination)).await;
@@ -114,6 +141,12 @@ async fn attempt(state: &State, head: LogRecord) -> bool {
         Err(reason) => failed(reason),
     };
     let accepted = outcome.accepted();
+    if outcome.status.is_some() || outcome.error.is_some() {
+        state
+            .metrics
+            .attempt(accepted, outcome.duration.as_secs_f64());
+    }
+    alert_if_changed(state, &head, &outcome).await;
     let next = if accepted {
         AttemptOutcome::Succeeded
     } else {
@@ -147,6 +180,43 @@ async fn attempt(state: &State, head: LogRecord) -> bool {
             tracing::error!(log = %head.id, error = %e, "could not record a delivery attempt");
             false
         }
+    }
+}
+
+/// Tells the alert contact when this attempt paused or resumed its destination's queue (see
+/// `alerts`). Costs nothing when no alert channel is configured.
+async fn alert_if_changed(state: &State, head: &LogRecord, outcome: &PushOutcome) {
+    let alerts = &state.config.alerts;
+    if alerts.webhook_url.is_none() && alerts.email_to.is_empty() {
+        return;
+    }
+    let id = head.destination_id.clone();
+    let Ok(Some(destination)) = state.db(move |s| s.destination(&id)).await else {
+        return;
+    };
+    let env_id = destination.environment_id.clone();
+    let Ok(Some(environment)) = state.db(move |s| s.environment(&env_id)).await else {
+        return;
+    };
+    let reason = match (&outcome.status, &outcome.error) {
+        (_, Some(error)) => error.clone(),
+        (Some(status), None) => format!("the destination answered HTTP {status}"),
+        (None, None) => "the delivery failed".to_owned(),
+    };
+    if let Some(change) = state.alerts.observe(
+        &destination.id,
+        &environment.flag,
+        outcome.accepted(),
+        Some(&reason),
+    ) {
+        state.alerts.send(crate::alerts::Alert {
+            change,
+            destination_id: destination.id,
+            destination_name: destination.name,
+            environment: environment.flag,
+            log_id: head.id.clone(),
+            at: rfc3339_text(now_millis()),
+        });
     }
 }
 

@@ -599,6 +599,16 @@ pub struct QueueState {
     pub head: Option<LogRecord>,
 }
 
+/// One queue's numbers, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStats {
+    pub destination_id: String,
+    pub depth: i64,
+    /// Its head failed at least once and is being retried: the queue is held.
+    pub held: bool,
+    pub paused_by_operator: bool,
+}
+
 /// What an attempt did to its log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
@@ -697,6 +707,40 @@ impl EngineStore {
                     params![destination_id, now_millis()],
                 )?;
             }
+            tx.commit()
+        })
+    }
+
+    /// Every queue with pending logs or an operator pause, for metrics: destination id,
+    /// pending logs, whether its head has failed at least once (the queue is held), and
+    /// whether an operator paused it.
+    pub fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT d.id,
+                        (SELECT count(*) FROM logs l WHERE l.destination_id = d.id AND l.status = 'PENDING'),
+                        COALESCE((SELECT l.attempts > 0 FROM logs l WHERE l.destination_id = d.id
+                                  AND l.status = 'PENDING' ORDER BY l.seq LIMIT 1), 0),
+                        EXISTS (SELECT 1 FROM paused_queues p WHERE p.destination_id = d.id)
+                 FROM destinations d ORDER BY d.id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(QueueStats {
+                    destination_id: r.get(0)?,
+                    depth: r.get(1)?,
+                    held: r.get(2)?,
+                    paused_by_operator: r.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Whether a write transaction can be taken and committed (for readiness): takes the
+    /// write lock and commits an empty transaction.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.commit()
         })
     }

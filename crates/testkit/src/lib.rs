@@ -4,7 +4,11 @@
 //!   every request and answers as the test tells it to.
 //! * [`TestCa`]: a throwaway certificate authority and server certificate (rcgen), written to
 //!   PEM files, with a client that trusts it.
+//! * [`SmtpListener`]: a local SMTP server that records the mail it is sent (alert tests).
 //! * [`wait_until`]: polling with a deadline, for effects that happen in the background.
+
+pub mod smtp;
+pub use smtp::{Mail, SmtpListener};
 
 use axum::body::Bytes;
 use axum::extract::State;

@@ -27,8 +27,38 @@ pub async fn serve(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let _hangup = reload_tls_on_hangup(running.tls());
     running.run_until(shutdown_signal()).await;
     ExitCode::SUCCESS
+}
+
+/// Reloads the TLS certificate and key on every SIGHUP, for as long as the returned task
+/// lives. A reload that fails keeps the old certificate and logs why.
+pub fn reload_tls_on_hangup(
+    tls: Option<std::sync::Arc<wharf_serve::TlsReloader>>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup()).ok()?;
+        Some(tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match &tls {
+                    Some(tls) => {
+                        if let Err(e) = tls.reload() {
+                            tracing::error!(error = %e, "SIGHUP: could not reload the TLS certificate; still serving the old one");
+                        }
+                    }
+                    None => tracing::info!("SIGHUP: no TLS configured, nothing to reload"),
+                }
+            }
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tls;
+        None
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C (SIGINT).

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_engine;
+mod check_config;
 mod destination_cmd;
 mod engine_cmd;
 mod logging;
@@ -43,6 +44,15 @@ enum Command {
     Verify(redox::VerifyArgs),
     /// POST message files to an endpoint as Redox would, in order, and report each status.
     Send(redox::SendArgs),
+    /// Validate an engine or destination configuration file without starting anything:
+    /// prints a summary and exits 0, or names the key that is wrong and exits 2.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
+    /// Hash a dashboard password for the engine's `dashboard_password_hash`: reads it from
+    /// standard input, prints the argon2id PHC string.
+    HashPassword,
     /// Load generators for the benchmarks in docs/BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -88,6 +98,8 @@ fn main() -> ExitCode {
             Command::Engine(EngineCommand::Serve { config }) => engine_cmd::serve(&config).await,
             Command::Verify(args) => redox::verify_cmd(&args).await,
             Command::Send(args) => redox::send_cmd(&args).await,
+            Command::CheckConfig { file } => check_config::run(&file),
+            Command::HashPassword => engine_cmd::hash_password(),
             Command::Bench(command) => bench::run(command).await,
         }
     })

@@ -181,6 +181,7 @@ pub async fn send_cmd(args: &SendArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let progress = Progress::new(files.len());
     for (n, path) in files.iter().enumerate() {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
@@ -235,23 +236,82 @@ pub async fn send_cmd(args: &SendArgs) -> ExitCode {
                         format!(" (log {})", ids.join(", "))
                     })
                     .unwrap_or_default();
-                println!("{path}: {status}{logs}");
+                progress.line(&format!("{path}: {status}{logs}"));
+                progress.advance();
             }
             Ok(response) => {
                 let status = response.status();
                 let text = response.text().await.unwrap_or_default();
-                println!("{path}: {status} {}", text.trim());
+                progress.line(&format!("{path}: {status} {}", text.trim()));
+                progress.abandon();
                 stop_note(files.len() - n - 1);
                 return ExitCode::FAILURE;
             }
             Err(e) => {
-                println!("{path}: {}", wharf_delivery::describe_transport_error(&e));
+                progress.line(&format!(
+                    "{path}: {}",
+                    wharf_delivery::describe_transport_error(&e)
+                ));
+                progress.abandon();
                 stop_note(files.len() - n - 1);
                 return ExitCode::FAILURE;
             }
         }
     }
+    progress.finish();
     ExitCode::SUCCESS
+}
+
+/// How `send` reports: on a terminal with several files, a progress bar (files sent, rate,
+/// time left) under the per-file lines; otherwise (a pipe, a log, one file) plain lines only,
+/// so scripts and CI logs get exactly one line per file.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Plain,
+}
+
+impl Progress {
+    fn new(files: usize) -> Self {
+        use std::io::IsTerminal;
+        if files < 2 || !std::io::stdout().is_terminal() {
+            return Progress::Plain;
+        }
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(files as u64),
+            indicatif::ProgressDrawTarget::stdout(),
+        );
+        let style = indicatif::ProgressStyle::with_template(
+            "{bar:32} {pos}/{len} files sent, {per_sec}, {eta} left",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        Progress::Bar(bar)
+    }
+
+    fn line(&self, text: &str) {
+        match self {
+            Progress::Bar(bar) => bar.println(text),
+            Progress::Plain => println!("{text}"),
+        }
+    }
+
+    fn advance(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.inc(1);
+        }
+    }
+
+    fn abandon(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.abandon();
+        }
+    }
+
+    fn finish(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish();
+        }
+    }
 }
 
 /// Addresses a data model message to one destination: `Meta.Destinations = [{ID}]`.

@@ -14,7 +14,9 @@
 //! PEM or have one generated; the PEM is sealed with the other secrets and its `kid` and
 //! `algorithm` are stored in the clear, so what is signed later is fixed when the key is saved.
 //!
-//! The delivery code reads a credential with [`load_credential`].
+//! The delivery code reads a credential with [`load_credential`]; the dashboard creates,
+//! changes and deletes them through [`create_from`], [`update_from`] and [`delete`], so its
+//! forms are checked exactly as the API's bodies are.
 
 use super::{ApiError, State, ok, payload, rfc3339};
 use axum::Router;
@@ -133,7 +135,7 @@ fn secrets_context(id: &str) -> String {
     format!("authcredential:{id}")
 }
 
-fn opened(state: &State, record: &AuthCredentialRecord) -> Result<Credential, ApiError> {
+pub(crate) fn opened(state: &State, record: &AuthCredentialRecord) -> Result<Credential, ApiError> {
     let strategy = Strategy::from_key(&record.strategy).ok_or_else(|| {
         ApiError::internal(format!(
             "auth credential {} has an unknown strategy {:?}",
@@ -217,7 +219,8 @@ pub(crate) fn jwks_url(state: &State, id: &str) -> String {
 }
 
 /// The API's view of a credential: its non-secret fields, `has<Field>` for every secret one.
-fn view(state: &State, record: &AuthCredentialRecord, credential: &Credential) -> Value {
+/// The dashboard renders this view too, so neither can show a secret.
+pub(crate) fn view(state: &State, record: &AuthCredentialRecord, credential: &Credential) -> Value {
     let strategy = credential.strategy;
     let mut out = Map::new();
     for (name, value) in &credential.fields {
@@ -252,14 +255,17 @@ async fn strategies() -> Response {
     ok(StatusCode::OK, Value::Array(list))
 }
 
-async fn environment(state: &State, id: String) -> Result<Option<EnvironmentRecord>, ApiError> {
+pub(crate) async fn environment(
+    state: &State,
+    id: String,
+) -> Result<Option<EnvironmentRecord>, ApiError> {
     Ok(state
         .db(move |s| s.environment(&id))
         .await?
         .filter(|e| e.organization_id == state.organization.id))
 }
 
-async fn stored(state: &State, id: String) -> Result<AuthCredentialRecord, ApiError> {
+pub(crate) async fn stored(state: &State, id: String) -> Result<AuthCredentialRecord, ApiError> {
     let what = format!("auth credential {id}");
     state
         .db(move |s| s.auth_credential(&id))
@@ -535,8 +541,17 @@ async fn save(
 
 async fn create(state: AppState, body: Bytes) -> Result<Response, ApiError> {
     let state = state.0;
-    let input = payload(&body)?;
-    let strategy_key = text(&input, "authStrategy")?.ok_or_else(|| {
+    let (record, credential) = create_from(&state, &payload(&body)?).await?;
+    Ok(ok(StatusCode::CREATED, view(&state, &record, &credential)))
+}
+
+/// Creates a credential from the request's fields (`name`, `environmentId`, `authStrategy` and
+/// that strategy's fields), checked, secrets sealed.
+pub(crate) async fn create_from(
+    state: &State,
+    input: &Map<String, Value>,
+) -> Result<(AuthCredentialRecord, Credential), ApiError> {
+    let strategy_key = text(input, "authStrategy")?.ok_or_else(|| {
         ApiError::bad_request(format!(
             "`authStrategy` is required: one of {}",
             strategy_keys()
@@ -548,11 +563,11 @@ async fn create(state: AppState, body: Bytes) -> Result<Response, ApiError> {
             strategy_keys()
         ))
     })?;
-    only_strategy_fields(strategy, &input)?;
-    let name = text(&input, "name")?.ok_or_else(|| ApiError::bad_request("`name` is required"))?;
-    let env_id = text(&input, "environmentId")?
+    only_strategy_fields(strategy, input)?;
+    let name = text(input, "name")?.ok_or_else(|| ApiError::bad_request("`name` is required"))?;
+    let env_id = text(input, "environmentId")?
         .ok_or_else(|| ApiError::bad_request("`environmentId` is required"))?;
-    let env = environment(&state, env_id.clone()).await?.ok_or_else(|| {
+    let env = environment(state, env_id.clone()).await?.ok_or_else(|| {
         ApiError::bad_request(format!(
             "`environmentId` {env_id} is not an environment of this organization"
         ))
@@ -561,7 +576,7 @@ async fn create(state: AppState, body: Bytes) -> Result<Response, ApiError> {
         fields: Map::new(),
         secrets: Map::new(),
     };
-    apply(strategy, &input, &mut draft, true)?;
+    apply(strategy, input, &mut draft, true)?;
     let now = now_millis();
     let record = AuthCredentialRecord {
         id: uuid::Uuid::new_v4().to_string(),
@@ -574,9 +589,9 @@ async fn create(state: AppState, body: Bytes) -> Result<Response, ApiError> {
         created_at: now,
         updated_at: now,
     };
-    let (record, credential) = save(&state, record, draft, true).await?;
+    let (record, credential) = save(state, record, draft, true).await?;
     tracing::info!(credential = %record.id, strategy = %strategy, environment = %env.flag, "auth credential created");
-    Ok(ok(StatusCode::CREATED, view(&state, &record, &credential)))
+    Ok((record, credential))
 }
 
 async fn list(state: AppState, Path(env_id): Path<String>) -> Result<Response, ApiError> {
@@ -605,10 +620,20 @@ async fn update(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let state = state.0;
-    let mut record = stored(&state, id).await?;
-    let credential = opened(&state, &record)?;
+    let (record, credential) = update_from(&state, id, &payload(&body)?).await?;
+    Ok(ok(StatusCode::OK, view(&state, &record, &credential)))
+}
+
+/// Changes some fields of a credential (same checks as creating it; a secret left out keeps
+/// its value); `authStrategy` and `environmentId` cannot change.
+pub(crate) async fn update_from(
+    state: &State,
+    id: String,
+    input: &Map<String, Value>,
+) -> Result<(AuthCredentialRecord, Credential), ApiError> {
+    let mut record = stored(state, id).await?;
+    let credential = opened(state, &record)?;
     let strategy = credential.strategy;
-    let input = payload(&body)?;
     if let Some(asked) = input.get("authStrategy")
         && asked.as_str() != Some(strategy.key())
     {
@@ -623,30 +648,35 @@ async fn update(
             "`environmentId` cannot change; create a new credential in that environment instead",
         ));
     }
-    only_strategy_fields(strategy, &input)?;
-    if let Some(name) = text(&input, "name")? {
+    only_strategy_fields(strategy, input)?;
+    if let Some(name) = text(input, "name")? {
         record.name = name;
     }
     let mut draft = Draft {
         fields: credential.fields,
         secrets: credential.secrets,
     };
-    apply(strategy, &input, &mut draft, false)?;
+    apply(strategy, input, &mut draft, false)?;
     // Strictly increasing, so caches keyed by it see every change.
     record.updated_at = now_millis().max(record.updated_at + 1);
-    let (record, credential) = save(&state, record, draft, false).await?;
+    let (record, credential) = save(state, record, draft, false).await?;
     tracing::info!(credential = %record.id, "auth credential updated");
-    Ok(ok(StatusCode::OK, view(&state, &record, &credential)))
+    Ok((record, credential))
 }
 
 async fn remove(state: AppState, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let state = state.0;
-    let record = stored(&state, id).await?;
+    delete(&state.0, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Deletes a credential unless a destination links it (409 naming them).
+pub(crate) async fn delete(state: &State, id: String) -> Result<(), ApiError> {
+    let record = stored(state, id).await?;
     let target = record.id.clone();
     match state.db(move |s| s.delete_auth_credential(&target)).await? {
         CredentialDeletion::Deleted => {
             tracing::info!(credential = %record.id, "auth credential deleted");
-            Ok(StatusCode::NO_CONTENT.into_response())
+            Ok(())
         }
         CredentialDeletion::NotFound => Err(ApiError::not_found(&format!(
             "auth credential {}",

@@ -7,6 +7,9 @@
 //! returned: it reads back as `hasVerificationToken`. Changing the endpoint, the token or the
 //! linked auth credential (`authCredential`: an id of the same environment, or null) clears the
 //! verified mark. Verify and Save saves nothing unless verification succeeds.
+//!
+//! The dashboard's setup wizard goes through the same steps ([`create_in`], [`changed`] and
+//! [`save`], [`verify_and_save`]), so both check a destination the same way.
 
 use super::{
     ApiError, State, ok, only_fields, open_token, payload, rfc3339, string_field, token_context,
@@ -25,7 +28,7 @@ use wharf_store::now_millis;
 
 type AppState = axum::extract::State<State>;
 
-const FIELDS: &[&str] = &[
+pub(crate) const FIELDS: &[&str] = &[
     "name",
     "dataFormat",
     "endpoint",
@@ -34,7 +37,7 @@ const FIELDS: &[&str] = &[
     "authCredential",
 ];
 const VERIFY_FIELDS: &[&str] = &["endpoint", "verificationToken", "verificationMethod"];
-const DATA_FORMATS: &[&str] = &["JSON", "FHIR", "HL7v2", "XML"];
+pub(crate) const DATA_FORMATS: &[&str] = &["JSON", "FHIR", "HL7v2", "XML"];
 
 pub(super) fn routes() -> Router<State> {
     Router::new()
@@ -69,7 +72,7 @@ fn view(d: &DestinationRecord, env: &EnvironmentRecord) -> Value {
     })
 }
 
-async fn environment(state: &State, id: String) -> Result<EnvironmentRecord, ApiError> {
+pub(crate) async fn environment(state: &State, id: String) -> Result<EnvironmentRecord, ApiError> {
     let what = format!("environment {id}");
     state
         .db(move |s| s.environment(&id))
@@ -78,7 +81,7 @@ async fn environment(state: &State, id: String) -> Result<EnvironmentRecord, Api
         .ok_or_else(|| ApiError::not_found(&what))
 }
 
-async fn destination(
+pub(crate) async fn destination(
     state: &State,
     id: String,
 ) -> Result<(DestinationRecord, EnvironmentRecord), ApiError> {
@@ -273,16 +276,43 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let state = state.0;
     let env = environment(&state, env_id).await?;
-    let fields = payload(&body)?;
-    let changes = changes(&fields, FIELDS)?;
+    let record = create_in(&state, &env, &payload(&body)?, None).await?;
+    Ok(ok(StatusCode::CREATED, view(&record, &env)))
+}
+
+/// The environment must be enabled for the organization (`enabled_environments`).
+fn check_enabled(state: &State, env: &EnvironmentRecord) -> Result<(), ApiError> {
+    if state.config.environment_enabled(&env.flag) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the {} environment is not enabled for this organization: add it to enabled_environments in the engine's configuration",
+                env.flag
+            ),
+        ))
+    }
+}
+
+/// Creates a destination in `env` from validated fields and stores it; `setup_step` marks one
+/// the dashboard's wizard saved half-way.
+pub(crate) async fn create_in(
+    state: &State,
+    env: &EnvironmentRecord,
+    fields: &Map<String, Value>,
+    setup_step: Option<i64>,
+) -> Result<DestinationRecord, ApiError> {
+    check_enabled(state, env)?;
+    let changes = changes(fields, FIELDS)?;
     if changes.name.is_none() {
         return Err(ApiError::bad_request("`name` is required: partners see it"));
     }
     if let Some(Some(endpoint)) = &changes.endpoint {
-        check_endpoint(&state, endpoint, &env).await?;
+        check_endpoint(state, endpoint, env).await?;
     }
     if let Some(Some(credential)) = &changes.auth_credential {
-        check_credential(&state, credential, &env).await?;
+        check_credential(state, credential, env).await?;
     }
     let now = now_millis();
     let mut record = DestinationRecord {
@@ -298,23 +328,24 @@ async fn create(
         verified_at: None,
         created_at: now,
         updated_at: now,
+        setup_step,
     };
-    apply(&state, &mut record, changes)?;
+    apply(state, &mut record, changes)?;
     let stored = record.clone();
     state.db(move |s| s.insert_destination(&stored)).await?;
     tracing::info!(destination = %record.id, environment = %env.flag, "destination created");
-    Ok(ok(StatusCode::CREATED, view(&record, &env)))
+    Ok(record)
 }
 
-/// A stored destination with the request body's changes validated and applied (not saved).
-async fn changed(
+/// A stored destination with the request's changes validated and applied (not saved).
+pub(crate) async fn changed(
     state: &State,
     id: String,
-    body: &Bytes,
+    fields: &Map<String, Value>,
     allowed: &[&str],
 ) -> Result<(DestinationRecord, EnvironmentRecord), ApiError> {
     let (mut record, env) = destination(state, id).await?;
-    let changes = changes(&payload(body)?, allowed)?;
+    let changes = changes(fields, allowed)?;
     if let Some(Some(endpoint)) = &changes.endpoint {
         check_endpoint(state, endpoint, &env).await?;
     }
@@ -327,8 +358,37 @@ async fn changed(
     Ok((record, env))
 }
 
+/// Moves a destination the wizard is still setting up to another environment: the endpoint
+/// must pass that environment's rules, a credential of the old environment is unlinked, and the
+/// verified mark goes. A destination out of the wizard keeps its environment: its logs and
+/// partners belong to it.
+pub(crate) async fn move_to(
+    state: &State,
+    record: &mut DestinationRecord,
+    env: &EnvironmentRecord,
+) -> Result<(), ApiError> {
+    if record.environment_id == env.id {
+        return Ok(());
+    }
+    if record.setup_step.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the environment of a destination that has been set up cannot change: create a new destination in the other environment",
+        ));
+    }
+    check_enabled(state, env)?;
+    if let Some(endpoint) = &record.endpoint {
+        check_endpoint(state, endpoint, env).await?;
+    }
+    record.environment_id = env.id.clone();
+    record.auth_credential = None;
+    record.verified_at = None;
+    record.updated_at = now_millis();
+    Ok(())
+}
+
 /// Saves a changed destination; it may have been deleted meanwhile.
-async fn save(state: &State, record: &DestinationRecord) -> Result<(), ApiError> {
+pub(crate) async fn save(state: &State, record: &DestinationRecord) -> Result<(), ApiError> {
     let stored = record.clone();
     if state.db(move |s| s.update_destination(&stored)).await? {
         Ok(())
@@ -348,7 +408,7 @@ async fn update(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let state = state.0;
-    let (record, env) = changed(&state, id, &body, FIELDS).await?;
+    let (record, env) = changed(&state, id, &payload(&body)?, FIELDS).await?;
     save(&state, &record).await?;
     Ok(ok(StatusCode::OK, view(&record, &env)))
 }
@@ -371,7 +431,19 @@ async fn verify(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let state = state.0;
-    let (mut record, env) = changed(&state, id, &body, VERIFY_FIELDS).await?;
+    let (record, env) = verify_and_save(&state, id, &payload(&body)?).await?;
+    Ok(ok(StatusCode::OK, view(&record, &env)))
+}
+
+/// Verify and Save (the API's and the dashboard's): merges `fields` (endpoint, token, method)
+/// with the record, sends the challenge, and saves the merged record as verified (and set up)
+/// only if the endpoint passes. A failure is a 422 `Verification failed: <reason>`.
+pub(crate) async fn verify_and_save(
+    state: &State,
+    id: String,
+    fields: &Map<String, Value>,
+) -> Result<(DestinationRecord, EnvironmentRecord), ApiError> {
+    let (mut record, env) = changed(state, id, fields, VERIFY_FIELDS).await?;
     let Some(endpoint) = record.endpoint.clone() else {
         return Err(ApiError::bad_request(
             "Verify and Save needs an endpoint: set `endpoint` first",
@@ -382,7 +454,7 @@ async fn verify(
             "Verify and Save needs a verification token: set `verificationToken` first",
         ));
     };
-    let token = open_token(&state, &record, &sealed)?;
+    let token = open_token(state, &record, &sealed)?;
     let url = reqwest::Url::parse(&endpoint)
         .map_err(|e| ApiError::bad_request(format!("`endpoint`: {e}")))?;
     let method = if record.verification_method == "GET" {
@@ -400,14 +472,15 @@ async fn verify(
     let client = wharf_delivery::ssrf::pinned_client(&url, state.config.allow_private_endpoints)
         .await
         .map_err(failed)?;
-    let credential = crate::present::linked_credential(&state, &record)
+    let credential = crate::present::linked_credential(state, &record)
         .await
         .map_err(failed)?;
-    crate::present::verify(&state, &client, &url, &token, method, credential.as_ref())
+    crate::present::verify(state, &client, &url, &token, method, credential.as_ref())
         .await
         .map_err(failed)?;
     record.verified_at = Some(now_millis());
-    save(&state, &record).await?;
+    record.setup_step = None;
+    save(state, &record).await?;
     tracing::info!(destination = %record.id, "destination verified");
-    Ok(ok(StatusCode::OK, view(&record, &env)))
+    Ok((record, env))
 }

@@ -29,17 +29,25 @@ async fn ingest(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let refused = |reason: &'static str, message: &str| {
+        let mut response = unauthorized(message);
+        response
+            .extensions_mut()
+            .insert(wharf_serve::metrics::AuthFailure(reason));
+        Ok(response)
+    };
     let Some(presented) = bearer(&headers) else {
-        return Ok(unauthorized(
+        return refused(
+            "missing_source_key",
             "missing source key: send Authorization: Bearer <source api_key>",
-        ));
+        );
     };
     let Some(index) = find_secret(
         presented,
         state.config.sources.iter().map(|s| s.api_key.as_str()),
     ) else {
         tracing::warn!(reason = "wrong_source_key", "ingestion refused");
-        return Ok(unauthorized("the source key is not valid"));
+        return refused("wrong_source_key", "the source key is not valid");
     };
     let source = state.config.sources[index].name.clone();
     let env = envelope::parse(&body)

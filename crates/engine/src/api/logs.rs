@@ -4,6 +4,9 @@
 //! `POST /platform/v1/logs/{logId}/stop` (a pending log becomes FAILED; its queue moves on) and
 //! `POST /platform/v1/logs/{logId}/resend` (a finished log goes to the back of its queue with
 //! the same Log ID; its attempts are kept).
+//!
+//! The dashboard searches and acts through the same functions ([`search`], [`stop_log`],
+//! [`resend_log`]).
 
 use super::{ApiError, State, ok, rfc3339};
 use axum::Router;
@@ -67,7 +70,7 @@ struct Filters {
     created_before: Option<String>,
 }
 
-fn time_filter(key: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn time_filter(key: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     value
         .map(|text| {
             time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
@@ -100,13 +103,6 @@ async fn list(
             "{e}; filters: destinationId, status, dataModel, eventType, createdAfter, createdBefore"
         ))
     })?;
-    if let Some(status) = &filters.status
-        && ![PENDING, SUCCEEDED, FAILED].contains(&status.as_str())
-    {
-        return Err(ApiError::bad_request(format!(
-            "`status` {status:?} is not one of PENDING, SUCCEEDED, FAILED"
-        )));
-    }
     let filter = LogFilter {
         created_after: time_filter("createdAfter", filters.created_after.as_deref())?,
         created_before: time_filter("createdBefore", filters.created_before.as_deref())?,
@@ -115,13 +111,41 @@ async fn list(
         data_model: filters.data_model,
         event_type: filters.event_type,
     };
-    let logs = state
-        .db(move |s| s.logs(&org_id, &filter, LIST_LIMIT))
-        .await?;
+    let logs = search(&state, filter, LIST_LIMIT).await?;
     Ok(ok(
         StatusCode::OK,
         Value::Array(logs.iter().map(view).collect()),
     ))
+}
+
+/// The organization's logs matching `filter`, newest first, at most `limit`.
+pub(crate) async fn search(
+    state: &State,
+    filter: LogFilter,
+    limit: usize,
+) -> Result<Vec<LogRecord>, ApiError> {
+    if let Some(status) = &filter.status
+        && ![PENDING, SUCCEEDED, FAILED].contains(&status.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "`status` {status:?} is not one of PENDING, SUCCEEDED, FAILED"
+        )));
+    }
+    let org_id = state.organization.id.clone();
+    state.db(move |s| s.logs(&org_id, &filter, limit)).await
+}
+
+/// One log of this organization with its attempts.
+pub(crate) async fn find(
+    state: &State,
+    log_id: String,
+) -> Result<(LogRecord, Vec<AttemptRecord>), ApiError> {
+    let what = format!("log {log_id}");
+    state
+        .db(move |s| s.log(&log_id))
+        .await?
+        .filter(|(l, _)| l.organization_id == state.organization.id)
+        .ok_or_else(|| ApiError::not_found(&what))
 }
 
 async fn read(
@@ -129,31 +153,20 @@ async fn read(
     Path((org_id, log_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     check_org(&state, &org_id)?;
-    let what = format!("log {log_id}");
-    let (log, attempts) = state
-        .db(move |s| s.log(&log_id))
-        .await?
-        .ok_or_else(|| ApiError::not_found(&what))?;
+    let (log, attempts) = find(&state, log_id).await?;
     let mut payload = view(&log);
     payload["attemptList"] = Value::Array(attempts.iter().map(attempt_view).collect());
     Ok(ok(StatusCode::OK, payload))
 }
 
 async fn act(
-    state: State,
+    state: &State,
     log_id: String,
     action: &'static str,
     run: fn(&wharf_store::engine::EngineStore, &str) -> Result<bool, wharf_store::StoreError>,
     refusal: &'static str,
-) -> Result<Response, ApiError> {
-    let id = log_id.clone();
-    let found = state
-        .db(move |s| s.log(&id))
-        .await?
-        .filter(|(l, _)| l.organization_id == state.organization.id);
-    if found.is_none() {
-        return Err(ApiError::not_found(&format!("log {log_id}")));
-    }
+) -> Result<LogRecord, ApiError> {
+    find(state, log_id.clone()).await?;
     let id = log_id.clone();
     if !state.db(move |s| run(s, &id)).await? {
         return Err(ApiError::new(
@@ -163,18 +176,11 @@ async fn act(
     }
     state.wake.notify_one();
     tracing::info!(log = %log_id, action, "operator action on a log");
-    let id = log_id.clone();
-    let (log, _) = state
-        .db(move |s| s.log(&id))
-        .await?
-        .ok_or_else(|| ApiError::not_found(&format!("log {log_id}")))?;
-    Ok(ok(StatusCode::OK, view(&log)))
+    Ok(find(state, log_id).await?.0)
 }
 
-async fn stop(
-    axum::extract::State(state): axum::extract::State<State>,
-    Path(log_id): Path<String>,
-) -> Result<Response, ApiError> {
+/// Stops a pending log: FAILED, and its queue moves on (409 if it is not pending).
+pub(crate) async fn stop_log(state: &State, log_id: String) -> Result<LogRecord, ApiError> {
     act(
         state,
         log_id,
@@ -185,10 +191,8 @@ async fn stop(
     .await
 }
 
-async fn resend(
-    axum::extract::State(state): axum::extract::State<State>,
-    Path(log_id): Path<String>,
-) -> Result<Response, ApiError> {
+/// Puts a finished log at the back of its queue (409 if it is still pending).
+pub(crate) async fn resend_log(state: &State, log_id: String) -> Result<LogRecord, ApiError> {
     act(
         state,
         log_id,
@@ -197,4 +201,18 @@ async fn resend(
         "is still pending: it is already queued",
     )
     .await
+}
+
+async fn stop(
+    axum::extract::State(state): axum::extract::State<State>,
+    Path(log_id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(ok(StatusCode::OK, view(&stop_log(&state, log_id).await?)))
+}
+
+async fn resend(
+    axum::extract::State(state): axum::extract::State<State>,
+    Path(log_id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(ok(StatusCode::OK, view(&resend_log(&state, log_id).await?)))
 }

@@ -5,11 +5,11 @@
 //! JWKS (`/platform/v1/authcredentials/{id}/jwks`).
 
 pub(crate) mod authcredentials;
-mod destinations;
+pub(crate) mod destinations;
 mod ingest;
-mod logs;
+pub(crate) mod logs;
 mod organizations;
-mod queues;
+pub(crate) mod queues;
 
 use crate::config::EngineConfig;
 use axum::Router;
@@ -22,6 +22,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+use wharf_serve::metrics::AuthFailure;
 use wharf_store::engine::{EngineStore, Organization};
 
 /// The Platform API version this engine speaks.
@@ -44,6 +45,10 @@ pub(crate) struct Inner {
         std::sync::Mutex<std::collections::HashMap<String, (reqwest::Client, std::time::Instant)>>,
     /// Access tokens and keys of auth credentials, for presenting them on requests.
     pub presenter: crate::present::Presenter,
+    pub metrics: crate::metrics::EngineMetrics,
+    pub alerts: Arc<crate::alerts::Alerts>,
+    /// Set by the delivery worker while it runs (for `/readyz`).
+    pub worker_running: std::sync::atomic::AtomicBool,
 }
 
 /// How long a pinned outbound client (and the DNS answer behind it) is reused.
@@ -74,14 +79,22 @@ impl Inner {
 
 impl State {
     pub fn new(store: EngineStore, config: EngineConfig, organization: Organization) -> Self {
+        let metrics = crate::metrics::EngineMetrics::new();
+        let alerts = Arc::new(crate::alerts::Alerts::new(
+            config.alerts.clone(),
+            organization.name.clone(),
+        ));
         State(Arc::new(Inner {
             store: store.clone(),
             config,
             organization,
             wake: tokio::sync::Notify::new(),
-            committer: crate::commit::Committer::start(store.clone()),
+            committer: crate::commit::Committer::start(store.clone(), metrics.batch_sizes.clone()),
             clients: Default::default(),
             presenter: Default::default(),
+            metrics,
+            alerts,
+            worker_running: Default::default(),
         }))
     }
 
@@ -119,12 +132,49 @@ pub(crate) fn router(state: State) -> Router {
         // Public keys only: a destination fetches them without a management key.
         .merge(authcredentials::public_routes())
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(readyz))
+        .route("/metrics", axum::routing::get(metrics))
+        // The operators' web pages: their own sign-in, sessions, CSRF and CSP.
+        .nest("/dashboard", crate::dashboard::router(state.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         // Messages up to 40 MiB must be accepted (PROTOCOL.md section 4).
         .layer(axum::extract::DefaultBodyLimit::max(
             wharf_protocol::MAX_BODY_BYTES,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.registry.clone(),
+            wharf_serve::metrics::record,
+        ))
+        .layer(middleware::from_fn(wharf_serve::request_id::layer))
         .with_state(state)
+}
+
+/// Ready when the store answers a write transaction and the delivery worker runs; otherwise
+/// 503 saying which is not.
+async fn readyz(axum::extract::State(state): axum::extract::State<State>) -> Response {
+    if !state
+        .worker_running
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the delivery worker is not running",
+        )
+            .into_response();
+    }
+    match state.db(|s| s.check_writable()).await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the store is not writable").into_response(),
+    }
+}
+
+/// `/metrics`: Prometheus text, queue numbers read now.
+async fn metrics(axum::extract::State(state): axum::extract::State<State>) -> Response {
+    let inner = state.0.clone();
+    match tokio::task::spawn_blocking(move || inner.metrics.render(&inner.store)).await {
+        Ok(Ok(text)) => wharf_serve::metrics::respond(text),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "the store cannot be read").into_response(),
+    }
 }
 
 /// Refuses requests without a valid management key. Keys are compared as SHA-256 digests in
@@ -135,12 +185,21 @@ async fn require_key(
     next: Next,
 ) -> Response {
     let Some(presented) = bearer(request.headers()) else {
-        return unauthorized("missing management key: send Authorization: Bearer <api key>");
+        let mut response =
+            unauthorized("missing management key: send Authorization: Bearer <api key>");
+        response
+            .extensions_mut()
+            .insert(AuthFailure("missing_api_key"));
+        return response;
     };
     let valid = find_secret(presented, state.config.api_keys.iter().map(String::as_str)).is_some();
     if !valid {
         tracing::warn!(reason = "wrong_api_key", "management request refused");
-        return unauthorized("the management key is not valid");
+        let mut response = unauthorized("the management key is not valid");
+        response
+            .extensions_mut()
+            .insert(AuthFailure("wrong_api_key"));
+        return response;
     }
     next.run(request).await
 }
@@ -183,6 +242,15 @@ impl ApiError {
 
     pub fn not_found(what: &str) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message a person reads (the dashboard shows it).
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     pub fn internal(detail: String) -> Self {

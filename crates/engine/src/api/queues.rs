@@ -3,7 +3,8 @@
 //!
 //! The state is `paused` when an operator paused it, or when its head is failing (the queue
 //! is held while the head is retried on the ladder, PROTOCOL.md section 6); `reason` says which.
-//! Resume lifts an operator's pause and retries a failing head at once.
+//! Resume lifts an operator's pause and retries a failing head at once. The dashboard shows
+//! and changes queues through [`paused_reason`] and [`set_paused`].
 
 use super::{ApiError, State, ok, rfc3339};
 use axum::Router;
@@ -12,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::json;
+use wharf_store::engine::QueueState;
 
 pub(super) fn routes() -> Router<State> {
     Router::new()
@@ -30,17 +32,23 @@ async fn exists(state: &State, id: &str) -> Result<(), ApiError> {
         .ok_or_else(|| ApiError::not_found(&format!("destination {id}")))
 }
 
-async fn view(state: &State, id: String) -> Result<Response, ApiError> {
-    let lookup = id.clone();
-    let q = state.db(move |s| s.queue(&lookup)).await?;
+/// Why a queue is paused: `operator`, or `delivery failing` while its head is retried on the
+/// ladder; `None` while it runs.
+pub(crate) fn paused_reason(q: &QueueState) -> Option<&'static str> {
     let failing = q.head.as_ref().is_some_and(|h| h.attempts > 0);
-    let reason = if q.paused_by_operator {
+    if q.paused_by_operator {
         Some("operator")
     } else if failing {
         Some("delivery failing")
     } else {
         None
-    };
+    }
+}
+
+async fn view(state: &State, id: String) -> Result<Response, ApiError> {
+    let lookup = id.clone();
+    let q = state.db(move |s| s.queue(&lookup)).await?;
+    let reason = paused_reason(&q);
     Ok(ok(
         StatusCode::OK,
         json!({
@@ -67,10 +75,7 @@ async fn pause(
     axum::extract::State(state): axum::extract::State<State>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    exists(&state, &id).await?;
-    let target = id.clone();
-    state.db(move |s| s.set_paused(&target, true)).await?;
-    tracing::info!(destination = %id, "queue paused by an operator");
+    set_paused(&state, id.clone(), true).await?;
     view(&state, id).await
 }
 
@@ -78,10 +83,21 @@ async fn resume(
     axum::extract::State(state): axum::extract::State<State>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    exists(&state, &id).await?;
-    let target = id.clone();
-    state.db(move |s| s.set_paused(&target, false)).await?;
-    state.wake.notify_one();
-    tracing::info!(destination = %id, "queue resumed by an operator");
+    set_paused(&state, id.clone(), false).await?;
     view(&state, id).await
+}
+
+/// An operator pauses or resumes a destination's queue (resuming retries a failing head at
+/// once).
+pub(crate) async fn set_paused(state: &State, id: String, paused: bool) -> Result<(), ApiError> {
+    exists(state, &id).await?;
+    let target = id.clone();
+    state.db(move |s| s.set_paused(&target, paused)).await?;
+    if paused {
+        tracing::info!(destination = %id, "queue paused by an operator");
+    } else {
+        state.wake.notify_one();
+        tracing::info!(destination = %id, "queue resumed by an operator");
+    }
+    Ok(())
 }

@@ -7,7 +7,9 @@ use wharf_engine::{EngineConfig, Running};
 use wharf_testkit::{Received, Recorder, Reply};
 
 mod authcredentials;
+mod dashboard;
 mod delivery;
+mod operations;
 
 const KEY: &str = "management-key-0123456789";
 
@@ -19,6 +21,11 @@ struct Engine {
 }
 
 impl Engine {
+    /// The engine's data directory (to reopen its store after shutdown).
+    fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("engine")
+    }
+
     async fn start(allow_private: bool) -> Engine {
         Engine::start_with(allow_private, "").await
     }

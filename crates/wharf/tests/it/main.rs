@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod crash;
+mod ops;
 mod up;
 
 use std::net::SocketAddr;

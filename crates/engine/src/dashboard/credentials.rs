@@ -1,0 +1,639 @@
+//! Auth credentials in the dashboard: the list per environment, and a create and edit form per
+//! strategy showing exactly that strategy's fields (from `wharf_auth::strategy`'s catalogue).
+//!
+//! Secrets are write-only. The forms are filled from the API's view of a credential
+//! (`crate::api::authcredentials::view`), which holds no secret, only `has<Field>` flags: a
+//! secret input is always empty, says "set — leave empty to keep" when a value is stored, and
+//! an empty submission keeps it. Forms become the API's JSON input and go through its checks.
+
+use super::session::SignedIn;
+use super::{Dash, Failure, Page, render, see_other};
+use crate::api::authcredentials as api;
+use askama::Template;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use wharf_auth::strategy::{Strategy, has_name};
+
+pub(super) fn routes() -> Router<Dash> {
+    Router::new()
+        .route("/credentials", get(list))
+        .route("/credentials/new", get(new_form).post(create))
+        .route("/credentials/{id}", get(edit_form).post(update))
+        .route("/credentials/{id}/delete", post(delete))
+}
+
+/// The form's name of a strategy field's input (prefixed, so no field can collide with the
+/// form's own `name`, `csrf`, ...).
+fn input_name(field: &str) -> String {
+    format!("field-{field}")
+}
+
+/// The name of the checkbox that removes an optional stored secret.
+fn clear_name(field: &str) -> String {
+    format!("clear-{field}")
+}
+
+/// Turns a submitted form into the API's input for `strategy`'s fields. `current` is the
+/// API's view of the stored credential when editing (`None` when creating): then an emptied
+/// field is removed (`null`), an empty secret is kept, and an unchanged checkbox is left out.
+fn strategy_input(
+    strategy: Strategy,
+    form: &HashMap<String, String>,
+    current: Option<&Map<String, Value>>,
+) -> Result<Map<String, Value>, String> {
+    let mut input = Map::new();
+    for field in strategy.fields() {
+        let raw = form.get(&input_name(field.name)).map_or("", |v| v.trim());
+        let stored = current.map(|c| {
+            if field.secret {
+                c.get(&has_name(field.name)) == Some(&Value::Bool(true))
+            } else {
+                c.get(field.name).is_some_and(|v| !v.is_null())
+            }
+        });
+        let name = field.name.to_owned();
+        if field.secret {
+            if form.contains_key(&clear_name(field.name)) && stored == Some(true) {
+                input.insert(name, Value::Null);
+            } else if !raw.is_empty() {
+                input.insert(name, Value::String(raw.to_owned()));
+            }
+            continue;
+        }
+        if field.kind == "boolean" {
+            let on = form.contains_key(&input_name(field.name));
+            let was = current
+                .and_then(|c| c.get(field.name))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if on != was {
+                input.insert(name, Value::Bool(on));
+            }
+            continue;
+        }
+        if raw.is_empty() {
+            if stored == Some(true) {
+                input.insert(name, Value::Null);
+            }
+            continue;
+        }
+        let value = if field.kind == "integer" {
+            let n: u64 = raw
+                .parse()
+                .map_err(|_| format!("`{}` must be a whole number, like 3600", field.name))?;
+            Value::from(n)
+        } else {
+            // `string[]` travels as one space- or comma-separated string; the API splits it.
+            Value::String(raw.to_owned())
+        };
+        input.insert(name, value);
+    }
+    Ok(input)
+}
+
+/// One input of a credential form.
+struct FieldInput {
+    name: &'static str,
+    input: String,
+    clear: String,
+    /// `text`, `number`, `checkbox`, `password` or `textarea`.
+    kind: &'static str,
+    value: String,
+    checked: bool,
+    required: bool,
+    secret: bool,
+    can_clear: bool,
+    placeholder: String,
+    description: &'static str,
+}
+
+/// The inputs for `strategy`, filled from the API's `view` of a credential (never a secret),
+/// or from what was just submitted when the submission was refused.
+fn field_inputs(
+    strategy: Strategy,
+    view: &Map<String, Value>,
+    submitted: Option<&HashMap<String, String>>,
+    creating: bool,
+) -> Vec<FieldInput> {
+    strategy
+        .fields()
+        .iter()
+        .map(|f| {
+            let is_set = view.get(&has_name(f.name)) == Some(&Value::Bool(true));
+            let stored = view.get(f.name);
+            let value = match (submitted, stored) {
+                _ if f.secret => String::new(),
+                (Some(form), _) => form.get(&input_name(f.name)).cloned().unwrap_or_default(),
+                (None, Some(Value::String(s))) => s.clone(),
+                (None, Some(Value::Array(items))) => items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                (None, Some(Value::Number(n))) => n.to_string(),
+                _ => String::new(),
+            };
+            let checked = match submitted {
+                Some(form) => form.contains_key(&input_name(f.name)),
+                None => stored.and_then(Value::as_bool).unwrap_or(false),
+            };
+            let kind = match (f.kind, f.secret, f.name) {
+                (_, true, "privateKey") => "textarea",
+                (_, true, _) => "password",
+                ("boolean", _, _) => "checkbox",
+                ("integer", _, _) => "number",
+                _ => "text",
+            };
+            let placeholder = if f.secret && is_set {
+                "set — leave empty to keep".to_owned()
+            } else if f.name == "privateKey" && creating {
+                "leave empty to have the engine generate a key".to_owned()
+            } else if f.kind == "string[]" {
+                "separated by spaces or commas".to_owned()
+            } else {
+                String::new()
+            };
+            FieldInput {
+                name: f.name,
+                input: input_name(f.name),
+                clear: clear_name(f.name),
+                kind,
+                value,
+                checked,
+                required: f.required,
+                secret: f.secret,
+                can_clear: f.secret && is_set && !f.required && f.name != "privateKey",
+                placeholder,
+                description: f.description,
+            }
+        })
+        .collect()
+}
+
+struct Row {
+    id: String,
+    name: String,
+    strategy: String,
+    secrets: String,
+    jwks_url: String,
+    used_by: String,
+}
+
+struct Section {
+    flag: String,
+    rows: Vec<Row>,
+}
+
+#[derive(Template)]
+#[template(path = "credentials.html")]
+struct ListPage {
+    page: Page,
+    sections: Vec<Section>,
+    notice: &'static str,
+}
+
+#[derive(Deserialize)]
+struct Notice {
+    done: Option<String>,
+}
+
+async fn list(
+    State(dash): State<Dash>,
+    Extension(signed_in): Extension<SignedIn>,
+    Query(notice): Query<Notice>,
+) -> Result<Response, Failure> {
+    let org = dash.organization.id.clone();
+    let environments = dash
+        .db(move |s| {
+            let mut out = Vec::new();
+            for env in s.environments(&org)? {
+                let mut credentials = Vec::new();
+                for c in s.auth_credentials(&env.id)? {
+                    let names: Vec<String> = s
+                        .destinations_using(&c.id)?
+                        .iter()
+                        .filter_map(|d| s.destination(d).transpose())
+                        .map(|d| d.map(|d| d.name))
+                        .collect::<Result<_, _>>()?;
+                    credentials.push((c, names));
+                }
+                out.push((env, credentials));
+            }
+            Ok(out)
+        })
+        .await?;
+    let mut sections = Vec::new();
+    for (env, credentials) in environments {
+        if credentials.is_empty() && !dash.config.environment_enabled(&env.flag) {
+            continue;
+        }
+        let mut rows = Vec::new();
+        for (record, used_by) in credentials {
+            let view = api::view(&dash, &record, &api::opened(&dash, &record)?);
+            let strategy = Strategy::from_key(&record.strategy);
+            let secrets: Vec<&str> = strategy
+                .map(|s| s.fields())
+                .unwrap_or_default()
+                .iter()
+                .filter(|f| f.secret && view.get(has_name(f.name)) == Some(&Value::Bool(true)))
+                .map(|f| f.name)
+                .collect();
+            rows.push(Row {
+                id: record.id,
+                name: record.name,
+                strategy: record.strategy,
+                secrets: secrets.join(", "),
+                jwks_url: view["jwksUrl"].as_str().unwrap_or_default().to_owned(),
+                used_by: used_by.join(", "),
+            });
+        }
+        sections.push(Section {
+            flag: env.flag,
+            rows,
+        });
+    }
+    let notice = match notice.done.as_deref() {
+        Some("deleted") => "The auth credential was deleted.",
+        _ => "",
+    };
+    Ok(render(
+        StatusCode::OK,
+        &ListPage {
+            page: Page::new(&dash, &signed_in, "credentials"),
+            sections,
+            notice,
+        },
+    ))
+}
+
+struct Choice {
+    value: String,
+    label: String,
+    checked: bool,
+}
+
+/// First page of a new credential: choose its environment and strategy.
+#[derive(Template)]
+#[template(path = "credential_new.html")]
+struct ChoosePage {
+    page: Page,
+    environments: Vec<Choice>,
+    strategies: Vec<Choice>,
+}
+
+#[derive(Template)]
+#[template(path = "credential_form.html")]
+struct FormPage {
+    page: Page,
+    creating: bool,
+    action: String,
+    id: String,
+    name: String,
+    strategy: String,
+    environment_id: String,
+    environment: String,
+    fields: Vec<FieldInput>,
+    jwks_url: String,
+    used_by: String,
+    error: String,
+    notice: &'static str,
+}
+
+#[derive(Deserialize)]
+struct NewQuery {
+    strategy: Option<String>,
+    environment: Option<String>,
+}
+
+/// The environment of this organization with id `id`, if destinations may be created there.
+async fn enabled_environment(
+    dash: &Dash,
+    id: &str,
+) -> Result<Option<wharf_store::engine::EnvironmentRecord>, Failure> {
+    Ok(api::environment(dash, id.to_owned())
+        .await?
+        .filter(|e| dash.config.environment_enabled(&e.flag)))
+}
+
+async fn new_form(
+    State(dash): State<Dash>,
+    Extension(signed_in): Extension<SignedIn>,
+    Query(query): Query<NewQuery>,
+) -> Result<Response, Failure> {
+    let strategy = query.strategy.as_deref().and_then(Strategy::from_key);
+    let env = match &query.environment {
+        Some(id) => enabled_environment(&dash, id).await?,
+        None => None,
+    };
+    let (Some(strategy), Some(env)) = (strategy, env) else {
+        let org = dash.organization.id.clone();
+        let environments = dash
+            .db(move |s| s.environments(&org))
+            .await?
+            .into_iter()
+            .filter(|e| dash.config.environment_enabled(&e.flag))
+            .map(|e| Choice {
+                checked: query.environment.as_ref() == Some(&e.id),
+                label: e.flag,
+                value: e.id,
+            })
+            .collect();
+        let strategies = Strategy::ALL
+            .iter()
+            .map(|s| Choice {
+                value: s.key().to_owned(),
+                label: s.key().to_owned(),
+                checked: Some(*s) == strategy,
+            })
+            .collect();
+        return Ok(render(
+            StatusCode::OK,
+            &ChoosePage {
+                page: Page::new(&dash, &signed_in, "credentials"),
+                environments,
+                strategies,
+            },
+        ));
+    };
+    let page = FormPage {
+        page: Page::new(&dash, &signed_in, "credentials"),
+        creating: true,
+        action: "/dashboard/credentials/new".into(),
+        id: String::new(),
+        name: String::new(),
+        strategy: strategy.key().to_owned(),
+        environment_id: env.id,
+        environment: env.flag,
+        fields: field_inputs(strategy, &Map::new(), None, true),
+        jwks_url: String::new(),
+        used_by: String::new(),
+        error: String::new(),
+        notice: "",
+    };
+    Ok(render(StatusCode::OK, &page))
+}
+
+async fn create(
+    State(dash): State<Dash>,
+    Extension(signed_in): Extension<SignedIn>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, Failure> {
+    let get = |k: &str| form.get(k).map_or("", |v| v.trim()).to_owned();
+    let strategy = Strategy::from_key(&get("strategy")).ok_or_else(|| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            "Choose one of the strategies offered on the new credential page.",
+        )
+    })?;
+    let env = enabled_environment(&dash, &get("environment"))
+        .await?
+        .ok_or_else(|| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                "Choose one of the environments offered on the new credential page.",
+            )
+        })?;
+    let outcome = match strategy_input(strategy, &form, None) {
+        Ok(mut input) => {
+            input.insert("name".into(), Value::String(get("name")));
+            input.insert("environmentId".into(), Value::String(env.id.clone()));
+            input.insert("authStrategy".into(), Value::String(strategy.key().into()));
+            api::create_from(&dash, &input)
+                .await
+                .map_err(|e| (e.status(), e.message().to_owned()))
+        }
+        Err(message) => Err((StatusCode::BAD_REQUEST, message)),
+    };
+    match outcome {
+        Ok((record, _)) => Ok(see_other(&format!(
+            "/dashboard/credentials/{}?done=saved",
+            record.id
+        ))),
+        Err((status, message)) => {
+            let page = FormPage {
+                page: Page::new(&dash, &signed_in, "credentials"),
+                creating: true,
+                action: "/dashboard/credentials/new".into(),
+                id: String::new(),
+                name: get("name"),
+                strategy: strategy.key().to_owned(),
+                environment_id: env.id,
+                environment: env.flag,
+                fields: field_inputs(strategy, &Map::new(), Some(&form), true),
+                jwks_url: String::new(),
+                used_by: String::new(),
+                error: format!("{message} (secrets you typed were not kept: enter them again)"),
+                notice: "",
+            };
+            Ok(render(status, &page))
+        }
+    }
+}
+
+/// The edit form of a stored credential, filled from the API's view.
+async fn edit_page(
+    dash: &Dash,
+    signed_in: &SignedIn,
+    id: String,
+    submitted: Option<&HashMap<String, String>>,
+) -> Result<FormPage, Failure> {
+    let record = api::stored(dash, id).await?;
+    let credential = api::opened(dash, &record)?;
+    let view = api::view(dash, &record, &credential);
+    let view = view.as_object().cloned().unwrap_or_default();
+    let env_id = record.environment_id.clone();
+    let target = record.id.clone();
+    let (env, used_by) = dash
+        .db(move |s| {
+            let names: Vec<String> = s
+                .destinations_using(&target)?
+                .iter()
+                .filter_map(|d| s.destination(d).transpose())
+                .map(|d| d.map(|d| d.name))
+                .collect::<Result<_, _>>()?;
+            Ok((s.environment(&env_id)?, names))
+        })
+        .await?;
+    Ok(FormPage {
+        page: Page::new(dash, signed_in, "credentials"),
+        creating: false,
+        action: format!("/dashboard/credentials/{}", record.id),
+        name: submitted
+            .and_then(|f| f.get("name").cloned())
+            .unwrap_or_else(|| record.name.clone()),
+        id: record.id,
+        strategy: credential.strategy.key().to_owned(),
+        environment_id: record.environment_id,
+        environment: env.map(|e| e.flag).unwrap_or_default(),
+        fields: field_inputs(credential.strategy, &view, submitted, false),
+        jwks_url: view
+            .get("jwksUrl")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        used_by: used_by.join(", "),
+        error: String::new(),
+        notice: "",
+    })
+}
+
+async fn edit_form(
+    State(dash): State<Dash>,
+    Extension(signed_in): Extension<SignedIn>,
+    Path(id): Path<String>,
+    Query(notice): Query<Notice>,
+) -> Result<Response, Failure> {
+    let mut page = edit_page(&dash, &signed_in, id, None).await?;
+    if notice.done.as_deref() == Some("saved") {
+        page.notice = "Saved.";
+    }
+    Ok(render(StatusCode::OK, &page))
+}
+
+async fn update(
+    State(dash): State<Dash>,
+    Extension(signed_in): Extension<SignedIn>,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, Failure> {
+    let record = api::stored(&dash, id.clone()).await?;
+    let credential = api::opened(&dash, &record)?;
+    let view = api::view(&dash, &record, &credential);
+    let outcome = match strategy_input(credential.strategy, &form, view.as_object()) {
+        Ok(mut input) => {
+            let name = form.get("name").map_or("", |n| n.trim());
+            input.insert("name".into(), Value::String(name.to_owned()));
+            api::update_from(&dash, id.clone(), &input)
+                .await
+                .map_err(|e| (e.status(), e.message().to_owned()))
+        }
+        Err(message) => Err((StatusCode::BAD_REQUEST, message)),
+    };
+    match outcome {
+        Ok(_) => Ok(see_other(&format!(
+            "/dashboard/credentials/{id}?done=saved"
+        ))),
+        Err((status, message)) => {
+            let mut page = edit_page(&dash, &signed_in, id, Some(&form)).await?;
+            page.error = message;
+            Ok(render(status, &page))
+        }
+    }
+}
+
+async fn delete(
+    State(dash): State<Dash>,
+    Extension(signed_in): Extension<SignedIn>,
+    Path(id): Path<String>,
+) -> Result<Response, Failure> {
+    match api::delete(&dash, id.clone()).await {
+        Ok(()) => Ok(see_other("/dashboard/credentials?done=deleted")),
+        Err(e) => {
+            let mut page = edit_page(&dash, &signed_in, id, None).await?;
+            page.error = e.message().to_owned();
+            Ok(render(e.status(), &page))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_new_credential_takes_what_was_filled_in() {
+        let input = strategy_input(
+            Strategy::OAuth2Legged,
+            &form(&[
+                ("field-url", " https://auth.example/token "),
+                ("field-clientId", "client"),
+                ("field-clientSecret", "s3cret"),
+                ("field-scopes", "a b"),
+                ("field-noBasic", "on"),
+                ("field-defaultExpirationSeconds", ""),
+                ("field-audience", ""),
+                ("csrf", "x"),
+                ("name", "not a field"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(input),
+            json!({"url": "https://auth.example/token", "clientId": "client",
+                   "clientSecret": "s3cret", "scopes": "a b", "noBasic": true})
+        );
+        let wrong = strategy_input(
+            Strategy::OAuth2Legged,
+            &form(&[("field-defaultExpirationSeconds", "soon")]),
+            None,
+        );
+        assert!(wrong.unwrap_err().contains("whole number"));
+    }
+
+    #[test]
+    fn editing_keeps_empty_secrets_and_removes_emptied_fields() {
+        let current = json!({"url": "https://auth.example/token", "clientId": "client",
+            "audience": "aud", "noBasic": true, "hasClientSecret": true,
+            "hasCustomFieldValue": true});
+        let current = current.as_object().unwrap();
+        let input = strategy_input(
+            Strategy::OAuth2Legged,
+            &form(&[
+                ("field-url", "https://auth.example/token"),
+                ("field-clientId", "client"),
+                ("field-clientSecret", ""),
+                ("field-audience", ""),
+                ("clear-customFieldValue", "on"),
+            ]),
+            Some(current),
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(input),
+            json!({"url": "https://auth.example/token", "clientId": "client",
+                   "audience": null, "noBasic": false, "customFieldValue": null})
+        );
+    }
+
+    #[test]
+    fn forms_never_show_a_secret_and_say_when_one_is_set() {
+        let view = json!({"accessKey": "AKID", "hasSecretKey": true, "hasSessionToken": false});
+        let inputs = field_inputs(Strategy::AwsSigv4, view.as_object().unwrap(), None, false);
+        let secret = inputs.iter().find(|f| f.name == "secretKey").unwrap();
+        assert_eq!((secret.kind, secret.value.as_str()), ("password", ""));
+        assert_eq!(secret.placeholder, "set — leave empty to keep");
+        assert!(!secret.can_clear, "a required secret cannot be removed");
+        let session = inputs.iter().find(|f| f.name == "sessionToken").unwrap();
+        assert!(session.placeholder.is_empty() && !session.can_clear);
+        let access = inputs.iter().find(|f| f.name == "accessKey").unwrap();
+        assert_eq!(access.value, "AKID");
+        // Only the strategy's own fields.
+        assert_eq!(inputs.len(), Strategy::AwsSigv4.fields().len());
+        let submitted = form(&[
+            ("field-secretKey", "typed-secret"),
+            ("field-accessKey", "X"),
+        ]);
+        let again = field_inputs(
+            Strategy::AwsSigv4,
+            view.as_object().unwrap(),
+            Some(&submitted),
+            false,
+        );
+        assert!(again.iter().all(|f| f.value != "typed-secret"));
+    }
+}

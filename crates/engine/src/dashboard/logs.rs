@@ -1,0 +1,389 @@
+//! Logs in the dashboard: search by destination, status, data model, event type and time; one
+//! log with its message (behind "Show PHI"), every attempt and the destination's answers; stop
+//! and resend. Searching, stopping and resending are the management API's
+//! (`crate::api::logs`).
+
+use super::session::SignedIn;
+use super::{Dash, Failure, Page, render, see_other, when};
+use crate::api::logs as api;
+use askama::Template;
+use axum::Router;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use std::collections::HashMap;
+use wharf_store::engine::{FAILED, LogFilter, PENDING, SUCCEEDED};
+
+/// Most logs one search shows (newest first).
+const SEARCH_LIMIT: usize = 200;
+/// Most of a message body the log page shows: bodies may be 40 MB.
+const BODY_SHOWN: usize = 256 * 1024;
+/// Most of a destination's answer shown per attempt.
+const RESPONSE_SHOWN: usize = 4 * 1024;
+
+pub(super) fn routes() -> Router<Dash> {
+    Router::new()
+        .route("/logs", get(search))
+        .route("/logs/{id}", get(read))
+        .route("/logs/{id}/stop", post(stop))
+        .route("/logs/{id}/resend", post(resend))
+}
+
+/// The search form's fields; empty means "any".
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SearchForm {
+    destination: String,
+    status: String,
+    #[serde(rename = "dataModel")]
+    data_model: String,
+    #[serde(rename = "eventType")]
+    event_type: String,
+    after: String,
+    before: String,
+}
+
+/// A time from the search form: RFC 3339, or the browser's `datetime-local` form
+/// (`2026-11-23T14:00`, read as UTC, as the page says).
+fn form_time(key: &str, text: &str) -> Result<Option<i64>, crate::api::ApiError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let has_zone = text.ends_with('Z') || text.ends_with('z') || {
+        let tail = &text[text.len().saturating_sub(6)..];
+        tail.starts_with('+') || tail.starts_with('-')
+    };
+    let full = match (has_zone, text.len()) {
+        (true, _) => text.to_owned(),
+        // YYYY-MM-DDTHH:MM
+        (false, 16) => format!("{text}:00Z"),
+        (false, _) => format!("{text}Z"),
+    };
+    api::time_filter(key, Some(&full))
+}
+
+struct Choice {
+    value: String,
+    label: String,
+    checked: bool,
+}
+
+struct Row {
+    id: String,
+    created: String,
+    destination: String,
+    log_type: String,
+    data_model: String,
+    event_type: String,
+    status: String,
+    attempts: i64,
+}
+
+#[derive(Template)]
+#[template(path = "logs.html")]
+struct SearchPage {
+    page: Page,
+    destinations: Vec<Choice>,
+    statuses: Vec<Choice>,
+    form: SearchForm,
+    rows: Vec<Row>,
+    limit: usize,
+    error: String,
+}
+
+/// Every destination of the organization by id, with its name and environment.
+async fn destination_names(dash: &Dash) -> Result<HashMap<String, (String, String)>, Failure> {
+    let org = dash.organization.id.clone();
+    Ok(dash
+        .db(move |s| {
+            let mut names = HashMap::new();
+            for env in s.environments(&org)? {
+                for d in s.destinations(&env.id)? {
+                    names.insert(d.id, (d.name, env.flag.clone()));
+                }
+            }
+            Ok(names)
+        })
+        .await?)
+}
+
+async fn search(
+    State(dash): State<Dash>,
+    Extension(signed_in): Extension<SignedIn>,
+    Query(form): Query<SearchForm>,
+) -> Result<Response, Failure> {
+    let names = destination_names(&dash).await?;
+    let optional = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let filter = form_time("after", &form.after).and_then(|after| {
+        Ok(LogFilter {
+            created_after: after,
+            created_before: form_time("before", &form.before)?,
+            destination_id: optional(&form.destination),
+            status: optional(&form.status),
+            data_model: optional(&form.data_model),
+            event_type: optional(&form.event_type),
+        })
+    });
+    let (logs, error) = match filter {
+        Ok(filter) => match api::search(&dash, filter, SEARCH_LIMIT).await {
+            Ok(logs) => (logs, String::new()),
+            Err(e) => (Vec::new(), e.message().to_owned()),
+        },
+        Err(e) => (Vec::new(), e.message().to_owned()),
+    };
+    let rows = logs
+        .into_iter()
+        .map(|l| Row {
+            created: when(l.created_at),
+            destination: names
+                .get(&l.destination_id)
+                .map_or_else(|| l.destination_id.clone(), |(n, _)| n.clone()),
+            id: l.id,
+            log_type: l.log_type,
+            data_model: l.data_model.unwrap_or_default(),
+            event_type: l.event_type.unwrap_or_default(),
+            status: l.status,
+            attempts: l.attempts,
+        })
+        .collect();
+    let mut destinations: Vec<Choice> = names
+        .into_iter()
+        .map(|(id, (name, env))| Choice {
+            checked: id == form.destination,
+            label: format!("{name} ({env})"),
+            value: id,
+        })
+        .collect();
+    destinations.sort_by(|a, b| a.label.cmp(&b.label));
+    let statuses = [PENDING, SUCCEEDED, FAILED]
+        .into_iter()
+        .map(|s| Choice {
+            value: s.to_owned(),
+            label: s.to_owned(),
+            checked: s == form.status,
+        })
+        .collect();
+    let status = if error.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok(render(
+        status,
+        &SearchPage {
+            page: Page::new(&dash, &signed_in, "logs"),
+            destinations,
+            statuses,
+            form,
+            rows,
+            limit: SEARCH_LIMIT,
+            error,
+        },
+    ))
+}
+
+struct AttemptRow {
+    id: String,
+    started: String,
+    duration_ms: i64,
+    status: String,
+    error: String,
+    response: String,
+}
+
+#[derive(Template)]
+#[template(path = "log.html")]
+struct LogPage {
+    page: Page,
+    id: String,
+    log_type: String,
+    destination: String,
+    destination_id: String,
+    source: String,
+    data_model: String,
+    event_type: String,
+    status: String,
+    pending: bool,
+    created: String,
+    updated: String,
+    next_attempt: String,
+    content_type: String,
+    body: String,
+    body_note: String,
+    attempts: Vec<AttemptRow>,
+    notice: &'static str,
+    error: String,
+}
+
+/// Text of stored bytes, at most `limit` bytes of them (a character cut in two shows as �).
+fn excerpt(bytes: &[u8], limit: usize) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(limit)]).into_owned()
+}
+
+/// The message as a person reads it: pretty JSON when it is JSON and small enough.
+fn readable_body(body: &[u8]) -> (String, String) {
+    if body.len() <= BODY_SHOWN
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Ok(pretty) = serde_json::to_string_pretty(&value)
+    {
+        return (pretty, String::new());
+    }
+    let note = if body.len() > BODY_SHOWN {
+        format!(
+            "Showing the first {} KiB of {} bytes.",
+            BODY_SHOWN / 1024,
+            body.len()
+        )
+    } else {
+        String::new()
+    };
+    (excerpt(body, BODY_SHOWN), note)
+}
+
+async fn log_page(dash: &Dash, signed_in: &SignedIn, id: String) -> Result<LogPage, Failure> {
+    let (log, attempts) = api::find(dash, id).await?;
+    let names = destination_names(dash).await?;
+    let (body, body_note) = readable_body(&log.body);
+    Ok(LogPage {
+        page: Page::new(dash, signed_in, "logs"),
+        destination: names
+            .get(&log.destination_id)
+            .map_or_else(|| log.destination_id.clone(), |(n, e)| format!("{n} ({e})")),
+        destination_id: log.destination_id,
+        id: log.id,
+        log_type: log.log_type,
+        source: log.source,
+        data_model: log.data_model.unwrap_or_default(),
+        event_type: log.event_type.unwrap_or_default(),
+        pending: log.status == PENDING,
+        next_attempt: if log.status == PENDING {
+            when(log.next_attempt_at)
+        } else {
+            String::new()
+        },
+        status: log.status,
+        created: when(log.created_at),
+        updated: when(log.updated_at),
+        content_type: log.content_type,
+        body,
+        body_note,
+        attempts: attempts
+            .into_iter()
+            .map(|a| AttemptRow {
+                id: a.id,
+                started: when(a.started_at),
+                duration_ms: a.duration_ms,
+                status: a
+                    .status_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "no answer".into()),
+                error: a.error.unwrap_or_default(),
+                response: a
+                    .response
+                    .map(|r| excerpt(&r, RESPONSE_SHOWN))
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        notice: "",
+        error: String::new(),
+    })
+}
+
+#[derive(Deserialize)]
+struct Notice {
+    done: Option<String>,
+}
+
+async fn read(
+    State(dash): State<Dash>,
+    Extension(signed_in): Extension<SignedIn>,
+    Path(id): Path<String>,
+    Query(notice): Query<Notice>,
+) -> Result<Response, Failure> {
+    let mut page = log_page(&dash, &signed_in, id).await?;
+    page.notice = match notice.done.as_deref() {
+        Some("stopped") => "Stopped: the log is FAILED and its queue moved on.",
+        Some("resent") => "Resent: the log is back at the end of its destination's queue.",
+        _ => "",
+    };
+    Ok(render(StatusCode::OK, &page))
+}
+
+async fn stop(
+    State(dash): State<Dash>,
+    Extension(signed_in): Extension<SignedIn>,
+    Path(id): Path<String>,
+) -> Result<Response, Failure> {
+    act(&dash, &signed_in, id, false).await
+}
+
+async fn resend(
+    State(dash): State<Dash>,
+    Extension(signed_in): Extension<SignedIn>,
+    Path(id): Path<String>,
+) -> Result<Response, Failure> {
+    act(&dash, &signed_in, id, true).await
+}
+
+async fn act(
+    dash: &Dash,
+    signed_in: &SignedIn,
+    id: String,
+    resend: bool,
+) -> Result<Response, Failure> {
+    let outcome = if resend {
+        api::resend_log(dash, id.clone()).await
+    } else {
+        api::stop_log(dash, id.clone()).await
+    };
+    match outcome {
+        Ok(log) => Ok(see_other(&format!(
+            "/dashboard/logs/{}?done={}",
+            log.id,
+            if resend { "resent" } else { "stopped" }
+        ))),
+        Err(e) => {
+            let mut page = log_page(dash, signed_in, id).await?;
+            page.error = e.message().to_owned();
+            Ok(render(e.status(), &page))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_times_accept_rfc3339_and_the_browsers_local_form_as_utc() {
+        assert_eq!(form_time("after", "").unwrap(), None);
+        assert_eq!(
+            form_time("after", "1970-01-01T00:01").unwrap(),
+            Some(60_000)
+        );
+        assert_eq!(
+            form_time("after", "1970-01-01T00:01:30").unwrap(),
+            Some(90_000)
+        );
+        assert_eq!(
+            form_time("after", "1970-01-01T01:00:00+01:00").unwrap(),
+            Some(0)
+        );
+        let e = form_time("before", "yesterday").unwrap_err();
+        assert!(e.message().contains("`before`"), "{}", e.message());
+    }
+
+    #[test]
+    fn bodies_are_shown_readably_and_cut_when_huge() {
+        let (shown, note) = readable_body(br#"{"Meta":{"DataModel":"PatientAdmin"}}"#);
+        assert!(shown.contains("\n  \"Meta\""), "{shown}");
+        assert!(note.is_empty());
+        let huge = vec![b'x'; BODY_SHOWN + 10];
+        let (shown, note) = readable_body(&huge);
+        assert_eq!(shown.len(), BODY_SHOWN);
+        assert!(note.contains("256 KiB"), "{note}");
+    }
+}

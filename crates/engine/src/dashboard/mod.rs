@@ -1,0 +1,255 @@
+//! The dashboard: the engine's web pages for operators, under `/dashboard`.
+//!
+//! Server-rendered HTML (askama templates in `crates/engine/templates/`, every value escaped),
+//! one stylesheet and one small script served from the binary, no build step. Every page goes
+//! through the same functions as the management API (`crate::api`), so a form is checked
+//! exactly as a JSON body would be and the dashboard cannot do what the API refuses.
+//!
+//! * `session`: sign-in (dashboard password or management key), sessions, CSRF and Origin
+//!   checks on every POST.
+//! * `destinations`: destinations per environment and the seven-step setup wizard.
+//! * `credentials`: auth credentials, a form per strategy, secrets write-only.
+//! * `logs`: log search, one log with its attempts, stop and resend.
+//! * `queues`: queue state per destination, pause and resume.
+//!
+//! Every answer carries a strict Content-Security-Policy (no inline script or style), and pages
+//! are `Cache-Control: no-store`: they show PHI and must not linger in caches.
+
+mod credentials;
+mod destinations;
+mod logs;
+mod queues;
+mod session;
+
+use crate::api::{ApiError, State as EngineState};
+use askama::Template;
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use std::sync::Arc;
+
+pub use session::{hash_password, hash_password_with};
+
+/// The Content-Security-Policy of every dashboard answer: only this origin's stylesheet and
+/// script, no inline code, no framing, forms post only here.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLESHEET: &str = include_str!("../../static/dashboard.css");
+const SCRIPT: &str = include_str!("../../static/dashboard.js");
+
+/// What the dashboard's handlers share.
+#[derive(Clone)]
+pub(crate) struct Dash {
+    engine: EngineState,
+    sessions: Arc<session::Sessions>,
+    /// Cookies get `Secure` when the engine is reached over HTTPS (`public_url`).
+    secure_cookies: bool,
+}
+
+impl std::ops::Deref for Dash {
+    type Target = EngineState;
+    fn deref(&self) -> &EngineState {
+        &self.engine
+    }
+}
+
+/// The dashboard's routes, to be nested under `/dashboard`.
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(engine: EngineState) -> Router<S> {
+    let secure_cookies = engine
+        .config
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
+    let dash = Dash {
+        engine,
+        sessions: Arc::new(session::Sessions::new(session::IDLE_TIMEOUT)),
+        secure_cookies,
+    };
+    Router::new()
+        .route(
+            "/",
+            get(|| async { Redirect::to("/dashboard/destinations") }),
+        )
+        .route("/static/{file}", get(static_file))
+        .merge(session::routes())
+        .merge(destinations::routes())
+        .merge(credentials::routes())
+        .merge(logs::routes())
+        .merge(queues::routes())
+        .fallback(|| async {
+            Failure::new(StatusCode::NOT_FOUND, "There is no such dashboard page.")
+        })
+        .layer(middleware::from_fn_with_state(dash.clone(), session::guard))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(dash)
+}
+
+/// Headers on every dashboard answer, including refusals and static files.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The stylesheet and the script, compiled into the binary.
+async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    let (body, content_type) = match file.as_str() {
+        "dashboard.css" => (STYLESHEET, "text/css; charset=utf-8"),
+        "dashboard.js" => (SCRIPT, "text/javascript; charset=utf-8"),
+        _ => return Failure::new(StatusCode::NOT_FOUND, "There is no such file.").into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            // Not secret, and changes only with the binary.
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// What every signed-in page shows in its frame: the organization, the navigation, and the
+/// sign-out form (which needs the CSRF token).
+pub(crate) struct Page {
+    pub organization: String,
+    pub csrf: String,
+    /// Which navigation entry is current: `destinations`, `credentials`, `logs`, `queues`.
+    pub nav: &'static str,
+}
+
+impl Page {
+    pub fn new(dash: &Dash, signed_in: &session::SignedIn, nav: &'static str) -> Page {
+        Page {
+            organization: dash.organization.name.clone(),
+            csrf: signed_in.csrf.clone(),
+            nav,
+        }
+    }
+}
+
+/// Renders a template as an HTML answer with `status`.
+pub(crate) fn render(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(body) => (status, Html(body)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a dashboard page could not be rendered");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered; see the engine's log",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// A dashboard page that could not be shown, with the reason a person can act on.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    status: StatusCode,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    status: u16,
+    message: &'a str,
+}
+
+impl Failure {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Failure {
+        Failure::new(e.status(), e.message())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        render(
+            self.status,
+            &ErrorPage {
+                status: self.status.as_u16(),
+                message: &self.message,
+            },
+        )
+    }
+}
+
+/// 303 See Other: after a successful POST, the browser GETs the result (reloading does not
+/// post again).
+pub(crate) fn see_other(location: &str) -> Response {
+    Redirect::to(location).into_response()
+}
+
+/// Random bytes from the system's generator (aws-lc-rs).
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // Fails only when the operating system has no entropy source, where nothing is safe.
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random number generator failed");
+    bytes
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Readable UTC time of a millisecond timestamp, e.g. `2026-11-23 14:00:05 UTC`.
+pub(crate) fn when(millis: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| millis.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_in_utc() {
+        assert_eq!(when(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(when(1_795_442_405_123), "2026-11-23 14:00:05 UTC");
+    }
+
+    #[test]
+    fn random_bytes_differ_and_hex_is_lower_case() {
+        let (a, b) = (random_bytes::<32>(), random_bytes::<32>());
+        assert_ne!(a, b);
+        assert_eq!(hex(&[0xab, 0x01]), "ab01");
+        assert_eq!(hex(&a).len(), 64);
+    }
+}

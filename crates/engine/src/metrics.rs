@@ -1,0 +1,85 @@
+//! The engine's metrics, on top of the HTTP ones every server has (`wharf-serve`): delivery
+//! attempts and their latency, queue depth per destination, held and paused queues (read from
+//! the store when scraped), and group-commit batch sizes.
+
+use prometheus_client::metrics::histogram::Histogram;
+use std::sync::Arc;
+use wharf_serve::metrics::{
+    CounterFamily, GaugeFamily, HistogramFamily, Metrics, batch_size_histogram,
+};
+use wharf_store::engine::EngineStore;
+
+/// The registry and the engine's own series.
+pub(crate) struct EngineMetrics {
+    pub registry: Arc<Metrics>,
+    attempts: CounterFamily,
+    attempt_seconds: HistogramFamily,
+    queue_depth: GaugeFamily,
+    queues: GaugeFamily,
+    pub batch_sizes: Histogram,
+}
+
+impl EngineMetrics {
+    pub fn new() -> Self {
+        let mut registry = Metrics::new();
+        let attempts = registry.counter_family(
+            "delivery_attempts",
+            "Delivery attempts to destinations, by outcome (succeeded or failed)",
+        );
+        let attempt_seconds = registry.latency_family(
+            "delivery_attempt_duration_seconds",
+            "Time from sending a message to the destination's answer, by outcome",
+        );
+        let queue_depth =
+            registry.gauge_family("queue_depth", "Pending logs per destination queue");
+        let queues = registry.gauge_family(
+            "queues",
+            "Destination queues by state: held (its head failed and is being retried) or paused (by an operator)",
+        );
+        let batch_sizes = registry.histogram(
+            "engine_commit_batch_size",
+            "Writes (ingested logs, attempts) per group commit",
+            batch_size_histogram(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            attempts,
+            attempt_seconds,
+            queue_depth,
+            queues,
+            batch_sizes,
+        }
+    }
+
+    /// Records one delivery attempt.
+    pub fn attempt(&self, accepted: bool, seconds: f64) {
+        let outcome = vec![(
+            "outcome".to_owned(),
+            if accepted { "succeeded" } else { "failed" }.to_owned(),
+        )];
+        self.attempts.get_or_create(&outcome).inc();
+        self.attempt_seconds
+            .get_or_create(&outcome)
+            .observe(seconds);
+    }
+
+    /// Reads the queues from the store and renders every series.
+    pub fn render(&self, store: &EngineStore) -> Result<String, wharf_store::StoreError> {
+        let stats = store.queue_stats()?;
+        let (mut held, mut paused) = (0, 0);
+        for q in &stats {
+            self.queue_depth
+                .get_or_create(&vec![("destination".to_owned(), q.destination_id.clone())])
+                .set(q.depth);
+            held += i64::from(q.held);
+            paused += i64::from(q.paused_by_operator);
+        }
+        self.queues
+            .get_or_create(&vec![("state".to_owned(), "held".to_owned())])
+            .set(held);
+        self.queues
+            .get_or_create(&vec![("state".to_owned(), "paused".to_owned())])
+            .set(paused);
+        Ok(self.registry.render())
+    }
+}

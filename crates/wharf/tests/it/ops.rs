@@ -1,0 +1,207 @@
+//! The binary as an operator runs it: JSON logs that carry request ids and never a secret or
+//! a message body, `check-config` for both kinds of file, SIGTERM that drains and exits 0,
+//! and `send`'s progress bar on a terminal (plain lines otherwise).
+
+use super::*;
+
+#[tokio::test]
+async fn json_logs_carry_request_ids_and_never_a_secret_or_a_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, "");
+    let child = wharf()
+        .env("RUST_LOG", "debug")
+        .args(["--log-format", "json", "destination", "serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_healthy(addr).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/redox");
+    let body = r#"{"Meta":{"DataModel":"PatientAdmin","EventType":"Arrival"},"Patient":{"Demographics":{"FirstName":"PHI-FIRST-NAME-7731"}}}"#;
+    let ok = client
+        .post(&url)
+        .header("verification-token", TOKEN)
+        .header("x-request-id", "req-ops-1")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let wrong = client
+        .post(&url)
+        .header("verification-token", "WRONG-TOKEN-4242")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+    let malformed = client
+        .post(&url)
+        .header("verification-token", TOKEN)
+        .body("not json PHI-MALFORMED-9911")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 200);
+
+    // SIGTERM: drains and exits 0.
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 5, "{logs}");
+    for line in &lines {
+        let parsed: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            parsed["timestamp"].is_string() && parsed["level"].is_string(),
+            "{line}"
+        );
+    }
+    for secret in [
+        TOKEN,
+        "WRONG-TOKEN-4242",
+        "PHI-FIRST-NAME-7731",
+        "PHI-MALFORMED-9911",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "{secret} leaked into the logs:\n{logs}"
+        );
+    }
+    assert!(
+        logs.contains("req-ops-1"),
+        "the request id is in the request's log lines:\n{logs}"
+    );
+    assert!(
+        logs.contains("wrong_token"),
+        "refusals are logged with their reason"
+    );
+}
+
+#[tokio::test]
+async fn check_config_validates_both_kinds_without_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, "");
+    let out = run(&["check-config", config.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("ok: destination server configuration"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("Acme at /redox (Development)"));
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "nothing listens"
+    );
+
+    let bad = write_config(dir.path(), port, "forward_url = \"ftp://x\"");
+    let out = run(&["check-config", bad.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("destinations[0].forward_url"),
+        "{}",
+        stderr(&out)
+    );
+
+    let engine = dir.path().join("engine.toml");
+    std::fs::write(
+        &engine,
+        "organization = \"Acme\"\napi_keys = [\"key-0123456789abcdef\"]\nmaster_key = \"master-key-0123456789abcdef0123456789\"\n",
+    )
+    .unwrap();
+    let out = run(&["check-config", engine.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("ok: engine configuration"),
+        "{}",
+        stdout(&out)
+    );
+    std::fs::write(
+        &engine,
+        "organization = \"Acme\"\napi_keys = [\"key-0123456789abcdef\"]\nmaster_key = \"short\"\n",
+    )
+    .unwrap();
+    let out = run(&["check-config", engine.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("master_key"), "{}", stderr(&out));
+
+    // An unreadable TLS key is caught before any restart.
+    let tls = write_config(dir.path(), port, "");
+    let text = std::fs::read_to_string(&tls).unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "not a key").unwrap();
+    std::fs::write(
+        &tls,
+        format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n{text}",
+            key.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let out = run(&["check-config", tls.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("tls_cert"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn send_shows_a_progress_bar_on_a_terminal_and_plain_lines_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, "");
+    let _server = wharf()
+        .args(["destination", "serve", "--config", config.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_healthy(addr).await;
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let files = [
+        format!("{examples}/patient-admin-arrival.json"),
+        format!("{examples}/scheduling-new.json"),
+        format!("{examples}/fhir-patient-admin.json"),
+    ];
+    let url = format!("http://{addr}/redox");
+    // Plain: stdout is a pipe.
+    let mut args = vec!["send", url.as_str(), "--token", TOKEN];
+    args.extend(files.iter().map(String::as_str));
+    let out = run(&args).await;
+    assert_eq!(out.status.code(), Some(0));
+    let plain = stdout(&out);
+    assert_eq!(plain.lines().count(), 3, "one line per file:\n{plain}");
+    assert!(!plain.contains("files sent"));
+
+    // A terminal: run under `script`, which gives the command a pseudo-terminal.
+    let command = format!(
+        "{} send {url} --token {TOKEN} {}",
+        env!("CARGO_BIN_EXE_wharf"),
+        files.join(" ")
+    );
+    let out = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .await
+        .expect("`script` (util-linux) runs commands on a pseudo-terminal");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("3/3 files sent"), "a progress bar:\n{shown}");
+    assert_eq!(shown.matches("200 OK").count(), 3, "{shown}");
+}
