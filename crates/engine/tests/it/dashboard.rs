@@ -136,9 +136,11 @@ async fn sign_in_sessions_and_the_headers_every_page_carries() {
     let mut visitor = Visitor::new(&engine);
 
     // Not signed in: pages send to the sign-in page.
-    let response = visitor.get("/dashboard/destinations").await;
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert_eq!(response.headers()["location"], "/dashboard/signin");
+    for page in ["/dashboard", "/dashboard/", "/dashboard/destinations", "/dashboard/logs/x"] {
+        let response = visitor.get(page).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{page}");
+        assert_eq!(response.headers()["location"], "/dashboard/signin", "{page}");
+    }
 
     let response = visitor.get("/dashboard/signin").await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -196,6 +198,11 @@ async fn sign_in_sessions_and_the_headers_every_page_carries() {
     let id = session["wharf_session=".len()..].split(';').next().unwrap();
     assert_eq!(id.len(), 64, "a 256-bit session id");
 
+    let home = visitor.get("/dashboard").await;
+    assert_eq!(home.headers()["location"], "/dashboard/destinations");
+    let missing = visitor.get("/dashboard/nothing").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.headers()["content-security-policy"], CSP);
     let page = visitor.get("/dashboard/destinations").await;
     assert_eq!(page.status(), StatusCode::OK);
     assert_eq!(page.headers()["content-security-policy"], CSP);
