@@ -15,6 +15,7 @@
 //! | [`jwks`] | public verification keys, algorithm pinned per key, refresh policy |
 //! | [`jwt`] | verifying JWTs: signature, issuer, audience, expiry, not-before, jti |
 //! | [`oauth`] | token endpoint requests, issued bearer tokens, jti replay, client secrets |
+//! | [`replay`] | single-use credentials (SigV4 signatures, JWT Bearer tokens) remembered until they expire |
 //! | [`sigv4`] | AWS Signature Version 4: signing (engine) and verifying (destination) |
 
 pub mod client;
@@ -23,6 +24,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod oauth;
+pub mod replay;
 pub mod sigv4;
 pub mod strategy;
 

@@ -137,3 +137,94 @@ pub fn duration(
             }),
     }
 }
+
+/// A PostgreSQL URL from `database_url` or `database_url_env`. Its `Debug` hides the password
+/// (configs are logged with `{:?}`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // postgres://user:password@host/db -> postgres://user:***@host/db
+        let text = &self.0;
+        let shown = match (text.find("://"), text.find('@')) {
+            (Some(scheme), Some(at)) if scheme + 3 < at => {
+                let credentials = &text[scheme + 3..at];
+                match credentials.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:***{}", &text[..scheme + 3], &text[at..]),
+                    None => text.clone(),
+                }
+            }
+            _ => text.clone(),
+        };
+        write!(f, "DatabaseUrl({shown:?})")
+    }
+}
+
+/// `database_url` (or `database_url_env`, an environment variable's name): a PostgreSQL URL
+/// puts the server's data in that database, shared with other processes; neither keeps the
+/// embedded SQLite files in `data_dir`.
+pub fn database_url(
+    env: &dyn Env,
+    url: Option<String>,
+    url_env: Option<String>,
+) -> Result<Option<DatabaseUrl>, ConfigError> {
+    let url = match (url, url_env) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "database_url",
+                "set either database_url or database_url_env, not both",
+            ));
+        }
+        (Some(url), None) => url,
+        (None, Some(var)) => env.var(&var).ok_or_else(|| {
+            err(
+                "database_url_env",
+                format!("names the environment variable {var:?}, which is not set"),
+            )
+        })?,
+        (None, None) => return Ok(None),
+    };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(err(
+            "database_url",
+            "must be a PostgreSQL URL like \"postgres://user:password@host:5432/database\" \
+             (add ?sslmode=require for TLS); leave it out to keep SQLite files in data_dir",
+        ));
+    }
+    Ok(Some(DatabaseUrl(url)))
+}
+
+#[cfg(test)]
+mod database_url_tests {
+    use super::*;
+
+    struct Vars;
+    impl Env for Vars {
+        fn var(&self, name: &str) -> Option<String> {
+            (name == "DB").then(|| "postgres://u:secret@h/d".to_owned())
+        }
+    }
+
+    #[test]
+    fn database_url_from_the_file_or_the_environment() {
+        assert_eq!(database_url(&Vars, None, None).unwrap(), None);
+        let url = database_url(&Vars, None, Some("DB".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(url.as_str(), "postgres://u:secret@h/d");
+        assert!(!format!("{url:?}").contains("secret"));
+        let e = database_url(&Vars, Some("mysql://x".into()), None).unwrap_err();
+        assert_eq!(e.key, "database_url");
+        let e = database_url(&Vars, Some("postgres://x".into()), Some("DB".into())).unwrap_err();
+        assert!(e.problem.contains("not both"));
+        let e = database_url(&Vars, None, Some("NOPE".into())).unwrap_err();
+        assert_eq!(e.key, "database_url_env");
+    }
+}

@@ -7,42 +7,76 @@
 //! the operator sets `allow_private_endpoints`. The connection is then pinned to the checked
 //! address, so a DNS answer that changes between the check and the connect cannot slip
 //! through; redirects are never followed (see [`crate::client`]).
+//!
+//! Names are looked up through a [`Resolve`] implementation: the system's resolver in
+//! production ([`SystemResolver`]), a scripted one in tests, so a test can make a name's answer
+//! change between two lookups (DNS rebinding) and show that the second answer is checked too.
+//! Pinned clients ignore `HTTP_PROXY`/`HTTPS_PROXY`: a proxy would resolve the name itself and
+//! connect wherever its answer pointed, past the check.
 
+use std::fmt;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
 
 /// Why an address may not be called, or `None` if it may.
 pub fn refusal(ip: IpAddr, allow_private: bool) -> Option<&'static str> {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
     match ip {
         IpAddr::V4(v4) => refusal_v4(v4, allow_private),
-        IpAddr::V6(v6) => refusal_v6(v6, allow_private),
+        IpAddr::V6(v6) => match embedded_v4(v6) {
+            // Reaching such an address may reach the IPv4 host inside it, so that host decides.
+            Some(v4) => refusal_v4(v4, allow_private),
+            None => refusal_v6(v6, allow_private),
+        },
     }
 }
 
+/// The IPv4 address inside an IPv6 address that may lead to it: IPv4-mapped (`::ffff:a.b.c.d`),
+/// IPv4-compatible (`::a.b.c.d`, deprecated but still parsed by stacks), NAT64's well-known
+/// prefix (`64:ff9b::a.b.c.d`, RFC 6052) and 6to4 (`2002:AABB:CCDD::/48`).
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = v6.segments();
+    let v4 = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    let compatible = s[..6] == [0; 6] && !(s[6] == 0 && s[7] <= 1);
+    let nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4];
+    if compatible || nat64 {
+        return Some(v4(s[6], s[7]));
+    }
+    (s[0] == 0x2002).then(|| v4(s[1], s[2]))
+}
+
 fn refusal_v4(ip: Ipv4Addr, allow_private: bool) -> Option<&'static str> {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     if ip.is_link_local() {
         return Some("a link-local address (cloud metadata services live there)");
     }
-    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || a == 0 {
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || a == 0 || a >= 240 {
         return Some("not a unicast address");
     }
     if ip == Ipv4Addr::new(100, 100, 100, 200) {
         return Some("a cloud metadata address");
     }
-    let private = ip.is_loopback() || ip.is_private() || (a == 100 && (64..128).contains(&b));
+    // Loopback, RFC 1918, carrier-grade NAT (100.64/10), IETF protocol assignments (192.0.0/24)
+    // and benchmarking networks (198.18/15): none of them is a customer's public endpoint.
+    let private = ip.is_loopback()
+        || ip.is_private()
+        || (a == 100 && (64..128).contains(&b))
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && (b & 0xfe) == 18);
     (private && !allow_private)
         .then_some("a loopback or private address (set allow_private_endpoints to allow it)")
 }
 
 fn refusal_v6(ip: Ipv6Addr, allow_private: bool) -> Option<&'static str> {
-    let first = ip.segments()[0];
+    let [first, second, third, ..] = ip.segments();
     if (first & 0xffc0) == 0xfe80 {
         return Some("a link-local address");
     }
@@ -52,13 +86,76 @@ fn refusal_v6(ip: Ipv6Addr, allow_private: bool) -> Option<&'static str> {
     if ip.is_unspecified() || ip.is_multicast() {
         return Some("not a unicast address");
     }
-    let private = ip.is_loopback() || (first & 0xfe00) == 0xfc00;
+    // Loopback, unique local (fc00::/7), the old site-local (fec0::/10) and NAT64's local-use
+    // prefix (64:ff9b:1::/48, RFC 8215), whose embedded address depends on the network.
+    let private = ip.is_loopback()
+        || (first & 0xfe00) == 0xfc00
+        || (first & 0xffc0) == 0xfec0
+        || (first == 0x64 && second == 0xff9b && third == 1);
     (private && !allow_private)
         .then_some("a loopback or private address (set allow_private_endpoints to allow it)")
 }
 
-/// Resolves `url`'s host and checks every address; returns the address to connect to.
+/// The future a [`Resolve`] returns.
+pub type Lookup<'a> = Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'a>>;
+
+/// Looks up a host name's addresses. The engine uses [`SystemResolver`]; tests supply their own
+/// to script what DNS answers.
+pub trait Resolve: Send + Sync {
+    /// The addresses of `host` (a name, never an IP literal), with `port` filled in.
+    fn lookup<'a>(&'a self, host: &'a str, port: u16) -> Lookup<'a>;
+}
+
+/// The operating system's resolver (`getaddrinfo` through tokio).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn lookup<'a>(&'a self, host: &'a str, port: u16) -> Lookup<'a> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    }
+}
+
+/// A resolver shared by every outbound client of a server; [`SystemResolver`] by default.
+#[derive(Clone)]
+pub struct SharedResolver(Arc<dyn Resolve>);
+
+impl SharedResolver {
+    pub fn new(resolver: impl Resolve + 'static) -> Self {
+        SharedResolver(Arc::new(resolver))
+    }
+}
+
+impl Default for SharedResolver {
+    fn default() -> Self {
+        SharedResolver::new(SystemResolver)
+    }
+}
+
+impl fmt::Debug for SharedResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedResolver")
+    }
+}
+
+impl Resolve for SharedResolver {
+    fn lookup<'a>(&'a self, host: &'a str, port: u16) -> Lookup<'a> {
+        self.0.lookup(host, port)
+    }
+}
+
+/// Resolves `url`'s host with the system's resolver and checks every address; returns the
+/// address to connect to.
 pub async fn resolve(url: &reqwest::Url, allow_private: bool) -> Result<SocketAddr, String> {
+    resolve_with(&SystemResolver, url, allow_private).await
+}
+
+/// [`resolve`] with a given resolver.
+pub async fn resolve_with(
+    resolver: &dyn Resolve,
+    url: &reqwest::Url,
+    allow_private: bool,
+) -> Result<SocketAddr, String> {
     let host = url
         .host_str()
         .ok_or_else(|| "the endpoint URL has no host".to_owned())?;
@@ -68,10 +165,10 @@ pub async fn resolve(url: &reqwest::Url, allow_private: bool) -> Result<SocketAd
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((bare, port))
+        Err(_) => resolver
+            .lookup(bare, port)
             .await
-            .map_err(|e| format!("DNS error: cannot resolve {host}: {e}"))?
-            .collect(),
+            .map_err(|e| format!("DNS error: cannot resolve {host}: {e}"))?,
     };
     if addrs.is_empty() {
         return Err(format!("DNS error: {host} has no address"));
@@ -93,9 +190,20 @@ pub async fn pinned_client(
     url: &reqwest::Url,
     allow_private: bool,
 ) -> Result<reqwest::Client, String> {
-    let addr = resolve(url, allow_private).await?;
+    pinned_client_with(&SystemResolver, url, allow_private).await
+}
+
+/// [`pinned_client`] with a given resolver.
+pub async fn pinned_client_with(
+    resolver: &dyn Resolve,
+    url: &reqwest::Url,
+    allow_private: bool,
+) -> Result<reqwest::Client, String> {
+    let addr = resolve_with(resolver, url, allow_private).await?;
     let host = url.host_str().unwrap_or_default().to_owned();
     crate::client::builder(None)?
+        // A proxy from the environment would resolve and connect by itself, past the check.
+        .no_proxy()
         .resolve(&host, addr)
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
@@ -104,6 +212,10 @@ pub async fn pinned_client(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use wharf_testkit::Recorder;
 
     fn refused(ip: &str, allow: bool) -> bool {
         refusal(ip.parse().unwrap(), allow).is_some()
@@ -118,11 +230,20 @@ mod tests {
             "fd00:ec2::254",
             "100.100.100.200",
             "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "240.0.0.1",
             "::",
             "::ffff:169.254.169.254",
+            "::ffff:0.0.0.0",
+            "::169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
             "224.0.0.1",
+            "ff02::1",
         ] {
             assert!(refused(ip, true), "{ip}");
+            assert!(refused(ip, false), "{ip}");
         }
     }
 
@@ -130,24 +251,57 @@ mod tests {
     fn private_addresses_only_when_allowed() {
         for ip in [
             "127.0.0.1",
+            "127.255.0.9",
             "10.1.2.3",
             "172.16.0.1",
             "192.168.1.1",
             "100.64.0.1",
+            "192.0.0.8",
+            "198.18.0.1",
             "::1",
+            "fd00::1",
             "fd12::1",
+            "fec0::1",
             "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::1",
+            "2002:c0a8:101::1",
         ] {
             assert!(refused(ip, false), "{ip}");
             assert!(!refused(ip, true), "{ip}");
         }
-        for ip in ["93.184.216.34", "2606:2800:220:1::"] {
+        for ip in [
+            "93.184.216.34",
+            "2606:2800:220:1::",
+            "::ffff:93.184.216.34",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+        ] {
             assert!(!refused(ip, false), "{ip}");
         }
     }
 
     #[tokio::test]
     async fn resolve_checks_literals_and_names() {
+        for (url, allowed) in [
+            ("http://127.0.0.1:9/x", true),
+            ("http://localhost:9/x", true),
+            ("http://[::1]:9/x", true),
+            ("http://[::ffff:127.0.0.1]:9/x", true),
+            ("http://10.0.0.1/x", true),
+            ("http://192.168.0.1/x", true),
+            ("http://[fd00::1]/x", true),
+            ("http://169.254.169.254/latest/meta-data", false),
+            ("http://0.0.0.0:9/x", false),
+            ("http://[::ffff:169.254.169.254]/x", false),
+        ] {
+            let url: reqwest::Url = url.parse().unwrap();
+            let refused = resolve(&url, false).await.unwrap_err();
+            assert!(refused.starts_with("refused to connect"), "{url}: {refused}");
+            assert_eq!(resolve(&url, true).await.is_ok(), allowed, "{url}");
+        }
         let url: reqwest::Url = "http://127.0.0.1:9/x".parse().unwrap();
         assert!(
             resolve(&url, false)
@@ -156,9 +310,123 @@ mod tests {
                 .contains("allow_private_endpoints")
         );
         assert_eq!(resolve(&url, true).await.unwrap().port(), 9);
-        let url: reqwest::Url = "http://localhost:9/x".parse().unwrap();
-        assert!(resolve(&url, false).await.is_err());
-        let url: reqwest::Url = "http://[::1]:9/x".parse().unwrap();
-        assert!(resolve(&url, false).await.is_err());
+    }
+
+    /// DNS as a test scripts it: each lookup takes the next answer (the last one repeats).
+    struct Scripted {
+        answers: Mutex<VecDeque<Vec<IpAddr>>>,
+        lookups: AtomicUsize,
+    }
+
+    impl Scripted {
+        fn new(answers: &[&[&str]]) -> Arc<Self> {
+            Arc::new(Scripted {
+                answers: Mutex::new(
+                    answers
+                        .iter()
+                        .map(|a| a.iter().map(|ip| ip.parse().unwrap()).collect())
+                        .collect(),
+                ),
+                lookups: AtomicUsize::new(0),
+            })
+        }
+    }
+
+    impl Resolve for Arc<Scripted> {
+        fn lookup<'a>(&'a self, _host: &'a str, port: u16) -> Lookup<'a> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            let mut answers = self.answers.lock().unwrap();
+            let answer = if answers.len() > 1 {
+                answers.pop_front().unwrap()
+            } else {
+                answers.front().cloned().unwrap_or_default()
+            };
+            Box::pin(async move { Ok(answer.into_iter().map(|ip| SocketAddr::new(ip, port)).collect()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_changed_dns_answer_is_checked_again() {
+        // The name first points at a public address, then (rebinding) at the machine itself,
+        // where an internal service listens.
+        let internal = Recorder::ok().await;
+        let dns = Scripted::new(&[&["93.184.216.34"], &["127.0.0.1"]]);
+        let url: reqwest::Url = format!("http://partner.test:{}/hook", internal.addr.port())
+            .parse()
+            .unwrap();
+        assert!(pinned_client_with(&dns, &url, false).await.is_ok());
+        let second = pinned_client_with(&dns, &url, false).await.unwrap_err();
+        assert_eq!(
+            second,
+            "refused to connect to partner.test (127.0.0.1): a loopback or private address (set allow_private_endpoints to allow it)"
+        );
+        assert_eq!(dns.lookups.load(Ordering::SeqCst), 2);
+        assert_eq!(internal.count(), 0, "no connection to the second answer");
+
+        // One refused address among several refuses the name (which one a client would pick
+        // is luck), even when the operator allows private addresses.
+        let dns = Scripted::new(&[&["93.184.216.34", "169.254.169.254"]]);
+        let refused = pinned_client_with(&dns, &url, true).await.unwrap_err();
+        assert!(refused.contains("169.254.169.254"), "{refused}");
+        let dns = Scripted::new(&[&[]]);
+        assert!(
+            resolve_with(&dns, &url, true)
+                .await
+                .unwrap_err()
+                .contains("has no address")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pinned_client_connects_only_to_the_checked_address() {
+        // After the check, the name's answer changes to a forbidden address: the client keeps
+        // connecting to the address that was checked, and never asks DNS again itself.
+        let checked = Recorder::ok().await;
+        let dns = Scripted::new(&[&["127.0.0.1"], &["169.254.169.254"]]);
+        let url: reqwest::Url = format!("http://partner.test:{}/hook", checked.addr.port())
+            .parse()
+            .unwrap();
+        let client = pinned_client_with(&dns, &url, true).await.unwrap();
+        for _ in 0..3 {
+            let response = client.post(url.clone()).body("x").send().await.unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        assert_eq!(checked.count(), 3);
+        assert_eq!(dns.lookups.load(Ordering::SeqCst), 1);
+        // The next client for the name is checked against the new answer, and refused.
+        let refused = pinned_client_with(&dns, &url, true).await.unwrap_err();
+        assert!(refused.contains("link-local"), "{refused}");
+    }
+
+    /// A server that answers every request with `302 Location: <location>`.
+    async fn redirecting_to(location: String) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let location = location.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    let answer = format!(
+                        "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let internal = Recorder::ok().await;
+        let addr = redirecting_to(internal.url("/admin")).await;
+        let url: reqwest::Url = format!("http://{addr}/hook").parse().unwrap();
+        let client = pinned_client(&url, true).await.unwrap();
+        let response = client.post(url).body("x").send().await.unwrap();
+        assert_eq!(response.status(), 302);
+        assert_eq!(internal.count(), 0);
     }
 }

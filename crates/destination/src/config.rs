@@ -34,10 +34,16 @@ pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/_whar
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `database_url` (or `database_url_env`): PostgreSQL, shared by several destination servers;
+    /// `None`: SQLite files in `data_dir`.
+    pub database_url: Option<wharf_config::DatabaseUrl>,
     pub tls: Option<TlsFiles>,
     pub writer_queue_capacity: usize,
     /// Password of the `/_wharf` status page; the page is off without one.
     pub admin_token: Option<VerificationToken>,
+    /// Connection cap and read timeouts (`max_connections`, `header_read_timeout`,
+    /// `idle_timeout`, `body_read_timeout`).
+    pub serve: wharf_serve::ServeOptions,
     pub destinations: Vec<DestinationConfig>,
 }
 
@@ -66,11 +72,17 @@ pub struct DestinationConfig {
 struct RawConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    database_url_env: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     writer_queue_capacity: Option<usize>,
     admin_token: Option<String>,
     admin_token_env: Option<String>,
+    max_connections: Option<usize>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    body_read_timeout: Option<String>,
     #[serde(default)]
     destinations: Vec<RawDestination>,
 }
@@ -121,6 +133,12 @@ impl Config {
         if writer_queue_capacity == 0 {
             return Err(err("writer_queue_capacity", "must be at least 1"));
         }
+        let serve = wharf_serve::ServeOptions::from_config(
+            raw.max_connections,
+            raw.header_read_timeout.as_deref(),
+            raw.idle_timeout.as_deref(),
+            raw.body_read_timeout.as_deref(),
+        )?;
         let admin_token = match (raw.admin_token, raw.admin_token_env) {
             (Some(_), Some(_)) => {
                 return Err(err(
@@ -194,9 +212,11 @@ impl Config {
         Ok(Config {
             listen,
             data_dir,
+            database_url: wharf_config::database_url(env, raw.database_url, raw.database_url_env)?,
             tls,
             writer_queue_capacity,
             admin_token,
+            serve,
             destinations,
         })
     }

@@ -7,12 +7,17 @@
 //! lives in the inbox (`forwarded` status), so a restart resumes where it stopped; a message
 //! whose 2xx was not yet recorded when the process died is sent again (at least once, never
 //! less). Malformed messages are never forwarded.
+//!
+//! Several destination servers on one PostgreSQL database: each destination is forwarded by one
+//! of them at a time, the holder of its forwarder lease (`Inbox::holds_forwarder`, checked
+//! before every attempt); the others wait and take over when it stops or dies.
 
 use crate::config::DestinationConfig;
 use crate::error_chain;
 use http::header::CONTENT_TYPE;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use wharf_store::{Inbox, StoredMessage};
 
 /// Header with Wharf's identifier of the message (stable across forwarding attempts).
@@ -47,14 +52,31 @@ pub(crate) async fn run(
     // truth across runs; the cursor only stops us re-reading rows whose `forwarded` mark is
     // still in the writer's queue.
     let mut cursor = 0;
+    // The `forwarded` marks still being committed: awaited before the lease is given up.
+    let mut marks = JoinSet::new();
+    inbox.want_forwarder(&destination.name);
     tracing::info!(destination = %destination.name, "forwarder started");
     loop {
         if *shutdown.borrow() {
             break;
         }
+        while marks.try_join_next().is_some() {}
         // Mark what is in the inbox now as seen before reading, so a commit that lands after the
         // read wakes us instead of being missed.
         committed.borrow_and_update();
+        if !inbox.holds_forwarder(&destination.name) {
+            // Another process forwards this destination; the change comes when the lease is
+            // ours, the timer when it only expired.
+            let open = tokio::select! {
+                r = committed.changed() => r.is_ok(),
+                r = shutdown.changed() => r.is_ok(),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => true,
+            };
+            if !open {
+                break;
+            }
+            continue;
+        }
         let next = {
             let reader = inbox.reader().clone();
             let name = destination.name.clone();
@@ -85,15 +107,36 @@ pub(crate) async fn run(
                 continue;
             }
         };
-        if !deliver(&inbox, &http, &destination, &url, &message, &mut shutdown).await {
-            break;
+        match deliver(
+            &inbox,
+            &http,
+            &destination,
+            &url,
+            &message,
+            &mut shutdown,
+            &mut marks,
+        )
+        .await
+        {
+            Delivery::Accepted => cursor = message.id,
+            Delivery::LeaseLost => {}
+            Delivery::Shutdown => break,
         }
-        cursor = message.id;
     }
+    while marks.join_next().await.is_some() {}
+    inbox.release_forwarder(&destination.name).await;
     tracing::info!(destination = %destination.name, "forwarder stopped");
 }
 
-/// Sends one message until the application accepts it. Returns false if shutdown came first.
+/// How sending one message ended.
+enum Delivery {
+    Accepted,
+    /// This process may no longer forward the destination (another took it over).
+    LeaseLost,
+    Shutdown,
+}
+
+/// Sends one message until the application accepts it, shutdown comes, or the lease is lost.
 async fn deliver(
     inbox: &Inbox,
     http: &reqwest::Client,
@@ -101,9 +144,13 @@ async fn deliver(
     url: &reqwest::Url,
     message: &StoredMessage,
     shutdown: &mut watch::Receiver<bool>,
-) -> bool {
+    marks: &mut JoinSet<()>,
+) -> Delivery {
     let mut backoff = FIRST_BACKOFF;
     loop {
+        if !inbox.holds_forwarder(&destination.name) {
+            return Delivery::LeaseLost;
+        }
         let attempt = http
             .post(url.clone())
             .timeout(destination.forward_timeout)
@@ -115,7 +162,7 @@ async fn deliver(
             .send();
         let outcome = tokio::select! {
             r = attempt => r,
-            _ = shutdown.changed() => return false,
+            _ = shutdown.changed() => return Delivery::Shutdown,
         };
         let failure = match outcome {
             Ok(response) if response.status().is_success() => {
@@ -124,12 +171,12 @@ async fn deliver(
                 // restart is exactly at-least-once.
                 let inbox = inbox.clone();
                 let id = message.id;
-                tokio::spawn(async move {
+                marks.spawn(async move {
                     if let Err(e) = inbox.mark_forwarded(id).await {
                         tracing::warn!(error = %e, id, "could not record a forwarded message; it will be sent again after a restart");
                     }
                 });
-                return true;
+                return Delivery::Accepted;
             }
             Ok(response) => format!("the application answered HTTP {}", response.status()),
             Err(e) if e.is_timeout() => {
@@ -145,7 +192,7 @@ async fn deliver(
             tracing::warn!(error = %e, "could not record a forwarding failure");
         }
         if sleep_or_shutdown(backoff, shutdown).await {
-            return false;
+            return Delivery::Shutdown;
         }
         backoff = (backoff * 2).min(destination.forward_max_backoff);
     }

@@ -104,6 +104,7 @@ async fn token_endpoint(app: &App, guard: &Guard, parts: &Parts, body: Body) -> 
         .await
     {
         Ok(collected) => collected.to_bytes(),
+        Err(e) if wharf_serve::is_body_read_timeout(&*e) => return body_too_slow(&*e),
         Err(_) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -224,6 +225,10 @@ async fn post(
     let body = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) if wharf_serve::is_body_read_timeout(&*e) => {
+            tracing::warn!(destination = %destination.name, "request body too slow; answered 408 and closed the connection");
+            return body_too_slow(&*e);
+        }
         Err(e) => {
             tracing::debug!(destination = %destination.name, error = %e, "request body could not be read");
             return error(
@@ -283,6 +288,11 @@ fn answer_challenge(destination: &str, value: &str) -> Response {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The challenge is the sender's text: never let a browser sniff it into HTML.
+    h.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
@@ -348,6 +358,16 @@ async fn message(
             unavailable("the inbox could not store the message; retry later", 5)
         }
     }
+}
+
+/// 408 for a body that did not arrive within `body_read_timeout`, closing the connection: the
+/// rest of a body that slow is not worth reading.
+fn body_too_slow(e: &(dyn std::error::Error + Send + Sync)) -> Response {
+    let mut response = error(StatusCode::REQUEST_TIMEOUT, &e.to_string());
+    response
+        .headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 fn unavailable(message: &str, retry_after_secs: u32) -> Response {

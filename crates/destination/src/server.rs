@@ -1,9 +1,9 @@
 //! The listening side: TCP (or TLS) accept loop, HTTP/1.1 and HTTP/2 through hyper, graceful
 //! shutdown, and the forwarder tasks' lifetime.
 //!
-//! Written out rather than delegated to `axum::serve` because the server needs TLS, a header
-//! read timeout against slow clients, and a shutdown that first drains in-flight requests (whose
-//! messages are then committed) before it stops the forwarders.
+//! The accept loop, its connection cap and timeouts are `wharf-serve`'s; this module adds the
+//! shutdown order: first drain in-flight requests (whose messages are then committed), then
+//! stop the forwarders.
 
 use crate::config::Config;
 use crate::metrics::DestinationMetrics;
@@ -25,7 +25,7 @@ use wharf_store::{Inbox, InboxOptions, StoreError};
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open the inbox in data_dir: {0}")]
+    #[error("cannot open the inbox (data_dir or database_url): {0}")]
     Store(#[from] StoreError),
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -81,11 +81,22 @@ impl Running {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let tls = config.tls.clone().map(TlsReloader::load).transpose()?;
     let metrics = DestinationMetrics::new();
-    let inbox = Inbox::open(
+    let database = wharf_store::Database::from_config(
         &config.data_dir,
+        config.database_url.as_ref().map(|u| u.as_str()),
+    );
+    let inbox = Inbox::open_database(
+        &database,
         InboxOptions {
             queue_capacity: config.writer_queue_capacity,
             on_batch: Some(crate::metrics::batch_observer(metrics.batch_sizes.clone())),
+            // A forwarder lease (PostgreSQL) must outlast the longest forward.
+            forward_bound: config
+                .destinations
+                .iter()
+                .map(|d| d.forward_timeout)
+                .max()
+                .unwrap_or_default(),
             ..InboxOptions::default()
         },
     )?;
@@ -165,6 +176,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tls.clone(),
         router,
         shutdown_rx,
+        config.serve,
         forwarders,
     ));
     Ok(Running {
@@ -244,9 +256,10 @@ async fn serve(
     tls: Option<Arc<TlsReloader>>,
     router: Router,
     shutdown: watch::Receiver<bool>,
+    options: wharf_serve::ServeOptions,
     mut forwarders: JoinSet<()>,
 ) {
-    wharf_serve::serve(listener, tls, router, shutdown).await;
+    wharf_serve::serve_with(listener, tls, router, shutdown, options).await;
     while forwarders.join_next().await.is_some() {}
     tracing::info!("destination server stopped");
 }

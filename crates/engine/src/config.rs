@@ -13,12 +13,19 @@ use wharf_protocol::ladder::{RetryLadder, parse_duration};
 
 /// Default time a destination has to answer one delivery (PROTOCOL.md section 6, our choice).
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default requests per client per [`DEFAULT_RATE_LIMIT_WINDOW`] (PROTOCOL.md section 6).
+pub const DEFAULT_RATE_LIMIT_REQUESTS: u32 = 10_000;
+/// Default window of the rate limit.
+pub const DEFAULT_RATE_LIMIT_WINDOW: Duration = Duration::from_secs(300);
 
 /// A validated engine configuration.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `database_url` (or `database_url_env`): PostgreSQL, shared by several engines;
+    /// `None`: SQLite files in `data_dir`.
+    pub database_url: Option<wharf_config::DatabaseUrl>,
     /// The default organization, created on first start.
     pub organization: String,
     /// Bearer keys for the management API.
@@ -44,6 +51,19 @@ pub struct EngineConfig {
     pub tls: Option<wharf_serve::TlsFiles>,
     /// Where queue alerts go (PROTOCOL.md section 6).
     pub alerts: AlertConfig,
+    /// Connection cap and read timeouts (`max_connections`, `header_read_timeout`,
+    /// `idle_timeout`, `body_read_timeout`), as for the destination.
+    pub serve: wharf_serve::ServeOptions,
+    /// Requests each client may make to ingestion, the management API and the dashboard's
+    /// sign-in per `rate_limit_window`; 0 turns the limit off (see `rate_limit`).
+    pub rate_limit_requests: u32,
+    pub rate_limit_window: Duration,
+    /// How destination and token endpoint host names are resolved before the address check.
+    /// Not read from the file: the system's resolver, or a test's scripted one.
+    pub resolver: wharf_delivery::ssrf::SharedResolver,
+    /// How long a pinned outbound client (and the DNS answer behind it) is reused before the
+    /// name is resolved and checked again. Not read from the file; tests shorten it.
+    pub client_ttl: Duration,
 }
 
 /// Queue alerts: the organization's alert contact and how to reach it.
@@ -124,6 +144,8 @@ pub struct Source {
 struct Raw {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    database_url_env: Option<String>,
     organization: Option<String>,
     api_keys: Option<Vec<String>>,
     api_keys_env: Option<String>,
@@ -139,7 +161,13 @@ struct Raw {
     dashboard_password_hash: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    max_connections: Option<usize>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    body_read_timeout: Option<String>,
     alert_environments: Option<Vec<String>>,
+    rate_limit_requests: Option<u32>,
+    rate_limit_window: Option<String>,
     alert_webhook_url: Option<String>,
     alert_email: Option<Vec<String>>,
     smtp: Option<RawSmtp>,
@@ -303,6 +331,11 @@ impl EngineConfig {
             (Some(_), None) => return Err(err("tls_key", "is missing: tls_cert needs tls_key")),
             (None, Some(_)) => return Err(err("tls_cert", "is missing: tls_key needs tls_cert")),
         };
+        let rate_limit_window = wharf_config::duration(
+            "rate_limit_window",
+            raw.rate_limit_window.as_deref(),
+            DEFAULT_RATE_LIMIT_WINDOW,
+        )?;
         let alerts = alert_config(
             raw.alert_environments,
             raw.alert_webhook_url,
@@ -310,11 +343,19 @@ impl EngineConfig {
             raw.smtp,
             env,
         )?;
+        let serve = wharf_serve::ServeOptions::from_config(
+            raw.max_connections,
+            raw.header_read_timeout.as_deref(),
+            raw.idle_timeout.as_deref(),
+            raw.body_read_timeout.as_deref(),
+        )?;
         Ok(EngineConfig {
             tls,
             alerts,
+            serve,
             listen,
             data_dir,
+            database_url: wharf_config::database_url(env, raw.database_url, raw.database_url_env)?,
             organization,
             api_keys,
             master_key: Arc::new(MasterKey::new(&master)),
@@ -325,6 +366,12 @@ impl EngineConfig {
             sources,
             enabled_environments,
             dashboard_password_hash,
+            rate_limit_requests: raw
+                .rate_limit_requests
+                .unwrap_or(DEFAULT_RATE_LIMIT_REQUESTS),
+            rate_limit_window,
+            resolver: Default::default(),
+            client_ttl: crate::api::CLIENT_TTL,
         })
     }
 }
@@ -601,6 +648,29 @@ master_key = "master-key-0123456789abcdef0123456789"
             e(&format!("{MINIMAL}typo = 1"))
                 .to_string()
                 .contains("typo")
+        );
+    }
+
+    #[test]
+    fn rate_limits() {
+        let c = EngineConfig::parse(MINIMAL, &NoEnv).unwrap();
+        assert_eq!(c.rate_limit_requests, 10_000);
+        assert_eq!(c.rate_limit_window, Duration::from_secs(300));
+        let c = EngineConfig::parse(
+            &format!("{MINIMAL}rate_limit_requests = 5\nrate_limit_window = \"2s\""),
+            &NoEnv,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.rate_limit_requests, c.rate_limit_window),
+            (5, Duration::from_secs(2))
+        );
+        let e = |text: &str| EngineConfig::parse(&format!("{MINIMAL}{text}"), &NoEnv).unwrap_err();
+        assert_eq!(e("rate_limit_window = \"0s\"").key, "rate_limit_window");
+        assert!(
+            e("rate_limit_requests = -1")
+                .to_string()
+                .contains("rate_limit_requests")
         );
     }
 }

@@ -14,6 +14,7 @@
 //! * `present`: presenting a linked auth credential on outgoing requests.
 //! * `alerts`: queue paused / recovered notifications by webhook and email.
 //! * `metrics`: the engine's Prometheus series.
+//! * `rate_limit`: requests per client per window on ingestion, the API and the sign-in form.
 //! * [`dashboard`]: the operators' web pages under `/dashboard` (server-rendered HTML).
 
 mod alerts;
@@ -24,6 +25,7 @@ pub mod dashboard;
 mod metrics;
 mod present;
 mod queue;
+mod rate_limit;
 pub mod secrets;
 
 pub use config::EngineConfig;
@@ -36,7 +38,7 @@ use wharf_store::engine::EngineStore;
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open the engine database in data_dir: {0}")]
+    #[error("cannot open the engine database (data_dir or database_url): {0}")]
     Store(#[from] StoreError),
     #[error(transparent)]
     Tls(#[from] wharf_serve::TlsError),
@@ -81,7 +83,17 @@ impl Running {
 
 /// Opens the store (creating the default organization on first start) and serves the API.
 pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
-    let store = EngineStore::open(&config.data_dir)?;
+    let database = wharf_store::Database::from_config(
+        &config.data_dir,
+        config.database_url.as_ref().map(|u| u.as_str()),
+    );
+    // A queue is only worked while its lease outlasts one attempt (PostgreSQL; see
+    // wharf_store::postgres::lease).
+    let options = wharf_store::engine::EngineStoreOptions {
+        attempt_bound: config.delivery_timeout,
+        work_queues: true,
+    };
+    let store = EngineStore::open_database(&database, &options)?;
     let organization = store.ensure_organization(&config.organization)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -104,6 +116,8 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
     config
         .public_url
         .get_or_insert_with(|| format!("{scheme}://{local_addr}"));
+    let serve_options = config.serve;
+    let leases = store.clone();
     let state = api::State::new(store, config, organization);
     let router = api::router(state.clone());
     let (shutdown, signal) = watch::channel(false);
@@ -112,8 +126,12 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
     let task = tokio::spawn(async move {
         // First the HTTP side drains (answered requests are committed), then the delivery
         // worker finishes the attempts it has in flight and records them.
-        wharf_serve::serve(listener, serving_tls, router, signal).await;
+        wharf_serve::serve_with(listener, serving_tls, router, signal, serve_options).await;
         let _ = worker.await;
+        // Other engines on the same database take this one's queues over at once.
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || leases.release_leases()).await {
+            tracing::warn!(error = %e, "could not release queue leases; they expire by themselves");
+        }
         tracing::info!("engine stopped");
     });
     Ok(Running {

@@ -1,6 +1,6 @@
 //! The engine's metrics, on top of the HTTP ones every server has (`wharf-serve`): delivery
 //! attempts and their latency, queue depth per destination, held and paused queues (read from
-//! the store when scraped), and group-commit batch sizes.
+//! the store when scraped), group-commit batch sizes, and requests refused by the rate limit.
 
 use prometheus_client::metrics::histogram::Histogram;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ pub(crate) struct EngineMetrics {
     queue_depth: GaugeFamily,
     queues: GaugeFamily,
     pub batch_sizes: Histogram,
+    rate_limited: CounterFamily,
 }
 
 impl EngineMetrics {
@@ -41,7 +42,12 @@ impl EngineMetrics {
             "Writes (ingested logs, attempts) per group commit",
             batch_size_histogram(),
         );
+        let rate_limited = registry.counter_family(
+            "rate_limited",
+            "Requests refused with 429 by the rate limit, by kind (ingestion, management, dashboard_signin)",
+        );
         Self {
+            rate_limited,
             registry: Arc::new(registry),
             attempts,
             attempt_seconds,
@@ -61,6 +67,13 @@ impl EngineMetrics {
         self.attempt_seconds
             .get_or_create(&outcome)
             .observe(seconds);
+    }
+
+    /// Counts one request refused by the rate limit.
+    pub fn rate_limited(&self, kind: &str) {
+        self.rate_limited
+            .get_or_create(&vec![("kind".to_owned(), kind.to_owned())])
+            .inc();
     }
 
     /// Reads the queues from the store and renders every series.

@@ -7,7 +7,9 @@
 //! destination's queue is held: nothing behind it is attempted) and its next try is moved to
 //! `now + ladder step`. Because every decision is read back from the store, a restart (even
 //! after kill -9) resumes exactly where the last committed attempt left off: at least once,
-//! order kept.
+//! order kept. Several engines on one PostgreSQL database each work only the queues whose
+//! lease they hold: the store shows only those heads, and an attempt starts only with enough
+//! lease left (`EngineStore::holds_queue`), so FIFO and one-in-flight hold across processes.
 
 use crate::api::authcredentials::Credential;
 use crate::api::{State, rfc3339_text};
@@ -34,6 +36,8 @@ pub(crate) async fn run(state: State, shutdown: watch::Receiver<bool>) {
 async fn work(state: &State, mut shutdown: watch::Receiver<bool>) {
     let mut in_flight: HashSet<String> = HashSet::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    // Queues changed by other engine processes on a shared database, or taken over by this one.
+    let mut changes = state.store.changes();
     loop {
         let heads = match state.db(|s| s.queue_heads()).await {
             Ok(heads) => heads,
@@ -64,6 +68,7 @@ async fn work(state: &State, mut shutdown: watch::Receiver<bool>) {
         let sleep = next_due.map_or(IDLE, |t| Duration::from_millis((t - now).max(0) as u64));
         tokio::select! {
             _ = state.wake.notified() => {}
+            _ = changes.changed() => {}
             Some(destination) = done_rx.recv() => {
                 in_flight.remove(&destination);
             }
@@ -115,6 +120,10 @@ async fn attempt(state: &State, head: LogRecord) -> bool {
     let started_at = now_millis();
     let outcome = match target(state, &head).await {
         Ok((url, token, credential)) => match state.client_for(&url).await {
+            // Several engines on one database: the queue's lease must outlast this attempt, or
+            // another engine could start the same queue's next one meanwhile. Not sending is
+            // safe: the head stays due for whoever holds the lease.
+            Ok(_) if !state.store.holds_queue(&head.destination_id) => return false,
             Ok(client) => {
                 let body = wharf_protocol::envelope::stamp(
                     &head.body,

@@ -2,7 +2,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`listener`] | the TCP (or TLS) accept loop: HTTP/1.1 and HTTP/2, header and handshake timeouts, graceful drain |
+//! | [`listener`] | the TCP (or TLS) accept loop: HTTP/1.1 and HTTP/2, connection cap, header, body, idle and handshake timeouts, graceful drain |
 //! | [`tls`] | PEM files to rustls, and the certificate that reloads on demand (SIGHUP) |
 //! | [`metrics`] | the Prometheus registry, per-route request counts and latency, the `/metrics` text |
 //! | [`request_id`] | an `x-request-id` on every request and response, in every log line of the request |
@@ -12,6 +12,6 @@ pub mod metrics;
 pub mod request_id;
 pub mod tls;
 
-pub use listener::serve;
+pub use listener::{BodyReadTimeout, ServeOptions, is_body_read_timeout, serve, serve_with};
 pub use metrics::Metrics;
 pub use tls::{TlsError, TlsFiles, TlsReloader};

@@ -1,14 +1,22 @@
-//! The engine's records: organizations, their three environments, destinations and auth
-//! credentials.
+//! The engine's records (organizations, their three environments, destinations, auth
+//! credentials, logs and attempts) and [`EngineStore`], the one handle the engine uses.
 //!
-//! Plain SQLite behind a mutex: these are management operations, a few per second at most, so
-//! they do not need the inbox's group commit. Secrets arrive here already sealed (the engine
-//! holds the master key); this module only stores bytes.
+//! `EngineStore` dispatches to a backend chosen at open: SQLite (`sqlite::engine`, the default,
+//! one process) or PostgreSQL (`postgres::engine`, several engine processes on one database,
+//! each queue worked by the holder of its lease). Why an enum and not a trait object: the set is
+//! closed and known here, the callers keep one concrete, cloneable type (and can still name a
+//! method, as `EngineStore::stop`), and adding a method costs one line in the list below plus
+//! its two implementations, exactly as a trait would, without object-safety or boxing.
+//! Secrets arrive here already sealed (the engine holds the master key); the store only keeps
+//! bytes.
 
-use crate::{StoreError, now_millis, schema};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use crate::postgres::engine::PgEngine;
+use crate::sqlite::engine::SqliteEngine;
+use crate::{Database, StoreError};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
 
 /// The file name of the engine database inside its `data_dir`.
 pub const ENGINE_FILE: &str = "engine.db";
@@ -75,362 +83,6 @@ pub enum CredentialDeletion {
     InUse(Vec<String>),
 }
 
-/// The engine's store. Cheap to clone.
-#[derive(Clone)]
-pub struct EngineStore {
-    conn: Arc<Mutex<Connection>>,
-}
-
-const DESTINATION_COLUMNS: &str = "id, organization_id, environment_id, name, data_format,
-    endpoint, verification_token, verification_method, auth_credential, verified_at, created_at,
-    updated_at, setup_step";
-
-fn destination(row: &Row<'_>) -> rusqlite::Result<DestinationRecord> {
-    Ok(DestinationRecord {
-        id: row.get(0)?,
-        organization_id: row.get(1)?,
-        environment_id: row.get(2)?,
-        name: row.get(3)?,
-        data_format: row.get(4)?,
-        endpoint: row.get(5)?,
-        verification_token: row.get(6)?,
-        verification_method: row.get(7)?,
-        auth_credential: row.get(8)?,
-        verified_at: row.get(9)?,
-        created_at: row.get(10)?,
-        updated_at: row.get(11)?,
-        setup_step: row.get(12)?,
-    })
-}
-
-const CREDENTIAL_COLUMNS: &str = "id, organization_id, environment_id, name, strategy, fields,
-    secrets, created_at, updated_at";
-
-fn auth_credential(row: &Row<'_>) -> rusqlite::Result<AuthCredentialRecord> {
-    Ok(AuthCredentialRecord {
-        id: row.get(0)?,
-        organization_id: row.get(1)?,
-        environment_id: row.get(2)?,
-        name: row.get(3)?,
-        strategy: row.get(4)?,
-        fields: row.get(5)?,
-        secrets: row.get(6)?,
-        created_at: row.get(7)?,
-        updated_at: row.get(8)?,
-    })
-}
-
-fn destinations_using_in(conn: &Connection, credential_id: &str) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id FROM destinations WHERE auth_credential = ?1 ORDER BY created_at, id",
-    )?;
-    let rows = stmt.query_map(params![credential_id], |r| r.get(0))?;
-    rows.collect()
-}
-
-fn environment(row: &Row<'_>) -> rusqlite::Result<EnvironmentRecord> {
-    Ok(EnvironmentRecord {
-        id: row.get(0)?,
-        organization_id: row.get(1)?,
-        name: row.get(2)?,
-        flag: row.get(3)?,
-    })
-}
-
-impl EngineStore {
-    /// Opens (creating and migrating) `data_dir/engine.db`.
-    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
-        let path = data_dir.join(ENGINE_FILE);
-        let mut conn = schema::open(&path)?;
-        schema::migrate(&mut conn, &path, schema::ENGINE_MIGRATIONS)?;
-        Ok(EngineStore {
-            conn: Arc::new(Mutex::new(conn)),
-        })
-    }
-
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(f(&mut conn)?)
-    }
-
-    /// The organization called `name`, created with its three environments on first use.
-    pub fn ensure_organization(&self, name: &str) -> Result<Organization, StoreError> {
-        self.with(|conn| {
-            let tx = conn.transaction()?;
-            let existing = tx
-                .query_row(
-                    "SELECT id, name, alert_email FROM organizations WHERE name = ?1",
-                    params![name],
-                    |r| {
-                        Ok(Organization {
-                            id: r.get(0)?,
-                            name: r.get(1)?,
-                            alert_email: r.get(2)?,
-                        })
-                    },
-                )
-                .optional()?;
-            let organization = match existing {
-                Some(o) => o,
-                None => {
-                    let o = Organization {
-                        id: uuid::Uuid::new_v4().to_string(),
-                        name: name.to_owned(),
-                        alert_email: None,
-                    };
-                    tx.execute(
-                        "INSERT INTO organizations (id, name, created_at) VALUES (?1, ?2, ?3)",
-                        params![o.id, o.name, now_millis()],
-                    )?;
-                    for flag in ["Development", "Staging", "Production"] {
-                        tx.execute(
-                            "INSERT INTO environments (id, organization_id, name, flag)
-                             VALUES (?1, ?2, ?3, ?3)",
-                            params![uuid::Uuid::new_v4().to_string(), o.id, flag],
-                        )?;
-                    }
-                    o
-                }
-            };
-            tx.commit()?;
-            Ok(organization)
-        })
-    }
-
-    pub fn organizations(&self) -> Result<Vec<Organization>, StoreError> {
-        self.with(|conn| {
-            let mut stmt = conn
-                .prepare("SELECT id, name, alert_email FROM organizations ORDER BY created_at")?;
-            let rows = stmt.query_map([], |r| {
-                Ok(Organization {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    alert_email: r.get(2)?,
-                })
-            })?;
-            rows.collect()
-        })
-    }
-
-    /// The organization's environments, Development first.
-    pub fn environments(
-        &self,
-        organization_id: &str,
-    ) -> Result<Vec<EnvironmentRecord>, StoreError> {
-        self.with(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT id, organization_id, name, flag FROM environments WHERE organization_id = ?1
-                 ORDER BY CASE flag WHEN 'Development' THEN 0 WHEN 'Staging' THEN 1 ELSE 2 END",
-            )?;
-            let rows = stmt.query_map(params![organization_id], environment)?;
-            rows.collect()
-        })
-    }
-
-    pub fn environment(&self, id: &str) -> Result<Option<EnvironmentRecord>, StoreError> {
-        self.with(|conn| {
-            conn.query_row(
-                "SELECT id, organization_id, name, flag FROM environments WHERE id = ?1",
-                params![id],
-                environment,
-            )
-            .optional()
-        })
-    }
-
-    pub fn insert_destination(&self, d: &DestinationRecord) -> Result<(), StoreError> {
-        self.with(|conn| {
-            conn.execute(
-                &format!(
-                    "INSERT INTO destinations ({DESTINATION_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-                ),
-                params![
-                    d.id,
-                    d.organization_id,
-                    d.environment_id,
-                    d.name,
-                    d.data_format,
-                    d.endpoint,
-                    d.verification_token,
-                    d.verification_method,
-                    d.auth_credential,
-                    d.verified_at,
-                    d.created_at,
-                    d.updated_at,
-                    d.setup_step
-                ],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// Replaces every mutable field of an existing destination (the environment changes only
-    /// while the dashboard's wizard sets it up). Returns false if it is gone.
-    pub fn update_destination(&self, d: &DestinationRecord) -> Result<bool, StoreError> {
-        self.with(|conn| {
-            let changed = conn.execute(
-                "UPDATE destinations SET name = ?2, data_format = ?3, endpoint = ?4,
-                    verification_token = ?5, verification_method = ?6, auth_credential = ?7,
-                    verified_at = ?8, updated_at = ?9, environment_id = ?10, setup_step = ?11
-                 WHERE id = ?1",
-                params![
-                    d.id,
-                    d.name,
-                    d.data_format,
-                    d.endpoint,
-                    d.verification_token,
-                    d.verification_method,
-                    d.auth_credential,
-                    d.verified_at,
-                    d.updated_at,
-                    d.environment_id,
-                    d.setup_step
-                ],
-            )?;
-            Ok(changed == 1)
-        })
-    }
-
-    pub fn destination(&self, id: &str) -> Result<Option<DestinationRecord>, StoreError> {
-        self.with(|conn| {
-            conn.query_row(
-                &format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = ?1"),
-                params![id],
-                destination,
-            )
-            .optional()
-        })
-    }
-
-    pub fn destinations(&self, environment_id: &str) -> Result<Vec<DestinationRecord>, StoreError> {
-        self.with(|conn| {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE environment_id = ?1
-                 ORDER BY created_at, id"
-            ))?;
-            let rows = stmt.query_map(params![environment_id], destination)?;
-            rows.collect()
-        })
-    }
-
-    /// Whether `endpoint` is used by a destination of another organization.
-    pub fn endpoint_taken_elsewhere(
-        &self,
-        endpoint: &str,
-        organization_id: &str,
-    ) -> Result<bool, StoreError> {
-        self.with(|conn| {
-            conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM destinations
-                                WHERE endpoint = ?1 AND organization_id <> ?2)",
-                params![endpoint, organization_id],
-                |r| r.get(0),
-            )
-        })
-    }
-
-    /// Deletes a destination. Returns false if it did not exist.
-    pub fn delete_destination(&self, id: &str) -> Result<bool, StoreError> {
-        self.with(|conn| {
-            Ok(conn.execute("DELETE FROM destinations WHERE id = ?1", params![id])? == 1)
-        })
-    }
-
-    pub fn insert_auth_credential(&self, c: &AuthCredentialRecord) -> Result<(), StoreError> {
-        self.with(|conn| {
-            conn.execute(
-                &format!(
-                    "INSERT INTO auth_credentials ({CREDENTIAL_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-                ),
-                params![
-                    c.id,
-                    c.organization_id,
-                    c.environment_id,
-                    c.name,
-                    c.strategy,
-                    c.fields,
-                    c.secrets,
-                    c.created_at,
-                    c.updated_at
-                ],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// Replaces the mutable fields (name, fields, secrets, updated_at) of an existing auth
-    /// credential. Returns false if it is gone.
-    pub fn update_auth_credential(&self, c: &AuthCredentialRecord) -> Result<bool, StoreError> {
-        self.with(|conn| {
-            let changed = conn.execute(
-                "UPDATE auth_credentials SET name = ?2, fields = ?3, secrets = ?4, updated_at = ?5
-                 WHERE id = ?1",
-                params![c.id, c.name, c.fields, c.secrets, c.updated_at],
-            )?;
-            Ok(changed == 1)
-        })
-    }
-
-    pub fn auth_credential(&self, id: &str) -> Result<Option<AuthCredentialRecord>, StoreError> {
-        self.with(|conn| {
-            conn.query_row(
-                &format!("SELECT {CREDENTIAL_COLUMNS} FROM auth_credentials WHERE id = ?1"),
-                params![id],
-                auth_credential,
-            )
-            .optional()
-        })
-    }
-
-    /// An environment's auth credentials, oldest first.
-    pub fn auth_credentials(
-        &self,
-        environment_id: &str,
-    ) -> Result<Vec<AuthCredentialRecord>, StoreError> {
-        self.with(|conn| {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {CREDENTIAL_COLUMNS} FROM auth_credentials WHERE environment_id = ?1
-                 ORDER BY created_at, id"
-            ))?;
-            let rows = stmt.query_map(params![environment_id], auth_credential)?;
-            rows.collect()
-        })
-    }
-
-    /// The ids of the destinations that link this credential.
-    pub fn destinations_using(&self, credential_id: &str) -> Result<Vec<String>, StoreError> {
-        self.with(|conn| destinations_using_in(conn, credential_id))
-    }
-
-    /// Deletes an auth credential unless a destination links it (checked in the same
-    /// transaction, so a link cannot slip in between).
-    pub fn delete_auth_credential(&self, id: &str) -> Result<CredentialDeletion, StoreError> {
-        self.with(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let users = destinations_using_in(&tx, id)?;
-            if !users.is_empty() {
-                return Ok(CredentialDeletion::InUse(users));
-            }
-            let deleted = tx.execute("DELETE FROM auth_credentials WHERE id = ?1", params![id])?;
-            tx.commit()?;
-            Ok(if deleted == 1 {
-                CredentialDeletion::Deleted
-            } else {
-                CredentialDeletion::NotFound
-            })
-        })
-    }
-}
-
 /// Where a log stands (PROTOCOL.md section 1).
 pub const PENDING: &str = "PENDING";
 pub const SUCCEEDED: &str = "SUCCEEDED";
@@ -485,97 +137,6 @@ pub enum Write {
     Query(Box<(LogRecord, AttemptRecord)>),
 }
 
-fn enqueue_in(tx: &rusqlite::Transaction<'_>, logs: &[LogRecord]) -> rusqlite::Result<()> {
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO logs (id, organization_id, destination_id, source, data_model,
-            event_type, content_type, body, status, attempts, next_attempt_at,
-            created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'PENDING', 0, ?9, ?10, ?10)",
-    )?;
-    for l in logs {
-        insert.execute(params![
-            l.id,
-            l.organization_id,
-            l.destination_id,
-            l.source,
-            l.data_model,
-            l.event_type,
-            l.content_type,
-            l.body,
-            l.next_attempt_at,
-            l.created_at
-        ])?;
-    }
-    Ok(())
-}
-
-fn insert_attempt(tx: &rusqlite::Transaction<'_>, attempt: &AttemptRecord) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO attempts (id, log_id, started_at, duration_ms, status_code, error, response)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        attempt.id,
-        attempt.log_id,
-        attempt.started_at,
-        attempt.duration_ms,
-        attempt.status_code,
-        attempt.error,
-        attempt.response
-    ])?;
-    Ok(())
-}
-
-fn query_in(
-    tx: &rusqlite::Transaction<'_>,
-    log: &LogRecord,
-    attempt: &AttemptRecord,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO logs (id, organization_id, destination_id, source, data_model, event_type,
-            content_type, body, status, attempts, next_attempt_at, created_at, updated_at, log_type)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?10, 'REQUEST')",
-    )?
-    .execute(params![
-        log.id,
-        log.organization_id,
-        log.destination_id,
-        log.source,
-        log.data_model,
-        log.event_type,
-        log.content_type,
-        log.body,
-        log.status,
-        log.created_at
-    ])?;
-    insert_attempt(tx, attempt)?;
-    Ok(())
-}
-
-fn attempt_in(
-    tx: &rusqlite::Transaction<'_>,
-    attempt: &AttemptRecord,
-    outcome: AttemptOutcome,
-    now: i64,
-) -> rusqlite::Result<()> {
-    insert_attempt(tx, attempt)?;
-    match outcome {
-        AttemptOutcome::Succeeded => tx
-            .prepare_cached(
-                "UPDATE logs SET status = 'SUCCEEDED', attempts = attempts + 1, updated_at = ?2
-                 WHERE id = ?1 AND status = 'PENDING'",
-            )?
-            .execute(params![attempt.log_id, now])?,
-        AttemptOutcome::RetryAt(at) => tx
-            .prepare_cached(
-                "UPDATE logs SET attempts = attempts + 1, next_attempt_at = ?2, updated_at = ?3
-                 WHERE id = ?1 AND status = 'PENDING'",
-            )?
-            .execute(params![attempt.log_id, at, now])?,
-    };
-    Ok(())
-}
-
 /// Which logs a listing returns; `None` fields do not filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogFilter {
@@ -617,512 +178,172 @@ pub enum AttemptOutcome {
     RetryAt(i64),
 }
 
-const LOG_COLUMNS: &str = "seq, id, organization_id, destination_id, source, data_model,
-    event_type, content_type, body, status, attempts, next_attempt_at, created_at, updated_at,
-    log_type";
+/// The engine's store. Cheap to clone.
+#[derive(Clone)]
+pub struct EngineStore {
+    backend: Backend,
+}
 
-fn log(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
-    Ok(LogRecord {
-        seq: row.get(0)?,
-        id: row.get(1)?,
-        organization_id: row.get(2)?,
-        destination_id: row.get(3)?,
-        source: row.get(4)?,
-        data_model: row.get(5)?,
-        event_type: row.get(6)?,
-        content_type: row.get(7)?,
-        body: row.get(8)?,
-        status: row.get(9)?,
-        attempts: row.get(10)?,
-        next_attempt_at: row.get(11)?,
-        created_at: row.get(12)?,
-        updated_at: row.get(13)?,
-        log_type: row.get(14)?,
-    })
+#[derive(Clone)]
+enum Backend {
+    /// The sender only keeps [`EngineStore::changes`] open: one process sees its own changes.
+    Sqlite(SqliteEngine, Arc<watch::Sender<u64>>),
+    Postgres(PgEngine),
+}
+
+/// How the engine uses its store.
+#[derive(Debug, Clone)]
+pub struct EngineStoreOptions {
+    /// The longest one delivery attempt may take (the engine's `delivery_timeout`): on
+    /// PostgreSQL a queue is only worked while its lease has at least this much left.
+    pub attempt_bound: Duration,
+    /// Whether this process works queues (PostgreSQL): false for a tool or a test that only
+    /// reads and writes records beside running engines, so it never takes a queue's lease.
+    pub work_queues: bool,
+}
+
+impl Default for EngineStoreOptions {
+    fn default() -> Self {
+        EngineStoreOptions {
+            attempt_bound: Duration::from_secs(30),
+            work_queues: true,
+        }
+    }
+}
+
+/// Defines each method once, forwarding it to the backend's method of the same name.
+macro_rules! dispatch {
+    ($( $(#[$doc:meta])* pub fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty; )*) => {
+        impl EngineStore {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match &self.backend {
+                        Backend::Sqlite(store, _) => store.$name($($arg),*),
+                        Backend::Postgres(store) => store.$name($($arg),*),
+                    }
+                }
+            )*
+        }
+    };
 }
 
 impl EngineStore {
-    /// The head (oldest pending log) of every destination's queue that an operator has not
-    /// paused, due or not.
-    pub fn queue_heads(&self) -> Result<Vec<LogRecord>, StoreError> {
-        self.with(|conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {LOG_COLUMNS} FROM logs WHERE seq IN (
-                    SELECT min(seq) FROM logs WHERE status = 'PENDING' GROUP BY destination_id)
-                   AND destination_id NOT IN (SELECT destination_id FROM paused_queues)
-                 ORDER BY next_attempt_at"
-            ))?;
-            let rows = stmt.query_map([], log)?;
-            rows.collect()
-        })
+    /// Opens (creating and migrating) `data_dir/engine.db`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        EngineStore::open_database(
+            &Database::Sqlite(data_dir.to_owned()),
+            &EngineStoreOptions::default(),
+        )
     }
 
-    /// Commits several writes in one transaction (group commit): all or none, one `fsync`.
-    pub fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
-        self.with(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let now = now_millis();
-            for write in writes {
-                match write {
-                    Write::Enqueue(logs) => enqueue_in(&tx, logs)?,
-                    Write::Attempt(attempt, outcome) => attempt_in(&tx, attempt, *outcome, now)?,
-                    Write::Query(query) => query_in(&tx, &query.0, &query.1)?,
-                }
+    /// Opens (creating and migrating) the engine's store on `database`.
+    pub fn open_database(
+        database: &Database,
+        options: &EngineStoreOptions,
+    ) -> Result<Self, StoreError> {
+        let backend = match database {
+            Database::Sqlite(data_dir) => {
+                Backend::Sqlite(SqliteEngine::open(data_dir)?, Arc::new(watch::channel(0).0))
             }
-            tx.commit()
-        })
+            Database::Postgres(url) => Backend::Postgres(PgEngine::open(url, options)?),
+        };
+        Ok(EngineStore { backend })
     }
 
-    /// The head of one destination's queue, unless an operator paused it.
-    pub fn head_of(&self, destination_id: &str) -> Result<Option<LogRecord>, StoreError> {
-        self.with(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {LOG_COLUMNS} FROM logs WHERE destination_id = ?1 AND status = 'PENDING'
-                   AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE destination_id = ?1)
-                 ORDER BY seq LIMIT 1"
-            ))?
-            .query_row(params![destination_id], log)
-            .optional()
-        })
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(..) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
-    /// Pauses (or resumes) a destination's queue on an operator's request. Resuming also
-    /// makes its head due at once.
-    pub fn set_paused(&self, destination_id: &str, paused: bool) -> Result<(), StoreError> {
-        self.with(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            if paused {
-                tx.execute(
-                    "INSERT OR IGNORE INTO paused_queues (destination_id, paused_at) VALUES (?1, ?2)",
-                    params![destination_id, now_millis()],
-                )?;
-            } else {
-                tx.execute(
-                    "DELETE FROM paused_queues WHERE destination_id = ?1",
-                    params![destination_id],
-                )?;
-                tx.execute(
-                    "UPDATE logs SET next_attempt_at = ?2 WHERE seq = (
-                        SELECT min(seq) FROM logs WHERE destination_id = ?1 AND status = 'PENDING')",
-                    params![destination_id, now_millis()],
-                )?;
-            }
-            tx.commit()
-        })
+    /// Changes when another process changed a queue (ingested, resent, stopped, resumed) or
+    /// this process took over queues: the delivery worker should look at its heads again.
+    /// Never changes on SQLite, where the engine wakes its worker itself.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        match &self.backend {
+            Backend::Sqlite(_, never) => never.subscribe(),
+            Backend::Postgres(store) => store.changes(),
+        }
     }
 
-    /// Every queue with pending logs or an operator pause, for metrics: destination id,
-    /// pending logs, whether its head has failed at least once (the queue is held), and
-    /// whether an operator paused it.
-    pub fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
-        self.with(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT d.id,
-                        (SELECT count(*) FROM logs l WHERE l.destination_id = d.id AND l.status = 'PENDING'),
-                        COALESCE((SELECT l.attempts > 0 FROM logs l WHERE l.destination_id = d.id
-                                  AND l.status = 'PENDING' ORDER BY l.seq LIMIT 1), 0),
-                        EXISTS (SELECT 1 FROM paused_queues p WHERE p.destination_id = d.id)
-                 FROM destinations d ORDER BY d.id",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(QueueStats {
-                    destination_id: r.get(0)?,
-                    depth: r.get(1)?,
-                    held: r.get(2)?,
-                    paused_by_operator: r.get(3)?,
-                })
-            })?;
-            rows.collect()
-        })
+    /// Whether this process may start a delivery attempt on `destination_id`'s queue now:
+    /// always on SQLite; on PostgreSQL while it holds the queue's lease with enough left.
+    pub fn holds_queue(&self, destination_id: &str) -> bool {
+        match &self.backend {
+            Backend::Sqlite(..) => true,
+            Backend::Postgres(store) => store.holds_queue(destination_id),
+        }
     }
 
-    /// Whether a write transaction can be taken and committed (for readiness): takes the
-    /// write lock and commits an empty transaction.
-    pub fn check_writable(&self) -> Result<(), StoreError> {
-        self.with(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.commit()
-        })
-    }
-
-    /// A destination's queue: operator-paused or not, depth, and its head.
-    pub fn queue(&self, destination_id: &str) -> Result<QueueState, StoreError> {
-        self.with(|conn| {
-            let paused: bool = conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM paused_queues WHERE destination_id = ?1)",
-                params![destination_id],
-                |r| r.get(0),
-            )?;
-            let depth: i64 = conn.query_row(
-                "SELECT count(*) FROM logs WHERE destination_id = ?1 AND status = 'PENDING'",
-                params![destination_id],
-                |r| r.get(0),
-            )?;
-            let head = conn
-                .query_row(
-                    &format!(
-                        "SELECT {LOG_COLUMNS} FROM logs WHERE destination_id = ?1 AND status = 'PENDING'
-                         ORDER BY seq LIMIT 1"
-                    ),
-                    params![destination_id],
-                    log,
-                )
-                .optional()?;
-            Ok(QueueState {
-                paused_by_operator: paused,
-                depth,
-                head,
-            })
-        })
-    }
-
-    /// Stops a pending log: it becomes FAILED and its queue moves on. False if it was not
-    /// pending.
-    pub fn stop(&self, log_id: &str) -> Result<bool, StoreError> {
-        self.with(|conn| {
-            Ok(conn.execute(
-                "UPDATE logs SET status = 'FAILED', updated_at = ?2 WHERE id = ?1 AND status = 'PENDING'",
-                params![log_id, now_millis()],
-            )? == 1)
-        })
-    }
-
-    /// Puts a finished log back at the end of its destination's queue, with the same Log ID
-    /// and its attempts kept. False if it is still pending (or does not exist).
-    pub fn resend(&self, log_id: &str) -> Result<bool, StoreError> {
-        self.with(|conn| {
-            let now = now_millis();
-            Ok(conn.execute(
-                "UPDATE logs SET seq = (SELECT max(seq) FROM logs) + 1, status = 'PENDING',
-                    next_attempt_at = ?2, updated_at = ?2
-                 WHERE id = ?1 AND status <> 'PENDING'",
-                params![log_id, now],
-            )? == 1)
-        })
-    }
-
-    /// One log and its attempts, oldest first.
-    pub fn log(&self, id: &str) -> Result<Option<(LogRecord, Vec<AttemptRecord>)>, StoreError> {
-        self.with(|conn| {
-            let Some(record) = conn
-                .query_row(
-                    &format!("SELECT {LOG_COLUMNS} FROM logs WHERE id = ?1"),
-                    params![id],
-                    log,
-                )
-                .optional()?
-            else {
-                return Ok(None);
-            };
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, log_id, started_at, duration_ms, status_code, error, response
-                 FROM attempts WHERE log_id = ?1 ORDER BY started_at, rowid",
-            )?;
-            let attempts = stmt
-                .query_map(params![id], |r| {
-                    Ok(AttemptRecord {
-                        id: r.get(0)?,
-                        log_id: r.get(1)?,
-                        started_at: r.get(2)?,
-                        duration_ms: r.get(3)?,
-                        status_code: r.get(4)?,
-                        error: r.get(5)?,
-                        response: r.get(6)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(Some((record, attempts)))
-        })
-    }
-
-    /// The organization's logs matching `filter`, newest first.
-    pub fn logs(
-        &self,
-        organization_id: &str,
-        filter: &LogFilter,
-        limit: usize,
-    ) -> Result<Vec<LogRecord>, StoreError> {
-        self.with(|conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {LOG_COLUMNS} FROM logs WHERE organization_id = ?1
-                   AND (?2 IS NULL OR destination_id = ?2) AND (?3 IS NULL OR status = ?3)
-                   AND (?4 IS NULL OR data_model = ?4) AND (?5 IS NULL OR event_type = ?5)
-                   AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at < ?7)
-                 ORDER BY seq DESC LIMIT ?8"
-            ))?;
-            let rows = stmt.query_map(
-                params![
-                    organization_id,
-                    filter.destination_id,
-                    filter.status,
-                    filter.data_model,
-                    filter.event_type,
-                    filter.created_after,
-                    filter.created_before,
-                    limit as i64
-                ],
-                log,
-            )?;
-            rows.collect()
-        })
+    /// Gives up this process's queue leases (at shutdown, after the worker recorded its last
+    /// attempt) so other processes take over at once. Nothing to do on SQLite.
+    pub fn release_leases(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(..) => Ok(()),
+            Backend::Postgres(store) => store.release_leases(),
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(org: &Organization, env: &EnvironmentRecord, endpoint: &str) -> DestinationRecord {
-        DestinationRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            organization_id: org.id.clone(),
-            environment_id: env.id.clone(),
-            name: "Acme".into(),
-            data_format: "JSON".into(),
-            endpoint: Some(endpoint.into()),
-            verification_token: Some(vec![1, 2, 3]),
-            verification_method: "POST".into(),
-            auth_credential: None,
-            verified_at: None,
-            created_at: 1,
-            updated_at: 1,
-            setup_step: None,
-        }
-    }
-
-    #[test]
-    fn organizations_get_three_environments_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EngineStore::open(dir.path()).unwrap();
-        let org = store.ensure_organization("Acme Health").unwrap();
-        assert_eq!(store.ensure_organization("Acme Health").unwrap(), org);
-        let flags: Vec<_> = store
-            .environments(&org.id)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.flag)
-            .collect();
-        assert_eq!(flags, ["Development", "Staging", "Production"]);
-        assert_eq!(store.organizations().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn destinations_round_trip_and_endpoints_belong_to_one_organization() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EngineStore::open(dir.path()).unwrap();
-        let a = store.ensure_organization("A").unwrap();
-        let b = store.ensure_organization("B").unwrap();
-        let env_a = store.environments(&a.id).unwrap().remove(0);
-        let mut d = record(&a, &env_a, "https://x.example/hook");
-        store.insert_destination(&d).unwrap();
-        assert_eq!(store.destination(&d.id).unwrap().unwrap(), d);
-        assert!(
-            !store
-                .endpoint_taken_elsewhere("https://x.example/hook", &a.id)
-                .unwrap()
-        );
-        assert!(
-            store
-                .endpoint_taken_elsewhere("https://x.example/hook", &b.id)
-                .unwrap()
-        );
-        d.verified_at = Some(5);
-        d.setup_step = Some(3);
-        assert!(store.update_destination(&d).unwrap());
-        assert_eq!(store.destinations(&env_a.id).unwrap(), vec![d.clone()]);
-        assert!(store.delete_destination(&d.id).unwrap());
-        assert!(!store.delete_destination(&d.id).unwrap());
-        assert!(store.destination(&d.id).unwrap().is_none());
-    }
-
-    #[test]
-    fn auth_credentials_round_trip_and_linked_ones_are_not_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EngineStore::open(dir.path()).unwrap();
-        let org = store.ensure_organization("A").unwrap();
-        let env = store.environments(&org.id).unwrap().remove(0);
-        let mut c = AuthCredentialRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            organization_id: org.id.clone(),
-            environment_id: env.id.clone(),
-            name: "token endpoint".into(),
-            strategy: "OAuth_2.0_2-legged".into(),
-            fields: r#"{"clientId":"c"}"#.into(),
-            secrets: Some(vec![9, 9, 9]),
-            created_at: 1,
-            updated_at: 1,
-        };
-        store.insert_auth_credential(&c).unwrap();
-        assert_eq!(store.auth_credential(&c.id).unwrap().unwrap(), c);
-        c.name = "renamed".into();
-        c.secrets = None;
-        c.updated_at = 2;
-        assert!(store.update_auth_credential(&c).unwrap());
-        assert_eq!(store.auth_credentials(&env.id).unwrap(), vec![c.clone()]);
-
-        // A destination may only link a credential that exists.
-        let mut d = record(&org, &env, "https://x.example/hook");
-        d.auth_credential = Some("no-such-credential".into());
-        assert!(store.insert_destination(&d).is_err());
-        d.auth_credential = Some(c.id.clone());
-        store.insert_destination(&d).unwrap();
-        assert_eq!(store.destinations_using(&c.id).unwrap(), vec![d.id.clone()]);
-        assert_eq!(
-            store.delete_auth_credential(&c.id).unwrap(),
-            CredentialDeletion::InUse(vec![d.id.clone()])
-        );
-        assert!(store.auth_credential(&c.id).unwrap().is_some());
-        d.auth_credential = Some("no-such-credential".into());
-        assert!(store.update_destination(&d).is_err());
-        d.auth_credential = None;
-        assert!(store.update_destination(&d).unwrap());
-        assert_eq!(
-            store.delete_auth_credential(&c.id).unwrap(),
-            CredentialDeletion::Deleted
-        );
-        assert_eq!(
-            store.delete_auth_credential(&c.id).unwrap(),
-            CredentialDeletion::NotFound
-        );
-        assert!(store.auth_credential(&c.id).unwrap().is_none());
-        assert!(!store.update_auth_credential(&c).unwrap());
-    }
-
-    fn queued(id: &str, destination: &str) -> LogRecord {
-        LogRecord {
-            seq: 0,
-            log_type: "SEND".into(),
-            id: id.into(),
-            organization_id: "o".into(),
-            destination_id: destination.into(),
-            source: "s".into(),
-            data_model: None,
-            event_type: None,
-            content_type: "application/json".into(),
-            body: b"{}".to_vec(),
-            status: PENDING.into(),
-            attempts: 0,
-            next_attempt_at: 0,
-            created_at: 1,
-            updated_at: 1,
-        }
-    }
-
-    fn by(destination: Option<&str>, status: Option<&str>) -> LogFilter {
-        LogFilter {
-            destination_id: destination.map(str::to_owned),
-            status: status.map(str::to_owned),
-            ..LogFilter::default()
-        }
-    }
-
-    fn enqueue(store: &EngineStore, logs: &[LogRecord]) {
-        store.apply(&[Write::Enqueue(logs.to_vec())]).unwrap();
-    }
-
-    fn record_attempt(store: &EngineStore, attempt: &AttemptRecord, outcome: AttemptOutcome) {
-        store
-            .apply(&[Write::Attempt(attempt.clone(), outcome)])
-            .unwrap();
-    }
-
-    fn attempt(log_id: &str, n: u32) -> AttemptRecord {
-        AttemptRecord {
-            id: format!("{log_id}-{n}"),
-            log_id: log_id.into(),
-            started_at: n as i64,
-            duration_ms: 1,
-            status_code: Some(500),
-            error: None,
-            response: None,
-        }
-    }
-
-    #[test]
-    fn queues_are_first_in_first_out_per_destination() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EngineStore::open(dir.path()).unwrap();
-        enqueue(
-            &store,
-            &[queued("a1", "A"), queued("b1", "B"), queued("a2", "A")],
-        );
-        let heads: Vec<_> = store
-            .queue_heads()
-            .unwrap()
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-        assert_eq!(heads.len(), 2);
-        assert!(heads.contains(&"a1".to_owned()) && heads.contains(&"b1".to_owned()));
-        // A failing head stays the head, with its next try moved.
-        record_attempt(&store, &attempt("a1", 1), AttemptOutcome::RetryAt(99));
-        let a_head = store
-            .queue_heads()
-            .unwrap()
-            .into_iter()
-            .find(|l| l.destination_id == "A")
-            .unwrap();
-        assert_eq!(
-            (a_head.id.as_str(), a_head.next_attempt_at, a_head.attempts),
-            ("a1", 99, 1)
-        );
-        record_attempt(&store, &attempt("a1", 2), AttemptOutcome::Succeeded);
-        let a_head = store
-            .queue_heads()
-            .unwrap()
-            .into_iter()
-            .find(|l| l.destination_id == "A")
-            .unwrap();
-        assert_eq!(a_head.id, "a2");
-        let (log, attempts) = store.log("a1").unwrap().unwrap();
-        assert_eq!(log.status, SUCCEEDED);
-        assert_eq!(attempts.len(), 2);
-        assert_eq!(store.logs("o", &by(Some("A"), None), 10).unwrap().len(), 2);
-        assert_eq!(
-            store.logs("o", &by(None, Some(PENDING)), 10).unwrap().len(),
-            2
-        );
-    }
-
-    #[test]
-    fn pause_stop_and_resend() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EngineStore::open(dir.path()).unwrap();
-        enqueue(&store, &[queued("a1", "A"), queued("a2", "A")]);
-        store.set_paused("A", true).unwrap();
-        assert!(store.queue_heads().unwrap().is_empty());
-        let q = store.queue("A").unwrap();
-        assert!(q.paused_by_operator);
-        assert_eq!(q.depth, 2);
-        store.set_paused("A", false).unwrap();
-        assert_eq!(store.queue_heads().unwrap()[0].id, "a1");
-        assert!(store.stop("a1").unwrap());
-        assert!(!store.stop("a1").unwrap(), "only pending logs stop");
-        assert_eq!(store.queue_heads().unwrap()[0].id, "a2");
-        assert!(store.resend("a1").unwrap());
-        assert!(
-            !store.resend("a2").unwrap(),
-            "a pending log is already queued"
-        );
-        let order: Vec<_> = store
-            .logs("o", &by(Some("A"), Some(PENDING)), 10)
-            .unwrap()
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-        assert_eq!(
-            order,
-            ["a1", "a2"],
-            "newest first: the resent log is now behind a2"
-        );
-        assert_eq!(store.queue_heads().unwrap()[0].id, "a2");
-        enqueue(&store, &[queued("a3", "A")]);
-        let order: Vec<_> = store
-            .logs("o", &by(Some("A"), None), 10)
-            .unwrap()
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-        assert_eq!(order, ["a3", "a1", "a2"]);
-    }
+dispatch! {
+    /// The organization called `name`, created with its three environments on first use.
+    pub fn ensure_organization(&self, name: &str) -> Result<Organization, StoreError>;
+    pub fn organizations(&self) -> Result<Vec<Organization>, StoreError>;
+    /// The organization's environments, Development first.
+    pub fn environments(&self, organization_id: &str) -> Result<Vec<EnvironmentRecord>, StoreError>;
+    pub fn environment(&self, id: &str) -> Result<Option<EnvironmentRecord>, StoreError>;
+    pub fn insert_destination(&self, d: &DestinationRecord) -> Result<(), StoreError>;
+    /// Replaces every mutable field of an existing destination (the environment changes only
+    /// while the dashboard's wizard sets it up). Returns false if it is gone.
+    pub fn update_destination(&self, d: &DestinationRecord) -> Result<bool, StoreError>;
+    pub fn destination(&self, id: &str) -> Result<Option<DestinationRecord>, StoreError>;
+    pub fn destinations(&self, environment_id: &str) -> Result<Vec<DestinationRecord>, StoreError>;
+    /// Whether `endpoint` is used by a destination of another organization.
+    pub fn endpoint_taken_elsewhere(&self, endpoint: &str, organization_id: &str) -> Result<bool, StoreError>;
+    /// Deletes a destination. Returns false if it did not exist.
+    pub fn delete_destination(&self, id: &str) -> Result<bool, StoreError>;
+    pub fn insert_auth_credential(&self, c: &AuthCredentialRecord) -> Result<(), StoreError>;
+    /// Replaces the mutable fields (name, fields, secrets, updated_at) of an existing auth
+    /// credential. Returns false if it is gone.
+    pub fn update_auth_credential(&self, c: &AuthCredentialRecord) -> Result<bool, StoreError>;
+    pub fn auth_credential(&self, id: &str) -> Result<Option<AuthCredentialRecord>, StoreError>;
+    /// An environment's auth credentials, oldest first.
+    pub fn auth_credentials(&self, environment_id: &str) -> Result<Vec<AuthCredentialRecord>, StoreError>;
+    /// The ids of the destinations that link this credential.
+    pub fn destinations_using(&self, credential_id: &str) -> Result<Vec<String>, StoreError>;
+    /// Deletes an auth credential unless a destination links it (checked in the same
+    /// transaction, so a link cannot slip in between).
+    pub fn delete_auth_credential(&self, id: &str) -> Result<CredentialDeletion, StoreError>;
+    /// The head (oldest pending log) of every destination's queue that an operator has not
+    /// paused and this process may work, due or not.
+    pub fn queue_heads(&self) -> Result<Vec<LogRecord>, StoreError>;
+    /// Commits several writes in one transaction (group commit): all or none, one flush.
+    pub fn apply(&self, writes: &[Write]) -> Result<(), StoreError>;
+    /// The head of one destination's queue, unless an operator paused it or this process may
+    /// not work it.
+    pub fn head_of(&self, destination_id: &str) -> Result<Option<LogRecord>, StoreError>;
+    /// Pauses (or resumes) a destination's queue on an operator's request. Resuming also
+    /// makes its head due at once.
+    pub fn set_paused(&self, destination_id: &str, paused: bool) -> Result<(), StoreError>;
+    /// Every queue with pending logs or an operator pause, for metrics: destination id,
+    /// pending logs, whether its head has failed at least once (the queue is held), and
+    /// whether an operator paused it.
+    pub fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError>;
+    /// Whether a write transaction can be taken and committed (for readiness).
+    pub fn check_writable(&self) -> Result<(), StoreError>;
+    /// A destination's queue: operator-paused or not, depth, and its head.
+    pub fn queue(&self, destination_id: &str) -> Result<QueueState, StoreError>;
+    /// Stops a pending log: it becomes FAILED and its queue moves on. False if it was not
+    /// pending.
+    pub fn stop(&self, log_id: &str) -> Result<bool, StoreError>;
+    /// Puts a finished log back at the end of its destination's queue, with the same Log ID
+    /// and its attempts kept. False if it is still pending (or does not exist).
+    pub fn resend(&self, log_id: &str) -> Result<bool, StoreError>;
+    /// One log and its attempts, oldest first.
+    pub fn log(&self, id: &str) -> Result<Option<(LogRecord, Vec<AttemptRecord>)>, StoreError>;
+    /// The organization's logs matching `filter`, newest first.
+    pub fn logs(&self, organization_id: &str, filter: &LogFilter, limit: usize) -> Result<Vec<LogRecord>, StoreError>;
 }

@@ -2,12 +2,15 @@
 //!
 //! [`Inbox`] is what a running server holds: it keeps messages through the group-commit
 //! [`writer`](crate::writer) and reads them back for the forwarder. [`InboxReader`] is the
-//! read-only view used by `wharf destination inbox` beside a running server.
+//! read-only view used by `wharf destination inbox` beside a running server. Both dispatch to
+//! SQLite (`sqlite::inbox`, one process) or PostgreSQL (`postgres::inbox`, several processes
+//! on one database, with a forwarder lease per destination).
 
+use crate::postgres::inbox::PgInbox;
 pub use crate::writer::WriterOptions as InboxOptions;
-use crate::writer::{self, Bookkeeping, KeepRequest, WriterHandle};
-use crate::{KeepError, StoreError, checkpoint, schema};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use crate::writer::{self, Bookkeeping, KeepRequest, Sink, WriterHandle};
+use crate::{Database, KeepError, StoreError, sqlite};
+use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -37,7 +40,7 @@ impl MessageStatus {
         }
     }
 
-    fn parse(s: &str) -> MessageStatus {
+    pub(crate) fn parse(s: &str) -> MessageStatus {
         match s {
             "forwarded" => MessageStatus::Forwarded,
             "malformed" => MessageStatus::Malformed,
@@ -111,40 +114,35 @@ pub struct MessageSummary {
     pub forwarded_at: Option<i64>,
 }
 
-/// Read access to an inbox database. Cheap to clone; one connection behind a mutex, which is
-/// enough because reads are short and the writer never waits on them (WAL).
+/// Read access to an inbox database. Cheap to clone. On SQLite one connection behind a mutex,
+/// which is enough because reads are short and the writer never waits on them (WAL); on
+/// PostgreSQL the inbox's pool.
 #[derive(Clone)]
 pub struct InboxReader {
-    conn: Arc<Mutex<Connection>>,
+    backend: ReaderBackend,
 }
 
-const SUMMARY_COLUMNS: &str = "id, message_id, destination, duplicate_key, kind, status,
-    data_model, event_type, log_id, content_type, length(body), received_at, forward_attempts,
-    last_error, malformed_reason, forwarded_at";
+#[derive(Clone)]
+enum ReaderBackend {
+    Sqlite(Arc<Mutex<Connection>>),
+    Postgres(Arc<PgInbox>),
+}
 
-fn summary(row: &Row<'_>) -> rusqlite::Result<MessageSummary> {
-    Ok(MessageSummary {
-        id: row.get(0)?,
-        message_id: row.get(1)?,
-        destination: row.get(2)?,
-        duplicate_key: row.get(3)?,
-        kind: row.get(4)?,
-        status: MessageStatus::parse(&row.get::<_, String>(5)?),
-        data_model: row.get(6)?,
-        event_type: row.get(7)?,
-        log_id: row.get(8)?,
-        content_type: row.get(9)?,
-        body_bytes: row.get(10)?,
-        received_at: row.get(11)?,
-        forward_attempts: row.get(12)?,
-        last_error: row.get(13)?,
-        malformed_reason: row.get(14)?,
-        forwarded_at: row.get(15)?,
-    })
+/// Runs a read on whichever backend the reader has.
+macro_rules! read {
+    ($self:ident, $name:ident($($arg:expr),*)) => {
+        match &$self.backend {
+            ReaderBackend::Sqlite(conn) => {
+                let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                Ok(sqlite::inbox::$name(&conn, $($arg),*)?)
+            }
+            ReaderBackend::Postgres(pg) => pg.$name($($arg),*),
+        }
+    };
 }
 
 impl InboxReader {
-    /// Opens an existing inbox read-only (for tools running beside a server).
+    /// Opens an existing SQLite inbox read-only (for tools running beside a server).
     pub fn open_existing(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join(INBOX_FILE);
         let conn = Connection::open_with_flags(
@@ -153,13 +151,18 @@ impl InboxReader {
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         Ok(InboxReader {
-            conn: Arc::new(Mutex::new(conn)),
+            backend: ReaderBackend::Sqlite(Arc::new(Mutex::new(conn))),
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(f(&conn)?)
+    /// Opens an existing inbox on either backend, read-only in intent (nothing is migrated).
+    pub fn open_database(database: &Database) -> Result<Self, StoreError> {
+        match database {
+            Database::Sqlite(data_dir) => InboxReader::open_existing(data_dir),
+            Database::Postgres(url) => Ok(InboxReader {
+                backend: ReaderBackend::Postgres(Arc::new(PgInbox::open_reader(url)?)),
+            }),
+        }
     }
 
     /// Every message, oldest first, optionally for one destination only.
@@ -168,15 +171,7 @@ impl InboxReader {
         destination: Option<&str>,
         limit: usize,
     ) -> Result<Vec<MessageSummary>, StoreError> {
-        self.with(|conn| {
-            let sql = format!(
-                "SELECT {SUMMARY_COLUMNS} FROM inbox
-                 WHERE (?1 IS NULL OR destination = ?1) ORDER BY id LIMIT ?2"
-            );
-            let mut stmt = conn.prepare(&sql)?;
-            let rows = stmt.query_map(params![destination, limit as i64], summary)?;
-            rows.collect()
-        })
+        read!(self, list(destination, limit))
     }
 
     /// The newest messages first, optionally only those with `status`.
@@ -185,30 +180,12 @@ impl InboxReader {
         status: Option<MessageStatus>,
         limit: usize,
     ) -> Result<Vec<MessageSummary>, StoreError> {
-        self.with(|conn| {
-            let sql = format!(
-                "SELECT {SUMMARY_COLUMNS} FROM inbox
-                 WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2"
-            );
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(
-                params![status.map(MessageStatus::as_str), limit as i64],
-                summary,
-            )?;
-            rows.collect()
-        })
+        read!(self, recent(status, limit))
     }
 
     /// One message by Wharf's message id.
     pub fn get(&self, message_id: &str) -> Result<Option<MessageSummary>, StoreError> {
-        self.with(|conn| {
-            conn.query_row(
-                &format!("SELECT {SUMMARY_COLUMNS} FROM inbox WHERE message_id = ?1"),
-                params![message_id],
-                summary,
-            )
-            .optional()
-        })
+        read!(self, get(message_id))
     }
 
     /// The oldest message of `destination` still waiting to be forwarded, after `after_id`.
@@ -217,39 +194,13 @@ impl InboxReader {
         destination: &str,
         after_id: i64,
     ) -> Result<Option<StoredMessage>, StoreError> {
-        self.with(|conn| {
-            conn.prepare_cached(
-                "SELECT id, message_id, destination, duplicate_key, content_type, body,
-                        forward_attempts
-                 FROM inbox WHERE destination = ?1 AND status = 'received' AND id > ?2
-                 ORDER BY id LIMIT 1",
-            )?
-            .query_row(params![destination, after_id], |r| {
-                Ok(StoredMessage {
-                    id: r.get(0)?,
-                    message_id: r.get(1)?,
-                    destination: r.get(2)?,
-                    duplicate_key: r.get(3)?,
-                    content_type: r.get(4)?,
-                    body: r.get(5)?,
-                    forward_attempts: r.get(6)?,
-                })
-            })
-            .optional()
-        })
+        read!(self, next_to_forward(destination, after_id))
     }
 
     /// When the oldest message still waiting to be forwarded to `destination` arrived
     /// (milliseconds since the epoch), if any waits: the forwarder's lag.
     pub fn oldest_unforwarded(&self, destination: &str) -> Result<Option<i64>, StoreError> {
-        self.with(|conn| {
-            conn.prepare_cached(
-                "SELECT received_at FROM inbox WHERE destination = ?1 AND status = 'received'
-                 ORDER BY id LIMIT 1",
-            )?
-            .query_row(params![destination], |r| r.get(0))
-            .optional()
-        })
+        read!(self, oldest_unforwarded(destination))
     }
 
     /// How many messages each status holds for `destination`.
@@ -257,15 +208,7 @@ impl InboxReader {
         &self,
         destination: &str,
     ) -> Result<Vec<(MessageStatus, i64)>, StoreError> {
-        self.with(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT status, count(*) FROM inbox WHERE destination = ?1 GROUP BY status ORDER BY status",
-            )?;
-            let rows = stmt.query_map(params![destination], |r| {
-                Ok((MessageStatus::parse(&r.get::<_, String>(0)?), r.get(1)?))
-            })?;
-            rows.collect()
-        })
+        read!(self, count_by_status(destination))
     }
 }
 
@@ -283,31 +226,64 @@ pub struct Inbox {
 impl Inbox {
     /// Opens (creating and migrating) `data_dir/inbox.db` and starts its writer thread.
     pub fn open(data_dir: &Path, options: InboxOptions) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
-        let path = data_dir.join(INBOX_FILE);
-        let mut conn = schema::open(&path)?;
-        schema::migrate(&mut conn, &path, schema::INBOX_MIGRATIONS)?;
-        let read_conn = schema::open(&path)?;
+        Inbox::open_database(&Database::Sqlite(data_dir.to_owned()), options)
+    }
+
+    /// Opens (creating and migrating) the inbox on `database` and starts its writer thread.
+    pub fn open_database(database: &Database, options: InboxOptions) -> Result<Self, StoreError> {
         let (committed_tx, committed) = watch::channel(0);
-        let thread_error = |source| StoreError::DataDir {
-            path: path.clone(),
-            source,
+        let committed_tx = Arc::new(committed_tx);
+        let (sink, reader, path, describe) = match database {
+            Database::Sqlite(data_dir) => {
+                std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+                    path: data_dir.to_owned(),
+                    source,
+                })?;
+                let path = data_dir.join(INBOX_FILE);
+                let mut conn = sqlite::open(&path)?;
+                sqlite::migrate(&mut conn, &path, sqlite::INBOX_MIGRATIONS)?;
+                let read_conn = sqlite::open(&path)?;
+                let wal = sqlite::checkpoint::spawn(
+                    &mut conn,
+                    sqlite::open(&path)?,
+                    options.wal_reset_bytes,
+                )
+                .map_err(|e| match e {
+                    sqlite::checkpoint::SpawnError::Sqlite(e) => StoreError::Sqlite(e),
+                    sqlite::checkpoint::SpawnError::Thread(e) => StoreError::DataDir {
+                        path: path.clone(),
+                        source: e,
+                    },
+                })?;
+                let reader = ReaderBackend::Sqlite(Arc::new(Mutex::new(read_conn)));
+                let describe = path.display().to_string();
+                (Sink::Sqlite { conn, wal }, reader, path, describe)
+            }
+            Database::Postgres(url) => {
+                let pg = Arc::new(PgInbox::open(
+                    url,
+                    options.forward_bound,
+                    committed_tx.clone(),
+                )?);
+                let describe = pg.describe().to_owned();
+                (
+                    Sink::Postgres(pg.clone()),
+                    ReaderBackend::Postgres(pg),
+                    PathBuf::new(),
+                    describe,
+                )
+            }
         };
-        let wal = checkpoint::spawn(&mut conn, schema::open(&path)?, options.wal_reset_bytes)
-            .map_err(|e| match e {
-                checkpoint::SpawnError::Sqlite(e) => StoreError::Sqlite(e),
-                checkpoint::SpawnError::Thread(e) => thread_error(e),
-            })?;
         let (writer, thread) =
-            writer::spawn(conn, path.clone(), options, committed_tx, wal).map_err(thread_error)?;
+            writer::spawn(sink, describe, options, committed_tx).map_err(|source| {
+                StoreError::DataDir {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
         Ok(Inbox {
             writer,
-            reader: InboxReader {
-                conn: Arc::new(Mutex::new(read_conn)),
-            },
+            reader: InboxReader { backend: reader },
             committed,
             path,
             thread: Arc::new(Mutex::new(Some(thread))),
@@ -324,6 +300,7 @@ impl Inbox {
             .is_some_and(|t| !t.is_finished())
     }
 
+    /// The SQLite file (empty on PostgreSQL).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -332,9 +309,40 @@ impl Inbox {
         &self.reader
     }
 
-    /// A receiver that changes after every commit that kept a new message.
+    /// A receiver that changes after every commit that kept a new message (in any process
+    /// sharing a PostgreSQL database), and when this process gains a forwarder lease.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.committed.clone()
+    }
+
+    /// Asks to be the one process forwarding `destination`'s messages. On SQLite this process
+    /// is the only one and always is; on PostgreSQL a lease is taken when free and renewed by
+    /// a heartbeat, and [`subscribe`](Self::subscribe) changes when it is gained.
+    pub fn want_forwarder(&self, destination: &str) {
+        if let ReaderBackend::Postgres(pg) = &self.reader.backend {
+            pg.want_forwarder(destination);
+        }
+    }
+
+    /// Whether this process may forward one message of `destination` now (the lease has at
+    /// least `forward_bound` left).
+    pub fn holds_forwarder(&self, destination: &str) -> bool {
+        match &self.reader.backend {
+            ReaderBackend::Sqlite(_) => true,
+            ReaderBackend::Postgres(pg) => pg.holds_forwarder(destination),
+        }
+    }
+
+    /// Gives the forwarder lease of `destination` up (at shutdown, after its last mark was
+    /// committed), so another process takes over at once.
+    pub async fn release_forwarder(&self, destination: &str) {
+        if let ReaderBackend::Postgres(pg) = &self.reader.backend {
+            let (pg, destination) = (pg.clone(), destination.to_owned());
+            let done = tokio::task::spawn_blocking(move || pg.release_forwarder(&destination));
+            if let Ok(Err(e)) = done.await {
+                tracing::warn!(error = %e, "could not release a forwarder lease; it expires by itself");
+            }
+        }
     }
 
     /// Keeps a message durably. Returns once the commit holding it is on disk, or at once with
@@ -395,58 +403,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn keeps_once_per_duplicate_key_and_destination() {
-        let dir = tempfile::tempdir().unwrap();
-        let inbox = Inbox::open(dir.path(), InboxOptions::default()).unwrap();
-        let first = inbox.keep(message("a", "log:1")).await.unwrap();
-        assert!(!first.duplicate);
-        let again = inbox.keep(message("a", "log:1")).await.unwrap();
-        assert!(again.duplicate);
-        assert_eq!(again.message_id, first.message_id);
-        let other = inbox.keep(message("b", "log:1")).await.unwrap();
-        assert!(!other.duplicate, "keys are per destination");
-        assert_eq!(inbox.reader().list(None, 100).unwrap().len(), 2);
-    }
-
-    #[tokio::test]
-    async fn concurrent_keeps_share_commits_and_keep_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let inbox = Inbox::open(dir.path(), InboxOptions::default()).unwrap();
-        let tasks: Vec<_> = (0..200)
-            .map(|i| {
-                let inbox = inbox.clone();
-                tokio::spawn(async move { inbox.keep(message("a", &format!("k{i}"))).await })
-            })
-            .collect();
-        for t in tasks {
-            assert!(!t.await.unwrap().unwrap().duplicate);
-        }
-        let rows = inbox.reader().list(Some("a"), 1000).unwrap();
-        assert_eq!(rows.len(), 200);
-        assert!(rows.windows(2).all(|w| w[0].id < w[1].id));
-    }
-
-    #[tokio::test]
-    async fn forwarding_bookkeeping_moves_the_cursor() {
-        let dir = tempfile::tempdir().unwrap();
-        let inbox = Inbox::open(dir.path(), InboxOptions::default()).unwrap();
-        let a = inbox.keep(message("d", "1")).await.unwrap();
-        let b = inbox.keep(message("d", "2")).await.unwrap();
-        let next = inbox.reader().next_to_forward("d", 0).unwrap().unwrap();
-        assert_eq!(next.id, a.id);
-        inbox
-            .record_forward_failure(a.id, "503".into())
-            .await
-            .unwrap();
-        inbox.mark_forwarded(a.id).await.unwrap();
-        let next = inbox.reader().next_to_forward("d", 0).unwrap().unwrap();
-        assert_eq!(next.id, b.id);
-        let row = inbox.reader().get(&a.message_id).unwrap().unwrap();
-        assert_eq!(row.status, MessageStatus::Forwarded);
-        assert_eq!(row.forward_attempts, 2);
-    }
-
-    #[tokio::test]
     async fn full_queue_is_refused_not_buffered() {
         let dir = tempfile::tempdir().unwrap();
         let options = InboxOptions {
@@ -456,7 +412,7 @@ mod tests {
         };
         let inbox = Inbox::open(dir.path(), options).unwrap();
         // Hold the database's write lock so the writer stalls on its first batch.
-        let blocker = schema::open(inbox.path()).unwrap();
+        let blocker = sqlite::open(inbox.path()).unwrap();
         blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
         let mut waiting = Vec::new();
         let mut busy = 0;

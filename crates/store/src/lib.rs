@@ -1,20 +1,21 @@
-//! Durable storage for Wharf.
+//! Durable storage for Wharf, on embedded SQLite (the default, one process) or PostgreSQL
+//! (several engine or destination processes sharing one database), chosen by [`Database`].
 //!
-//! The destination's **inbox** keeps every message a destination answered 200 for, in
-//! embedded SQLite. Writes go through one [`writer`] thread that commits in batches
-//! (group commit), so many concurrent requests share one `fsync`; reads use their own
-//! connection, which WAL mode lets run beside the writer.
+//! The destination's **inbox** keeps every message a destination answered 200 for. Writes go
+//! through one [`writer`] thread that commits in batches (group commit), so many concurrent
+//! requests share one flush; reads run beside it. The engine's store keeps its records, logs
+//! and queues; its hot writes arrive batched as well ([`engine::EngineStore::apply`]).
 //!
 //! * [`inbox`]: the inbox's rows, reading them, and the handle the server holds.
 //! * [`writer`]: the group-commit writer thread and its backpressure.
-//! * [`engine`]: the engine's organizations, environments and destinations.
-//! * [`schema`]: opening a database file and migrating it.
-//! * `checkpoint`: keeping the WAL small without stalling the writer.
+//! * [`engine`]: the engine's records and queues.
+//! * `sqlite`: opening and migrating SQLite files; each store's SQLite side; WAL checkpoints.
+//! * [`postgres`]: the pool and runtime, migrations, each store's PostgreSQL side, leases.
 
-mod checkpoint;
 pub mod engine;
 pub mod inbox;
-pub mod schema;
+pub mod postgres;
+mod sqlite;
 pub mod writer;
 
 pub use inbox::{
@@ -41,10 +42,67 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "the database {database} has schema version {found} of the {component} tables, newer than this binary knows ({known}); run a newer wharf or point database_url elsewhere"
+    )]
+    DatabaseSchemaTooNew {
+        database: String,
+        component: &'static str,
+        found: i64,
+        known: i64,
+    },
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
     #[error("the inbox could not commit, so nothing in that batch was kept: {0}")]
     CommitFailed(String),
     #[error("the inbox writer has stopped; the server is shutting down")]
     WriterStopped,
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // The server's own message (and detail) says what went wrong; the generic text does not.
+        match e.as_db_error() {
+            Some(db) => StoreError::Postgres(match db.detail() {
+                Some(detail) => format!("{} ({detail})", db.message()),
+                None => db.message().to_owned(),
+            }),
+            None => StoreError::Postgres(e.to_string()),
+        }
+    }
+}
+
+/// Where a store lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file in this data directory (the default).
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database (`postgres://...`), shared by several processes.
+    Postgres(String),
+}
+
+impl Database {
+    /// PostgreSQL when `database_url` is set, else SQLite files in `data_dir`.
+    pub fn from_config(data_dir: &std::path::Path, database_url: Option<&str>) -> Database {
+        match database_url {
+            Some(url) => Database::Postgres(url.to_owned()),
+            None => Database::Sqlite(data_dir.to_owned()),
+        }
+    }
+
+    /// For messages: the directory, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(dir) => format!("SQLite in {}", dir.display()),
+            Database::Postgres(url) => postgres::describe(url),
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
 }
 
 /// Milliseconds since the Unix epoch: how every timestamp is stored.

@@ -1,7 +1,8 @@
 //! The group-commit writer: the only thread that writes to the inbox.
 //!
 //! Why one thread: SQLite allows one writer at a time, and a commit with `synchronous=FULL`
-//! costs an `fsync`. Handlers therefore do not write; they send their row with a oneshot reply
+//! costs an `fsync`; on PostgreSQL a commit costs a round trip and a WAL flush, and a batch
+//! goes in as one multi-row insert, so the same batching pays there too (`postgres::inbox`). Handlers therefore do not write; they send their row with a oneshot reply
 //! into a **bounded** channel. The writer takes whatever is waiting (up to a batch limit),
 //! writes it all in one IMMEDIATE transaction, commits once, and only then replies to every
 //! member. Under load, one `fsync` acknowledges dozens of messages; with no load, a lone
@@ -12,13 +13,14 @@
 //! forwarder use a second, unbounded channel so they are never refused (they are bounded by the
 //! forwarder itself: one in flight per destination).
 
-use crate::checkpoint::{self, WalState};
+use crate::StoreError;
 use crate::inbox::{Kept, NewMessage};
-use crate::{StoreError, now_millis};
+use crate::postgres::inbox::PgInbox;
+use crate::sqlite::checkpoint::{self, WalState};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, select};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use std::path::PathBuf;
+use rusqlite::Connection;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 /// Why a message could not be kept.
@@ -68,6 +70,9 @@ pub struct WriterOptions {
     pub wal_reset_bytes: i64,
     /// Told the size of every committed batch.
     pub on_batch: Option<BatchObserver>,
+    /// PostgreSQL only: the longest one forward to the application may take. A forwarder
+    /// lease is only acted on with this much of it left (see `postgres::lease`).
+    pub forward_bound: Duration,
 }
 
 impl std::fmt::Debug for WriterOptions {
@@ -78,6 +83,7 @@ impl std::fmt::Debug for WriterOptions {
             .field("max_batch_bytes", &self.max_batch_bytes)
             .field("wal_reset_bytes", &self.wal_reset_bytes)
             .field("on_batch", &self.on_batch.is_some())
+            .field("forward_bound", &self.forward_bound)
             .finish()
     }
 }
@@ -88,8 +94,9 @@ impl Default for WriterOptions {
             queue_capacity: 4096,
             max_batch: 512,
             max_batch_bytes: 16 * 1024 * 1024,
-            wal_reset_bytes: crate::checkpoint::RESET_BYTES,
+            wal_reset_bytes: checkpoint::RESET_BYTES,
             on_batch: None,
+            forward_bound: Duration::from_secs(30),
         }
     }
 }
@@ -120,11 +127,10 @@ impl WriterHandle {
 /// Starts the writer thread on an open, migrated connection. `committed` is bumped after every
 /// commit that kept a new message, so the forwarder wakes without polling.
 pub(crate) fn spawn(
-    conn: Connection,
-    path: PathBuf,
+    sink: Sink,
+    describe: String,
     options: WriterOptions,
-    committed: watch::Sender<u64>,
-    wal: Arc<WalState>,
+    committed: Arc<watch::Sender<u64>>,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
     let (keep_tx, keep_rx) = crossbeam_channel::bounded(options.queue_capacity.max(1));
     let (book_tx, book_rx) = crossbeam_channel::unbounded();
@@ -132,11 +138,10 @@ pub(crate) fn spawn(
         .name("inbox-writer".into())
         .spawn(move || {
             Writer {
-                conn,
-                path,
+                sink,
+                describe,
                 options,
                 committed,
-                wal,
             }
             .run(keep_rx, book_rx)
         })?;
@@ -149,22 +154,25 @@ pub(crate) fn spawn(
     ))
 }
 
-enum Item {
+pub(crate) enum Item {
     Keep(KeepRequest),
     Book(Bookkeeping),
 }
 
-enum Outcome {
-    Kept(Reply<Kept>, Kept),
-    Done(Reply<()>),
+/// Where the writer commits.
+pub(crate) enum Sink {
+    Sqlite {
+        conn: Connection,
+        wal: Arc<WalState>,
+    },
+    Postgres(Arc<PgInbox>),
 }
 
 struct Writer {
-    conn: Connection,
-    path: PathBuf,
+    sink: Sink,
+    describe: String,
     options: WriterOptions,
-    committed: watch::Sender<u64>,
-    wal: Arc<WalState>,
+    committed: Arc<watch::Sender<u64>>,
 }
 
 impl Writer {
@@ -188,15 +196,21 @@ impl Writer {
                     Err(_) => { book_open = false; continue; }
                 },
             };
-            if self.wal.take_reset_request() {
-                checkpoint::restart(&self.conn, &self.wal);
+            if let Sink::Sqlite { conn, wal } = &self.sink
+                && wal.take_reset_request()
+            {
+                checkpoint::restart(conn, wal);
             }
             let batch = self.gather(first, &keep_rx, &book_rx);
             self.commit(batch);
-            self.wal.committed();
+            if let Sink::Sqlite { wal, .. } = &self.sink {
+                wal.committed();
+            }
         }
-        self.wal.stop();
-        tracing::debug!(path = %self.path.display(), "inbox writer stopped");
+        if let Sink::Sqlite { wal, .. } = &self.sink {
+            wal.stop();
+        }
+        tracing::debug!(database = %self.describe, "inbox writer stopped");
     }
 
     /// Takes whatever else is already waiting, without waiting for more.
@@ -227,19 +241,31 @@ impl Writer {
         batch
     }
 
+    /// Commits the batch, then answers every member: with what was kept, or with the reason
+    /// nothing in the batch was.
     fn commit(&mut self, batch: Vec<Item>) {
         let size = batch.len();
-        match write_batch(&mut self.conn, batch) {
-            Ok((outcomes, new_rows)) => {
+        let result = match &mut self.sink {
+            Sink::Sqlite { conn, .. } => {
+                crate::sqlite::inbox::write_batch(conn, &batch).map_err(|e| e.to_string())
+            }
+            Sink::Postgres(pg) => {
+                crate::postgres::block_on(pg.write_batch(&batch)).map_err(|e| e.to_string())
+            }
+        };
+        match result {
+            Ok((kept, new_rows)) => {
                 if new_rows > 0 {
                     self.committed.send_modify(|n| *n += new_rows);
                 }
-                for outcome in outcomes {
-                    match outcome {
-                        Outcome::Kept(reply, kept) => {
-                            let _ = reply.send(Ok(kept));
+                let mut kept = kept.into_iter();
+                for item in batch {
+                    match item {
+                        Item::Keep(k) => {
+                            let _ = k.reply.send(Ok(kept.next().expect("one per keep")));
                         }
-                        Outcome::Done(reply) => {
+                        Item::Book(Bookkeeping::Forwarded { reply, .. })
+                        | Item::Book(Bookkeeping::ForwardFailed { reply, .. }) => {
                             let _ = reply.send(Ok(()));
                         }
                     }
@@ -249,11 +275,19 @@ impl Writer {
                 }
                 tracing::trace!(size, new_rows, "inbox batch committed");
             }
-            Err((error, replies)) => {
-                tracing::error!(%error, size, path = %self.path.display(), "inbox batch failed to commit; nothing in it was kept");
-                let text = error.to_string();
-                for reply in replies {
-                    reply(text.clone());
+            Err(text) => {
+                tracing::error!(error = %text, size, database = %self.describe, "inbox batch failed to commit; nothing in it was kept");
+                for item in batch {
+                    let failure = Err(StoreError::CommitFailed(text.clone()));
+                    match item {
+                        Item::Keep(k) => {
+                            let _ = k.reply.send(failure);
+                        }
+                        Item::Book(Bookkeeping::Forwarded { reply, .. })
+                        | Item::Book(Bookkeeping::ForwardFailed { reply, .. }) => {
+                            let _ = reply.send(failure.map(|_| ()));
+                        }
+                    }
                 }
             }
         }
@@ -264,122 +298,5 @@ fn item_bytes(item: &Item) -> usize {
     match item {
         Item::Keep(k) => k.message.body.len(),
         Item::Book(_) => 0,
-    }
-}
-
-type FailReply = Box<dyn FnOnce(String) + Send>;
-
-/// Writes a whole batch in one transaction. On failure returns every reply so the caller can
-/// tell each member that nothing was kept.
-fn write_batch(
-    conn: &mut Connection,
-    batch: Vec<Item>,
-) -> Result<(Vec<Outcome>, u64), (rusqlite::Error, Vec<FailReply>)> {
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut new_rows = 0;
-    let result = (|| {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO inbox (message_id, destination, duplicate_key, kind, status,
-                    data_model, event_type, log_id, content_type, body, malformed_reason, received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?;
-            let mut existing = tx.prepare_cached(
-                "SELECT id, message_id FROM inbox WHERE destination = ?1 AND duplicate_key = ?2",
-            )?;
-            let mut forwarded = tx.prepare_cached(
-                "UPDATE inbox SET status = 'forwarded', forwarded_at = ?2,
-                    forward_attempts = forward_attempts + 1, last_error = NULL WHERE id = ?1",
-            )?;
-            let mut failed = tx.prepare_cached(
-                "UPDATE inbox SET forward_attempts = forward_attempts + 1, last_error = ?2
-                 WHERE id = ?1",
-            )?;
-            let now = now_millis();
-            for item in &batch {
-                match item {
-                    Item::Keep(KeepRequest { message: m, .. }) => {
-                        let message_id = uuid::Uuid::now_v7().to_string();
-                        let inserted = insert.execute(params![
-                            message_id,
-                            m.destination,
-                            m.duplicate_key,
-                            m.kind,
-                            m.status.as_str(),
-                            m.data_model,
-                            m.event_type,
-                            m.log_id,
-                            m.content_type,
-                            &m.body[..],
-                            m.malformed_reason,
-                            now,
-                        ])?;
-                        let kept = if inserted == 1 {
-                            new_rows += 1;
-                            Kept {
-                                id: tx.last_insert_rowid(),
-                                message_id,
-                                duplicate: false,
-                            }
-                        } else {
-                            let (id, message_id) = existing
-                                .query_row(params![m.destination, m.duplicate_key], |r| {
-                                    Ok((r.get(0)?, r.get(1)?))
-                                })
-                                .optional()?
-                                .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-                            Kept {
-                                id,
-                                message_id,
-                                duplicate: true,
-                            }
-                        };
-                        outcomes.push(kept);
-                    }
-                    Item::Book(Bookkeeping::Forwarded { id, .. }) => {
-                        forwarded.execute(params![id, now])?;
-                    }
-                    Item::Book(Bookkeeping::ForwardFailed { id, error, .. }) => {
-                        failed.execute(params![id, error])?;
-                    }
-                }
-            }
-        }
-        tx.commit()
-    })();
-
-    match result {
-        Ok(()) => {
-            let mut kept = outcomes.into_iter();
-            let outcomes = batch
-                .into_iter()
-                .map(|item| match item {
-                    Item::Keep(k) => Outcome::Kept(k.reply, kept.next().expect("one per keep")),
-                    Item::Book(Bookkeeping::Forwarded { reply, .. })
-                    | Item::Book(Bookkeeping::ForwardFailed { reply, .. }) => Outcome::Done(reply),
-                })
-                .collect();
-            Ok((outcomes, new_rows))
-        }
-        Err(error) => {
-            let replies = batch
-                .into_iter()
-                .map(|item| -> FailReply {
-                    match item {
-                        Item::Keep(k) => Box::new(move |text| {
-                            let _ = k.reply.send(Err(StoreError::CommitFailed(text)));
-                        }),
-                        Item::Book(Bookkeeping::Forwarded { reply, .. })
-                        | Item::Book(Bookkeeping::ForwardFailed { reply, .. }) => {
-                            Box::new(move |text| {
-                                let _ = reply.send(Err(StoreError::CommitFailed(text)));
-                            })
-                        }
-                    }
-                })
-                .collect();
-            Err((error, replies))
-        }
     }
 }

@@ -6,7 +6,9 @@
 //!   PEM files, with a client that trusts it.
 //! * [`SmtpListener`]: a local SMTP server that records the mail it is sent (alert tests).
 //! * [`wait_until`]: polling with a deadline, for effects that happen in the background.
+//! * [`postgres`]: a fresh PostgreSQL schema per test; whether to run on PostgreSQL at all.
 
+pub mod postgres;
 pub mod smtp;
 pub use smtp::{Mail, SmtpListener};
 
@@ -73,6 +75,35 @@ type Decide = dyn Fn(usize, &Received) -> Reply + Send + Sync;
 struct Shared {
     received: Mutex<Vec<Received>>,
     decide: Box<Decide>,
+    /// Requests being answered now, and the most ever at once, per path.
+    in_flight: Mutex<std::collections::HashMap<String, (usize, usize)>>,
+}
+
+/// Counts a request as in flight on its path until dropped (answered, or its connection gone).
+struct InFlight {
+    shared: Arc<Shared>,
+    path: String,
+}
+
+impl InFlight {
+    fn start(shared: &Arc<Shared>, path: &str) -> InFlight {
+        let mut paths = shared.in_flight.lock().unwrap();
+        let (now, most) = paths.entry(path.to_owned()).or_default();
+        *now += 1;
+        *most = (*most).max(*now);
+        InFlight {
+            shared: shared.clone(),
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some((now, _)) = self.shared.in_flight.lock().unwrap().get_mut(&self.path) {
+            *now -= 1;
+        }
+    }
 }
 
 /// A recording HTTP application server on 127.0.0.1.
@@ -114,6 +145,7 @@ impl Recorder {
         let shared = Arc::new(Shared {
             received: Mutex::new(Vec::new()),
             decide: Box::new(decide),
+            in_flight: Mutex::default(),
         });
         let app = axum::Router::new()
             .fallback(record)
@@ -135,6 +167,19 @@ impl Recorder {
     pub fn count(&self) -> usize {
         self.shared.received.lock().unwrap().len()
     }
+
+    /// The most requests this recorder was answering at once on any one path (a path's
+    /// requests overlap when the next arrives before the previous one's answer was sent).
+    pub fn max_in_flight_per_path(&self) -> usize {
+        self.shared
+            .in_flight
+            .lock()
+            .unwrap()
+            .values()
+            .map(|(_, most)| *most)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 async fn record(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
@@ -148,6 +193,7 @@ async fn record(State(shared): State<Arc<Shared>>, request: axum::extract::Reque
         headers: parts.headers,
         body,
     };
+    let _in_flight = InFlight::start(&shared, &received.path);
     let reply = {
         let mut all = shared.received.lock().unwrap();
         let reply = (shared.decide)(all.len(), &received);

@@ -14,6 +14,9 @@ pub enum BenchCommand {
     Load(LoadArgs),
     /// Engine delivery throughput and ingest-to-delivery latency against a local sink.
     Engine(crate::bench_engine::EngineBenchArgs),
+    /// Engine -> destination -> application at a steady rate for a long time: throughput,
+    /// latency and both servers' memory over time; fails if an acknowledged message is lost.
+    Soak(crate::bench_soak::SoakArgs),
 }
 
 #[derive(clap::Args)]
@@ -59,6 +62,7 @@ pub async fn run(command: BenchCommand) -> std::process::ExitCode {
     let result = match command {
         BenchCommand::Load(args) => load(args).await,
         BenchCommand::Engine(args) => crate::bench_engine::run(args).await,
+        BenchCommand::Soak(args) => crate::bench_soak::run(args).await,
     };
     match result {
         Ok(report) => {

@@ -78,7 +78,7 @@ pub async fn run(args: EngineBenchArgs) -> Result<Value, String> {
     );
     let config = wharf_engine::EngineConfig::parse(
         &format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\napi_keys = [\"{key}\"]\nmaster_key = \"bench-master-key-0123456789abcdef0123\"\nallow_private_endpoints = true\n[[sources]]\nname = \"bench\"\napi_key = \"{source_key}\"\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\napi_keys = [\"{key}\"]\nmaster_key = \"bench-master-key-0123456789abcdef0123\"\nallow_private_endpoints = true\nrate_limit_requests = 0\n[[sources]]\nname = \"bench\"\napi_key = \"{source_key}\"\n",
             dir.to_string_lossy()
         ),
         &wharf_config::ProcessEnv,

@@ -85,7 +85,7 @@ pub async fn shutdown_signal() {
 
 #[derive(clap::Args)]
 pub struct InboxArgs {
-    /// The destination server's configuration (its data_dir holds the inbox).
+    /// The destination server's configuration (its data_dir or database_url holds the inbox).
     #[arg(long, required_unless_present = "data_dir")]
     config: Option<PathBuf>,
     /// Or the data directory itself.
@@ -103,28 +103,36 @@ pub struct InboxArgs {
 }
 
 pub fn inbox(args: &InboxArgs) -> ExitCode {
-    let data_dir = match (&args.data_dir, &args.config) {
-        (Some(dir), _) => dir.clone(),
+    let database = match (&args.data_dir, &args.config) {
+        (Some(dir), _) => wharf_store::Database::Sqlite(dir.clone()),
         (None, Some(config)) => match load(config) {
-            Ok(c) => c.data_dir,
+            Ok(c) => wharf_store::Database::from_config(
+                &c.data_dir,
+                c.database_url.as_ref().map(|u| u.as_str()),
+            ),
             Err(code) => return code,
         },
         (None, None) => unreachable!("clap requires --config or --data-dir"),
     };
-    let db = data_dir.join(wharf_store::INBOX_FILE);
-    if !db.exists() {
-        eprintln!(
-            "no inbox at {}: the server has not run with this data_dir yet",
-            db.display()
-        );
-        return ExitCode::FAILURE;
+    if let wharf_store::Database::Sqlite(data_dir) = &database {
+        let db = data_dir.join(wharf_store::INBOX_FILE);
+        if !db.exists() {
+            eprintln!(
+                "no inbox at {}: the server has not run with this data_dir yet",
+                db.display()
+            );
+            return ExitCode::FAILURE;
+        }
     }
-    let rows = match InboxReader::open_existing(&data_dir)
+    let rows = match InboxReader::open_database(&database)
         .and_then(|r| r.list(args.destination.as_deref(), args.limit))
     {
         Ok(rows) => rows,
         Err(e) => {
-            eprintln!("error: cannot read the inbox at {}: {e}", db.display());
+            eprintln!(
+                "error: cannot read the inbox ({}): {e}",
+                database.describe()
+            );
             return ExitCode::FAILURE;
         }
     };

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_engine;
+mod bench_soak;
 mod check_config;
 mod destination_cmd;
 mod engine_cmd;

@@ -151,6 +151,10 @@ async fn run(args: &UpArgs) -> Result<(), String> {
         "  engine API:        {api}/platform/v1  (Authorization: Bearer {})",
         s.management_key
     );
+    say!(
+        out,
+        "  dashboard:         {api}/dashboard  (sign in with the management key)"
+    );
     say!(out, "  destination:       {endpoint}  (id {id}, verified)");
     say!(
         out,

@@ -10,9 +10,19 @@
 //! | strategy | every request carries | checked against |
 //! |---|---|---|
 //! | `OAuth_2.0_2-legged`, `SMART_Backend`, `OAuth_2.0_JWT_Bearer_GCP` | `Authorization: Bearer` from our token endpoint | the tokens we issued (in memory, short-lived) |
-//! | `JWT_Bearer` | `Authorization: Bearer <JWT>` signed by the sender | issuer's JWKS, `iss`, `aud`, `exp`/`nbf`, `jti` not reused |
+//! | `JWT_Bearer` | `Authorization: Bearer <JWT>` signed by the sender | issuer's JWKS, `iss`, `aud`, `exp`/`nbf`, `jti` (or, without one, the token itself) not reused |
 //! | `GoogleWIF` | `Authorization: Bearer <Google-style ID token>` | issuer's JWKS, `iss`, `aud`, `exp`/`nbf` |
-//! | `AwsSigv4` | `Authorization: AWS4-HMAC-SHA256 ...` | the signature over the request and body |
+//! | `AwsSigv4` | `Authorization: AWS4-HMAC-SHA256 ...` | the signature over the request and body, not seen before |
+//!
+//! Replays: a JWT Bearer token and a SigV4 signature are made for one request, so each is
+//! accepted once. A JWT Bearer token without `jti` is still accepted (PROTOCOL.md asks only for
+//! a fresh short-lived token; Wharf's engine always sends a `jti`), and the token itself is
+//! remembered instead until it expires. A SigV4 signature is remembered for twice the allowed
+//! clock skew (10 minutes), the longest it could pass the `X-Amz-Date` check. The trade-off:
+//! two byte-identical requests signed in the same second carry the same signature, and the
+//! second is refused as a replay. Wharf's engine never sends those (each delivery attempt of a
+//! data model message has a new `AttemptID` in its body, and retries, resends and the retry
+//! after a 401 are signed again later); a sender that does gets a 403 and retries.
 
 pub mod config;
 mod token_endpoint;
@@ -29,6 +39,7 @@ use wharf_auth::clock::Clock;
 use wharf_auth::jwks::{JwksCache, KeySet};
 use wharf_auth::jwt::{self, JwtError, Rules};
 use wharf_auth::oauth::{self, IssuedTokens, SeenJtis};
+use wharf_auth::replay::SeenOnce;
 use wharf_auth::sigv4;
 use wharf_auth::strategy::Strategy;
 
@@ -96,6 +107,8 @@ pub struct Guard {
     scheme: &'static str,
     issued: IssuedTokens,
     seen_jtis: SeenJtis,
+    /// SigV4 signatures and JWT Bearer tokens without `jti` already accepted.
+    seen_once: SeenOnce,
     /// Fetched JWKS documents by URL.
     jwks: Mutex<HashMap<String, JwksCache>>,
     sigv4: Option<sigv4::Verifier>,
@@ -124,6 +137,7 @@ impl Guard {
             scheme: if tls { "https" } else { "http" },
             issued: IssuedTokens::default(),
             seen_jtis: SeenJtis::default(),
+            seen_once: SeenOnce::default(),
             jwks: Mutex::new(HashMap::new()),
             sigv4,
         }
@@ -186,18 +200,32 @@ impl Guard {
                 let claims = self.verify_jwt(http, source, token, &rules).await?;
                 // A JWT Bearer token is minted per request: one presented twice is a replay.
                 // Google ID tokens are reused for their lifetime by design, so not for them.
-                if self.config.strategy == Strategy::JwtBearer
-                    && let Some(jti) = &claims.jti
-                    && !self.seen_jtis.first_use(
+                if self.config.strategy != Strategy::JwtBearer {
+                    return Ok(());
+                }
+                let exp = claims.exp.unwrap_or_default();
+                let first_use = match &claims.jti {
+                    Some(jti) => self.seen_jtis.first_use(
                         claims.iss.as_deref().unwrap_or_default(),
                         jti,
-                        claims.exp.unwrap_or_default(),
+                        exp,
                         self.clock.as_ref(),
-                    )
-                {
-                    return Err(Refusal::wrong("the token was already used (replayed jti)"));
+                    ),
+                    // Without a jti the token itself is the single-use credential, kept until
+                    // it would be refused as expired anyway.
+                    None => self.seen_once.first_use(
+                        &[b"jwt-bearer", token.as_bytes()],
+                        exp.saturating_add(jwt::DEFAULT_LEEWAY_SECONDS),
+                        self.clock.as_ref(),
+                    ),
+                };
+                if first_use {
+                    Ok(())
+                } else {
+                    Err(Refusal::wrong(
+                        "the token was already used (replayed): mint a fresh JWT for every request",
+                    ))
                 }
-                Ok(())
             }
         }
     }
@@ -231,11 +259,34 @@ impl Guard {
         };
         verifier
             .verify(method, target, headers, body, self.clock.now())
-            .map(|_| ())
             .map_err(|e| Refusal {
                 status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN),
                 reason: e.reason().to_string(),
-            })
+            })?;
+        // Verified, so the header has exactly one Signature of 64 hex digits; lowercased so
+        // the same signature in capitals is the same replay.
+        let signature = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(sigv4_signature)
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        // A signature passes the X-Amz-Date check for at most twice the skew from now.
+        let expires_at = self
+            .clock
+            .unix_seconds()
+            .saturating_add(2 * sigv4::DEFAULT_MAX_SKEW.as_secs());
+        if self.seen_once.first_use(
+            &[b"sigv4", signature.as_bytes()],
+            expires_at,
+            self.clock.as_ref(),
+        ) {
+            Ok(())
+        } else {
+            Err(Refusal::wrong(
+                "replayed request: this signature was already received; sign every request afresh",
+            ))
+        }
     }
 
     /// Verifies a JWT against keys from `source`, fetching or refreshing them as the cache
@@ -342,6 +393,15 @@ fn sigv4_access_key(value: &str) -> Option<&str> {
     credential.split('/').next().filter(|a| !a.is_empty())
 }
 
+/// The `Signature=` field of a SigV4 `Authorization` header.
+fn sigv4_signature(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("AWS4-HMAC-SHA256 ")?
+        .split(',')
+        .map(str::trim)
+        .find_map(|part| part.strip_prefix("Signature="))
+}
+
 async fn fetch_jwks(http: &reqwest::Client, url: &reqwest::Url) -> Result<Vec<u8>, String> {
     let response = http
         .get(url.clone())
@@ -378,5 +438,7 @@ mod tests {
         assert_eq!(sigv4_access_key(h), Some("AKID"));
         assert_eq!(sigv4_access_key("Bearer x"), None);
         assert_eq!(sigv4_access_key("AWS4-HMAC-SHA256 Credential=/x"), None);
+        assert_eq!(sigv4_signature(h), Some("abc"));
+        assert_eq!(sigv4_signature("Bearer Signature=abc"), None);
     }
 }

@@ -3,6 +3,7 @@
 
 mod challenge;
 mod forwarding;
+mod hostile;
 mod interop;
 mod messages;
 mod operations;
@@ -22,6 +23,9 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     pub base: String,
     pub client: reqwest::Client,
+    /// The server's PostgreSQL schema when the suite runs on PostgreSQL
+    /// (`WHARF_TEST_BACKEND=postgres`), dropped with the harness.
+    pub pg: Option<wharf_testkit::postgres::PgSchema>,
     text: String,
 }
 
@@ -43,9 +47,40 @@ impl Harness {
         client: reqwest::Client,
         scheme: &str,
     ) -> Harness {
+        let pg = wharf_testkit::postgres::backend_is_postgres()
+            .then(wharf_testkit::postgres::PgSchema::create);
         let dir = tempfile::tempdir().unwrap();
+        Harness::start_on(dir, pg, destinations, top, client, scheme).await
+    }
+
+    /// Like [`Harness::start_with`], with the data directory `dir/data` inside a directory the
+    /// caller prepared (for example with a small file system mounted there).
+    /// Always on SQLite: such tests are about SQLite's files.
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        destinations: &str,
+        top: &str,
+        client: reqwest::Client,
+        scheme: &str,
+    ) -> Harness {
+        Harness::start_on(dir, None, destinations, top, client, scheme).await
+    }
+
+    /// A server on PostgreSQL in `pg`'s schema, or on SQLite in `dir/data` without one.
+    pub async fn start_on(
+        dir: tempfile::TempDir,
+        pg: Option<wharf_testkit::postgres::PgSchema>,
+        destinations: &str,
+        top: &str,
+        client: reqwest::Client,
+        scheme: &str,
+    ) -> Harness {
+        let database = pg
+            .as_ref()
+            .map(|s| format!("database_url = \"{}\"\n", s.url))
+            .unwrap_or_default();
         let text = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{top}\n{destinations}",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{database}{top}\n{destinations}",
             dir.path().join("data").display()
         );
         let running = start(&text).await;
@@ -55,8 +90,14 @@ impl Harness {
             dir,
             base,
             client,
+            pg,
             text,
         }
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.running.as_ref().unwrap().local_addr().port()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -82,7 +123,11 @@ impl Harness {
     }
 
     pub fn inbox(&self) -> Vec<MessageSummary> {
-        InboxReader::open_existing(&self.dir.path().join("data"))
+        let database = wharf_store::Database::from_config(
+            &self.dir.path().join("data"),
+            self.pg.as_ref().map(|s| s.url.as_str()),
+        );
+        InboxReader::open_database(&database)
             .unwrap()
             .list(None, 100_000)
             .unwrap()

@@ -215,7 +215,9 @@ async fn strangers_cannot_send_large_bodies() {
 
 #[tokio::test]
 async fn a_full_writer_queue_answers_503_with_retry_after() {
-    let h = Harness::start_with(
+    // Blocks SQLite's writer from outside, so SQLite whatever the suite's backend.
+    let h = Harness::start_in(
+        tempfile::tempdir().unwrap(),
         &destination(""),
         "writer_queue_capacity = 1",
         reqwest::Client::new(),

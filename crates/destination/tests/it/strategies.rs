@@ -1206,6 +1206,96 @@ async fn sigv4_signed_messages_are_kept_and_tampered_or_stale_ones_refused() {
     assert_eq!(kept(&h), ["S1", "S4"]);
 }
 
+/// Sends a request with exactly the given headers (as a captured request would be resent).
+async fn send_signed(h: &Harness, headers: &[(String, String)], body: &str) -> Answer {
+    let mut builder = h.client.post(h.url("/redox")).body(body.to_owned());
+    for (k, v) in headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    Answer::of(builder.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn sigv4_a_replayed_request_is_refused_within_the_clock_skew() {
+    let h = Harness::start(&sigv4_destination(Some(TOKEN))).await;
+    let creds = credentials(ACCESS_KEY, SECRET_KEY);
+    let body = notification("R1");
+    let url = h.url("/redox");
+    let sign_at = |at: SystemTime| {
+        let mut headers: Vec<(String, String)> = JSON_AND_TOKEN
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let added = sigv4::sign("POST", &url, &headers, body.as_bytes(), &creds, at).unwrap();
+        headers.extend(added);
+        headers
+    };
+    let at = SystemTime::now();
+    let captured = sign_at(at);
+    assert_kept(send_signed(&h, &captured, &body).await, &h, "R1").await;
+
+    // The identical request again, well within the 5 minutes X-Amz-Date allows.
+    let replay = send_signed(&h, &captured, &body).await;
+    assert_eq!(replay.status, StatusCode::FORBIDDEN, "{}", replay.text);
+    assert!(replay.text.contains("replayed request"), "{}", replay.text);
+    // The same signature written in capitals is the same signature.
+    let shouted: Vec<(String, String)> = captured
+        .iter()
+        .map(|(k, v)| match v.split_once("Signature=") {
+            Some((before, sig)) if k == "authorization" => {
+                (k.clone(), format!("{before}Signature={}", sig.to_uppercase()))
+            }
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    assert_ne!(shouted, captured);
+    let replay = send_signed(&h, &shouted, &body).await;
+    assert_eq!(replay.status, StatusCode::FORBIDDEN, "{}", replay.text);
+
+    // The engine's retry of the same message is signed again, later: a new request, and the
+    // inbox recognises the message as a duplicate.
+    let retry = send_signed(&h, &sign_at(at + Duration::from_secs(1)), &body).await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.text);
+    assert_eq!(retry.json()["duplicate"], true);
+    assert_eq!(kept(&h), ["R1"]);
+}
+
+#[tokio::test]
+async fn jwt_bearer_tokens_without_jti_are_accepted_once() {
+    let engine = key(Algorithm::ES256, "engine-1");
+    let h = Harness::start(&destination_with(
+        "Acme",
+        "/redox",
+        Some(TOKEN),
+        &jwt_bearer_auth(&format!("jwks = {}", inline_jwks(&[&engine]))),
+    ))
+    .await;
+    let now = now();
+    let without_jti = |exp: u64| {
+        engine
+            .sign(&json!({"iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": exp}))
+            .unwrap()
+    };
+    let token = without_jti(now + 60);
+    assert_kept(
+        message(&h, "/redox", Some(&token), Some(TOKEN), "N1").await,
+        &h,
+        "N1",
+    )
+    .await;
+    let replay = message(&h, "/redox", Some(&token), Some(TOKEN), "N2").await;
+    assert_eq!(replay.status, StatusCode::FORBIDDEN, "{}", replay.text);
+    assert!(replay.text.contains("replayed"), "{}", replay.text);
+    // Another token without jti is another credential.
+    assert_kept(
+        message(&h, "/redox", Some(&without_jti(now + 61)), Some(TOKEN), "N3").await,
+        &h,
+        "N3",
+    )
+    .await;
+    assert_eq!(kept(&h), ["N1", "N3"]);
+}
+
 #[tokio::test]
 async fn sigv4_unknown_access_key_is_refused_before_the_body_is_read() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

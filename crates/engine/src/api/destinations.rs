@@ -469,9 +469,7 @@ pub(crate) async fn verify_and_save(
             format!("Verification failed: {reason}"),
         )
     };
-    let client = wharf_delivery::ssrf::pinned_client(&url, state.config.allow_private_endpoints)
-        .await
-        .map_err(failed)?;
+    let client = state.fresh_client(&url).await.map_err(failed)?;
     let credential = crate::present::linked_credential(state, &record)
         .await
         .map_err(failed)?;

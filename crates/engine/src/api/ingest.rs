@@ -136,7 +136,20 @@ async fn ingest(
                 .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(1));
             return Ok(response);
         }
-        Err(CommitError::Failed(e)) => return Err(ApiError::internal(e)),
+        Err(CommitError::Failed(e)) => {
+            // The store cannot be written (disk full or read-only, database locked): nothing
+            // was queued, and the source must keep the message and send it again.
+            tracing::error!(error = %e, "ingestion could not queue a message; answering 503");
+            let mut response = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the engine cannot write to its store right now, so nothing was queued; keep the message and send it again later",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(5));
+            return Ok(response);
+        }
     }
     state.wake.notify_one();
     Ok((

@@ -40,7 +40,8 @@ pub(crate) struct Inner {
     pub wake: tokio::sync::Notify,
     pub committer: crate::commit::Committer,
     /// Outbound clients per endpoint, pinned to an SSRF-checked address, with their creation
-    /// time: reused (keep-alive) for [`CLIENT_TTL`], then resolved and checked again.
+    /// time: reused (keep-alive) for `config.client_ttl` ([`CLIENT_TTL`]), then resolved and
+    /// checked again.
     pub clients:
         std::sync::Mutex<std::collections::HashMap<String, (reqwest::Client, std::time::Instant)>>,
     /// Access tokens and keys of auth credentials, for presenting them on requests.
@@ -49,9 +50,11 @@ pub(crate) struct Inner {
     pub alerts: Arc<crate::alerts::Alerts>,
     /// Set by the delivery worker while it runs (for `/readyz`).
     pub worker_running: std::sync::atomic::AtomicBool,
+    /// Requests per client on ingestion, the API and sign-in; `None` when turned off.
+    pub rate_limiter: Option<crate::rate_limit::RateLimiter>,
 }
 
-/// How long a pinned outbound client (and the DNS answer behind it) is reused.
+/// How long a pinned outbound client (and the DNS answer behind it) is reused by default.
 pub const CLIENT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Inner {
@@ -63,17 +66,27 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
-            && made.elapsed() < CLIENT_TTL
+            && made.elapsed() < self.config.client_ttl
         {
             return Ok(client.clone());
         }
-        let client =
-            wharf_delivery::ssrf::pinned_client(url, self.config.allow_private_endpoints).await?;
+        let client = self.fresh_client(url).await?;
         self.clients
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, (client.clone(), std::time::Instant::now()));
         Ok(client)
+    }
+
+    /// A new client for `url`: its host resolved now, every address checked, the connection
+    /// pinned to the checked one (Verify and Save always uses a fresh one).
+    pub async fn fresh_client(&self, url: &reqwest::Url) -> Result<reqwest::Client, String> {
+        wharf_delivery::ssrf::pinned_client_with(
+            &self.config.resolver,
+            url,
+            self.config.allow_private_endpoints,
+        )
+        .await
     }
 }
 
@@ -84,7 +97,12 @@ impl State {
             config.alerts.clone(),
             organization.name.clone(),
         ));
+        let rate_limiter = crate::rate_limit::RateLimiter::new(
+            config.rate_limit_requests,
+            config.rate_limit_window,
+        );
         State(Arc::new(Inner {
+            rate_limiter,
             store: store.clone(),
             config,
             organization,
@@ -135,11 +153,16 @@ pub(crate) fn router(state: State) -> Router {
         .route("/readyz", axum::routing::get(readyz))
         .route("/metrics", axum::routing::get(metrics))
         // The operators' web pages: their own sign-in, sessions, CSRF and CSP.
-        .nest("/dashboard", crate::dashboard::router(state.clone()))
+        .merge(crate::dashboard::router(state.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         // Messages up to 40 MiB must be accepted (PROTOCOL.md section 4).
         .layer(axum::extract::DefaultBodyLimit::max(
             wharf_protocol::MAX_BODY_BYTES,
+        ))
+        // Inside the metrics layer, so refused requests are counted as 429s too.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::rate_limit::layer,
         ))
         .layer(middleware::from_fn_with_state(
             state.metrics.registry.clone(),

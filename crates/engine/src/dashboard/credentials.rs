@@ -22,10 +22,10 @@ use wharf_auth::strategy::{Strategy, has_name};
 
 pub(super) fn routes() -> Router<Dash> {
     Router::new()
-        .route("/credentials", get(list))
-        .route("/credentials/new", get(new_form).post(create))
-        .route("/credentials/{id}", get(edit_form).post(update))
-        .route("/credentials/{id}/delete", post(delete))
+        .route("/dashboard/credentials", get(list))
+        .route("/dashboard/credentials/new", get(new_form).post(create))
+        .route("/dashboard/credentials/{id}", get(edit_form).post(update))
+        .route("/dashboard/credentials/{id}/delete", post(delete))
 }
 
 /// The form's name of a strategy field's input (prefixed, so no field can collide with the

@@ -41,14 +41,14 @@ pub const GENERATED_TOKEN_LEN: usize = 48;
 
 pub(super) fn routes() -> Router<Dash> {
     Router::new()
-        .route("/destinations", get(list))
-        .route("/destinations/new", get(new_form).post(create))
-        .route("/destinations/{id}", get(resume))
+        .route("/dashboard/destinations", get(list))
+        .route("/dashboard/destinations/new", get(new_form).post(create))
+        .route("/dashboard/destinations/{id}", get(resume))
         .route(
-            "/destinations/{id}/setup/{step}",
+            "/dashboard/destinations/{id}/setup/{step}",
             get(step_form).post(save_step),
         )
-        .route("/destinations/{id}/delete", post(delete))
+        .route("/dashboard/destinations/{id}/delete", post(delete))
 }
 
 /// A long random token of letters and digits (about 5.95 bits each, 285 bits in all).
@@ -478,8 +478,18 @@ async fn step_form(
 ) -> Result<Response, Failure> {
     let step = check_step(step)?;
     let (record, env) = api::destination(&dash, id).await?;
+    if let Some(resume) = not_yet(&record, step) {
+        return Ok(see_other(&resume));
+    }
     let page = wizard(&dash, &signed_in, Some((&record, &env)), step).await?;
     Ok(render(StatusCode::OK, &page))
+}
+
+/// A destination being set up goes through the steps in order: a later step than the one it
+/// resumes at sends there instead (its URL).
+fn not_yet(record: &DestinationRecord, step: usize) -> Option<String> {
+    let resume = resume_step(record);
+    (record.setup_step.is_some() && step > resume).then(|| wizard_url(&record.id, resume))
 }
 
 async fn save_step(
@@ -489,8 +499,11 @@ async fn save_step(
     Form(form): Form<StepForm>,
 ) -> Result<Response, Failure> {
     let step = check_step(step)?;
+    let (record, env) = api::destination(&dash, id.clone()).await?;
+    if let Some(resume) = not_yet(&record, step) {
+        return Ok(see_other(&resume));
+    }
     if step == 5 && form.generate.is_some() {
-        let (record, env) = api::destination(&dash, id).await?;
         let mut page = wizard(&dash, &signed_in, Some((&record, &env)), 5).await?;
         page.generated = generate_token();
         return Ok(render(StatusCode::OK, &page));
@@ -645,6 +658,24 @@ mod tests {
             updated_at: 0,
             setup_step: None,
         }
+    }
+
+    #[test]
+    fn steps_of_a_setup_are_taken_in_order() {
+        let mut d = record();
+        d.setup_step = Some(4);
+        assert_eq!(not_yet(&d, 4), None);
+        assert_eq!(not_yet(&d, 2), None, "going back is fine");
+        assert_eq!(
+            not_yet(&d, 6).as_deref(),
+            Some("/dashboard/destinations/d/setup/4")
+        );
+        d.setup_step = None;
+        assert_eq!(
+            not_yet(&d, 6),
+            None,
+            "a set-up destination is edited in any order"
+        );
     }
 
     #[test]

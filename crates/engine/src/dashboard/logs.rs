@@ -25,10 +25,10 @@ const RESPONSE_SHOWN: usize = 4 * 1024;
 
 pub(super) fn routes() -> Router<Dash> {
     Router::new()
-        .route("/logs", get(search))
-        .route("/logs/{id}", get(read))
-        .route("/logs/{id}/stop", post(stop))
-        .route("/logs/{id}/resend", post(resend))
+        .route("/dashboard/logs", get(search))
+        .route("/dashboard/logs/{id}", get(read))
+        .route("/dashboard/logs/{id}/stop", post(stop))
+        .route("/dashboard/logs/{id}/resend", post(resend))
 }
 
 /// The search form's fields; empty means "any".

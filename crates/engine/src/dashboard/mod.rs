@@ -45,7 +45,8 @@ const SCRIPT: &str = include_str!("../../static/dashboard.js");
 pub(crate) struct Dash {
     engine: EngineState,
     sessions: Arc<session::Sessions>,
-    /// Cookies get `Secure` when the engine is reached over HTTPS (`public_url`).
+    /// Cookies get `Secure` when the engine serves TLS or is reached over HTTPS (`public_url`,
+    /// e.g. behind a TLS-terminating proxy).
     secure_cookies: bool,
 }
 
@@ -56,35 +57,38 @@ impl std::ops::Deref for Dash {
     }
 }
 
-/// The dashboard's routes, to be nested under `/dashboard`.
+/// The dashboard's routes, all under `/dashboard`, to be merged into the engine's router.
 pub(crate) fn router<S: Clone + Send + Sync + 'static>(engine: EngineState) -> Router<S> {
-    let secure_cookies = engine
-        .config
-        .public_url
-        .as_deref()
-        .is_some_and(|u| u.starts_with("https://"));
+    let secure_cookies = engine.config.tls.is_some()
+        || engine
+            .config
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
     let dash = Dash {
         engine,
         sessions: Arc::new(session::Sessions::new(session::IDLE_TIMEOUT)),
         secure_cookies,
     };
+    let home = || async { Redirect::to("/dashboard/destinations") };
     Router::new()
-        .route(
-            "/",
-            get(|| async { Redirect::to("/dashboard/destinations") }),
-        )
-        .route("/static/{file}", get(static_file))
+        .route("/dashboard", get(home))
+        .route("/dashboard/", get(home))
+        .route("/dashboard/static/{file}", get(static_file))
         .merge(session::routes())
         .merge(destinations::routes())
         .merge(credentials::routes())
         .merge(logs::routes())
         .merge(queues::routes())
-        .fallback(|| async {
-            Failure::new(StatusCode::NOT_FOUND, "There is no such dashboard page.")
-        })
+        // The engine's fallback answers in JSON; under /dashboard a person reads the answer.
+        .route("/dashboard/{*rest}", axum::routing::any(not_found))
         .layer(middleware::from_fn_with_state(dash.clone(), session::guard))
         .layer(middleware::from_fn(security_headers))
         .with_state(dash)
+}
+
+async fn not_found() -> Failure {
+    Failure::new(StatusCode::NOT_FOUND, "There is no such dashboard page.")
 }
 
 /// Headers on every dashboard answer, including refusals and static files.

@@ -13,9 +13,9 @@ use axum::routing::{get, post};
 
 pub(super) fn routes() -> Router<Dash> {
     Router::new()
-        .route("/queues", get(list))
-        .route("/queues/{id}/pause", post(pause))
-        .route("/queues/{id}/resume", post(resume))
+        .route("/dashboard/queues", get(list))
+        .route("/dashboard/queues/{id}/pause", post(pause))
+        .route("/dashboard/queues/{id}/resume", post(resume))
 }
 
 struct Row {

@@ -4,9 +4,9 @@
 //!   `dashboard_password_hash`) or a management key (compared in constant time, as the API
 //!   does). A failure is logged without what was typed.
 //! * A session is a random 256-bit id in a cookie (`HttpOnly`, `SameSite=Strict`,
-//!   `Path=/dashboard`, `Secure` over HTTPS) and an entry in memory that expires after 12 hours
-//!   without use. The store keeps SHA-256 digests of the ids, so a lookup compares digests,
-//!   never the secret itself. A restart signs everyone out, which is acceptable for an operator
+//!   `Path=/dashboard`, `Secure` when the engine serves TLS or `public_url` is `https://`) and
+//!   an entry in memory that expires after 12 hours without use. The store keeps SHA-256
+//!   digests of the ids, so a lookup compares digests, never the secret itself. A restart signs everyone out, which is acceptable for an operator
 //!   console and keeps sessions out of the database.
 //! * Every POST carries the session's CSRF token in a hidden `csrf` field, compared in constant
 //!   time; the sign-in form, which has no session yet, uses a random token that must match a
@@ -114,8 +114,8 @@ impl Sessions {
 
 pub(super) fn routes() -> Router<Dash> {
     Router::new()
-        .route("/signin", get(signin_form).post(signin))
-        .route("/signout", post(signout))
+        .route("/dashboard/signin", get(signin_form).post(signin))
+        .route("/dashboard/signout", post(signout))
 }
 
 /// Hashes a dashboard password for `dashboard_password_hash` (argon2id with the argon2 crate's
@@ -255,7 +255,8 @@ async fn check_csrf(request: Request, expected: Option<&str>) -> Result<Request,
 /// Runs before every dashboard handler: the Origin and CSRF checks on state-changing requests,
 /// and a session for everything but the sign-in page and the static files.
 pub(crate) async fn guard(State(dash): State<Dash>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
+    let full = request.uri().path();
+    let path = full.strip_prefix("/dashboard").unwrap_or(full).to_owned();
     let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD);
     if changes_state && !same_origin(request.headers(), dash.config.public_url.as_deref()) {
         tracing::warn!(reason = "origin", %path, "dashboard form refused");

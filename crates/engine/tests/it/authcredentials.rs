@@ -603,7 +603,8 @@ async fn credentials_link_to_destinations_of_their_environment() {
 
 #[tokio::test]
 async fn secrets_are_sealed_at_rest() {
-    let engine = Engine::start(true).await;
+    // Reads SQLite's files, so SQLite whatever the suite's backend.
+    let engine = Engine::start_on(tempfile::tempdir().unwrap(), None, true, "", |_| {}).await;
     let dev = engine.environment("Development").await;
     let mut fields = examples()[1].1.clone();
     fields["clientId"] = json!("distinctive-client-id-0451");

@@ -136,10 +136,19 @@ async fn sign_in_sessions_and_the_headers_every_page_carries() {
     let mut visitor = Visitor::new(&engine);
 
     // Not signed in: pages send to the sign-in page.
-    for page in ["/dashboard", "/dashboard/", "/dashboard/destinations", "/dashboard/logs/x"] {
+    for page in [
+        "/dashboard",
+        "/dashboard/",
+        "/dashboard/destinations",
+        "/dashboard/logs/x",
+    ] {
         let response = visitor.get(page).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "{page}");
-        assert_eq!(response.headers()["location"], "/dashboard/signin", "{page}");
+        assert_eq!(
+            response.headers()["location"],
+            "/dashboard/signin",
+            "{page}"
+        );
     }
 
     let response = visitor.get("/dashboard/signin").await;
@@ -398,8 +407,29 @@ async fn only_enabled_environments_take_destinations() {
         )
         .await;
     assert_eq!(moved.status(), StatusCode::SEE_OTHER);
-    // Production needs HTTPS: the endpoint step says so, with the API's words.
+    let id = step2.split('/').nth(3).unwrap();
+    let (_, read) = engine.get(&format!("/platform/v1/destinations/{id}")).await;
+    assert_eq!(read["payload"]["environmentFlag"], "Production");
+    // Steps are taken in order: a later one sends back to where the setup stands.
+    let step3 = step2.replace("/setup/2", "/setup/3");
     let step4 = step2.replace("/setup/2", "/setup/4");
+    let early = visitor
+        .post(
+            &step4,
+            &[("csrf", &csrf), ("endpoint", "https://x.example/")],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(early.headers()["location"], step3.as_str());
+    let format = visitor
+        .post(
+            &step3,
+            &[("csrf", &csrf), ("dataFormat", "FHIR")],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(format.headers()["location"], step4.as_str());
+    // Production needs HTTPS: the endpoint step says so, with the API's words.
     let http = visitor
         .post(
             &step4,
@@ -422,7 +452,7 @@ async fn only_enabled_environments_take_destinations() {
         .await
         .unwrap();
     assert!(
-        list.contains("In progress") && list.contains("Resume at step 3 of 7"),
+        list.contains("In progress") && list.contains("Resume at step 4 of 7"),
         "{list}"
     );
     assert!(

@@ -5,10 +5,10 @@ use super::*;
 use std::time::Duration;
 use wharf_testkit::wait_until;
 
-const SOURCE_KEY: &str = "source-key-0123456789abcdef";
-const TOKEN: &str = "right-token-123";
+pub(crate) const SOURCE_KEY: &str = "source-key-0123456789abcdef";
+pub(crate) const TOKEN: &str = "right-token-123";
 
-fn config() -> String {
+pub(crate) fn config() -> String {
     format!(
         "retry_ladder = [\"0s\", \"300ms\"]\ndelivery_timeout = \"2s\"\n[[sources]]\nname = \"EHR feed\"\napi_key = \"{SOURCE_KEY}\"\n"
     )
@@ -16,7 +16,7 @@ fn config() -> String {
 
 /// A destination endpoint: answers challenges for [`TOKEN`], and answers the first
 /// `failures` messages with 500, then 200.
-async fn endpoint(failures: usize) -> Recorder {
+pub(crate) async fn endpoint(failures: usize) -> Recorder {
     let seen = std::sync::atomic::AtomicUsize::new(0);
     Recorder::start(move |_, r: &Received| {
         let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
@@ -42,7 +42,7 @@ async fn endpoint(failures: usize) -> Recorder {
     .await
 }
 
-async fn verified_destination(engine: &Engine, endpoint: &Recorder) -> String {
+pub(crate) async fn verified_destination(engine: &Engine, endpoint: &Recorder) -> String {
     let id = create_destination(engine, &endpoint.url("/redox"), TOKEN, "POST").await;
     let (status, body) = engine
         .post(&format!("/platform/v1/destinations/{id}/verify"), json!({}))
@@ -51,7 +51,7 @@ async fn verified_destination(engine: &Engine, endpoint: &Recorder) -> String {
     id
 }
 
-async fn submit(engine: &Engine, destinations: &[&str], n: usize) -> reqwest::Response {
+pub(crate) async fn submit(engine: &Engine, destinations: &[&str], n: usize) -> reqwest::Response {
     let body = json!({
         "Meta": {
             "DataModel": "PatientAdmin", "EventType": "Arrival",
@@ -69,7 +69,7 @@ async fn submit(engine: &Engine, destinations: &[&str], n: usize) -> reqwest::Re
         .unwrap()
 }
 
-fn messages(endpoint: &Recorder) -> Vec<Value> {
+pub(crate) fn messages(endpoint: &Recorder) -> Vec<Value> {
     endpoint
         .received()
         .iter()
@@ -127,7 +127,7 @@ async fn ingestion_needs_a_source_key_and_verified_known_destinations() {
     );
 }
 
-async fn org_id(engine: &Engine) -> String {
+pub(crate) async fn org_id(engine: &Engine) -> String {
     let (_, orgs) = engine.get("/platform/v1/organizations").await;
     orgs["payload"][0]["id"].as_str().unwrap().to_owned()
 }
@@ -365,7 +365,7 @@ async fn stop_moves_the_queue_on_and_resend_requeues_at_the_back() {
     );
 }
 
-async fn query(engine: &Engine, destinations: &[&str]) -> reqwest::Response {
+pub(crate) async fn query(engine: &Engine, destinations: &[&str]) -> reqwest::Response {
     let body = json!({"Meta": {"DataModel": "Clinical Summary", "EventType": "PatientQuery",
         "Destinations": destinations.iter().map(|d| json!({"ID": d})).collect::<Vec<_>>()},
         "Patient": {"Identifiers": []}});

@@ -9,13 +9,19 @@ use wharf_testkit::{Received, Recorder, Reply};
 mod authcredentials;
 mod dashboard;
 mod delivery;
+mod faults;
 mod operations;
+mod rate_limit;
+mod ssrf;
 
 const KEY: &str = "management-key-0123456789";
 
 struct Engine {
     running: Option<Running>,
     _dir: tempfile::TempDir,
+    /// The engine's PostgreSQL schema when the suite runs on PostgreSQL
+    /// (`WHARF_TEST_BACKEND=postgres`), dropped with the engine.
+    pg: Option<wharf_testkit::postgres::PgSchema>,
     base: String,
     client: reqwest::Client,
 }
@@ -31,19 +37,62 @@ impl Engine {
     }
 
     async fn start_with(allow_private: bool, extra: &str) -> Engine {
-        let dir = tempfile::tempdir().unwrap();
+        Engine::start_tuned(tempfile::tempdir().unwrap(), allow_private, extra, |_| {}).await
+    }
+
+    /// An engine on `dir` whose parsed configuration `tune` may change (settings no file has,
+    /// such as a scripted DNS resolver).
+    async fn start_tuned(
+        dir: tempfile::TempDir,
+        allow_private: bool,
+        extra: &str,
+        tune: impl FnOnce(&mut EngineConfig),
+    ) -> Engine {
+        let pg = wharf_testkit::postgres::backend_is_postgres()
+            .then(wharf_testkit::postgres::PgSchema::create);
+        Engine::start_on(dir, pg, allow_private, extra, tune).await
+    }
+
+    /// An engine on PostgreSQL in `pg`'s schema, or on SQLite in `dir` without one (tests of
+    /// SQLite's files pass `None` whatever the suite's backend).
+    async fn start_on(
+        dir: tempfile::TempDir,
+        pg: Option<wharf_testkit::postgres::PgSchema>,
+        allow_private: bool,
+        extra: &str,
+        tune: impl FnOnce(&mut EngineConfig),
+    ) -> Engine {
+        let database = pg
+            .as_ref()
+            .map(|s| format!("database_url = \"{}\"\n", s.url))
+            .unwrap_or_default();
         let text = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\norganization = \"Acme Health\"\napi_keys = [\"{KEY}\"]\nmaster_key = \"master-key-0123456789abcdef0123456789\"\nallow_private_endpoints = {allow_private}\n{extra}\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\norganization = \"Acme Health\"\napi_keys = [\"{KEY}\"]\nmaster_key = \"master-key-0123456789abcdef0123456789\"\nallow_private_endpoints = {allow_private}\n{database}{extra}\n",
             dir.path().join("engine").display()
         );
-        let config = EngineConfig::parse(&text, &wharf_config::ProcessEnv).unwrap();
+        let mut config = EngineConfig::parse(&text, &wharf_config::ProcessEnv).unwrap();
+        tune(&mut config);
         let running = wharf_engine::start(config).await.unwrap();
         Engine {
             base: format!("http://{}", running.local_addr()),
             running: Some(running),
             _dir: dir,
+            pg,
             client: reqwest::Client::new(),
         }
+    }
+
+    /// The engine's store, opened beside it (it never takes a queue's lease).
+    fn store(&self) -> wharf_store::engine::EngineStore {
+        let database = wharf_store::Database::from_config(
+            &self.data_dir(),
+            self.pg.as_ref().map(|s| s.url.as_str()),
+        );
+        let options = wharf_store::engine::EngineStoreOptions {
+            work_queues: false,
+            ..Default::default()
+        };
+        wharf_store::engine::EngineStore::open_database(&database, &options).unwrap()
     }
 
     async fn call(
@@ -74,6 +123,14 @@ impl Engine {
 
     async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    /// Stops this engine and starts another on the same data directory.
+    async fn restart(mut self, allow_private: bool, extra: &str) -> Engine {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+        Engine::start_on(self._dir, self.pg, allow_private, extra, |_| {}).await
     }
 
     /// The environment id for a flag.

@@ -225,7 +225,7 @@ async fn shutdown_finishes_and_records_the_delivery_in_flight() {
     running.shutdown().await;
 
     // Reopen the same data directory: the attempt was recorded before the engine stopped.
-    let store = wharf_store::engine::EngineStore::open(&engine.data_dir()).unwrap();
+    let store = engine.store();
     let (record, attempts) = store.log(&log).unwrap().unwrap();
     assert_eq!(
         record.status, "SUCCEEDED",

@@ -161,3 +161,40 @@ async fn send_pushes_files_in_order_and_inbox_lists_them() {
         stdout(&out)
     );
 }
+
+/// Runs `wharf hash-password` with `input` on standard input.
+async fn hash_password(input: &str) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = wharf()
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    child.wait_with_output().await.unwrap()
+}
+
+#[tokio::test]
+async fn hash_password_prints_a_hash_the_engine_accepts() {
+    let out = hash_password("a long dashboard passphrase\n").await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let phc = stdout(&out).trim().to_owned();
+    assert!(phc.starts_with("$argon2id$v=19$"), "{phc}");
+    assert!(!phc.contains("passphrase"));
+    let config = format!(
+        "api_keys = [\"management-key-0123456789\"]\nmaster_key = \"master-key-0123456789abcdef0123456789\"\ndashboard_password_hash = \"{phc}\"\n"
+    );
+    let parsed = wharf_engine::EngineConfig::parse(&config, &wharf_config::ProcessEnv).unwrap();
+    assert_eq!(
+        parsed.dashboard_password_hash.as_deref(),
+        Some(phc.as_str())
+    );
+
+    let short = hash_password("short\n").await;
+    assert_eq!(short.status.code(), Some(2));
+    assert!(stderr(&short).contains("at least 12 characters"));
+}

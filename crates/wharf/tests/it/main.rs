@@ -4,7 +4,11 @@
 mod auth;
 mod cli;
 mod crash;
+mod faults;
 mod ops;
+mod shared_database;
+mod soak;
+mod ssrf;
 mod up;
 
 use std::net::SocketAddr;

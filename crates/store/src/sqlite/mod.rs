@@ -1,8 +1,17 @@
-//! Opening a SQLite database the way every Wharf component needs it, and migrating its schema.
+//! SQLite, the embedded default: opening a database the way every Wharf component needs it,
+//! migrating its schema (versions in `PRAGMA user_version`), and the SQLite side of each store.
+//!
+//! * [`engine`]: the engine's store on one connection behind a mutex.
+//! * [`inbox`]: the inbox's reads and the batch its writer commits.
+//! * [`checkpoint`]: keeping the WAL small without stalling the writer.
 //!
 //! Durability settings live here so no connection can forget them: WAL (readers never block
 //! the writer) and `synchronous=FULL` (a commit is on disk before it returns, which is what lets
 //! the destination answer 200 only for what it kept).
+
+pub(crate) mod checkpoint;
+pub(crate) mod engine;
+pub(crate) mod inbox;
 
 use crate::StoreError;
 use rusqlite::Connection;

@@ -41,15 +41,15 @@ pub(crate) struct WalState {
 }
 
 impl WalState {
-    pub fn committed(&self) {
+    pub(crate) fn committed(&self) {
         self.commits.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn take_reset_request(&self) -> bool {
+    pub(crate) fn take_reset_request(&self) -> bool {
         self.reset_wanted.swap(false, Ordering::Relaxed)
     }
 
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stopped.store(true, Ordering::Relaxed);
     }
 }

@@ -1,0 +1,1066 @@
+//! The engine's store on PostgreSQL, shared by several engine processes.
+//!
+//! Everything but queue work is plain shared state: any process serves the API, ingestion and
+//! Verify and Save. Each destination's **queue** is worked by one process at a time: the one
+//! holding its row in `queue_leases`. A heartbeat task renews this process's leases every
+//! [`HEARTBEAT`](super::lease::HEARTBEAT), releases those of empty queues, and takes free or
+//! expired ones up to a fair share (queues with work / live processes, from `engine_nodes`), so
+//! three processes split twenty queues about evenly and a killed process's queues are taken over
+//! once its leases expire. [`PgEngine::queue_heads`] and [`PgEngine::head_of`] return only
+//! heads this process may work now (see `lease` for the margin), so the worker needs no other
+//! change to keep FIFO and one-in-flight across processes.
+//!
+//! Enqueues (and resends) draw `seq` under a transaction-scoped lock, so `seq` order is commit
+//! order: a queue never shows a later log while an earlier one is still to commit. Queue changes
+//! send a NOTIFY; every process listens, so a message ingested by one wakes the holder at once.
+
+use super::lease::{HEARTBEAT, Leases};
+use super::{Pg, block_on, notify, runtime, schema, xact_lock};
+use crate::engine::{
+    AttemptOutcome, AttemptRecord, AuthCredentialRecord, CredentialDeletion, DestinationRecord,
+    EngineStoreOptions, EnvironmentRecord, LogFilter, LogRecord, Organization, QueueState,
+    QueueStats, Write,
+};
+use crate::{StoreError, now_millis};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+/// The NOTIFY channel for queue changes.
+const CHANNEL: &str = "wharf_queues";
+
+/// Connections per engine process: the API's blocking threads, the committer and the worker
+/// share them; more would only queue inside PostgreSQL.
+const POOL_SIZE: usize = 16;
+
+#[derive(Clone)]
+pub(crate) struct PgEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pg: Arc<Pg>,
+    holder: String,
+    leases: Leases,
+    /// Bumped by the listener (a queue changed in any process) and when leases are taken.
+    changes: Arc<watch::Sender<u64>>,
+    changes_rx: watch::Receiver<u64>,
+    /// Whether this process takes queue leases at all.
+    work_queues: bool,
+    /// One round at a time (the heartbeat task and `queue_heads`), so a fair share is
+    /// counted from the leases actually held.
+    round: tokio::sync::Mutex<()>,
+    /// Set when the leases were released at shutdown: none is taken again.
+    released: std::sync::atomic::AtomicBool,
+    /// When a round of taking leases last ran from `queue_heads`.
+    last_take: std::sync::Mutex<Option<Instant>>,
+}
+
+type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
+
+const DESTINATION_COLUMNS: &str = "id, organization_id, environment_id, name, data_format,
+    endpoint, verification_token, verification_method, auth_credential, verified_at, created_at,
+    updated_at, setup_step";
+
+fn destination(row: &Row) -> DestinationRecord {
+    DestinationRecord {
+        id: row.get(0),
+        organization_id: row.get(1),
+        environment_id: row.get(2),
+        name: row.get(3),
+        data_format: row.get(4),
+        endpoint: row.get(5),
+        verification_token: row.get(6),
+        verification_method: row.get(7),
+        auth_credential: row.get(8),
+        verified_at: row.get(9),
+        created_at: row.get(10),
+        updated_at: row.get(11),
+        setup_step: row.get(12),
+    }
+}
+
+const CREDENTIAL_COLUMNS: &str = "id, organization_id, environment_id, name, strategy, fields,
+    secrets, created_at, updated_at";
+
+fn auth_credential(row: &Row) -> AuthCredentialRecord {
+    AuthCredentialRecord {
+        id: row.get(0),
+        organization_id: row.get(1),
+        environment_id: row.get(2),
+        name: row.get(3),
+        strategy: row.get(4),
+        fields: row.get(5),
+        secrets: row.get(6),
+        created_at: row.get(7),
+        updated_at: row.get(8),
+    }
+}
+
+fn environment(row: &Row) -> EnvironmentRecord {
+    EnvironmentRecord {
+        id: row.get(0),
+        organization_id: row.get(1),
+        name: row.get(2),
+        flag: row.get(3),
+    }
+}
+
+fn organization(row: &Row) -> Organization {
+    Organization {
+        id: row.get(0),
+        name: row.get(1),
+        alert_email: row.get(2),
+    }
+}
+
+const LOG_COLUMNS: &str = "seq, id, organization_id, destination_id, source, data_model,
+    event_type, content_type, body, status, attempts, next_attempt_at, created_at, updated_at,
+    log_type";
+
+fn log(row: &Row) -> LogRecord {
+    LogRecord {
+        seq: row.get(0),
+        id: row.get(1),
+        organization_id: row.get(2),
+        destination_id: row.get(3),
+        source: row.get(4),
+        data_model: row.get(5),
+        event_type: row.get(6),
+        content_type: row.get(7),
+        body: row.get(8),
+        status: row.get(9),
+        attempts: row.get(10),
+        next_attempt_at: row.get(11),
+        created_at: row.get(12),
+        updated_at: row.get(13),
+        log_type: row.get(14),
+    }
+}
+
+fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl PgEngine {
+    /// Connects, migrates, registers this process and starts its lease heartbeat. Attempts
+    /// take at most `attempt_bound`: a queue is only worked with that much lease left.
+    pub(crate) fn open(url: &str, options: &EngineStoreOptions) -> Result<PgEngine, StoreError> {
+        let pg = Pg::connect(url, POOL_SIZE)?;
+        block_on(schema::migrate(&pg, "engine", schema::ENGINE))?;
+        let (changes, changes_rx) = watch::channel(0);
+        let changes = Arc::new(changes);
+        let inner = Arc::new(Inner {
+            pg: pg.clone(),
+            holder: super::holder_name(),
+            leases: Leases::new(options.attempt_bound),
+            changes: changes.clone(),
+            changes_rx,
+            last_take: Default::default(),
+            work_queues: options.work_queues,
+            released: Default::default(),
+            round: Default::default(),
+        });
+        super::spawn_listener(&pg, CHANNEL, changes);
+        if options.work_queues {
+            block_on(inner.heartbeat(true))?;
+            let weak = Arc::downgrade(&inner);
+            let woken = inner.changes_rx.clone();
+            runtime().spawn(heartbeats(weak, woken));
+        }
+        tracing::info!(database = %pg.describe, holder = %inner.holder, "engine store on PostgreSQL");
+        Ok(PgEngine { inner })
+    }
+
+    fn pg(&self) -> &Pg {
+        &self.inner.pg
+    }
+
+    /// Changes after a queue changed in any process, and after this process took leases.
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes_rx.clone()
+    }
+
+    pub(crate) fn holds_queue(&self, destination_id: &str) -> bool {
+        self.inner.leases.holds(destination_id)
+    }
+
+    /// Gives up every queue lease (at shutdown, after the last attempt was recorded), so other
+    /// processes take the queues over at once instead of after the lease expires.
+    pub(crate) fn release_leases(&self) -> Result<(), StoreError> {
+        self.inner
+            .released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.leases.clear();
+        block_on(async {
+            let client = self.pg().client().await?;
+            client
+                .execute(
+                    "DELETE FROM queue_leases WHERE holder = $1",
+                    &[&self.inner.holder],
+                )
+                .await?;
+            client
+                .execute(
+                    "DELETE FROM engine_nodes WHERE holder = $1",
+                    &[&self.inner.holder],
+                )
+                .await?;
+            client.batch_execute(&notify(CHANNEL)).await?;
+            Ok(())
+        })
+    }
+
+    fn query<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        map: impl Fn(&Row) -> T,
+    ) -> Result<Vec<T>, StoreError> {
+        block_on(async {
+            let client = self.pg().client().await?;
+            let statement = client.prepare_cached(sql).await?;
+            Ok(client
+                .query(&statement, params)
+                .await?
+                .iter()
+                .map(map)
+                .collect())
+        })
+    }
+
+    fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        map: impl Fn(&Row) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.query(sql, params, map)?.into_iter().next())
+    }
+
+    fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        block_on(async {
+            let client = self.pg().client().await?;
+            let statement = client.prepare_cached(sql).await?;
+            Ok(client.execute(&statement, params).await?)
+        })
+    }
+
+    /// Runs `sql` in a transaction with the queue lock and a NOTIFY: for writes that change
+    /// queue order or what is due.
+    fn queue_write(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        block_on(async {
+            let mut client = self.pg().client().await?;
+            let tx = client.transaction().await?;
+            tx.batch_execute(&xact_lock("logs")).await?;
+            let statement = tx.prepare_cached(sql).await?;
+            let changed = tx.execute(&statement, params).await?;
+            if changed > 0 {
+                tx.batch_execute(&notify(CHANNEL)).await?;
+            }
+            tx.commit().await?;
+            Ok(changed)
+        })
+    }
+
+    pub(crate) fn ensure_organization(&self, name: &str) -> Result<Organization, StoreError> {
+        block_on(async {
+            let mut client = self.pg().client().await?;
+            let tx = client.transaction().await?;
+            let id = uuid::Uuid::new_v4().to_string();
+            // Several engines may start at once: the name is unique, the loser finds the
+            // winner's row (and its environments, committed in the same transaction).
+            let inserted = tx
+                .execute(
+                    "INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (name) DO NOTHING",
+                    &[&id, &name, &now_millis()],
+                )
+                .await?;
+            if inserted == 1 {
+                for flag in ["Development", "Staging", "Production"] {
+                    tx.execute(
+                        "INSERT INTO environments (id, organization_id, name, flag)
+                         VALUES ($1, $2, $3, $3)",
+                        &[&uuid::Uuid::new_v4().to_string(), &id, &flag],
+                    )
+                    .await?;
+                }
+            }
+            let row = tx
+                .query_one(
+                    "SELECT id, name, alert_email FROM organizations WHERE name = $1",
+                    &[&name],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(organization(&row))
+        })
+    }
+
+    pub(crate) fn organizations(&self) -> Result<Vec<Organization>, StoreError> {
+        self.query(
+            "SELECT id, name, alert_email FROM organizations ORDER BY created_at",
+            &[],
+            organization,
+        )
+    }
+
+    pub(crate) fn environments(
+        &self,
+        organization_id: &str,
+    ) -> Result<Vec<EnvironmentRecord>, StoreError> {
+        self.query(
+            "SELECT id, organization_id, name, flag FROM environments WHERE organization_id = $1
+             ORDER BY CASE flag WHEN 'Development' THEN 0 WHEN 'Staging' THEN 1 ELSE 2 END",
+            &[&organization_id],
+            environment,
+        )
+    }
+
+    pub(crate) fn environment(&self, id: &str) -> Result<Option<EnvironmentRecord>, StoreError> {
+        self.query_opt(
+            "SELECT id, organization_id, name, flag FROM environments WHERE id = $1",
+            &[&id],
+            environment,
+        )
+    }
+
+    pub(crate) fn insert_destination(&self, d: &DestinationRecord) -> Result<(), StoreError> {
+        self.execute(
+            &format!(
+                "INSERT INTO destinations ({DESTINATION_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            ),
+            &[
+                &d.id,
+                &d.organization_id,
+                &d.environment_id,
+                &d.name,
+                &d.data_format,
+                &d.endpoint,
+                &d.verification_token,
+                &d.verification_method,
+                &d.auth_credential,
+                &d.verified_at,
+                &d.created_at,
+                &d.updated_at,
+                &d.setup_step,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn update_destination(&self, d: &DestinationRecord) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "UPDATE destinations SET name = $2, data_format = $3, endpoint = $4,
+                verification_token = $5, verification_method = $6, auth_credential = $7,
+                verified_at = $8, updated_at = $9, environment_id = $10, setup_step = $11
+             WHERE id = $1",
+            &[
+                &d.id,
+                &d.name,
+                &d.data_format,
+                &d.endpoint,
+                &d.verification_token,
+                &d.verification_method,
+                &d.auth_credential,
+                &d.verified_at,
+                &d.updated_at,
+                &d.environment_id,
+                &d.setup_step,
+            ],
+        )? == 1)
+    }
+
+    pub(crate) fn destination(&self, id: &str) -> Result<Option<DestinationRecord>, StoreError> {
+        self.query_opt(
+            &format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = $1"),
+            &[&id],
+            destination,
+        )
+    }
+
+    pub(crate) fn destinations(
+        &self,
+        environment_id: &str,
+    ) -> Result<Vec<DestinationRecord>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE environment_id = $1
+                 ORDER BY created_at, id"
+            ),
+            &[&environment_id],
+            destination,
+        )
+    }
+
+    pub(crate) fn endpoint_taken_elsewhere(
+        &self,
+        endpoint: &str,
+        organization_id: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .query_opt(
+                "SELECT EXISTS (SELECT 1 FROM destinations
+                                WHERE endpoint = $1 AND organization_id <> $2)",
+                &[&endpoint, &organization_id],
+                |r| r.get::<_, bool>(0),
+            )?
+            .unwrap_or(false))
+    }
+
+    pub(crate) fn delete_destination(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.execute("DELETE FROM destinations WHERE id = $1", &[&id])? == 1)
+    }
+
+    pub(crate) fn insert_auth_credential(
+        &self,
+        c: &AuthCredentialRecord,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            &format!(
+                "INSERT INTO auth_credentials ({CREDENTIAL_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ),
+            &[
+                &c.id,
+                &c.organization_id,
+                &c.environment_id,
+                &c.name,
+                &c.strategy,
+                &c.fields,
+                &c.secrets,
+                &c.created_at,
+                &c.updated_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn update_auth_credential(
+        &self,
+        c: &AuthCredentialRecord,
+    ) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "UPDATE auth_credentials SET name = $2, fields = $3, secrets = $4, updated_at = $5
+             WHERE id = $1",
+            &[&c.id, &c.name, &c.fields, &c.secrets, &c.updated_at],
+        )? == 1)
+    }
+
+    pub(crate) fn auth_credential(
+        &self,
+        id: &str,
+    ) -> Result<Option<AuthCredentialRecord>, StoreError> {
+        self.query_opt(
+            &format!("SELECT {CREDENTIAL_COLUMNS} FROM auth_credentials WHERE id = $1"),
+            &[&id],
+            auth_credential,
+        )
+    }
+
+    pub(crate) fn auth_credentials(
+        &self,
+        environment_id: &str,
+    ) -> Result<Vec<AuthCredentialRecord>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM auth_credentials WHERE environment_id = $1
+                 ORDER BY created_at, id"
+            ),
+            &[&environment_id],
+            auth_credential,
+        )
+    }
+
+    pub(crate) fn destinations_using(
+        &self,
+        credential_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        self.query(
+            "SELECT id FROM destinations WHERE auth_credential = $1 ORDER BY created_at, id",
+            &[&credential_id],
+            |r| r.get(0),
+        )
+    }
+
+    pub(crate) fn delete_auth_credential(
+        &self,
+        id: &str,
+    ) -> Result<CredentialDeletion, StoreError> {
+        block_on(async {
+            let mut client = self.pg().client().await?;
+            let tx = client.transaction().await?;
+            // The row lock keeps a new link from slipping in between the check and the delete
+            // (linking takes a key-share lock on the same row through the foreign key).
+            let exists = tx
+                .query_opt(
+                    "SELECT id FROM auth_credentials WHERE id = $1 FOR UPDATE",
+                    &[&id],
+                )
+                .await?
+                .is_some();
+            if !exists {
+                return Ok(CredentialDeletion::NotFound);
+            }
+            let users: Vec<String> = tx
+                .query(
+                    "SELECT id FROM destinations WHERE auth_credential = $1 ORDER BY created_at, id",
+                    &[&id],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if !users.is_empty() {
+                return Ok(CredentialDeletion::InUse(users));
+            }
+            tx.execute("DELETE FROM auth_credentials WHERE id = $1", &[&id])
+                .await?;
+            tx.commit().await?;
+            Ok(CredentialDeletion::Deleted)
+        })
+    }
+
+    /// The heads of unpaused queues this process holds the lease of. A head of a queue nobody
+    /// holds is taken at once (a round of taking leases, then the heads read again), so a lone
+    /// process never waits for its heartbeat.
+    pub(crate) fn queue_heads(&self) -> Result<Vec<LogRecord>, StoreError> {
+        let read = || {
+            self.query(
+                &format!(
+                    "SELECT {LOG_COLUMNS} FROM logs WHERE seq IN (
+                        SELECT min(seq) FROM logs WHERE status = 'PENDING' GROUP BY destination_id)
+                       AND destination_id NOT IN (SELECT destination_id FROM paused_queues)
+                     ORDER BY next_attempt_at"
+                ),
+                &[],
+                log,
+            )
+        };
+        let mut heads = read()?;
+        if self.inner.taking()
+            && heads.iter().any(|h| !self.holds_queue(&h.destination_id))
+            && self.inner.may_take()
+        {
+            if let Err(e) = block_on(self.inner.heartbeat(false)) {
+                tracing::warn!(error = %e, "could not take queue leases");
+            }
+            heads = read()?;
+        }
+        // Checked after the read: a lease released meanwhile is then already seen as gone.
+        Ok(heads
+            .into_iter()
+            .filter(|h| self.holds_queue(&h.destination_id))
+            .collect())
+    }
+
+    pub(crate) fn head_of(&self, destination_id: &str) -> Result<Option<LogRecord>, StoreError> {
+        let head = self.query_opt(
+            &format!(
+                "SELECT {LOG_COLUMNS} FROM logs WHERE destination_id = $1 AND status = 'PENDING'
+                   AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE destination_id = $1)
+                 ORDER BY seq LIMIT 1"
+            ),
+            &[&destination_id],
+            log,
+        )?;
+        Ok(head.filter(|_| self.holds_queue(destination_id)))
+    }
+
+    /// Group commit: every write of the batch in one transaction, each kind of row in one
+    /// multi-row statement, so one round trip and one WAL flush cover the whole batch.
+    pub(crate) fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let now = now_millis();
+        let mut enqueued: Vec<&LogRecord> = Vec::new();
+        let mut queries: Vec<&LogRecord> = Vec::new();
+        let mut attempts: Vec<&AttemptRecord> = Vec::new();
+        let mut succeeded: Vec<&str> = Vec::new();
+        let mut retry_ids: Vec<&str> = Vec::new();
+        let mut retry_at: Vec<i64> = Vec::new();
+        for write in writes {
+            match write {
+                Write::Enqueue(logs) => enqueued.extend(logs),
+                Write::Attempt(attempt, outcome) => {
+                    attempts.push(attempt);
+                    match outcome {
+                        AttemptOutcome::Succeeded => succeeded.push(&attempt.log_id),
+                        AttemptOutcome::RetryAt(at) => {
+                            retry_ids.push(&attempt.log_id);
+                            retry_at.push(*at);
+                        }
+                    }
+                }
+                Write::Query(query) => {
+                    queries.push(&query.0);
+                    attempts.push(&query.1);
+                }
+            }
+        }
+        block_on(async {
+            let mut client = self.pg().client().await?;
+            let tx = client.transaction().await?;
+            if !enqueued.is_empty() {
+                tx.batch_execute(&xact_lock("logs")).await?;
+                insert_logs(&tx, &enqueued, false).await?;
+            }
+            if !queries.is_empty() {
+                insert_logs(&tx, &queries, true).await?;
+            }
+            if !attempts.is_empty() {
+                let ids: Vec<&str> = attempts.iter().map(|a| a.id.as_str()).collect();
+                let logs: Vec<&str> = attempts.iter().map(|a| a.log_id.as_str()).collect();
+                let started: Vec<i64> = attempts.iter().map(|a| a.started_at).collect();
+                let durations: Vec<i64> = attempts.iter().map(|a| a.duration_ms).collect();
+                let statuses: Vec<Option<i64>> = attempts.iter().map(|a| a.status_code).collect();
+                let errors: Vec<Option<&str>> =
+                    attempts.iter().map(|a| a.error.as_deref()).collect();
+                let responses: Vec<Option<&[u8]>> =
+                    attempts.iter().map(|a| a.response.as_deref()).collect();
+                let statement = tx
+                    .prepare_cached(
+                        "INSERT INTO attempts (id, log_id, started_at, duration_ms, status_code,
+                            error, response)
+                         SELECT id, log_id, started_at, duration_ms, status_code, error, response
+                         FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[],
+                                     $6::text[], $7::bytea[]) WITH ORDINALITY
+                              AS t(id, log_id, started_at, duration_ms, status_code, error,
+                                   response, ord)
+                         ORDER BY ord",
+                    )
+                    .await?;
+                tx.execute(
+                    &statement,
+                    &[
+                        &ids, &logs, &started, &durations, &statuses, &errors, &responses,
+                    ],
+                )
+                .await?;
+            }
+            if !succeeded.is_empty() {
+                let statement = tx
+                    .prepare_cached(
+                        "UPDATE logs SET status = 'SUCCEEDED', attempts = attempts + 1,
+                            updated_at = $2
+                         WHERE id = ANY($1) AND status = 'PENDING'",
+                    )
+                    .await?;
+                tx.execute(&statement, &[&succeeded, &now]).await?;
+            }
+            if !retry_ids.is_empty() {
+                let statement = tx
+                    .prepare_cached(
+                        "UPDATE logs l SET attempts = l.attempts + 1, next_attempt_at = t.at,
+                            updated_at = $3
+                         FROM unnest($1::text[], $2::int8[]) AS t(id, at)
+                         WHERE l.id = t.id AND l.status = 'PENDING'",
+                    )
+                    .await?;
+                tx.execute(&statement, &[&retry_ids, &retry_at, &now])
+                    .await?;
+            }
+            if !enqueued.is_empty() {
+                tx.batch_execute(&notify(CHANNEL)).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn set_paused(&self, destination_id: &str, paused: bool) -> Result<(), StoreError> {
+        block_on(async {
+            let mut client = self.pg().client().await?;
+            let tx = client.transaction().await?;
+            let now = now_millis();
+            if paused {
+                tx.execute(
+                    "INSERT INTO paused_queues (destination_id, paused_at) VALUES ($1, $2)
+                     ON CONFLICT (destination_id) DO NOTHING",
+                    &[&destination_id, &now],
+                )
+                .await?;
+            } else {
+                tx.execute(
+                    "DELETE FROM paused_queues WHERE destination_id = $1",
+                    &[&destination_id],
+                )
+                .await?;
+                tx.execute(
+                    "UPDATE logs SET next_attempt_at = $2 WHERE seq = (
+                        SELECT min(seq) FROM logs WHERE destination_id = $1 AND status = 'PENDING')",
+                    &[&destination_id, &now],
+                )
+                .await?;
+            }
+            tx.batch_execute(&notify(CHANNEL)).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
+        self.query(
+            "SELECT d.id,
+                    (SELECT count(*) FROM logs l WHERE l.destination_id = d.id AND l.status = 'PENDING'),
+                    COALESCE((SELECT l.attempts > 0 FROM logs l WHERE l.destination_id = d.id
+                              AND l.status = 'PENDING' ORDER BY l.seq LIMIT 1), false),
+                    EXISTS (SELECT 1 FROM paused_queues p WHERE p.destination_id = d.id)
+             FROM destinations d ORDER BY d.id",
+            &[],
+            |r| QueueStats {
+                destination_id: r.get(0),
+                depth: r.get(1),
+                held: r.get(2),
+                paused_by_operator: r.get(3),
+            },
+        )
+    }
+
+    /// Whether a write transaction can be taken and committed: the database is reachable and
+    /// not a read-only standby.
+    pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
+        block_on(async {
+            let mut client = self.pg().client().await?;
+            let tx = client.transaction().await?;
+            let read_only: String = tx
+                .query_one("SHOW transaction_read_only", &[])
+                .await?
+                .get(0);
+            tx.commit().await?;
+            if read_only == "on" {
+                return Err(StoreError::Postgres(format!(
+                    "{} is read-only (a standby?); point database_url at the primary",
+                    self.pg().describe
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    pub(crate) fn queue(&self, destination_id: &str) -> Result<QueueState, StoreError> {
+        block_on(async {
+            let client = self.pg().client().await?;
+            let paused: bool = client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM paused_queues WHERE destination_id = $1)",
+                    &[&destination_id],
+                )
+                .await?
+                .get(0);
+            let depth: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM logs WHERE destination_id = $1 AND status = 'PENDING'",
+                    &[&destination_id],
+                )
+                .await?
+                .get(0);
+            let head = client
+                .query_opt(
+                    &format!(
+                        "SELECT {LOG_COLUMNS} FROM logs
+                         WHERE destination_id = $1 AND status = 'PENDING' ORDER BY seq LIMIT 1"
+                    ),
+                    &[&destination_id],
+                )
+                .await?
+                .map(|r| log(&r));
+            Ok(QueueState {
+                paused_by_operator: paused,
+                depth,
+                head,
+            })
+        })
+    }
+
+    pub(crate) fn stop(&self, log_id: &str) -> Result<bool, StoreError> {
+        Ok(self.queue_write(
+            "UPDATE logs SET status = 'FAILED', updated_at = $2 WHERE id = $1 AND status = 'PENDING'",
+            &[&log_id, &now_millis()],
+        )? == 1)
+    }
+
+    pub(crate) fn resend(&self, log_id: &str) -> Result<bool, StoreError> {
+        Ok(self.queue_write(
+            "UPDATE logs SET seq = nextval(pg_get_serial_sequence('logs', 'seq')),
+                status = 'PENDING', next_attempt_at = $2, updated_at = $2
+             WHERE id = $1 AND status <> 'PENDING'",
+            &[&log_id, &now_millis()],
+        )? == 1)
+    }
+
+    pub(crate) fn log(
+        &self,
+        id: &str,
+    ) -> Result<Option<(LogRecord, Vec<AttemptRecord>)>, StoreError> {
+        let Some(record) = self.query_opt(
+            &format!("SELECT {LOG_COLUMNS} FROM logs WHERE id = $1"),
+            &[&id],
+            log,
+        )?
+        else {
+            return Ok(None);
+        };
+        let attempts = self.query(
+            "SELECT id, log_id, started_at, duration_ms, status_code, error, response
+             FROM attempts WHERE log_id = $1 ORDER BY started_at, n",
+            &[&id],
+            |r| AttemptRecord {
+                id: r.get(0),
+                log_id: r.get(1),
+                started_at: r.get(2),
+                duration_ms: r.get(3),
+                status_code: r.get(4),
+                error: r.get(5),
+                response: r.get(6),
+            },
+        )?;
+        Ok(Some((record, attempts)))
+    }
+
+    pub(crate) fn logs(
+        &self,
+        organization_id: &str,
+        filter: &LogFilter,
+        limit: usize,
+    ) -> Result<Vec<LogRecord>, StoreError> {
+        let limit = limit as i64;
+        let params: Params<'_> = vec![
+            &organization_id,
+            &filter.destination_id,
+            &filter.status,
+            &filter.data_model,
+            &filter.event_type,
+            &filter.created_after,
+            &filter.created_before,
+            &limit,
+        ];
+        self.query(
+            &format!(
+                "SELECT {LOG_COLUMNS} FROM logs WHERE organization_id = $1
+                   AND ($2::text IS NULL OR destination_id = $2)
+                   AND ($3::text IS NULL OR status = $3)
+                   AND ($4::text IS NULL OR data_model = $4)
+                   AND ($5::text IS NULL OR event_type = $5)
+                   AND ($6::int8 IS NULL OR created_at >= $6)
+                   AND ($7::int8 IS NULL OR created_at < $7)
+                 ORDER BY seq DESC LIMIT $8"
+            ),
+            &params,
+            log,
+        )
+    }
+}
+
+/// Inserts logs in the order given (their `seq` follows it): queued ones as PENDING, finished
+/// queries as `REQUEST` logs with their final status.
+async fn insert_logs(
+    tx: &deadpool_postgres::Transaction<'_>,
+    logs: &[&LogRecord],
+    queries: bool,
+) -> Result<(), StoreError> {
+    let ids: Vec<&str> = logs.iter().map(|l| l.id.as_str()).collect();
+    let orgs: Vec<&str> = logs.iter().map(|l| l.organization_id.as_str()).collect();
+    let dests: Vec<&str> = logs.iter().map(|l| l.destination_id.as_str()).collect();
+    let sources: Vec<&str> = logs.iter().map(|l| l.source.as_str()).collect();
+    let models: Vec<Option<&str>> = logs.iter().map(|l| l.data_model.as_deref()).collect();
+    let events: Vec<Option<&str>> = logs.iter().map(|l| l.event_type.as_deref()).collect();
+    let types: Vec<&str> = logs.iter().map(|l| l.content_type.as_str()).collect();
+    let bodies: Vec<&[u8]> = logs.iter().map(|l| l.body.as_slice()).collect();
+    let statuses: Vec<&str> = logs.iter().map(|l| l.status.as_str()).collect();
+    let next: Vec<i64> = logs.iter().map(|l| l.next_attempt_at).collect();
+    let created: Vec<i64> = logs.iter().map(|l| l.created_at).collect();
+    let sql = if queries {
+        "INSERT INTO logs (id, organization_id, destination_id, source, data_model, event_type,
+            content_type, body, status, attempts, next_attempt_at, created_at, updated_at,
+            log_type)
+         SELECT id, org, dest, src, dm, et, ct, body, st, 1, ca, ca, ca, 'REQUEST'
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::bytea[], $9::text[], $10::int8[], $11::int8[])
+              WITH ORDINALITY AS t(id, org, dest, src, dm, et, ct, body, st, nat, ca, ord)
+         ORDER BY ord"
+    } else {
+        "INSERT INTO logs (id, organization_id, destination_id, source, data_model, event_type,
+            content_type, body, status, attempts, next_attempt_at, created_at, updated_at)
+         SELECT id, org, dest, src, dm, et, ct, body, 'PENDING', 0, nat, ca, ca
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::bytea[], $9::text[], $10::int8[], $11::int8[])
+              WITH ORDINALITY AS t(id, org, dest, src, dm, et, ct, body, st, nat, ca, ord)
+         ORDER BY ord"
+    };
+    let statement = tx.prepare_cached(sql).await?;
+    tx.execute(
+        &statement,
+        &[
+            &ids, &orgs, &dests, &sources, &models, &events, &types, &bodies, &statuses, &next,
+            &created,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The heartbeat task: a full round every [`HEARTBEAT`], and a round of taking leases whenever a
+/// queue changed (a NOTIFY from any process). Ends when the store is gone.
+async fn heartbeats(inner: Weak<Inner>, mut woken: watch::Receiver<u64>) {
+    let mut last_full = Instant::now();
+    loop {
+        let full = tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT.saturating_sub(last_full.elapsed())) => true,
+            changed = woken.changed() => changed.is_err(),
+        };
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if !inner.taking() {
+            return;
+        }
+        if full {
+            last_full = Instant::now();
+        }
+        if let Err(e) = inner.heartbeat(full).await {
+            tracing::warn!(error = %e, "queue lease heartbeat failed; retrying");
+        }
+        drop(inner);
+        // Under a stream of notifications, rounds of taking leases run at most this often.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Inner {
+    /// Whether this process (still) takes queue leases.
+    fn taking(&self) -> bool {
+        self.work_queues && !self.released.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether `queue_heads` may run a round of taking leases now: at most every 100 ms, since
+    /// with several processes most heads are rightly someone else's.
+    fn may_take(&self) -> bool {
+        let mut last = self.last_take.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+
+    /// One round. `full`: also say this process is alive, renew its leases and release those
+    /// of empty queues. Always: take free queues up to this process's fair share.
+    async fn heartbeat(&self, full: bool) -> Result<(), StoreError> {
+        let _round = self.round.lock().await;
+        let client = self.pg.client().await?;
+        let lease = seconds(self.leases.duration);
+        if full {
+            client
+                .execute(
+                    "INSERT INTO engine_nodes (holder, expires_at)
+                     VALUES ($1, now() + make_interval(secs => $2))
+                     ON CONFLICT (holder) DO UPDATE SET expires_at = excluded.expires_at",
+                    &[&self.holder, &lease],
+                )
+                .await?;
+            client
+                .execute(
+                    "DELETE FROM engine_nodes WHERE expires_at < now() - interval '1 day'",
+                    &[],
+                )
+                .await?;
+            let sent = Instant::now();
+            let renewed: Vec<String> = client
+                .query(
+                    "UPDATE queue_leases SET expires_at = now() + make_interval(secs => $2)
+                     WHERE holder = $1 RETURNING destination_id",
+                    &[&self.holder, &lease],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            self.leases.renewed(renewed, sent);
+            self.release_idle(&client).await?;
+        }
+        let sent = Instant::now();
+        let held = self.leases.count() as i64;
+        let taken: Vec<String> = client
+            .query(
+                "WITH live AS (
+                    SELECT greatest(count(*), 1) AS n FROM engine_nodes WHERE expires_at > now()),
+                 active AS (
+                    SELECT DISTINCT destination_id FROM logs WHERE status = 'PENDING'
+                      AND destination_id NOT IN (SELECT destination_id FROM paused_queues)),
+                 taken AS (SELECT destination_id FROM queue_leases WHERE expires_at > now()),
+                 share AS (
+                    SELECT ceil((SELECT count(*) FROM (SELECT destination_id FROM active
+                                  UNION SELECT destination_id FROM taken) u)::numeric
+                                / (SELECT n FROM live))::bigint AS n),
+                 candidates AS (
+                    SELECT destination_id FROM active
+                    WHERE destination_id NOT IN (SELECT destination_id FROM taken)
+                    ORDER BY random()
+                    LIMIT greatest((SELECT n FROM share) - $2, 0))
+                 INSERT INTO queue_leases (destination_id, holder, expires_at)
+                 SELECT destination_id, $1, now() + make_interval(secs => $3) FROM candidates
+                 ON CONFLICT (destination_id) DO UPDATE
+                    SET holder = excluded.holder, expires_at = excluded.expires_at
+                    WHERE queue_leases.expires_at <= now()
+                 RETURNING destination_id",
+                &[&self.holder, &held, &lease],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !taken.is_empty() {
+            tracing::info!(holder = %self.holder, queues = taken.len(), "took queue leases");
+            self.leases.granted(taken, sent);
+            self.changes.send_modify(|n| *n += 1);
+        }
+        Ok(())
+    }
+
+    /// Releases the leases of queues with nothing pending, so the work spreads again when it
+    /// comes back. Forgotten here first and deleted only if still empty in the same statement:
+    /// a head read after the delete is then no longer seen as held (see `head_of`).
+    async fn release_idle(&self, client: &deadpool_postgres::Object) -> Result<(), StoreError> {
+        let idle: Vec<String> = client
+            .query(
+                "SELECT destination_id FROM queue_leases q WHERE holder = $1
+                   AND NOT EXISTS (SELECT 1 FROM logs l
+                                   WHERE l.destination_id = q.destination_id AND l.status = 'PENDING')",
+                &[&self.holder],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if idle.is_empty() {
+            return Ok(());
+        }
+        let forgotten: Vec<(String, Option<Instant>)> = idle
+            .iter()
+            .map(|d| (d.clone(), self.leases.remove(d)))
+            .collect();
+        let released: Vec<String> = client
+            .query(
+                "DELETE FROM queue_leases q WHERE holder = $1 AND destination_id = ANY($2)
+                   AND NOT EXISTS (SELECT 1 FROM logs l
+                                   WHERE l.destination_id = q.destination_id AND l.status = 'PENDING')
+                 RETURNING destination_id",
+                &[&self.holder, &idle],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for (destination, until) in forgotten {
+            if let Some(until) = until
+                && !released.contains(&destination)
+            {
+                self.leases.restore(destination, until);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,484 @@
+//! The destination inbox on PostgreSQL, shared by several destination processes.
+//!
+//! Any process keeps messages: its writer thread commits each batch in one transaction with
+//! one multi-row `INSERT ... ON CONFLICT (destination, duplicate_key) DO NOTHING`, so a retry
+//! that reaches another process is still kept once and gets the original message id back. The
+//! batch takes a transaction-scoped lock first, so `id` (arrival order) is handed out in commit
+//! order across processes: a forwarder that has seen id n never sees an id below n appear later.
+//! Each commit that kept something sends a NOTIFY; every process listens, so the forwarder that
+//! holds a destination's lease wakes whichever process kept the message.
+//!
+//! One process at a time forwards a destination: the holder of its row in `forwarder_leases`,
+//! taken when free or expired and renewed by a heartbeat (see `lease` for the safety margin).
+
+use super::lease::{HEARTBEAT, Leases};
+use super::{Pg, block_on, notify, runtime, schema, xact_lock};
+use crate::StoreError;
+use crate::inbox::{Kept, MessageStatus, MessageSummary, StoredMessage};
+use crate::now_millis;
+use crate::writer::{Bookkeeping, Item, KeepRequest};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+/// The NOTIFY channel for new inbox rows.
+const CHANNEL: &str = "wharf_inbox";
+
+/// Connections per destination process: the writer, the forwarders' reads, `/metrics`.
+const POOL_SIZE: usize = 8;
+
+pub(crate) struct PgInbox {
+    pg: Arc<Pg>,
+    forwarders: Option<Arc<Forwarders>>,
+}
+
+/// The forwarder leases of this process.
+struct Forwarders {
+    pg: Arc<Pg>,
+    holder: String,
+    leases: Leases,
+    /// Destinations this process would forward, lease or not.
+    wanted: Mutex<HashSet<String>>,
+    poke: Notify,
+    /// Bumped when a lease is gained, so a waiting forwarder looks again.
+    committed: Arc<watch::Sender<u64>>,
+}
+
+const SUMMARY_COLUMNS: &str = "id, message_id, destination, duplicate_key, kind, status,
+    data_model, event_type, log_id, content_type, octet_length(body)::int8, received_at,
+    forward_attempts, last_error, malformed_reason, forwarded_at";
+
+fn summary(row: &Row) -> MessageSummary {
+    MessageSummary {
+        id: row.get(0),
+        message_id: row.get(1),
+        destination: row.get(2),
+        duplicate_key: row.get(3),
+        kind: row.get(4),
+        status: MessageStatus::parse(row.get(5)),
+        data_model: row.get(6),
+        event_type: row.get(7),
+        log_id: row.get(8),
+        content_type: row.get(9),
+        body_bytes: row.get(10),
+        received_at: row.get(11),
+        forward_attempts: row.get(12),
+        last_error: row.get(13),
+        malformed_reason: row.get(14),
+        forwarded_at: row.get(15),
+    }
+}
+
+impl PgInbox {
+    /// Connects and migrates for a running server: a NOTIFY listener bumps `committed`, and a
+    /// heartbeat keeps the forwarder leases asked for with [`want_forwarder`](Self::want_forwarder).
+    pub(crate) fn open(
+        url: &str,
+        forward_bound: Duration,
+        committed: Arc<watch::Sender<u64>>,
+    ) -> Result<PgInbox, StoreError> {
+        let pg = Pg::connect(url, POOL_SIZE)?;
+        block_on(schema::migrate(&pg, "inbox", schema::INBOX))?;
+        super::spawn_listener(&pg, CHANNEL, committed.clone());
+        let forwarders = Arc::new(Forwarders {
+            pg: pg.clone(),
+            holder: super::holder_name(),
+            leases: Leases::new(forward_bound),
+            wanted: Mutex::default(),
+            poke: Notify::new(),
+            committed,
+        });
+        runtime().spawn(heartbeats(Arc::downgrade(&forwarders)));
+        tracing::info!(database = %pg.describe, holder = %forwarders.holder, "inbox on PostgreSQL");
+        Ok(PgInbox {
+            pg,
+            forwarders: Some(forwarders),
+        })
+    }
+
+    /// Connects for reading only (a tool beside running servers): no migration, no leases.
+    pub(crate) fn open_reader(url: &str) -> Result<PgInbox, StoreError> {
+        Ok(PgInbox {
+            pg: Pg::connect(url, 2)?,
+            forwarders: None,
+        })
+    }
+
+    pub(crate) fn describe(&self) -> &str {
+        &self.pg.describe
+    }
+
+    pub(crate) fn want_forwarder(&self, destination: &str) {
+        if let Some(f) = &self.forwarders {
+            f.wanted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(destination.to_owned());
+            f.poke.notify_one();
+        }
+    }
+
+    pub(crate) fn holds_forwarder(&self, destination: &str) -> bool {
+        self.forwarders
+            .as_ref()
+            .is_some_and(|f| f.leases.holds(destination))
+    }
+
+    pub(crate) fn release_forwarder(&self, destination: &str) -> Result<(), StoreError> {
+        let Some(f) = &self.forwarders else {
+            return Ok(());
+        };
+        f.wanted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(destination);
+        f.leases.remove(destination);
+        block_on(async {
+            let client = self.pg.client().await?;
+            client
+                .execute(
+                    "DELETE FROM forwarder_leases WHERE destination = $1 AND holder = $2",
+                    &[&destination, &f.holder],
+                )
+                .await?;
+            // Wakes the other processes' forwarders, waiting for this lease.
+            client.batch_execute(&notify(CHANNEL)).await?;
+            Ok(())
+        })
+    }
+
+    fn query<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        map: impl Fn(&Row) -> T,
+    ) -> Result<Vec<T>, StoreError> {
+        block_on(async {
+            let client = self.pg.client().await?;
+            let statement = client.prepare_cached(sql).await?;
+            Ok(client
+                .query(&statement, params)
+                .await?
+                .iter()
+                .map(map)
+                .collect())
+        })
+    }
+
+    pub(crate) fn list(
+        &self,
+        destination: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MessageSummary>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {SUMMARY_COLUMNS} FROM inbox
+                 WHERE ($1::text IS NULL OR destination = $1) ORDER BY id LIMIT $2"
+            ),
+            &[&destination, &(limit as i64)],
+            summary,
+        )
+    }
+
+    pub(crate) fn recent(
+        &self,
+        status: Option<MessageStatus>,
+        limit: usize,
+    ) -> Result<Vec<MessageSummary>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {SUMMARY_COLUMNS} FROM inbox
+                 WHERE ($1::text IS NULL OR status = $1) ORDER BY id DESC LIMIT $2"
+            ),
+            &[&status.map(MessageStatus::as_str), &(limit as i64)],
+            summary,
+        )
+    }
+
+    pub(crate) fn get(&self, message_id: &str) -> Result<Option<MessageSummary>, StoreError> {
+        Ok(self
+            .query(
+                &format!("SELECT {SUMMARY_COLUMNS} FROM inbox WHERE message_id = $1"),
+                &[&message_id],
+                summary,
+            )?
+            .into_iter()
+            .next())
+    }
+
+    pub(crate) fn next_to_forward(
+        &self,
+        destination: &str,
+        after_id: i64,
+    ) -> Result<Option<StoredMessage>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT id, message_id, destination, duplicate_key, content_type, body,
+                        forward_attempts
+                 FROM inbox WHERE destination = $1 AND status = 'received' AND id > $2
+                 ORDER BY id LIMIT 1",
+                &[&destination, &after_id],
+                |r| StoredMessage {
+                    id: r.get(0),
+                    message_id: r.get(1),
+                    destination: r.get(2),
+                    duplicate_key: r.get(3),
+                    content_type: r.get(4),
+                    body: r.get(5),
+                    forward_attempts: r.get(6),
+                },
+            )?
+            .into_iter()
+            .next())
+    }
+
+    pub(crate) fn oldest_unforwarded(&self, destination: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT received_at FROM inbox WHERE destination = $1 AND status = 'received'
+                 ORDER BY id LIMIT 1",
+                &[&destination],
+                |r| r.get(0),
+            )?
+            .into_iter()
+            .next())
+    }
+
+    pub(crate) fn count_by_status(
+        &self,
+        destination: &str,
+    ) -> Result<Vec<(MessageStatus, i64)>, StoreError> {
+        self.query(
+            "SELECT status, count(*) FROM inbox WHERE destination = $1
+             GROUP BY status ORDER BY status",
+            &[&destination],
+            |r| (MessageStatus::parse(r.get(0)), r.get(1)),
+        )
+    }
+
+    /// Commits one writer batch: one `Kept` per keep request, in order, and how many were new.
+    pub(crate) async fn write_batch(&self, batch: &[Item]) -> Result<(Vec<Kept>, u64), StoreError> {
+        let keeps: Vec<&crate::inbox::NewMessage> = batch
+            .iter()
+            .filter_map(|item| match item {
+                Item::Keep(KeepRequest { message, .. }) => Some(message),
+                Item::Book(_) => None,
+            })
+            .collect();
+        let mut forwarded: Vec<i64> = Vec::new();
+        let mut failed_ids: Vec<i64> = Vec::new();
+        let mut failed_errors: Vec<&str> = Vec::new();
+        for item in batch {
+            match item {
+                Item::Book(Bookkeeping::Forwarded { id, .. }) => forwarded.push(*id),
+                Item::Book(Bookkeeping::ForwardFailed { id, error, .. }) => {
+                    failed_ids.push(*id);
+                    failed_errors.push(error);
+                }
+                Item::Keep(_) => {}
+            }
+        }
+        let now = now_millis();
+        let mut client = self.pg.client().await?;
+        let tx = client.transaction().await?;
+        let mut kept = Vec::with_capacity(keeps.len());
+        let mut new_rows = 0;
+        if !keeps.is_empty() {
+            tx.batch_execute(&xact_lock("inbox")).await?;
+            let message_ids: Vec<String> = keeps
+                .iter()
+                .map(|_| uuid::Uuid::now_v7().to_string())
+                .collect();
+            let destinations: Vec<&str> = keeps.iter().map(|m| m.destination.as_str()).collect();
+            let keys: Vec<&str> = keeps.iter().map(|m| m.duplicate_key.as_str()).collect();
+            let kinds: Vec<&str> = keeps.iter().map(|m| m.kind.as_str()).collect();
+            let statuses: Vec<&str> = keeps.iter().map(|m| m.status.as_str()).collect();
+            let models: Vec<Option<&str>> = keeps.iter().map(|m| m.data_model.as_deref()).collect();
+            let events: Vec<Option<&str>> = keeps.iter().map(|m| m.event_type.as_deref()).collect();
+            let logs: Vec<Option<&str>> = keeps.iter().map(|m| m.log_id.as_deref()).collect();
+            let types: Vec<&str> = keeps.iter().map(|m| m.content_type.as_str()).collect();
+            let bodies: Vec<&[u8]> = keeps.iter().map(|m| &m.body[..]).collect();
+            let reasons: Vec<Option<&str>> = keeps
+                .iter()
+                .map(|m| m.malformed_reason.as_deref())
+                .collect();
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO inbox (message_id, destination, duplicate_key, kind, status,
+                        data_model, event_type, log_id, content_type, body, malformed_reason,
+                        received_at)
+                     SELECT mid, dest, key, kind, st, dm, et, lid, ct, body, mr, $12
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                 $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[],
+                                 $11::text[]) WITH ORDINALITY
+                          AS t(mid, dest, key, kind, st, dm, et, lid, ct, body, mr, ord)
+                     ORDER BY ord
+                     ON CONFLICT (destination, duplicate_key) DO NOTHING
+                     RETURNING id, message_id",
+                )
+                .await?;
+            let params: [&(dyn ToSql + Sync); 12] = [
+                &message_ids,
+                &destinations,
+                &keys,
+                &kinds,
+                &statuses,
+                &models,
+                &events,
+                &logs,
+                &types,
+                &bodies,
+                &reasons,
+                &now,
+            ];
+            let inserted: HashMap<String, i64> = tx
+                .query(&insert, &params)
+                .await?
+                .iter()
+                .map(|r| (r.get(1), r.get(0)))
+                .collect();
+            // Retries of kept messages (earlier, in another process, or twice in this batch)
+            // get the original row back.
+            let mut existing: HashMap<(String, String), (i64, String)> = HashMap::new();
+            if inserted.len() < keeps.len() {
+                let lookup = tx
+                    .prepare_cached(
+                        "SELECT i.id, i.message_id, i.destination, i.duplicate_key FROM inbox i
+                         JOIN unnest($1::text[], $2::text[]) AS k(dest, key)
+                           ON i.destination = k.dest AND i.duplicate_key = k.key",
+                    )
+                    .await?;
+                for row in tx.query(&lookup, &[&destinations, &keys]).await? {
+                    existing.insert((row.get(2), row.get(3)), (row.get(0), row.get(1)));
+                }
+            }
+            for (m, message_id) in keeps.iter().zip(message_ids) {
+                match inserted.get(&message_id) {
+                    Some(&id) => {
+                        new_rows += 1;
+                        kept.push(Kept {
+                            id,
+                            message_id,
+                            duplicate: false,
+                        });
+                    }
+                    None => {
+                        let key = (m.destination.clone(), m.duplicate_key.clone());
+                        let (id, message_id) = existing.get(&key).cloned().ok_or_else(|| {
+                            StoreError::Postgres(
+                                "a duplicate message's original row was not found".into(),
+                            )
+                        })?;
+                        kept.push(Kept {
+                            id,
+                            message_id,
+                            duplicate: true,
+                        });
+                    }
+                }
+            }
+        }
+        if !failed_ids.is_empty() {
+            let statement = tx
+                .prepare_cached(
+                    "UPDATE inbox i SET forward_attempts = i.forward_attempts + 1,
+                        last_error = t.error
+                     FROM unnest($1::int8[], $2::text[]) AS t(id, error) WHERE i.id = t.id",
+                )
+                .await?;
+            tx.execute(&statement, &[&failed_ids, &failed_errors])
+                .await?;
+        }
+        if !forwarded.is_empty() {
+            let statement = tx
+                .prepare_cached(
+                    "UPDATE inbox SET status = 'forwarded', forwarded_at = $2,
+                        forward_attempts = forward_attempts + 1, last_error = NULL
+                     WHERE id = ANY($1)",
+                )
+                .await?;
+            tx.execute(&statement, &[&forwarded, &now]).await?;
+        }
+        if new_rows > 0 {
+            tx.batch_execute(&notify(CHANNEL)).await?;
+        }
+        tx.commit().await?;
+        Ok((kept, new_rows))
+    }
+}
+
+/// Renews and takes forwarder leases every [`HEARTBEAT`], and at once when a forwarder asks.
+/// Ends when the inbox is gone.
+async fn heartbeats(forwarders: Weak<Forwarders>) {
+    loop {
+        let Some(f) = forwarders.upgrade() else {
+            return;
+        };
+        if let Err(e) = f.heartbeat().await {
+            tracing::warn!(error = %e, "forwarder lease heartbeat failed; retrying");
+        }
+        let poked = tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT) => false,
+            _ = f.poke.notified() => true,
+        };
+        drop(f);
+        if poked {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Forwarders {
+    async fn heartbeat(&self) -> Result<(), StoreError> {
+        let client = self.pg.client().await?;
+        let lease = self.leases.duration.as_secs_f64();
+        let sent = Instant::now();
+        let renewed: Vec<String> = client
+            .query(
+                "UPDATE forwarder_leases SET expires_at = now() + make_interval(secs => $2)
+                 WHERE holder = $1 RETURNING destination",
+                &[&self.holder, &lease],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        self.leases.renewed(renewed, sent);
+        let wanted: Vec<String> = {
+            let wanted = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+            wanted.iter().cloned().collect()
+        };
+        let missing: Vec<String> = wanted
+            .into_iter()
+            .filter(|d| !self.leases.held().contains(d))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let sent = Instant::now();
+        let taken: Vec<String> = client
+            .query(
+                "INSERT INTO forwarder_leases (destination, holder, expires_at)
+                 SELECT d, $2, now() + make_interval(secs => $3) FROM unnest($1::text[]) AS d
+                 ON CONFLICT (destination) DO UPDATE
+                    SET holder = excluded.holder, expires_at = excluded.expires_at
+                    WHERE forwarder_leases.expires_at <= now()
+                       OR forwarder_leases.holder = excluded.holder
+                 RETURNING destination",
+                &[&missing, &self.holder, &lease],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !taken.is_empty() {
+            tracing::info!(holder = %self.holder, destinations = ?taken, "took forwarder leases");
+            self.leases.granted(taken, sent);
+            self.committed.send_modify(|n| *n += 1);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,379 @@
+//! PostgreSQL: one database shared by several engine or destination processes.
+//!
+//! The store's API is synchronous (callers run it on blocking threads, as with SQLite) while
+//! tokio-postgres is async. Every call therefore runs its future to completion on the calling
+//! thread ([`block_on`]) inside the context of one process-wide **store runtime**, whose two
+//! threads drive the sockets (the connections' I/O tasks) and the background tasks (NOTIFY
+//! listeners, lease heartbeats). Why not `Handle::block_on` on the caller's runtime: it panics on
+//! a thread that is running async code (the engine opens its store from `start`, tests call the
+//! store from `#[tokio::test]`), and on a current-thread runtime the blocked thread would be the
+//! very one that must drive the socket. Why poll on the caller's thread instead of spawning: the
+//! calls borrow `&str` and `&[Write]`, and polling in place lets the future borrow them instead
+//! of copying message bodies into a `'static` task.
+//!
+//! * [`schema`]: the migrations, recorded in `schema_migrations`.
+//! * [`engine`]: the engine's store, queue leases across engine processes.
+//! * [`inbox`]: the destination inbox: group commit with multi-row inserts, forwarder leases.
+//! * [`lease`]: leases held in memory with the margin that makes them safe to act on.
+
+pub(crate) mod engine;
+pub(crate) mod inbox;
+pub(crate) mod lease;
+pub(crate) mod schema;
+
+use crate::StoreError;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// The runtime that drives every PostgreSQL connection of this process. Never dropped: a
+/// runtime cannot be dropped from async code, and store handles are dropped anywhere.
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("wharf-postgres")
+            .enable_all()
+            .build()
+            .expect("the PostgreSQL store runtime starts (threads and an I/O driver)")
+    })
+}
+
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs `future` to completion on this thread, with the store runtime's I/O and timers.
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    let _context = runtime().enter();
+    // Unconstrained: polled from inside a task of another runtime (startup, tests), tokio's
+    // cooperative budget would belong to that task and could run dry with nobody resetting it.
+    let mut future = std::pin::pin!(tokio::task::unconstrained(future));
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+/// A pool of connections to one database (and schema), with what a listener needs to open its
+/// own connection.
+pub(crate) struct Pg {
+    pub pool: Pool,
+    pub config: tokio_postgres::Config,
+    pub tls: MakeRustlsConnect,
+    /// Where, for messages: never the password.
+    pub describe: String,
+}
+
+impl std::fmt::Debug for Pg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe)
+    }
+}
+
+/// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// `url` without its password, for messages and logs.
+pub fn describe(url: &str) -> String {
+    match split_root_cert(url)
+        .0
+        .parse::<tokio_postgres::Config>()
+        .ok()
+    {
+        Some(config) => {
+            let host = config
+                .get_hosts()
+                .iter()
+                .map(|h| match h {
+                    Host::Tcp(name) => name.clone(),
+                    Host::Unix(path) => path.display().to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let port = config.get_ports().first().copied().unwrap_or(5432);
+            let mut text = format!(
+                "postgres://{}@{host}:{port}/{}",
+                config.get_user().unwrap_or(""),
+                config.get_dbname().unwrap_or("")
+            );
+            if let Some(options) = config.get_options() {
+                text.push_str(&format!(" (options {options})"));
+            }
+            text
+        }
+        None => "postgres://<unparsable URL>".to_owned(),
+    }
+}
+
+/// Takes `sslrootcert=<file>` out of the URL's query (tokio-postgres refuses options it does
+/// not know; we read that one ourselves).
+fn split_root_cert(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut root = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("sslrootcert=") {
+            Some(path) => {
+                root = Some(percent_decode(path).unwrap_or_else(|| path.to_owned()));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    if rest.is_empty() {
+        (base.to_owned(), root)
+    } else {
+        (format!("{base}?{}", rest.join("&")), root)
+    }
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// TLS to the database: with `sslmode=require` the server's certificate is verified against the
+/// public web roots, plus `sslrootcert` when the URL names one (a private CA, a managed
+/// service's CA). Any other mode connects without TLS: tokio-postgres's `prefer` would try TLS
+/// and then fail on a self-signed certificate instead of falling back, which helps nobody.
+fn tls(root_cert: Option<&str>, describe: &str) -> Result<MakeRustlsConnect, StoreError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = root_cert {
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| StoreError::Postgres(format!(
+                "cannot read sslrootcert {path:?} for {describe}: {e}; give a PEM file of CA certificates"
+            )))?;
+        for cert in certs {
+            roots.add(cert).map_err(|e| {
+                StoreError::Postgres(format!(
+                    "sslrootcert {path:?} holds a certificate rustls refuses: {e}"
+                ))
+            })?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Postgres(format!("TLS setup failed: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+impl Pg {
+    /// Opens a pool of up to `max_size` connections to `url` and checks that one connects, so
+    /// a wrong URL or a stopped server is reported at start, not at the first request.
+    pub fn connect(url: &str, max_size: usize) -> Result<Arc<Pg>, StoreError> {
+        let describe = describe(url);
+        let (url, root_cert) = split_root_cert(url);
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::Postgres(format!(
+                "database_url {describe} is not a valid PostgreSQL URL: {e}; write it as postgres://user:password@host:5432/database"
+            ))
+        })?;
+        if config.get_ssl_mode() != SslMode::Require {
+            config.ssl_mode(SslMode::Disable);
+        }
+        config.application_name("wharf");
+        config.connect_timeout(Duration::from_secs(10));
+        let tls = tls(root_cert.as_deref(), &describe)?;
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| StoreError::Postgres(format!("cannot set up the pool: {e}")))?;
+        let pg = Arc::new(Pg {
+            pool,
+            config,
+            tls,
+            describe,
+        });
+        drop(block_on(pg.client())?);
+        Ok(pg)
+    }
+
+    /// A connection from the pool.
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| {
+            StoreError::Postgres(format!(
+                "cannot connect to PostgreSQL at {}: {e}; check database_url and that the server is running and reachable",
+                self.describe
+            ))
+        })
+    }
+}
+
+/// Runs `sql` (several statements allowed) on its own connection to `url`: for tools and test
+/// harnesses that create or drop a schema.
+pub fn execute(url: &str, sql: &str) -> Result<(), StoreError> {
+    let pg = Pg::connect(url, 1)?;
+    block_on(async {
+        let client = pg.client().await?;
+        client.batch_execute(sql).await?;
+        Ok(())
+    })
+}
+
+/// Starts a task that bumps `changed` whenever another connection sends `NOTIFY channel` with
+/// this connection's schema as payload (see `notify`), and once after every (re)connect, since
+/// notifications sent while it was disconnected are lost. It reconnects after failures and ends
+/// when every receiver of `changed` is gone.
+pub(crate) fn spawn_listener(
+    pg: &Arc<Pg>,
+    channel: &'static str,
+    changed: Arc<watch::Sender<u64>>,
+) {
+    let (config, tls, describe) = (pg.config.clone(), pg.tls.clone(), pg.describe.clone());
+    runtime().spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        while !changed.is_closed() {
+            match listen(&config, &tls, channel, &changed).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(database = %describe, error = %e, "lost the PostgreSQL notification connection; reconnecting");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = changed.closed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    });
+}
+
+async fn listen(
+    config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
+    channel: &str,
+    changed: &watch::Sender<u64>,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(tls.clone()).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                    if tx.send(n.payload().to_owned()).is_err() {
+                        return Ok(());
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            }
+        }
+    });
+    let schema: Option<String> = client
+        .query_one("SELECT current_schema()", &[])
+        .await?
+        .get(0);
+    let schema = schema.unwrap_or_default();
+    client.batch_execute(&format!("LISTEN {channel}")).await?;
+    changed.send_modify(|n| *n += 1);
+    loop {
+        tokio::select! {
+            payload = rx.recv() => match payload {
+                Some(payload) if payload == schema => changed.send_modify(|n| *n += 1),
+                Some(_) => {}
+                None => break,
+            },
+            _ = changed.closed() => {
+                driver.abort();
+                return Ok(());
+            }
+        }
+    }
+    match driver.await {
+        Ok(Err(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// SQL that tells every listener on `channel` of this schema that something changed; delivered
+/// when the surrounding transaction commits, and not at all if it rolls back.
+pub(crate) fn notify(channel: &str) -> String {
+    format!("SELECT pg_notify('{channel}', current_schema())")
+}
+
+/// SQL taking a transaction-scoped lock named `what` within this schema. Serializing the
+/// transactions that draw sequence numbers makes commit order equal number order, which is what
+/// lets a reader that sees number n trust that nothing below n is still to appear.
+pub(crate) fn xact_lock(what: &str) -> String {
+    format!("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.{what}'))")
+}
+
+/// A name for this process among others on one database: host, pid and a random suffix (so a
+/// restarted process with a reused pid is someone new).
+pub(crate) fn holder_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &random[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_cert_is_taken_out_of_the_url() {
+        let (url, root) =
+            split_root_cert("postgres://u:p@h/db?sslmode=require&sslrootcert=%2Fetc%2Fca.pem");
+        assert_eq!(url, "postgres://u:p@h/db?sslmode=require");
+        assert_eq!(root.as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(split_root_cert("postgres://h/db").0, "postgres://h/db");
+    }
+
+    #[test]
+    fn descriptions_never_show_the_password() {
+        let text = describe("postgres://wharf:secret@db.example:6432/wharf?sslmode=require");
+        assert_eq!(text, "postgres://wharf@db.example:6432/wharf");
+        assert!(!text.contains("secret"));
+    }
+}

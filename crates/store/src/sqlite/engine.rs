@@ -1,0 +1,735 @@
+//! The engine's store on SQLite: one connection behind a mutex.
+//!
+//! Plain SQLite: management operations are a few per second at most, so they do not need the
+//! inbox's group-commit thread; the hot writes (ingested logs, attempts) arrive already batched
+//! through [`SqliteEngine::apply`]. One process owns the file, so every queue is trivially this
+//! process's to work (no leases).
+
+use crate::engine::{
+    AttemptOutcome, AttemptRecord, AuthCredentialRecord, CredentialDeletion, DestinationRecord,
+    ENGINE_FILE, EnvironmentRecord, LogFilter, LogRecord, Organization, QueueState, QueueStats,
+    Write,
+};
+use crate::{StoreError, now_millis, sqlite as schema};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// The engine's SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct SqliteEngine {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const DESTINATION_COLUMNS: &str = "id, organization_id, environment_id, name, data_format,
+    endpoint, verification_token, verification_method, auth_credential, verified_at, created_at,
+    updated_at, setup_step";
+
+fn destination(row: &Row<'_>) -> rusqlite::Result<DestinationRecord> {
+    Ok(DestinationRecord {
+        id: row.get(0)?,
+        organization_id: row.get(1)?,
+        environment_id: row.get(2)?,
+        name: row.get(3)?,
+        data_format: row.get(4)?,
+        endpoint: row.get(5)?,
+        verification_token: row.get(6)?,
+        verification_method: row.get(7)?,
+        auth_credential: row.get(8)?,
+        verified_at: row.get(9)?,
+        created_at: row.get(10)?,
+        updated_at: row.get(11)?,
+        setup_step: row.get(12)?,
+    })
+}
+
+const CREDENTIAL_COLUMNS: &str = "id, organization_id, environment_id, name, strategy, fields,
+    secrets, created_at, updated_at";
+
+fn auth_credential(row: &Row<'_>) -> rusqlite::Result<AuthCredentialRecord> {
+    Ok(AuthCredentialRecord {
+        id: row.get(0)?,
+        organization_id: row.get(1)?,
+        environment_id: row.get(2)?,
+        name: row.get(3)?,
+        strategy: row.get(4)?,
+        fields: row.get(5)?,
+        secrets: row.get(6)?,
+        created_at: row.get(7)?,
+        updated_at: row.get(8)?,
+    })
+}
+
+fn destinations_using_in(conn: &Connection, credential_id: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM destinations WHERE auth_credential = ?1 ORDER BY created_at, id",
+    )?;
+    let rows = stmt.query_map(params![credential_id], |r| r.get(0))?;
+    rows.collect()
+}
+
+fn environment(row: &Row<'_>) -> rusqlite::Result<EnvironmentRecord> {
+    Ok(EnvironmentRecord {
+        id: row.get(0)?,
+        organization_id: row.get(1)?,
+        name: row.get(2)?,
+        flag: row.get(3)?,
+    })
+}
+
+impl SqliteEngine {
+    /// Opens (creating and migrating) `data_dir/engine.db`.
+    pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(ENGINE_FILE);
+        let mut conn = schema::open(&path)?;
+        schema::migrate(&mut conn, &path, schema::ENGINE_MIGRATIONS)?;
+        Ok(SqliteEngine {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(f(&mut conn)?)
+    }
+
+    /// The organization called `name`, created with its three environments on first use.
+    pub(crate) fn ensure_organization(&self, name: &str) -> Result<Organization, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let existing = tx
+                .query_row(
+                    "SELECT id, name, alert_email FROM organizations WHERE name = ?1",
+                    params![name],
+                    |r| {
+                        Ok(Organization {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            alert_email: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?;
+            let organization = match existing {
+                Some(o) => o,
+                None => {
+                    let o = Organization {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        name: name.to_owned(),
+                        alert_email: None,
+                    };
+                    tx.execute(
+                        "INSERT INTO organizations (id, name, created_at) VALUES (?1, ?2, ?3)",
+                        params![o.id, o.name, now_millis()],
+                    )?;
+                    for flag in ["Development", "Staging", "Production"] {
+                        tx.execute(
+                            "INSERT INTO environments (id, organization_id, name, flag)
+                             VALUES (?1, ?2, ?3, ?3)",
+                            params![uuid::Uuid::new_v4().to_string(), o.id, flag],
+                        )?;
+                    }
+                    o
+                }
+            };
+            tx.commit()?;
+            Ok(organization)
+        })
+    }
+
+    pub(crate) fn organizations(&self) -> Result<Vec<Organization>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT id, name, alert_email FROM organizations ORDER BY created_at")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Organization {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    alert_email: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The organization's environments, Development first.
+    pub(crate) fn environments(
+        &self,
+        organization_id: &str,
+    ) -> Result<Vec<EnvironmentRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, organization_id, name, flag FROM environments WHERE organization_id = ?1
+                 ORDER BY CASE flag WHEN 'Development' THEN 0 WHEN 'Staging' THEN 1 ELSE 2 END",
+            )?;
+            let rows = stmt.query_map(params![organization_id], environment)?;
+            rows.collect()
+        })
+    }
+
+    pub(crate) fn environment(&self, id: &str) -> Result<Option<EnvironmentRecord>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT id, organization_id, name, flag FROM environments WHERE id = ?1",
+                params![id],
+                environment,
+            )
+            .optional()
+        })
+    }
+
+    pub(crate) fn insert_destination(&self, d: &DestinationRecord) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                &format!(
+                    "INSERT INTO destinations ({DESTINATION_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                ),
+                params![
+                    d.id,
+                    d.organization_id,
+                    d.environment_id,
+                    d.name,
+                    d.data_format,
+                    d.endpoint,
+                    d.verification_token,
+                    d.verification_method,
+                    d.auth_credential,
+                    d.verified_at,
+                    d.created_at,
+                    d.updated_at,
+                    d.setup_step
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Replaces every mutable field of an existing destination (the environment changes only
+    /// while the dashboard's wizard sets it up). Returns false if it is gone.
+    pub(crate) fn update_destination(&self, d: &DestinationRecord) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            let changed = conn.execute(
+                "UPDATE destinations SET name = ?2, data_format = ?3, endpoint = ?4,
+                    verification_token = ?5, verification_method = ?6, auth_credential = ?7,
+                    verified_at = ?8, updated_at = ?9, environment_id = ?10, setup_step = ?11
+                 WHERE id = ?1",
+                params![
+                    d.id,
+                    d.name,
+                    d.data_format,
+                    d.endpoint,
+                    d.verification_token,
+                    d.verification_method,
+                    d.auth_credential,
+                    d.verified_at,
+                    d.updated_at,
+                    d.environment_id,
+                    d.setup_step
+                ],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    pub(crate) fn destination(&self, id: &str) -> Result<Option<DestinationRecord>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = ?1"),
+                params![id],
+                destination,
+            )
+            .optional()
+        })
+    }
+
+    pub(crate) fn destinations(
+        &self,
+        environment_id: &str,
+    ) -> Result<Vec<DestinationRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE environment_id = ?1
+                 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map(params![environment_id], destination)?;
+            rows.collect()
+        })
+    }
+
+    /// Whether `endpoint` is used by a destination of another organization.
+    pub(crate) fn endpoint_taken_elsewhere(
+        &self,
+        endpoint: &str,
+        organization_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM destinations
+                                WHERE endpoint = ?1 AND organization_id <> ?2)",
+                params![endpoint, organization_id],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// Deletes a destination. Returns false if it did not exist.
+    pub(crate) fn delete_destination(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn.execute("DELETE FROM destinations WHERE id = ?1", params![id])? == 1)
+        })
+    }
+
+    pub(crate) fn insert_auth_credential(
+        &self,
+        c: &AuthCredentialRecord,
+    ) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                &format!(
+                    "INSERT INTO auth_credentials ({CREDENTIAL_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                ),
+                params![
+                    c.id,
+                    c.organization_id,
+                    c.environment_id,
+                    c.name,
+                    c.strategy,
+                    c.fields,
+                    c.secrets,
+                    c.created_at,
+                    c.updated_at
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Replaces the mutable fields (name, fields, secrets, updated_at) of an existing auth
+    /// credential. Returns false if it is gone.
+    pub(crate) fn update_auth_credential(
+        &self,
+        c: &AuthCredentialRecord,
+    ) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            let changed = conn.execute(
+                "UPDATE auth_credentials SET name = ?2, fields = ?3, secrets = ?4, updated_at = ?5
+                 WHERE id = ?1",
+                params![c.id, c.name, c.fields, c.secrets, c.updated_at],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    pub(crate) fn auth_credential(
+        &self,
+        id: &str,
+    ) -> Result<Option<AuthCredentialRecord>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {CREDENTIAL_COLUMNS} FROM auth_credentials WHERE id = ?1"),
+                params![id],
+                auth_credential,
+            )
+            .optional()
+        })
+    }
+
+    /// An environment's auth credentials, oldest first.
+    pub(crate) fn auth_credentials(
+        &self,
+        environment_id: &str,
+    ) -> Result<Vec<AuthCredentialRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM auth_credentials WHERE environment_id = ?1
+                 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map(params![environment_id], auth_credential)?;
+            rows.collect()
+        })
+    }
+
+    /// The ids of the destinations that link this credential.
+    pub(crate) fn destinations_using(
+        &self,
+        credential_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        self.with(|conn| destinations_using_in(conn, credential_id))
+    }
+
+    /// Deletes an auth credential unless a destination links it (checked in the same
+    /// transaction, so a link cannot slip in between).
+    pub(crate) fn delete_auth_credential(
+        &self,
+        id: &str,
+    ) -> Result<CredentialDeletion, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let users = destinations_using_in(&tx, id)?;
+            if !users.is_empty() {
+                return Ok(CredentialDeletion::InUse(users));
+            }
+            let deleted = tx.execute("DELETE FROM auth_credentials WHERE id = ?1", params![id])?;
+            tx.commit()?;
+            Ok(if deleted == 1 {
+                CredentialDeletion::Deleted
+            } else {
+                CredentialDeletion::NotFound
+            })
+        })
+    }
+}
+
+fn enqueue_in(tx: &rusqlite::Transaction<'_>, logs: &[LogRecord]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO logs (id, organization_id, destination_id, source, data_model,
+            event_type, content_type, body, status, attempts, next_attempt_at,
+            created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'PENDING', 0, ?9, ?10, ?10)",
+    )?;
+    for l in logs {
+        insert.execute(params![
+            l.id,
+            l.organization_id,
+            l.destination_id,
+            l.source,
+            l.data_model,
+            l.event_type,
+            l.content_type,
+            l.body,
+            l.next_attempt_at,
+            l.created_at
+        ])?;
+    }
+    Ok(())
+}
+
+fn insert_attempt(tx: &rusqlite::Transaction<'_>, attempt: &AttemptRecord) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO attempts (id, log_id, started_at, duration_ms, status_code, error, response)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        attempt.id,
+        attempt.log_id,
+        attempt.started_at,
+        attempt.duration_ms,
+        attempt.status_code,
+        attempt.error,
+        attempt.response
+    ])?;
+    Ok(())
+}
+
+fn query_in(
+    tx: &rusqlite::Transaction<'_>,
+    log: &LogRecord,
+    attempt: &AttemptRecord,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO logs (id, organization_id, destination_id, source, data_model, event_type,
+            content_type, body, status, attempts, next_attempt_at, created_at, updated_at, log_type)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?10, 'REQUEST')",
+    )?
+    .execute(params![
+        log.id,
+        log.organization_id,
+        log.destination_id,
+        log.source,
+        log.data_model,
+        log.event_type,
+        log.content_type,
+        log.body,
+        log.status,
+        log.created_at
+    ])?;
+    insert_attempt(tx, attempt)?;
+    Ok(())
+}
+
+fn attempt_in(
+    tx: &rusqlite::Transaction<'_>,
+    attempt: &AttemptRecord,
+    outcome: AttemptOutcome,
+    now: i64,
+) -> rusqlite::Result<()> {
+    insert_attempt(tx, attempt)?;
+    match outcome {
+        AttemptOutcome::Succeeded => tx
+            .prepare_cached(
+                "UPDATE logs SET status = 'SUCCEEDED', attempts = attempts + 1, updated_at = ?2
+                 WHERE id = ?1 AND status = 'PENDING'",
+            )?
+            .execute(params![attempt.log_id, now])?,
+        AttemptOutcome::RetryAt(at) => tx
+            .prepare_cached(
+                "UPDATE logs SET attempts = attempts + 1, next_attempt_at = ?2, updated_at = ?3
+                 WHERE id = ?1 AND status = 'PENDING'",
+            )?
+            .execute(params![attempt.log_id, at, now])?,
+    };
+    Ok(())
+}
+
+const LOG_COLUMNS: &str = "seq, id, organization_id, destination_id, source, data_model,
+    event_type, content_type, body, status, attempts, next_attempt_at, created_at, updated_at,
+    log_type";
+
+fn log(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
+    Ok(LogRecord {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        organization_id: row.get(2)?,
+        destination_id: row.get(3)?,
+        source: row.get(4)?,
+        data_model: row.get(5)?,
+        event_type: row.get(6)?,
+        content_type: row.get(7)?,
+        body: row.get(8)?,
+        status: row.get(9)?,
+        attempts: row.get(10)?,
+        next_attempt_at: row.get(11)?,
+        created_at: row.get(12)?,
+        updated_at: row.get(13)?,
+        log_type: row.get(14)?,
+    })
+}
+
+impl SqliteEngine {
+    /// The head (oldest pending log) of every destination's queue that an operator has not
+    /// paused, due or not.
+    pub(crate) fn queue_heads(&self) -> Result<Vec<LogRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {LOG_COLUMNS} FROM logs WHERE seq IN (
+                    SELECT min(seq) FROM logs WHERE status = 'PENDING' GROUP BY destination_id)
+                   AND destination_id NOT IN (SELECT destination_id FROM paused_queues)
+                 ORDER BY next_attempt_at"
+            ))?;
+            let rows = stmt.query_map([], log)?;
+            rows.collect()
+        })
+    }
+
+    /// Commits several writes in one transaction (group commit): all or none, one `fsync`.
+    pub(crate) fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let now = now_millis();
+            for write in writes {
+                match write {
+                    Write::Enqueue(logs) => enqueue_in(&tx, logs)?,
+                    Write::Attempt(attempt, outcome) => attempt_in(&tx, attempt, *outcome, now)?,
+                    Write::Query(query) => query_in(&tx, &query.0, &query.1)?,
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// The head of one destination's queue, unless an operator paused it.
+    pub(crate) fn head_of(&self, destination_id: &str) -> Result<Option<LogRecord>, StoreError> {
+        self.with(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {LOG_COLUMNS} FROM logs WHERE destination_id = ?1 AND status = 'PENDING'
+                   AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE destination_id = ?1)
+                 ORDER BY seq LIMIT 1"
+            ))?
+            .query_row(params![destination_id], log)
+            .optional()
+        })
+    }
+
+    /// Pauses (or resumes) a destination's queue on an operator's request. Resuming also
+    /// makes its head due at once.
+    pub(crate) fn set_paused(&self, destination_id: &str, paused: bool) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if paused {
+                tx.execute(
+                    "INSERT OR IGNORE INTO paused_queues (destination_id, paused_at) VALUES (?1, ?2)",
+                    params![destination_id, now_millis()],
+                )?;
+            } else {
+                tx.execute(
+                    "DELETE FROM paused_queues WHERE destination_id = ?1",
+                    params![destination_id],
+                )?;
+                tx.execute(
+                    "UPDATE logs SET next_attempt_at = ?2 WHERE seq = (
+                        SELECT min(seq) FROM logs WHERE destination_id = ?1 AND status = 'PENDING')",
+                    params![destination_id, now_millis()],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Every queue with pending logs or an operator pause, for metrics: destination id,
+    /// pending logs, whether its head has failed at least once (the queue is held), and
+    /// whether an operator paused it.
+    pub(crate) fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT d.id,
+                        (SELECT count(*) FROM logs l WHERE l.destination_id = d.id AND l.status = 'PENDING'),
+                        COALESCE((SELECT l.attempts > 0 FROM logs l WHERE l.destination_id = d.id
+                                  AND l.status = 'PENDING' ORDER BY l.seq LIMIT 1), 0),
+                        EXISTS (SELECT 1 FROM paused_queues p WHERE p.destination_id = d.id)
+                 FROM destinations d ORDER BY d.id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(QueueStats {
+                    destination_id: r.get(0)?,
+                    depth: r.get(1)?,
+                    held: r.get(2)?,
+                    paused_by_operator: r.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Whether a write transaction can be taken and committed (for readiness): takes the
+    /// write lock and commits an empty transaction.
+    pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.commit()
+        })
+    }
+
+    /// A destination's queue: operator-paused or not, depth, and its head.
+    pub(crate) fn queue(&self, destination_id: &str) -> Result<QueueState, StoreError> {
+        self.with(|conn| {
+            let paused: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM paused_queues WHERE destination_id = ?1)",
+                params![destination_id],
+                |r| r.get(0),
+            )?;
+            let depth: i64 = conn.query_row(
+                "SELECT count(*) FROM logs WHERE destination_id = ?1 AND status = 'PENDING'",
+                params![destination_id],
+                |r| r.get(0),
+            )?;
+            let head = conn
+                .query_row(
+                    &format!(
+                        "SELECT {LOG_COLUMNS} FROM logs WHERE destination_id = ?1 AND status = 'PENDING'
+                         ORDER BY seq LIMIT 1"
+                    ),
+                    params![destination_id],
+                    log,
+                )
+                .optional()?;
+            Ok(QueueState {
+                paused_by_operator: paused,
+                depth,
+                head,
+            })
+        })
+    }
+
+    /// Stops a pending log: it becomes FAILED and its queue moves on. False if it was not
+    /// pending.
+    pub(crate) fn stop(&self, log_id: &str) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE logs SET status = 'FAILED', updated_at = ?2 WHERE id = ?1 AND status = 'PENDING'",
+                params![log_id, now_millis()],
+            )? == 1)
+        })
+    }
+
+    /// Puts a finished log back at the end of its destination's queue, with the same Log ID
+    /// and its attempts kept. False if it is still pending (or does not exist).
+    pub(crate) fn resend(&self, log_id: &str) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            let now = now_millis();
+            Ok(conn.execute(
+                "UPDATE logs SET seq = (SELECT max(seq) FROM logs) + 1, status = 'PENDING',
+                    next_attempt_at = ?2, updated_at = ?2
+                 WHERE id = ?1 AND status <> 'PENDING'",
+                params![log_id, now],
+            )? == 1)
+        })
+    }
+
+    /// One log and its attempts, oldest first.
+    pub(crate) fn log(
+        &self,
+        id: &str,
+    ) -> Result<Option<(LogRecord, Vec<AttemptRecord>)>, StoreError> {
+        self.with(|conn| {
+            let Some(record) = conn
+                .query_row(
+                    &format!("SELECT {LOG_COLUMNS} FROM logs WHERE id = ?1"),
+                    params![id],
+                    log,
+                )
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, log_id, started_at, duration_ms, status_code, error, response
+                 FROM attempts WHERE log_id = ?1 ORDER BY started_at, rowid",
+            )?;
+            let attempts = stmt
+                .query_map(params![id], |r| {
+                    Ok(AttemptRecord {
+                        id: r.get(0)?,
+                        log_id: r.get(1)?,
+                        started_at: r.get(2)?,
+                        duration_ms: r.get(3)?,
+                        status_code: r.get(4)?,
+                        error: r.get(5)?,
+                        response: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some((record, attempts)))
+        })
+    }
+
+    /// The organization's logs matching `filter`, newest first.
+    pub(crate) fn logs(
+        &self,
+        organization_id: &str,
+        filter: &LogFilter,
+        limit: usize,
+    ) -> Result<Vec<LogRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {LOG_COLUMNS} FROM logs WHERE organization_id = ?1
+                   AND (?2 IS NULL OR destination_id = ?2) AND (?3 IS NULL OR status = ?3)
+                   AND (?4 IS NULL OR data_model = ?4) AND (?5 IS NULL OR event_type = ?5)
+                   AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at < ?7)
+                 ORDER BY seq DESC LIMIT ?8"
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    organization_id,
+                    filter.destination_id,
+                    filter.status,
+                    filter.data_model,
+                    filter.event_type,
+                    filter.created_after,
+                    filter.created_before,
+                    limit as i64
+                ],
+                log,
+            )?;
+            rows.collect()
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! The destination inbox on SQLite: the reads, and the batch the group-commit writer commits.
+//!
+//! The writer thread owns one connection ([`write_batch`]); readers share another behind a
+//! mutex, which is enough because reads are short and WAL never makes the writer wait on them.
+
+use crate::inbox::{Kept, MessageStatus, MessageSummary, StoredMessage};
+use crate::now_millis;
+use crate::writer::{Bookkeeping, Item, KeepRequest};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+const SUMMARY_COLUMNS: &str = "id, message_id, destination, duplicate_key, kind, status,
+    data_model, event_type, log_id, content_type, length(body), received_at, forward_attempts,
+    last_error, malformed_reason, forwarded_at";
+
+fn summary(row: &Row<'_>) -> rusqlite::Result<MessageSummary> {
+    Ok(MessageSummary {
+        id: row.get(0)?,
+        message_id: row.get(1)?,
+        destination: row.get(2)?,
+        duplicate_key: row.get(3)?,
+        kind: row.get(4)?,
+        status: MessageStatus::parse(&row.get::<_, String>(5)?),
+        data_model: row.get(6)?,
+        event_type: row.get(7)?,
+        log_id: row.get(8)?,
+        content_type: row.get(9)?,
+        body_bytes: row.get(10)?,
+        received_at: row.get(11)?,
+        forward_attempts: row.get(12)?,
+        last_error: row.get(13)?,
+        malformed_reason: row.get(14)?,
+        forwarded_at: row.get(15)?,
+    })
+}
+
+pub(crate) fn list(
+    conn: &Connection,
+    destination: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<MessageSummary>> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM inbox
+         WHERE (?1 IS NULL OR destination = ?1) ORDER BY id LIMIT ?2"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![destination, limit as i64], summary)?;
+    rows.collect()
+}
+
+pub(crate) fn recent(
+    conn: &Connection,
+    status: Option<MessageStatus>,
+    limit: usize,
+) -> rusqlite::Result<Vec<MessageSummary>> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM inbox
+         WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![status.map(MessageStatus::as_str), limit as i64],
+        summary,
+    )?;
+    rows.collect()
+}
+
+pub(crate) fn get(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<MessageSummary>> {
+    conn.query_row(
+        &format!("SELECT {SUMMARY_COLUMNS} FROM inbox WHERE message_id = ?1"),
+        params![message_id],
+        summary,
+    )
+    .optional()
+}
+
+pub(crate) fn next_to_forward(
+    conn: &Connection,
+    destination: &str,
+    after_id: i64,
+) -> rusqlite::Result<Option<StoredMessage>> {
+    conn.prepare_cached(
+        "SELECT id, message_id, destination, duplicate_key, content_type, body,
+                forward_attempts
+         FROM inbox WHERE destination = ?1 AND status = 'received' AND id > ?2
+         ORDER BY id LIMIT 1",
+    )?
+    .query_row(params![destination, after_id], |r| {
+        Ok(StoredMessage {
+            id: r.get(0)?,
+            message_id: r.get(1)?,
+            destination: r.get(2)?,
+            duplicate_key: r.get(3)?,
+            content_type: r.get(4)?,
+            body: r.get(5)?,
+            forward_attempts: r.get(6)?,
+        })
+    })
+    .optional()
+}
+
+pub(crate) fn oldest_unforwarded(
+    conn: &Connection,
+    destination: &str,
+) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT received_at FROM inbox WHERE destination = ?1 AND status = 'received'
+         ORDER BY id LIMIT 1",
+    )?
+    .query_row(params![destination], |r| r.get(0))
+    .optional()
+}
+
+pub(crate) fn count_by_status(
+    conn: &Connection,
+    destination: &str,
+) -> rusqlite::Result<Vec<(MessageStatus, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT status, count(*) FROM inbox WHERE destination = ?1 GROUP BY status ORDER BY status",
+    )?;
+    let rows = stmt.query_map(params![destination], |r| {
+        Ok((MessageStatus::parse(&r.get::<_, String>(0)?), r.get(1)?))
+    })?;
+    rows.collect()
+}
+
+/// Writes a whole batch in one IMMEDIATE transaction: one `Kept` per keep request, in order,
+/// and how many of them were new rows.
+pub(crate) fn write_batch(
+    conn: &mut Connection,
+    batch: &[Item],
+) -> rusqlite::Result<(Vec<Kept>, u64)> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut new_rows = 0;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT OR IGNORE INTO inbox (message_id, destination, duplicate_key, kind, status,
+                data_model, event_type, log_id, content_type, body, malformed_reason, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        let mut existing = tx.prepare_cached(
+            "SELECT id, message_id FROM inbox WHERE destination = ?1 AND duplicate_key = ?2",
+        )?;
+        let mut forwarded = tx.prepare_cached(
+            "UPDATE inbox SET status = 'forwarded', forwarded_at = ?2,
+                forward_attempts = forward_attempts + 1, last_error = NULL WHERE id = ?1",
+        )?;
+        let mut failed = tx.prepare_cached(
+            "UPDATE inbox SET forward_attempts = forward_attempts + 1, last_error = ?2
+             WHERE id = ?1",
+        )?;
+        let now = now_millis();
+        for item in batch {
+            match item {
+                Item::Keep(KeepRequest { message: m, .. }) => {
+                    let message_id = uuid::Uuid::now_v7().to_string();
+                    let inserted = insert.execute(params![
+                        message_id,
+                        m.destination,
+                        m.duplicate_key,
+                        m.kind,
+                        m.status.as_str(),
+                        m.data_model,
+                        m.event_type,
+                        m.log_id,
+                        m.content_type,
+                        &m.body[..],
+                        m.malformed_reason,
+                        now,
+                    ])?;
+                    let kept = if inserted == 1 {
+                        new_rows += 1;
+                        Kept {
+                            id: tx.last_insert_rowid(),
+                            message_id,
+                            duplicate: false,
+                        }
+                    } else {
+                        let (id, message_id) = existing
+                            .query_row(params![m.destination, m.duplicate_key], |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            })
+                            .optional()?
+                            .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                        Kept {
+                            id,
+                            message_id,
+                            duplicate: true,
+                        }
+                    };
+                    outcomes.push(kept);
+                }
+                Item::Book(Bookkeeping::Forwarded { id, .. }) => {
+                    forwarded.execute(params![id, now])?;
+                }
+                Item::Book(Bookkeeping::ForwardFailed { id, error, .. }) => {
+                    failed.execute(params![id, error])?;
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok((outcomes, new_rows))
+}

@@ -1,0 +1,706 @@
+//! One conformance suite for the store API, run against SQLite and PostgreSQL alike.
+//!
+//! Every test is a function of a [`Db`]; `conformance!` instantiates it once per backend: on
+//! SQLite in a temporary directory, on PostgreSQL in a fresh schema of the test server
+//! (`WHARF_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`), dropped
+//! afterwards. An unreachable PostgreSQL fails its tests with how to start one.
+
+use std::time::Duration;
+use wharf_store::engine::*;
+use wharf_store::{
+    Body, Database, Inbox, InboxOptions, InboxReader, MessageStatus, NewMessage, StoreError,
+};
+use wharf_testkit::postgres::PgSchema;
+
+/// One backend's database for one test.
+struct Db {
+    database: Database,
+    _dir: Option<tempfile::TempDir>,
+    _schema: Option<PgSchema>,
+}
+
+impl Db {
+    fn sqlite() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        Db {
+            database: Database::Sqlite(dir.path().to_owned()),
+            _dir: Some(dir),
+            _schema: None,
+        }
+    }
+
+    fn postgres() -> Db {
+        let schema = PgSchema::create();
+        Db {
+            database: Database::Postgres(schema.url.clone()),
+            _dir: None,
+            _schema: Some(schema),
+        }
+    }
+
+    fn engine(&self) -> EngineStore {
+        EngineStore::open_database(&self.database, &EngineStoreOptions::default()).unwrap()
+    }
+
+    fn inbox(&self) -> Inbox {
+        Inbox::open_database(&self.database, InboxOptions::default()).unwrap()
+    }
+}
+
+/// Instantiates each test function once per backend.
+macro_rules! conformance {
+    (sync: [$($sync:ident),* $(,)?], async: [$($async:ident),* $(,)?] $(,)?) => {
+        mod sqlite {
+            use super::Db;
+            $( #[test] fn $sync() { super::$sync(&Db::sqlite()) } )*
+            $( #[tokio::test] async fn $async() { super::$async(&Db::sqlite()).await } )*
+        }
+        mod postgres {
+            use super::Db;
+            $( #[test] fn $sync() { super::$sync(&Db::postgres()) } )*
+            $( #[tokio::test] async fn $async() { super::$async(&Db::postgres()).await } )*
+        }
+    };
+}
+
+conformance! {
+    sync: [
+        organizations_get_three_environments_once,
+        destinations_round_trip_and_endpoints_belong_to_one_organization,
+        auth_credentials_round_trip_and_linked_ones_are_not_deleted,
+        queues_are_first_in_first_out_per_destination,
+        pause_stop_and_resend,
+        a_group_commit_keeps_the_order_given_and_is_all_or_nothing,
+        queries_are_kept_as_request_logs_with_their_attempt,
+        queue_stats_and_state,
+        log_filters,
+        a_newer_schema_is_refused,
+        migrations_run_once,
+    ],
+    async: [
+        keeps_once_per_duplicate_key_and_destination,
+        concurrent_keeps_share_commits_and_keep_order,
+        forwarding_bookkeeping_moves_the_cursor,
+        a_retry_within_one_batch_is_kept_once,
+        listings_recent_and_counts,
+        reopened_inbox_keeps_its_messages,
+        bodies_are_kept_byte_for_byte,
+    ],
+}
+
+fn record(org: &Organization, env: &EnvironmentRecord, endpoint: &str) -> DestinationRecord {
+    DestinationRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        organization_id: org.id.clone(),
+        environment_id: env.id.clone(),
+        name: "Acme".into(),
+        data_format: "JSON".into(),
+        endpoint: Some(endpoint.into()),
+        verification_token: Some(vec![1, 2, 3]),
+        verification_method: "POST".into(),
+        auth_credential: None,
+        verified_at: None,
+        created_at: 1,
+        updated_at: 1,
+        setup_step: None,
+    }
+}
+
+fn organizations_get_three_environments_once(db: &Db) {
+    let store = db.engine();
+    let org = store.ensure_organization("Acme Health").unwrap();
+    assert_eq!(store.ensure_organization("Acme Health").unwrap(), org);
+    let flags: Vec<_> = store
+        .environments(&org.id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.flag)
+        .collect();
+    assert_eq!(flags, ["Development", "Staging", "Production"]);
+    assert_eq!(store.organizations().unwrap().len(), 1);
+}
+
+fn destinations_round_trip_and_endpoints_belong_to_one_organization(db: &Db) {
+    let store = db.engine();
+    let a = store.ensure_organization("A").unwrap();
+    let b = store.ensure_organization("B").unwrap();
+    let env_a = store.environments(&a.id).unwrap().remove(0);
+    let mut d = record(&a, &env_a, "https://x.example/hook");
+    store.insert_destination(&d).unwrap();
+    assert_eq!(store.destination(&d.id).unwrap().unwrap(), d);
+    assert!(
+        !store
+            .endpoint_taken_elsewhere("https://x.example/hook", &a.id)
+            .unwrap()
+    );
+    assert!(
+        store
+            .endpoint_taken_elsewhere("https://x.example/hook", &b.id)
+            .unwrap()
+    );
+    d.verified_at = Some(5);
+    d.setup_step = Some(3);
+    assert!(store.update_destination(&d).unwrap());
+    assert_eq!(store.destinations(&env_a.id).unwrap(), vec![d.clone()]);
+    assert!(store.delete_destination(&d.id).unwrap());
+    assert!(!store.delete_destination(&d.id).unwrap());
+    assert!(store.destination(&d.id).unwrap().is_none());
+}
+
+fn auth_credentials_round_trip_and_linked_ones_are_not_deleted(db: &Db) {
+    let store = db.engine();
+    let org = store.ensure_organization("A").unwrap();
+    let env = store.environments(&org.id).unwrap().remove(0);
+    let mut c = AuthCredentialRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        organization_id: org.id.clone(),
+        environment_id: env.id.clone(),
+        name: "token endpoint".into(),
+        strategy: "OAuth_2.0_2-legged".into(),
+        fields: r#"{"clientId":"c"}"#.into(),
+        secrets: Some(vec![9, 9, 9]),
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.insert_auth_credential(&c).unwrap();
+    assert_eq!(store.auth_credential(&c.id).unwrap().unwrap(), c);
+    c.name = "renamed".into();
+    c.secrets = None;
+    c.updated_at = 2;
+    assert!(store.update_auth_credential(&c).unwrap());
+    assert_eq!(store.auth_credentials(&env.id).unwrap(), vec![c.clone()]);
+
+    // A destination may only link a credential that exists.
+    let mut d = record(&org, &env, "https://x.example/hook");
+    d.auth_credential = Some("no-such-credential".into());
+    assert!(store.insert_destination(&d).is_err());
+    d.auth_credential = Some(c.id.clone());
+    store.insert_destination(&d).unwrap();
+    assert_eq!(store.destinations_using(&c.id).unwrap(), vec![d.id.clone()]);
+    assert_eq!(
+        store.delete_auth_credential(&c.id).unwrap(),
+        CredentialDeletion::InUse(vec![d.id.clone()])
+    );
+    assert!(store.auth_credential(&c.id).unwrap().is_some());
+    d.auth_credential = Some("no-such-credential".into());
+    assert!(store.update_destination(&d).is_err());
+    d.auth_credential = None;
+    assert!(store.update_destination(&d).unwrap());
+    assert_eq!(
+        store.delete_auth_credential(&c.id).unwrap(),
+        CredentialDeletion::Deleted
+    );
+    assert_eq!(
+        store.delete_auth_credential(&c.id).unwrap(),
+        CredentialDeletion::NotFound
+    );
+    assert!(store.auth_credential(&c.id).unwrap().is_none());
+    assert!(!store.update_auth_credential(&c).unwrap());
+}
+
+fn queued(id: &str, destination: &str) -> LogRecord {
+    LogRecord {
+        seq: 0,
+        log_type: "SEND".into(),
+        id: id.into(),
+        organization_id: "o".into(),
+        destination_id: destination.into(),
+        source: "s".into(),
+        data_model: None,
+        event_type: None,
+        content_type: "application/json".into(),
+        body: b"{}".to_vec(),
+        status: PENDING.into(),
+        attempts: 0,
+        next_attempt_at: 0,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+fn by(destination: Option<&str>, status: Option<&str>) -> LogFilter {
+    LogFilter {
+        destination_id: destination.map(str::to_owned),
+        status: status.map(str::to_owned),
+        ..LogFilter::default()
+    }
+}
+
+fn enqueue(store: &EngineStore, logs: &[LogRecord]) {
+    store.apply(&[Write::Enqueue(logs.to_vec())]).unwrap();
+}
+
+fn record_attempt(store: &EngineStore, attempt: &AttemptRecord, outcome: AttemptOutcome) {
+    store
+        .apply(&[Write::Attempt(attempt.clone(), outcome)])
+        .unwrap();
+}
+
+fn attempt(log_id: &str, n: u32) -> AttemptRecord {
+    AttemptRecord {
+        id: format!("{log_id}-{n}"),
+        log_id: log_id.into(),
+        started_at: n as i64,
+        duration_ms: 1,
+        status_code: Some(500),
+        error: None,
+        response: None,
+    }
+}
+
+fn queues_are_first_in_first_out_per_destination(db: &Db) {
+    let store = db.engine();
+    enqueue(
+        &store,
+        &[queued("a1", "A"), queued("b1", "B"), queued("a2", "A")],
+    );
+    let heads: Vec<_> = store
+        .queue_heads()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(heads.len(), 2);
+    assert!(heads.contains(&"a1".to_owned()) && heads.contains(&"b1".to_owned()));
+    // A failing head stays the head, with its next try moved.
+    record_attempt(&store, &attempt("a1", 1), AttemptOutcome::RetryAt(99));
+    let a_head = store
+        .queue_heads()
+        .unwrap()
+        .into_iter()
+        .find(|l| l.destination_id == "A")
+        .unwrap();
+    assert_eq!(
+        (a_head.id.as_str(), a_head.next_attempt_at, a_head.attempts),
+        ("a1", 99, 1)
+    );
+    record_attempt(&store, &attempt("a1", 2), AttemptOutcome::Succeeded);
+    let a_head = store
+        .queue_heads()
+        .unwrap()
+        .into_iter()
+        .find(|l| l.destination_id == "A")
+        .unwrap();
+    assert_eq!(a_head.id, "a2");
+    let (log, attempts) = store.log("a1").unwrap().unwrap();
+    assert_eq!(log.status, SUCCEEDED);
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(store.logs("o", &by(Some("A"), None), 10).unwrap().len(), 2);
+    assert_eq!(
+        store.logs("o", &by(None, Some(PENDING)), 10).unwrap().len(),
+        2
+    );
+}
+
+fn pause_stop_and_resend(db: &Db) {
+    let store = db.engine();
+    enqueue(&store, &[queued("a1", "A"), queued("a2", "A")]);
+    store.set_paused("A", true).unwrap();
+    assert!(store.queue_heads().unwrap().is_empty());
+    let q = store.queue("A").unwrap();
+    assert!(q.paused_by_operator);
+    assert_eq!(q.depth, 2);
+    store.set_paused("A", false).unwrap();
+    assert_eq!(store.queue_heads().unwrap()[0].id, "a1");
+    assert!(store.stop("a1").unwrap());
+    assert!(!store.stop("a1").unwrap(), "only pending logs stop");
+    assert_eq!(store.queue_heads().unwrap()[0].id, "a2");
+    assert!(store.resend("a1").unwrap());
+    assert!(
+        !store.resend("a2").unwrap(),
+        "a pending log is already queued"
+    );
+    let order: Vec<_> = store
+        .logs("o", &by(Some("A"), Some(PENDING)), 10)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(
+        order,
+        ["a1", "a2"],
+        "newest first: the resent log is now behind a2"
+    );
+    assert_eq!(store.queue_heads().unwrap()[0].id, "a2");
+    enqueue(&store, &[queued("a3", "A")]);
+    let order: Vec<_> = store
+        .logs("o", &by(Some("A"), None), 10)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(order, ["a3", "a1", "a2"]);
+}
+
+fn a_group_commit_keeps_the_order_given_and_is_all_or_nothing(db: &Db) {
+    let store = db.engine();
+    let logs: Vec<_> = (0..300).map(|i| queued(&format!("l{i:03}"), "A")).collect();
+    store
+        .apply(&[
+            Write::Enqueue(logs[..100].to_vec()),
+            Write::Enqueue(logs[100..].to_vec()),
+        ])
+        .unwrap();
+    let order: Vec<_> = store
+        .logs("o", &by(Some("A"), None), 1000)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|l| l.id)
+        .collect();
+    let expected: Vec<_> = logs.iter().map(|l| l.id.clone()).collect();
+    assert_eq!(order, expected);
+    // One bad write (a duplicate Log ID) and nothing of the batch is kept.
+    let err = store
+        .apply(&[
+            Write::Enqueue(vec![queued("new-1", "B")]),
+            Write::Enqueue(vec![queued("l000", "B")]),
+        ])
+        .unwrap_err();
+    assert!(!err.to_string().is_empty());
+    assert!(store.log("new-1").unwrap().is_none());
+    // Attempts for several logs in one commit.
+    store
+        .apply(&[
+            Write::Attempt(attempt("l000", 1), AttemptOutcome::Succeeded),
+            Write::Attempt(attempt("l001", 1), AttemptOutcome::RetryAt(5)),
+        ])
+        .unwrap();
+    assert_eq!(store.log("l000").unwrap().unwrap().0.status, SUCCEEDED);
+    let (l001, tries) = store.log("l001").unwrap().unwrap();
+    assert_eq!(
+        (l001.status.as_str(), l001.next_attempt_at, l001.attempts),
+        (PENDING, 5, 1)
+    );
+    assert_eq!(tries, vec![attempt("l001", 1)]);
+}
+
+fn queries_are_kept_as_request_logs_with_their_attempt(db: &Db) {
+    let store = db.engine();
+    let mut log = queued("q1", "A");
+    log.status = FAILED.into();
+    let mut tried = attempt("q1", 1);
+    tried.error = Some("timed out".into());
+    tried.status_code = None;
+    tried.response = Some(b"partial".to_vec());
+    store
+        .apply(&[Write::Query(Box::new((log, tried.clone())))])
+        .unwrap();
+    let (record, attempts) = store.log("q1").unwrap().unwrap();
+    assert_eq!(
+        (
+            record.log_type.as_str(),
+            record.status.as_str(),
+            record.attempts
+        ),
+        ("REQUEST", FAILED, 1)
+    );
+    assert_eq!(attempts, vec![tried]);
+    assert!(
+        store.queue_heads().unwrap().is_empty(),
+        "queries are never queued"
+    );
+}
+
+fn queue_stats_and_state(db: &Db) {
+    let store = db.engine();
+    let org = store.ensure_organization("A").unwrap();
+    let env = store.environments(&org.id).unwrap().remove(0);
+    let mut d = record(&org, &env, "https://x.example/a");
+    d.id = "A".into();
+    store.insert_destination(&d).unwrap();
+    let mut e = record(&org, &env, "https://x.example/b");
+    e.id = "B".into();
+    store.insert_destination(&e).unwrap();
+    enqueue(&store, &[queued("a1", "A"), queued("a2", "A")]);
+    record_attempt(
+        &store,
+        &attempt("a1", 1),
+        AttemptOutcome::RetryAt(i64::MAX / 2),
+    );
+    store.set_paused("B", true).unwrap();
+    let stats = store.queue_stats().unwrap();
+    assert_eq!(
+        stats,
+        vec![
+            QueueStats {
+                destination_id: "A".into(),
+                depth: 2,
+                held: true,
+                paused_by_operator: false
+            },
+            QueueStats {
+                destination_id: "B".into(),
+                depth: 0,
+                held: false,
+                paused_by_operator: true
+            },
+        ]
+    );
+    let q = store.queue("A").unwrap();
+    assert_eq!((q.depth, q.paused_by_operator), (2, false));
+    assert_eq!(q.head.unwrap().id, "a1");
+    store.check_writable().unwrap();
+    // Resuming makes the head due at once.
+    store.set_paused("A", true).unwrap();
+    store.set_paused("A", false).unwrap();
+    assert!(store.queue("A").unwrap().head.unwrap().next_attempt_at <= wharf_store::now_millis());
+}
+
+fn log_filters(db: &Db) {
+    let store = db.engine();
+    let mut a = queued("a", "A");
+    a.data_model = Some("PatientAdmin".into());
+    a.event_type = Some("Arrival".into());
+    a.created_at = 100;
+    let mut b = queued("b", "B");
+    b.data_model = Some("Scheduling".into());
+    b.created_at = 200;
+    enqueue(&store, &[a, b]);
+    let ids = |f: LogFilter| -> Vec<String> {
+        store
+            .logs("o", &f, 10)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect()
+    };
+    assert_eq!(ids(LogFilter::default()), ["b", "a"]);
+    assert_eq!(
+        ids(LogFilter {
+            data_model: Some("PatientAdmin".into()),
+            ..Default::default()
+        }),
+        ["a"]
+    );
+    assert_eq!(
+        ids(LogFilter {
+            event_type: Some("Arrival".into()),
+            ..Default::default()
+        }),
+        ["a"]
+    );
+    assert_eq!(
+        ids(LogFilter {
+            created_after: Some(150),
+            ..Default::default()
+        }),
+        ["b"]
+    );
+    assert_eq!(
+        ids(LogFilter {
+            created_before: Some(150),
+            ..Default::default()
+        }),
+        ["a"]
+    );
+    assert!(
+        store
+            .logs("other", &LogFilter::default(), 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.logs("o", &LogFilter::default(), 1).unwrap().len(), 1);
+}
+
+/// Sets the recorded schema version of both components past what this binary knows.
+fn pretend_newer_schema(db: &Db) {
+    match &db.database {
+        Database::Sqlite(dir) => {
+            for file in [ENGINE_FILE, wharf_store::INBOX_FILE] {
+                let conn = rusqlite::Connection::open(dir.join(file)).unwrap();
+                conn.pragma_update(None, "user_version", 999).unwrap();
+            }
+        }
+        Database::Postgres(url) => {
+            wharf_store::postgres::execute(
+                url,
+                "INSERT INTO schema_migrations (component, version) VALUES ('engine', 999), ('inbox', 999)",
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn a_newer_schema_is_refused(db: &Db) {
+    drop(db.engine());
+    db.inbox().close();
+    pretend_newer_schema(db);
+    let engine = EngineStore::open_database(&db.database, &EngineStoreOptions::default());
+    let inbox = Inbox::open_database(&db.database, InboxOptions::default());
+    for err in [engine.err().unwrap(), inbox.err().unwrap()] {
+        let text = err.to_string();
+        assert!(
+            matches!(
+                err,
+                StoreError::SchemaTooNew { .. } | StoreError::DatabaseSchemaTooNew { .. }
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("newer than this binary knows") && text.contains("999"),
+            "{text}"
+        );
+    }
+}
+
+fn migrations_run_once(db: &Db) {
+    let store = db.engine();
+    let org = store.ensure_organization("A").unwrap();
+    drop(store);
+    // Reopening migrates nothing again and finds what was there.
+    let store = db.engine();
+    assert_eq!(store.organizations().unwrap(), vec![org]);
+}
+
+fn message(destination: &str, key: &str) -> NewMessage {
+    NewMessage {
+        destination: destination.into(),
+        duplicate_key: key.into(),
+        kind: "data_model".into(),
+        status: MessageStatus::Received,
+        data_model: Some("PatientAdmin".into()),
+        event_type: Some("Arrival".into()),
+        log_id: None,
+        content_type: "application/json".into(),
+        body: Body::from_static(b"{\"Meta\":{}}"),
+        malformed_reason: None,
+    }
+}
+
+async fn keeps_once_per_duplicate_key_and_destination(db: &Db) {
+    let inbox = db.inbox();
+    let first = inbox.keep(message("a", "log:1")).await.unwrap();
+    assert!(!first.duplicate);
+    let again = inbox.keep(message("a", "log:1")).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message_id, first.message_id);
+    let other = inbox.keep(message("b", "log:1")).await.unwrap();
+    assert!(!other.duplicate, "keys are per destination");
+    assert_eq!(inbox.reader().list(None, 100).unwrap().len(), 2);
+}
+
+async fn concurrent_keeps_share_commits_and_keep_order(db: &Db) {
+    let inbox = db.inbox();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let inbox = inbox.clone();
+            tokio::spawn(async move { inbox.keep(message("a", &format!("k{i}"))).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(!t.await.unwrap().unwrap().duplicate);
+    }
+    let rows = inbox.reader().list(Some("a"), 1000).unwrap();
+    assert_eq!(rows.len(), 200);
+    assert!(rows.windows(2).all(|w| w[0].id < w[1].id));
+}
+
+async fn forwarding_bookkeeping_moves_the_cursor(db: &Db) {
+    let inbox = db.inbox();
+    let a = inbox.keep(message("d", "1")).await.unwrap();
+    let b = inbox.keep(message("d", "2")).await.unwrap();
+    let next = inbox.reader().next_to_forward("d", 0).unwrap().unwrap();
+    assert_eq!(next.id, a.id);
+    inbox
+        .record_forward_failure(a.id, "503".into())
+        .await
+        .unwrap();
+    inbox.mark_forwarded(a.id).await.unwrap();
+    let next = inbox.reader().next_to_forward("d", 0).unwrap().unwrap();
+    assert_eq!(next.id, b.id);
+    let row = inbox.reader().get(&a.message_id).unwrap().unwrap();
+    assert_eq!(row.status, MessageStatus::Forwarded);
+    assert_eq!(row.forward_attempts, 2);
+}
+
+async fn a_retry_within_one_batch_is_kept_once(db: &Db) {
+    let inbox = db.inbox();
+    // Many senders of the same message at once: they land in the same batches.
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let inbox = inbox.clone();
+            tokio::spawn(async move { inbox.keep(message("a", &format!("k{}", i % 5))).await })
+        })
+        .collect();
+    let mut kept = Vec::new();
+    for t in tasks {
+        kept.push(t.await.unwrap().unwrap());
+    }
+    assert_eq!(kept.iter().filter(|k| !k.duplicate).count(), 5);
+    assert_eq!(inbox.reader().list(None, 100).unwrap().len(), 5);
+    for k in &kept {
+        let row = inbox.reader().get(&k.message_id).unwrap().unwrap();
+        assert_eq!(
+            row.id, k.id,
+            "a duplicate gets the original's id and message id"
+        );
+    }
+}
+
+async fn listings_recent_and_counts(db: &Db) {
+    let inbox = db.inbox();
+    let a = inbox.keep(message("d", "1")).await.unwrap();
+    let mut bad = message("d", "2");
+    bad.status = MessageStatus::Malformed;
+    bad.kind = "malformed".into();
+    bad.malformed_reason = Some("not JSON".into());
+    bad.body = Body::from_static(b"<xml/>");
+    inbox.keep(bad).await.unwrap();
+    inbox.keep(message("e", "3")).await.unwrap();
+    inbox.mark_forwarded(a.id).await.unwrap();
+    let reader = inbox.reader();
+    assert_eq!(reader.list(Some("d"), 10).unwrap().len(), 2);
+    assert_eq!(reader.list(None, 2).unwrap().len(), 2);
+    let recent = reader.recent(None, 10).unwrap();
+    assert_eq!(
+        recent
+            .iter()
+            .map(|m| m.duplicate_key.as_str())
+            .collect::<Vec<_>>(),
+        ["3", "2", "1"]
+    );
+    let malformed = reader.recent(Some(MessageStatus::Malformed), 10).unwrap();
+    assert_eq!(malformed.len(), 1);
+    assert_eq!(malformed[0].malformed_reason.as_deref(), Some("not JSON"));
+    assert_eq!(malformed[0].body_bytes, 6);
+    assert_eq!(
+        reader.count_by_status("d").unwrap(),
+        vec![(MessageStatus::Forwarded, 1), (MessageStatus::Malformed, 1)]
+    );
+    let forwarded = reader.get(&a.message_id).unwrap().unwrap();
+    assert!(forwarded.forwarded_at.is_some());
+    assert!(
+        reader.oldest_unforwarded("d").unwrap().is_none(),
+        "malformed ones never forward"
+    );
+    assert!(reader.oldest_unforwarded("e").unwrap().is_some());
+    assert!(reader.get("no-such-id").unwrap().is_none());
+}
+
+async fn reopened_inbox_keeps_its_messages(db: &Db) {
+    let inbox = db.inbox();
+    let kept = inbox.keep(message("a", "x")).await.unwrap();
+    inbox.close();
+    let reader = InboxReader::open_database(&db.database).unwrap();
+    assert_eq!(reader.list(None, 10).unwrap().len(), 1);
+    assert_eq!(
+        reader.count_by_status("a").unwrap(),
+        vec![(MessageStatus::Received, 1)]
+    );
+    let inbox = db.inbox();
+    let again = inbox.keep(message("a", "x")).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message_id, kept.message_id);
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {}).await;
+}
+
+async fn bodies_are_kept_byte_for_byte(db: &Db) {
+    let inbox = db.inbox();
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    let mut m = message("a", "big");
+    m.body = Body::from(bytes.clone());
+    let kept = inbox.keep(m).await.unwrap();
+    let stored = inbox.reader().next_to_forward("a", 0).unwrap().unwrap();
+    assert_eq!((stored.id, stored.body), (kept.id, bytes));
+}

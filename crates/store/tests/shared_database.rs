@@ -1,0 +1,180 @@
+//! Several processes on one PostgreSQL database, played by several stores in one test process
+//! (each store has its own pool, listener, heartbeat and holder name, as a process would).
+//! The same with real processes and SIGKILL is in `crates/wharf/tests/it/shared_database.rs`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+use wharf_store::engine::{EngineStore, EngineStoreOptions, LogRecord, PENDING, Write};
+use wharf_store::{Body, Database, Inbox, InboxOptions, MessageStatus, NewMessage};
+use wharf_testkit::postgres::PgSchema;
+use wharf_testkit::wait_until;
+
+fn engine(db: &Database) -> EngineStore {
+    EngineStore::open_database(db, &EngineStoreOptions::default()).unwrap()
+}
+
+fn queued(id: &str, destination: &str) -> LogRecord {
+    LogRecord {
+        seq: 0,
+        log_type: "SEND".into(),
+        id: id.into(),
+        organization_id: "o".into(),
+        destination_id: destination.into(),
+        source: "s".into(),
+        data_model: None,
+        event_type: None,
+        content_type: "application/json".into(),
+        body: b"{}".to_vec(),
+        status: PENDING.into(),
+        attempts: 0,
+        next_attempt_at: 0,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+fn heads(store: &EngineStore) -> HashSet<String> {
+    store
+        .queue_heads()
+        .unwrap()
+        .into_iter()
+        .map(|h| h.destination_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn engines_split_the_queues_and_take_over_released_ones() {
+    let schema = PgSchema::create();
+    let db = Database::Postgres(schema.url.clone());
+    let stores: Vec<EngineStore> = (0..3).map(|_| engine(&db)).collect();
+    let logs: Vec<LogRecord> = (0..20)
+        .map(|d| queued(&format!("log-{d}"), &format!("dest-{d:02}")))
+        .collect();
+    stores[0].apply(&[Write::Enqueue(logs)]).unwrap();
+    // Every queue ends up worked by exactly one of them, and each works a fair share.
+    let split = wait_until(Duration::from_secs(15), || {
+        let seen: Vec<HashSet<String>> = stores.iter().map(heads).collect();
+        let total: usize = seen.iter().map(HashSet::len).sum();
+        let union: HashSet<&String> = seen.iter().flatten().collect();
+        total == 20 && union.len() == 20
+    })
+    .await;
+    assert!(
+        split,
+        "the queues were not split: {:?}",
+        stores.iter().map(heads).collect::<Vec<_>>()
+    );
+    for store in &stores {
+        let mine = heads(store).len();
+        assert!((5..=8).contains(&mine), "an unfair share: {mine} of 20");
+    }
+    // One stops and gives its queues up: the others take them over at once.
+    let gone = heads(&stores[2]);
+    stores[2].release_leases().unwrap();
+    let taken = wait_until(Duration::from_secs(10), || {
+        let now: HashSet<String> = heads(&stores[0])
+            .union(&heads(&stores[1]))
+            .cloned()
+            .collect();
+        gone.iter().all(|d| now.contains(d))
+    })
+    .await;
+    assert!(taken, "released queues were not taken over");
+    assert!(
+        heads(&stores[0]).is_disjoint(&heads(&stores[1])),
+        "a queue is worked by two processes"
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_only_reads_never_takes_a_queue() {
+    let schema = PgSchema::create();
+    let db = Database::Postgres(schema.url.clone());
+    let reader = EngineStore::open_database(
+        &db,
+        &EngineStoreOptions {
+            work_queues: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    reader
+        .apply(&[Write::Enqueue(vec![queued("l", "d")])])
+        .unwrap();
+    assert!(reader.queue_heads().unwrap().is_empty());
+    let worker = engine(&db);
+    assert_eq!(heads(&worker), HashSet::from(["d".to_owned()]));
+}
+
+fn message(key: &str) -> NewMessage {
+    NewMessage {
+        destination: "acme".into(),
+        duplicate_key: key.into(),
+        kind: "data_model".into(),
+        status: MessageStatus::Received,
+        data_model: None,
+        event_type: None,
+        log_id: None,
+        content_type: "application/json".into(),
+        body: Body::from_static(b"{}"),
+        malformed_reason: None,
+    }
+}
+
+#[tokio::test]
+async fn inboxes_keep_each_message_once_and_one_forwards() {
+    let schema = PgSchema::create();
+    let db = Database::Postgres(schema.url.clone());
+    let a = Inbox::open_database(&db, InboxOptions::default()).unwrap();
+    let b = Inbox::open_database(&db, InboxOptions::default()).unwrap();
+    // The same 100 messages to both at once, as retries through a load balancer would.
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        for inbox in [a.clone(), b.clone()] {
+            tasks.push(tokio::spawn(async move {
+                inbox.keep(message(&format!("k{i}"))).await.unwrap()
+            }));
+        }
+    }
+    let mut kept = Vec::new();
+    for t in tasks {
+        kept.push(t.await.unwrap());
+    }
+    assert_eq!(kept.iter().filter(|k| !k.duplicate).count(), 100);
+    let rows = a.reader().list(None, 1000).unwrap();
+    assert_eq!(rows.len(), 100);
+    for pair in kept.chunks(2) {
+        assert_eq!(
+            pair[0].message_id, pair[1].message_id,
+            "one row per message"
+        );
+    }
+    // A message kept by one wakes the other's forwarder.
+    let mut woken = b.subscribe();
+    woken.borrow_and_update();
+    a.keep(message("late")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), woken.changed())
+        .await
+        .expect("the other process heard of the new message")
+        .unwrap();
+    // One forwarder at a time; the other takes over when it lets go.
+    a.want_forwarder("acme");
+    b.want_forwarder("acme");
+    assert!(
+        wait_until(Duration::from_secs(10), || a.holds_forwarder("acme")
+            || b.holds_forwarder("acme"))
+        .await
+    );
+    assert!(!(a.holds_forwarder("acme") && b.holds_forwarder("acme")));
+    let (holder, other) = if a.holds_forwarder("acme") {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    holder.release_forwarder("acme").await;
+    assert!(!holder.holds_forwarder("acme"));
+    assert!(
+        wait_until(Duration::from_secs(10), || other.holds_forwarder("acme")).await,
+        "the lease was not taken over"
+    );
+}
