@@ -3,6 +3,8 @@
 # against the server's cheapest route (GET /healthz) as the HTTP ceiling, in the same run.
 #
 # Usage: benches/destination.sh [rounds=5] [seconds=10] [concurrency=64]
+# With WHARF_BENCH_DATABASE_URL=postgres://... the server keeps its inbox in PostgreSQL instead
+# of SQLite: the script creates a schema of its own there (with psql) and drops it at the end.
 # Rounds alternate ceiling and messages so machine noise hits both alike; the summary is the
 # median of the rounds. Results go to stdout and to target/bench/destination-*.jsonl.
 set -euo pipefail
@@ -18,9 +20,19 @@ mkdir -p "$out"
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 token=bench-token-0123456789abcdef
+database=""
+cleanup_schema=""
+if [ -n "${WHARF_BENCH_DATABASE_URL:-}" ]; then
+  schema="bench_$(python3 -c 'import uuid; print(uuid.uuid4().hex[:12])')"
+  psql "$WHARF_BENCH_DATABASE_URL" -q -c "CREATE SCHEMA $schema"
+  cleanup_schema="psql \"$WHARF_BENCH_DATABASE_URL\" -q -c 'DROP SCHEMA $schema CASCADE'"
+  case "$WHARF_BENCH_DATABASE_URL" in *\?*) sep='&' ;; *) sep='?' ;; esac
+  database="database_url = \"${WHARF_BENCH_DATABASE_URL}${sep}options=-csearch_path%3D$schema\""
+fi
 cat > "$work/destination.toml" <<TOML
 listen = "127.0.0.1:$port"
 data_dir = "$work/data"
+$database
 [[destinations]]
 name = "Bench"
 path = "/redox"
@@ -30,7 +42,7 @@ TOML
 
 RUST_LOG=warn "$wharf" destination serve --config "$work/destination.toml" &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"; eval "$cleanup_schema"' EXIT
 for _ in $(seq 100); do
   curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
   sleep 0.1

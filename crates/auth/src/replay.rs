@@ -120,7 +120,11 @@ mod tests {
         }
         clock.advance(Duration::from_secs(25));
         assert!(seen.first_use(&[b"new"], 100, &clock));
-        assert_eq!(seen.len(), 4, "10 and 20 forgotten; 30, 40, 50 and the new one kept");
+        assert_eq!(
+            seen.len(),
+            4,
+            "10 and 20 forgotten; 30, 40, 50 and the new one kept"
+        );
         assert!(!seen.first_use(&[&[0u8]], 50, &clock), "50 still held");
         assert!(seen.first_use(&[&[1u8]], 50, &clock), "10 forgotten");
     }

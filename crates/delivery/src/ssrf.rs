@@ -299,7 +299,10 @@ mod tests {
         ] {
             let url: reqwest::Url = url.parse().unwrap();
             let refused = resolve(&url, false).await.unwrap_err();
-            assert!(refused.starts_with("refused to connect"), "{url}: {refused}");
+            assert!(
+                refused.starts_with("refused to connect"),
+                "{url}: {refused}"
+            );
             assert_eq!(resolve(&url, true).await.is_ok(), allowed, "{url}");
         }
         let url: reqwest::Url = "http://127.0.0.1:9/x".parse().unwrap();
@@ -341,7 +344,12 @@ mod tests {
             } else {
                 answers.front().cloned().unwrap_or_default()
             };
-            Box::pin(async move { Ok(answer.into_iter().map(|ip| SocketAddr::new(ip, port)).collect()) })
+            Box::pin(async move {
+                Ok(answer
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect())
+            })
         }
     }
 

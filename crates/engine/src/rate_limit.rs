@@ -201,7 +201,7 @@ impl RateLimiter {
     /// What a refused client is told.
     fn message(&self, retry_after: u64) -> String {
         let window = self.window.as_secs();
-        let window = if window >= 60 && window % 60 == 0 {
+        let window = if window >= 60 && window.is_multiple_of(60) {
             format!("{} minutes", window / 60)
         } else {
             format!("{:?}", self.window)

@@ -55,7 +55,11 @@ pub fn envelope(data: &[u8]) {
                 "every classified message has a duplicate key"
             );
             if env.interaction == Interaction::Query {
-                assert_eq!(env.kind, EnvelopeKind::DataModel, "only data models are queries");
+                assert_eq!(
+                    env.kind,
+                    EnvelopeKind::DataModel,
+                    "only data models are queries"
+                );
                 assert!(
                     envelope::is_query(env.data_model.as_deref(), env.event_type.as_deref()),
                     "a query is one by its data model or event type"
@@ -76,7 +80,11 @@ pub fn envelope(data: &[u8]) {
         && let Ok(env) = envelope::parse(&stamped)
         && env.kind == EnvelopeKind::DataModel
     {
-        assert_eq!(env.log_id.as_deref(), Some("log-1"), "stamping sets Meta.Logs");
+        assert_eq!(
+            env.log_id.as_deref(),
+            Some("log-1"),
+            "stamping sets Meta.Logs"
+        );
     }
 }
 
@@ -204,7 +212,9 @@ fn sign_then_verify(verifier: &Verifier, request: &TextRequest, now: SystemTime)
                     | "x-amz-security-token"
             )
         })
-        .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
         .collect();
     let credentials = SigningCredentials {
         access_key: SIGV4_ACCESS_KEY.into(),
@@ -298,7 +308,11 @@ pub fn jwt(data: &[u8]) {
     if let Ok(claims) = jwt::verify(token, jwt_keys(), &rules, &clock) {
         // Accepted means every rule held.
         assert_eq!(claims.iss.as_deref(), Some(JWT_ISSUER));
-        assert!(claims.exp.is_some_and(|exp| exp.saturating_add(jwt::DEFAULT_LEEWAY_SECONDS) > JWT_NOW_UNIX));
+        assert!(
+            claims
+                .exp
+                .is_some_and(|exp| exp.saturating_add(jwt::DEFAULT_LEEWAY_SECONDS) > JWT_NOW_UNIX)
+        );
     }
     rules.max_lifetime_seconds = Some(300);
     rules.require_jti = true;
@@ -315,11 +329,12 @@ pub fn jwt(data: &[u8]) {
 /// echo must be safe to echo; a body built by the engine must be recognised.
 pub fn challenge(data: &[u8]) {
     let may_be = challenge::may_be_challenge(data);
-    if let Some(request) = challenge::parse_post_body(data) {
-        if challenge::validate_challenge(&request.challenge).is_ok() {
-            assert!(request.challenge.len() <= challenge::MAX_CHALLENGE_LEN);
-            assert!(request.challenge.bytes().all(|b| b.is_ascii_graphic()));
-        }
+    // A challenge the destination would echo is short, visible ASCII.
+    if let Some(request) = challenge::parse_post_body(data)
+        && challenge::validate_challenge(&request.challenge).is_ok()
+    {
+        assert!(request.challenge.len() <= challenge::MAX_CHALLENGE_LEN);
+        assert!(request.challenge.bytes().all(|b| b.is_ascii_graphic()));
     }
     if may_be {
         assert!(data.len() <= challenge::MAX_CHALLENGE_BODY);

@@ -209,7 +209,13 @@ fn signed_seeds_verify() {
     );
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(SIGV4_TIME_UNIX);
     verifier
-        .verify(&request.method, &request.target, &request.headers, &request.body, now)
+        .verify(
+            &request.method,
+            &request.target,
+            &request.headers,
+            &request.body,
+            now,
+        )
         .expect("AWS's signed example verifies");
 
     let token = std::fs::read_to_string(corpus_dir("jwt").join("valid")).unwrap();

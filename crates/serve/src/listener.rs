@@ -476,8 +476,8 @@ mod tests {
         assert_eq!(e.key, "body_read_timeout");
         let e = ServeOptions::from_config(None, Some("0s"), None, None).unwrap_err();
         assert_eq!(e.key, "header_read_timeout");
-        let e = ServeOptions::from_config(None, None, Some("18446744073709551615s"), None)
-            .unwrap_err();
+        let e =
+            ServeOptions::from_config(None, None, Some("18446744073709551615s"), None).unwrap_err();
         assert_eq!(e.key, "idle_timeout");
     }
 

@@ -221,6 +221,7 @@ pub struct Inbox {
     committed: watch::Receiver<u64>,
     path: PathBuf,
     thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    page_limit: writer::PageLimit,
 }
 
 impl Inbox {
@@ -274,20 +275,35 @@ impl Inbox {
                 )
             }
         };
+        let page_limit = writer::PageLimit::new(writer::PAGE_LIMIT_UNCHANGED.into());
         let (writer, thread) =
-            writer::spawn(sink, describe, options, committed_tx).map_err(|source| {
-                StoreError::DataDir {
+            writer::spawn(sink, describe, options, committed_tx, page_limit.clone()).map_err(
+                |source| StoreError::DataDir {
                     path: path.clone(),
                     source,
-                }
-            })?;
+                },
+            )?;
         Ok(Inbox {
             writer,
             reader: InboxReader { backend: reader },
             committed,
             path,
             thread: Arc::new(Mutex::new(Some(thread))),
+            page_limit,
         })
+    }
+
+    /// Caps the SQLite inbox file at `pages` database pages (`None` lifts the cap), from the
+    /// writer's next batch on: a batch that would grow the file past it fails exactly as on a
+    /// full disk (`SQLITE_FULL`), so nothing in it is kept and its senders are told, and later
+    /// batches succeed once the cap is lifted. The cap cannot go below the file's current size,
+    /// so `Some(1)` means "full from now". For tests that need a full disk without mounting
+    /// one; no effect on PostgreSQL.
+    pub fn limit_pages(&self, pages: Option<u32>) {
+        self.page_limit.store(
+            u64::from(pages.unwrap_or(0)),
+            std::sync::atomic::Ordering::Release,
+        );
     }
 
     /// Whether the writer thread is still running (it stops only when the inbox is closed or

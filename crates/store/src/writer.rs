@@ -124,6 +124,13 @@ impl WriterHandle {
     }
 }
 
+/// A cap on the SQLite inbox file's pages, set while running (`Inbox::limit_pages`) and
+/// applied by the writer before its next batch; [`PAGE_LIMIT_UNCHANGED`] when there is nothing
+/// new to apply, 0 to lift the cap. Shared through an atomic so setting it never waits for
+/// the writer.
+pub(crate) type PageLimit = Arc<std::sync::atomic::AtomicU64>;
+pub(crate) const PAGE_LIMIT_UNCHANGED: u64 = u64::MAX;
+
 /// Starts the writer thread on an open, migrated connection. `committed` is bumped after every
 /// commit that kept a new message, so the forwarder wakes without polling.
 pub(crate) fn spawn(
@@ -131,6 +138,7 @@ pub(crate) fn spawn(
     describe: String,
     options: WriterOptions,
     committed: Arc<watch::Sender<u64>>,
+    page_limit: PageLimit,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
     let (keep_tx, keep_rx) = crossbeam_channel::bounded(options.queue_capacity.max(1));
     let (book_tx, book_rx) = crossbeam_channel::unbounded();
@@ -142,6 +150,7 @@ pub(crate) fn spawn(
                 describe,
                 options,
                 committed,
+                page_limit,
             }
             .run(keep_rx, book_rx)
         })?;
@@ -173,6 +182,7 @@ struct Writer {
     describe: String,
     options: WriterOptions,
     committed: Arc<watch::Sender<u64>>,
+    page_limit: PageLimit,
 }
 
 impl Writer {
@@ -247,6 +257,7 @@ impl Writer {
         let size = batch.len();
         let result = match &mut self.sink {
             Sink::Sqlite { conn, .. } => {
+                apply_page_limit(conn, &self.page_limit);
                 crate::sqlite::inbox::write_batch(conn, &batch).map_err(|e| e.to_string())
             }
             Sink::Postgres(pg) => {
@@ -257,6 +268,11 @@ impl Writer {
             Ok((kept, new_rows)) => {
                 if new_rows > 0 {
                     self.committed.send_modify(|n| *n += new_rows);
+                }
+                // Observed before anyone is answered, so a client that got its 200 also sees
+                // the batch in the metrics.
+                if let Some(observe) = &self.options.on_batch {
+                    observe(size);
                 }
                 let mut kept = kept.into_iter();
                 for item in batch {
@@ -269,9 +285,6 @@ impl Writer {
                             let _ = reply.send(Ok(()));
                         }
                     }
-                }
-                if let Some(observe) = &self.options.on_batch {
-                    observe(size);
                 }
                 tracing::trace!(size, new_rows, "inbox batch committed");
             }
@@ -298,5 +311,21 @@ fn item_bytes(item: &Item) -> usize {
     match item {
         Item::Keep(k) => k.message.body.len(),
         Item::Book(_) => 0,
+    }
+}
+
+/// Applies a page cap set since the last batch (`PRAGMA max_page_count` holds per connection,
+/// so it must be the writer's own).
+fn apply_page_limit(conn: &Connection, limit: &PageLimit) {
+    let pages = limit.swap(PAGE_LIMIT_UNCHANGED, std::sync::atomic::Ordering::AcqRel);
+    if pages == PAGE_LIMIT_UNCHANGED {
+        return;
+    }
+    // 0 lifts the cap: SQLite's own largest page count.
+    let pages = if pages == 0 { 4_294_967_294 } else { pages };
+    if let Err(e) =
+        conn.pragma_update_and_check(None, "max_page_count", pages, |row| row.get::<_, i64>(0))
+    {
+        tracing::warn!(error = %e, "could not set the inbox page limit");
     }
 }

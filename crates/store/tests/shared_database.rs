@@ -178,3 +178,49 @@ async fn inboxes_keep_each_message_once_and_one_forwards() {
         "the lease was not taken over"
     );
 }
+
+#[test]
+fn an_unreachable_server_is_reported_with_what_to_check() {
+    let db = Database::Postgres("postgres://postgres@127.0.0.1:1/test".into());
+    let err = EngineStore::open_database(&db, &EngineStoreOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("cannot connect to PostgreSQL at postgres://postgres@127.0.0.1:1/test"),
+        "{err}"
+    );
+    assert!(err.contains("check database_url"), "{err}");
+    let err = Inbox::open_database(
+        &Database::Postgres("postgres://u:secret@127.0.0.1:1/test".into()),
+        InboxOptions::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        !err.contains("secret"),
+        "the password is never shown: {err}"
+    );
+}
+
+/// TLS to the database (`sslmode=require`), against the local server's own certificate when it
+/// has the one Debian's PostgreSQL package makes (CN and SAN `localhost`).
+#[test]
+fn tls_verifies_the_server_certificate() {
+    const SNAKEOIL: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+    let server = wharf_testkit::postgres::server_url();
+    if !std::path::Path::new(SNAKEOIL).exists() || !server.contains("127.0.0.1") {
+        eprintln!("skipped: no {SNAKEOIL} for a local server");
+        return;
+    }
+    let base = server.replace("127.0.0.1", "localhost");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let trusted = format!("{base}{sep}sslmode=require&sslrootcert={SNAKEOIL}");
+    wharf_store::postgres::execute(&trusted, "SELECT 1").unwrap();
+    let untrusted = format!("{base}{sep}sslmode=require");
+    let err = wharf_store::postgres::execute(&untrusted, "SELECT 1")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("certificate"), "{err}");
+}

@@ -27,6 +27,10 @@ pub struct EngineBenchArgs {
     /// Messages per phase.
     #[arg(long, default_value_t = 20_000)]
     messages: usize,
+    /// Run the engine on this PostgreSQL database (`postgres://...`; give it an empty database
+    /// or schema) instead of SQLite in a temporary directory.
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 #[derive(Default)]
@@ -78,8 +82,12 @@ pub async fn run(args: EngineBenchArgs) -> Result<Value, String> {
     );
     let config = wharf_engine::EngineConfig::parse(
         &format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\napi_keys = [\"{key}\"]\nmaster_key = \"bench-master-key-0123456789abcdef0123\"\nallow_private_endpoints = true\nrate_limit_requests = 0\n[[sources]]\nname = \"bench\"\napi_key = \"{source_key}\"\n",
-            dir.to_string_lossy()
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{}api_keys = [\"{key}\"]\nmaster_key = \"bench-master-key-0123456789abcdef0123\"\nallow_private_endpoints = true\nrate_limit_requests = 0\n[[sources]]\nname = \"bench\"\napi_key = \"{source_key}\"\n",
+            dir.to_string_lossy(),
+            args.database_url
+                .as_ref()
+                .map(|url| format!("database_url = {url:?}\n"))
+                .unwrap_or_default()
         ),
         &wharf_config::ProcessEnv,
     )
@@ -213,6 +221,7 @@ pub async fn run(args: EngineBenchArgs) -> Result<Value, String> {
     engine.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(json!({
+        "database": if args.database_url.is_some() { "postgres" } else { "sqlite" },
         "destinations": args.destinations,
         "messages": args.messages,
         "ingest_per_second": (args.messages as f64 / ingest_secs).round(),

@@ -195,7 +195,11 @@ fn spawn(args: &[&str], log: &Path) -> Result<Child, String> {
         .map_err(|e| format!("cannot start wharf {}: {e}", args.join(" ")))
 }
 
-async fn wait_healthy(client: &reqwest::Client, base: &str, child: &mut Child) -> Result<(), String> {
+async fn wait_healthy(
+    client: &reqwest::Client,
+    base: &str,
+    child: &mut Child,
+) -> Result<(), String> {
     for _ in 0..1500 {
         if let Ok(r) = client.get(format!("{base}/healthz")).send().await
             && r.status().is_success()
@@ -219,7 +223,10 @@ struct Servers {
 
 impl Servers {
     fn check_alive(&mut self) -> Result<(), String> {
-        for (name, child) in [("engine", &mut self.engine), ("destination", &mut self.destination)] {
+        for (name, child) in [
+            ("engine", &mut self.engine),
+            ("destination", &mut self.destination),
+        ] {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!(
                     "the {name} exited during the soak ({status}); its log is {}",
@@ -270,7 +277,12 @@ async fn start(
     )?;
     let path = |p: &Path| p.to_string_lossy().into_owned();
     let mut destination = spawn(
-        &["destination", "serve", "--config", &path(&destination_config)],
+        &[
+            "destination",
+            "serve",
+            "--config",
+            &path(&destination_config),
+        ],
         &dir.join("destination.log"),
     )?;
     let mut engine = spawn(
@@ -300,7 +312,12 @@ async fn start(
             }
         }
     };
-    let orgs = call(reqwest::Method::GET, "/platform/v1/organizations".into(), None).await?;
+    let orgs = call(
+        reqwest::Method::GET,
+        "/platform/v1/organizations".into(),
+        None,
+    )
+    .await?;
     let org = orgs[0]["id"].as_str().unwrap_or_default().to_owned();
     let envs = call(
         reqwest::Method::GET,
@@ -367,7 +384,13 @@ async fn send(
             "Patient": {"Notes": padding},
         });
         loop {
-            let wait = match client.post(&url).bearer_auth(SOURCE_KEY).json(&body).send().await {
+            let wait = match client
+                .post(&url)
+                .bearer_auth(SOURCE_KEY)
+                .json(&body)
+                .send()
+                .await
+            {
                 Ok(r) if r.status().is_success() => break,
                 Ok(r) => r
                     .headers()
@@ -413,7 +436,18 @@ pub async fn run(args: SoakArgs) -> Result<Value, String> {
         .timeout(Duration::from_secs(60))
         .build()
         .map_err(|e| e.to_string())?;
-    let result = soak(&args, duration, report_every, drain, rate, capacity, &dir, &client, application).await;
+    let result = soak(
+        &args,
+        duration,
+        report_every,
+        drain,
+        rate,
+        capacity,
+        &dir,
+        &client,
+        application,
+    )
+    .await;
     // The servers were killed when `soak` dropped them; their data goes with the directory.
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -480,7 +514,10 @@ async fn soak(
             next_report += report_every;
             let distinct = application.distinct.load(Ordering::SeqCst);
             let interval = {
-                let mut histograms = application.latency.lock().unwrap_or_else(|p| p.into_inner());
+                let mut histograms = application
+                    .latency
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 std::mem::replace(&mut histograms.0, Histogram::new())
             };
             let seconds = last_report.0.elapsed().as_secs_f64();
@@ -538,7 +575,8 @@ async fn soak(
     drop(servers);
 
     // Memory slope: mean of the first minute's readings against the last minute's (a third of
-    // the run each when it is shorter than three minutes).
+    // the run each when it is shorter than three minutes); that includes warming up (caches,
+    // allocator arenas), so the slope after the first window is reported too.
     let span = duration.as_secs_f64();
     let window = (span / 3.0).min(60.0);
     let mean = |from: f64, to: f64, pick: fn(&(f64, u64, u64)) -> u64| {
@@ -554,12 +592,33 @@ async fn soak(
         }
     };
     let minutes_apart = (span - window) / 60.0;
+    // Least-squares slope of the readings after the first window: growth once warmed up.
+    let steady = |pick: fn(&(f64, u64, u64)) -> u64| {
+        let points: Vec<(f64, f64)> = memory
+            .iter()
+            .filter(|m| m.0 >= window)
+            .map(|m| (m.0 / 60.0, pick(m) as f64 / 1024.0))
+            .collect();
+        let n = points.len() as f64;
+        let (mx, my) = (
+            points.iter().map(|p| p.0).sum::<f64>() / n,
+            points.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+        if points.len() < 2 || sxx == 0.0 {
+            0.0
+        } else {
+            round2(sxy / sxx)
+        }
+    };
     let slope = |pick: fn(&(f64, u64, u64)) -> u64| {
         let (first, last) = (mean(0.0, window, pick), mean(span - window, span, pick));
         json!({
             "first_mb": round2(first),
             "last_mb": round2(last),
             "slope_mb_per_minute": round2((last - first) / minutes_apart.max(1.0 / 60.0)),
+            "steady_slope_mb_per_minute": steady(pick),
         })
     };
     let report = json!({

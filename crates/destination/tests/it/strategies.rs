@@ -1242,9 +1242,10 @@ async fn sigv4_a_replayed_request_is_refused_within_the_clock_skew() {
     let shouted: Vec<(String, String)> = captured
         .iter()
         .map(|(k, v)| match v.split_once("Signature=") {
-            Some((before, sig)) if k == "authorization" => {
-                (k.clone(), format!("{before}Signature={}", sig.to_uppercase()))
-            }
+            Some((before, sig)) if k == "authorization" => (
+                k.clone(),
+                format!("{before}Signature={}", sig.to_uppercase()),
+            ),
             _ => (k.clone(), v.clone()),
         })
         .collect();
@@ -1288,7 +1289,14 @@ async fn jwt_bearer_tokens_without_jti_are_accepted_once() {
     assert!(replay.text.contains("replayed"), "{}", replay.text);
     // Another token without jti is another credential.
     assert_kept(
-        message(&h, "/redox", Some(&without_jti(now + 61)), Some(TOKEN), "N3").await,
+        message(
+            &h,
+            "/redox",
+            Some(&without_jti(now + 61)),
+            Some(TOKEN),
+            "N3",
+        )
+        .await,
         &h,
         "N3",
     )

@@ -60,6 +60,55 @@ async fn production_destination_over_tls() {
     assert_eq!(h.inbox().len(), 1);
 }
 
+/// The sender's own code (wharf-delivery's Verify and Save and push, which the engine uses)
+/// trusting only the test CA, over TLS to a Production destination, through to the
+/// application behind it.
+#[tokio::test]
+async fn end_to_end_over_tls_verify_and_deliver_through_to_the_application() {
+    use wharf_delivery::push::{Credentials, RESPONSE_EXCERPT_BYTES, push};
+    use wharf_delivery::verify::{Method, verify};
+    let certs_dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(certs_dir.path());
+    let app = wharf_testkit::Recorder::ok().await;
+    let top = format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"",
+        ca.cert_path.display(),
+        ca.key_path.display()
+    );
+    let destinations = format!("{}forward_url = \"{}\"\n", production(), app.url("/in"));
+    let h = Harness::start_with(&destinations, &top, ca.client(), "https").await;
+    let url: reqwest::Url = h.url("/redox").parse().unwrap();
+
+    let sender = wharf_delivery::client::build(Some(ca.ca_pem.as_bytes())).unwrap();
+    for method in [Method::Post, Method::Get] {
+        verify(&sender, &url, TOKEN, method)
+            .await
+            .unwrap_or_else(|e| panic!("{method:?}: {e}"));
+    }
+    // A sender that does not trust the certificate fails verification, and says it was TLS.
+    let stranger = wharf_delivery::client::build(None).unwrap();
+    let failure = verify(&stranger, &url, TOKEN, Method::Post)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(failure.contains("TLS"), "{failure}");
+
+    let outcome = push(
+        &sender,
+        &url,
+        Credentials::token(TOKEN),
+        "application/json",
+        notification("over-tls").into_bytes(),
+        Duration::from_secs(10),
+        RESPONSE_EXCERPT_BYTES,
+    )
+    .await;
+    assert!(outcome.accepted(), "{outcome:?}");
+    assert!(wharf_testkit::wait_until(WAIT, || app.count() == 1).await);
+    let forwarded = &app.received()[0];
+    assert!(String::from_utf8_lossy(&forwarded.body).contains("over-tls"));
+}
+
 #[tokio::test]
 async fn production_without_tls_refuses_to_start() {
     let text = format!(
@@ -192,7 +241,10 @@ mod handshakes {
             negotiated.push(name);
         }
         assert_eq!(negotiated.len(), 3, "{negotiated:?}");
-        eprintln!("TLS 1.2 suites negotiated: {negotiated:?}; TLS 1.3: {:?}", suite.suite());
+        eprintln!(
+            "TLS 1.2 suites negotiated: {negotiated:?}; TLS 1.3: {:?}",
+            suite.suite()
+        );
     }
 
     /// A ClientHello written by hand, since no TLS library here speaks TLS 1.1 or offers
@@ -230,6 +282,34 @@ mod handshakes {
     }
 
     #[tokio::test]
+    async fn a_tls_handshake_that_never_starts_is_dropped_while_others_are_served() {
+        let certs = tempfile::tempdir().unwrap();
+        let ca = TestCa::new(certs.path());
+        let h = start_tls(&ca).await;
+        let started = std::time::Instant::now();
+        let mut silent = TcpStream::connect(("127.0.0.1", h.port())).await.unwrap();
+        assert_eq!(
+            h.client
+                .get(h.url("/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+        let mut sink = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(20), silent.read_to_end(&mut sink)).await;
+        assert!(read.is_ok(), "the silent connection was closed");
+        assert!(sink.is_empty());
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_secs(9),
+            "closed at the 10 s handshake timeout: {elapsed:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn tls_1_1_and_weak_suites_are_refused() {
         const HANDSHAKE_FAILURE: u8 = 40;
         const PROTOCOL_VERSION: u8 = 70;
@@ -245,14 +325,21 @@ mod handshakes {
             );
         }
         // TLS 1.2 offering only CBC suites (ECDHE and static RSA) and static-RSA AES-GCM.
-        let weak = [0xc009, 0xc00a, 0xc013, 0xc014, 0xc023, 0xc027, 0x002f, 0x0035, 0x009c, 0x009d];
+        let weak = [
+            0xc009, 0xc00a, 0xc013, 0xc014, 0xc023, 0xc027, 0x002f, 0x0035, 0x009c, 0x009d,
+        ];
         assert_eq!(
             refused_with(&h, &client_hello([3, 3], &weak)).await,
             HANDSHAKE_FAILURE
         );
         // The server is unaffected.
         assert_eq!(
-            h.client.get(h.url("/healthz")).send().await.unwrap().status(),
+            h.client
+                .get(h.url("/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
             StatusCode::OK
         );
     }
@@ -269,8 +356,11 @@ async fn unreadable_or_mismatched_tls_keys_stop_the_start_naming_tls_key() {
     let other_dir = tempfile::tempdir().unwrap();
     let other = TestCa::new(other_dir.path());
     let garbage = dir.path().join("garbage.pem");
-    std::fs::write(&garbage, "-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n")
-        .unwrap();
+    std::fs::write(
+        &garbage,
+        "-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "").unwrap();
     for (key, expected) in [
@@ -293,7 +383,11 @@ async fn unreadable_or_mismatched_tls_keys_stop_the_start_naming_tls_key() {
             .await
             .err()
             .unwrap_or_else(|| panic!("started with tls_key = {}", key.display()));
-        assert!(error.to_string().contains(expected), "{}: {error}", key.display());
+        assert!(
+            error.to_string().contains(expected),
+            "{}: {error}",
+            key.display()
+        );
     }
 }
 
@@ -341,7 +435,11 @@ async fn a_certificate_reload_keeps_open_connections_and_requests_in_flight() {
     tx.send(Ok(tail.to_vec())).await.unwrap();
     drop(tx);
     let response = in_flight.await.unwrap().unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "the request in flight finished");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the request in flight finished"
+    );
     // The old connection still works: a new one from this client could not be made, since
     // it does not trust the new certificate.
     assert_eq!(healthz(&old).await.unwrap().status(), StatusCode::OK);

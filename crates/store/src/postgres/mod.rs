@@ -239,12 +239,35 @@ impl Pg {
     /// A connection from the pool.
     pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| {
+            let text = error_chain(&e);
+            let hint = if text.contains("TLS") || text.contains("certificate") {
+                "with sslmode=require the server's certificate must chain to a public root or to \
+                 the URL's sslrootcert, and name the URL's host"
+            } else {
+                "check database_url and that the server is running and reachable"
+            };
             StoreError::Postgres(format!(
-                "cannot connect to PostgreSQL at {}: {e}; check database_url and that the server is running and reachable",
+                "cannot connect to PostgreSQL at {}: {text}; {hint}",
                 self.describe
             ))
         })
     }
+}
+
+/// An error with its causes, each once (`a: b: c`): tokio-postgres keeps the useful part (the
+/// refused certificate, the refused connection) in the source chain.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Runs `sql` (several statements allowed) on its own connection to `url`: for tools and test

@@ -23,7 +23,12 @@ pub fn write_engine_config(dir: &Path, port: u16, extra: &str) -> std::path::Pat
 }
 
 /// A management API call to the engine at `base`.
-pub async fn call(base: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+pub async fn call(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut request = reqwest::Client::new()
         .request(method, format!("{base}{path}"))
         .bearer_auth(KEY);
@@ -37,7 +42,13 @@ pub async fn call(base: &str, method: reqwest::Method, path: &str, body: Option<
 
 /// Creates a Development destination and returns its id.
 pub async fn create_destination(base: &str, endpoint: &str, token: &str) -> String {
-    let (_, orgs) = call(base, reqwest::Method::GET, "/platform/v1/organizations", None).await;
+    let (_, orgs) = call(
+        base,
+        reqwest::Method::GET,
+        "/platform/v1/organizations",
+        None,
+    )
+    .await;
     let org = orgs["payload"][0]["id"].as_str().unwrap().to_owned();
     let (_, envs) = call(
         base,
@@ -105,21 +116,23 @@ async fn sigkill_during_verify_and_save_saves_nothing_and_a_restart_verifies() {
     // Verify and Save with a new endpoint and token; kill the engine while the challenge is out.
     let verify = format!("/platform/v1/destinations/{id}/verify");
     let pending = {
-        let (base, verify, url) = (base.clone(), verify.clone(), endpoint.url("/new"));
+        let (url, new_endpoint) = (format!("{base}{verify}"), endpoint.url("/new"));
         tokio::spawn(async move {
-            call(
-                &base,
-                reqwest::Method::POST,
-                &verify,
-                Some(json!({"endpoint": url, "verificationToken": NEW})),
-            )
-            .await
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(KEY)
+                .json(&json!({"payload": {"endpoint": new_endpoint, "verificationToken": NEW}}))
+                .send()
+                .await
         })
     };
     assert!(wait_until(Duration::from_secs(10), || endpoint.count() == 1).await);
     engine.start_kill().unwrap();
     engine.wait().await.unwrap();
-    assert!(pending.await.is_err(), "the request died with the engine");
+    assert!(
+        pending.await.unwrap().is_err(),
+        "the request died with the engine, unanswered"
+    );
 
     let db = rusqlite::Connection::open(dir.path().join("engine").join("engine.db")).unwrap();
     let check: String = db
@@ -130,10 +143,20 @@ async fn sigkill_during_verify_and_save_saves_nothing_and_a_restart_verifies() {
 
     let _engine = spawn();
     wait_healthy(addr).await;
-    let (_, read) = call(&base, reqwest::Method::GET, &format!("/platform/v1/destinations/{id}"), None).await;
+    let (_, read) = call(
+        &base,
+        reqwest::Method::GET,
+        &format!("/platform/v1/destinations/{id}"),
+        None,
+    )
+    .await;
     let record = &read["payload"];
     assert_eq!(record["verified"], false, "{read}");
-    assert_eq!(record["endpoint"], endpoint.url("/old"), "nothing half-saved");
+    assert_eq!(
+        record["endpoint"],
+        endpoint.url("/old"),
+        "nothing half-saved"
+    );
     assert_eq!(record["hasVerificationToken"], true);
 
     let (status, verified) = call(

@@ -231,6 +231,12 @@ async fn three_engines_share_twenty_queues_and_survive_a_sigkill() {
         s.await.unwrap();
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
+    eprintln!(
+        "killed engine 2 after {} acknowledged messages; {} acknowledged in all; engine 2 had taken queues: {}",
+        80,
+        acknowledged.values().map(Vec::len).sum::<usize>(),
+        std::fs::read_to_string(&engines[2].log).is_ok_and(|t| t.contains("took queue leases"))
+    );
 
     // Everything acknowledged is delivered (the killed engine's queues after its leases expire).
     let paths: Vec<String> = (0..20).map(|i| format!("/d{i}")).collect();
@@ -381,6 +387,12 @@ async fn two_destination_servers_keep_once_and_forward_in_order_through_a_sigkil
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
     let survivor = 1 - forwarder;
+    eprintln!(
+        "killed destination server {forwarder} (the forwarder: {}); {} messages acknowledged",
+        std::fs::read_to_string(&servers[forwarder].log)
+            .is_ok_and(|t| t.contains("took forwarder leases")),
+        acknowledged.len()
+    );
 
     // Every acknowledged message is in the database exactly once ...
     let out = run(&[

@@ -38,6 +38,10 @@ async fn the_engine_ignores_proxies_from_the_environment() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(endpoint.count(), 1, "the challenge went straight to the endpoint");
+    assert_eq!(
+        endpoint.count(),
+        1,
+        "the challenge went straight to the endpoint"
+    );
     assert_eq!(proxy.count(), 0, "the proxy saw nothing");
 }

@@ -6,11 +6,12 @@
 //! silently passed without a browser would prove nothing.
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Width and height of the browser window (and of every screenshot).
+/// Width and height of the page in the browser window (and of every screenshot).
 pub const WINDOW: (u32, u32) = (1280, 900);
 
 const INSTALL: &str = "run `apt-get install chromium chromium-driver` (Debian; `.ci/run` does it) to run the dashboard's browser tests";
@@ -23,9 +24,10 @@ fn find_program(names: &[&str]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A running chromedriver; killed when dropped.
+/// A running chromedriver; shut down with its browsers when dropped.
 pub struct ChromeDriver {
     child: Child,
+    port: u16,
     pub url: String,
     chromium: PathBuf,
     /// The browser's profile, removed with the driver.
@@ -52,6 +54,7 @@ impl ChromeDriver {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}; {INSTALL}", driver.display()));
         let mut chrome = ChromeDriver {
             child,
+            port,
             url: format!("http://127.0.0.1:{port}"),
             chromium,
             profile: tempfile::tempdir().expect("no temporary directory for the browser profile"),
@@ -103,16 +106,53 @@ impl ChromeDriver {
             .unwrap_or_else(|e| {
                 panic!("Chromium did not start through chromedriver: {e}; {INSTALL}")
             });
+        // The window includes the browser's own (invisible) frame: grow it until the page
+        // itself, and so every screenshot, is exactly WINDOW.
         client
             .set_window_size(WINDOW.0, WINDOW.1)
             .await
             .expect("set the window size");
+        let inner = client
+            .execute(
+                "return [window.innerWidth, window.innerHeight];",
+                Vec::new(),
+            )
+            .await
+            .expect("read the viewport size");
+        let size = |i: usize| inner[i].as_u64().unwrap_or(0) as u32;
+        let (width, height) = (size(0), size(1));
+        if (width, height) != WINDOW && width > 0 && height > 0 {
+            client
+                .set_window_size(2 * WINDOW.0 - width, 2 * WINDOW.1 - height)
+                .await
+                .expect("set the window size");
+        }
         client
     }
 }
 
 impl Drop for ChromeDriver {
+    /// Asks chromedriver to end its sessions and exit (`GET /shutdown`): killing it outright
+    /// would leave the browsers it started running when a test fails before closing its
+    /// session. Kills it if it has not exited after 5 s.
     fn drop(&mut self) {
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        if let Ok(mut stream) =
+            std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1))
+        {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.write_all(
+                b"GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            );
+            let _ = stream.read_to_end(&mut Vec::new());
+        }
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
