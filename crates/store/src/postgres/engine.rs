@@ -261,6 +261,7 @@ impl PgEngine {
                 tx.batch_execute(&notify(CHANNEL)).await?;
             }
             tx.commit().await?;
+            self.inner.queue_changed_here();
             Ok(changed)
         })
     }
@@ -525,32 +526,33 @@ impl PgEngine {
         })
     }
 
-    /// The heads of unpaused queues this process holds the lease of. A head of a queue nobody
-    /// holds is taken at once (a round of taking leases, then the heads read again), so a lone
-    /// process never waits for its heartbeat.
+    /// The heads of unpaused queues this process holds the lease of. Free queues are taken
+    /// first (a round of taking leases, at most every 100 ms), so a lone process never waits
+    /// for its heartbeat.
     pub(crate) fn queue_heads(&self) -> Result<Vec<LogRecord>, StoreError> {
-        let read = || {
-            self.query(
-                &format!(
-                    "SELECT {LOG_COLUMNS} FROM logs WHERE seq IN (
-                        SELECT min(seq) FROM logs WHERE status = 'PENDING' GROUP BY destination_id)
-                       AND destination_id NOT IN (SELECT destination_id FROM paused_queues)
-                     ORDER BY next_attempt_at"
-                ),
-                &[],
-                log,
-            )
-        };
-        let mut heads = read()?;
-        if self.inner.taking()
-            && heads.iter().any(|h| !self.holds_queue(&h.destination_id))
-            && self.inner.may_take()
-        {
+        if self.inner.taking() && self.inner.may_take() {
             if let Err(e) = block_on(self.inner.heartbeat(false)) {
                 tracing::warn!(error = %e, "could not take queue leases");
             }
-            heads = read()?;
         }
+        // Only the held queues' heads, one index lookup each: this runs on every wake-up of
+        // the worker, and a scan of every pending log would cost as much as the backlog.
+        let held = self.inner.leases.held();
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let heads = self.query(
+            &format!(
+                "SELECT {LOG_COLUMNS} FROM unnest($1::text[]) AS q(queue)
+                 CROSS JOIN LATERAL (SELECT * FROM logs
+                     WHERE destination_id = q.queue AND status = 'PENDING'
+                     ORDER BY seq LIMIT 1) AS logs
+                 WHERE q.queue NOT IN (SELECT destination_id FROM paused_queues)
+                 ORDER BY next_attempt_at"
+            ),
+            &[&held],
+            log,
+        )?;
         // Checked after the read: a lease released meanwhile is then already seen as gone.
         Ok(heads
             .into_iter()
@@ -666,6 +668,9 @@ impl PgEngine {
                 tx.batch_execute(&notify(CHANNEL)).await?;
             }
             tx.commit().await?;
+            if !enqueued.is_empty() {
+                self.inner.queue_changed_here();
+            }
             Ok(())
         })
     }
@@ -697,6 +702,7 @@ impl PgEngine {
             }
             tx.batch_execute(&notify(CHANNEL)).await?;
             tx.commit().await?;
+            self.inner.queue_changed_here();
             Ok(())
         })
     }
@@ -925,7 +931,7 @@ async fn heartbeats(inner: Weak<Inner>, mut woken: watch::Receiver<u64>) {
         }
         drop(inner);
         // Under a stream of notifications, rounds of taking leases run at most this often.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -935,8 +941,15 @@ impl Inner {
         self.work_queues && !self.released.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// A queue changed through this process: the next `queue_heads` looks for free queues
+    /// at once (other processes' changes reach the heartbeat by NOTIFY).
+    fn queue_changed_here(&self) {
+        *self.last_take.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// Whether `queue_heads` may run a round of taking leases now: at most every 100 ms, since
-    /// with several processes most heads are rightly someone else's.
+    /// the worker asks on every wake-up and with several processes most queues are rightly
+    /// someone else's.
     fn may_take(&self) -> bool {
         let mut last = self.last_take.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
@@ -985,11 +998,21 @@ impl Inner {
         let held = self.leases.count() as i64;
         let taken: Vec<String> = client
             .query(
-                "WITH live AS (
+                // `pending` walks the queue index from one destination to the next (a loose
+                // index scan): one lookup per queue, however many logs wait in them.
+                "WITH RECURSIVE pending(d) AS (
+                    (SELECT destination_id FROM logs WHERE status = 'PENDING'
+                     ORDER BY destination_id LIMIT 1)
+                    UNION ALL
+                    SELECT (SELECT destination_id FROM logs
+                            WHERE status = 'PENDING' AND destination_id > pending.d
+                            ORDER BY destination_id LIMIT 1)
+                    FROM pending WHERE pending.d IS NOT NULL),
+                 live AS (
                     SELECT greatest(count(*), 1) AS n FROM engine_nodes WHERE expires_at > now()),
                  active AS (
-                    SELECT DISTINCT destination_id FROM logs WHERE status = 'PENDING'
-                      AND destination_id NOT IN (SELECT destination_id FROM paused_queues)),
+                    SELECT d AS destination_id FROM pending WHERE d IS NOT NULL
+                      AND d NOT IN (SELECT destination_id FROM paused_queues)),
                  taken AS (SELECT destination_id FROM queue_leases WHERE expires_at > now()),
                  share AS (
                     SELECT ceil((SELECT count(*) FROM (SELECT destination_id FROM active

@@ -342,7 +342,7 @@ async fn two_destination_servers_keep_once_and_forward_in_order_through_a_sigkil
                 let body = format!(
                     r#"{{"Meta":{{"DataModel":"PatientAdmin","EventType":"Arrival","Logs":[{{"ID":"{id}"}}]}}}}"#
                 );
-                let targets = if n % 3 == 0 { vec![n, n + 1] } else { vec![n] };
+                let targets = if n.is_multiple_of(3) { vec![n, n + 1] } else { vec![n] };
                 for target in targets {
                     let result = client
                         .post(format!("http://{}/redox", addrs[target % addrs.len()]))
