@@ -75,25 +75,7 @@ async fn run(
     mut rx: mpsc::Receiver<Request>,
     batch_sizes: prometheus_client::metrics::histogram::Histogram,
 ) {
-    // SQLite has one writer: one batch at a time, the next gathered while it commits. On
-    // PostgreSQL commits proceed side by side, so a delivery's attempt record need not wait for
-    // an ingestion batch's commit ahead of it (measured: one destination's steady deliveries
-    // while ingesting went from 73/s to the figures in BENCHMARKS.md). Order is not at stake:
-    // a destination has one attempt in flight, a source waits for its 200, and queue order
-    // (`seq`) is drawn under a lock in the store.
-    let concurrency = if store.backend_name() == "postgres" {
-        4
-    } else {
-        1
-    };
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
-    loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
-        let Some(first) = rx.recv().await else {
-            break;
-        };
+    while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -104,22 +86,17 @@ async fn run(
         batch_sizes.observe(batch.len() as f64);
         let (writes, replies): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
         let store = store.clone();
-        tokio::spawn(async move {
-            let result: Result<(), StoreError> =
-                match tokio::task::spawn_blocking(move || store.apply(&writes)).await {
-                    Ok(result) => result,
-                    Err(e) => Err(StoreError::CommitFailed(e.to_string())),
-                };
-            let result = result.map_err(|e| {
-                tracing::error!(error = %e, "engine batch failed to commit; nothing in it was kept");
-                e.to_string()
-            });
-            for reply in replies {
-                let _ = reply.send(result.clone());
-            }
-            drop(permit);
+        let result: Result<(), StoreError> =
+            match tokio::task::spawn_blocking(move || store.apply(&writes)).await {
+                Ok(result) => result,
+                Err(e) => Err(StoreError::CommitFailed(e.to_string())),
+            };
+        let result = result.map_err(|e| {
+            tracing::error!(error = %e, "engine batch failed to commit; nothing in it was kept");
+            e.to_string()
         });
+        for reply in replies {
+            let _ = reply.send(result.clone());
+        }
     }
-    // Every batch still committing finishes before the committer is gone.
-    let _ = permits.acquire_many(concurrency as u32).await;
 }

@@ -913,16 +913,27 @@ async fn insert_logs(
 async fn heartbeats(inner: Weak<Inner>, mut woken: watch::Receiver<u64>) {
     let mut last_full = Instant::now();
     loop {
-        let full = tokio::select! {
-            _ = tokio::time::sleep(HEARTBEAT.saturating_sub(last_full.elapsed())) => true,
-            changed = woken.changed() => changed.is_err(),
-        };
+        // The full round is due by the clock, whatever else is going on: under a stream of
+        // notifications a timer raced against them in `select!` would never win (a new timer is
+        // not ready at its first poll), the leases would go unrenewed and the queues stall.
+        let wait = HEARTBEAT.saturating_sub(last_full.elapsed());
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                changed = woken.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
         let Some(inner) = inner.upgrade() else {
             return;
         };
         if !inner.taking() {
             return;
         }
+        let full = last_full.elapsed() >= HEARTBEAT;
         if full {
             last_full = Instant::now();
         }
