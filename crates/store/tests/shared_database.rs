@@ -224,3 +224,31 @@ fn tls_verifies_the_server_certificate() {
         .to_string();
     assert!(err.contains("certificate"), "{err}");
 }
+
+/// Leases stay renewed under a constant stream of queue changes (a regression: the renewal's
+/// timer lost every race against the notifications, the leases lapsed after ~9 s and the
+/// queues stalled until the worker's idle timer).
+#[tokio::test]
+async fn leases_are_renewed_while_notifications_stream_in() {
+    let schema = PgSchema::create();
+    let db = Database::Postgres(schema.url.clone());
+    let store = engine(&db);
+    store
+        .apply(&[Write::Enqueue(vec![queued("first", "d")])])
+        .unwrap();
+    assert_eq!(heads(&store), HashSet::from(["d".to_owned()]));
+    // Past the point where an unrenewed lease stops work (40 s lease, 30 s needed, so 10 s).
+    let until = std::time::Instant::now() + Duration::from_secs(13);
+    let mut n = 0;
+    while std::time::Instant::now() < until {
+        n += 1;
+        store
+            .apply(&[Write::Enqueue(vec![queued(&format!("more-{n}"), "e")])])
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        store.holds_queue("d"),
+        "the lease of queue d lapsed while {n} notifications streamed in"
+    );
+}

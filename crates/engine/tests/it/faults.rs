@@ -263,7 +263,9 @@ async fn connection_resets_are_recorded_and_retried() {
 
 #[tokio::test]
 async fn a_store_that_cannot_be_written_answers_503_and_loses_nothing() {
-    let engine = Engine::start_with(true, &config()).await;
+    // Holds SQLite's write lock from outside, so SQLite whatever the suite's backend.
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start_on(dir, None, true, &config(), |_| {}).await;
     let refusing = Arc::new(AtomicBool::new(true));
     let refuse = refusing.clone();
     let destination_server = Recorder::start(move |_, r| {

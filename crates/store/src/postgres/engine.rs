@@ -530,10 +530,11 @@ impl PgEngine {
     /// first (a round of taking leases, at most every 100 ms), so a lone process never waits
     /// for its heartbeat.
     pub(crate) fn queue_heads(&self) -> Result<Vec<LogRecord>, StoreError> {
-        if self.inner.taking() && self.inner.may_take() {
-            if let Err(e) = block_on(self.inner.heartbeat(false)) {
-                tracing::warn!(error = %e, "could not take queue leases");
-            }
+        if self.inner.taking()
+            && self.inner.may_take()
+            && let Err(e) = block_on(self.inner.heartbeat(false))
+        {
+            tracing::warn!(error = %e, "could not take queue leases");
         }
         // Only the held queues' heads, one index lookup each: this runs on every wake-up of
         // the worker, and a scan of every pending log would cost as much as the backlog.
