@@ -105,9 +105,7 @@ async fn health_readiness_and_metrics() {
         .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
 
-    let (status, metrics) = text(&engine, "/metrics").await;
-    assert_eq!(status, StatusCode::OK);
-    for expected in [
+    let expected_lines = [
         r#"wharf_http_requests_total{route="/endpoint",status="200"} 3"#.to_owned(),
         r#"wharf_auth_failures_total{reason="wrong_api_key"} 1"#.to_owned(),
         r#"wharf_delivery_attempts_total{outcome="succeeded"} 1"#.to_owned(),
@@ -116,7 +114,20 @@ async fn health_readiness_and_metrics() {
         r#"wharf_queues{state="held"} 1"#.to_owned(),
         r#"wharf_queues{state="paused"} 0"#.to_owned(),
         "wharf_engine_commit_batch_size_count".to_owned(),
-    ] {
+    ];
+    // The endpoint saw the failing attempt before the engine recorded it: poll until the
+    // recorded state shows (a failed attempt counts as held only once it is committed).
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        let (status, text) = text(&engine, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        metrics = text;
+        if expected_lines.iter().all(|e| metrics.contains(e.as_str())) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for expected in expected_lines {
         assert!(
             metrics.contains(&expected),
             "missing {expected:?} in\n{metrics}"
