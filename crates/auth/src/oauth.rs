@@ -355,10 +355,11 @@ impl IssuedTokens {
     }
 }
 
-/// `jti` values seen in client assertions, so none is accepted twice within its lifetime.
+/// `jti` values seen in client assertions, so none is accepted twice within its lifetime: the
+/// replay memory of [`crate::replay::SeenOnce`], keyed by client and `jti`.
 #[derive(Debug, Default)]
 pub struct SeenJtis {
-    seen: Mutex<HashMap<(String, String), u64>>,
+    seen: crate::replay::SeenOnce,
 }
 
 impl SeenJtis {
@@ -370,13 +371,13 @@ impl SeenJtis {
         expires_at: u64,
         clock: &dyn Clock,
     ) -> bool {
-        let now = clock.unix_seconds();
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget entries past their expiry (plus leeway): the assertion is refused as expired
-        // by then, so remembering its jti longer buys nothing.
-        seen.retain(|_, exp| *exp + crate::jwt::DEFAULT_LEEWAY_SECONDS > now);
-        seen.insert((client_id.to_string(), jti.to_string()), expires_at)
-            .is_none()
+        // Remembered until the assertion would be refused as expired (expiry plus leeway):
+        // remembering its jti longer buys nothing.
+        self.seen.first_use(
+            &[b"jti", client_id.as_bytes(), jti.as_bytes()],
+            expires_at + crate::jwt::DEFAULT_LEEWAY_SECONDS,
+            clock,
+        )
     }
 }
 

@@ -151,7 +151,7 @@ async fn challenge_by_get(
     if let Some(guard) = guard
         && let Err(refusal) = check_strategy(app, guard, parts, b"").await
     {
-        return refusal.respond(&destination.name);
+        return refusal.respond(&destination.name, guard.config.strategy);
     }
     match query.get(challenge::CHALLENGE_FIELD) {
         Some(c) => answer_challenge(&destination.name, c),
@@ -194,7 +194,7 @@ async fn post(
     if let Some(guard) = guard
         && let Err(refusal) = guard.check_headers(&app.http, headers).await
     {
-        return refusal.respond(&destination.name);
+        return refusal.respond(&destination.name, guard.config.strategy);
     }
     let authenticated = by_header == TokenCheck::Valid;
     let limit = if authenticated {
@@ -240,7 +240,7 @@ async fn post(
     if let Some(guard) = guard
         && let Err(refusal) = guard.check_signature(&parts.method, &parts.uri, headers, &body)
     {
-        return refusal.respond(&destination.name);
+        return refusal.respond(&destination.name, guard.config.strategy);
     }
 
     if challenge::may_be_challenge(&body)

@@ -100,53 +100,23 @@ pub async fn run(args: EngineBenchArgs) -> Result<Value, String> {
         .pool_max_idle_per_host(64)
         .build()
         .map_err(|e| e.to_string())?;
-    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
-        let mut request = client
-            .request(method, format!("{api}{path}"))
-            .bearer_auth(key);
-        if let Some(body) = body {
-            request = request.json(&json!({"payload": body}));
-        }
-        async move {
-            let response = request.send().await.map_err(|e| e.to_string())?;
-            let status = response.status();
-            let body: Value = response.json().await.map_err(|e| e.to_string())?;
-            if status.is_success() {
-                Ok(body["payload"].clone())
-            } else {
-                Err(format!("{status}: {body}"))
-            }
-        }
+    let api_client = ManagementApi {
+        client: &client,
+        base: &api,
+        key,
     };
-    let orgs = call(
-        reqwest::Method::GET,
-        "/platform/v1/organizations".into(),
-        None,
-    )
-    .await?;
-    let org = orgs[0]["id"].as_str().unwrap_or_default().to_owned();
-    let envs = call(
-        reqwest::Method::GET,
-        format!("/platform/v1/organizations/{org}/environments"),
-        None,
-    )
-    .await?;
-    let dev = envs[0]["id"].as_str().unwrap_or_default().to_owned();
+    let call = |method, path, body| api_client.call(method, path, body);
+    let dev = api_client.development().await?;
     let mut destinations = Vec::with_capacity(args.destinations);
     for i in 0..args.destinations {
-        let created = call(
-            reqwest::Method::POST,
-            format!("/platform/v1/environments/{dev}/destinations"),
-            Some(json!({"name": format!("sink {i}"), "endpoint": format!("http://{sink_addr}/d{i}"), "verificationToken": "bench-token"})),
-        )
-        .await?;
-        let id = created["id"].as_str().unwrap_or_default().to_owned();
-        call(
-            reqwest::Method::POST,
-            format!("/platform/v1/destinations/{id}/verify"),
-            Some(json!({})),
-        )
-        .await?;
+        let id = api_client
+            .verified_destination(
+                &dev,
+                &format!("sink {i}"),
+                &format!("http://{sink_addr}/d{i}"),
+                "bench-token",
+            )
+            .await?;
         destinations.push(id);
     }
 
@@ -295,4 +265,84 @@ fn tempfile_dir() -> Result<std::path::PathBuf, String> {
     let dir = std::env::temp_dir().join(format!("wharf-bench-engine-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     Ok(dir)
+}
+
+/// The engine's management API as the benchmarks drive it: one call, the Development
+/// environment, a verified destination.
+pub(crate) struct ManagementApi<'a> {
+    pub client: &'a reqwest::Client,
+    /// `http://host:port` of the engine.
+    pub base: &'a str,
+    pub key: &'a str,
+}
+
+impl ManagementApi<'_> {
+    /// One call; the payload on 2xx, else the path, status and body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: String,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(self.key);
+        if let Some(body) = body {
+            request = request.json(&json!({"payload": body}));
+        }
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body: Value = response.json().await.map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(body["payload"].clone())
+        } else {
+            Err(format!("{path}: {status}: {body}"))
+        }
+    }
+
+    /// The id of the organization's Development environment.
+    pub async fn development(&self) -> Result<String, String> {
+        let orgs = self
+            .call(
+                reqwest::Method::GET,
+                "/platform/v1/organizations".into(),
+                None,
+            )
+            .await?;
+        let org = orgs[0]["id"].as_str().unwrap_or_default().to_owned();
+        let envs = self
+            .call(
+                reqwest::Method::GET,
+                format!("/platform/v1/organizations/{org}/environments"),
+                None,
+            )
+            .await?;
+        Ok(envs[0]["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Creates a destination in environment `env` and runs Verify and Save; returns its id.
+    pub async fn verified_destination(
+        &self,
+        env: &str,
+        name: &str,
+        endpoint: &str,
+        token: &str,
+    ) -> Result<String, String> {
+        let created = self
+            .call(
+                reqwest::Method::POST,
+                format!("/platform/v1/environments/{env}/destinations"),
+                Some(json!({"name": name, "endpoint": endpoint, "verificationToken": token})),
+            )
+            .await?;
+        let id = created["id"].as_str().unwrap_or_default().to_owned();
+        self.call(
+            reqwest::Method::POST,
+            format!("/platform/v1/destinations/{id}/verify"),
+            Some(json!({})),
+        )
+        .await?;
+        Ok(id)
+    }
 }

@@ -294,51 +294,15 @@ async fn start(
     wait_healthy(client, &destination_base, &mut destination).await?;
     wait_healthy(client, &engine_base, &mut engine).await?;
 
-    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
-        let mut request = client
-            .request(method, format!("{engine_base}{path}"))
-            .bearer_auth(MANAGEMENT_KEY);
-        if let Some(body) = body {
-            request = request.json(&json!({"payload": body}));
-        }
-        async move {
-            let response = request.send().await.map_err(|e| e.to_string())?;
-            let status = response.status();
-            let body: Value = response.json().await.map_err(|e| e.to_string())?;
-            if status.is_success() {
-                Ok(body["payload"].clone())
-            } else {
-                Err(format!("{path}: {status}: {body}"))
-            }
-        }
+    let api = crate::bench_engine::ManagementApi {
+        client,
+        base: &engine_base,
+        key: MANAGEMENT_KEY,
     };
-    let orgs = call(
-        reqwest::Method::GET,
-        "/platform/v1/organizations".into(),
-        None,
-    )
-    .await?;
-    let org = orgs[0]["id"].as_str().unwrap_or_default().to_owned();
-    let envs = call(
-        reqwest::Method::GET,
-        format!("/platform/v1/organizations/{org}/environments"),
-        None,
-    )
-    .await?;
-    let dev = envs[0]["id"].as_str().unwrap_or_default().to_owned();
-    let created = call(
-        reqwest::Method::POST,
-        format!("/platform/v1/environments/{dev}/destinations"),
-        Some(json!({"name": "Soak", "endpoint": format!("{destination_base}/redox"), "verificationToken": TOKEN})),
-    )
-    .await?;
-    let id = created["id"].as_str().unwrap_or_default().to_owned();
-    call(
-        reqwest::Method::POST,
-        format!("/platform/v1/destinations/{id}/verify"),
-        Some(json!({})),
-    )
-    .await?;
+    let dev = api.development().await?;
+    let id = api
+        .verified_destination(&dev, "Soak", &format!("{destination_base}/redox"), TOKEN)
+        .await?;
     Ok((
         Servers {
             engine,

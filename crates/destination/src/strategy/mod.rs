@@ -70,15 +70,15 @@ impl Refusal {
         }
     }
 
-    /// The answer, logged with the destination's name and the reason.
-    pub fn respond(&self, destination: &str) -> Response {
+    /// The answer, logged with the destination's name and the reason; a 401 names the
+    /// scheme `strategy` expects in `WWW-Authenticate`.
+    pub fn respond(&self, destination: &str, strategy: Strategy) -> Response {
         tracing::warn!(destination, status = self.status.as_u16(), reason = %self.reason, "request refused by the auth strategy");
         let mut response = crate::receive::error(self.status, &self.reason);
         let reason = if self.status == StatusCode::UNAUTHORIZED {
-            let scheme = if self.reason.contains("AWS Signature") {
-                "AWS4-HMAC-SHA256"
-            } else {
-                "Bearer"
+            let scheme = match strategy {
+                Strategy::AwsSigv4 => "AWS4-HMAC-SHA256",
+                _ => "Bearer",
             };
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,

@@ -6,6 +6,7 @@
 //! secret input is always empty, says "set — leave empty to keep" when a value is stored, and
 //! an empty submission keeps it. Forms become the API's JSON input and go through its checks.
 
+use super::Notice;
 use super::session::SignedIn;
 use super::{Dash, Failure, Page, render, see_other};
 use crate::api::authcredentials as api;
@@ -196,11 +197,6 @@ struct ListPage {
     page: Page,
     sections: Vec<Section>,
     notice: &'static str,
-}
-
-#[derive(Deserialize)]
-struct Notice {
-    done: Option<String>,
 }
 
 async fn list(

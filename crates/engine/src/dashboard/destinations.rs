@@ -11,6 +11,7 @@
 //! re-renders step 5 with a fresh random token for the operator to copy into the endpoint's
 //! configuration before saving it.
 
+use super::Notice;
 use super::session::SignedIn;
 use super::{Dash, Failure, Page, random_bytes, render, see_other, when};
 use crate::api::ApiError;
@@ -111,11 +112,6 @@ struct ListPage {
     page: Page,
     sections: Vec<Section>,
     notice: &'static str,
-}
-
-#[derive(Deserialize)]
-struct Notice {
-    done: Option<String>,
 }
 
 async fn list(

@@ -3,6 +3,7 @@
 //! and resend. Searching, stopping and resending are the management API's
 //! (`crate::api::logs`).
 
+use super::Notice;
 use super::session::SignedIn;
 use super::{Dash, Failure, Page, render, see_other, when};
 use crate::api::logs as api;
@@ -290,11 +291,6 @@ async fn log_page(dash: &Dash, signed_in: &SignedIn, id: String) -> Result<LogPa
         notice: "",
         error: String::new(),
     })
-}
-
-#[derive(Deserialize)]
-struct Notice {
-    done: Option<String>,
 }
 
 async fn read(

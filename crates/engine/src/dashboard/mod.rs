@@ -132,6 +132,12 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
         .into_response()
 }
 
+/// `?done=...`: what the page just did, for the notice a redirect after a form shows.
+#[derive(serde::Deserialize)]
+pub(super) struct Notice {
+    pub done: Option<String>,
+}
+
 /// What every signed-in page shows in its frame: the organization, the navigation, and the
 /// sign-out form (which needs the CSRF token).
 pub(crate) struct Page {

@@ -219,16 +219,7 @@ impl PgEngine {
         params: &[&(dyn ToSql + Sync)],
         map: impl Fn(&Row) -> T,
     ) -> Result<Vec<T>, StoreError> {
-        block_on(async {
-            let client = self.pg().client().await?;
-            let statement = client.prepare_cached(sql).await?;
-            Ok(client
-                .query(&statement, params)
-                .await?
-                .iter()
-                .map(map)
-                .collect())
-        })
+        self.pg().query(sql, params, map)
     }
 
     fn query_opt<T>(

@@ -196,6 +196,25 @@ fn tls(root_cert: Option<&str>, describe: &str) -> Result<MakeRustlsConnect, Sto
 }
 
 impl Pg {
+    /// Runs one read on a pooled connection and maps every row (the blocking API's reads).
+    pub fn query<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        map: impl Fn(&tokio_postgres::Row) -> T,
+    ) -> Result<Vec<T>, StoreError> {
+        block_on(async {
+            let client = self.client().await?;
+            let statement = client.prepare_cached(sql).await?;
+            Ok(client
+                .query(&statement, params)
+                .await?
+                .iter()
+                .map(map)
+                .collect())
+        })
+    }
+
     /// Opens a pool of up to `max_size` connections to `url` and checks that one connects, so
     /// a wrong URL or a stopped server is reported at start, not at the first request.
     pub fn connect(url: &str, max_size: usize) -> Result<Arc<Pg>, StoreError> {
