@@ -147,13 +147,12 @@ impl DatabaseUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
 
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // postgres://user:password@host/db -> postgres://user:***@host/db
+    /// The URL with its password replaced by `***`, for logs and printed hints:
+    /// `postgres://user:password@host/db` -> `postgres://user:***@host/db`.
+    pub fn masked(&self) -> String {
         let text = &self.0;
-        let shown = match (text.find("://"), text.find('@')) {
+        match (text.find("://"), text.find('@')) {
             (Some(scheme), Some(at)) if scheme + 3 < at => {
                 let credentials = &text[scheme + 3..at];
                 match credentials.split_once(':') {
@@ -162,19 +161,28 @@ impl fmt::Debug for DatabaseUrl {
                 }
             }
             _ => text.clone(),
-        };
-        write!(f, "DatabaseUrl({shown:?})")
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.masked())
     }
 }
 
 /// `database_url` (or `database_url_env`, an environment variable's name): a PostgreSQL URL
 /// puts the server's data in that database, shared with other processes; neither keeps the
-/// embedded SQLite files in `data_dir`.
+/// embedded SQLite files in `data_dir`. `WHARF_DATABASE_URL`, when set, overrides both, as
+/// `WHARF_DATA_DIR` overrides `data_dir` (one image, configured per deployment).
 pub fn database_url(
     env: &dyn Env,
     url: Option<String>,
     url_env: Option<String>,
 ) -> Result<Option<DatabaseUrl>, ConfigError> {
+    if let Some(url) = env.var("WHARF_DATABASE_URL").filter(|u| !u.is_empty()) {
+        return checked_database_url("WHARF_DATABASE_URL", url).map(Some);
+    }
     let url = match (url, url_env) {
         (Some(_), Some(_)) => {
             return Err(err(
@@ -191,14 +199,20 @@ pub fn database_url(
         })?,
         (None, None) => return Ok(None),
     };
+    checked_database_url("database_url", url).map(Some)
+}
+
+/// `url` if it is a PostgreSQL URL; otherwise an error naming `key`, where it came from (a
+/// configuration key, an environment variable or a command-line flag).
+pub fn checked_database_url(key: &str, url: String) -> Result<DatabaseUrl, ConfigError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(err(
-            "database_url",
+            key,
             "must be a PostgreSQL URL like \"postgres://user:password@host:5432/database\" \
              (add ?sslmode=require for TLS); leave it out to keep SQLite files in data_dir",
         ));
     }
-    Ok(Some(DatabaseUrl(url)))
+    Ok(DatabaseUrl(url))
 }
 
 #[cfg(test)]
@@ -226,5 +240,28 @@ mod database_url_tests {
         assert!(e.problem.contains("not both"));
         let e = database_url(&Vars, None, Some("NOPE".into())).unwrap_err();
         assert_eq!(e.key, "database_url_env");
+    }
+
+    struct Override(&'static str);
+    impl Env for Override {
+        fn var(&self, name: &str) -> Option<String> {
+            (name == "WHARF_DATABASE_URL").then(|| self.0.to_owned())
+        }
+    }
+
+    #[test]
+    fn wharf_database_url_overrides_the_file() {
+        let url = database_url(
+            &Override("postgres://o@h/d"),
+            Some("postgres://x".into()),
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(url.as_str(), "postgres://o@h/d");
+        let e = database_url(&Override("sqlite://nope"), None, None).unwrap_err();
+        assert_eq!(e.key, "WHARF_DATABASE_URL");
+        // Empty means unset: the file (here: nothing, so SQLite) decides.
+        assert_eq!(database_url(&Override(""), None, None).unwrap(), None);
     }
 }

@@ -86,6 +86,52 @@ async fn engines_split_the_queues_and_take_over_released_ones() {
     );
 }
 
+/// An engine that joins while another works every queue gets its share without waiting for the
+/// busy queues to go idle: the first sheds what is beyond its share, the newcomer takes it once
+/// those leases run out, and no queue is worked by both meanwhile.
+#[tokio::test]
+async fn an_engine_that_joins_gets_a_share_of_busy_queues() {
+    let schema = PgSchema::create();
+    let db = Database::Postgres(schema.url.clone());
+    // Short attempts, so the shortest lease (15 s) applies.
+    let options = EngineStoreOptions {
+        attempt_bound: Duration::from_secs(1),
+        ..EngineStoreOptions::default()
+    };
+    let first = EngineStore::open_database(&db, &options).unwrap();
+    let logs: Vec<LogRecord> = (0..10)
+        .map(|d| queued(&format!("log-{d}"), &format!("dest-{d:02}")))
+        .collect();
+    first.apply(&[Write::Enqueue(logs)]).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || heads(&first).len() == 10).await);
+
+    let second = EngineStore::open_database(&db, &options).unwrap();
+    let started = std::time::Instant::now();
+    let mut overlap = None;
+    let shared = wait_until(Duration::from_secs(40), || {
+        let (a, b) = (heads(&first), heads(&second));
+        if !a.is_disjoint(&b) {
+            overlap.get_or_insert((a.clone(), b.clone()));
+        }
+        b.len() == 5 && a.len() == 5 && a.union(&b).count() == 10
+    })
+    .await;
+    assert_eq!(overlap, None, "a queue was worked by both engines");
+    assert!(
+        shared,
+        "the queues were not shared: first {:?}, second {:?}",
+        heads(&first),
+        heads(&second)
+    );
+    // Not before the shed leases ran out (renewed in the round that shed them, so 15 s after
+    // the newcomer joined at the earliest): an attempt in flight ends before anyone else starts.
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "handed over after {:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn a_store_that_only_reads_never_takes_a_queue() {
     let schema = PgSchema::create();

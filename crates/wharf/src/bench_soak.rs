@@ -40,6 +40,10 @@ pub struct SoakArgs {
     /// After the load stops, how long every acknowledged message has to reach the application.
     #[arg(long, default_value = "2m")]
     drain: String,
+    /// Run the engine and the destination server on this PostgreSQL database (`postgres://...`;
+    /// give it an empty database or schema) instead of SQLite in a temporary directory.
+    #[arg(long, env = "WHARF_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 const MANAGEMENT_KEY: &str = "soak-management-key-0123456789";
@@ -244,6 +248,7 @@ async fn start(
     dir: &Path,
     client: &reqwest::Client,
     application: Arc<Application>,
+    database_url: Option<&str>,
 ) -> Result<(Servers, String, String), String> {
     let sink = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -260,10 +265,14 @@ async fn start(
         std::fs::write(&path, text).map_err(|e| format!("cannot write {path:?}: {e}"))?;
         Ok::<_, String>(path)
     };
+    let database = database_url
+        .filter(|url| !url.is_empty())
+        .map(|url| format!("database_url = {url:?}\n"))
+        .unwrap_or_default();
     let destination_config = write(
         "destination.toml",
         format!(
-            "listen = \"127.0.0.1:{destination_port}\"\ndata_dir = {:?}\n[[destinations]]\nname = \"Soak\"\npath = \"/redox\"\nenvironment = \"Development\"\nverification_token = \"{TOKEN}\"\nforward_url = \"http://{sink_addr}/app\"\nforward_max_backoff = \"1s\"\n",
+            "listen = \"127.0.0.1:{destination_port}\"\ndata_dir = {:?}\n{database}[[destinations]]\nname = \"Soak\"\npath = \"/redox\"\nenvironment = \"Development\"\nverification_token = \"{TOKEN}\"\nforward_url = \"http://{sink_addr}/app\"\nforward_max_backoff = \"1s\"\n",
             dir.join("destination").to_string_lossy()
         ),
     )?;
@@ -271,7 +280,7 @@ async fn start(
     let engine_config = write(
         "engine.toml",
         format!(
-            "listen = \"127.0.0.1:{engine_port}\"\ndata_dir = {:?}\napi_keys = [\"{MANAGEMENT_KEY}\"]\nmaster_key = \"soak-master-key-0123456789abcdef0123\"\nallow_private_endpoints = true\nrate_limit_requests = 0\n[[sources]]\nname = \"soak\"\napi_key = \"{SOURCE_KEY}\"\n",
+            "listen = \"127.0.0.1:{engine_port}\"\ndata_dir = {:?}\n{database}api_keys = [\"{MANAGEMENT_KEY}\"]\nmaster_key = \"soak-master-key-0123456789abcdef0123\"\nallow_private_endpoints = true\nrate_limit_requests = 0\n[[sources]]\nname = \"soak\"\napi_key = \"{SOURCE_KEY}\"\n",
             dir.join("engine").to_string_lossy()
         ),
     )?;
@@ -429,7 +438,13 @@ async fn soak(
     client: &reqwest::Client,
     application: Arc<Application>,
 ) -> Result<Value, String> {
-    let (mut servers, destination, engine_base) = start(dir, client, application.clone()).await?;
+    let (mut servers, destination, engine_base) = start(
+        dir,
+        client,
+        application.clone(),
+        args.database_url.as_deref(),
+    )
+    .await?;
     let pids = (
         servers.engine.id().unwrap_or_default(),
         servers.destination.id().unwrap_or_default(),
@@ -589,6 +604,7 @@ async fn soak(
         "duration_seconds": span,
         "offered_per_second": rate,
         "body_bytes": args.body_bytes,
+        "database": if args.database_url.as_deref().is_some_and(|u| !u.is_empty()) { "postgres" } else { "sqlite" },
         "acknowledged": acknowledged,
         "delivered_distinct": distinct,
         "delivered_with_duplicates": received,

@@ -1,6 +1,7 @@
 //! `wharf check-config FILE`: validates an engine or destination configuration without
-//! starting anything (no port bound, no data directory created), so a change can be checked
-//! before a restart or a SIGHUP.
+//! starting anything (no port bound, no data directory created, no table touched), so a change
+//! can be checked before a restart or a SIGHUP. With `database_url` it also connects and reads
+//! the schema version, so an unreachable database or one a newer wharf migrated shows up now.
 //!
 //! The kind of file is told by its keys: `[[destinations]]` makes it a destination server's,
 //! `organization`, `api_keys` or `master_key` an engine's. TLS files are read and paired too,
@@ -13,6 +14,27 @@ use std::process::ExitCode;
 fn mistake(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("configuration error: {message}");
     ExitCode::from(EXIT_CONFIG)
+}
+
+/// With `database_url`, connects (nothing else: no table is created or migrated) and says what
+/// it found; a database that cannot be used fails with status 1, since the file itself is fine.
+fn probe_database(
+    url: Option<&wharf_config::DatabaseUrl>,
+    component: wharf_store::postgres::Component,
+) -> ExitCode {
+    let Some(url) = url else {
+        return ExitCode::SUCCESS;
+    };
+    match wharf_store::postgres::probe(url.as_str(), component) {
+        Ok(found) => {
+            println!("  database: {found}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: the configuration is valid but its database cannot be used: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 pub fn run(path: &Path) -> ExitCode {
@@ -90,7 +112,10 @@ fn destination(path: &Path) -> ExitCode {
             },
         );
     }
-    ExitCode::SUCCESS
+    probe_database(
+        config.database_url.as_ref(),
+        wharf_store::postgres::Component::Inbox,
+    )
 }
 
 fn engine(path: &Path) -> ExitCode {
@@ -105,5 +130,8 @@ fn engine(path: &Path) -> ExitCode {
         config.api_keys.len(),
         config.sources.len()
     );
-    ExitCode::SUCCESS
+    probe_database(
+        config.database_url.as_ref(),
+        wharf_store::postgres::Component::Engine,
+    )
 }

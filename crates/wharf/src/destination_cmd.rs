@@ -86,11 +86,14 @@ pub async fn shutdown_signal() {
 #[derive(clap::Args)]
 pub struct InboxArgs {
     /// The destination server's configuration (its data_dir or database_url holds the inbox).
-    #[arg(long, required_unless_present = "data_dir")]
+    #[arg(long, required_unless_present_any = ["data_dir", "database_url"])]
     config: Option<PathBuf>,
-    /// Or the data directory itself.
+    /// Or the data directory itself (SQLite).
     #[arg(long, conflicts_with = "config")]
     data_dir: Option<PathBuf>,
+    /// Or the PostgreSQL database itself (`postgres://...`), when `--config` is not given.
+    #[arg(long, env = "WHARF_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Print JSON (one array) instead of a table.
     #[arg(long)]
     json: bool,
@@ -103,16 +106,30 @@ pub struct InboxArgs {
 }
 
 pub fn inbox(args: &InboxArgs) -> ExitCode {
-    let database = match (&args.data_dir, &args.config) {
-        (Some(dir), _) => wharf_store::Database::Sqlite(dir.clone()),
-        (None, Some(config)) => match load(config) {
+    // A configuration applies WHARF_DATABASE_URL itself, so the URL only decides without one.
+    let url = args.database_url.as_deref().filter(|url| !url.is_empty());
+    let database = match (&args.data_dir, &args.config, url) {
+        (Some(dir), _, _) => wharf_store::Database::Sqlite(dir.clone()),
+        (None, Some(config), _) => match load(config) {
             Ok(c) => wharf_store::Database::from_config(
                 &c.data_dir,
                 c.database_url.as_ref().map(|u| u.as_str()),
             ),
             Err(code) => return code,
         },
-        (None, None) => unreachable!("clap requires --config or --data-dir"),
+        (None, None, Some(url)) => {
+            match wharf_config::checked_database_url("--database-url", url.to_owned()) {
+                Ok(url) => wharf_store::Database::Postgres(url.as_str().to_owned()),
+                Err(e) => {
+                    eprintln!("error: --database-url {}", e.problem);
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        (None, None, None) => {
+            eprintln!("error: give --config, --data-dir or --database-url");
+            return ExitCode::from(2);
+        }
     };
     if let wharf_store::Database::Sqlite(data_dir) = &database {
         let db = data_dir.join(wharf_store::INBOX_FILE);

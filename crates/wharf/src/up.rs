@@ -38,6 +38,10 @@ pub struct UpArgs {
     /// The destination server's address.
     #[arg(long, default_value = "127.0.0.1:8443")]
     destination_listen: String,
+    /// Keep the engine's and the destination's tables in this PostgreSQL database
+    /// (`postgres://...`) instead of SQLite files under the data directory.
+    #[arg(long, env = "WHARF_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 /// The generated secrets, kept across runs.
@@ -108,9 +112,15 @@ pub async fn up(args: &UpArgs) -> ExitCode {
 
 async fn run(args: &UpArgs) -> Result<(), String> {
     let s = secrets(&args.data_dir)?;
+    let database = args
+        .database_url
+        .as_deref()
+        .filter(|url| !url.is_empty())
+        .map(|url| format!("database_url = {}\n", toml_string(url)))
+        .unwrap_or_default();
     let destination_config = wharf_destination::Config::parse(
         &format!(
-            "listen = {}\ndata_dir = {}\n[[destinations]]\nname = {}\npath = {}\nenvironment = \"Development\"\nverification_token = {}\n",
+            "listen = {}\ndata_dir = {}\n{database}[[destinations]]\nname = {}\npath = {}\nenvironment = \"Development\"\nverification_token = {}\n",
             toml_string(&args.destination_listen),
             toml_string(&args.data_dir.join("destination").to_string_lossy()),
             toml_string(DESTINATION_NAME),
@@ -119,10 +129,10 @@ async fn run(args: &UpArgs) -> Result<(), String> {
         ),
         &wharf_destination::config::ProcessEnv,
     )
-    .map_err(|e| format!("--destination-listen: {e}"))?;
+    .map_err(|e| format!("--destination-listen or --database-url: {e}"))?;
     let engine_config = wharf_engine::EngineConfig::parse(
         &format!(
-            "listen = {}\ndata_dir = {}\norganization = \"Local\"\napi_keys = [{}]\nmaster_key = {}\nallow_private_endpoints = true\n[[sources]]\nname = \"wharf send\"\napi_key = {}\n",
+            "listen = {}\ndata_dir = {}\n{database}organization = \"Local\"\napi_keys = [{}]\nmaster_key = {}\nallow_private_endpoints = true\n[[sources]]\nname = \"wharf send\"\napi_key = {}\n",
             toml_string(&args.engine_listen),
             toml_string(&args.data_dir.join("engine").to_string_lossy()),
             toml_string(&s.management_key),
@@ -131,8 +141,9 @@ async fn run(args: &UpArgs) -> Result<(), String> {
         ),
         &wharf_config::ProcessEnv,
     )
-    .map_err(|e| format!("--engine-listen: {e}"))?;
+    .map_err(|e| format!("--engine-listen or --database-url: {e}"))?;
 
+    let destination_config_database = destination_config.database_url.clone();
     let destination = wharf_destination::start(destination_config)
         .await
         .map_err(|e| format!("cannot start the destination server: {e}"))?;
@@ -156,11 +167,19 @@ async fn run(args: &UpArgs) -> Result<(), String> {
         "  dashboard:         {api}/dashboard  (sign in with the management key)"
     );
     say!(out, "  destination:       {endpoint}  (id {id}, verified)");
-    say!(
-        out,
-        "  inbox:             wharf destination inbox --data-dir {}",
-        args.data_dir.join("destination").display()
-    );
+    match &destination_config_database {
+        // The URL as given may carry a password: show it masked, as the logs do.
+        Some(url) => say!(
+            out,
+            "  inbox:             wharf destination inbox --database-url {}",
+            url.masked()
+        ),
+        None => say!(
+            out,
+            "  inbox:             wharf destination inbox --data-dir {}",
+            args.data_dir.join("destination").display()
+        ),
+    }
     say!(out, "");
     say!(
         out,

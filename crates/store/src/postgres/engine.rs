@@ -6,7 +6,8 @@
 //! [`HEARTBEAT`](super::lease::HEARTBEAT), releases those of empty queues, and takes free or
 //! expired ones up to a fair share (queues with work / live processes, from `engine_nodes`), so
 //! three processes split twenty queues about evenly and a killed process's queues are taken over
-//! once its leases expire. [`PgEngine::queue_heads`] and [`PgEngine::head_of`] return only
+//! once its leases expire. A process holding more than its share (it was alone when the others
+//! joined) sheds the excess, which the others take once those leases run out. [`PgEngine::queue_heads`] and [`PgEngine::head_of`] return only
 //! heads this process may work now (see `lease` for the margin), so the worker needs no other
 //! change to keep FIFO and one-in-flight across processes.
 //!
@@ -27,6 +28,34 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
+
+/// The start of a query (its `WITH` clause) that finds `active` (queues with pending work,
+/// not paused), `taken` (unexpired leases, whoever holds them) and `share` (one process's fair
+/// share: queues active or taken / live processes, rounded up). Taking leases and shedding
+/// them both count from it. `pending` walks the queue index from one destination to the next
+/// (a loose index scan): one lookup per queue, however many logs wait in them.
+macro_rules! fair_share {
+    () => {
+        "WITH RECURSIVE pending(d) AS (
+            (SELECT destination_id FROM logs WHERE status = 'PENDING'
+             ORDER BY destination_id LIMIT 1)
+            UNION ALL
+            SELECT (SELECT destination_id FROM logs
+                    WHERE status = 'PENDING' AND destination_id > pending.d
+                    ORDER BY destination_id LIMIT 1)
+            FROM pending WHERE pending.d IS NOT NULL),
+         live AS (
+            SELECT greatest(count(*), 1) AS n FROM engine_nodes WHERE expires_at > now()),
+         active AS (
+            SELECT d AS destination_id FROM pending WHERE d IS NOT NULL
+              AND d NOT IN (SELECT destination_id FROM paused_queues)),
+         taken AS (SELECT destination_id FROM queue_leases WHERE expires_at > now()),
+         share AS (
+            SELECT ceil((SELECT count(*) FROM (SELECT destination_id FROM active
+                          UNION SELECT destination_id FROM taken) u)::numeric
+                        / (SELECT n FROM live))::bigint AS n)"
+    };
+}
 
 /// The NOTIFY channel for queue changes.
 const CHANNEL: &str = "wharf_queues";
@@ -996,32 +1025,15 @@ impl Inner {
                 .collect();
             self.leases.renewed(renewed, sent);
             self.release_idle(&client).await?;
+            self.shed_excess(&client).await?;
         }
         let sent = Instant::now();
         let held = self.leases.count() as i64;
         let taken: Vec<String> = client
             .query(
-                // `pending` walks the queue index from one destination to the next (a loose
-                // index scan): one lookup per queue, however many logs wait in them.
-                "WITH RECURSIVE pending(d) AS (
-                    (SELECT destination_id FROM logs WHERE status = 'PENDING'
-                     ORDER BY destination_id LIMIT 1)
-                    UNION ALL
-                    SELECT (SELECT destination_id FROM logs
-                            WHERE status = 'PENDING' AND destination_id > pending.d
-                            ORDER BY destination_id LIMIT 1)
-                    FROM pending WHERE pending.d IS NOT NULL),
-                 live AS (
-                    SELECT greatest(count(*), 1) AS n FROM engine_nodes WHERE expires_at > now()),
-                 active AS (
-                    SELECT d AS destination_id FROM pending WHERE d IS NOT NULL
-                      AND d NOT IN (SELECT destination_id FROM paused_queues)),
-                 taken AS (SELECT destination_id FROM queue_leases WHERE expires_at > now()),
-                 share AS (
-                    SELECT ceil((SELECT count(*) FROM (SELECT destination_id FROM active
-                                  UNION SELECT destination_id FROM taken) u)::numeric
-                                / (SELECT n FROM live))::bigint AS n),
-                 candidates AS (
+                concat!(
+                    fair_share!(),
+                    ", candidates AS (
                     SELECT destination_id FROM active
                     WHERE destination_id NOT IN (SELECT destination_id FROM taken)
                     ORDER BY random()
@@ -1031,7 +1043,8 @@ impl Inner {
                  ON CONFLICT (destination_id) DO UPDATE
                     SET holder = excluded.holder, expires_at = excluded.expires_at
                     WHERE queue_leases.expires_at <= now()
-                 RETURNING destination_id",
+                 RETURNING destination_id"
+                ),
                 &[&self.holder, &held, &lease],
             )
             .await?
@@ -1043,6 +1056,40 @@ impl Inner {
             self.leases.granted(taken, sent);
             self.changes.send_modify(|n| *n += 1);
         }
+        Ok(())
+    }
+
+    /// Gives up the queues held beyond this process's fair share, so an engine that joins gets
+    /// work without waiting for busy queues to go idle. A shed lease is forgotten here at once
+    /// (no attempt starts under it any more) but not deleted: its row is handed to no one and
+    /// runs out at its `expires_at`. An attempt already under way ends before that (`lease`), so
+    /// no other engine can start the queue's next attempt before this one is recorded.
+    async fn shed_excess(&self, client: &deadpool_postgres::Object) -> Result<(), StoreError> {
+        let share: i64 = client
+            .query_one(concat!(fair_share!(), " SELECT n FROM share"), &[])
+            .await?
+            .get(0);
+        let mut held = self.leases.held();
+        let excess = held
+            .len()
+            .saturating_sub(usize::try_from(share).unwrap_or(0));
+        if excess == 0 {
+            return Ok(());
+        }
+        // Which ones does not matter for fairness; sorting only makes it reproducible.
+        held.sort();
+        let shed: Vec<String> = held.split_off(held.len() - excess);
+        for destination in &shed {
+            self.leases.remove(destination);
+        }
+        client
+            .execute(
+                "UPDATE queue_leases SET holder = 'shed by ' || holder
+                 WHERE holder = $1 AND destination_id = ANY($2)",
+                &[&self.holder, &shed],
+            )
+            .await?;
+        tracing::info!(holder = %self.holder, queues = shed.len(), share, "shed queue leases beyond a fair share");
         Ok(())
     }
 

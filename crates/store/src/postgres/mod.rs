@@ -21,6 +21,8 @@ pub(crate) mod inbox;
 pub(crate) mod lease;
 pub(crate) mod schema;
 
+pub use schema::{Component, probe};
+
 use crate::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;

@@ -192,3 +192,76 @@ pub(crate) async fn migrate(
         tracing::info!(database = %pg.describe, component, version = found + 1, "migrated");
     }
 }
+
+/// Which of the tables `wharf check-config` asks about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    Engine,
+    Inbox,
+}
+
+impl Component {
+    fn name(self) -> &'static str {
+        match self {
+            Component::Engine => "engine",
+            Component::Inbox => "inbox",
+        }
+    }
+
+    fn known(self) -> i64 {
+        match self {
+            Component::Engine => ENGINE.len() as i64,
+            Component::Inbox => INBOX.len() as i64,
+        }
+    }
+}
+
+/// Connects to `url` and reads `component`'s schema version without changing anything: for
+/// `wharf check-config`, so an unreachable database or one migrated by a newer wharf shows up
+/// before a restart rather than at it. Returns a line describing what was found.
+pub fn probe(url: &str, component: Component) -> Result<String, StoreError> {
+    let pg = Pg::connect(url, 1)?;
+    let known = component.known();
+    let found: i64 = super::block_on(async {
+        let client = pg.client().await?;
+        let has_table: bool = client
+            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        if !has_table {
+            return Ok::<_, StoreError>(0);
+        }
+        Ok(client
+            .query_one(
+                "SELECT COALESCE(max(version), 0) FROM schema_migrations WHERE component = $1",
+                &[&component.name()],
+            )
+            .await?
+            .get(0))
+    })?;
+    if found > known {
+        return Err(StoreError::DatabaseSchemaTooNew {
+            database: pg.describe.clone(),
+            component: component.name(),
+            found,
+            known,
+        });
+    }
+    Ok(match found {
+        0 => format!(
+            "{} is reachable; its {} tables will be created at start",
+            pg.describe,
+            component.name()
+        ),
+        f if f == known => format!(
+            "{} is reachable; its {} tables are current (version {f})",
+            pg.describe,
+            component.name()
+        ),
+        f => format!(
+            "{} is reachable; its {} tables (version {f}) will be migrated to version {known} at start",
+            pg.describe,
+            component.name()
+        ),
+    })
+}

@@ -15,6 +15,8 @@ use wharf_auth::jwks::KeySet;
 use wharf_auth::keys::SigningKey;
 use wharf_testkit::{Received, Recorder, Reply, wait_until};
 
+use super::TestDir;
+
 const KEY: &str = "management-key-0123456789";
 const SOURCE_KEY: &str = "source-key-0123456789abcdef";
 const TOKEN: &str = "dest-token-0123456789abcdef";
@@ -23,15 +25,16 @@ struct Engine {
     _running: wharf_engine::Running,
     base: String,
     client: reqwest::Client,
-    _dir: tempfile::TempDir,
+    _dir: TestDir,
 }
 
 impl Engine {
     async fn start() -> Engine {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = TestDir::new();
         let text = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\norganization = \"Acme Health\"\napi_keys = [\"{KEY}\"]\nmaster_key = \"master-key-0123456789abcdef0123456789\"\nallow_private_endpoints = true\nretry_ladder = [\"0s\", \"200ms\"]\ndelivery_timeout = \"5s\"\n[[sources]]\nname = \"EHR feed\"\napi_key = \"{SOURCE_KEY}\"\n",
-            dir.path().join("engine").display()
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}organization = \"Acme Health\"\napi_keys = [\"{KEY}\"]\nmaster_key = \"master-key-0123456789abcdef0123456789\"\nallow_private_endpoints = true\nretry_ladder = [\"0s\", \"200ms\"]\ndelivery_timeout = \"5s\"\n[[sources]]\nname = \"EHR feed\"\napi_key = \"{SOURCE_KEY}\"\n",
+            dir.path().join("engine").display(),
+            dir.database_toml()
         );
         let config = wharf_engine::EngineConfig::parse(&text, &wharf_config::ProcessEnv).unwrap();
         let running = wharf_engine::start(config).await.unwrap();
@@ -184,18 +187,18 @@ impl Engine {
 struct Destination {
     running: Option<wharf_destination::Running>,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: TestDir,
     auth: String,
 }
 
 impl Destination {
     /// A Development destination at `/redox` with [`TOKEN`] and the given auth table.
     async fn start(auth: &str) -> Destination {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = TestDir::new();
         let mut d = Destination {
             running: None,
             port: 0,
-            _dir: dir,
+            dir,
             auth: auth.to_owned(),
         };
         d.boot().await;
@@ -204,9 +207,10 @@ impl Destination {
 
     async fn boot(&mut self) {
         let text = format!(
-            "listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n[[destinations]]\nname = \"Acme\"\npath = \"/redox\"\nenvironment = \"Development\"\nverification_token = \"{TOKEN}\"\n[destinations.auth]\n{}\n",
+            "listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n{}[[destinations]]\nname = \"Acme\"\npath = \"/redox\"\nenvironment = \"Development\"\nverification_token = \"{TOKEN}\"\n[destinations.auth]\n{}\n",
             self.port,
-            self._dir.path().join("data").display(),
+            self.dir.path().join("data").display(),
+            self.dir.database_toml(),
             self.auth
         );
         let config = wharf_destination::Config::parse(&text, &wharf_config::ProcessEnv).unwrap();

@@ -5,8 +5,8 @@ use wharf_testkit::{Recorder, Reply};
 
 #[tokio::test]
 async fn config_mistakes_exit_2_naming_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), 1, "");
+    let dir = TestDir::new();
+    let path = write_config(&dir, 1, "");
     let text = std::fs::read_to_string(&path).unwrap();
 
     std::fs::write(&path, text.replace("path = \"/redox\"", "path = \"redox\"")).unwrap();
@@ -40,7 +40,7 @@ async fn config_mistakes_exit_2_naming_the_key() {
     assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
 }
 
-async fn serve(dir: &Path) -> (tokio::process::Child, SocketAddr) {
+async fn serve(dir: &TestDir) -> (tokio::process::Child, SocketAddr) {
     let port = free_port();
     let path = write_config(dir, port, "");
     let child = wharf()
@@ -55,8 +55,8 @@ async fn serve(dir: &Path) -> (tokio::process::Child, SocketAddr) {
 
 #[tokio::test]
 async fn verify_prints_success_or_the_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_server, addr) = serve(dir.path()).await;
+    let dir = TestDir::new();
+    let (_server, addr) = serve(&dir).await;
     let url = format!("http://{addr}/redox");
 
     for method in ["post", "get"] {
@@ -101,8 +101,8 @@ async fn verify_prints_success_or_the_reason() {
 
 #[tokio::test]
 async fn send_pushes_files_in_order_and_inbox_lists_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_server, addr) = serve(dir.path()).await;
+    let dir = TestDir::new();
+    let (_server, addr) = serve(&dir).await;
     let url = format!("http://{addr}/redox");
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
     let files = [

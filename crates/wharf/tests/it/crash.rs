@@ -9,10 +9,10 @@ use wharf_testkit::{Recorder, wait_until};
 #[tokio::test]
 async fn sigkill_under_load_loses_no_acknowledged_message() {
     let app = Recorder::ok().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let port = free_port();
     let config = write_config(
-        dir.path(),
+        &dir,
         port,
         &format!(
             "forward_url = \"{}\"\nforward_max_backoff = \"200ms\"",

@@ -6,9 +6,9 @@ use super::*;
 
 #[tokio::test]
 async fn json_logs_carry_request_ids_and_never_a_secret_or_a_body() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let port = free_port();
-    let config = write_config(dir.path(), port, "");
+    let config = write_config(&dir, port, "");
     let child = wharf()
         .env("RUST_LOG", "debug")
         .args(["--log-format", "json", "destination", "serve", "--config"])
@@ -93,9 +93,9 @@ async fn json_logs_carry_request_ids_and_never_a_secret_or_a_body() {
 
 #[tokio::test]
 async fn check_config_validates_both_kinds_without_starting_anything() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let port = free_port();
-    let config = write_config(dir.path(), port, "");
+    let config = write_config(&dir, port, "");
     let out = run(&["check-config", config.to_str().unwrap()]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
@@ -104,13 +104,20 @@ async fn check_config_validates_both_kinds_without_starting_anything() {
         stdout(&out)
     );
     assert!(stdout(&out).contains("Acme at /redox (Development)"));
+    // On PostgreSQL it connects and reads the schema; on SQLite there is nothing to ask.
+    assert_eq!(
+        stdout(&out).contains("  database: "),
+        dir.database_url().is_some(),
+        "{}",
+        stdout(&out)
+    );
     assert!(!dir.path().join("data").exists(), "nothing was created");
     assert!(
         std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
         "nothing listens"
     );
 
-    let bad = write_config(dir.path(), port, "forward_url = \"ftp://x\"");
+    let bad = write_config(&dir, port, "forward_url = \"ftp://x\"");
     let out = run(&["check-config", bad.to_str().unwrap()]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -142,7 +149,7 @@ async fn check_config_validates_both_kinds_without_starting_anything() {
     assert!(stderr(&out).contains("master_key"), "{}", stderr(&out));
 
     // An unreadable TLS key is caught before any restart.
-    let tls = write_config(dir.path(), port, "");
+    let tls = write_config(&dir, port, "");
     let text = std::fs::read_to_string(&tls).unwrap();
     let key = dir.path().join("key.pem");
     std::fs::write(&key, "not a key").unwrap();
@@ -161,10 +168,74 @@ async fn check_config_validates_both_kinds_without_starting_anything() {
 }
 
 #[tokio::test]
-async fn send_shows_a_progress_bar_on_a_terminal_and_plain_lines_otherwise() {
+async fn check_config_reads_the_database_schema_without_changing_it() {
+    // Always on PostgreSQL: this is about database_url, whatever backend the suite runs on.
+    let pg = wharf_testkit::postgres::PgSchema::create();
     let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("destination.toml");
+    let write = |url: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "database_url = {url:?}\n[[destinations]]\nname = \"Acme\"\npath = \"/redox\"\nenvironment = \"Development\"\nverification_token = \"{TOKEN}\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    // Fails (an exception) once the test's schema holds any table.
+    let schema_is_empty = || {
+        let sql = format!(
+            "DO $$ BEGIN IF EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = '{}') THEN RAISE EXCEPTION 'tables exist'; END IF; END $$",
+            pg.name
+        );
+        wharf_store::postgres::execute(&pg.url, &sql).is_ok()
+    };
+
+    write(&pg.url);
+    let out = run(&["check-config", config.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("is reachable; its inbox tables will be created at start"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(schema_is_empty(), "check-config created nothing");
+
+    // Migrated by a newer wharf: refused now, not at the next restart.
+    wharf_store::postgres::execute(
+        &pg.url,
+        "CREATE TABLE schema_migrations (component TEXT, version BIGINT); \
+         INSERT INTO schema_migrations VALUES ('inbox', 99)",
+    )
+    .unwrap();
+    assert!(!schema_is_empty());
+    let out = run(&["check-config", config.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("schema version 99 of the inbox tables, newer than this binary"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Nobody listening: the file is fine (not status 2), the database is not.
+    write(&format!(
+        "postgres://postgres@127.0.0.1:{}/test",
+        free_port()
+    ));
+    let out = run(&["check-config", config.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("its database cannot be used"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn send_shows_a_progress_bar_on_a_terminal_and_plain_lines_otherwise() {
+    let dir = TestDir::new();
     let port = free_port();
-    let config = write_config(dir.path(), port, "");
+    let config = write_config(&dir, port, "");
     let _server = wharf()
         .args(["destination", "serve", "--config", config.to_str().unwrap()])
         .stderr(std::process::Stdio::null())

@@ -6,7 +6,8 @@ use serde_json::Value;
 
 #[tokio::test]
 async fn a_short_soak_delivers_everything_and_reports_memory() {
-    let out = run(&[
+    let dir = TestDir::new();
+    let mut args = vec![
         "bench",
         "soak",
         "--duration",
@@ -17,13 +18,22 @@ async fn a_short_soak_delivers_everything_and_reports_memory() {
         "2s",
         "--body-bytes",
         "256",
-    ])
-    .await;
+    ];
+    if let Some(url) = dir.database_url() {
+        args.extend(["--database-url", url]);
+    }
+    let out = run(&args).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let acknowledged = report["acknowledged"].as_u64().unwrap();
     assert!(acknowledged >= 100, "{report}");
     assert_eq!(report["lost"], 0);
+    let backend = if dir.database_url().is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    assert_eq!(report["database"], backend);
     assert_eq!(report["delivered_distinct"], acknowledged);
     assert!(report["latency_p99_ms"].as_f64().unwrap() > 0.0);
     assert!(report["engine_memory"]["last_mb"].as_f64().unwrap() > 1.0);

@@ -12,9 +12,9 @@ async fn the_engine_ignores_proxies_from_the_environment() {
     const TOKEN: &str = "proxy-test-token-0123456789";
     let endpoint = Recorder::start(|_, r| echo(r, TOKEN)).await;
     let proxy = Recorder::ok().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let port = free_port();
-    let config = write_engine_config(dir.path(), port, "");
+    let config = write_engine_config(&dir, port, "");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let _engine = wharf()
         .args(["engine", "serve", "--config", config.to_str().unwrap()])

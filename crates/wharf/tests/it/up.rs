@@ -13,18 +13,23 @@ struct Up {
     destination: String,
 }
 
-/// Starts `wharf up` and reads what it prints until the ready-to-paste send command.
-async fn up(data_dir: &Path, engine_port: u16, destination_port: u16) -> Up {
-    let mut child = wharf()
-        .args([
-            "up",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--engine-listen",
-            &format!("127.0.0.1:{engine_port}"),
-            "--destination-listen",
-            &format!("127.0.0.1:{destination_port}"),
-        ])
+/// Starts `wharf up` (on the test's database) and reads what it prints until the
+/// ready-to-paste send command.
+async fn up(dir: &TestDir, data_dir: &Path, engine_port: u16, destination_port: u16) -> Up {
+    let mut command = wharf();
+    command.args([
+        "up",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--engine-listen",
+        &format!("127.0.0.1:{engine_port}"),
+        "--destination-listen",
+        &format!("127.0.0.1:{destination_port}"),
+    ]);
+    if let Some(url) = dir.database_url() {
+        command.args(["--database-url", url]);
+    }
+    let mut child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -51,28 +56,24 @@ async fn up(data_dir: &Path, engine_port: u16, destination_port: u16) -> Up {
     }
 }
 
-fn inbox(data_dir: &Path) -> Vec<serde_json::Value> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args([
-            "destination",
-            "inbox",
-            "--json",
-            "--limit",
-            "1000000",
-            "--data-dir",
-        ])
-        .arg(data_dir.join("destination"))
-        .output()
-        .unwrap();
+/// `wharf destination inbox --json` as `wharf up` tells the user to run it.
+fn inbox(dir: &TestDir, data_dir: &Path) -> Vec<serde_json::Value> {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+    command.args(["destination", "inbox", "--json", "--limit", "1000000"]);
+    match dir.database_url() {
+        Some(url) => command.args(["--database-url", url]),
+        None => command.arg("--data-dir").arg(data_dir.join("destination")),
+    };
+    let out = command.output().unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or_default()
 }
 
 #[tokio::test]
 async fn up_then_the_printed_send_command_delivers_the_examples_in_order() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let data = dir.path().join("wharf-data");
     let (engine_port, destination_port) = (free_port(), free_port());
-    let mut first = up(&data, engine_port, destination_port).await;
+    let mut first = up(&dir, &data, engine_port, destination_port).await;
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
     let files: Vec<String> = [
         "patient-admin-arrival.json",
@@ -107,9 +108,9 @@ async fn up_then_the_printed_send_command_delivers_the_examples_in_order() {
         stdout(&out)
     );
     let delivered =
-        wharf_testkit::wait_until(Duration::from_secs(20), || inbox(&data).len() >= 3).await;
+        wharf_testkit::wait_until(Duration::from_secs(20), || inbox(&dir, &data).len() >= 3).await;
     assert!(delivered, "the examples did not reach the destination");
-    let rows = inbox(&data);
+    let rows = inbox(&dir, &data);
     let models: Vec<_> = rows
         .iter()
         .map(|r| r["dataModel"].as_str().unwrap_or("").to_owned())
@@ -119,7 +120,7 @@ async fn up_then_the_printed_send_command_delivers_the_examples_in_order() {
     // A restart finds the same destination, still verified: nothing to set up again.
     first.child.start_kill().unwrap();
     first.child.wait().await.unwrap();
-    let mut second = up(&data, engine_port, destination_port).await;
+    let mut second = up(&dir, &data, engine_port, destination_port).await;
     assert_eq!(second.destination, first.destination);
     assert_eq!(second.key, first.key);
     second.child.start_kill().unwrap();
@@ -127,10 +128,10 @@ async fn up_then_the_printed_send_command_delivers_the_examples_in_order() {
 
 #[tokio::test]
 async fn sigkill_during_ingestion_and_delivery_loses_nothing_and_keeps_order() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let data = dir.path().join("wharf-data");
     let (engine_port, destination_port) = (free_port(), free_port());
-    let mut running = up(&data, engine_port, destination_port).await;
+    let mut running = up(&dir, &data, engine_port, destination_port).await;
     let client = reqwest::Client::new();
     let endpoint = format!("{}/endpoint", running.engine);
     let mut acknowledged = Vec::new();
@@ -165,21 +166,21 @@ async fn sigkill_during_ingestion_and_delivery_loses_nothing_and_keeps_order() {
         "only {} messages acknowledged in 8 s",
         acknowledged.len()
     );
-    let _restarted = up(&data, engine_port, destination_port).await;
+    let _restarted = up(&dir, &data, engine_port, destination_port).await;
     assert!(!acknowledged.is_empty());
     let all_there = wharf_testkit::wait_until(Duration::from_secs(60), || {
-        let got: HashSet<u64> = delivered_numbers(&data).into_iter().collect();
+        let got: HashSet<u64> = delivered_numbers(&dir, &data).into_iter().collect();
         acknowledged.iter().all(|n| got.contains(n))
     })
     .await;
     assert!(
         all_there,
         "only {} of {} acknowledged messages arrived",
-        delivered_numbers(&data).len(),
+        delivered_numbers(&dir, &data).len(),
         acknowledged.len()
     );
     // Every acknowledged message is in the inbox, first arrivals in acknowledgement order.
-    let numbers = delivered_numbers(&data);
+    let numbers = delivered_numbers(&dir, &data);
     let position: HashMap<u64, usize> = numbers.iter().enumerate().map(|(i, n)| (*n, i)).collect();
     let missing: Vec<_> = acknowledged
         .iter()
@@ -196,15 +197,15 @@ async fn sigkill_during_ingestion_and_delivery_loses_nothing_and_keeps_order() {
 
 /// The `Patient.Number` of every message in the destination's inbox, in arrival order
 /// (first arrival only: a redelivery after the kill is kept once by its Log ID anyway).
-fn delivered_numbers(data: &Path) -> Vec<u64> {
-    let db =
-        rusqlite::Connection::open(data.join("destination").join(wharf_store::INBOX_FILE)).unwrap();
-    let mut stmt = db.prepare("SELECT body FROM inbox ORDER BY id").unwrap();
-    stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))
-        .unwrap()
-        .map(|body| {
-            let value: serde_json::Value = serde_json::from_slice(&body.unwrap()).unwrap();
-            value["Patient"]["Number"].as_u64().unwrap()
-        })
-        .collect()
+fn delivered_numbers(dir: &TestDir, data: &Path) -> Vec<u64> {
+    // `wharf up` configures no forward_url, so every kept message stays waiting, in order.
+    let inbox = dir.inbox(&data.join("destination"));
+    let mut numbers = Vec::new();
+    let mut after = 0;
+    while let Some(message) = inbox.next_to_forward("Local destination", after).unwrap() {
+        let value: serde_json::Value = serde_json::from_slice(&message.body).unwrap();
+        numbers.push(value["Patient"]["Number"].as_u64().unwrap());
+        after = message.id;
+    }
+    numbers
 }
