@@ -202,6 +202,30 @@ pub fn database_url(
     checked_database_url("database_url", url).map(Some)
 }
 
+/// `database_max_connections`: the most connections one process opens to its PostgreSQL
+/// database (`default` unless set). Refused without a database, where it would do nothing.
+pub fn database_max_connections(
+    value: Option<usize>,
+    database_url: Option<&DatabaseUrl>,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    const KEY: &str = "database_max_connections";
+    match (value, database_url) {
+        (None, _) => Ok(default),
+        (Some(_), None) => Err(err(
+            KEY,
+            "only applies to PostgreSQL: set database_url too, or remove it",
+        )),
+        (Some(n), Some(_)) if !(2..=1000).contains(&n) => Err(err(
+            KEY,
+            format!(
+                "{n} is out of range: give 2 to 1000 (PostgreSQL allows 100 in all by default)"
+            ),
+        )),
+        (Some(n), Some(_)) => Ok(n),
+    }
+}
+
 /// `url` if it is a PostgreSQL URL; otherwise an error naming `key`, where it came from (a
 /// configuration key, an environment variable or a command-line flag).
 pub fn checked_database_url(key: &str, url: String) -> Result<DatabaseUrl, ConfigError> {
@@ -246,6 +270,23 @@ mod database_url_tests {
     impl Env for Override {
         fn var(&self, name: &str) -> Option<String> {
             (name == "WHARF_DATABASE_URL").then(|| self.0.to_owned())
+        }
+    }
+
+    #[test]
+    fn database_max_connections_needs_a_database_and_a_sane_number() {
+        let url = checked_database_url("database_url", "postgres://h/d".into()).unwrap();
+        assert_eq!(database_max_connections(None, None, 16).unwrap(), 16);
+        assert_eq!(database_max_connections(None, Some(&url), 16).unwrap(), 16);
+        assert_eq!(
+            database_max_connections(Some(40), Some(&url), 16).unwrap(),
+            40
+        );
+        let e = database_max_connections(Some(40), None, 16).unwrap_err();
+        assert!(e.problem.contains("set database_url"), "{}", e.problem);
+        for bad in [0, 1, 1001] {
+            let e = database_max_connections(Some(bad), Some(&url), 16).unwrap_err();
+            assert_eq!(e.key, "database_max_connections");
         }
     }
 

@@ -37,6 +37,8 @@ pub struct Config {
     /// `database_url` (or `database_url_env`): PostgreSQL, shared by several destination servers;
     /// `None`: SQLite files in `data_dir`.
     pub database_url: Option<wharf_config::DatabaseUrl>,
+    /// Most connections to the PostgreSQL database (`database_max_connections`).
+    pub database_max_connections: usize,
     pub tls: Option<TlsFiles>,
     pub writer_queue_capacity: usize,
     /// Password of the `/_wharf` status page; the page is off without one.
@@ -74,6 +76,7 @@ struct RawConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     database_url_env: Option<String>,
+    database_max_connections: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     writer_queue_capacity: Option<usize>,
@@ -209,10 +212,16 @@ impl Config {
             }
             destinations.push(d);
         }
+        let database_url = wharf_config::database_url(env, raw.database_url, raw.database_url_env)?;
         Ok(Config {
             listen,
             data_dir,
-            database_url: wharf_config::database_url(env, raw.database_url, raw.database_url_env)?,
+            database_max_connections: wharf_config::database_max_connections(
+                raw.database_max_connections,
+                database_url.as_ref(),
+                wharf_store::DEFAULT_INBOX_MAX_CONNECTIONS,
+            )?,
+            database_url,
             tls,
             writer_queue_capacity,
             admin_token,
@@ -385,6 +394,23 @@ verification_token = "tok"
 
     fn problem(text: &str) -> ConfigError {
         Config::parse(text, &no_env()).unwrap_err()
+    }
+
+    #[test]
+    fn database_keys_and_the_environment_override() {
+        let c = Config::parse(MINIMAL, &no_env()).unwrap();
+        assert!(c.database_url.is_none());
+        assert_eq!(c.database_max_connections, 8);
+        let pg =
+            format!("database_url = \"postgres://u@h/d\"\ndatabase_max_connections = 3\n{MINIMAL}");
+        let c = Config::parse(&pg, &no_env()).unwrap();
+        assert_eq!(c.database_url.unwrap().as_str(), "postgres://u@h/d");
+        assert_eq!(c.database_max_connections, 3);
+        let e = problem(&format!("database_max_connections = 3\n{MINIMAL}"));
+        assert_eq!(e.key, "database_max_connections");
+        let env = MapEnv(HashMap::from([("WHARF_DATABASE_URL", "postgres://o@h/d")]));
+        let c = Config::parse(&pg, &env).unwrap();
+        assert_eq!(c.database_url.unwrap().as_str(), "postgres://o@h/d");
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .map(|d| d.forward_timeout)
                 .max()
                 .unwrap_or_default(),
+            max_connections: config.database_max_connections,
             ..InboxOptions::default()
         },
     )?;

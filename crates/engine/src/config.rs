@@ -26,6 +26,8 @@ pub struct EngineConfig {
     /// `database_url` (or `database_url_env`): PostgreSQL, shared by several engines;
     /// `None`: SQLite files in `data_dir`.
     pub database_url: Option<wharf_config::DatabaseUrl>,
+    /// Most connections to the PostgreSQL database (`database_max_connections`).
+    pub database_max_connections: usize,
     /// The default organization, created on first start.
     pub organization: String,
     /// Bearer keys for the management API.
@@ -146,6 +148,7 @@ struct Raw {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     database_url_env: Option<String>,
+    database_max_connections: Option<usize>,
     organization: Option<String>,
     api_keys: Option<Vec<String>>,
     api_keys_env: Option<String>,
@@ -349,13 +352,19 @@ impl EngineConfig {
             raw.idle_timeout.as_deref(),
             raw.body_read_timeout.as_deref(),
         )?;
+        let database_url = wharf_config::database_url(env, raw.database_url, raw.database_url_env)?;
         Ok(EngineConfig {
             tls,
             alerts,
             serve,
             listen,
             data_dir,
-            database_url: wharf_config::database_url(env, raw.database_url, raw.database_url_env)?,
+            database_max_connections: wharf_config::database_max_connections(
+                raw.database_max_connections,
+                database_url.as_ref(),
+                wharf_store::engine::DEFAULT_MAX_CONNECTIONS,
+            )?,
+            database_url,
             organization,
             api_keys,
             master_key: Arc::new(MasterKey::new(&master)),

@@ -92,6 +92,7 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
     let options = wharf_store::engine::EngineStoreOptions {
         attempt_bound: config.delivery_timeout,
         work_queues: true,
+        max_connections: config.database_max_connections,
     };
     let store = EngineStore::open_database(&database, &options)?;
     let organization = store.ensure_organization(&config.organization)?;

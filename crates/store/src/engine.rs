@@ -200,13 +200,21 @@ pub struct EngineStoreOptions {
     /// Whether this process works queues (PostgreSQL): false for a tool or a test that only
     /// reads and writes records beside running engines, so it never takes a queue's lease.
     pub work_queues: bool,
+    /// PostgreSQL: most connections this process opens (the API's blocking threads, the
+    /// committer and the worker share them), besides the one that listens for notifications.
+    pub max_connections: usize,
 }
+
+/// Connections per engine process unless configured: more would mostly queue inside
+/// PostgreSQL on the machines an engine runs on.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
 
 impl Default for EngineStoreOptions {
     fn default() -> Self {
         EngineStoreOptions {
             attempt_bound: Duration::from_secs(30),
             work_queues: true,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

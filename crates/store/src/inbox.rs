@@ -264,6 +264,7 @@ impl Inbox {
                 let pg = Arc::new(PgInbox::open(
                     url,
                     options.forward_bound,
+                    options.max_connections,
                     committed_tx.clone(),
                 )?);
                 let describe = pg.describe().to_owned();

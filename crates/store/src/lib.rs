@@ -72,6 +72,10 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
+/// Connections per destination server unless configured: the writer commits one batch at a
+/// time, so a few more for the forwarders and `/metrics` suffice.
+pub const DEFAULT_INBOX_MAX_CONNECTIONS: usize = 8;
+
 /// Where a store lives.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Database {

@@ -73,6 +73,9 @@ pub struct WriterOptions {
     /// PostgreSQL only: the longest one forward to the application may take. A forwarder
     /// lease is only acted on with this much of it left (see `postgres::lease`).
     pub forward_bound: Duration,
+    /// PostgreSQL only: most connections this process opens (the writer, the forwarders'
+    /// reads, `/metrics`), besides the one that listens for notifications.
+    pub max_connections: usize,
 }
 
 impl std::fmt::Debug for WriterOptions {
@@ -84,6 +87,7 @@ impl std::fmt::Debug for WriterOptions {
             .field("wal_reset_bytes", &self.wal_reset_bytes)
             .field("on_batch", &self.on_batch.is_some())
             .field("forward_bound", &self.forward_bound)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -97,6 +101,7 @@ impl Default for WriterOptions {
             wal_reset_bytes: checkpoint::RESET_BYTES,
             on_batch: None,
             forward_bound: Duration::from_secs(30),
+            max_connections: crate::DEFAULT_INBOX_MAX_CONNECTIONS,
         }
     }
 }

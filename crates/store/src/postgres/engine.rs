@@ -60,10 +60,6 @@ macro_rules! fair_share {
 /// The NOTIFY channel for queue changes.
 const CHANNEL: &str = "wharf_queues";
 
-/// Connections per engine process: the API's blocking threads, the committer and the worker
-/// share them; more would only queue inside PostgreSQL.
-const POOL_SIZE: usize = 16;
-
 #[derive(Clone)]
 pub(crate) struct PgEngine {
     inner: Arc<Inner>,
@@ -177,7 +173,7 @@ impl PgEngine {
     /// Connects, migrates, registers this process and starts its lease heartbeat. Attempts
     /// take at most `attempt_bound`: a queue is only worked with that much lease left.
     pub(crate) fn open(url: &str, options: &EngineStoreOptions) -> Result<PgEngine, StoreError> {
-        let pg = Pg::connect(url, POOL_SIZE)?;
+        let pg = Pg::connect(url, options.max_connections)?;
         block_on(schema::migrate(&pg, "engine", schema::ENGINE))?;
         let (changes, changes_rx) = watch::channel(0);
         let changes = Arc::new(changes);

@@ -27,9 +27,6 @@ use tokio_postgres::types::ToSql;
 /// The NOTIFY channel for new inbox rows.
 const CHANNEL: &str = "wharf_inbox";
 
-/// Connections per destination process: the writer, the forwarders' reads, `/metrics`.
-const POOL_SIZE: usize = 8;
-
 pub(crate) struct PgInbox {
     pg: Arc<Pg>,
     forwarders: Option<Arc<Forwarders>>,
@@ -78,9 +75,10 @@ impl PgInbox {
     pub(crate) fn open(
         url: &str,
         forward_bound: Duration,
+        max_connections: usize,
         committed: Arc<watch::Sender<u64>>,
     ) -> Result<PgInbox, StoreError> {
-        let pg = Pg::connect(url, POOL_SIZE)?;
+        let pg = Pg::connect(url, max_connections)?;
         block_on(schema::migrate(&pg, "inbox", schema::INBOX))?;
         super::spawn_listener(&pg, CHANNEL, committed.clone());
         let forwarders = Arc::new(Forwarders {
