@@ -52,6 +52,157 @@ impl PgSchema {
     }
 }
 
+impl PgSchema {
+    /// Makes every write to the schema's tables fail as a read-only server's would (SQLSTATE
+    /// 25006, "cannot execute INSERT in a read-only transaction"), until called with `false`:
+    /// a failover to a standby, or a full disk, for this test alone on a server others share.
+    /// Reads keep working. (Statement-level triggers on every table of the schema.)
+    pub fn refuse_writes(&self, refuse: bool) {
+        let schema = &self.name;
+        let each_table = |statement: &str| {
+            format!(
+                "DO $$ DECLARE t text; BEGIN
+                   FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = '{schema}' LOOP
+                     EXECUTE format('{statement}', '{schema}', t);
+                   END LOOP;
+                 END $$"
+            )
+        };
+        let sql = if refuse {
+            format!(
+                "CREATE OR REPLACE FUNCTION {schema}.wharf_test_refuse() RETURNS trigger
+                   LANGUAGE plpgsql AS $f$ BEGIN
+                     RAISE EXCEPTION 'cannot execute % in a read-only transaction', TG_OP
+                       USING ERRCODE = 'read_only_sql_transaction';
+                   END $f$;
+                 {}",
+                each_table(&format!(
+                    "CREATE TRIGGER wharf_test_refuse BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE \
+                     ON %I.%I FOR EACH STATEMENT EXECUTE FUNCTION {schema}.wharf_test_refuse()"
+                ))
+            )
+        } else {
+            each_table("DROP TRIGGER IF EXISTS wharf_test_refuse ON %I.%I")
+        };
+        wharf_store::postgres::execute(&self.url, &sql).unwrap();
+    }
+
+    /// Every row of every table in the schema, as text (`row::text`, with `bytea` in the
+    /// escape format, so text stored as bytes shows as itself): to search what the database
+    /// holds, as a test on SQLite searches its files.
+    pub fn dump(&self) -> String {
+        let name = self.name.clone();
+        self.with_client(move |client| {
+            Box::pin(async move {
+                client
+                    .batch_execute("SET bytea_output = 'escape'")
+                    .await
+                    .unwrap();
+                let tables = client
+                    .query(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = $1",
+                        &[&name],
+                    )
+                    .await
+                    .unwrap();
+                let mut text = String::new();
+                for table in tables {
+                    let table: String = table.get(0);
+                    let rows = client
+                        .query(
+                            &format!("SELECT t::text FROM \"{name}\".\"{table}\" t"),
+                            &[],
+                        )
+                        .await
+                        .unwrap();
+                    for row in rows {
+                        text.push_str(&row.get::<_, String>(0));
+                        text.push('\n');
+                    }
+                }
+                text
+            })
+        })
+    }
+
+    /// Runs `sql` in a transaction on a connection of its own and keeps the transaction open
+    /// (with whatever locks `sql` took) until the returned guard is dropped.
+    pub fn hold(&self, sql: &str) -> Held {
+        let (url, sql) = (self.url.clone(), sql.to_owned());
+        let (taken_tx, taken) = std::sync::mpsc::channel();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("BEGIN; {sql}"))
+                    .await
+                    .unwrap();
+                taken_tx.send(()).unwrap();
+                let _ = released.await;
+                client.batch_execute("ROLLBACK").await.unwrap();
+            });
+        });
+        taken.recv().expect("the holding transaction failed");
+        Held {
+            release: Some(release),
+            thread: Some(thread),
+        }
+    }
+
+    fn with_client<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(
+            &tokio_postgres::Client,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + '_>>
+        + Send
+        + 'static,
+    ) -> T {
+        let url = self.url.clone();
+        // A thread of its own, so this works from sync and async tests alike.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                work(&client).await
+            })
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+/// A transaction held open by [`PgSchema::hold`]; dropping it rolls the transaction back.
+pub struct Held {
+    release: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl Drop for PgSchema {
     fn drop(&mut self) {
         // A server still running in this test may hold a lock for a moment; never hang on it.

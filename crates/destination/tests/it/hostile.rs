@@ -759,14 +759,14 @@ async fn a_full_disk_answers_503_keeps_what_was_kept_and_recovers_when_space_ret
     );
 }
 
-/// The same on any machine, without mounting anything: the inbox database is capped at its
-/// current size (`Inbox::limit_pages`), so SQLite fails the next commit with `SQLITE_FULL`,
-/// exactly as when the disk under it is full; then the cap is lifted.
+/// The same on any machine, without mounting anything. SQLite: the inbox database is capped
+/// at its current size (`Inbox::limit_pages`), so SQLite fails the next commit with
+/// `SQLITE_FULL`, exactly as when the disk under it is full; then the cap is lifted.
+/// PostgreSQL: the database refuses writes (as a read-only server would) and then takes them
+/// again.
 #[tokio::test]
 async fn a_full_database_answers_503_keeps_what_was_kept_and_recovers_without_a_restart() {
-    // Caps SQLite's file, so SQLite whatever the suite's backend.
-    let dir = tempfile::tempdir().unwrap();
-    let mut h = Harness::start_in(dir, &destination(""), "", reqwest::Client::new(), "http").await;
+    let mut h = start("").await;
     let mut acknowledged = Vec::new();
     for i in 0..3 {
         let id = format!("before-{i}");
@@ -775,7 +775,10 @@ async fn a_full_database_answers_503_keeps_what_was_kept_and_recovers_without_a_
         acknowledged.push(id);
     }
     let inbox = h.running.as_ref().unwrap().inbox().clone();
-    inbox.limit_pages(Some(1));
+    match &h.pg {
+        Some(pg) => pg.refuse_writes(true),
+        None => inbox.limit_pages(Some(1)),
+    }
     for _ in 0..3 {
         let response = h
             .post(
@@ -796,7 +799,10 @@ async fn a_full_database_answers_503_keeps_what_was_kept_and_recovers_without_a_
     }
     assert_eq!(log_ids(&h), acknowledged, "what was kept is still there");
 
-    inbox.limit_pages(None);
+    match &h.pg {
+        Some(pg) => pg.refuse_writes(false),
+        None => inbox.limit_pages(None),
+    }
     let response = h
         .post(
             "/redox",

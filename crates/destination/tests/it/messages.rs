@@ -215,19 +215,28 @@ async fn strangers_cannot_send_large_bodies() {
 
 #[tokio::test]
 async fn a_full_writer_queue_answers_503_with_retry_after() {
-    // Blocks SQLite's writer from outside, so SQLite whatever the suite's backend.
-    let h = Harness::start_in(
-        tempfile::tempdir().unwrap(),
+    let h = Harness::start_with(
         &destination(""),
         "writer_queue_capacity = 1",
         reqwest::Client::new(),
         "http",
     )
     .await;
-    // Hold SQLite's write lock from outside so the writer stalls on its first batch.
-    let db = h.dir.path().join("data").join(wharf_store::INBOX_FILE);
-    let blocker = rusqlite_open(&db);
-    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Another connection holds the write lock, so the writer stalls on its first batch:
+    // SQLite's database lock, or PostgreSQL's lock on the inbox table.
+    enum Blocker {
+        Sqlite(rusqlite::Connection),
+        Postgres(wharf_testkit::postgres::Held),
+    }
+    let blocker = match &h.pg {
+        Some(pg) => Blocker::Postgres(pg.hold("LOCK TABLE inbox IN EXCLUSIVE MODE")),
+        None => {
+            let db = h.dir.path().join("data").join(wharf_store::INBOX_FILE);
+            let blocker = rusqlite_open(&db);
+            blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+            Blocker::Sqlite(blocker)
+        }
+    };
     let mut pending = Vec::new();
     let mut refused = None;
     for i in 0..10 {
@@ -248,7 +257,10 @@ async fn a_full_writer_queue_answers_503_with_retry_after() {
     let refused = refused.expect("a request is refused once the queue is full");
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.headers().contains_key("retry-after"));
-    blocker.execute_batch("COMMIT").unwrap();
+    match blocker {
+        Blocker::Sqlite(connection) => connection.execute_batch("COMMIT").unwrap(),
+        Blocker::Postgres(held) => drop(held),
+    }
     for task in pending {
         assert_eq!(
             task.await.unwrap().unwrap().status(),

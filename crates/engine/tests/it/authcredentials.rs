@@ -603,8 +603,7 @@ async fn credentials_link_to_destinations_of_their_environment() {
 
 #[tokio::test]
 async fn secrets_are_sealed_at_rest() {
-    // Reads SQLite's files, so SQLite whatever the suite's backend.
-    let engine = Engine::start_on(tempfile::tempdir().unwrap(), None, true, "", |_| {}).await;
+    let engine = Engine::start(true).await;
     let dev = engine.environment("Development").await;
     let mut fields = examples()[1].1.clone();
     fields["clientId"] = json!("distinctive-client-id-0451");
@@ -616,9 +615,16 @@ async fn secrets_are_sealed_at_rest() {
         json!({"issuer": "i", "audience": "a", "privateKey": EC_PEM}),
     )
     .await;
-    let db = engine._dir.path().join("engine").join("engine.db");
-    let mut bytes = std::fs::read(&db).unwrap();
-    bytes.extend(std::fs::read(db.with_extension("db-wal")).unwrap_or_default());
+    // What the database holds: SQLite's files (the WAL too), or every PostgreSQL row as text.
+    let bytes = match &engine.pg {
+        Some(pg) => pg.dump().into_bytes(),
+        None => {
+            let db = engine._dir.path().join("engine").join("engine.db");
+            let mut bytes = std::fs::read(&db).unwrap();
+            bytes.extend(std::fs::read(db.with_extension("db-wal")).unwrap_or_default());
+            bytes
+        }
+    };
     let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
     assert!(
         contains("distinctive-client-id-0451"),

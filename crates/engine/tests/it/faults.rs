@@ -263,9 +263,7 @@ async fn connection_resets_are_recorded_and_retried() {
 
 #[tokio::test]
 async fn a_store_that_cannot_be_written_answers_503_and_loses_nothing() {
-    // Holds SQLite's write lock from outside, so SQLite whatever the suite's backend.
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start_on(dir, None, true, &config(), |_| {}).await;
+    let engine = Engine::start_with(true, &config()).await;
     let refusing = Arc::new(AtomicBool::new(true));
     let refuse = refusing.clone();
     let destination_server = Recorder::start(move |_, r| {
@@ -285,10 +283,21 @@ async fn a_store_that_cannot_be_written_answers_503_and_loses_nothing() {
         submitted(&engine, &destination, 2).await,
     ];
 
-    // Another process holds the database's write lock: every write the engine tries waits
-    // out its busy timeout (10 s) and fails, as on a read-only or full disk; reads still work.
-    let lock = rusqlite::Connection::open(engine.data_dir().join("engine.db")).unwrap();
-    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Every write refused, reads still served. SQLite: another process holds the database's
+    // write lock, so every write the engine tries waits out its busy timeout (10 s) and fails,
+    // as on a read-only or full disk. PostgreSQL: the database refuses writes as a read-only
+    // server does after a failover to a standby.
+    let lock = match &engine.pg {
+        Some(pg) => {
+            pg.refuse_writes(true);
+            None
+        }
+        None => {
+            let lock = rusqlite::Connection::open(engine.data_dir().join("engine.db")).unwrap();
+            lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+            Some(lock)
+        }
+    };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(90))
         .build()
@@ -315,8 +324,10 @@ async fn a_store_that_cannot_be_written_answers_503_and_loses_nothing() {
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     // Writable again: ingestion and delivery carry on, and everything acknowledged arrives.
-    lock.execute_batch("ROLLBACK").unwrap();
-    drop(lock);
+    match lock {
+        Some(lock) => lock.execute_batch("ROLLBACK").unwrap(),
+        None => engine.pg.as_ref().unwrap().refuse_writes(false),
+    }
     refusing.store(false, Ordering::SeqCst);
     let after = submitted(&engine, &destination, 4).await;
     log_until(&engine, &after, |l| l["status"] == "SUCCEEDED").await;

@@ -53,8 +53,7 @@ impl Engine {
         Engine::start_on(dir, pg, allow_private, extra, tune).await
     }
 
-    /// An engine on PostgreSQL in `pg`'s schema, or on SQLite in `dir` without one (tests of
-    /// SQLite's files pass `None` whatever the suite's backend).
+    /// An engine on PostgreSQL in `pg`'s schema, or on SQLite in `dir` without one.
     async fn start_on(
         dir: tempfile::TempDir,
         pg: Option<wharf_testkit::postgres::PgSchema>,

@@ -742,8 +742,8 @@ impl PgEngine {
         )
     }
 
-    /// Whether a write transaction can be taken and committed: the database is reachable and
-    /// not a read-only standby.
+    /// Whether the database takes writes: it is reachable, not a read-only standby, and a
+    /// row can be written (then rolled back, so the probe leaves nothing behind).
     pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
         block_on(async {
             let mut client = self.pg().client().await?;
@@ -752,13 +752,19 @@ impl PgEngine {
                 .query_one("SHOW transaction_read_only", &[])
                 .await?
                 .get(0);
-            tx.commit().await?;
             if read_only == "on" {
                 return Err(StoreError::Postgres(format!(
                     "{} is read-only (a standby?); point database_url at the primary",
                     self.pg().describe
                 )));
             }
+            tx.execute(
+                "INSERT INTO engine_nodes (holder, expires_at) VALUES ('readiness probe', now())
+                 ON CONFLICT (holder) DO NOTHING",
+                &[],
+            )
+            .await?;
+            tx.rollback().await?;
             Ok(())
         })
     }
