@@ -84,10 +84,7 @@ pub async fn run(args: EngineBenchArgs) -> Result<Value, String> {
         &format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{}api_keys = [\"{key}\"]\nmaster_key = \"bench-master-key-0123456789abcdef0123\"\nallow_private_endpoints = true\nrate_limit_requests = 0\n[[sources]]\nname = \"bench\"\napi_key = \"{source_key}\"\n",
             dir.to_string_lossy(),
-            args.database_url
-                .as_ref()
-                .map(|url| format!("database_url = {url:?}\n"))
-                .unwrap_or_default()
+            crate::up::database_toml(args.database_url.as_deref())
         ),
         &wharf_config::ProcessEnv,
     )

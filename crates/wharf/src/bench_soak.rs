@@ -265,10 +265,7 @@ async fn start(
         std::fs::write(&path, text).map_err(|e| format!("cannot write {path:?}: {e}"))?;
         Ok::<_, String>(path)
     };
-    let database = database_url
-        .filter(|url| !url.is_empty())
-        .map(|url| format!("database_url = {url:?}\n"))
-        .unwrap_or_default();
+    let database = crate::up::database_toml(database_url);
     let destination_config = write(
         "destination.toml",
         format!(

@@ -100,6 +100,14 @@ fn toml_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
 }
 
+/// The `database_url = "..."` line of a generated configuration (`up`, the benchmarks), or
+/// nothing for SQLite when no URL (or an empty one) was given.
+pub fn database_toml(url: Option<&str>) -> String {
+    url.filter(|url| !url.is_empty())
+        .map(|url| format!("database_url = {}\n", toml_string(url)))
+        .unwrap_or_default()
+}
+
 pub async fn up(args: &UpArgs) -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -112,12 +120,7 @@ pub async fn up(args: &UpArgs) -> ExitCode {
 
 async fn run(args: &UpArgs) -> Result<(), String> {
     let s = secrets(&args.data_dir)?;
-    let database = args
-        .database_url
-        .as_deref()
-        .filter(|url| !url.is_empty())
-        .map(|url| format!("database_url = {}\n", toml_string(url)))
-        .unwrap_or_default();
+    let database = database_toml(args.database_url.as_deref());
     let destination_config = wharf_destination::Config::parse(
         &format!(
             "listen = {}\ndata_dir = {}\n{database}[[destinations]]\nname = {}\npath = {}\nenvironment = \"Development\"\nverification_token = {}\n",

@@ -7,9 +7,10 @@
 //! expired ones up to a fair share (queues with work / live processes, from `engine_nodes`), so
 //! three processes split twenty queues about evenly and a killed process's queues are taken over
 //! once its leases expire. A process holding more than its share (it was alone when the others
-//! joined) sheds the excess, which the others take once those leases run out. [`PgEngine::queue_heads`] and [`PgEngine::head_of`] return only
-//! heads this process may work now (see `lease` for the margin), so the worker needs no other
-//! change to keep FIFO and one-in-flight across processes.
+//! joined) sheds the excess, which the others take once those leases run out.
+//! [`PgEngine::queue_heads`] and [`PgEngine::head_of`] return only heads this process may work
+//! now (see `lease` for the margin), so the worker needs no other change to keep FIFO and
+//! one-in-flight across processes.
 //!
 //! Enqueues (and resends) draw `seq` under a transaction-scoped lock, so `seq` order is commit
 //! order: a queue never shows a later log while an earlier one is still to commit. Queue changes
