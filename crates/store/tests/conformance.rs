@@ -5,6 +5,9 @@
 //! (`WHARF_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`), dropped
 //! afterwards. An unreachable PostgreSQL fails its tests with how to start one.
 
+mod common;
+
+use common::queued;
 use std::time::Duration;
 use wharf_store::engine::*;
 use wharf_store::{
@@ -196,26 +199,6 @@ fn auth_credentials_round_trip_and_linked_ones_are_not_deleted(db: &Db) {
     );
     assert!(store.auth_credential(&c.id).unwrap().is_none());
     assert!(!store.update_auth_credential(&c).unwrap());
-}
-
-fn queued(id: &str, destination: &str) -> LogRecord {
-    LogRecord {
-        seq: 0,
-        log_type: "SEND".into(),
-        id: id.into(),
-        organization_id: "o".into(),
-        destination_id: destination.into(),
-        source: "s".into(),
-        data_model: None,
-        event_type: None,
-        content_type: "application/json".into(),
-        body: b"{}".to_vec(),
-        status: PENDING.into(),
-        attempts: 0,
-        next_attempt_at: 0,
-        created_at: 1,
-        updated_at: 1,
-    }
 }
 
 fn by(destination: Option<&str>, status: Option<&str>) -> LogFilter {

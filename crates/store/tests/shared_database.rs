@@ -2,35 +2,18 @@
 //! (each store has its own pool, listener, heartbeat and holder name, as a process would).
 //! The same with real processes and SIGKILL is in `crates/wharf/tests/it/shared_database.rs`.
 
+mod common;
+
+use common::queued;
 use std::collections::HashSet;
 use std::time::Duration;
-use wharf_store::engine::{EngineStore, EngineStoreOptions, LogRecord, PENDING, Write};
+use wharf_store::engine::{EngineStore, EngineStoreOptions, LogRecord, Write};
 use wharf_store::{Body, Database, Inbox, InboxOptions, MessageStatus, NewMessage};
 use wharf_testkit::postgres::PgSchema;
 use wharf_testkit::wait_until;
 
 fn engine(db: &Database) -> EngineStore {
     EngineStore::open_database(db, &EngineStoreOptions::default()).unwrap()
-}
-
-fn queued(id: &str, destination: &str) -> LogRecord {
-    LogRecord {
-        seq: 0,
-        log_type: "SEND".into(),
-        id: id.into(),
-        organization_id: "o".into(),
-        destination_id: destination.into(),
-        source: "s".into(),
-        data_model: None,
-        event_type: None,
-        content_type: "application/json".into(),
-        body: b"{}".to_vec(),
-        status: PENDING.into(),
-        attempts: 0,
-        next_attempt_at: 0,
-        created_at: 1,
-        updated_at: 1,
-    }
 }
 
 fn heads(store: &EngineStore) -> HashSet<String> {

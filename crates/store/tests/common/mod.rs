@@ -1,0 +1,24 @@
+//! Helpers shared by the store's test binaries.
+
+use wharf_store::engine::{LogRecord, PENDING};
+
+/// A log queued for `destination`, ready to enqueue.
+pub fn queued(id: &str, destination: &str) -> LogRecord {
+    LogRecord {
+        seq: 0,
+        log_type: "SEND".into(),
+        id: id.into(),
+        organization_id: "o".into(),
+        destination_id: destination.into(),
+        source: "s".into(),
+        data_model: None,
+        event_type: None,
+        content_type: "application/json".into(),
+        body: b"{}".to_vec(),
+        status: PENDING.into(),
+        attempts: 0,
+        next_attempt_at: 0,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
