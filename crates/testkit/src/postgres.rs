@@ -92,7 +92,7 @@ impl PgSchema {
     /// holds, as a test on SQLite searches its files.
     pub fn dump(&self) -> String {
         let name = self.name.clone();
-        self.with_client(move |client| {
+        self.with_client(Box::new(move |client| {
             Box::pin(async move {
                 client
                     .batch_execute("SET bytea_output = 'escape'")
@@ -122,25 +122,17 @@ impl PgSchema {
                 }
                 text
             })
-        })
+        }))
     }
 
     /// Runs `sql` in a transaction on a connection of its own and keeps the transaction open
     /// (with whatever locks `sql` took) until the returned guard is dropped.
     pub fn hold(&self, sql: &str) -> Held {
-        let (url, sql) = (self.url.clone(), sql.to_owned());
+        let sql = sql.to_owned();
         let (taken_tx, taken) = std::sync::mpsc::channel();
         let (release, released) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .unwrap();
-                tokio::spawn(connection);
+        let thread = self.spawn_client(Box::new(move |client| {
+            Box::pin(async move {
                 client
                     .batch_execute(&format!("BEGIN; {sql}"))
                     .await
@@ -148,8 +140,8 @@ impl PgSchema {
                 taken_tx.send(()).unwrap();
                 let _ = released.await;
                 client.batch_execute("ROLLBACK").await.unwrap();
-            });
-        });
+            })
+        }));
         taken.recv().expect("the holding transaction failed");
         Held {
             release: Some(release),
@@ -157,17 +149,14 @@ impl PgSchema {
         }
     }
 
-    fn with_client<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(
-            &tokio_postgres::Client,
-        )
-            -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + '_>>
-        + Send
-        + 'static,
-    ) -> T {
+    fn with_client<T: Send + 'static>(&self, work: ClientWork<T>) -> T {
+        self.spawn_client(work).join().unwrap()
+    }
+
+    /// Runs `work` on a connection of its own to the schema, on a thread with its own runtime,
+    /// so it works from sync and async tests alike.
+    fn spawn_client<T: Send + 'static>(&self, work: ClientWork<T>) -> std::thread::JoinHandle<T> {
         let url = self.url.clone();
-        // A thread of its own, so this works from sync and async tests alike.
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -181,10 +170,16 @@ impl PgSchema {
                 work(&client).await
             })
         })
-        .join()
-        .unwrap()
     }
 }
+
+/// What [`PgSchema::spawn_client`] runs with the connection.
+type ClientWork<T> = Box<
+    dyn FnOnce(
+            &tokio_postgres::Client,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + '_>>
+        + Send,
+>;
 
 /// A transaction held open by [`PgSchema::hold`]; dropping it rolls the transaction back.
 pub struct Held {

@@ -175,7 +175,7 @@ impl PgEngine {
     /// take at most `attempt_bound`: a queue is only worked with that much lease left.
     pub(crate) fn open(url: &str, options: &EngineStoreOptions) -> Result<PgEngine, StoreError> {
         let pg = Pg::connect(url, options.max_connections)?;
-        block_on(schema::migrate(&pg, "engine", schema::ENGINE))?;
+        block_on(schema::migrate(&pg, schema::Component::Engine))?;
         let (changes, changes_rx) = watch::channel(0);
         let changes = Arc::new(changes);
         let inner = Arc::new(Inner {

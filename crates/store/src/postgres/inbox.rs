@@ -79,7 +79,7 @@ impl PgInbox {
         committed: Arc<watch::Sender<u64>>,
     ) -> Result<PgInbox, StoreError> {
         let pg = Pg::connect(url, max_connections)?;
-        block_on(schema::migrate(&pg, "inbox", schema::INBOX))?;
+        block_on(schema::migrate(&pg, schema::Component::Inbox))?;
         super::spawn_listener(&pg, CHANNEL, committed.clone());
         let forwarders = Arc::new(Forwarders {
             pg: pg.clone(),

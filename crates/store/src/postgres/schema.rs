@@ -9,6 +9,7 @@
 
 use super::{Pg, xact_lock};
 use crate::StoreError;
+use deadpool_postgres::GenericClient;
 
 /// The engine's tables.
 pub(crate) const ENGINE: &[&str] = &[
@@ -133,13 +134,51 @@ pub(crate) const INBOX: &[&str] = &[
     );",
 ];
 
-/// Brings `component`'s tables up to the last of `migrations`.
-pub(crate) async fn migrate(
-    pg: &Pg,
-    component: &'static str,
-    migrations: &[&str],
-) -> Result<(), StoreError> {
-    let known = migrations.len() as i64;
+/// A set of tables with its own migrations and version: the engine's or the inbox's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    Engine,
+    Inbox,
+}
+
+impl Component {
+    fn name(self) -> &'static str {
+        match self {
+            Component::Engine => "engine",
+            Component::Inbox => "inbox",
+        }
+    }
+
+    fn migrations(self) -> &'static [&'static str] {
+        match self {
+            Component::Engine => ENGINE,
+            Component::Inbox => INBOX,
+        }
+    }
+
+    /// The version this binary brings the tables to.
+    fn known(self) -> i64 {
+        self.migrations().len() as i64
+    }
+}
+
+/// The version of `component` recorded in `schema_migrations` (0: never migrated).
+async fn recorded_version(
+    client: &impl GenericClient,
+    component: Component,
+) -> Result<i64, StoreError> {
+    Ok(client
+        .query_one(
+            "SELECT COALESCE(max(version), 0) FROM schema_migrations WHERE component = $1",
+            &[&component.name()],
+        )
+        .await?
+        .get(0))
+}
+
+/// Brings `component`'s tables up to the last of its migrations.
+pub(crate) async fn migrate(pg: &Pg, component: Component) -> Result<(), StoreError> {
+    let (migrations, known) = (component.migrations(), component.known());
     let mut client = pg.client().await?;
     let schema: Option<String> = client
         .query_one("SELECT current_schema()", &[])
@@ -163,17 +202,11 @@ pub(crate) async fn migrate(
             )",
         )
         .await?;
-        let found: i64 = tx
-            .query_one(
-                "SELECT COALESCE(max(version), 0) FROM schema_migrations WHERE component = $1",
-                &[&component],
-            )
-            .await?
-            .get(0);
+        let found = recorded_version(&tx, component).await?;
         if found > known {
             return Err(StoreError::DatabaseSchemaTooNew {
                 database: pg.describe.clone(),
-                component,
+                component: component.name(),
                 found,
                 known,
             });
@@ -185,34 +218,11 @@ pub(crate) async fn migrate(
         tx.batch_execute(migrations[found as usize]).await?;
         tx.execute(
             "INSERT INTO schema_migrations (component, version) VALUES ($1, $2)",
-            &[&component, &(found + 1)],
+            &[&component.name(), &(found + 1)],
         )
         .await?;
         tx.commit().await?;
-        tracing::info!(database = %pg.describe, component, version = found + 1, "migrated");
-    }
-}
-
-/// Which of the tables `wharf check-config` asks about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Component {
-    Engine,
-    Inbox,
-}
-
-impl Component {
-    fn name(self) -> &'static str {
-        match self {
-            Component::Engine => "engine",
-            Component::Inbox => "inbox",
-        }
-    }
-
-    fn known(self) -> i64 {
-        match self {
-            Component::Engine => ENGINE.len() as i64,
-            Component::Inbox => INBOX.len() as i64,
-        }
+        tracing::info!(database = %pg.describe, component = component.name(), version = found + 1, "migrated");
     }
 }
 
@@ -231,13 +241,7 @@ pub fn probe(url: &str, component: Component) -> Result<String, StoreError> {
         if !has_table {
             return Ok::<_, StoreError>(0);
         }
-        Ok(client
-            .query_one(
-                "SELECT COALESCE(max(version), 0) FROM schema_migrations WHERE component = $1",
-                &[&component.name()],
-            )
-            .await?
-            .get(0))
+        recorded_version(&client, component).await
     })?;
     if found > known {
         return Err(StoreError::DatabaseSchemaTooNew {
