@@ -41,21 +41,51 @@ pub struct LoadArgs {
     body_bytes: usize,
 }
 
-/// A data model message of about `size` bytes with a fresh random log ID (a UUID v4, as Redox's
-/// are: random keys are the realistic, and harder, case for the inbox's duplicate-key index).
-pub fn message_body(size: usize) -> Vec<u8> {
-    let head = format!(
-        r#"{{"Meta":{{"DataModel":"PatientAdmin","EventType":"Arrival","EventDateTime":"2026-11-23T12:00:00.000Z","Test":true,"Source":{{"ID":"bench","Name":"wharf bench"}},"Logs":[{{"ID":"{}","AttemptID":"{}"}}]}},"Patient":{{"Notes":""#,
-        uuid::Uuid::new_v4(),
-        uuid::Uuid::new_v4()
-    );
-    let tail = r#""}}"#;
-    let pad = size.saturating_sub(head.len() + tail.len());
-    let mut body = Vec::with_capacity(head.len() + pad + tail.len());
-    body.extend_from_slice(head.as_bytes());
-    body.resize(head.len() + pad, b'x');
-    body.extend_from_slice(tail.as_bytes());
-    body
+/// Data model messages of about `size` bytes, each with fresh random log and attempt IDs
+/// (UUID v4, as Redox's are: random keys are the realistic, and harder, case for the inbox's
+/// duplicate-key index).
+///
+/// The message is laid out once; each request gets a copy with new IDs written over the old
+/// ones, from a per-thread PRNG rather than the OS. The generator shares the CPUs with the
+/// server it measures, so what it spends per request is taken from the server.
+pub struct MessageBodies {
+    template: Vec<u8>,
+    /// Where the two 36-byte IDs start in `template`.
+    log_id_at: usize,
+    attempt_id_at: usize,
+}
+
+impl MessageBodies {
+    pub fn new(size: usize) -> Self {
+        let placeholder = uuid::Uuid::nil();
+        let head = format!(
+            r#"{{"Meta":{{"DataModel":"PatientAdmin","EventType":"Arrival","EventDateTime":"2026-11-23T12:00:00.000Z","Test":true,"Source":{{"ID":"bench","Name":"wharf bench"}},"Logs":[{{"ID":"{placeholder}","AttemptID":"{placeholder}"}}]}},"Patient":{{"Notes":""#
+        );
+        let log_id_at = head.find(&placeholder.to_string()).expect("placed above");
+        let attempt_id_at = head.rfind(&placeholder.to_string()).expect("placed above");
+        let tail = r#""}}"#;
+        let pad = size.saturating_sub(head.len() + tail.len());
+        let mut template = Vec::with_capacity(head.len() + pad + tail.len());
+        template.extend_from_slice(head.as_bytes());
+        template.resize(head.len() + pad, b'x');
+        template.extend_from_slice(tail.as_bytes());
+        MessageBodies {
+            template,
+            log_id_at,
+            attempt_id_at,
+        }
+    }
+
+    /// A new message: the template with new random IDs.
+    pub fn next(&self) -> Vec<u8> {
+        let mut body = self.template.clone();
+        for at in [self.log_id_at, self.attempt_id_at] {
+            let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+            id.hyphenated()
+                .encode_lower(&mut body[at..at + uuid::fmt::Hyphenated::LENGTH]);
+        }
+        body
+    }
 }
 
 pub async fn run(command: BenchCommand) -> std::process::ExitCode {
@@ -89,6 +119,7 @@ async fn load(args: LoadArgs) -> Result<serde_json::Value, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let args = Arc::new(args);
+    let bodies = Arc::new(MessageBodies::new(args.body_bytes));
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
@@ -96,6 +127,7 @@ async fn load(args: LoadArgs) -> Result<serde_json::Value, String> {
     for _ in 0..args.concurrency {
         let client = client.clone();
         let args = args.clone();
+        let bodies = bodies.clone();
         workers.spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
@@ -108,7 +140,7 @@ async fn load(args: LoadArgs) -> Result<serde_json::Value, String> {
                     client
                         .post(args.url.clone())
                         .header("content-type", "application/json")
-                        .body(message_body(args.body_bytes))
+                        .body(bodies.next())
                 } else {
                     client.get(args.url.clone())
                 };
@@ -175,12 +207,20 @@ fn round3(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn message_body_has_the_size_and_a_unique_log() {
-        let a = super::message_body(2048);
+    fn message_bodies_have_the_size_and_unique_v4_logs() {
+        let bodies = super::MessageBodies::new(2048);
+        let a = bodies.next();
         assert_eq!(a.len(), 2048);
         let env = wharf_protocol::envelope::parse(&a).unwrap();
-        assert_eq!(env.log_id.as_ref().map(String::len), Some(36));
-        let b = wharf_protocol::envelope::parse(&super::message_body(2048)).unwrap();
+        let log_id = env.log_id.clone().unwrap();
+        let parsed = uuid::Uuid::parse_str(&log_id).unwrap();
+        assert_eq!(parsed.get_version_num(), 4, "{log_id}");
+        assert_eq!(parsed.hyphenated().to_string(), log_id);
+        let value: serde_json::Value = serde_json::from_slice(&a).unwrap();
+        let attempt = value["Meta"]["Logs"][0]["AttemptID"].as_str().unwrap();
+        assert_ne!(attempt, log_id);
+        assert_ne!(attempt, uuid::Uuid::nil().to_string());
+        let b = wharf_protocol::envelope::parse(&bodies.next()).unwrap();
         assert_ne!(env.duplicate_key, b.duplicate_key);
     }
 }
