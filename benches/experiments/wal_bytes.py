@@ -18,12 +18,14 @@ c = sqlite3.connect(path, isolation_level=None)
 c.execute(f"PRAGMA page_size={page}")
 c.execute("PRAGMA journal_mode=WAL"); c.execute("PRAGMA synchronous=FULL"); c.execute("PRAGMA wal_autocheckpoint=0")
 uniq = "UNIQUE (destination, duplicate_key)," if variant == "current" else ""
-extra = "CREATE INDEX inbox_key_hash ON inbox (key_hash);" if variant == "hash" else ""
+# Only the hash variant has the key_hash column (and its index); the others are migration 1.
+hashed = variant == "hash"
+extra = "CREATE INDEX inbox_key_hash ON inbox (key_hash);" if hashed else ""
 c.executescript(f"""CREATE TABLE inbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE, destination TEXT NOT NULL,
         duplicate_key TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL, data_model TEXT, event_type TEXT,
         log_id TEXT, content_type TEXT NOT NULL, body BLOB NOT NULL, malformed_reason TEXT, received_at INTEGER NOT NULL,
-        forward_attempts INTEGER NOT NULL DEFAULT 0, key_hash INTEGER, last_error TEXT, forwarded_at INTEGER,
+        forward_attempts INTEGER NOT NULL DEFAULT 0, {"key_hash INTEGER," if hashed else ""} last_error TEXT, forwarded_at INTEGER,
         {uniq} CHECK(1));
     CREATE INDEX inbox_pending ON inbox (destination, id) WHERE status = 'received';"""+extra)
 body = os.urandom(1024).hex().encode()[:int(os.environ.get("BODY","2048"))]
@@ -31,8 +33,12 @@ def batch(k):
     c.execute("BEGIN IMMEDIATE")
     for _ in range(k):
         lid = str(uuid.uuid4())
-        c.execute("INSERT OR IGNORE INTO inbox (message_id,destination,duplicate_key,kind,status,data_model,event_type,log_id,content_type,body,received_at,key_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-          (str(uuid.uuid1()), "Bench", "log:"+lid, "data_model", "received", "PatientAdmin", "Arrival", lid, "application/json", body, 1, hash(lid) & 0x7fffffffffffffff))
+        row = (str(uuid.uuid1()), "Bench", "log:"+lid, "data_model", "received", "PatientAdmin", "Arrival", lid, "application/json", body, 1)
+        if hashed:
+            c.execute("INSERT INTO inbox (message_id,destination,duplicate_key,kind,status,data_model,event_type,log_id,content_type,body,received_at,key_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+              row + (hash(lid) & 0x7fffffffffffffff,))
+        else:
+            c.execute("INSERT OR IGNORE INTO inbox (message_id,destination,duplicate_key,kind,status,data_model,event_type,log_id,content_type,body,received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
     c.execute("COMMIT")
 for i in range(n_pre // 500): batch(500)
 c.execute("PRAGMA wal_checkpoint(TRUNCATE)")

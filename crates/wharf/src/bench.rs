@@ -48,7 +48,7 @@ pub struct LoadArgs {
 /// The message is laid out once; each request gets a copy with new IDs written over the old
 /// ones, from a per-thread PRNG rather than the OS. The generator shares the CPUs with the
 /// server it measures, so what it spends per request is taken from the server.
-pub struct MessageBodies {
+struct MessageBodies {
     template: Vec<u8>,
     /// Where the two 36-byte IDs start in `template`.
     log_id_at: usize,
@@ -56,13 +56,13 @@ pub struct MessageBodies {
 }
 
 impl MessageBodies {
-    pub fn new(size: usize) -> Self {
-        let placeholder = uuid::Uuid::nil();
+    fn new(size: usize) -> Self {
+        let placeholder = uuid::Uuid::nil().to_string();
         let head = format!(
             r#"{{"Meta":{{"DataModel":"PatientAdmin","EventType":"Arrival","EventDateTime":"2026-11-23T12:00:00.000Z","Test":true,"Source":{{"ID":"bench","Name":"wharf bench"}},"Logs":[{{"ID":"{placeholder}","AttemptID":"{placeholder}"}}]}},"Patient":{{"Notes":""#
         );
-        let log_id_at = head.find(&placeholder.to_string()).expect("placed above");
-        let attempt_id_at = head.rfind(&placeholder.to_string()).expect("placed above");
+        let log_id_at = head.find(&placeholder).expect("placed above");
+        let attempt_id_at = head.rfind(&placeholder).expect("placed above");
         let tail = r#""}}"#;
         let pad = size.saturating_sub(head.len() + tail.len());
         let mut template = Vec::with_capacity(head.len() + pad + tail.len());
@@ -77,7 +77,7 @@ impl MessageBodies {
     }
 
     /// A new message: the template with new random IDs.
-    pub fn next(&self) -> Vec<u8> {
+    fn next(&self) -> Vec<u8> {
         let mut body = self.template.clone();
         for at in [self.log_id_at, self.attempt_id_at] {
             let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
@@ -119,7 +119,8 @@ async fn load(args: LoadArgs) -> Result<serde_json::Value, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let args = Arc::new(args);
-    let bodies = Arc::new(MessageBodies::new(args.body_bytes));
+    // GET when there is no body to send.
+    let bodies = (args.body_bytes > 0).then(|| Arc::new(MessageBodies::new(args.body_bytes)));
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
@@ -136,7 +137,7 @@ async fn load(args: LoadArgs) -> Result<serde_json::Value, String> {
                 if now >= end {
                     break;
                 }
-                let mut request = if args.body_bytes > 0 {
+                let mut request = if let Some(bodies) = &bodies {
                     client
                         .post(args.url.clone())
                         .header("content-type", "application/json")
