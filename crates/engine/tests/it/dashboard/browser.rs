@@ -183,13 +183,23 @@ impl Screenshots {
 }
 
 /// Waits for an element to appear (pages load after clicks and redirects) and returns it.
+///
+/// A lookup that lands while the page is navigating is answered by chromedriver with an error
+/// ("aborted by navigation") rather than "no such element"; both mean "not yet", so both are
+/// retried until the deadline.
 pub async fn find(browser: &Client, css: &str) -> fantoccini::elements::Element {
-    browser
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no element {css:?} on the page within 10 s: {e}"))
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let last = match browser.find(Locator::Css(css)).await {
+            Ok(element) => return element,
+            Err(e) => e,
+        };
+        let not_yet = last.is_no_such_element() || last.to_string().contains("navigation");
+        if !not_yet || Instant::now() >= deadline {
+            panic!("no element {css:?} on the page within 10 s: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The text of the element matching `css`.
