@@ -2,8 +2,9 @@
 # Upper bounds for the destination benchmark (issue 2): how far would the durable-ack ratio go
 # if parts of the storage path cost nothing? Applies storage-bounds.patch (a throwaway patch that
 # adds BOUND_* switches to the SQLite inbox, each of which gives up something the product must
-# not: durability, the body, duplicate detection, or storage itself), runs
-# benches/destination.sh once per variant, and reverts the patch. Not for production builds.
+# not: durability, the body, duplicate detection, storage itself, or SQLite for a bare segment
+# file), runs benches/destination.sh once per variant, and reverts the patch. Not for production
+# builds.
 #
 # Usage: benches/experiments/storage-bounds.sh [rounds=3] [seconds=6] [concurrency=64]
 set -euo pipefail
@@ -28,4 +29,5 @@ run "no body, no duplicate-key index (durable rows of metadata only)" BOUND_NO_B
 run "no fsync (synchronous=OFF; not durable)" BOUND_NO_FSYNC=1
 run "tmpfs data directory (writes to memory; not durable)" TMPDIR=/dev/shm
 run "no fsync, no body, no duplicate-key index" BOUND_NO_FSYNC=1 BOUND_NO_BODY=1 BOUND_NO_DEDUP_INDEX=1
+run "append-only segment file + in-memory duplicate keys (one write + fdatasync per batch)" BOUND_SEGMENT=1
 run "no storage at all (the writer answers without writing)" BOUND_NO_WRITE=1
