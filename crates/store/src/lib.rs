@@ -15,6 +15,7 @@
 pub mod engine;
 pub mod inbox;
 pub mod postgres;
+mod priority;
 mod sqlite;
 pub mod writer;
 

@@ -150,6 +150,7 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name("inbox-writer".into())
         .spawn(move || {
+            crate::priority::set_current_thread_nice(crate::priority::WRITER_NICE, "inbox-writer");
             Writer {
                 sink,
                 describe,

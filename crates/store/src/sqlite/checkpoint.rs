@@ -13,7 +13,12 @@
 //!   new, then asks the **writer** to run a RESTART checkpoint between two batches. Only the
 //!   last few frames are left to copy, so the pause is mostly one `fsync` of the database file
 //!   (measured 3-20 ms, once per 128 MB of WAL, a few seconds apart at full load), and the WAL
-//!   starts again from its beginning, reusing the file instead of growing it.
+//!   starts again from its beginning, reusing the file instead of growing it;
+//! * the checkpointer runs at the lowest CPU priority (`priority`), so its copying waits for
+//!   idle CPU instead of taking turns from the writer. On a machine saturated for long it may
+//!   then never catch up; once the WAL passes [`BEHIND_FACTOR`] times the reset size, the
+//!   writer is asked to RESTART anyway and copies the rest itself (one long pause instead of a
+//!   WAL that grows without end).
 
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -27,6 +32,9 @@ pub const INTERVAL: Duration = Duration::from_millis(200);
 pub const CAUGHT_UP_BYTES: i64 = 1024 * 1024;
 /// Default WAL size past which the writer is asked to restart the WAL.
 pub const RESET_BYTES: i64 = 128 * 1024 * 1024;
+/// How many times the reset size the WAL may reach before the writer restarts it even though
+/// the checkpointer has not caught up.
+pub const BEHIND_FACTOR: i64 = 4;
 
 /// What the writer and the checkpointer share.
 #[derive(Debug, Default)]
@@ -82,6 +90,10 @@ pub(crate) fn spawn(
 }
 
 fn run(conn: Connection, page_size: i64, reset_bytes: i64, state: &WalState) {
+    crate::priority::set_current_thread_nice(
+        crate::priority::CHECKPOINTER_NICE,
+        "inbox-checkpointer",
+    );
     let mut seen = state.commits.load(Ordering::Relaxed);
     let mut catching_up = false;
     let mut last_frames = 0;
@@ -115,8 +127,9 @@ fn run(conn: Connection, page_size: i64, reset_bytes: i64, state: &WalState) {
                     frames
                 };
                 last_frames = frames;
-                catching_up = copied < frames || fresh * page_size > CAUGHT_UP_BYTES;
-                if !catching_up {
+                let next = after_run(frames, copied, fresh, page_size, reset_bytes);
+                catching_up = next.catching_up;
+                if next.reset {
                     state.reset_wanted.store(true, Ordering::Relaxed);
                 }
             }
@@ -132,6 +145,25 @@ fn run(conn: Connection, page_size: i64, reset_bytes: i64, state: &WalState) {
     }
 }
 
+/// What the checkpointer does after a run that found the WAL past the reset size.
+#[derive(Debug, PartialEq)]
+struct NextStep {
+    /// Copy again at once instead of sleeping.
+    catching_up: bool,
+    /// Ask the writer to RESTART the WAL.
+    reset: bool,
+}
+
+/// `frames` in the WAL, `copied` of them in the database, `fresh` added since the last run.
+fn after_run(frames: i64, copied: i64, fresh: i64, page_size: i64, reset_bytes: i64) -> NextStep {
+    let catching_up = copied < frames || fresh * page_size > CAUGHT_UP_BYTES;
+    let far_behind = frames * page_size > BEHIND_FACTOR * reset_bytes;
+    NextStep {
+        catching_up,
+        reset: !catching_up || far_behind,
+    }
+}
+
 /// Run by the writer between batches: finish the checkpoint and make the next commit write
 /// from the start of the WAL.
 pub(crate) fn restart(conn: &Connection, state: &WalState) {
@@ -141,5 +173,44 @@ pub(crate) fn restart(conn: &Connection, state: &WalState) {
         .unwrap_or_else(|p| p.into_inner());
     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
         tracing::warn!(error = %e, "WAL restart checkpoint failed; the WAL keeps growing until the next one");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: i64 = 4096;
+    const RESET: i64 = 128 * 1024 * 1024;
+
+    #[test]
+    fn restarts_once_caught_up_and_when_far_behind() {
+        let pages = |bytes: i64| bytes / PAGE;
+        // Past the reset size, everything copied, little new: restart now.
+        assert_eq!(
+            after_run(pages(RESET) + 10, pages(RESET) + 10, 10, PAGE, RESET),
+            NextStep {
+                catching_up: false,
+                reset: true
+            }
+        );
+        // Past the reset size but behind: copy again, no restart yet.
+        assert_eq!(
+            after_run(pages(2 * RESET), pages(RESET), pages(RESET), PAGE, RESET),
+            NextStep {
+                catching_up: true,
+                reset: false
+            }
+        );
+        // A checkpointer that never catches up (starved of CPU at nice 19): once the WAL is
+        // BEHIND_FACTOR times the reset size, the writer restarts it anyway.
+        let huge = pages(BEHIND_FACTOR * RESET) + 1;
+        assert_eq!(
+            after_run(huge, huge / 2, huge / 2, PAGE, RESET),
+            NextStep {
+                catching_up: true,
+                reset: true
+            }
+        );
     }
 }
