@@ -11,9 +11,14 @@
 //!   WAL would grow without end (measured: 226 MB after 9 s of load). When the WAL passes
 //!   [`RESET_BYTES`] (by default), the checkpointer copies again without pausing until a run finds little
 //!   new, then asks the **writer** to run a RESTART checkpoint between two batches. Only the
-//!   last few frames are left to copy, so the pause is mostly one `fsync` of the database file
-//!   (measured 3-20 ms, once per 128 MB of WAL, a few seconds apart at full load), and the WAL
-//!   starts again from its beginning, reusing the file instead of growing it;
+//!   last few frames are left to copy, and the WAL starts again from its beginning, reusing the
+//!   file instead of growing it. The pause is mostly one sync of the database file: SQLite
+//!   syncs it in a checkpoint only when the checkpoint reached the WAL's end, which a PASSIVE
+//!   run under continuous writes never does, so the RESTART syncs every page copied since the
+//!   last one (measured 20-130 ms, about once a second at full load on the benchmark machine).
+//!   Syncing the database file from the checkpointer after each run cut that to 4-5 ms but
+//!   raised p99 (its flushes delayed the WAL's commits instead), so it is not done
+//!   (`docs/BENCHMARKS.md`);
 //! * the checkpointer runs at the lowest CPU priority (`priority`), so its copying waits for
 //!   idle CPU instead of taking turns from the writer. On a machine saturated for long it may
 //!   then never catch up; once the WAL passes [`BEHIND_FACTOR`] times the reset size, the
