@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// Parses `"250ms"`, `"30s"`, `"2m"` or `"1h"`.
+/// Parses `"250ms"`, `"30s"`, `"2m"`, `"1h"` or `"30d"`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit())?;
@@ -13,6 +13,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "s" => Some(Duration::from_secs(n)),
         "m" => n.checked_mul(60).map(Duration::from_secs),
         "h" => n.checked_mul(3600).map(Duration::from_secs),
+        "d" => n.checked_mul(86_400).map(Duration::from_secs),
         _ => None,
     }
 }
@@ -59,7 +60,9 @@ mod tests {
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration("s"), None);
-        assert_eq!(parse_duration("5d"), None);
+        assert_eq!(parse_duration("5d"), Some(Duration::from_secs(5 * 86_400)));
+        assert_eq!(parse_duration("5w"), None);
+        assert_eq!(parse_duration("99999999999999999d"), None);
     }
 
     #[test]

@@ -243,6 +243,10 @@ impl Inbox {
                 let path = data_dir.join(INBOX_FILE);
                 let mut conn = sqlite::open(&path)?;
                 sqlite::migrate(&mut conn, &path, sqlite::INBOX_MIGRATIONS)?;
+                // Bodies are PHI: what the retention task deletes is overwritten with zeros in
+                // the database file, not left on free pages until they are reused. Only
+                // deletions pay for it; the writer is the only connection that deletes.
+                conn.pragma_update(None, "secure_delete", true)?;
                 let read_conn = sqlite::open(&path)?;
                 let wal = sqlite::checkpoint::spawn(
                     &mut conn,
@@ -389,6 +393,20 @@ impl Inbox {
         wait.await.map_err(|_| StoreError::WriterStopped)?
     }
 
+    /// Deletes at most `limit` messages forwarded before `before` (milliseconds since the
+    /// epoch), oldest first, and returns how many went. Messages still waiting to be forwarded,
+    /// and malformed ones, are never deleted: they are the only copy. Goes through the writer
+    /// like every other write, so keep `limit` small and call again while it returns `limit`.
+    pub async fn prune_forwarded(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        let (reply, wait) = oneshot::channel();
+        self.writer.bookkeeping(Bookkeeping::Prune {
+            before,
+            limit,
+            reply,
+        })?;
+        wait.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
     /// Stops accepting writes and waits until everything already sent is committed. Other
     /// clones of this inbox must have been dropped for the writer to see its channels close.
     pub fn close(self) {
@@ -485,6 +503,40 @@ mod tests {
             largest < 16 * 1024 * 1024,
             "the WAL grew to {largest} bytes for 24 MB written with a 1 MB reset threshold"
         );
+    }
+
+    #[tokio::test]
+    async fn a_pruned_body_is_overwritten_not_left_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path(), InboxOptions::default()).unwrap();
+        let phi = b"PATIENT-MRN-0042-JANE-DOE";
+        let contains = |bytes: &[u8]| bytes.windows(phi.len()).any(|w| w == phi);
+        let mut m = message("a", "phi");
+        m.body = Body::from(phi.repeat(40));
+        let kept = inbox.keep(m).await.unwrap();
+        // A neighbour on the same page, so the page itself stays in use.
+        inbox.keep(message("a", "other")).await.unwrap();
+        inbox.mark_forwarded(kept.id).await.unwrap();
+        let after = crate::now_millis() + 1;
+        assert_eq!(inbox.prune_forwarded(after, 10).await.unwrap(), 1);
+        let path = inbox.path().to_owned();
+        inbox.close();
+        // Copy every page into the database file and empty the WAL (whose old frames still
+        // hold the body until the WAL is reused), as the running server does over time.
+        let conn = sqlite::open(&path).unwrap();
+        let busy: i64 = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(busy, 0, "the checkpoint could not finish");
+        drop(conn);
+        let file = std::fs::read(&path).unwrap();
+        assert!(
+            !contains(&file),
+            "the deleted body is still readable in {}",
+            path.display()
+        );
+        let reader = InboxReader::open_existing(dir.path()).unwrap();
+        assert_eq!(reader.list(None, 10).unwrap().len(), 1);
     }
 
     #[tokio::test]

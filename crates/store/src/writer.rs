@@ -41,7 +41,7 @@ pub(crate) struct KeepRequest {
     pub reply: Reply<Kept>,
 }
 
-/// Bookkeeping from the forwarder (from the unbounded internal channel).
+/// Bookkeeping from the forwarder and the retention task (from the unbounded internal channel).
 pub(crate) enum Bookkeeping {
     Forwarded {
         id: i64,
@@ -52,6 +52,21 @@ pub(crate) enum Bookkeeping {
         error: String,
         reply: Reply<()>,
     },
+    /// Delete at most `limit` forwarded messages forwarded before `before` (milliseconds since
+    /// the epoch), oldest first; answered with how many went.
+    Prune {
+        before: i64,
+        limit: u32,
+        reply: Reply<u64>,
+    },
+}
+
+/// What one committed batch did: one `Kept` per keep request and one count per prune request,
+/// each in batch order, and how many messages were new.
+pub(crate) struct BatchOutcome {
+    pub kept: Vec<Kept>,
+    pub new_rows: u64,
+    pub pruned: Vec<u64>,
 }
 
 /// Called with the size of every committed batch (for the group-commit batch-size metric).
@@ -271,7 +286,11 @@ impl Writer {
             }
         };
         match result {
-            Ok((kept, new_rows)) => {
+            Ok(BatchOutcome {
+                kept,
+                new_rows,
+                pruned,
+            }) => {
                 if new_rows > 0 {
                     self.committed.send_modify(|n| *n += new_rows);
                 }
@@ -281,6 +300,7 @@ impl Writer {
                     observe(size);
                 }
                 let mut kept = kept.into_iter();
+                let mut pruned = pruned.into_iter();
                 for item in batch {
                     match item {
                         Item::Keep(k) => {
@@ -289,6 +309,9 @@ impl Writer {
                         Item::Book(Bookkeeping::Forwarded { reply, .. })
                         | Item::Book(Bookkeeping::ForwardFailed { reply, .. }) => {
                             let _ = reply.send(Ok(()));
+                        }
+                        Item::Book(Bookkeeping::Prune { reply, .. }) => {
+                            let _ = reply.send(Ok(pruned.next().expect("one per prune")));
                         }
                     }
                 }
@@ -305,6 +328,9 @@ impl Writer {
                         Item::Book(Bookkeeping::Forwarded { reply, .. })
                         | Item::Book(Bookkeeping::ForwardFailed { reply, .. }) => {
                             let _ = reply.send(failure.map(|_| ()));
+                        }
+                        Item::Book(Bookkeeping::Prune { reply, .. }) => {
+                            let _ = reply.send(failure.map(|_| 0));
                         }
                     }
                 }

@@ -88,6 +88,7 @@ conformance! {
         listings_recent_and_counts,
         reopened_inbox_keeps_its_messages,
         bodies_are_kept_byte_for_byte,
+        only_forwarded_messages_are_pruned_oldest_first,
     ],
 }
 
@@ -686,4 +687,54 @@ async fn bodies_are_kept_byte_for_byte(db: &Db) {
     let kept = inbox.keep(m).await.unwrap();
     let stored = inbox.reader().next_to_forward("a", 0).unwrap().unwrap();
     assert_eq!((stored.id, stored.body), (kept.id, bytes));
+}
+
+async fn only_forwarded_messages_are_pruned_oldest_first(db: &Db) {
+    let inbox = db.inbox();
+    let first = inbox.keep(message("a", "1")).await.unwrap();
+    let second = inbox.keep(message("b", "2")).await.unwrap();
+    let third = inbox.keep(message("a", "3")).await.unwrap();
+    let mut bad = message("a", "4");
+    bad.status = MessageStatus::Malformed;
+    inbox.keep(bad).await.unwrap();
+    let waiting = inbox.keep(message("a", "5")).await.unwrap();
+    // Forwarded in the order second, first, third, a few milliseconds apart.
+    for id in [second.id, first.id, third.id] {
+        inbox.mark_forwarded(id).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let forwarded_at = |kept: &wharf_store::Kept| {
+        inbox
+            .reader()
+            .get(&kept.message_id)
+            .unwrap()
+            .unwrap()
+            .forwarded_at
+            .unwrap()
+    };
+    let third_at = forwarded_at(&third);
+
+    // Strictly before the cutoff, oldest forward first, at most `limit` at a time.
+    assert_eq!(inbox.prune_forwarded(third_at, 1).await.unwrap(), 1);
+    assert!(inbox.reader().get(&second.message_id).unwrap().is_none());
+    assert_eq!(inbox.prune_forwarded(third_at, 10).await.unwrap(), 1);
+    assert!(inbox.reader().get(&first.message_id).unwrap().is_none());
+    assert_eq!(inbox.prune_forwarded(third_at, 10).await.unwrap(), 0);
+    assert!(inbox.reader().get(&third.message_id).unwrap().is_some());
+
+    // However old, a message not forwarded (waiting or malformed) is the only copy and stays.
+    let far_future = wharf_store::now_millis() + 86_400_000;
+    assert_eq!(inbox.prune_forwarded(far_future, 10).await.unwrap(), 1);
+    let left: Vec<String> = inbox
+        .reader()
+        .list(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.duplicate_key)
+        .collect();
+    assert_eq!(left, ["4", "5"]);
+    assert_eq!(inbox.reader().next_to_forward("a", 0).unwrap().unwrap().id, waiting.id);
+
+    // Once pruned, a message's duplicate key is free again: a later retry is kept as new.
+    assert!(!inbox.keep(message("a", "1")).await.unwrap().duplicate);
 }

@@ -16,7 +16,7 @@ use super::{Pg, block_on, notify, runtime, schema, xact_lock};
 use crate::StoreError;
 use crate::inbox::{Kept, MessageStatus, MessageSummary, StoredMessage};
 use crate::now_millis;
-use crate::writer::{Bookkeeping, Item, KeepRequest};
+use crate::writer::{BatchOutcome, Bookkeeping, Item, KeepRequest};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -249,7 +249,7 @@ impl PgInbox {
     }
 
     /// Commits one writer batch: one `Kept` per keep request, in order, and how many were new.
-    pub(crate) async fn write_batch(&self, batch: &[Item]) -> Result<(Vec<Kept>, u64), StoreError> {
+    pub(crate) async fn write_batch(&self, batch: &[Item]) -> Result<BatchOutcome, StoreError> {
         let keeps: Vec<&crate::inbox::NewMessage> = batch
             .iter()
             .filter_map(|item| match item {
@@ -260,12 +260,16 @@ impl PgInbox {
         let mut forwarded: Vec<i64> = Vec::new();
         let mut failed_ids: Vec<i64> = Vec::new();
         let mut failed_errors: Vec<&str> = Vec::new();
+        let mut prunes: Vec<(i64, u32)> = Vec::new();
         for item in batch {
             match item {
                 Item::Book(Bookkeeping::Forwarded { id, .. }) => forwarded.push(*id),
                 Item::Book(Bookkeeping::ForwardFailed { id, error, .. }) => {
                     failed_ids.push(*id);
                     failed_errors.push(error);
+                }
+                Item::Book(Bookkeeping::Prune { before, limit, .. }) => {
+                    prunes.push((*before, *limit));
                 }
                 Item::Keep(_) => {}
             }
@@ -391,11 +395,28 @@ impl PgInbox {
                 .await?;
             tx.execute(&statement, &[&forwarded, &now]).await?;
         }
+        let mut pruned = Vec::with_capacity(prunes.len());
+        for (before, limit) in prunes {
+            // Oldest first through `inbox_forwarded`, `limit` at a time. Several servers may
+            // prune at once: a row another one deleted first is simply not counted here.
+            let statement = tx
+                .prepare_cached(
+                    "DELETE FROM inbox WHERE id IN (
+                        SELECT id FROM inbox WHERE status = 'forwarded' AND forwarded_at < $1
+                        ORDER BY forwarded_at LIMIT $2)",
+                )
+                .await?;
+            pruned.push(tx.execute(&statement, &[&before, &i64::from(limit)]).await?);
+        }
         if new_rows > 0 {
             tx.batch_execute(&notify(CHANNEL)).await?;
         }
         tx.commit().await?;
-        Ok((kept, new_rows))
+        Ok(BatchOutcome {
+            kept,
+            new_rows,
+            pruned,
+        })
     }
 }
 

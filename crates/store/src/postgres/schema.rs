@@ -132,6 +132,8 @@ pub(crate) const INBOX: &[&str] = &[
         holder      TEXT NOT NULL,
         expires_at  TIMESTAMPTZ NOT NULL
     );",
+    // 2: forwarded messages by age, for deleting them after `forwarded_retention`.
+    "CREATE INDEX inbox_forwarded ON inbox (forwarded_at) WHERE status = 'forwarded';",
 ];
 
 /// A set of tables with its own migrations and version: the engine's or the inbox's.

@@ -5,7 +5,7 @@
 
 use crate::inbox::{Kept, MessageStatus, MessageSummary, StoredMessage};
 use crate::now_millis;
-use crate::writer::{Bookkeeping, Item, KeepRequest};
+use crate::writer::{BatchOutcome, Bookkeeping, Item, KeepRequest};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 const SUMMARY_COLUMNS: &str = "id, message_id, destination, duplicate_key, kind, status,
@@ -128,9 +128,10 @@ pub(crate) fn count_by_status(
 pub(crate) fn write_batch(
     conn: &mut Connection,
     batch: &[Item],
-) -> rusqlite::Result<(Vec<Kept>, u64)> {
+) -> rusqlite::Result<BatchOutcome> {
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut new_rows = 0;
+    let mut pruned = Vec::new();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut insert = tx.prepare_cached(
@@ -196,9 +197,26 @@ pub(crate) fn write_batch(
                 Item::Book(Bookkeeping::ForwardFailed { id, error, .. }) => {
                     failed.execute(params![id, error])?;
                 }
+                Item::Book(Bookkeeping::Prune { before, limit, .. }) => {
+                    // Oldest first through `inbox_forwarded`, `limit` at a time, so a prune
+                    // never holds the writer (and the acknowledgements waiting on it) for long.
+                    let deleted = tx
+                        .prepare_cached(
+                            "DELETE FROM inbox WHERE id IN (
+                                SELECT id FROM inbox
+                                WHERE status = 'forwarded' AND forwarded_at < ?1
+                                ORDER BY forwarded_at LIMIT ?2)",
+                        )?
+                        .execute(params![before, limit])?;
+                    pruned.push(deleted as u64);
+                }
             }
         }
     }
     tx.commit()?;
-    Ok((outcomes, new_rows))
+    Ok(BatchOutcome {
+        kept: outcomes,
+        new_rows,
+        pruned,
+    })
 }

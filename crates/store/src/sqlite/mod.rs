@@ -42,6 +42,8 @@ pub const INBOX_MIGRATIONS: &[&str] = &[
         UNIQUE (destination, duplicate_key)
     );
     CREATE INDEX inbox_pending ON inbox (destination, id) WHERE status = 'received';",
+    // 2: forwarded messages by age, for deleting them after `forwarded_retention`.
+    "CREATE INDEX inbox_forwarded ON inbox (forwarded_at) WHERE status = 'forwarded';",
 ];
 
 /// The engine's migrations (same rules).
