@@ -26,6 +26,8 @@ pub const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_FORWARD_MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Default number of messages that may wait for the inbox writer before 503.
 pub const DEFAULT_WRITER_QUEUE_CAPACITY: usize = 4096;
+/// Default time a forwarded message stays in the inbox before the retention task deletes it.
+pub const DEFAULT_FORWARDED_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 /// Paths the server answers itself; no destination may take them.
 pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/_wharf"];
 
@@ -41,6 +43,9 @@ pub struct Config {
     pub database_max_connections: usize,
     pub tls: Option<TlsFiles>,
     pub writer_queue_capacity: usize,
+    /// How long a forwarded message stays in the inbox (`forwarded_retention`); `None`:
+    /// for ever.
+    pub forwarded_retention: Option<Duration>,
     /// Password of the `/_wharf` status page; the page is off without one.
     pub admin_token: Option<VerificationToken>,
     /// Connection cap and read timeouts (`max_connections`, `header_read_timeout`,
@@ -80,6 +85,7 @@ struct RawConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     writer_queue_capacity: Option<usize>,
+    forwarded_retention: Option<String>,
     admin_token: Option<String>,
     admin_token_env: Option<String>,
     max_connections: Option<usize>,
@@ -136,6 +142,18 @@ impl Config {
         if writer_queue_capacity == 0 {
             return Err(err("writer_queue_capacity", "must be at least 1"));
         }
+        let forwarded_retention = match raw.forwarded_retention.as_deref() {
+            None => Some(DEFAULT_FORWARDED_RETENTION),
+            Some("forever") => None,
+            Some(text) => Some(parse_duration(text).filter(|d| !d.is_zero()).ok_or_else(|| {
+                err(
+                    "forwarded_retention",
+                    format!(
+                        "{text:?} is neither a positive duration like \"30d\" or \"12h\" nor \"forever\""
+                    ),
+                )
+            })?),
+        };
         let serve = wharf_serve::ServeOptions::from_config(
             raw.max_connections,
             raw.header_read_timeout.as_deref(),
@@ -224,6 +242,7 @@ impl Config {
             database_url,
             tls,
             writer_queue_capacity,
+            forwarded_retention,
             admin_token,
             serve,
             destinations,
@@ -411,6 +430,25 @@ verification_token = "tok"
         let env = MapEnv(HashMap::from([("WHARF_DATABASE_URL", "postgres://o@h/d")]));
         let c = Config::parse(&pg, &env).unwrap();
         assert_eq!(c.database_url.unwrap().as_str(), "postgres://o@h/d");
+    }
+
+    #[test]
+    fn forwarded_retention_defaults_to_30_days_and_may_be_forever() {
+        let c = Config::parse(MINIMAL, &no_env()).unwrap();
+        assert_eq!(
+            c.forwarded_retention,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        let with = |value: &str| format!("forwarded_retention = \"{value}\"\n{MINIMAL}");
+        let c = Config::parse(&with("7d"), &no_env()).unwrap();
+        assert_eq!(c.forwarded_retention, Some(Duration::from_secs(7 * 86_400)));
+        let c = Config::parse(&with("forever"), &no_env()).unwrap();
+        assert_eq!(c.forwarded_retention, None);
+        for bad in ["0s", "a month", "30"] {
+            let e = problem(&with(bad));
+            assert_eq!(e.key, "forwarded_retention");
+            assert!(e.problem.contains("forever"), "{e}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! * [`strategy`]: the auth credential strategies (`[destinations.auth]`) and token endpoint.
 //! * `query`: relaying synchronous queries.
 //! * [`forward`]: feeding the application in order.
+//! * `retention`: deleting forwarded messages after `forwarded_retention`.
 //! * `metrics`, `page`: `/metrics` and the `/_wharf` status page.
 
 pub mod auth;
@@ -21,6 +22,7 @@ mod metrics;
 mod page;
 mod query;
 mod receive;
+mod retention;
 pub mod server;
 pub mod strategy;
 

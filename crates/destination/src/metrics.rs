@@ -1,8 +1,9 @@
 //! The destination server's metrics, on top of the HTTP ones every server has
 //! (`wharf-serve`): inbox depth by destination and status (read from the inbox when scraped),
-//! group-commit batch sizes, and authentication failures (counted from the responses marked
-//! by `receive` and `strategy`).
+//! group-commit batch sizes, forwarded messages deleted after their retention, and
+//! authentication failures (counted from the responses marked by `receive` and `strategy`).
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use std::sync::Arc;
 use wharf_serve::metrics::{GaugeFamily, Metrics, batch_size_histogram};
@@ -14,6 +15,8 @@ pub struct DestinationMetrics {
     inbox: GaugeFamily,
     oldest_unforwarded: GaugeFamily,
     pub batch_sizes: Histogram,
+    /// Forwarded messages deleted by the retention task.
+    pub pruned: Counter,
 }
 
 impl DestinationMetrics {
@@ -32,7 +35,12 @@ impl DestinationMetrics {
             "Messages per group commit of the inbox writer",
             batch_size_histogram(),
         );
+        let pruned = registry.counter(
+            "inbox_pruned",
+            "Forwarded messages deleted from the inbox after forwarded_retention",
+        );
         Self {
+            pruned,
             registry: Arc::new(registry),
             inbox,
             oldest_unforwarded,

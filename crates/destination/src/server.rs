@@ -1,9 +1,9 @@
 //! The listening side: TCP (or TLS) accept loop, HTTP/1.1 and HTTP/2 through hyper, graceful
-//! shutdown, and the forwarder tasks' lifetime.
+//! shutdown, and the lifetime of the background tasks (the forwarders and retention).
 //!
 //! The accept loop, its connection cap and timeouts are `wharf-serve`'s; this module adds the
 //! shutdown order: first drain in-flight requests (whose messages are then committed), then
-//! stop the forwarders.
+//! stop the forwarders and the retention task.
 
 use crate::config::Config;
 use crate::metrics::DestinationMetrics;
@@ -143,7 +143,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         http: http.clone(),
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut forwarders = JoinSet::new();
+    let mut background = JoinSet::new();
     for destination in config
         .destinations
         .iter()
@@ -157,10 +157,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             destination.clone(),
             shutdown_rx.clone(),
         );
-        forwarders.spawn(async move {
+        background.spawn(async move {
             forwarder.await;
             running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
+    }
+    // The retention task stops with the forwarders and is waited for like them.
+    if let Some(retention) = config.forwarded_retention {
+        background.spawn(crate::retention::run(
+            inbox.clone(),
+            retention,
+            app.metrics.pruned.clone(),
+            shutdown_rx.clone(),
+        ));
     }
     for d in &config.destinations {
         tracing::info!(
@@ -178,7 +187,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         router,
         shutdown_rx,
         config.serve,
-        forwarders,
+        background,
     ));
     Ok(Running {
         local_addr,
@@ -250,17 +259,17 @@ async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     (StatusCode::OK, "ready")
 }
 
-/// Serves until shutdown, then waits for the forwarders (which saw the same signal) to put
-/// down what they hold.
+/// Serves until shutdown, then waits for the background tasks (which saw the same signal) to
+/// put down what they hold.
 async fn serve(
     listener: TcpListener,
     tls: Option<Arc<TlsReloader>>,
     router: Router,
     shutdown: watch::Receiver<bool>,
     options: wharf_serve::ServeOptions,
-    mut forwarders: JoinSet<()>,
+    mut background: JoinSet<()>,
 ) {
     wharf_serve::serve_with(listener, tls, router, shutdown, options).await;
-    while forwarders.join_next().await.is_some() {}
+    while background.join_next().await.is_some() {}
     tracing::info!("destination server stopped");
 }

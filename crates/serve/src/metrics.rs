@@ -103,6 +103,13 @@ impl Metrics {
         family
     }
 
+    /// Registers an unlabelled counter (`wharf_<name>_total`).
+    pub fn counter(&mut self, name: &str, help: &str) -> Counter {
+        let counter = Counter::default();
+        self.registry.register(name, help, counter.clone());
+        counter
+    }
+
     /// Registers a labelled gauge (`wharf_<name>`).
     pub fn gauge_family(&mut self, name: &str, help: &str) -> GaugeFamily {
         let family = GaugeFamily::default();

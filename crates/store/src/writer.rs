@@ -69,7 +69,8 @@ pub(crate) struct BatchOutcome {
     pub pruned: Vec<u64>,
 }
 
-/// Called with the size of every committed batch (for the group-commit batch-size metric).
+/// Called with the number of messages in every committed batch that had some (for the
+/// group-commit batch-size metric).
 pub type BatchObserver = std::sync::Arc<dyn Fn(usize) + Send + Sync>;
 
 /// Tuning for the writer.
@@ -83,7 +84,8 @@ pub struct WriterOptions {
     pub max_batch_bytes: usize,
     /// WAL size past which the WAL is restarted from its beginning (see `checkpoint`).
     pub wal_reset_bytes: i64,
-    /// Told the size of every committed batch.
+    /// Told how many messages every committed batch kept (or found already kept); batches of
+    /// bookkeeping alone (forwarding marks, retention) are not reported.
     pub on_batch: Option<BatchObserver>,
     /// PostgreSQL only: the longest one forward to the application may take. A forwarder
     /// lease is only acted on with this much of it left (see `postgres::lease`).
@@ -296,8 +298,10 @@ impl Writer {
                 }
                 // Observed before anyone is answered, so a client that got its 200 also sees
                 // the batch in the metrics.
-                if let Some(observe) = &self.options.on_batch {
-                    observe(size);
+                if let Some(observe) = &self.options.on_batch
+                    && !kept.is_empty()
+                {
+                    observe(kept.len());
                 }
                 let mut kept = kept.into_iter();
                 let mut pruned = pruned.into_iter();

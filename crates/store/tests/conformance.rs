@@ -733,7 +733,10 @@ async fn only_forwarded_messages_are_pruned_oldest_first(db: &Db) {
         .map(|m| m.duplicate_key)
         .collect();
     assert_eq!(left, ["4", "5"]);
-    assert_eq!(inbox.reader().next_to_forward("a", 0).unwrap().unwrap().id, waiting.id);
+    assert_eq!(
+        inbox.reader().next_to_forward("a", 0).unwrap().unwrap().id,
+        waiting.id
+    );
 
     // Once pruned, a message's duplicate key is free again: a later retry is kept as new.
     assert!(!inbox.keep(message("a", "1")).await.unwrap().duplicate);

@@ -161,3 +161,57 @@ async fn forwarding_progress_survives_a_restart() {
     let expected: Vec<_> = (0..10).map(|i| format!("log:restart-{i}")).collect();
     assert_eq!(keys, expected);
 }
+
+#[tokio::test]
+async fn forwarded_messages_are_deleted_after_their_retention_and_nothing_else_is() {
+    let app = Recorder::ok().await;
+    let destinations = format!(
+        "{}[[destinations]]\nname = \"Kept\"\npath = \"/kept\"\nenvironment = \"Development\"\nverification_token = \"{TOKEN}\"\n",
+        destination(&format!("forward_url = \"{}\"", app.url("/app")))
+    );
+    let h = Harness::start_with(
+        &destinations,
+        "forwarded_retention = \"2s\"",
+        reqwest::Client::new(),
+        "http",
+    )
+    .await;
+    for i in 0..3 {
+        let r = h
+            .post("/redox", Some(TOKEN), notification(&format!("r-{i}")))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // Never forwarded, so never deleted: a malformed message, and one kept without forward_url.
+    h.post("/redox", Some(TOKEN), "<xml>not json</xml>").await;
+    h.post("/kept", Some(TOKEN), notification("stays")).await;
+    assert!(wait_until(WAIT, || app.count() >= 3).await);
+    assert!(
+        wait_until(WAIT, || h.inbox().len() == 2).await,
+        "inbox after the retention: {:?}",
+        h.inbox()
+            .iter()
+            .map(|m| (&m.duplicate_key, m.status))
+            .collect::<Vec<_>>()
+    );
+    let left = h.inbox();
+    assert_eq!(left[0].status, MessageStatus::Malformed);
+    assert_eq!(
+        (left[1].destination.as_str(), left[1].status),
+        ("Kept", MessageStatus::Received)
+    );
+    let metrics = h
+        .client
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("wharf_inbox_pruned_total 3"), "{metrics}");
+    // Its duplicate key went with it: a retry this late is kept and forwarded as new.
+    h.post("/redox", Some(TOKEN), notification("r-0")).await;
+    assert!(wait_until(WAIT, || app.count() >= 4).await);
+    assert_eq!(app.received()[3].header("wharf-dedup-key"), Some("log:r-0"));
+}

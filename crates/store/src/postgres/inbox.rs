@@ -406,7 +406,10 @@ impl PgInbox {
                         ORDER BY forwarded_at LIMIT $2)",
                 )
                 .await?;
-            pruned.push(tx.execute(&statement, &[&before, &i64::from(limit)]).await?);
+            pruned.push(
+                tx.execute(&statement, &[&before, &i64::from(limit)])
+                    .await?,
+            );
         }
         if new_rows > 0 {
             tx.batch_execute(&notify(CHANNEL)).await?;

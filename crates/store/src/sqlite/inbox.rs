@@ -125,10 +125,7 @@ pub(crate) fn count_by_status(
 
 /// Writes a whole batch in one IMMEDIATE transaction: one `Kept` per keep request, in order,
 /// and how many of them were new rows.
-pub(crate) fn write_batch(
-    conn: &mut Connection,
-    batch: &[Item],
-) -> rusqlite::Result<BatchOutcome> {
+pub(crate) fn write_batch(conn: &mut Connection, batch: &[Item]) -> rusqlite::Result<BatchOutcome> {
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut new_rows = 0;
     let mut pruned = Vec::new();

@@ -1,0 +1,99 @@
+//! Retention: deleting forwarded messages once they are older than `forwarded_retention`.
+//!
+//! A forwarded message has been accepted by the application (it answered 2xx), so the inbox's
+//! copy is only a record; keeping PHI longer than needed is a liability, and an inbox that only
+//! grows makes every insert into its duplicate-key index slower. One task per server deletes
+//! messages whose `forwarded_at` is older than the retention, oldest first, [`CHUNK`] at a
+//! time through the inbox writer, so acknowledgements waiting on the writer are never held up
+//! for long. Messages still waiting to be forwarded, messages kept without a `forward_url`, and
+//! malformed ones are never deleted: they are the only copy.
+//!
+//! Once deleted, a message's duplicate key is free again: a retry arriving after the retention
+//! would be kept and forwarded as new. Redox retries within minutes, so any retention of hours
+//! or more is far outside that window.
+
+use std::time::Duration;
+use tokio::sync::watch;
+use wharf_store::Inbox;
+
+/// Messages deleted per writer batch.
+pub const CHUNK: u32 = 100;
+/// Longest wait between two passes.
+const MAX_INTERVAL: Duration = Duration::from_secs(60);
+/// Shortest wait between two passes (for very short retentions, as in tests).
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Wait after a pass that failed (the disk full, the database unreachable).
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+
+/// How often a pass runs: often enough that nothing stays much past its retention.
+fn interval(retention: Duration) -> Duration {
+    (retention / 10).clamp(MIN_INTERVAL, MAX_INTERVAL)
+}
+
+/// Deletes what has outlived `retention` now, then again every [`interval`], until `shutdown`
+/// turns true. `pruned` counts every deleted message.
+pub(crate) async fn run(
+    inbox: Inbox,
+    retention: Duration,
+    pruned: prometheus_client::metrics::counter::Counter,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        let wait = match pass(&inbox, retention_ms, &pruned, &shutdown).await {
+            Ok(0) => interval(retention),
+            Ok(deleted) => {
+                tracing::info!(
+                    deleted,
+                    retention_secs = retention.as_secs(),
+                    "deleted forwarded messages older than the retention"
+                );
+                interval(retention)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not delete forwarded messages past their retention; retrying");
+                RETRY_AFTER_FAILURE
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// One pass: chunk after chunk until a chunk comes back short (nothing more is due) or the
+/// server is stopping.
+async fn pass(
+    inbox: &Inbox,
+    retention_ms: i64,
+    pruned: &prometheus_client::metrics::counter::Counter,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<u64, wharf_store::StoreError> {
+    let before = wharf_store::now_millis().saturating_sub(retention_ms);
+    let mut total = 0;
+    while !*shutdown.borrow() {
+        let deleted = inbox.prune_forwarded(before, CHUNK).await?;
+        pruned.inc_by(deleted);
+        total += deleted;
+        if deleted < u64::from(CHUNK) {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_run_often_enough_but_not_busily() {
+        assert_eq!(interval(Duration::from_secs(2)), MIN_INTERVAL);
+        assert_eq!(interval(Duration::from_secs(300)), Duration::from_secs(30));
+        assert_eq!(interval(Duration::from_secs(30 * 86_400)), MAX_INTERVAL);
+    }
+}
