@@ -5,8 +5,9 @@ Usage: benches/experiments/thread_cpu.py SERVER_PID URL [seconds=8]
 
 Runs `wharf bench load` against URL (with the benchmark's token and a 2,048-byte body unless
 URL ends in /healthz), reads /proc/SERVER_PID/task/*/stat before and after the measured part,
-and prints each server thread's CPU per answered request, the machine's idle share, and the
-load generator's own CPU per request (its whole run, warm-up included, divided by the requests
+and prints each server thread's CPU and context switches per answered request, the machine's
+idle share and context switches per request (all processes), and the load generator's own CPU
+per request (its whole run, warm-up included, divided by the requests
 it made in all). Start the server as benches/destination.sh does (same token); WHARF_BIN
 overrides target/release/wharf.
 """
@@ -22,23 +23,30 @@ WARMUP_S = 2
 
 
 def threads(pid):
-    """CPU ticks (user + system) per thread name of process `pid`."""
-    ticks = collections.Counter()
+    """CPU ticks (user + system) and context switches (voluntary + not) per thread name of
+    process `pid`."""
+    ticks, switches = collections.Counter(), collections.Counter()
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             stat = open(f"/proc/{pid}/task/{tid}/stat").read()
+            status = open(f"/proc/{pid}/task/{tid}/status").read()
         except FileNotFoundError:  # the thread ended between listdir and open
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
         ticks[name] += int(fields[11]) + int(fields[12])
-    return ticks
+        for line in status.splitlines():
+            if "ctxt_switches:" in line:
+                switches[name] += int(line.split()[1])
+    return ticks, switches
 
 
 def machine():
-    """(idle + iowait ticks, all ticks) from /proc/stat."""
-    values = list(map(int, open("/proc/stat").readline().split()[1:]))
-    return values[3] + values[4], sum(values)
+    """(idle + iowait ticks, all ticks, context switches) from /proc/stat."""
+    lines = open("/proc/stat").read().splitlines()
+    values = list(map(int, lines[0].split()[1:]))
+    ctxt = next(int(line.split()[1]) for line in lines if line.startswith("ctxt "))
+    return values[3] + values[4], sum(values), ctxt
 
 
 def main():
@@ -52,17 +60,20 @@ def main():
         args += ["--token", TOKEN, "--body-bytes", "2048"]
     load = subprocess.Popen(args, stdout=subprocess.PIPE)
     time.sleep(WARMUP_S + 0.2)
-    before, (idle0, total0) = threads(pid), machine()
+    (before, sw_before), (idle0, total0, ctxt0) = threads(pid), machine()
     out = load.communicate()[0]
-    after, (idle1, total1) = threads(pid), machine()
+    (after, sw_after), (idle1, total1, ctxt1) = threads(pid), machine()
     result = json.loads(out)
     answered = result["ok"]
     print(f"{url}: {result['per_second']:.0f}/s, p50 {result['p50_ms']} ms, "
-          f"p99 {result['p99_ms']} ms, machine idle {100 * (idle1 - idle0) / (total1 - total0):.1f} %")
+          f"p99 {result['p99_ms']} ms, machine idle {100 * (idle1 - idle0) / (total1 - total0):.1f} %, "
+          f"{(ctxt1 - ctxt0) / answered:.2f} context switches per request")
     for name in sorted(after, key=lambda n: before.get(n, 0) - after[n]):
         cpu = (after[name] - before.get(name, 0)) / tick
         if cpu > 0:
-            print(f"  {name:<20} {cpu:6.2f} s  {1e6 * cpu / answered:6.1f} us per request")
+            switches = (sw_after[name] - sw_before.get(name, 0)) / answered
+            print(f"  {name:<20} {cpu:6.2f} s  {1e6 * cpu / answered:6.1f} us per request"
+                  f"  {switches:5.2f} switches per request")
     spent = os.times()
     generator = spent.children_user + spent.children_system
     made = answered * (1 + WARMUP_S / seconds)  # the warm-up ran at about the same rate
