@@ -9,8 +9,10 @@
 //! the writer about as much as keeping one, and a backlog deleted back to back in chunks of 100
 //! halved the acknowledgements and tripled their p99 (docs/BENCHMARKS.md). The pause scales
 //! with the chunk's time, which includes its wait behind acknowledgements, so the retention
-//! slows down by itself when the server is busy and drains quickly when it is idle. Messages still waiting to be forwarded, messages kept without a `forward_url`, and
-//! malformed ones are never deleted: they are the only copy.
+//! slows down by itself when the server is busy and drains quickly when it is idle.
+//!
+//! Messages still waiting to be forwarded, messages kept without a `forward_url`, and malformed
+//! ones are never deleted: they are the only copy.
 //!
 //! Once deleted, a message's duplicate key is free again: a retry arriving after the retention
 //! would be kept and forwarded as new. Redox retries within minutes, so any retention of hours

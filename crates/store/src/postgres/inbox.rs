@@ -248,7 +248,7 @@ impl PgInbox {
         )
     }
 
-    /// Commits one writer batch: one `Kept` per keep request, in order, and how many were new.
+    /// Commits one writer batch in one transaction and says what it did ([`BatchOutcome`]).
     pub(crate) async fn write_batch(&self, batch: &[Item]) -> Result<BatchOutcome, StoreError> {
         let keeps: Vec<&crate::inbox::NewMessage> = batch
             .iter()

@@ -123,8 +123,7 @@ pub(crate) fn count_by_status(
     rows.collect()
 }
 
-/// Writes a whole batch in one IMMEDIATE transaction: one `Kept` per keep request, in order,
-/// and how many of them were new rows.
+/// Writes a whole batch in one IMMEDIATE transaction and says what it did ([`BatchOutcome`]).
 pub(crate) fn write_batch(conn: &mut Connection, batch: &[Item]) -> rusqlite::Result<BatchOutcome> {
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut new_rows = 0;
