@@ -552,4 +552,40 @@ mod tests {
             vec![(MessageStatus::Received, 1)]
         );
     }
+
+    #[tokio::test]
+    async fn an_inbox_from_before_the_counts_table_is_counted_when_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path(), InboxOptions::default()).unwrap();
+        let first = inbox.keep(message("a", "1")).await.unwrap();
+        inbox.keep(message("a", "2")).await.unwrap();
+        inbox.keep(message("b", "1")).await.unwrap();
+        inbox.mark_forwarded(first.id).await.unwrap();
+        let path = inbox.path().to_owned();
+        inbox.close();
+        // Back to schema version 2, as a wharf from before migration 3 left it.
+        let conn = sqlite::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TRIGGER inbox_counts_insert; DROP TRIGGER inbox_counts_delete;
+             DROP TRIGGER inbox_counts_update; DROP TABLE inbox_counts;
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        drop(conn);
+        let inbox = Inbox::open(dir.path(), InboxOptions::default()).unwrap();
+        let reader = inbox.reader();
+        assert_eq!(
+            reader.count_by_status("a").unwrap(),
+            vec![(MessageStatus::Forwarded, 1), (MessageStatus::Received, 1)]
+        );
+        assert_eq!(
+            reader.count_by_status("b").unwrap(),
+            vec![(MessageStatus::Received, 1)]
+        );
+        inbox.keep(message("b", "2")).await.unwrap();
+        assert_eq!(
+            inbox.reader().count_by_status("b").unwrap(),
+            vec![(MessageStatus::Received, 2)]
+        );
+    }
 }

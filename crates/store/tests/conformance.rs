@@ -89,6 +89,7 @@ conformance! {
         reopened_inbox_keeps_its_messages,
         bodies_are_kept_byte_for_byte,
         only_forwarded_messages_are_pruned_oldest_first,
+        counts_follow_every_change,
     ],
 }
 
@@ -740,4 +741,63 @@ async fn only_forwarded_messages_are_pruned_oldest_first(db: &Db) {
 
     // Once pruned, a message's duplicate key is free again: a later retry is kept as new.
     assert!(!inbox.keep(message("a", "1")).await.unwrap().duplicate);
+}
+
+/// The counts `/metrics` reads are kept up to date as messages change, not counted on demand:
+/// after every kind of change they must equal what a listing of the inbox shows.
+async fn counts_follow_every_change(db: &Db) {
+    let inbox = db.inbox();
+    let check = |inbox: &wharf_store::Inbox, step: &str| {
+        let reader = inbox.reader();
+        for destination in ["a", "b"] {
+            let mut listed = std::collections::BTreeMap::new();
+            for m in reader.list(Some(destination), 1000).unwrap() {
+                *listed.entry(m.status.as_str()).or_insert(0i64) += 1;
+            }
+            let counted: std::collections::BTreeMap<_, _> = reader
+                .count_by_status(destination)
+                .unwrap()
+                .into_iter()
+                .map(|(status, n)| (status.as_str(), n))
+                .collect();
+            assert_eq!(counted, listed, "{destination} after {step}");
+        }
+    };
+    let mut ids = Vec::new();
+    for key in ["1", "2", "3", "4"] {
+        ids.push(inbox.keep(message("a", key)).await.unwrap().id);
+    }
+    inbox.keep(message("b", "1")).await.unwrap();
+    let mut bad = message("a", "bad");
+    bad.status = MessageStatus::Malformed;
+    bad.kind = "malformed".into();
+    bad.malformed_reason = Some("not JSON".into());
+    inbox.keep(bad).await.unwrap();
+    check(&inbox, "keeping");
+    assert!(inbox.keep(message("a", "1")).await.unwrap().duplicate);
+    check(&inbox, "a retry");
+    inbox
+        .record_forward_failure(ids[0], "503".into())
+        .await
+        .unwrap();
+    check(&inbox, "a failed attempt");
+    for id in &ids[..3] {
+        inbox.mark_forwarded(*id).await.unwrap();
+    }
+    check(&inbox, "forwarding");
+    let later = wharf_store::now_millis() + 1;
+    assert_eq!(inbox.prune_forwarded(later, 2).await.unwrap(), 2);
+    check(&inbox, "pruning");
+    assert_eq!(
+        inbox.reader().count_by_status("a").unwrap(),
+        vec![
+            (MessageStatus::Forwarded, 1),
+            (MessageStatus::Malformed, 1),
+            (MessageStatus::Received, 1)
+        ]
+    );
+    // Read twice in a row (on PostgreSQL the first read folds the changes): the same answer.
+    check(&inbox, "a second read");
+    assert_eq!(inbox.prune_forwarded(later, 10).await.unwrap(), 1);
+    check(&inbox, "pruning the last forwarded one");
 }

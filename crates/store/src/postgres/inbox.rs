@@ -240,9 +240,18 @@ impl PgInbox {
         &self,
         destination: &str,
     ) -> Result<Vec<(MessageStatus, i64)>, StoreError> {
+        // One statement: the sum is read from its snapshot (every change committed before it,
+        // whoever folds them concurrently), and the rows it could delete are folded into one
+        // per status, so the table stays a few rows per destination between scrapes.
         self.query(
-            "SELECT status, count(*) FROM inbox WHERE destination = $1
-             GROUP BY status ORDER BY status",
+            "WITH folded AS (
+                DELETE FROM inbox_count_changes WHERE destination = $1 RETURNING status, delta
+             ), refolded AS (
+                INSERT INTO inbox_count_changes (destination, status, delta)
+                SELECT $1, status, sum(delta) FROM folded GROUP BY status HAVING sum(delta) <> 0
+             )
+             SELECT status, sum(delta)::BIGINT FROM inbox_count_changes WHERE destination = $1
+             GROUP BY status HAVING sum(delta) > 0 ORDER BY status",
             &[&destination],
             |r| (MessageStatus::parse(r.get(0)), r.get(1)),
         )

@@ -134,6 +134,51 @@ pub(crate) const INBOX: &[&str] = &[
     );",
     // 2: forwarded messages by age, for deleting them after `forwarded_retention`.
     "CREATE INDEX inbox_forwarded ON inbox (forwarded_at) WHERE status = 'forwarded';",
+    // 3: messages per destination and status, without counting the inbox on every `/metrics`
+    // scrape. Not one counter row per status as on SQLite: several servers' writers would
+    // queue on those rows (and could deadlock taking them in different orders). Instead every
+    // statement that changes the inbox appends its net changes here (statement-level triggers,
+    // in the same transaction), and `count_by_status` sums them and folds them into one row
+    // per status as it reads.
+    "CREATE TABLE inbox_count_changes (
+        destination TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        delta       BIGINT NOT NULL
+    );
+    CREATE INDEX inbox_count_changes_destination ON inbox_count_changes (destination);
+    INSERT INTO inbox_count_changes (destination, status, delta)
+        SELECT destination, status, count(*) FROM inbox GROUP BY destination, status;
+    CREATE FUNCTION inbox_counts_added() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO inbox_count_changes (destination, status, delta)
+            SELECT destination, status, count(*) FROM new_rows GROUP BY destination, status;
+        RETURN NULL;
+    END $$;
+    CREATE FUNCTION inbox_counts_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO inbox_count_changes (destination, status, delta)
+            SELECT destination, status, -count(*) FROM old_rows GROUP BY destination, status;
+        RETURN NULL;
+    END $$;
+    CREATE FUNCTION inbox_counts_moved() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO inbox_count_changes (destination, status, delta)
+            SELECT destination, status, sum(delta) FROM (
+                SELECT o.destination, o.status, -1 AS delta
+                    FROM old_rows o JOIN new_rows n USING (id) WHERE o.status <> n.status
+                UNION ALL
+                SELECT n.destination, n.status, 1
+                    FROM old_rows o JOIN new_rows n USING (id) WHERE o.status <> n.status
+            ) moved GROUP BY destination, status;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER inbox_counts_insert AFTER INSERT ON inbox
+        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION inbox_counts_added();
+    CREATE TRIGGER inbox_counts_delete AFTER DELETE ON inbox
+        REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION inbox_counts_removed();
+    CREATE TRIGGER inbox_counts_update AFTER UPDATE ON inbox
+        REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION inbox_counts_moved();",
 ];
 
 /// A set of tables with its own migrations and version: the engine's or the inbox's.

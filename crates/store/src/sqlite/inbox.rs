@@ -115,7 +115,7 @@ pub(crate) fn count_by_status(
     destination: &str,
 ) -> rusqlite::Result<Vec<(MessageStatus, i64)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT status, count(*) FROM inbox WHERE destination = ?1 GROUP BY status ORDER BY status",
+        "SELECT status, count FROM inbox_counts WHERE destination = ?1 AND count > 0 ORDER BY status",
     )?;
     let rows = stmt.query_map(params![destination], |r| {
         Ok((MessageStatus::parse(&r.get::<_, String>(0)?), r.get(1)?))

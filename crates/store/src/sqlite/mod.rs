@@ -44,6 +44,32 @@ pub const INBOX_MIGRATIONS: &[&str] = &[
     CREATE INDEX inbox_pending ON inbox (destination, id) WHERE status = 'received';",
     // 2: forwarded messages by age, for deleting them after `forwarded_retention`.
     "CREATE INDEX inbox_forwarded ON inbox (forwarded_at) WHERE status = 'forwarded';",
+    // 3: messages per destination and status, kept by triggers in the transaction that changes
+    // them, so `/metrics` and the status page read a few rows instead of counting the inbox
+    // (which read every row's page: 3 s per scrape at 500,000 messages).
+    "CREATE TABLE inbox_counts (
+        destination TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        count       INTEGER NOT NULL,
+        PRIMARY KEY (destination, status)
+    ) WITHOUT ROWID;
+    INSERT INTO inbox_counts (destination, status, count)
+        SELECT destination, status, count(*) FROM inbox NOT INDEXED GROUP BY destination, status;
+    CREATE TRIGGER inbox_counts_insert AFTER INSERT ON inbox BEGIN
+        INSERT INTO inbox_counts (destination, status, count) VALUES (new.destination, new.status, 1)
+            ON CONFLICT (destination, status) DO UPDATE SET count = count + 1;
+    END;
+    CREATE TRIGGER inbox_counts_delete AFTER DELETE ON inbox BEGIN
+        UPDATE inbox_counts SET count = count - 1
+            WHERE destination = old.destination AND status = old.status;
+    END;
+    CREATE TRIGGER inbox_counts_update AFTER UPDATE OF status ON inbox
+        WHEN old.status IS NOT new.status BEGIN
+        UPDATE inbox_counts SET count = count - 1
+            WHERE destination = old.destination AND status = old.status;
+        INSERT INTO inbox_counts (destination, status, count) VALUES (new.destination, new.status, 1)
+            ON CONFLICT (destination, status) DO UPDATE SET count = count + 1;
+    END;",
 ];
 
 /// The engine's migrations (same rules).
