@@ -18,13 +18,14 @@
 //! would be kept and forwarded as new. Redox retries within minutes, so any retention of hours
 //! or more is far outside that window.
 
+use prometheus_client::metrics::counter::Counter;
 use std::time::Duration;
 use tokio::sync::watch;
 use wharf_store::Inbox;
 
 /// Messages deleted per writer batch: small, because every acknowledgement committed in the
 /// same batch waits for the deletion too.
-pub const CHUNK: u32 = 25;
+const CHUNK: u32 = 25;
 /// After each chunk, wait this many times as long as it took: the retention then takes at most
 /// about a fifth of the writer's time.
 const PAUSE_FACTOR: u32 = 4;
@@ -45,7 +46,7 @@ fn interval(retention: Duration) -> Duration {
 pub(crate) async fn run(
     inbox: Inbox,
     retention: Duration,
-    pruned: prometheus_client::metrics::counter::Counter,
+    pruned: Counter,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
@@ -80,7 +81,7 @@ pub(crate) async fn run(
 async fn pass(
     inbox: &Inbox,
     retention_ms: i64,
-    pruned: &prometheus_client::metrics::counter::Counter,
+    pruned: &Counter,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<u64, wharf_store::StoreError> {
     let before = wharf_store::now_millis().saturating_sub(retention_ms);

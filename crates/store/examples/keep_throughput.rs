@@ -2,10 +2,9 @@
 //! duplicate keys for a few seconds; prints kept/s and p50/p99 of `keep`.
 //! `cargo run --release -p wharf-store --example keep_throughput -- [tasks] [seconds] [database_url]`
 //! With a PostgreSQL `database_url`, the inbox goes into a fresh schema there (dropped after).
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-use wharf_store::{Database, Inbox, InboxOptions, MessageStatus, NewMessage};
+mod common;
+
+use wharf_store::{Database, Inbox, InboxOptions};
 
 #[tokio::main]
 async fn main() {
@@ -24,43 +23,7 @@ async fn main() {
         None => Database::Sqlite(dir.path().to_owned()),
     };
     let inbox = Inbox::open_database(&database, InboxOptions::default()).unwrap();
-    let body = bytes::Bytes::from(vec![b'x'; 2048]);
-    let next = Arc::new(AtomicU64::new(0));
-    let end = Instant::now() + Duration::from_secs(seconds);
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..tasks {
-        let (inbox, body, next) = (inbox.clone(), body.clone(), next.clone());
-        set.spawn(async move {
-            let mut lat = Vec::new();
-            while Instant::now() < end {
-                let id = next.fetch_add(1, Ordering::Relaxed);
-                let t = Instant::now();
-                inbox
-                    .keep(NewMessage {
-                        destination: "bench".into(),
-                        // Random, like Redox's log IDs: the realistic case for the duplicate-key index.
-                        duplicate_key: format!("log:{}", uuid::Uuid::new_v4()),
-                        kind: "data_model".into(),
-                        status: MessageStatus::Received,
-                        data_model: Some("PatientAdmin".into()),
-                        event_type: Some("Arrival".into()),
-                        log_id: Some(id.to_string()),
-                        content_type: "application/json".into(),
-                        body: body.clone(),
-                        malformed_reason: None,
-                    })
-                    .await
-                    .unwrap();
-                lat.push(t.elapsed());
-            }
-            lat
-        });
-    }
-    let mut all = Vec::new();
-    while let Some(r) = set.join_next().await {
-        all.extend(r.unwrap());
-    }
-    all.sort();
+    let all = common::keep_load(&inbox, tasks, seconds).await;
     println!(
         "backend={} tasks={tasks} kept/s={:.0} p50={:?} p99={:?}",
         if server.is_some() {

@@ -6,27 +6,14 @@
 //! p50/p99 of `keep` for each and the time each prune chunk took, then how fast what is left of
 //! the backlog drains with no other load.
 //! `cargo run --release -p wharf-store --example prune_under_load -- [backlog] [seconds] [rounds] [chunk] [pause]`
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use wharf_store::{Inbox, InboxOptions, MessageStatus, NewMessage};
+use wharf_store::{Inbox, InboxOptions};
 
 const TASKS: usize = 64;
-
-fn message(body: &bytes::Bytes) -> NewMessage {
-    NewMessage {
-        destination: "bench".into(),
-        duplicate_key: format!("log:{}", uuid::Uuid::new_v4()),
-        kind: "data_model".into(),
-        status: MessageStatus::Received,
-        data_model: Some("PatientAdmin".into()),
-        event_type: Some("Arrival".into()),
-        log_id: None,
-        content_type: "application/json".into(),
-        body: body.clone(),
-        malformed_reason: None,
-    }
-}
 
 /// `count` messages kept and marked forwarded: the backlog the pruner works through.
 async fn fill(inbox: &Inbox, body: &bytes::Bytes, count: u64) {
@@ -35,8 +22,12 @@ async fn fill(inbox: &Inbox, body: &bytes::Bytes, count: u64) {
     for _ in 0..TASKS {
         let (inbox, body, next) = (inbox.clone(), body.clone(), next.clone());
         set.spawn(async move {
-            while next.fetch_add(1, Ordering::Relaxed) < count {
-                let kept = inbox.keep(message(&body)).await.unwrap();
+            loop {
+                let log_id = next.fetch_add(1, Ordering::Relaxed);
+                if log_id >= count {
+                    break;
+                }
+                let kept = inbox.keep(common::message(&body, log_id)).await.unwrap();
                 inbox.mark_forwarded(kept.id).await.unwrap();
             }
         });
@@ -44,30 +35,6 @@ async fn fill(inbox: &Inbox, body: &bytes::Bytes, count: u64) {
     while let Some(r) = set.join_next().await {
         r.unwrap();
     }
-}
-
-/// 64 tasks keeping for `seconds`; their `keep` latencies.
-async fn keep_load(inbox: &Inbox, body: &bytes::Bytes, seconds: u64) -> Vec<Duration> {
-    let end = Instant::now() + Duration::from_secs(seconds);
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..TASKS {
-        let (inbox, body) = (inbox.clone(), body.clone());
-        set.spawn(async move {
-            let mut lat = Vec::new();
-            while Instant::now() < end {
-                let t = Instant::now();
-                inbox.keep(message(&body)).await.unwrap();
-                lat.push(t.elapsed());
-            }
-            lat
-        });
-    }
-    let mut all = Vec::new();
-    while let Some(r) = set.join_next().await {
-        all.extend(r.unwrap());
-    }
-    all.sort();
-    all
 }
 
 fn report(phase: &str, lat: &[Duration], seconds: u64) {
@@ -101,7 +68,7 @@ async fn main() {
     let before = wharf_store::now_millis() + 1;
     let mut pruned_total = 0;
     for round in 1..=rounds {
-        let alone = keep_load(&inbox, &body, seconds).await;
+        let alone = common::keep_load(&inbox, TASKS, seconds).await;
         report(&format!("round {round} alone"), &alone, seconds);
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -125,7 +92,7 @@ async fn main() {
                 (chunks, deleted, ran_out)
             })
         };
-        let pruning = keep_load(&inbox, &body, seconds).await;
+        let pruning = common::keep_load(&inbox, TASKS, seconds).await;
         stop.store(true, Ordering::Relaxed);
         let (mut chunks, deleted, ran_out) = pruner.await.unwrap();
         pruned_total += deleted;
