@@ -5,6 +5,8 @@
 # Usage: benches/destination.sh [rounds=5] [seconds=10] [concurrency=64]
 # With WHARF_BENCH_DATABASE_URL=postgres://... the server keeps its inbox in PostgreSQL instead
 # of SQLite: the script creates a schema of its own there (with psql) and drops it at the end.
+# WHARF_BENCH_SERVER_ENV="NAME=value ..." sets environment variables for the server only (not
+# for the load generator), for experiments such as TOKIO_WORKER_THREADS or a patch's switches.
 # Rounds alternate ceiling and messages so machine noise hits both alike; the summary is the
 # median of the rounds. Results go to stdout and to target/bench/destination-*.jsonl.
 set -euo pipefail
@@ -40,7 +42,8 @@ environment = "Development"
 verification_token = "$token"
 TOML
 
-RUST_LOG=warn "$wharf" destination serve --config "$work/destination.toml" &
+# shellcheck disable=SC2086 # word splitting of the NAME=value list is intended
+env ${WHARF_BENCH_SERVER_ENV:-} RUST_LOG=warn "$wharf" destination serve --config "$work/destination.toml" &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"; eval "$cleanup_schema"' EXIT
 for _ in $(seq 100); do

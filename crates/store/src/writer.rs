@@ -8,6 +8,10 @@
 //! member. Under load, one `fsync` acknowledges dozens of messages; with no load, a lone
 //! message commits at once (the writer never waits to fill a batch).
 //!
+//! Why not commit on the request tasks themselves (leader/follower): it saves the hand-off's
+//! wake-ups, but a leader blocks its HTTP worker for the inserts and the `fsync`, and measured
+//! slower with a higher p99 than this thread (docs/BENCHMARKS.md, "Leader/follower commits").
+//!
 //! Backpressure: when the channel is full the handler gets [`KeepError::Busy`] at once and
 //! answers 503 with `Retry-After`; nothing queues without bound. Bookkeeping writes from the
 //! forwarder use a second, unbounded channel so they are never refused (they are bounded by the
