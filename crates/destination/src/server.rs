@@ -239,7 +239,7 @@ async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     }
     let reader = app.inbox.reader().clone();
     if !matches!(
-        tokio::task::spawn_blocking(move || reader.list(None, 1)).await,
+        tokio::task::spawn_blocking(move || reader.list(&wharf_store::ListQuery::oldest(1))).await,
         Ok(Ok(_))
     ) {
         return (StatusCode::SERVICE_UNAVAILABLE, "the inbox cannot be read");

@@ -92,6 +92,63 @@ pub struct StoredMessage {
     pub forward_attempts: i64,
 }
 
+/// Which messages [`InboxReader::list`] returns: a page of the inbox in arrival order.
+#[derive(Debug, Clone, Copy)]
+pub struct ListQuery<'a> {
+    /// Only this destination's messages (its configured name).
+    pub destination: Option<&'a str>,
+    /// Only messages with this status.
+    pub status: Option<MessageStatus>,
+    /// Only messages after this sequence number (`MessageSummary::id`): the next page forward.
+    pub after: Option<i64>,
+    /// Only messages before this sequence number: the next page backward.
+    pub before: Option<i64>,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
+    /// Most messages returned.
+    pub limit: usize,
+}
+
+impl ListQuery<'_> {
+    /// The oldest `limit` messages.
+    pub fn oldest(limit: usize) -> Self {
+        ListQuery {
+            destination: None,
+            status: None,
+            after: None,
+            before: None,
+            newest_first: false,
+            limit,
+        }
+    }
+
+    /// The statement both backends run, with `$1`.. or `?1`.. (`placeholder`) for the
+    /// destination, the lower and upper sequence bounds (exclusive) and the limit, in that
+    /// order. The status and the order are written into the statement (they come from enums),
+    /// so SQLite sees the status as a constant and can use a partial index on it.
+    pub(crate) fn sql(&self, columns: &str, placeholder: char) -> String {
+        let status = self
+            .status
+            .map(|s| format!(" AND status = '{}'", s.as_str()))
+            .unwrap_or_default();
+        let order = if self.newest_first { "DESC" } else { "ASC" };
+        let p = placeholder;
+        format!(
+            "SELECT {columns} FROM inbox
+             WHERE (CAST({p}1 AS TEXT) IS NULL OR destination = {p}1)
+               AND id > {p}2 AND id < {p}3{status}
+             ORDER BY id {order} LIMIT {p}4"
+        )
+    }
+
+    pub(crate) fn bounds(&self) -> (i64, i64) {
+        (
+            self.after.unwrap_or(i64::MIN),
+            self.before.unwrap_or(i64::MAX),
+        )
+    }
+}
+
 /// One inbox row without its body, for listings.
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageSummary {
@@ -165,13 +222,9 @@ impl InboxReader {
         }
     }
 
-    /// Every message, oldest first, optionally for one destination only.
-    pub fn list(
-        &self,
-        destination: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<MessageSummary>, StoreError> {
-        read!(self, list(destination, limit))
+    /// One page of messages (see [`ListQuery`]).
+    pub fn list(&self, query: &ListQuery<'_>) -> Result<Vec<MessageSummary>, StoreError> {
+        read!(self, list(query))
     }
 
     /// The newest messages first, optionally only those with `status`.
@@ -180,7 +233,16 @@ impl InboxReader {
         status: Option<MessageStatus>,
         limit: usize,
     ) -> Result<Vec<MessageSummary>, StoreError> {
-        read!(self, recent(status, limit))
+        self.list(&ListQuery {
+            status,
+            newest_first: true,
+            ..ListQuery::oldest(limit)
+        })
+    }
+
+    /// One message with its body, exactly as it was received, by Wharf's message id.
+    pub fn message(&self, message_id: &str) -> Result<Option<StoredMessage>, StoreError> {
+        read!(self, message(message_id))
     }
 
     /// One message by Wharf's message id.
@@ -209,6 +271,33 @@ impl InboxReader {
         destination: &str,
     ) -> Result<Vec<(MessageStatus, i64)>, StoreError> {
         read!(self, count_by_status(destination))
+    }
+}
+
+/// Deletes malformed messages by Wharf's message id, on its own connection beside a running
+/// server (`wharf destination discard`): an operator's way to clear a malformed message once it
+/// has been looked at, since nothing else ever deletes one. Messages with any other status are
+/// left alone (they may be the only copy of a message the application still needs). Returns
+/// the ids that were deleted; on SQLite their bytes are overwritten with zeros, as retention
+/// does.
+pub fn discard_malformed(
+    database: &Database,
+    message_ids: &[String],
+) -> Result<Vec<String>, StoreError> {
+    match database {
+        Database::Sqlite(data_dir) => {
+            let path = data_dir.join(INBOX_FILE);
+            if !path.exists() {
+                return Err(StoreError::DataDir {
+                    path,
+                    source: std::io::ErrorKind::NotFound.into(),
+                });
+            }
+            let mut conn = sqlite::open(&path)?;
+            conn.pragma_update(None, "secure_delete", true)?;
+            Ok(sqlite::inbox::discard_malformed(&mut conn, message_ids)?)
+        }
+        Database::Postgres(url) => PgInbox::open_reader(url)?.discard_malformed(message_ids),
     }
 }
 
@@ -498,7 +587,14 @@ mod tests {
             largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        assert_eq!(inbox.reader().list(None, 10_000).unwrap().len(), 24 * 32);
+        assert_eq!(
+            inbox
+                .reader()
+                .list(&ListQuery::oldest(10_000))
+                .unwrap()
+                .len(),
+            24 * 32
+        );
         assert!(
             largest < 16 * 1024 * 1024,
             "the WAL grew to {largest} bytes for 24 MB written with a 1 MB reset threshold"
@@ -536,7 +632,7 @@ mod tests {
             path.display()
         );
         let reader = InboxReader::open_existing(dir.path()).unwrap();
-        assert_eq!(reader.list(None, 10).unwrap().len(), 1);
+        assert_eq!(reader.list(&ListQuery::oldest(10)).unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -546,7 +642,7 @@ mod tests {
         inbox.keep(message("a", "x")).await.unwrap();
         inbox.close();
         let reader = InboxReader::open_existing(dir.path()).unwrap();
-        assert_eq!(reader.list(None, 10).unwrap().len(), 1);
+        assert_eq!(reader.list(&ListQuery::oldest(10)).unwrap().len(), 1);
         assert_eq!(
             reader.count_by_status("a").unwrap(),
             vec![(MessageStatus::Received, 1)]
@@ -563,11 +659,12 @@ mod tests {
         inbox.mark_forwarded(first.id).await.unwrap();
         let path = inbox.path().to_owned();
         inbox.close();
-        // Back to schema version 2, as a wharf from before migration 3 left it.
+        // Back to schema version 2, as a wharf from before migrations 3 and 4 left it.
         let conn = sqlite::open(&path).unwrap();
         conn.execute_batch(
             "DROP TRIGGER inbox_counts_insert; DROP TRIGGER inbox_counts_delete;
              DROP TRIGGER inbox_counts_update; DROP TABLE inbox_counts;
+             DROP INDEX inbox_malformed;
              PRAGMA user_version = 2;",
         )
         .unwrap();

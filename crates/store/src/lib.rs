@@ -20,8 +20,8 @@ mod sqlite;
 pub mod writer;
 
 pub use inbox::{
-    Body, INBOX_FILE, Inbox, InboxOptions, InboxReader, Kept, MessageStatus, MessageSummary,
-    NewMessage, StoredMessage,
+    Body, INBOX_FILE, Inbox, InboxOptions, InboxReader, Kept, ListQuery, MessageStatus,
+    MessageSummary, NewMessage, StoredMessage, discard_malformed,
 };
 pub use writer::KeepError;
 

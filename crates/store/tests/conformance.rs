@@ -11,7 +11,8 @@ use common::queued;
 use std::time::Duration;
 use wharf_store::engine::*;
 use wharf_store::{
-    Body, Database, Inbox, InboxOptions, InboxReader, MessageStatus, NewMessage, StoreError,
+    Body, Database, Inbox, InboxOptions, InboxReader, ListQuery, MessageStatus, NewMessage,
+    StoreError,
 };
 use wharf_testkit::postgres::PgSchema;
 
@@ -90,6 +91,8 @@ conformance! {
         bodies_are_kept_byte_for_byte,
         only_forwarded_messages_are_pruned_oldest_first,
         counts_follow_every_change,
+        listings_page_by_sequence_status_and_order,
+        only_malformed_messages_are_discarded,
     ],
 }
 
@@ -562,7 +565,10 @@ async fn keeps_once_per_duplicate_key_and_destination(db: &Db) {
     assert_eq!(again.message_id, first.message_id);
     let other = inbox.keep(message("b", "log:1")).await.unwrap();
     assert!(!other.duplicate, "keys are per destination");
-    assert_eq!(inbox.reader().list(None, 100).unwrap().len(), 2);
+    assert_eq!(
+        inbox.reader().list(&ListQuery::oldest(100)).unwrap().len(),
+        2
+    );
 }
 
 async fn concurrent_keeps_share_commits_and_keep_order(db: &Db) {
@@ -576,7 +582,13 @@ async fn concurrent_keeps_share_commits_and_keep_order(db: &Db) {
     for t in tasks {
         assert!(!t.await.unwrap().unwrap().duplicate);
     }
-    let rows = inbox.reader().list(Some("a"), 1000).unwrap();
+    let rows = inbox
+        .reader()
+        .list(&ListQuery {
+            destination: Some("a"),
+            ..ListQuery::oldest(1000)
+        })
+        .unwrap();
     assert_eq!(rows.len(), 200);
     assert!(rows.windows(2).all(|w| w[0].id < w[1].id));
 }
@@ -613,7 +625,10 @@ async fn a_retry_within_one_batch_is_kept_once(db: &Db) {
         kept.push(t.await.unwrap().unwrap());
     }
     assert_eq!(kept.iter().filter(|k| !k.duplicate).count(), 5);
-    assert_eq!(inbox.reader().list(None, 100).unwrap().len(), 5);
+    assert_eq!(
+        inbox.reader().list(&ListQuery::oldest(100)).unwrap().len(),
+        5
+    );
     for k in &kept {
         let row = inbox.reader().get(&k.message_id).unwrap().unwrap();
         assert_eq!(
@@ -635,8 +650,17 @@ async fn listings_recent_and_counts(db: &Db) {
     inbox.keep(message("e", "3")).await.unwrap();
     inbox.mark_forwarded(a.id).await.unwrap();
     let reader = inbox.reader();
-    assert_eq!(reader.list(Some("d"), 10).unwrap().len(), 2);
-    assert_eq!(reader.list(None, 2).unwrap().len(), 2);
+    assert_eq!(
+        reader
+            .list(&ListQuery {
+                destination: Some("d"),
+                ..ListQuery::oldest(10)
+            })
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(reader.list(&ListQuery::oldest(2)).unwrap().len(), 2);
     let recent = reader.recent(None, 10).unwrap();
     assert_eq!(
         recent
@@ -663,12 +687,130 @@ async fn listings_recent_and_counts(db: &Db) {
     assert!(reader.get("no-such-id").unwrap().is_none());
 }
 
+/// A message kept as malformed, as the destination keeps a body that is not JSON.
+fn malformed(destination: &str, key: &str) -> NewMessage {
+    NewMessage {
+        status: MessageStatus::Malformed,
+        kind: "malformed".into(),
+        malformed_reason: Some("not JSON".into()),
+        body: Body::from_static(b"<xml/>"),
+        ..message(destination, key)
+    }
+}
+
+fn keys(rows: &[wharf_store::MessageSummary]) -> Vec<&str> {
+    rows.iter().map(|m| m.duplicate_key.as_str()).collect()
+}
+
+async fn listings_page_by_sequence_status_and_order(db: &Db) {
+    let inbox = db.inbox();
+    let mut kept = Vec::new();
+    for i in 0..10 {
+        let m = if i % 3 == 0 {
+            malformed("d", &i.to_string())
+        } else {
+            message(if i % 2 == 0 { "d" } else { "e" }, &i.to_string())
+        };
+        kept.push(inbox.keep(m).await.unwrap());
+    }
+    let reader = inbox.reader();
+    let page = |q: ListQuery<'_>| reader.list(&q).unwrap();
+    // Forward pages: each starts after the last sequence number of the one before.
+    let first = page(ListQuery::oldest(4));
+    assert_eq!(keys(&first), ["0", "1", "2", "3"]);
+    let second = page(ListQuery {
+        after: Some(first[3].id),
+        ..ListQuery::oldest(4)
+    });
+    assert_eq!(keys(&second), ["4", "5", "6", "7"]);
+    let last = page(ListQuery {
+        after: Some(second[3].id),
+        ..ListQuery::oldest(4)
+    });
+    assert_eq!(keys(&last), ["8", "9"]);
+    // Backward pages from the newest.
+    let newest = ListQuery {
+        newest_first: true,
+        ..ListQuery::oldest(3)
+    };
+    let top = page(newest);
+    assert_eq!(keys(&top), ["9", "8", "7"]);
+    let next = page(ListQuery {
+        before: Some(top[2].id),
+        ..newest
+    });
+    assert_eq!(keys(&next), ["6", "5", "4"]);
+    // Filters combine with the bounds.
+    let bad = page(ListQuery {
+        status: Some(MessageStatus::Malformed),
+        ..ListQuery::oldest(100)
+    });
+    assert_eq!(keys(&bad), ["0", "3", "6", "9"]);
+    let bad_between = page(ListQuery {
+        status: Some(MessageStatus::Malformed),
+        after: Some(kept[0].id),
+        before: Some(kept[9].id),
+        ..ListQuery::oldest(100)
+    });
+    assert_eq!(keys(&bad_between), ["3", "6"]);
+    let received_e = page(ListQuery {
+        destination: Some("e"),
+        status: Some(MessageStatus::Received),
+        newest_first: true,
+        ..ListQuery::oldest(100)
+    });
+    assert_eq!(keys(&received_e), ["7", "5", "1"]);
+    assert!(
+        page(ListQuery {
+            destination: Some("nobody"),
+            ..ListQuery::oldest(100)
+        })
+        .is_empty()
+    );
+    // The body of one message, byte for byte.
+    let stored = reader.message(&kept[3].message_id).unwrap().unwrap();
+    assert_eq!(stored.body, b"<xml/>");
+    assert_eq!(stored.id, kept[3].id);
+    assert!(reader.message("no-such-id").unwrap().is_none());
+}
+
+async fn only_malformed_messages_are_discarded(db: &Db) {
+    let inbox = db.inbox();
+    let good = inbox.keep(message("d", "good")).await.unwrap();
+    let bad = inbox.keep(malformed("d", "bad")).await.unwrap();
+    let other = inbox.keep(malformed("d", "other")).await.unwrap();
+    let asked = [
+        good.message_id.clone(),
+        bad.message_id.clone(),
+        "no-such-id".to_owned(),
+    ];
+    // Beside the running inbox, as the command is used.
+    let discarded = wharf_store::discard_malformed(&db.database, &asked).unwrap();
+    assert_eq!(discarded, [bad.message_id.clone()]);
+    let reader = inbox.reader();
+    assert!(reader.get(&bad.message_id).unwrap().is_none());
+    assert!(reader.get(&good.message_id).unwrap().is_some());
+    assert!(reader.get(&other.message_id).unwrap().is_some());
+    assert_eq!(
+        reader.count_by_status("d").unwrap(),
+        vec![(MessageStatus::Malformed, 1), (MessageStatus::Received, 1)]
+    );
+    // Discarded means gone: the same again deletes nothing; the writer still works after.
+    assert!(
+        wharf_store::discard_malformed(&db.database, &[bad.message_id.clone()])
+            .unwrap()
+            .is_empty()
+    );
+    inbox.keep(message("d", "later")).await.unwrap();
+    assert_eq!(reader.list(&ListQuery::oldest(10)).unwrap().len(), 3);
+}
+
 async fn reopened_inbox_keeps_its_messages(db: &Db) {
     let inbox = db.inbox();
     let kept = inbox.keep(message("a", "x")).await.unwrap();
     inbox.close();
     let reader = InboxReader::open_database(&db.database).unwrap();
-    assert_eq!(reader.list(None, 10).unwrap().len(), 1);
+    assert_eq!(reader.list(&ListQuery::oldest(10)).unwrap().len(), 1);
     assert_eq!(
         reader.count_by_status("a").unwrap(),
         vec![(MessageStatus::Received, 1)]
@@ -728,7 +870,7 @@ async fn only_forwarded_messages_are_pruned_oldest_first(db: &Db) {
     assert_eq!(inbox.prune_forwarded(far_future, 10).await.unwrap(), 1);
     let left: Vec<String> = inbox
         .reader()
-        .list(None, 10)
+        .list(&ListQuery::oldest(10))
         .unwrap()
         .into_iter()
         .map(|m| m.duplicate_key)
@@ -751,7 +893,13 @@ async fn counts_follow_every_change(db: &Db) {
         let reader = inbox.reader();
         for destination in ["a", "b"] {
             let mut listed = std::collections::BTreeMap::new();
-            for m in reader.list(Some(destination), 1000).unwrap() {
+            for m in reader
+                .list(&ListQuery {
+                    destination: Some(destination),
+                    ..ListQuery::oldest(1000)
+                })
+                .unwrap()
+            {
                 *listed.entry(m.status.as_str()).or_insert(0i64) += 1;
             }
             let counted: std::collections::BTreeMap<_, _> = reader

@@ -8,7 +8,7 @@ use common::queued;
 use std::collections::HashSet;
 use std::time::Duration;
 use wharf_store::engine::{EngineStore, EngineStoreOptions, LogRecord, Write};
-use wharf_store::{Body, Database, Inbox, InboxOptions, MessageStatus, NewMessage};
+use wharf_store::{Body, Database, Inbox, InboxOptions, ListQuery, MessageStatus, NewMessage};
 use wharf_testkit::postgres::PgSchema;
 use wharf_testkit::wait_until;
 
@@ -170,7 +170,7 @@ async fn inboxes_keep_each_message_once_and_one_forwards() {
         kept.push(t.await.unwrap());
     }
     assert_eq!(kept.iter().filter(|k| !k.duplicate).count(), 100);
-    let rows = a.reader().list(None, 1000).unwrap();
+    let rows = a.reader().list(&ListQuery::oldest(1000)).unwrap();
     assert_eq!(rows.len(), 100);
     for pair in kept.chunks(2) {
         assert_eq!(

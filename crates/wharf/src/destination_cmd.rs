@@ -1,9 +1,10 @@
-//! `wharf destination serve` and `wharf destination inbox`.
+//! `wharf destination serve`, and the operator's inbox commands: `inbox` (list), `message`
+//! (one body) and `discard` (delete malformed messages).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wharf_destination::Config;
-use wharf_store::{InboxReader, MessageSummary, rfc3339};
+use wharf_store::{InboxReader, ListQuery, MessageStatus, MessageSummary, rfc3339};
 
 /// Exit status for a configuration mistake.
 pub const EXIT_CONFIG: u8 = 2;
@@ -83,8 +84,9 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Where an inbox is: a destination configuration, or its data directory or database itself.
 #[derive(clap::Args)]
-pub struct InboxArgs {
+pub struct InboxLocation {
     /// The destination server's configuration (its data_dir or database_url holds the inbox).
     #[arg(long, required_unless_present_any = ["data_dir", "database_url"])]
     config: Option<PathBuf>,
@@ -94,64 +96,128 @@ pub struct InboxArgs {
     /// Or the PostgreSQL database itself (`postgres://...`), when `--config` is not given.
     #[arg(long, env = "WHARF_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+}
+
+impl InboxLocation {
+    /// The inbox's database, or the exit code after saying what is wrong.
+    fn database(&self) -> Result<wharf_store::Database, ExitCode> {
+        // A configuration applies WHARF_DATABASE_URL itself, so the URL only decides without one.
+        let url = self.database_url.as_deref().filter(|url| !url.is_empty());
+        let database = match (&self.data_dir, &self.config, url) {
+            (Some(dir), _, _) => wharf_store::Database::Sqlite(dir.clone()),
+            (None, Some(config), _) => {
+                let c = load(config)?;
+                wharf_store::Database::from_config(
+                    &c.data_dir,
+                    c.database_url.as_ref().map(|u| u.as_str()),
+                )
+            }
+            (None, None, Some(url)) => {
+                match wharf_config::checked_database_url("--database-url", url.to_owned()) {
+                    Ok(url) => wharf_store::Database::Postgres(url.as_str().to_owned()),
+                    Err(e) => {
+                        eprintln!("error: --database-url {}", e.problem);
+                        return Err(ExitCode::from(EXIT_CONFIG));
+                    }
+                }
+            }
+            (None, None, None) => {
+                eprintln!("error: give --config, --data-dir or --database-url");
+                return Err(ExitCode::from(EXIT_CONFIG));
+            }
+        };
+        if let wharf_store::Database::Sqlite(data_dir) = &database {
+            let db = data_dir.join(wharf_store::INBOX_FILE);
+            if !db.exists() {
+                eprintln!(
+                    "no inbox at {}: the server has not run with this data_dir yet",
+                    db.display()
+                );
+                return Err(ExitCode::FAILURE);
+            }
+        }
+        Ok(database)
+    }
+
+    fn reader(&self) -> Result<(InboxReader, wharf_store::Database), ExitCode> {
+        let database = self.database()?;
+        match InboxReader::open_database(&database) {
+            Ok(reader) => Ok((reader, database)),
+            Err(e) => Err(cannot_read(&database, &e)),
+        }
+    }
+}
+
+fn cannot_read(database: &wharf_store::Database, e: &wharf_store::StoreError) -> ExitCode {
+    eprintln!(
+        "error: cannot read the inbox ({}): {e}",
+        database.describe()
+    );
+    ExitCode::FAILURE
+}
+
+/// A message status as the command line spells it.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum StatusArg {
+    Received,
+    Forwarded,
+    Malformed,
+}
+
+impl From<StatusArg> for MessageStatus {
+    fn from(s: StatusArg) -> Self {
+        match s {
+            StatusArg::Received => MessageStatus::Received,
+            StatusArg::Forwarded => MessageStatus::Forwarded,
+            StatusArg::Malformed => MessageStatus::Malformed,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct InboxArgs {
+    #[command(flatten)]
+    location: InboxLocation,
     /// Print JSON (one array) instead of a table.
     #[arg(long)]
     json: bool,
     /// Only this destination (its configured name).
     #[arg(long)]
     destination: Option<String>,
-    /// Most messages to list, oldest first.
+    /// Only messages with this status.
+    #[arg(long, value_enum)]
+    status: Option<StatusArg>,
+    /// Only messages after this sequence number (the SEQ column, `sequence` in JSON): the next
+    /// page after the last one shown.
+    #[arg(long, value_name = "SEQ")]
+    after: Option<i64>,
+    /// Only messages before this sequence number (with --newest: the next page back).
+    #[arg(long, value_name = "SEQ")]
+    before: Option<i64>,
+    /// Newest first (default: oldest first).
+    #[arg(long)]
+    newest: bool,
+    /// Most messages to list.
     #[arg(long, default_value_t = 1000)]
     limit: usize,
 }
 
 pub fn inbox(args: &InboxArgs) -> ExitCode {
-    // A configuration applies WHARF_DATABASE_URL itself, so the URL only decides without one.
-    let url = args.database_url.as_deref().filter(|url| !url.is_empty());
-    let database = match (&args.data_dir, &args.config, url) {
-        (Some(dir), _, _) => wharf_store::Database::Sqlite(dir.clone()),
-        (None, Some(config), _) => match load(config) {
-            Ok(c) => wharf_store::Database::from_config(
-                &c.data_dir,
-                c.database_url.as_ref().map(|u| u.as_str()),
-            ),
-            Err(code) => return code,
-        },
-        (None, None, Some(url)) => {
-            match wharf_config::checked_database_url("--database-url", url.to_owned()) {
-                Ok(url) => wharf_store::Database::Postgres(url.as_str().to_owned()),
-                Err(e) => {
-                    eprintln!("error: --database-url {}", e.problem);
-                    return ExitCode::from(2);
-                }
-            }
-        }
-        (None, None, None) => {
-            eprintln!("error: give --config, --data-dir or --database-url");
-            return ExitCode::from(2);
-        }
+    let (reader, database) = match args.location.reader() {
+        Ok(r) => r,
+        Err(code) => return code,
     };
-    if let wharf_store::Database::Sqlite(data_dir) = &database {
-        let db = data_dir.join(wharf_store::INBOX_FILE);
-        if !db.exists() {
-            eprintln!(
-                "no inbox at {}: the server has not run with this data_dir yet",
-                db.display()
-            );
-            return ExitCode::FAILURE;
-        }
-    }
-    let rows = match InboxReader::open_database(&database)
-        .and_then(|r| r.list(args.destination.as_deref(), args.limit))
-    {
+    let query = ListQuery {
+        destination: args.destination.as_deref(),
+        status: args.status.map(MessageStatus::from),
+        after: args.after,
+        before: args.before,
+        newest_first: args.newest,
+        limit: args.limit,
+    };
+    let rows = match reader.list(&query) {
         Ok(rows) => rows,
-        Err(e) => {
-            eprintln!(
-                "error: cannot read the inbox ({}): {e}",
-                database.describe()
-            );
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cannot_read(&database, &e),
     };
     if args.json {
         let rows: Vec<_> = rows.iter().map(json_row).collect();
@@ -163,6 +229,95 @@ pub fn inbox(args: &InboxArgs) -> ExitCode {
         print_table(&rows);
     }
     ExitCode::SUCCESS
+}
+
+#[derive(clap::Args)]
+pub struct MessageArgs {
+    #[command(flatten)]
+    location: InboxLocation,
+    /// Wharf's message id (the ID column of `wharf destination inbox`).
+    message_id: String,
+    /// Write the body to this file instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+/// `wharf destination message`: one message's body, byte for byte as it was received.
+pub fn message(args: &MessageArgs) -> ExitCode {
+    let (reader, database) = match args.location.reader() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let message = match reader.message(&args.message_id) {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            eprintln!(
+                "no message {} in the inbox ({}); `wharf destination inbox` lists their ids",
+                args.message_id,
+                database.describe()
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => return cannot_read(&database, &e),
+    };
+    let written = match &args.output {
+        Some(path) => std::fs::write(path, &message.body),
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&message.body).and_then(|()| out.flush())
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the body: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct DiscardArgs {
+    #[command(flatten)]
+    location: InboxLocation,
+    /// Wharf's ids of the malformed messages to delete.
+    #[arg(required = true)]
+    message_ids: Vec<String>,
+}
+
+/// `wharf destination discard`: deletes malformed messages an operator has dealt with.
+pub fn discard(args: &DiscardArgs) -> ExitCode {
+    let database = match args.location.database() {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let discarded = match wharf_store::discard_malformed(&database, &args.message_ids) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "error: cannot change the inbox ({}): {e}",
+                database.describe()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut all = true;
+    for id in &args.message_ids {
+        if discarded.contains(id) {
+            println!("discarded {id}");
+        } else {
+            all = false;
+            println!(
+                "not discarded {id}: no such message, or it is not malformed (only malformed messages can be discarded; the others may be the only copy)"
+            );
+        }
+    }
+    if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn json_row(m: &MessageSummary) -> serde_json::Value {
@@ -188,8 +343,8 @@ fn json_row(m: &MessageSummary) -> serde_json::Value {
 
 fn print_table(rows: &[MessageSummary]) {
     println!(
-        "{:<36}  {:<44}  {:<18}  {:<14}  {:<24}  {:<10}  DESTINATION",
-        "ID", "DUPLICATE KEY", "DATA MODEL", "EVENT TYPE", "RECEIVED", "STATUS"
+        "{:>8}  {:<36}  {:<44}  {:<18}  {:<14}  {:<24}  {:<10}  DESTINATION",
+        "SEQ", "ID", "DUPLICATE KEY", "DATA MODEL", "EVENT TYPE", "RECEIVED", "STATUS"
     );
     for m in rows {
         let mut status = m.status.as_str().to_owned();
@@ -206,7 +361,8 @@ fn print_table(rows: &[MessageSummary]) {
             );
         }
         println!(
-            "{:<36}  {:<44}  {:<18}  {:<14}  {:<24}  {:<10}  {}",
+            "{:>8}  {:<36}  {:<44}  {:<18}  {:<14}  {:<24}  {:<10}  {}",
+            m.id,
             m.message_id,
             truncate(&m.duplicate_key, 44),
             truncate(m.data_model.as_deref().unwrap_or("-"), 18),

@@ -66,8 +66,12 @@ enum DestinationCommand {
         #[arg(long)]
         config: PathBuf,
     },
-    /// List the messages kept in the inbox (works beside a running server).
+    /// List the messages kept in the inbox, a page at a time (works beside a running server).
     Inbox(destination_cmd::InboxArgs),
+    /// Print one kept message's body exactly as it was received.
+    Message(destination_cmd::MessageArgs),
+    /// Delete malformed messages once dealt with (nothing else deletes them).
+    Discard(destination_cmd::DiscardArgs),
 }
 
 #[derive(Subcommand)]
@@ -95,6 +99,12 @@ fn main() -> ExitCode {
                 destination_cmd::serve(&config).await
             }
             Command::Destination(DestinationCommand::Inbox(args)) => destination_cmd::inbox(&args),
+            Command::Destination(DestinationCommand::Message(args)) => {
+                destination_cmd::message(&args)
+            }
+            Command::Destination(DestinationCommand::Discard(args)) => {
+                destination_cmd::discard(&args)
+            }
             Command::Up(args) => up::up(&args).await,
             Command::Engine(EngineCommand::Serve { config }) => engine_cmd::serve(&config).await,
             Command::Verify(args) => redox::verify_cmd(&args).await,

@@ -129,7 +129,7 @@ impl Harness {
         );
         InboxReader::open_database(&database)
             .unwrap()
-            .list(None, 100_000)
+            .list(&wharf_store::ListQuery::oldest(100_000))
             .unwrap()
     }
 

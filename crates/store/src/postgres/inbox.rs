@@ -14,7 +14,7 @@
 use super::lease::{HEARTBEAT, Leases};
 use super::{Pg, block_on, notify, runtime, schema, xact_lock};
 use crate::StoreError;
-use crate::inbox::{Kept, MessageStatus, MessageSummary, StoredMessage};
+use crate::inbox::{Kept, ListQuery, MessageStatus, MessageSummary, StoredMessage};
 use crate::now_millis;
 use crate::writer::{BatchOutcome, Bookkeeping, Item, KeepRequest};
 use std::collections::{HashMap, HashSet};
@@ -47,6 +47,21 @@ struct Forwarders {
 const SUMMARY_COLUMNS: &str = "id, message_id, destination, duplicate_key, kind, status,
     data_model, event_type, log_id, content_type, octet_length(body)::int8, received_at,
     forward_attempts, last_error, malformed_reason, forwarded_at";
+
+const STORED_COLUMNS: &str =
+    "id, message_id, destination, duplicate_key, content_type, body, forward_attempts";
+
+fn stored(r: &Row) -> StoredMessage {
+    StoredMessage {
+        id: r.get(0),
+        message_id: r.get(1),
+        destination: r.get(2),
+        duplicate_key: r.get(3),
+        content_type: r.get(4),
+        body: r.get(5),
+        forward_attempts: r.get(6),
+    }
+}
 
 fn summary(row: &Row) -> MessageSummary {
     MessageSummary {
@@ -157,32 +172,11 @@ impl PgInbox {
         self.pg.query(sql, params, map)
     }
 
-    pub(crate) fn list(
-        &self,
-        destination: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<MessageSummary>, StoreError> {
+    pub(crate) fn list(&self, query: &ListQuery<'_>) -> Result<Vec<MessageSummary>, StoreError> {
+        let (after, before) = query.bounds();
         self.query(
-            &format!(
-                "SELECT {SUMMARY_COLUMNS} FROM inbox
-                 WHERE ($1::text IS NULL OR destination = $1) ORDER BY id LIMIT $2"
-            ),
-            &[&destination, &(limit as i64)],
-            summary,
-        )
-    }
-
-    pub(crate) fn recent(
-        &self,
-        status: Option<MessageStatus>,
-        limit: usize,
-    ) -> Result<Vec<MessageSummary>, StoreError> {
-        self.query(
-            &format!(
-                "SELECT {SUMMARY_COLUMNS} FROM inbox
-                 WHERE ($1::text IS NULL OR status = $1) ORDER BY id DESC LIMIT $2"
-            ),
-            &[&status.map(MessageStatus::as_str), &(limit as i64)],
+            &query.sql(SUMMARY_COLUMNS, '$'),
+            &[&query.destination, &after, &before, &(query.limit as i64)],
             summary,
         )
     }
@@ -205,20 +199,36 @@ impl PgInbox {
     ) -> Result<Option<StoredMessage>, StoreError> {
         Ok(self
             .query(
-                "SELECT id, message_id, destination, duplicate_key, content_type, body,
-                        forward_attempts
-                 FROM inbox WHERE destination = $1 AND status = 'received' AND id > $2
-                 ORDER BY id LIMIT 1",
+                &format!(
+                    "SELECT {STORED_COLUMNS}
+                     FROM inbox WHERE destination = $1 AND status = 'received' AND id > $2
+                     ORDER BY id LIMIT 1"
+                ),
                 &[&destination, &after_id],
-                |r| StoredMessage {
-                    id: r.get(0),
-                    message_id: r.get(1),
-                    destination: r.get(2),
-                    duplicate_key: r.get(3),
-                    content_type: r.get(4),
-                    body: r.get(5),
-                    forward_attempts: r.get(6),
-                },
+                stored,
+            )?
+            .into_iter()
+            .next())
+    }
+
+    pub(crate) fn discard_malformed(
+        &self,
+        message_ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        self.query(
+            "DELETE FROM inbox WHERE message_id = ANY($1) AND status = 'malformed'
+             RETURNING message_id",
+            &[&message_ids],
+            |r| r.get(0),
+        )
+    }
+
+    pub(crate) fn message(&self, message_id: &str) -> Result<Option<StoredMessage>, StoreError> {
+        Ok(self
+            .query(
+                &format!("SELECT {STORED_COLUMNS} FROM inbox WHERE message_id = $1"),
+                &[&message_id],
+                stored,
             )?
             .into_iter()
             .next())

@@ -179,6 +179,9 @@ pub(crate) const INBOX: &[&str] = &[
     CREATE TRIGGER inbox_counts_update AFTER UPDATE ON inbox
         REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
         FOR EACH STATEMENT EXECUTE FUNCTION inbox_counts_moved();",
+    // 4: malformed messages, for the status page and `wharf destination inbox --status
+    // malformed`, which otherwise read every row looking for the few there are.
+    "CREATE INDEX inbox_malformed ON inbox (id) WHERE status = 'malformed';",
 ];
 
 /// A set of tables with its own migrations and version: the engine's or the inbox's.

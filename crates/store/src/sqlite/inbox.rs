@@ -3,7 +3,7 @@
 //! The writer thread owns one connection ([`write_batch`]); readers share another behind a
 //! mutex, which is enough because reads are short and WAL never makes the writer wait on them.
 
-use crate::inbox::{Kept, MessageStatus, MessageSummary, StoredMessage};
+use crate::inbox::{Kept, ListQuery, MessageStatus, MessageSummary, StoredMessage};
 use crate::now_millis;
 use crate::writer::{BatchOutcome, Bookkeeping, Item, KeepRequest};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -35,30 +35,12 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<MessageSummary> {
 
 pub(crate) fn list(
     conn: &Connection,
-    destination: Option<&str>,
-    limit: usize,
+    query: &ListQuery<'_>,
 ) -> rusqlite::Result<Vec<MessageSummary>> {
-    let sql = format!(
-        "SELECT {SUMMARY_COLUMNS} FROM inbox
-         WHERE (?1 IS NULL OR destination = ?1) ORDER BY id LIMIT ?2"
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params![destination, limit as i64], summary)?;
-    rows.collect()
-}
-
-pub(crate) fn recent(
-    conn: &Connection,
-    status: Option<MessageStatus>,
-    limit: usize,
-) -> rusqlite::Result<Vec<MessageSummary>> {
-    let sql = format!(
-        "SELECT {SUMMARY_COLUMNS} FROM inbox
-         WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
+    let (after, before) = query.bounds();
+    let mut stmt = conn.prepare_cached(&query.sql(SUMMARY_COLUMNS, '?'))?;
     let rows = stmt.query_map(
-        params![status.map(MessageStatus::as_str), limit as i64],
+        params![query.destination, after, before, query.limit as i64],
         summary,
     )?;
     rows.collect()
@@ -73,28 +55,62 @@ pub(crate) fn get(conn: &Connection, message_id: &str) -> rusqlite::Result<Optio
     .optional()
 }
 
+const STORED_COLUMNS: &str =
+    "id, message_id, destination, duplicate_key, content_type, body, forward_attempts";
+
+fn stored(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
+    Ok(StoredMessage {
+        id: r.get(0)?,
+        message_id: r.get(1)?,
+        destination: r.get(2)?,
+        duplicate_key: r.get(3)?,
+        content_type: r.get(4)?,
+        body: r.get(5)?,
+        forward_attempts: r.get(6)?,
+    })
+}
+
 pub(crate) fn next_to_forward(
     conn: &Connection,
     destination: &str,
     after_id: i64,
 ) -> rusqlite::Result<Option<StoredMessage>> {
-    conn.prepare_cached(
-        "SELECT id, message_id, destination, duplicate_key, content_type, body,
-                forward_attempts
+    conn.prepare_cached(&format!(
+        "SELECT {STORED_COLUMNS}
          FROM inbox WHERE destination = ?1 AND status = 'received' AND id > ?2
-         ORDER BY id LIMIT 1",
-    )?
-    .query_row(params![destination, after_id], |r| {
-        Ok(StoredMessage {
-            id: r.get(0)?,
-            message_id: r.get(1)?,
-            destination: r.get(2)?,
-            duplicate_key: r.get(3)?,
-            content_type: r.get(4)?,
-            body: r.get(5)?,
-            forward_attempts: r.get(6)?,
-        })
-    })
+         ORDER BY id LIMIT 1"
+    ))?
+    .query_row(params![destination, after_id], stored)
+    .optional()
+}
+
+pub(crate) fn discard_malformed(
+    conn: &mut Connection,
+    message_ids: &[String],
+) -> rusqlite::Result<Vec<String>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut discarded = Vec::new();
+    {
+        let mut delete =
+            tx.prepare("DELETE FROM inbox WHERE message_id = ?1 AND status = 'malformed'")?;
+        for id in message_ids {
+            if delete.execute(params![id])? == 1 {
+                discarded.push(id.clone());
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(discarded)
+}
+
+pub(crate) fn message(
+    conn: &Connection,
+    message_id: &str,
+) -> rusqlite::Result<Option<StoredMessage>> {
+    conn.prepare_cached(&format!(
+        "SELECT {STORED_COLUMNS} FROM inbox WHERE message_id = ?1"
+    ))?
+    .query_row(params![message_id], stored)
     .optional()
 }
 

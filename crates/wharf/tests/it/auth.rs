@@ -236,7 +236,7 @@ impl Destination {
             .unwrap()
             .inbox()
             .reader()
-            .list(None, 1000)
+            .list(&wharf_store::ListQuery::oldest(1000))
             .unwrap()
             .len()
     }
