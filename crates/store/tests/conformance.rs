@@ -786,7 +786,7 @@ async fn only_malformed_messages_are_discarded(db: &Db) {
     ];
     // Beside the running inbox, as the command is used.
     let discarded = wharf_store::discard_malformed(&db.database, &asked).unwrap();
-    assert_eq!(discarded, [bad.message_id.clone()]);
+    assert_eq!(discarded, std::slice::from_ref(&bad.message_id));
     let reader = inbox.reader();
     assert!(reader.get(&bad.message_id).unwrap().is_none());
     assert!(reader.get(&good.message_id).unwrap().is_some());
@@ -797,7 +797,7 @@ async fn only_malformed_messages_are_discarded(db: &Db) {
     );
     // Discarded means gone: the same again deletes nothing; the writer still works after.
     assert!(
-        wharf_store::discard_malformed(&db.database, &[bad.message_id.clone()])
+        wharf_store::discard_malformed(&db.database, std::slice::from_ref(&bad.message_id))
             .unwrap()
             .is_empty()
     );

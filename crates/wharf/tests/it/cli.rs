@@ -162,6 +162,177 @@ async fn send_pushes_files_in_order_and_inbox_lists_them() {
     );
 }
 
+/// An operator's inbox commands beside a running server: pages of the listing, one body
+/// byte for byte, and discarding malformed messages (and nothing else).
+#[tokio::test]
+async fn inbox_pages_shows_a_body_and_discards_only_malformed_messages() {
+    let dir = TestDir::new();
+    let (_server, addr) = serve(&dir).await;
+    let url = format!("http://{addr}/redox");
+    let client = reqwest::Client::new();
+    let post = |body: Vec<u8>| {
+        client
+            .post(&url)
+            .header("verification-token", TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let mut bodies = Vec::new();
+    for i in 0..5 {
+        let body = if i == 3 {
+            // Not JSON, and not UTF-8 either: kept as malformed, shown byte for byte.
+            b"\xff\xfe not json <3>".to_vec()
+        } else {
+            format!(
+                r#"{{"Meta":{{"DataModel":"PatientAdmin","EventType":"Arrival","Logs":[{{"ID":"log-{i}"}}]}},"n":{i}}}"#
+            )
+            .into_bytes()
+        };
+        let response = post(body.clone()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        bodies.push(body);
+    }
+    let config = dir.path().join("destination.toml");
+    let config = config.to_str().unwrap();
+    let list = |extra: &'static [&'static str]| async move {
+        let mut args = vec!["destination", "inbox", "--config", config, "--json"];
+        args.extend_from_slice(extra);
+        let out = run(&args).await;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        rows
+    };
+    let all = list(&[]).await;
+    assert_eq!(all.len(), 5);
+    let seq = |row: &serde_json::Value| row["sequence"].as_i64().unwrap();
+
+    // Pages forward by sequence number, and the newest first.
+    let first = list(&["--limit", "2"]).await;
+    assert_eq!(first.len(), 2);
+    let after = seq(&first[1]).to_string();
+    let out = run(&[
+        "destination",
+        "inbox",
+        "--config",
+        config,
+        "--json",
+        "--after",
+        &after,
+        "--limit",
+        "2",
+    ])
+    .await;
+    let second: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        second.iter().map(seq).collect::<Vec<_>>(),
+        [seq(&all[2]), seq(&all[3])]
+    );
+    let newest = list(&["--newest", "--limit", "2"]).await;
+    assert_eq!(
+        newest.iter().map(seq).collect::<Vec<_>>(),
+        [seq(&all[4]), seq(&all[3])]
+    );
+    let malformed = list(&["--status", "malformed"]).await;
+    assert_eq!(malformed.len(), 1);
+    assert_eq!(malformed[0]["id"], all[3]["id"]);
+    let table = run(&[
+        "destination",
+        "inbox",
+        "--config",
+        config,
+        "--status",
+        "received",
+    ])
+    .await;
+    assert!(
+        stdout(&table).starts_with("     SEQ  ID"),
+        "{}",
+        stdout(&table)
+    );
+    assert!(
+        stdout(&table).contains("4 message(s)"),
+        "{}",
+        stdout(&table)
+    );
+    let out = run(&[
+        "destination",
+        "inbox",
+        "--config",
+        config,
+        "--status",
+        "lost",
+    ])
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a wrong status is a usage mistake"
+    );
+
+    // One body, exactly as received, to standard output or a file.
+    for (row, body) in all.iter().zip(&bodies) {
+        let id = row["id"].as_str().unwrap();
+        let out = run(&["destination", "message", "--config", config, id]).await;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(&out.stdout, body);
+    }
+    let file = dir.path().join("body.bin");
+    let bad_id = all[3]["id"].as_str().unwrap();
+    let out = run(&[
+        "destination",
+        "message",
+        "--config",
+        config,
+        bad_id,
+        "--output",
+        file.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&file).unwrap(), bodies[3]);
+    let out = run(&["destination", "message", "--config", config, "no-such-id"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no message no-such-id"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Only the malformed message is discarded; a good one is refused, saying why.
+    let good_id = all[0]["id"].as_str().unwrap();
+    let out = run(&[
+        "destination",
+        "discard",
+        "--config",
+        config,
+        bad_id,
+        good_id,
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("discarded {bad_id}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!(
+            "not discarded {good_id}: no such message, or it is not malformed"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let left = list(&[]).await;
+    assert_eq!(left.len(), 4);
+    assert!(left.iter().all(|row| row["status"] == "received"));
+    let out = run(&["destination", "message", "--config", config, bad_id]).await;
+    assert_eq!(out.status.code(), Some(1));
+    // The running server still keeps messages after the command wrote beside it.
+    assert_eq!(post(b"{\"Meta\":{}}".to_vec()).await.unwrap().status(), 200);
+    assert_eq!(list(&[]).await.len(), 5);
+}
+
 /// Runs `wharf hash-password` with `input` on standard input.
 async fn hash_password(input: &str) -> Output {
     use tokio::io::AsyncWriteExt;
