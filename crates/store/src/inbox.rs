@@ -133,10 +133,19 @@ impl ListQuery<'_> {
             .unwrap_or_default();
         let order = if self.newest_first { "DESC" } else { "ASC" };
         let p = placeholder;
+        // Messages waiting to be forwarded of one destination are found through the pending
+        // index (destination, id). Any other listing walks the sequence (or the malformed
+        // index): given a plain `destination = ?` there, SQLite would rather read the whole
+        // destination through the duplicate-key index and sort it.
+        let destination =
+            if self.destination.is_some() && self.status == Some(MessageStatus::Received) {
+                format!("destination = {p}1")
+            } else {
+                format!("(CAST({p}1 AS TEXT) IS NULL OR destination = {p}1)")
+            };
         format!(
             "SELECT {columns} FROM inbox
-             WHERE (CAST({p}1 AS TEXT) IS NULL OR destination = {p}1)
-               AND id > {p}2 AND id < {p}3{status}
+             WHERE {destination} AND id > {p}2 AND id < {p}3{status}
              ORDER BY id {order} LIMIT {p}4"
         )
     }
@@ -684,5 +693,82 @@ mod tests {
             inbox.reader().count_by_status("b").unwrap(),
             vec![(MessageStatus::Received, 2)]
         );
+    }
+
+    /// Every listing reads by sequence or through a partial index, never the whole inbox
+    /// through the duplicate-key index with a sort (which is what a page of a large inbox
+    /// would cost otherwise).
+    #[test]
+    fn listings_use_the_sequence_or_a_partial_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(INBOX_FILE);
+        let mut conn = sqlite::open(&path).unwrap();
+        sqlite::migrate(&mut conn, &path, sqlite::INBOX_MIGRATIONS).unwrap();
+        let plan = |query: ListQuery<'_>| {
+            let sql = format!("EXPLAIN QUERY PLAN {}", query.sql("id", '?'));
+            let (after, before) = query.bounds();
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let rows = stmt
+                .query_map(
+                    rusqlite::params![query.destination, after, before, 10],
+                    |r| r.get::<_, String>(3),
+                )
+                .unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        let base = ListQuery::oldest(10);
+        let cases = [
+            (base, "INTEGER PRIMARY KEY"),
+            (
+                ListQuery {
+                    newest_first: true,
+                    ..base
+                },
+                "INTEGER PRIMARY KEY",
+            ),
+            (
+                ListQuery {
+                    destination: Some("d"),
+                    ..base
+                },
+                "INTEGER PRIMARY KEY",
+            ),
+            (
+                ListQuery {
+                    destination: Some("d"),
+                    status: Some(MessageStatus::Forwarded),
+                    ..base
+                },
+                "INTEGER PRIMARY KEY",
+            ),
+            (
+                ListQuery {
+                    status: Some(MessageStatus::Malformed),
+                    ..base
+                },
+                "inbox_malformed",
+            ),
+            (
+                ListQuery {
+                    destination: Some("d"),
+                    status: Some(MessageStatus::Malformed),
+                    ..base
+                },
+                "inbox_malformed",
+            ),
+            (
+                ListQuery {
+                    destination: Some("d"),
+                    status: Some(MessageStatus::Received),
+                    ..base
+                },
+                "inbox_pending",
+            ),
+        ];
+        for (query, index) in cases {
+            let plan = plan(query);
+            assert!(plan.contains(index), "{query:?}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{query:?}: {plan}");
+        }
     }
 }
