@@ -162,6 +162,22 @@ async fn send_pushes_files_in_order_and_inbox_lists_them() {
     );
 }
 
+/// `wharf destination SUBCOMMAND --config CONFIG ARGS...`.
+async fn destination(subcommand: &str, config: &str, args: &[&str]) -> Output {
+    let mut all = vec!["destination", subcommand, "--config", config];
+    all.extend_from_slice(args);
+    run(&all).await
+}
+
+/// The rows of `wharf destination inbox --config CONFIG --json ARGS...`.
+async fn inbox_json(config: &str, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = destination("inbox", config, &all).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// An operator's inbox commands beside a running server: pages of the listing, one body
 /// byte for byte, and discarding malformed messages (and nothing else).
 #[tokio::test]
@@ -195,56 +211,28 @@ async fn inbox_pages_shows_a_body_and_discards_only_malformed_messages() {
     }
     let config = dir.path().join("destination.toml");
     let config = config.to_str().unwrap();
-    let list = |extra: &'static [&'static str]| async move {
-        let mut args = vec!["destination", "inbox", "--config", config, "--json"];
-        args.extend_from_slice(extra);
-        let out = run(&args).await;
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-        rows
-    };
-    let all = list(&[]).await;
+    let all = inbox_json(config, &[]).await;
     assert_eq!(all.len(), 5);
     let seq = |row: &serde_json::Value| row["sequence"].as_i64().unwrap();
 
     // Pages forward by sequence number, and the newest first.
-    let first = list(&["--limit", "2"]).await;
+    let first = inbox_json(config, &["--limit", "2"]).await;
     assert_eq!(first.len(), 2);
     let after = seq(&first[1]).to_string();
-    let out = run(&[
-        "destination",
-        "inbox",
-        "--config",
-        config,
-        "--json",
-        "--after",
-        &after,
-        "--limit",
-        "2",
-    ])
-    .await;
-    let second: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let second = inbox_json(config, &["--after", &after, "--limit", "2"]).await;
     assert_eq!(
         second.iter().map(seq).collect::<Vec<_>>(),
         [seq(&all[2]), seq(&all[3])]
     );
-    let newest = list(&["--newest", "--limit", "2"]).await;
+    let newest = inbox_json(config, &["--newest", "--limit", "2"]).await;
     assert_eq!(
         newest.iter().map(seq).collect::<Vec<_>>(),
         [seq(&all[4]), seq(&all[3])]
     );
-    let malformed = list(&["--status", "malformed"]).await;
+    let malformed = inbox_json(config, &["--status", "malformed"]).await;
     assert_eq!(malformed.len(), 1);
     assert_eq!(malformed[0]["id"], all[3]["id"]);
-    let table = run(&[
-        "destination",
-        "inbox",
-        "--config",
-        config,
-        "--status",
-        "received",
-    ])
-    .await;
+    let table = destination("inbox", config, &["--status", "received"]).await;
     assert!(
         stdout(&table).starts_with("     SEQ  ID"),
         "{}",
@@ -255,15 +243,7 @@ async fn inbox_pages_shows_a_body_and_discards_only_malformed_messages() {
         "{}",
         stdout(&table)
     );
-    let out = run(&[
-        "destination",
-        "inbox",
-        "--config",
-        config,
-        "--status",
-        "lost",
-    ])
-    .await;
+    let out = destination("inbox", config, &["--status", "lost"]).await;
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -273,25 +253,21 @@ async fn inbox_pages_shows_a_body_and_discards_only_malformed_messages() {
     // One body, exactly as received, to standard output or a file.
     for (row, body) in all.iter().zip(&bodies) {
         let id = row["id"].as_str().unwrap();
-        let out = run(&["destination", "message", "--config", config, id]).await;
+        let out = destination("message", config, &[id]).await;
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         assert_eq!(&out.stdout, body);
     }
     let file = dir.path().join("body.bin");
     let bad_id = all[3]["id"].as_str().unwrap();
-    let out = run(&[
-        "destination",
+    let out = destination(
         "message",
-        "--config",
         config,
-        bad_id,
-        "--output",
-        file.to_str().unwrap(),
-    ])
+        &[bad_id, "--output", file.to_str().unwrap()],
+    )
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(std::fs::read(&file).unwrap(), bodies[3]);
-    let out = run(&["destination", "message", "--config", config, "no-such-id"]).await;
+    let out = destination("message", config, &["no-such-id"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("no message no-such-id"),
@@ -301,15 +277,7 @@ async fn inbox_pages_shows_a_body_and_discards_only_malformed_messages() {
 
     // Only the malformed message is discarded; a good one is refused, saying why.
     let good_id = all[0]["id"].as_str().unwrap();
-    let out = run(&[
-        "destination",
-        "discard",
-        "--config",
-        config,
-        bad_id,
-        good_id,
-    ])
-    .await;
+    let out = destination("discard", config, &[bad_id, good_id]).await;
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
         stdout(&out).contains(&format!("discarded {bad_id}")),
@@ -323,14 +291,14 @@ async fn inbox_pages_shows_a_body_and_discards_only_malformed_messages() {
         "{}",
         stdout(&out)
     );
-    let left = list(&[]).await;
+    let left = inbox_json(config, &[]).await;
     assert_eq!(left.len(), 4);
     assert!(left.iter().all(|row| row["status"] == "received"));
-    let out = run(&["destination", "message", "--config", config, bad_id]).await;
+    let out = destination("message", config, &[bad_id]).await;
     assert_eq!(out.status.code(), Some(1));
     // The running server still keeps messages after the command wrote beside it.
     assert_eq!(post(b"{\"Meta\":{}}".to_vec()).await.unwrap().status(), 200);
-    assert_eq!(list(&[]).await.len(), 5);
+    assert_eq!(inbox_json(config, &[]).await.len(), 5);
 }
 
 /// Runs `wharf hash-password` with `input` on standard input.
