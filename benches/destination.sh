@@ -7,6 +7,8 @@
 # of SQLite: the script creates a schema of its own there (with psql) and drops it at the end.
 # WHARF_BENCH_SERVER_ENV="NAME=value ..." sets environment variables for the server only (not
 # for the load generator), for experiments such as TOKIO_WORKER_THREADS or a patch's switches.
+# WHARF_BENCH_CONFIG="key = value" adds top-level keys to the server's configuration file (for
+# example "wal_reset_bytes = 134217728" to compare another WAL reset size).
 # Rounds alternate ceiling and messages so machine noise hits both alike; the summary is the
 # median of the rounds. Results go to stdout and to target/bench/destination-*.jsonl.
 set -euo pipefail
@@ -35,6 +37,7 @@ cat > "$work/destination.toml" <<TOML
 listen = "127.0.0.1:$port"
 data_dir = "$work/data"
 $database
+${WHARF_BENCH_CONFIG:-}
 [[destinations]]
 name = "Bench"
 path = "/redox"

@@ -43,6 +43,8 @@ pub struct Config {
     pub database_max_connections: usize,
     pub tls: Option<TlsFiles>,
     pub writer_queue_capacity: usize,
+    /// WAL size past which the SQLite inbox's writer restarts the WAL (`wal_reset_bytes`).
+    pub wal_reset_bytes: u64,
     /// How long a forwarded message stays in the inbox (`forwarded_retention`); `None`:
     /// for ever.
     pub forwarded_retention: Option<Duration>,
@@ -85,6 +87,7 @@ struct RawConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     writer_queue_capacity: Option<usize>,
+    wal_reset_bytes: Option<u64>,
     forwarded_retention: Option<String>,
     admin_token: Option<String>,
     admin_token_env: Option<String>,
@@ -231,6 +234,7 @@ impl Config {
             destinations.push(d);
         }
         let database_url = wharf_config::database_url(env, raw.database_url, raw.database_url_env)?;
+        let wal_reset_bytes = wal_reset_bytes(raw.wal_reset_bytes, database_url.is_some())?;
         Ok(Config {
             listen,
             data_dir,
@@ -242,11 +246,30 @@ impl Config {
             database_url,
             tls,
             writer_queue_capacity,
+            wal_reset_bytes,
             forwarded_retention,
             admin_token,
             serve,
             destinations,
         })
+    }
+}
+
+/// `wal_reset_bytes`: SQLite only, 1 MiB to 64 GiB.
+fn wal_reset_bytes(value: Option<u64>, on_postgres: bool) -> Result<u64, ConfigError> {
+    const KEY: &str = "wal_reset_bytes";
+    const RANGE: std::ops::RangeInclusive<u64> = (1 << 20)..=(64 << 30);
+    match value {
+        None => Ok(wharf_store::DEFAULT_WAL_RESET_BYTES),
+        Some(_) if on_postgres => Err(err(
+            KEY,
+            "only applies to the SQLite inbox: remove it, or remove database_url",
+        )),
+        Some(n) if !RANGE.contains(&n) => Err(err(
+            KEY,
+            format!("{n} is out of range: give 1048576 (1 MiB) to 68719476736 (64 GiB)"),
+        )),
+        Some(n) => Ok(n),
     }
 }
 
@@ -430,6 +453,32 @@ verification_token = "tok"
         let env = MapEnv(HashMap::from([("WHARF_DATABASE_URL", "postgres://o@h/d")]));
         let c = Config::parse(&pg, &env).unwrap();
         assert_eq!(c.database_url.unwrap().as_str(), "postgres://o@h/d");
+    }
+
+    #[test]
+    fn wal_reset_bytes_defaults_to_512_mib_and_applies_to_sqlite_only() {
+        let c = Config::parse(MINIMAL, &no_env()).unwrap();
+        assert_eq!(c.wal_reset_bytes, 512 * 1024 * 1024);
+        let with = |value: &str| format!("wal_reset_bytes = {value}\n{MINIMAL}");
+        let c = Config::parse(&with("1048576"), &no_env()).unwrap();
+        assert_eq!(c.wal_reset_bytes, 1024 * 1024);
+        for bad in ["1048575", "0", "68719476737"] {
+            assert_eq!(problem(&with(bad)).key, "wal_reset_bytes", "{bad}");
+        }
+        // Not a byte count at all: the parser's error quotes the line.
+        for bad in ["-1", "\"512MB\""] {
+            let e = problem(&with(bad));
+            assert!(
+                e.problem.contains("wal_reset_bytes"),
+                "{bad}: {}",
+                e.problem
+            );
+        }
+        assert!(problem(&with("1")).problem.contains("1 MiB"));
+        let pg = format!("database_url = \"postgres://u@h/d\"\n{}", with("1048576"));
+        let e = problem(&pg);
+        assert_eq!(e.key, "wal_reset_bytes");
+        assert!(e.problem.contains("SQLite"), "{}", e.problem);
     }
 
     #[test]

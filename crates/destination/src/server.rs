@@ -89,6 +89,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         &database,
         InboxOptions {
             queue_capacity: config.writer_queue_capacity,
+            wal_reset_bytes: config.wal_reset_bytes,
             on_batch: Some(crate::metrics::batch_observer(metrics.batch_sizes.clone())),
             // A forwarder lease (PostgreSQL) must outlast the longest forward.
             forward_bound: config

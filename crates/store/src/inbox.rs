@@ -349,7 +349,7 @@ impl Inbox {
                 let wal = sqlite::checkpoint::spawn(
                     &mut conn,
                     sqlite::open(&path)?,
-                    options.wal_reset_bytes,
+                    i64::try_from(options.wal_reset_bytes).unwrap_or(i64::MAX),
                 )
                 .map_err(|e| match e {
                     sqlite::checkpoint::SpawnError::Sqlite(e) => StoreError::Sqlite(e),

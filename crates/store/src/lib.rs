@@ -23,7 +23,7 @@ pub use inbox::{
     Body, INBOX_FILE, Inbox, InboxOptions, InboxReader, Kept, ListQuery, MessageStatus,
     MessageSummary, NewMessage, StoredMessage, discard_malformed,
 };
-pub use writer::KeepError;
+pub use writer::{DEFAULT_WAL_RESET_BYTES, KeepError};
 
 /// A storage failure. The text says what failed; callers add what the user should do.
 #[derive(Debug, thiserror::Error)]

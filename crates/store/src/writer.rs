@@ -77,6 +77,13 @@ pub(crate) struct BatchOutcome {
 /// group-commit batch-size metric).
 pub type BatchObserver = std::sync::Arc<dyn Fn(usize) + Send + Sync>;
 
+/// Default WAL size past which the SQLite inbox's WAL is restarted. Each restart pauses the
+/// writer for one sync of the database file, longer the more was copied since the last one;
+/// 512 MiB makes those pauses a quarter as frequent as 128 MiB did, which took the benchmark's
+/// p99 from 11-14 ms to 8-9 ms at the price of a longer longest pause (100-150 ms instead of
+/// 50-90 ms) and a larger WAL file (`docs/BENCHMARKS.md`, "WAL restarts and p99").
+pub const DEFAULT_WAL_RESET_BYTES: u64 = 512 * 1024 * 1024;
+
 /// Tuning for the writer.
 #[derive(Clone)]
 pub struct WriterOptions {
@@ -86,8 +93,9 @@ pub struct WriterOptions {
     pub max_batch: usize,
     /// Most body bytes in one transaction, so a burst of large messages commits in pieces.
     pub max_batch_bytes: usize,
-    /// WAL size past which the WAL is restarted from its beginning (see `checkpoint`).
-    pub wal_reset_bytes: i64,
+    /// SQLite only: WAL size past which the WAL is restarted from its beginning (see
+    /// `checkpoint`); [`DEFAULT_WAL_RESET_BYTES`] by default.
+    pub wal_reset_bytes: u64,
     /// Told how many messages every committed batch kept (or found already kept); batches of
     /// bookkeeping alone (forwarding marks, retention) are not reported.
     pub on_batch: Option<BatchObserver>,
@@ -119,7 +127,7 @@ impl Default for WriterOptions {
             queue_capacity: 4096,
             max_batch: 512,
             max_batch_bytes: 16 * 1024 * 1024,
-            wal_reset_bytes: checkpoint::RESET_BYTES,
+            wal_reset_bytes: DEFAULT_WAL_RESET_BYTES,
             on_batch: None,
             forward_bound: Duration::from_secs(30),
             max_connections: crate::DEFAULT_INBOX_MAX_CONNECTIONS,

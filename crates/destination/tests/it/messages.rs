@@ -315,6 +315,46 @@ async fn kept_messages_survive_a_restart() {
     assert_eq!(h.inbox().len(), 5);
 }
 
+#[tokio::test]
+async fn the_configured_wal_reset_size_keeps_the_wal_bounded() {
+    // SQLite only (the key is refused with database_url), whatever backend the suite runs on.
+    let h = Harness::start_in(
+        tempfile::tempdir().unwrap(),
+        &destination(""),
+        "wal_reset_bytes = 1048576",
+        reqwest::Client::new(),
+        "http",
+    )
+    .await;
+    let wal = h.dir.path().join("data").join("inbox.db-wal");
+    let mut largest = 0;
+    // 24 MiB of bodies, sent continuously for well over one checkpoint interval. With the
+    // default reset size (512 MiB) the WAL would hold all of it.
+    for round in 0..24 {
+        let posts: Vec<_> = (0..32)
+            .map(|i| {
+                let request = h
+                    .client
+                    .post(h.url("/redox"))
+                    .header("verification-token", TOKEN)
+                    .header("content-type", "application/json")
+                    .body(bench_body(&format!("wal-{round}-{i}"), 32 * 1024));
+                tokio::spawn(request.send())
+            })
+            .collect();
+        for post in posts {
+            assert_eq!(post.await.unwrap().unwrap().status(), StatusCode::OK);
+        }
+        largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.inbox().len(), 24 * 32);
+    assert!(
+        largest < 16 * 1024 * 1024,
+        "the WAL grew to {largest} bytes for 24 MiB kept with wal_reset_bytes = 1 MiB"
+    );
+}
+
 /// A valid data model message of exactly `size` bytes.
 fn bench_body(id: &str, size: usize) -> Vec<u8> {
     let head = format!(r#"{{"Meta":{{"Logs":[{{"ID":"{id}"}}]}},"Pad":""#);

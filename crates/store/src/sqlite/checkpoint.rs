@@ -9,16 +9,21 @@
 //!   database file in the background;
 //! * under continuous writes a PASSIVE checkpoint never catches up with the WAL's tail, so the
 //!   WAL would grow without end (measured: 226 MB after 9 s of load). When the WAL passes
-//!   [`RESET_BYTES`] (by default), the checkpointer copies again without pausing until a run finds little
-//!   new, then asks the **writer** to run a RESTART checkpoint between two batches. Only the
-//!   last few frames are left to copy, and the WAL starts again from its beginning, reusing the
-//!   file instead of growing it. The pause is mostly one sync of the database file: SQLite
-//!   syncs it in a checkpoint only when the checkpoint reached the WAL's end, which a PASSIVE
-//!   run under continuous writes never does, so the RESTART syncs every page copied since the
-//!   last one (measured 20-130 ms, about once a second at full load on the benchmark machine).
-//!   Syncing the database file from the checkpointer after each run cut that to 4-5 ms but
-//!   raised p99 (its flushes delayed the WAL's commits instead), so it is not done
-//!   (`docs/BENCHMARKS.md`);
+//!   the reset size (`WriterOptions::wal_reset_bytes`, 512 MiB by default), the checkpointer
+//!   copies again without pausing until a run finds little new, then asks the **writer** to
+//!   run a RESTART checkpoint between two batches. Only the last few frames are left to copy,
+//!   and the WAL starts again from its beginning, reusing the file instead of growing it.
+//!   The pause is mostly one sync of the database file: SQLite syncs it in a checkpoint only when
+//!   the checkpoint reached the WAL's end, which a PASSIVE run under continuous writes never does,
+//!   so the RESTART syncs every page copied since the last one (measured 5-80 ms with a 128 MiB
+//!   reset size, about once a second at full load on the benchmark machine; 8-145 ms every 3 s or
+//!   so with 512 MiB). The pause falls on every request in flight, so fewer, longer pauses touch
+//!   fewer requests: the larger default cut the benchmark's p99 by about a third. Syncing the
+//!   database file from the checkpointer after each run cut the pause to 4-5 ms but raised p99 (its
+//!   flushes delayed the WAL's commits instead), and neither starting the file's writeback early
+//!   (`sync_file_range` after each run) nor syncing it just before asking for the restart lowered
+//!   p99, so none of those is done (`docs/BENCHMARKS.md`). Each restart's pause is logged at
+//!   `debug`;
 //! * the checkpointer runs at the lowest CPU priority (`priority`), so its copying waits for
 //!   idle CPU instead of taking turns from the writer. On a machine saturated for long it may
 //!   then never catch up; once the WAL passes [`BEHIND_FACTOR`] times the reset size, the
@@ -35,8 +40,6 @@ pub const INTERVAL: Duration = Duration::from_millis(200);
 
 /// Pages not yet copied below which the checkpointer counts as caught up.
 pub const CAUGHT_UP_BYTES: i64 = 1024 * 1024;
-/// Default WAL size past which the writer is asked to restart the WAL.
-pub const RESET_BYTES: i64 = 128 * 1024 * 1024;
 /// How many times the reset size the WAL may reach before the writer restarts it even though
 /// the checkpointer has not caught up.
 pub const BEHIND_FACTOR: i64 = 4;
@@ -176,7 +179,14 @@ pub(crate) fn restart(conn: &Connection, state: &WalState) {
         .checkpointing
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+    let started = std::time::Instant::now();
+    let result = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+    // Every request waiting for the writer waits this long; the log explains a latency spike.
+    tracing::debug!(
+        pause_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "WAL restarted"
+    );
+    if let Err(e) = result {
         tracing::warn!(error = %e, "WAL restart checkpoint failed; the WAL keeps growing until the next one");
     }
 }
