@@ -80,8 +80,9 @@ pub type BatchObserver = std::sync::Arc<dyn Fn(usize) + Send + Sync>;
 /// Default WAL size past which the SQLite inbox's WAL is restarted. Each restart pauses the
 /// writer for one sync of the database file, longer the more was copied since the last one;
 /// 512 MiB makes those pauses a quarter as frequent as 128 MiB did, which took the benchmark's
-/// p99 from 11-14 ms to 8-9 ms at the price of a longer longest pause (100-150 ms instead of
-/// 50-90 ms) and a larger WAL file (`docs/BENCHMARKS.md`, "WAL restarts and p99").
+/// p99 from 11.8-14.9 ms to 8.4-12.1 ms in alternating runs, at the price of a longer longest
+/// pause (up to about 150 ms instead of 90 ms) and a larger WAL file (`docs/BENCHMARKS.md`,
+/// "WAL restarts and p99").
 pub const DEFAULT_WAL_RESET_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Tuning for the writer.

@@ -15,8 +15,8 @@
 //!   and the WAL starts again from its beginning, reusing the file instead of growing it.
 //!   The pause is mostly one sync of the database file: SQLite syncs it in a checkpoint only when
 //!   the checkpoint reached the WAL's end, which a PASSIVE run under continuous writes never does,
-//!   so the RESTART syncs every page copied since the last one (measured 5-80 ms with a 128 MiB
-//!   reset size, about once a second at full load on the benchmark machine; 8-145 ms every 3 s or
+//!   so the RESTART syncs every page copied since the last one (measured 4-93 ms with a 128 MiB
+//!   reset size, about once a second at full load on the benchmark machine; 4-146 ms every 3 s or
 //!   so with 512 MiB). The pause falls on every request in flight, so fewer, longer pauses touch
 //!   fewer requests: the larger default cut the benchmark's p99 by about a third. Syncing the
 //!   database file from the checkpointer after each run cut the pause to 4-5 ms but raised p99 (its
