@@ -17,42 +17,10 @@ rounds=${1:-5}
 seconds=${2:-10}
 concurrency=${3:-64}
 
-cargo build --release -p wharf --quiet
-wharf=target/release/wharf
 out=target/bench
 mkdir -p "$out"
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-token=bench-token-0123456789abcdef
-database=""
-cleanup_schema=""
-if [ -n "${WHARF_BENCH_DATABASE_URL:-}" ]; then
-  schema="bench_$(python3 -c 'import uuid; print(uuid.uuid4().hex[:12])')"
-  psql "$WHARF_BENCH_DATABASE_URL" -q -c "CREATE SCHEMA $schema"
-  cleanup_schema="psql \"$WHARF_BENCH_DATABASE_URL\" -q -c 'DROP SCHEMA $schema CASCADE'"
-  case "$WHARF_BENCH_DATABASE_URL" in *\?*) sep='&' ;; *) sep='?' ;; esac
-  database="database_url = \"${WHARF_BENCH_DATABASE_URL}${sep}options=-csearch_path%3D$schema\""
-fi
-cat > "$work/destination.toml" <<TOML
-listen = "127.0.0.1:$port"
-data_dir = "$work/data"
-$database
-${WHARF_BENCH_CONFIG:-}
-[[destinations]]
-name = "Bench"
-path = "/redox"
-environment = "Development"
-verification_token = "$token"
-TOML
-
-# shellcheck disable=SC2086 # word splitting of the NAME=value list is intended
-env ${WHARF_BENCH_SERVER_ENV:-} RUST_LOG=warn "$wharf" destination serve --config "$work/destination.toml" &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"; eval "$cleanup_schema"' EXIT
-for _ in $(seq 100); do
-  curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+# shellcheck source=benches/destination-server.sh
+source benches/destination-server.sh
 
 ceiling="$out/destination-ceiling.jsonl"
 acks="$out/destination-acks.jsonl"

@@ -7,35 +7,17 @@
 #  * every WAL restart's pause (the writer's `WAL restarted` debug log).
 #
 # Usage: benches/experiments/restart_pauses.sh [seconds=10]
-# WHARF_BENCH_CONFIG and WHARF_BENCH_SERVER_ENV as for benches/destination.sh, e.g.
+# WHARF_BENCH_CONFIG, WHARF_BENCH_SERVER_ENV and WHARF_BENCH_DATABASE_URL as for
+# benches/destination.sh, e.g.
 #   WHARF_BENCH_CONFIG="wal_reset_bytes = 134217728" benches/experiments/restart_pauses.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-10}
-cargo build --release -p wharf --quiet
-wharf=target/release/wharf
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-token=bench-token-0123456789abcdef
-cat > "$work/destination.toml" <<TOML
-listen = "127.0.0.1:$port"
-data_dir = "$work/data"
-${WHARF_BENCH_CONFIG:-}
-[[destinations]]
-name = "Bench"
-path = "/redox"
-environment = "Development"
-verification_token = "$token"
-TOML
-# shellcheck disable=SC2086 # word splitting of the NAME=value list is intended
-env ${WHARF_BENCH_SERVER_ENV:-} RUST_LOG=warn,wharf_store=debug "$wharf" destination serve \
-  --config "$work/destination.toml" > "$work/log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do
-  curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+server_rust_log=warn,wharf_store=debug
+server_output=$(mktemp)
+# shellcheck source=benches/destination-server.sh
+source benches/destination-server.sh
+mv "$server_output" "$work/log"
 "$wharf" bench load "http://127.0.0.1:$port/redox" --token "$token" --body-bytes 2048 \
   --concurrency 64 --duration "${seconds}s" --warmup 2s > "$work/load.json"
 curl -fs "http://127.0.0.1:$port/metrics" > "$work/metrics"
