@@ -5,8 +5,8 @@
 #
 # Reads: WHARF_BENCH_DATABASE_URL (PostgreSQL, in a schema of its own, dropped at the end),
 # WHARF_BENCH_CONFIG (extra top-level keys), WHARF_BENCH_SERVER_ENV (variables for the server
-# only), and from the caller server_rust_log (default "warn") and server_output (where the
-# server's log goes; default the terminal).
+# only), and from the caller server_rust_log (default "warn") and server_log_in_work (when set,
+# the server's log goes to $work/server.log instead of the terminal).
 # Sets: wharf (the binary), work (a temporary directory), port, token, server (its PID).
 
 cargo build --release -p wharf --quiet
@@ -35,9 +35,11 @@ environment = "Development"
 verification_token = "$token"
 TOML
 
+server_log=/dev/stderr
+if [ -n "${server_log_in_work:-}" ]; then server_log="$work/server.log"; fi
 # shellcheck disable=SC2086 # word splitting of the NAME=value list is intended
 env ${WHARF_BENCH_SERVER_ENV:-} RUST_LOG="${server_rust_log:-warn}" "$wharf" destination serve \
-  --config "$work/destination.toml" 2>"${server_output:-/dev/stderr}" &
+  --config "$work/destination.toml" 2>"$server_log" &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"; eval "$cleanup_schema"' EXIT
 for _ in $(seq 100); do

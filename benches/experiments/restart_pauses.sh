@@ -14,14 +14,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-10}
 server_rust_log=warn,wharf_store=debug
-server_output=$(mktemp)
+server_log_in_work=1
 # shellcheck source=benches/destination-server.sh
 source benches/destination-server.sh
-mv "$server_output" "$work/log"
 "$wharf" bench load "http://127.0.0.1:$port/redox" --token "$token" --body-bytes 2048 \
   --concurrency 64 --duration "${seconds}s" --warmup 2s > "$work/load.json"
 curl -fs "http://127.0.0.1:$port/metrics" > "$work/metrics"
-python3 - "$work/load.json" "$work/metrics" "$work/log" <<'PY'
+python3 - "$work/load.json" "$work/metrics" "$work/server.log" <<'PY'
 import json, re, sys
 load = json.load(open(sys.argv[1]))
 print(f"client: {load['per_second']:.0f} req/s, p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, "
