@@ -891,7 +891,7 @@ async fn counts_follow_every_change(db: &Db) {
     let inbox = db.inbox();
     let check = |inbox: &wharf_store::Inbox, step: &str| {
         let reader = inbox.reader();
-        for destination in ["a", "b"] {
+        for destination in ["a", "b", "c"] {
             let mut listed = std::collections::BTreeMap::new();
             for m in reader
                 .list(&ListQuery {
@@ -924,6 +924,29 @@ async fn counts_follow_every_change(db: &Db) {
     check(&inbox, "keeping");
     assert!(inbox.keep(message("a", "1")).await.unwrap().duplicate);
     check(&inbox, "a retry");
+    // Keeps that share batches, for two destinations and two statuses, with retries among
+    // them: each batch's new rows are counted once per destination and status.
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let inbox = inbox.clone();
+            tokio::spawn(async move {
+                let destination = if i % 2 == 0 { "b" } else { "c" };
+                let mut m = message(destination, &format!("shared{}", i % 14));
+                if i % 3 == 0 {
+                    m.status = MessageStatus::Malformed;
+                    m.kind = "malformed".into();
+                    m.malformed_reason = Some("not JSON".into());
+                }
+                inbox.keep(m).await
+            })
+        })
+        .collect();
+    let mut new_rows = 0;
+    for t in tasks {
+        new_rows += usize::from(!t.await.unwrap().unwrap().duplicate);
+    }
+    assert_eq!(new_rows, 14);
+    check(&inbox, "keeps sharing batches");
     inbox
         .record_forward_failure(ids[0], "503".into())
         .await

@@ -140,9 +140,17 @@ pub(crate) fn count_by_status(
 }
 
 /// Writes a whole batch in one IMMEDIATE transaction and says what it did ([`BatchOutcome`]).
+///
+/// New rows are counted into `inbox_counts` here, once per destination and status at the end
+/// of the batch, rather than by a trigger per row (migration 5 dropped `inbox_counts_insert`):
+/// a trigger made every insert open a statement journal and run an upsert of its own, about
+/// 6 % of the writer's CPU per message (`docs/BENCHMARKS.md`). Deletes and status changes
+/// are rarer and still counted by their triggers.
 pub(crate) fn write_batch(conn: &mut Connection, batch: &[Item]) -> rusqlite::Result<BatchOutcome> {
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut new_rows = 0;
+    // (destination, status, rows inserted): a batch rarely holds more than a few destinations.
+    let mut added: Vec<(&str, &str, i64)> = Vec::new();
     let mut pruned = Vec::new();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
@@ -183,6 +191,14 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Item]) -> rusqlite::Re
                     ])?;
                     let kept = if inserted == 1 {
                         new_rows += 1;
+                        let status = m.status.as_str();
+                        match added
+                            .iter_mut()
+                            .find(|(d, s, _)| *d == m.destination && *s == status)
+                        {
+                            Some((_, _, n)) => *n += 1,
+                            None => added.push((&m.destination, status, 1)),
+                        }
                         Kept {
                             id: tx.last_insert_rowid(),
                             message_id,
@@ -223,6 +239,13 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Item]) -> rusqlite::Re
                     pruned.push(deleted as u64);
                 }
             }
+        }
+        let mut count = tx.prepare_cached(
+            "INSERT INTO inbox_counts (destination, status, count) VALUES (?1, ?2, ?3)
+             ON CONFLICT (destination, status) DO UPDATE SET count = count + excluded.count",
+        )?;
+        for (destination, status, n) in &added {
+            count.execute(params![destination, status, n])?;
         }
     }
     tx.commit()?;
