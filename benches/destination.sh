@@ -9,6 +9,8 @@
 # for the load generator), for experiments such as TOKIO_WORKER_THREADS or a patch's switches.
 # WHARF_BENCH_CONFIG="key = value" adds top-level keys to the server's configuration file (for
 # example "wal_reset_bytes = 134217728" to compare another WAL reset size).
+# WHARF_BENCH_BIN=path runs that wharf binary (server and load generator) instead of building
+# this checkout, for comparing two builds alternately.
 # Rounds alternate ceiling and messages so machine noise hits both alike; the summary is the
 # median of the rounds. Results go to stdout and to target/bench/destination-*.jsonl.
 set -euo pipefail
