@@ -4,10 +4,11 @@
 # at /redox, then waits until it answers /healthz. Stops it (and removes what it made) on exit.
 #
 # Reads: WHARF_BENCH_BIN (a wharf binary to run instead of building this checkout's, to compare
-# two builds alternately in one session), WHARF_BENCH_DATABASE_URL (PostgreSQL, in a schema of its own, dropped at the end),
-# WHARF_BENCH_CONFIG (extra top-level keys), WHARF_BENCH_SERVER_ENV (variables for the server
-# only), and from the caller server_rust_log (default "warn") and server_log_in_work (when set,
-# the server's log goes to $work/server.log instead of the terminal).
+# two builds alternately in one session), WHARF_BENCH_DATABASE_URL (PostgreSQL, in a schema of
+# its own, dropped at the end), WHARF_BENCH_CONFIG (extra top-level keys),
+# WHARF_BENCH_SERVER_ENV (variables for the server only), and from the caller server_rust_log
+# (default "warn") and server_log_in_work (when set, the server's log goes to $work/server.log
+# instead of the terminal).
 # Sets: wharf (the binary), work (a temporary directory), port, token, server (its PID).
 
 if [ -n "${WHARF_BENCH_BIN:-}" ]; then
