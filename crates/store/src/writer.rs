@@ -21,6 +21,7 @@ use crate::StoreError;
 use crate::inbox::{Kept, NewMessage};
 use crate::postgres::inbox::PgInbox;
 use crate::sqlite::checkpoint::{self, WalState};
+use crate::sqlite::duplicates::DuplicateKeys;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, select};
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -209,6 +210,8 @@ pub(crate) enum Sink {
     Sqlite {
         conn: Connection,
         wal: Arc<WalState>,
+        /// Every row's duplicate key, for finding retries without a unique index.
+        keys: Box<DuplicateKeys>,
     },
     Postgres(Arc<PgInbox>),
 }
@@ -242,7 +245,7 @@ impl Writer {
                     Err(_) => { book_open = false; continue; }
                 },
             };
-            if let Sink::Sqlite { conn, wal } = &self.sink
+            if let Sink::Sqlite { conn, wal, .. } = &self.sink
                 && wal.take_reset_request()
             {
                 checkpoint::restart(conn, wal);
@@ -292,9 +295,9 @@ impl Writer {
     fn commit(&mut self, batch: Vec<Item>) {
         let size = batch.len();
         let result = match &mut self.sink {
-            Sink::Sqlite { conn, .. } => {
+            Sink::Sqlite { conn, keys, .. } => {
                 apply_page_limit(conn, &self.page_limit);
-                crate::sqlite::inbox::write_batch(conn, &batch).map_err(|e| e.to_string())
+                crate::sqlite::inbox::write_batch(conn, keys, &batch).map_err(|e| e.to_string())
             }
             Sink::Postgres(pg) => {
                 crate::postgres::block_on(pg.write_batch(&batch)).map_err(|e| e.to_string())

@@ -803,6 +803,13 @@ async fn only_malformed_messages_are_discarded(db: &Db) {
     );
     inbox.keep(message("d", "later")).await.unwrap();
     assert_eq!(reader.list(&ListQuery::oldest(10)).unwrap().len(), 3);
+    // The discard ran beside the writer, yet the key is free again: the same message sent
+    // again is kept as new, not answered with the discarded copy's id.
+    let resent = inbox.keep(malformed("d", "bad")).await.unwrap();
+    assert!(!resent.duplicate);
+    assert_ne!(resent.message_id, bad.message_id);
+    assert!(reader.get(&resent.message_id).unwrap().is_some());
+    assert!(inbox.keep(malformed("d", "bad")).await.unwrap().duplicate);
 }
 
 async fn reopened_inbox_keeps_its_messages(db: &Db) {

@@ -1,14 +1,16 @@
 //! The destination inbox on SQLite: the reads, and the batch the group-commit writer commits.
 //!
-//! The writer thread owns one connection ([`write_batch`]); readers share another behind a
+//! The writer thread owns one connection ([`write_batch`]) and the map of duplicate keys
+//! (`duplicates`); readers share another behind a
 //! mutex, which is enough because reads are short and WAL never makes the writer wait on them.
 
 use crate::inbox::{Kept, ListQuery, MessageStatus, MessageSummary, StoredMessage};
 use crate::now_millis;
+use crate::sqlite::duplicates::{DuplicateKeys, KeyHash};
 use crate::writer::{BatchOutcome, Bookkeeping, Item, KeepRequest};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-const SUMMARY_COLUMNS: &str = "id, message_id, destination, duplicate_key, kind, status,
+pub(crate) const SUMMARY_COLUMNS: &str = "id, message_id, destination, duplicate_key, kind, status,
     data_model, event_type, log_id, content_type, length(body), received_at, forward_attempts,
     last_error, malformed_reason, forwarded_at";
 
@@ -141,26 +143,55 @@ pub(crate) fn count_by_status(
 
 /// Writes a whole batch in one IMMEDIATE transaction and says what it did ([`BatchOutcome`]).
 ///
+/// Duplicates are found in `keys` (the writer's map of every row's duplicate key, see
+/// `duplicates`); the map follows the batch: rows it inserts are added at once (so a second
+/// copy later in the same batch is found) and taken back if the batch does not commit, and
+/// rows it deletes are forgotten once it has.
+///
 /// New rows are counted into `inbox_counts` here, once per destination and status at the end
 /// of the batch, rather than by a trigger per row (migration 5 dropped `inbox_counts_insert`):
 /// a trigger made every insert open a statement journal and run an upsert of its own, about
 /// 6 % of the writer's CPU per message (`docs/BENCHMARKS.md`). Deletes and status changes
 /// are rarer and still counted by their triggers.
-pub(crate) fn write_batch(conn: &mut Connection, batch: &[Item]) -> rusqlite::Result<BatchOutcome> {
+pub(crate) fn write_batch(
+    conn: &mut Connection,
+    keys: &mut DuplicateKeys,
+    batch: &[Item],
+) -> rusqlite::Result<BatchOutcome> {
+    let mut added = Vec::new();
+    let mut deleted = Vec::new();
+    let result = write_batch_with(conn, keys, batch, &mut added, &mut deleted);
+    match &result {
+        Ok(_) => deleted
+            .into_iter()
+            .for_each(|(hash, id)| keys.remove(hash, id)),
+        Err(_) => added
+            .into_iter()
+            .for_each(|(hash, id)| keys.remove(hash, id)),
+    }
+    result
+}
+
+/// [`write_batch`] up to its commit; `added` and `deleted` collect the keys of the rows it
+/// inserted and deleted.
+fn write_batch_with(
+    conn: &mut Connection,
+    keys: &mut DuplicateKeys,
+    batch: &[Item],
+    added: &mut Vec<(KeyHash, i64)>,
+    deleted: &mut Vec<(KeyHash, i64)>,
+) -> rusqlite::Result<BatchOutcome> {
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut new_rows = 0;
     // (destination, status, rows inserted): a batch rarely holds more than a few destinations.
-    let mut added: Vec<(&str, &str, i64)> = Vec::new();
+    let mut counted: Vec<(&str, &str, i64)> = Vec::new();
     let mut pruned = Vec::new();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO inbox (message_id, destination, duplicate_key, kind, status,
+            "INSERT INTO inbox (message_id, destination, duplicate_key, kind, status,
                 data_model, event_type, log_id, content_type, body, malformed_reason, received_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )?;
-        let mut existing = tx.prepare_cached(
-            "SELECT id, message_id FROM inbox WHERE destination = ?1 AND duplicate_key = ?2",
         )?;
         let mut forwarded = tx.prepare_cached(
             "UPDATE inbox SET status = 'forwarded', forwarded_at = ?2,
@@ -174,47 +205,46 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Item]) -> rusqlite::Re
         for item in batch {
             match item {
                 Item::Keep(KeepRequest { message: m, .. }) => {
-                    let message_id = uuid::Uuid::now_v7().to_string();
-                    let inserted = insert.execute(params![
-                        message_id,
-                        m.destination,
-                        m.duplicate_key,
-                        m.kind,
-                        m.status.as_str(),
-                        m.data_model,
-                        m.event_type,
-                        m.log_id,
-                        m.content_type,
-                        &m.body[..],
-                        m.malformed_reason,
-                        now,
-                    ])?;
-                    let kept = if inserted == 1 {
-                        new_rows += 1;
-                        let status = m.status.as_str();
-                        match added
-                            .iter_mut()
-                            .find(|(d, s, _)| *d == m.destination && *s == status)
-                        {
-                            Some((_, _, n)) => *n += 1,
-                            None => added.push((&m.destination, status, 1)),
-                        }
-                        Kept {
-                            id: tx.last_insert_rowid(),
-                            message_id,
-                            duplicate: false,
-                        }
-                    } else {
-                        let (id, message_id) = existing
-                            .query_row(params![m.destination, m.duplicate_key], |r| {
-                                Ok((r.get(0)?, r.get(1)?))
-                            })
-                            .optional()?
-                            .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-                        Kept {
-                            id,
-                            message_id,
+                    let hash = keys.hash(&m.destination, &m.duplicate_key);
+                    let kept = match keys.find(&tx, hash, &m.destination, &m.duplicate_key)? {
+                        Some(existing) => Kept {
+                            id: existing.id,
+                            message_id: existing.message_id,
                             duplicate: true,
+                        },
+                        None => {
+                            let message_id = uuid::Uuid::now_v7().to_string();
+                            insert.execute(params![
+                                message_id,
+                                m.destination,
+                                m.duplicate_key,
+                                m.kind,
+                                m.status.as_str(),
+                                m.data_model,
+                                m.event_type,
+                                m.log_id,
+                                m.content_type,
+                                &m.body[..],
+                                m.malformed_reason,
+                                now,
+                            ])?;
+                            let id = tx.last_insert_rowid();
+                            keys.insert(hash, id);
+                            added.push((hash, id));
+                            new_rows += 1;
+                            let status = m.status.as_str();
+                            match counted
+                                .iter_mut()
+                                .find(|(d, s, _)| *d == m.destination && *s == status)
+                            {
+                                Some((_, _, n)) => *n += 1,
+                                None => counted.push((&m.destination, status, 1)),
+                            }
+                            Kept {
+                                id,
+                                message_id,
+                                duplicate: false,
+                            }
                         }
                     };
                     outcomes.push(kept);
@@ -228,15 +258,21 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Item]) -> rusqlite::Re
                 Item::Book(Bookkeeping::Prune { before, limit, .. }) => {
                     // Oldest first through `inbox_forwarded`, `limit` at a time, so a prune
                     // never holds the writer (and the acknowledgements waiting on it) for long.
-                    let deleted = tx
-                        .prepare_cached(
-                            "DELETE FROM inbox WHERE id IN (
-                                SELECT id FROM inbox
-                                WHERE status = 'forwarded' AND forwarded_at < ?1
-                                ORDER BY forwarded_at LIMIT ?2)",
-                        )?
-                        .execute(params![before, limit])?;
-                    pruned.push(deleted as u64);
+                    let mut delete = tx.prepare_cached(
+                        "DELETE FROM inbox WHERE id IN (
+                            SELECT id FROM inbox
+                            WHERE status = 'forwarded' AND forwarded_at < ?1
+                            ORDER BY forwarded_at LIMIT ?2)
+                         RETURNING id, destination, duplicate_key",
+                    )?;
+                    let mut rows = delete.query(params![before, limit])?;
+                    let mut count = 0;
+                    while let Some(row) = rows.next()? {
+                        let hash = keys.hash(row.get_ref(1)?.as_str()?, row.get_ref(2)?.as_str()?);
+                        deleted.push((hash, row.get(0)?));
+                        count += 1;
+                    }
+                    pruned.push(count);
                 }
             }
         }
@@ -244,7 +280,7 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Item]) -> rusqlite::Re
             "INSERT INTO inbox_counts (destination, status, count) VALUES (?1, ?2, ?3)
              ON CONFLICT (destination, status) DO UPDATE SET count = count + excluded.count",
         )?;
-        for (destination, status, n) in &added {
+        for (destination, status, n) in &counted {
             count.execute(params![destination, status, n])?;
         }
     }

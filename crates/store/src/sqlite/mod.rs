@@ -10,6 +10,7 @@
 //! the destination answer 200 only for what it kept).
 
 pub(crate) mod checkpoint;
+pub(crate) mod duplicates;
 pub(crate) mod engine;
 pub(crate) mod inbox;
 
@@ -77,6 +78,60 @@ pub const INBOX_MIGRATIONS: &[&str] = &[
     // 5: new rows are counted by the writer, once per destination and status per batch
     // (`inbox::write_batch`), instead of by a trigger per row.
     "DROP TRIGGER inbox_counts_insert;",
+    // 6: duplicate keys are found by the writer in memory (`duplicates.rs`) instead of through a
+    // unique index on (destination, duplicate_key), whose random keys cost a scattered index
+    // page per message. SQLite cannot drop a table constraint, so the table is rebuilt without
+    // it (a copy of the whole inbox, once), keeping every row id and the AUTOINCREMENT
+    // sequence (ids are arrival order and are never reused). `inbox_keys`, on `id` first so
+    // it is appended to, is what the writer reads its keys from when the inbox opens.
+    "DROP TRIGGER inbox_counts_delete;
+    DROP TRIGGER inbox_counts_update;
+    CREATE TABLE inbox_rebuilt (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,  -- arrival order
+        message_id       TEXT NOT NULL UNIQUE,
+        destination      TEXT NOT NULL,
+        duplicate_key    TEXT NOT NULL,
+        kind             TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        data_model       TEXT,
+        event_type       TEXT,
+        log_id           TEXT,
+        content_type     TEXT NOT NULL,
+        body             BLOB NOT NULL,
+        malformed_reason TEXT,
+        received_at      INTEGER NOT NULL,
+        forward_attempts INTEGER NOT NULL DEFAULT 0,
+        last_error       TEXT,
+        forwarded_at     INTEGER
+    );
+    INSERT INTO inbox_rebuilt (id, message_id, destination, duplicate_key, kind, status,
+            data_model, event_type, log_id, content_type, body, malformed_reason, received_at,
+            forward_attempts, last_error, forwarded_at)
+        SELECT id, message_id, destination, duplicate_key, kind, status,
+            data_model, event_type, log_id, content_type, body, malformed_reason, received_at,
+            forward_attempts, last_error, forwarded_at
+        FROM inbox ORDER BY id;
+    DELETE FROM sqlite_sequence WHERE name = 'inbox_rebuilt';
+    INSERT INTO sqlite_sequence (name, seq) SELECT 'inbox_rebuilt', max(
+        coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'inbox'), 0),
+        coalesce((SELECT max(id) FROM inbox), 0));
+    DROP TABLE inbox;
+    ALTER TABLE inbox_rebuilt RENAME TO inbox;
+    CREATE INDEX inbox_pending ON inbox (destination, id) WHERE status = 'received';
+    CREATE INDEX inbox_forwarded ON inbox (forwarded_at) WHERE status = 'forwarded';
+    CREATE INDEX inbox_malformed ON inbox (id) WHERE status = 'malformed';
+    CREATE INDEX inbox_keys ON inbox (id, destination, duplicate_key);
+    CREATE TRIGGER inbox_counts_delete AFTER DELETE ON inbox BEGIN
+        UPDATE inbox_counts SET count = count - 1
+            WHERE destination = old.destination AND status = old.status;
+    END;
+    CREATE TRIGGER inbox_counts_update AFTER UPDATE OF status ON inbox
+        WHEN old.status IS NOT new.status BEGIN
+        UPDATE inbox_counts SET count = count - 1
+            WHERE destination = old.destination AND status = old.status;
+        INSERT INTO inbox_counts (destination, status, count) VALUES (new.destination, new.status, 1)
+            ON CONFLICT (destination, status) DO UPDATE SET count = count + 1;
+    END;",
 ];
 
 /// The engine's migrations (same rules).
