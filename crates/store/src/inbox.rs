@@ -322,6 +322,49 @@ pub struct Inbox {
     page_limit: writer::PageLimit,
 }
 
+/// The file whose lock says a process is serving `data_dir`'s inbox.
+pub const INBOX_LOCK_FILE: &str = "inbox.lock";
+
+/// Takes the lock that makes one process at a time the writer of `data_dir`'s SQLite inbox.
+/// The writer's map of duplicate keys (`sqlite::duplicates`) is only complete if no other
+/// process inserts, and two forwarders would each send every message; the lock turns that
+/// mistake into a clear error at start instead. It is an advisory `flock`, released by the
+/// kernel when the process ends, however it ends. Readers (`wharf destination inbox`) and the
+/// operator's discard do not take it. A lock still held is waited for up to
+/// [`INBOX_LOCK_WAIT`], so a server restarted while the old one is still exiting starts.
+fn lock_inbox(data_dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = data_dir.join(INBOX_LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StoreError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < INBOX_LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::InboxInUse {
+                    path: data_dir.to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StoreError::DataDir { path, source });
+            }
+        }
+    }
+}
+
+/// How long opening an inbox waits for another writer to let go of it.
+pub const INBOX_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Inbox {
     /// Opens (creating and migrating) `data_dir/inbox.db` and starts its writer thread.
     pub fn open(data_dir: &Path, options: InboxOptions) -> Result<Self, StoreError> {
@@ -339,6 +382,7 @@ impl Inbox {
                     source,
                 })?;
                 let path = data_dir.join(INBOX_FILE);
+                let lock = lock_inbox(data_dir)?;
                 let mut conn = sqlite::open(&path)?;
                 sqlite::migrate(&mut conn, &path, sqlite::INBOX_MIGRATIONS)?;
                 // Bodies are PHI: what the retention task deletes is overwritten with zeros in
@@ -361,7 +405,13 @@ impl Inbox {
                 let reader = ReaderBackend::Sqlite(Arc::new(Mutex::new(read_conn)));
                 let describe = path.display().to_string();
                 let keys = Box::new(sqlite::duplicates::DuplicateKeys::load(&conn)?);
-                (Sink::Sqlite { conn, wal, keys }, reader, path, describe)
+                let sink = Sink::Sqlite {
+                    conn,
+                    wal,
+                    keys,
+                    _lock: lock,
+                };
+                (sink, reader, path, describe)
             }
             Database::Postgres(url) => {
                 let pg = Arc::new(PgInbox::open(
@@ -657,6 +707,28 @@ mod tests {
             reader.count_by_status("a").unwrap(),
             vec![(MessageStatus::Received, 1)]
         );
+    }
+
+    /// One process at a time serves an inbox: a second open of the same data directory waits
+    /// [`INBOX_LOCK_WAIT`], then is refused with a message saying what to do; the lock goes
+    /// with the writer.
+    #[tokio::test]
+    async fn a_second_writer_of_the_same_inbox_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path(), InboxOptions::default()).unwrap();
+        let started = std::time::Instant::now();
+        let err = Inbox::open(dir.path(), InboxOptions::default())
+            .err()
+            .expect("the inbox is in use");
+        assert!(started.elapsed() >= INBOX_LOCK_WAIT);
+        assert!(matches!(err, StoreError::InboxInUse { .. }), "{err}");
+        assert!(err.to_string().contains("one process at a time"), "{err}");
+        // Readers are not writers: listing beside the running server still works.
+        InboxReader::open_existing(dir.path()).unwrap();
+        inbox.close();
+        Inbox::open(dir.path(), InboxOptions::default())
+            .unwrap()
+            .close();
     }
 
     /// A batch that fails to commit leaves no trace in the writer's map of duplicate keys: the

@@ -52,6 +52,10 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "another process is already serving the inbox in {path}: SQLite serves one process at a time; stop the other one, give this server a data_dir of its own, or share a PostgreSQL database_url between servers"
+    )]
+    InboxInUse { path: std::path::PathBuf },
     #[error("PostgreSQL: {0}")]
     Postgres(String),
     #[error("the inbox could not commit, so nothing in that batch was kept: {0}")]

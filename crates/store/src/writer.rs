@@ -212,6 +212,8 @@ pub(crate) enum Sink {
         wal: Arc<WalState>,
         /// Every row's duplicate key, for finding retries without a unique index.
         keys: Box<DuplicateKeys>,
+        /// `data_dir/inbox.lock`, held while this writer runs (`inbox::lock_inbox`).
+        _lock: std::fs::File,
     },
     Postgres(Arc<PgInbox>),
 }

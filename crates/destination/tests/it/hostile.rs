@@ -818,6 +818,9 @@ async fn a_full_database_answers_503_keeps_what_was_kept_and_recovers_without_a_
     acknowledged.push("while-full".to_owned());
     assert_eq!(log_ids(&h), acknowledged);
 
+    // The old server's inbox must go with it: a writer still running would hold the SQLite
+    // inbox's lock, as a second process would.
+    drop(inbox);
     h.restart().await;
     assert_eq!(log_ids(&h), acknowledged);
 }
