@@ -135,8 +135,9 @@ impl ListQuery<'_> {
         let p = placeholder;
         // Messages waiting to be forwarded of one destination are found through the pending
         // index (destination, id). Any other listing walks the sequence (or the malformed
-        // index): given a plain `destination = ?` there, SQLite would rather read the whole
-        // destination through the duplicate-key index and sort it.
+        // index): given a plain `destination = ?` there, a planner may rather read the whole
+        // destination through an index that starts with it (the duplicate-key index before
+        // inbox migration 6; PostgreSQL's still) and sort it.
         let destination =
             if self.destination.is_some() && self.status == Some(MessageStatus::Received) {
                 format!("destination = {p}1")
@@ -384,11 +385,13 @@ impl Inbox {
                 let path = data_dir.join(INBOX_FILE);
                 let lock = lock_inbox(data_dir)?;
                 let mut conn = sqlite::open(&path)?;
-                sqlite::migrate(&mut conn, &path, sqlite::INBOX_MIGRATIONS)?;
                 // Bodies are PHI: what the retention task deletes is overwritten with zeros in
                 // the database file, not left on free pages until they are reused. Only
-                // deletions pay for it; the writer is the only connection that deletes.
+                // deletions pay for it; the writer is the only connection that deletes. Set
+                // before the migrations, so the pages of the table migration 6 replaces are
+                // zeroed too.
                 conn.pragma_update(None, "secure_delete", true)?;
+                sqlite::migrate(&mut conn, &path, sqlite::INBOX_MIGRATIONS)?;
                 let read_conn = sqlite::open(&path)?;
                 let wal = sqlite::checkpoint::spawn(
                     &mut conn,

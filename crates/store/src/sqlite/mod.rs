@@ -254,11 +254,19 @@ pub fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Resul
             known,
         });
     }
+    if found > 0 && found < known {
+        tracing::info!(database = %path.display(), from = found, to = known, "migrating the database before listening; a large inbox can take minutes (docs/OPERATIONS.md)");
+    }
     for (index, sql) in migrations.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
         tx.commit()?;
+    }
+    if found < known {
+        // A migration that rewrites a table leaves a WAL as large as the table, and a WAL
+        // file keeps its largest size: copy it into the database and cut it back to nothing.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     }
     Ok(())
 }
