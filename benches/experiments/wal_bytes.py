@@ -1,8 +1,10 @@
 """WAL bytes per message for the destination inbox's schema, with Python's sqlite3 (no server).
 
 Usage: python3 benches/experiments/wal_bytes.py VARIANT PAGE_SIZE ROWS_BEFORE
-  VARIANT: current (migration 1: unique index on destination + duplicate key),
-           hash (an index on a 64-bit hash of the key instead), nodedup (no such index)
+  VARIANT: current (migration 1: unique index on destination + duplicate key; the product
+           until migration 6), hash (an index on a 64-bit hash of the key instead), nodedup
+           (no such index), keys (migration 6: no such index, the appended `inbox_keys`
+           index the writer reads its map of duplicate keys from; the product now)
   Env BODY: body bytes (default 2048). Fills the inbox with ROWS_BEFORE messages with random
   keys, checkpoints, then commits 500 batches of 20 and reports the WAL they wrote.
 Message ids are time-ordered (uuid1 here, UUID v7 in the product), duplicate keys random (v4).
@@ -21,6 +23,8 @@ uniq = "UNIQUE (destination, duplicate_key)," if variant == "current" else ""
 # Only the hash variant has the key_hash column (and its index); the others are migration 1.
 hashed = variant == "hash"
 extra = "CREATE INDEX inbox_key_hash ON inbox (key_hash);" if hashed else ""
+if variant == "keys":
+    extra = "CREATE INDEX inbox_keys ON inbox (id, destination, duplicate_key);"
 c.executescript(f"""CREATE TABLE inbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE, destination TEXT NOT NULL,
         duplicate_key TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL, data_model TEXT, event_type TEXT,
