@@ -392,6 +392,7 @@ impl Inbox {
                 // zeroed too.
                 conn.pragma_update(None, "secure_delete", true)?;
                 sqlite::migrate(&mut conn, &path, sqlite::INBOX_MIGRATIONS)?;
+                let keys = Box::new(sqlite::duplicates::DuplicateKeys::load(&conn)?);
                 let read_conn = sqlite::open(&path)?;
                 let wal = sqlite::checkpoint::spawn(
                     &mut conn,
@@ -407,7 +408,6 @@ impl Inbox {
                 })?;
                 let reader = ReaderBackend::Sqlite(Arc::new(Mutex::new(read_conn)));
                 let describe = path.display().to_string();
-                let keys = Box::new(sqlite::duplicates::DuplicateKeys::load(&conn)?);
                 let sink = Sink::Sqlite {
                     conn,
                     wal,

@@ -14,7 +14,7 @@
 //! new entries are appended to it instead of scattered). The map is only a pointer: a hit is
 //! always confirmed by reading the row, which makes hash collisions harmless and copes with
 //! rows deleted behind the writer's back (`wharf destination inbox --discard` runs in another
-//! process). What the map costs: about 32 bytes of memory per message in the inbox, and a scan
+//! process). What the map costs: about 40 bytes of memory per message in the inbox, and a scan
 //! of `inbox_keys` when the inbox opens (`docs/OPERATIONS.md`).
 //!
 //! The hash is SipHash with a key drawn at start (std's `RandomState`), so senders cannot

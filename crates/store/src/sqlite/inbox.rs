@@ -1,8 +1,8 @@
 //! The destination inbox on SQLite: the reads, and the batch the group-commit writer commits.
 //!
 //! The writer thread owns one connection ([`write_batch`]) and the map of duplicate keys
-//! (`duplicates`); readers share another behind a
-//! mutex, which is enough because reads are short and WAL never makes the writer wait on them.
+//! (`duplicates`); readers share another behind a mutex, which is enough because reads are
+//! short and WAL never makes the writer wait on them.
 
 use crate::inbox::{Kept, ListQuery, MessageStatus, MessageSummary, StoredMessage};
 use crate::now_millis;
