@@ -76,14 +76,16 @@ impl DuplicateKeys {
     }
 
     /// The row already kept under (destination, duplicate key), read inside the writer's
-    /// transaction (so rows this batch inserted count). Row ids the map held for rows that are
-    /// gone are forgotten on the way.
+    /// transaction (so rows this batch inserted count). Row ids the map holds for rows that
+    /// are gone go to `gone`, for the caller to forget once its transaction has committed: a
+    /// row this same transaction deleted comes back if it rolls back.
     pub(crate) fn find(
-        &mut self,
+        &self,
         conn: &Connection,
         hash: KeyHash,
         destination: &str,
         duplicate_key: &str,
+        gone: &mut Vec<(KeyHash, i64)>,
     ) -> rusqlite::Result<Option<Existing>> {
         let candidates: Vec<i64> = match self.one.get(&hash.0) {
             None => return Ok(None),
@@ -103,7 +105,7 @@ impl DuplicateKeys {
             {
                 Some((message_id, true)) => return Ok(Some(Existing { id, message_id })),
                 Some((_, false)) => {} // another key with the same hash
-                None => self.remove(hash, id),
+                None => gone.push((hash, id)),
             }
         }
         Ok(None)

@@ -146,7 +146,7 @@ pub(crate) fn count_by_status(
 /// Duplicates are found in `keys` (the writer's map of every row's duplicate key, see
 /// `duplicates`); the map follows the batch: rows it inserts are added at once (so a second
 /// copy later in the same batch is found) and taken back if the batch does not commit, and
-/// rows it deletes are forgotten once it has.
+/// rows it deletes (or finds deleted by another process) are forgotten once it has.
 ///
 /// New rows are counted into `inbox_counts` here, once per destination and status at the end
 /// of the batch, rather than by a trigger per row (migration 5 dropped `inbox_counts_insert`):
@@ -172,8 +172,8 @@ pub(crate) fn write_batch(
     result
 }
 
-/// [`write_batch`] up to its commit; `added` and `deleted` collect the keys of the rows it
-/// inserted and deleted.
+/// [`write_batch`] up to its commit; `added` collects the keys of the rows it inserted,
+/// `deleted` those of the rows it deleted or found gone.
 fn write_batch_with(
     conn: &mut Connection,
     keys: &mut DuplicateKeys,
@@ -206,47 +206,48 @@ fn write_batch_with(
             match item {
                 Item::Keep(KeepRequest { message: m, .. }) => {
                     let hash = keys.hash(&m.destination, &m.duplicate_key);
-                    let kept = match keys.find(&tx, hash, &m.destination, &m.duplicate_key)? {
-                        Some(existing) => Kept {
-                            id: existing.id,
-                            message_id: existing.message_id,
-                            duplicate: true,
-                        },
-                        None => {
-                            let message_id = uuid::Uuid::now_v7().to_string();
-                            insert.execute(params![
-                                message_id,
-                                m.destination,
-                                m.duplicate_key,
-                                m.kind,
-                                m.status.as_str(),
-                                m.data_model,
-                                m.event_type,
-                                m.log_id,
-                                m.content_type,
-                                &m.body[..],
-                                m.malformed_reason,
-                                now,
-                            ])?;
-                            let id = tx.last_insert_rowid();
-                            keys.insert(hash, id);
-                            added.push((hash, id));
-                            new_rows += 1;
-                            let status = m.status.as_str();
-                            match counted
-                                .iter_mut()
-                                .find(|(d, s, _)| *d == m.destination && *s == status)
-                            {
-                                Some((_, _, n)) => *n += 1,
-                                None => counted.push((&m.destination, status, 1)),
+                    let kept =
+                        match keys.find(&tx, hash, &m.destination, &m.duplicate_key, deleted)? {
+                            Some(existing) => Kept {
+                                id: existing.id,
+                                message_id: existing.message_id,
+                                duplicate: true,
+                            },
+                            None => {
+                                let message_id = uuid::Uuid::now_v7().to_string();
+                                insert.execute(params![
+                                    message_id,
+                                    m.destination,
+                                    m.duplicate_key,
+                                    m.kind,
+                                    m.status.as_str(),
+                                    m.data_model,
+                                    m.event_type,
+                                    m.log_id,
+                                    m.content_type,
+                                    &m.body[..],
+                                    m.malformed_reason,
+                                    now,
+                                ])?;
+                                let id = tx.last_insert_rowid();
+                                keys.insert(hash, id);
+                                added.push((hash, id));
+                                new_rows += 1;
+                                let status = m.status.as_str();
+                                match counted
+                                    .iter_mut()
+                                    .find(|(d, s, _)| *d == m.destination && *s == status)
+                                {
+                                    Some((_, _, n)) => *n += 1,
+                                    None => counted.push((&m.destination, status, 1)),
+                                }
+                                Kept {
+                                    id,
+                                    message_id,
+                                    duplicate: false,
+                                }
                             }
-                            Kept {
-                                id,
-                                message_id,
-                                duplicate: false,
-                            }
-                        }
-                    };
+                        };
                     outcomes.push(kept);
                 }
                 Item::Book(Bookkeeping::Forwarded { id, .. }) => {
