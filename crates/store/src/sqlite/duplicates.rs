@@ -48,11 +48,7 @@ pub(crate) struct Existing {
 impl DuplicateKeys {
     /// Reads every row's key from the inbox (through `inbox_keys`, which holds nothing else).
     pub(crate) fn load(conn: &Connection) -> rusqlite::Result<Self> {
-        let mut keys = DuplicateKeys {
-            hasher: RandomState::new(),
-            one: HashMap::new(),
-            more: HashMap::new(),
-        };
+        let mut keys = DuplicateKeys::empty();
         let mut stmt = conn.prepare(
             "SELECT id, destination, duplicate_key FROM inbox INDEXED BY inbox_keys ORDER BY id",
         )?;
@@ -62,8 +58,15 @@ impl DuplicateKeys {
             let hash = keys.hash(row.get_ref(1)?.as_str()?, row.get_ref(2)?.as_str()?);
             keys.insert(hash, id);
         }
-        keys.one.shrink_to_fit();
         Ok(keys)
+    }
+
+    fn empty() -> Self {
+        DuplicateKeys {
+            hasher: RandomState::new(),
+            one: HashMap::new(),
+            more: HashMap::new(),
+        }
     }
 
     pub(crate) fn hash(&self, destination: &str, duplicate_key: &str) -> KeyHash {
@@ -87,12 +90,11 @@ impl DuplicateKeys {
         duplicate_key: &str,
         gone: &mut Vec<(KeyHash, i64)>,
     ) -> rusqlite::Result<Option<Existing>> {
-        let candidates: Vec<i64> = match self.one.get(&hash.0) {
-            None => return Ok(None),
-            Some(&id) => std::iter::once(id)
-                .chain(self.more.get(&hash.0).into_iter().flatten().copied())
-                .collect(),
+        let Some(&first) = self.one.get(&hash.0) else {
+            return Ok(None);
         };
+        let candidates =
+            std::iter::once(first).chain(self.more.get(&hash.0).into_iter().flatten().copied());
         let mut read = conn.prepare_cached(
             "SELECT message_id, destination = ?2 AND duplicate_key = ?3 FROM inbox WHERE id = ?1",
         )?;
@@ -154,17 +156,9 @@ impl DuplicateKeys {
 mod tests {
     use super::*;
 
-    fn keys() -> DuplicateKeys {
-        DuplicateKeys {
-            hasher: RandomState::new(),
-            one: HashMap::new(),
-            more: HashMap::new(),
-        }
-    }
-
     #[test]
     fn rows_sharing_a_hash_are_all_kept_and_removed_one_by_one() {
-        let mut k = keys();
+        let mut k = DuplicateKeys::empty();
         let h = KeyHash(7);
         k.insert(h, 1);
         k.insert(h, 2);
@@ -183,7 +177,7 @@ mod tests {
 
     #[test]
     fn destination_and_key_are_hashed_apart() {
-        let k = keys();
+        let k = DuplicateKeys::empty();
         assert_ne!(k.hash("ab", "c").0, k.hash("a", "bc").0);
         assert_eq!(k.hash("a", "bc").0, k.hash("a", "bc").0);
     }
