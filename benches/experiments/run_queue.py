@@ -9,8 +9,8 @@ before and after, and prints both per thread name as a share of one CPU. Meanwhi
 the state of the thread named `inbox-writer`, if there is one, every 0.5 ms (R running or
 runnable, D waiting for the disk, S asleep, here waiting for work), and prints the machine's
 CPU split from /proc/stat over the same time. Run it while a load is on, for example against
-the server and then the load generator of `benches/destination.sh` (docs/BENCHMARKS.md,
-"What p99 follows from").
+the server and the load generator of `benches/destination.sh` (docs/BENCHMARKS.md, "Where the
+goal stands, and what p99 follows from").
 """
 import collections
 import os
