@@ -172,6 +172,21 @@ pub(crate) fn write_batch(
     result
 }
 
+/// Adds one new row of `destination` in `status` to the batch's counts.
+fn count_new_row<'a>(
+    counted: &mut Vec<(&'a str, &'a str, i64)>,
+    destination: &'a str,
+    status: &'a str,
+) {
+    match counted
+        .iter_mut()
+        .find(|(d, s, _)| *d == destination && *s == status)
+    {
+        Some((_, _, n)) => *n += 1,
+        None => counted.push((destination, status, 1)),
+    }
+}
+
 /// [`write_batch`] up to its commit; `added` collects the keys of the rows it inserted,
 /// `deleted` those of the rows it deleted or found gone.
 fn write_batch_with(
@@ -233,14 +248,7 @@ fn write_batch_with(
                                 keys.insert(hash, id);
                                 added.push((hash, id));
                                 new_rows += 1;
-                                let status = m.status.as_str();
-                                match counted
-                                    .iter_mut()
-                                    .find(|(d, s, _)| *d == m.destination && *s == status)
-                                {
-                                    Some((_, _, n)) => *n += 1,
-                                    None => counted.push((&m.destination, status, 1)),
-                                }
+                                count_new_row(&mut counted, &m.destination, m.status.as_str());
                                 Kept {
                                     id,
                                     message_id,
