@@ -6,6 +6,39 @@
 //! just enough of a body to tell which, to pull out the fields an operator searches by, and to
 //! compute the duplicate key that makes retries idempotent. It never copies the body and never
 //! panics, whatever bytes it is given.
+//!
+//! # Which data model messages are queries
+//!
+//! A data model message is a query exactly when its (`Meta.DataModel`, `Meta.EventType`) pair
+//! is in [`SYNC_QUERIES`]; every other pair is a notification. The table is explicit, keyed by
+//! data model *and* event type, because names do not tell: Scheduling `AvailableSlots` and
+//! `Booked` and Clinical Decisions `Request` are queries, PatientAdmin `Arrival` and
+//! Scheduling `New` are not, and `Query` means something only with its data model.
+//!
+//! The list is Redox's own, taken from its data model reference:
+//!
+//! * the table of synchronous event types, "Event types for data models",
+//!   <https://docs.redoxengine.com/basics/redox-data-model-api/event-types-for-data-models>
+//!   (and its earlier form, "Data Models & Event Types",
+//!   <https://developer.redoxengine.com/core-concepts/data-models-and-event-types/>);
+//! * each event type's reference page (linked from its entry in [`SYNC_QUERIES`]), which gives
+//!   the exact `Meta.DataModel` value sent on the wire (`Clinical Summary` and `Clinical
+//!   Decisions` with a space, although the tables write them without) and the event type the
+//!   answer carries. Where the summary table and the event type's page disagree on the answer's
+//!   name, the page and Redox's JSON schemas win: Scheduling `Booked` is answered by
+//!   `BookedResponse` (the table says `BookedSlotsResponse`), PatientSearch `Query` by `Response`
+//!   (the table says `QueryResponse`; the schema file is `patientsearch/response.json`);
+//! * the Enrichment data model (`NormalizationQuery`, `NaturalLanguageProcessingQuery`), which
+//!   the summary table leaves out but whose pages describe as queries with a matching response,
+//!   <https://developer.redoxengine.com/data-models/Enrichment.html>;
+//! * SSO `Sign-on`, which the table lists as "a special synchronous event type that doesn't
+//!   follow the standard query/response suffix pattern": the application answers it (with a
+//!   redirect or HTML), not with a data model, so its entry has no response event type.
+//!
+//! Data model names are compared as Redox writes them or with their spaces removed (so
+//! `ClinicalSummary` finds `Clinical Summary`); event types are compared exactly. FHIR message
+//! bundles are always notifications: FHIR queries are REST reads, which do not arrive as
+//! message bundles.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -106,23 +139,190 @@ pub enum EnvelopeError {
     InvalidJson(String),
 }
 
-/// Event types that Redox sends synchronously and waits on (PROTOCOL.md section 6).
-const QUERY_EVENT_TYPES: &[&str] = &[
-    "Query",
-    "PatientQuery",
-    "DocumentQuery",
-    "DocumentGet",
-    "LocationQuery",
-    "ProviderQuery",
-    "OrganizationQuery",
+/// One synchronous event type of Redox's data model API: the destination must answer it in
+/// the same HTTP response, through the application, and never queue it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncQuery {
+    /// `Meta.DataModel` as Redox sends it (e.g. `Clinical Summary`).
+    pub data_model: &'static str,
+    /// `Meta.EventType` of the question (e.g. `PatientQuery`).
+    pub event_type: &'static str,
+    /// `Meta.EventType` of the answer (e.g. `PatientQueryResponse`), in the same data model;
+    /// `None` for SSO `Sign-on`, which is answered with a redirect or HTML.
+    pub response_event_type: Option<&'static str>,
+    /// The Redox reference page this entry was taken from.
+    pub reference: &'static str,
+}
+
+const fn q(
+    data_model: &'static str,
+    event_type: &'static str,
+    response_event_type: &'static str,
+    reference: &'static str,
+) -> SyncQuery {
+    SyncQuery {
+        data_model,
+        event_type,
+        response_event_type: Some(response_event_type),
+        reference,
+    }
+}
+
+/// Every (data model, event type) pair Redox answers synchronously, with the event type of its
+/// answer (see the module header for where the list comes from). Anything not listed here is a
+/// notification.
+pub const SYNC_QUERIES: &[SyncQuery] = &[
+    q(
+        "Clinical Decisions",
+        "Request",
+        "Response",
+        "https://docs.redoxengine.com/api-reference/datamodels/clinical-decisions/clinical-decisions-request",
+    ),
+    q(
+        "Clinical Summary",
+        "PatientQuery",
+        "PatientQueryResponse",
+        "https://docs.redoxengine.com/api-reference/datamodels/clinical-summary/clinical-summary-patient-query",
+    ),
+    q(
+        "Clinical Summary",
+        "VisitQuery",
+        "VisitQueryResponse",
+        "https://docs.redoxengine.com/api-reference/datamodels/clinical-summary/clinical-summary-visit-query",
+    ),
+    q(
+        "Clinical Summary",
+        "DocumentQuery",
+        "DocumentQueryResponse",
+        "https://docs.redoxengine.com/api-reference/datamodels/clinical-summary/clinical-summary-document-query",
+    ),
+    q(
+        "Clinical Summary",
+        "DocumentGet",
+        "DocumentGetResponse",
+        "https://docs.redoxengine.com/api-reference/datamodels/clinical-summary/clinical-summary-document-get",
+    ),
+    q(
+        "Enrichment",
+        "NormalizationQuery",
+        "NormalizationQueryResponse",
+        "https://docs.redoxengine.com/permalink/enrichment-normalization-query",
+    ),
+    q(
+        "Enrichment",
+        "NaturalLanguageProcessingQuery",
+        "NaturalLanguageProcessingQueryResponse",
+        "https://developer.redoxengine.com/data-models/Enrichment.html",
+    ),
+    q(
+        "Media",
+        "Query",
+        "QueryResponse",
+        "https://developer.redoxengine.com/api-reference/datamodels/media/media-query",
+    ),
+    q(
+        "Notes",
+        "Query",
+        "QueryResponse",
+        "https://developer.redoxengine.com/api-reference/redox-data-model-api-reference/datamodels/notes/notes-query",
+    ),
+    q(
+        "Order",
+        "Query",
+        "QueryResponse",
+        "https://docs.redoxengine.com/api-reference/datamodels/order/order-query",
+    ),
+    q(
+        "Organization",
+        "Query",
+        "QueryResponse",
+        "https://docs.redoxengine.com/basics/redox-data-model-api/event-types-for-data-models",
+    ),
+    q(
+        "PatientAdmin",
+        "CensusQuery",
+        "CensusQueryResponse",
+        "https://docs.redoxengine.com/permalink/patient-admin-census-query",
+    ),
+    q(
+        "PatientAdmin",
+        "VisitQuery",
+        "VisitQueryResponse",
+        "https://docs.redoxengine.com/permalink/patient-admin-visit-query",
+    ),
+    q(
+        "PatientSearch",
+        "Query",
+        "Response",
+        "https://docs.redoxengine.com/api-reference/datamodels/patient-search/patient-search-query/",
+    ),
+    q(
+        "PatientSearch",
+        "LocationQuery",
+        "LocationQueryResponse",
+        "https://docs.redoxengine.com/api-reference/datamodels/patient-search/patient-search-location-query",
+    ),
+    q(
+        "Provider",
+        "ProviderQuery",
+        "ProviderQueryResponse",
+        "https://docs.redoxengine.com/api-reference/datamodels/provider/provider-provider-query",
+    ),
+    q(
+        "Referral",
+        "Query",
+        "QueryResponse",
+        "https://docs.redoxengine.com/api-reference/datamodels/referral/referral-query",
+    ),
+    q(
+        "Results",
+        "Query",
+        "QueryResponse",
+        "https://docs.redoxengine.com/api-reference/redox-data-model-api-reference/datamodels/results/results-query",
+    ),
+    q(
+        "Scheduling",
+        "AvailableSlots",
+        "AvailableSlotsResponse",
+        "https://docs.redoxengine.com/api-reference/datamodels/scheduling/scheduling-available-slots",
+    ),
+    q(
+        "Scheduling",
+        "Booked",
+        "BookedResponse",
+        "https://docs.redoxengine.com/api-reference/redox-data-model-api-reference/datamodels/scheduling/scheduling-booked",
+    ),
+    q(
+        "Vaccination",
+        "PatientQuery",
+        "PatientQueryResponse",
+        "https://docs.redoxengine.com/basics/redox-data-model-api/event-types-for-data-models",
+    ),
+    SyncQuery {
+        data_model: "SSO",
+        event_type: "Sign-on",
+        response_event_type: None,
+        reference: "https://docs.redoxengine.com/basics/redox-data-model-api/event-types-for-data-models",
+    },
 ];
 
-/// Whether a data model / event type pair is a synchronous query.
+/// Whether a `Meta.DataModel` value names a table's data model: as written, or with the spaces
+/// left out (`ClinicalSummary` for `Clinical Summary`).
+fn same_data_model(sent: &str, listed: &str) -> bool {
+    sent == listed || sent.bytes().eq(listed.bytes().filter(|&b| b != b' '))
+}
+
+/// The [`SYNC_QUERIES`] entry of a data model / event type pair, if it is a synchronous query.
+pub fn sync_query(data_model: &str, event_type: &str) -> Option<&'static SyncQuery> {
+    SYNC_QUERIES
+        .iter()
+        .find(|q| q.event_type == event_type && same_data_model(data_model, q.data_model))
+}
+
+/// Whether a data model / event type pair is a synchronous query: listed in [`SYNC_QUERIES`].
+/// A message without either field is a notification.
 pub fn is_query(data_model: Option<&str>, event_type: Option<&str>) -> bool {
-    let by_event =
-        event_type.is_some_and(|e| QUERY_EVENT_TYPES.contains(&e) || e.ends_with("Query"));
-    let by_model = data_model.is_some_and(|m| m.ends_with("Search") || m.ends_with("Query"));
-    by_event || by_model
+    matches!((data_model, event_type), (Some(m), Some(e)) if sync_query(m, e).is_some())
 }
 
 /// Classifies a body. Valid JSON always yields an [`Envelope`]; anything else a clear error.
@@ -250,17 +450,27 @@ fn fhir_message(body: &[u8], bundle: &HashMap<String, &RawValue>) -> Envelope {
     }
 }
 
+/// What the engine writes into a data model message as it delivers it (PROTOCOL.md section 4).
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp<'a> {
+    pub log_id: &'a str,
+    pub attempt_id: &'a str,
+    pub source_name: &'a str,
+    /// The destination this copy goes to: its ID and its name, as Redox names it in
+    /// `Meta.Destinations[0]`.
+    pub destination_id: &'a str,
+    pub destination_name: &'a str,
+    /// Now, as RFC 3339 text (for a missing `Meta.EventDateTime`).
+    pub now_rfc3339: &'a str,
+}
+
 /// Stamps a data model message as the engine delivers it (PROTOCOL.md section 4):
-/// `Meta.Logs` becomes `[{ID: log_id, AttemptID: attempt_id}]`, and `Meta.Source` and
+/// `Meta.Logs` becomes `[{ID: log_id, AttemptID: attempt_id}]`, `Meta.Destinations` becomes
+/// `[{ID, Name}]` of the one destination this copy goes to (a message fanned out to several
+/// reaches each naming only itself, as Redox delivers it), and `Meta.Source` and
 /// `Meta.EventDateTime` are filled in when missing. Other bodies (FHIR bundles, anything
 /// without a `Meta` object) are returned unchanged.
-pub fn stamp(
-    body: &[u8],
-    log_id: &str,
-    attempt_id: &str,
-    source_name: &str,
-    now_rfc3339: &str,
-) -> Vec<u8> {
+pub fn stamp(body: &[u8], stamp: &Stamp<'_>) -> Vec<u8> {
     let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
         return body.to_vec();
     };
@@ -269,15 +479,22 @@ pub fn stamp(
     };
     meta.insert(
         "Logs".into(),
-        serde_json::json!([{ "ID": log_id, "AttemptID": attempt_id }]),
+        serde_json::json!([{ "ID": stamp.log_id, "AttemptID": stamp.attempt_id }]),
+    );
+    meta.insert(
+        "Destinations".into(),
+        serde_json::json!([{ "ID": stamp.destination_id, "Name": stamp.destination_name }]),
     );
     if meta.get("Source").is_none_or(Value::is_null) {
-        meta.insert("Source".into(), serde_json::json!({ "Name": source_name }));
+        meta.insert(
+            "Source".into(),
+            serde_json::json!({ "Name": stamp.source_name }),
+        );
     }
     if meta.get("EventDateTime").is_none_or(Value::is_null) {
         meta.insert(
             "EventDateTime".into(),
-            Value::String(now_rfc3339.to_owned()),
+            Value::String(stamp.now_rfc3339.to_owned()),
         );
     }
     serde_json::to_vec(&value).unwrap_or_else(|_| body.to_vec())
@@ -322,18 +539,168 @@ mod tests {
         assert!(env.duplicate_key.as_str().starts_with("sha256:"));
     }
 
+    fn meta(data_model: &str, event_type: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({"Meta": {
+            "DataModel": data_model, "EventType": event_type,
+            "Logs": [{"ID": "l1", "AttemptID": "a1"}],
+        }}))
+        .unwrap()
+    }
+
     #[test]
-    fn queries_are_recognised_by_event_type_and_data_model() {
-        for body in [
-            &br#"{"Meta":{"DataModel":"Clinical Summary","EventType":"PatientQuery"}}"#[..],
-            br#"{"Meta":{"DataModel":"PatientSearch","EventType":"Query"}}"#,
-            br#"{"Meta":{"DataModel":"Media","EventType":"DocumentGet"}}"#,
-            br#"{"Meta":{"DataModel":"PatientSearch"}}"#,
-        ] {
-            assert_eq!(parse(body).unwrap().interaction, Interaction::Query);
+    fn every_listed_pair_is_a_query_and_found_with_its_answer() {
+        for entry in SYNC_QUERIES {
+            let env = parse(&meta(entry.data_model, entry.event_type)).unwrap();
+            assert_eq!(env.kind, EnvelopeKind::DataModel, "{entry:?}");
+            assert_eq!(env.interaction, Interaction::Query, "{entry:?}");
+            assert_eq!(
+                sync_query(entry.data_model, entry.event_type),
+                Some(entry),
+                "{entry:?}"
+            );
+            assert!(is_query(Some(entry.data_model), Some(entry.event_type)));
+            // The spelling Redox's tables use, without the space, finds the same entry.
+            let unspaced = entry.data_model.replace(' ', "");
+            assert_eq!(
+                sync_query(&unspaced, entry.event_type),
+                Some(entry),
+                "{entry:?}"
+            );
+            assert!(entry.reference.starts_with("https://"), "{entry:?}");
         }
-        let note = br#"{"Meta":{"DataModel":"Scheduling","EventType":"New"}}"#;
-        assert_eq!(parse(note).unwrap().interaction, Interaction::Notification);
+    }
+
+    #[test]
+    fn the_table_holds_redox_list() {
+        let pairs: Vec<(&str, &str, Option<&str>)> = SYNC_QUERIES
+            .iter()
+            .map(|q| (q.data_model, q.event_type, q.response_event_type))
+            .collect();
+        let some = Some;
+        assert_eq!(
+            pairs,
+            [
+                ("Clinical Decisions", "Request", some("Response")),
+                (
+                    "Clinical Summary",
+                    "PatientQuery",
+                    some("PatientQueryResponse")
+                ),
+                ("Clinical Summary", "VisitQuery", some("VisitQueryResponse")),
+                (
+                    "Clinical Summary",
+                    "DocumentQuery",
+                    some("DocumentQueryResponse")
+                ),
+                (
+                    "Clinical Summary",
+                    "DocumentGet",
+                    some("DocumentGetResponse")
+                ),
+                (
+                    "Enrichment",
+                    "NormalizationQuery",
+                    some("NormalizationQueryResponse")
+                ),
+                (
+                    "Enrichment",
+                    "NaturalLanguageProcessingQuery",
+                    some("NaturalLanguageProcessingQueryResponse")
+                ),
+                ("Media", "Query", some("QueryResponse")),
+                ("Notes", "Query", some("QueryResponse")),
+                ("Order", "Query", some("QueryResponse")),
+                ("Organization", "Query", some("QueryResponse")),
+                ("PatientAdmin", "CensusQuery", some("CensusQueryResponse")),
+                ("PatientAdmin", "VisitQuery", some("VisitQueryResponse")),
+                ("PatientSearch", "Query", some("Response")),
+                (
+                    "PatientSearch",
+                    "LocationQuery",
+                    some("LocationQueryResponse")
+                ),
+                ("Provider", "ProviderQuery", some("ProviderQueryResponse")),
+                ("Referral", "Query", some("QueryResponse")),
+                ("Results", "Query", some("QueryResponse")),
+                (
+                    "Scheduling",
+                    "AvailableSlots",
+                    some("AvailableSlotsResponse")
+                ),
+                ("Scheduling", "Booked", some("BookedResponse")),
+                ("Vaccination", "PatientQuery", some("PatientQueryResponse")),
+                ("SSO", "Sign-on", None),
+            ]
+        );
+        let mut keys: Vec<_> = SYNC_QUERIES
+            .iter()
+            .map(|q| (q.data_model, q.event_type))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), SYNC_QUERIES.len(), "each pair is listed once");
+    }
+
+    #[test]
+    fn answers_and_close_non_queries_are_notifications() {
+        let mut close = vec![
+            ("Scheduling", "New"),
+            ("Scheduling", "PushSlots"),
+            ("Scheduling", "Reschedule"),
+            ("PatientAdmin", "Arrival"),
+            ("PatientAdmin", "NewPatient"),
+            ("Clinical Summary", "PatientPush"),
+            ("Clinical Summary", "VisitPush"),
+            ("Results", "New"),
+            ("Referral", "AuthReview"),
+            ("Media", "New"),
+            // A query event type of another data model is not a query here.
+            ("Scheduling", "Query"),
+            ("PatientAdmin", "PatientQuery"),
+            ("Results", "Request"),
+            ("Clinical Summary", "Booked"),
+            // Case matters, as on the wire.
+            ("Scheduling", "booked"),
+            ("scheduling", "Booked"),
+            // Names a suffix rule would have taken for queries.
+            ("Results", "CustomQuery"),
+            ("PatientSearch", "Push"),
+            ("DeviceQuery", "New"),
+        ];
+        // Every answer is a notification if it ever reaches a destination as a request.
+        close.extend(
+            SYNC_QUERIES
+                .iter()
+                .filter_map(|q| q.response_event_type.map(|r| (q.data_model, r))),
+        );
+        for (data_model, event_type) in close {
+            assert_eq!(
+                parse(&meta(data_model, event_type)).unwrap().interaction,
+                Interaction::Notification,
+                "{data_model} {event_type}"
+            );
+            assert!(sync_query(data_model, event_type).is_none());
+        }
+        // Without a data model or an event type nothing is a query.
+        for body in [
+            &br#"{"Meta":{"DataModel":"PatientSearch"}}"#[..],
+            br#"{"Meta":{"EventType":"Query"}}"#,
+            br#"{"Meta":{"DataModel":null,"EventType":"PatientQuery"}}"#,
+        ] {
+            assert_eq!(parse(body).unwrap().interaction, Interaction::Notification);
+        }
+        assert!(!is_query(Some("Scheduling"), None));
+        assert!(!is_query(None, Some("Booked")));
+    }
+
+    #[test]
+    fn fhir_bundles_stay_notifications_whatever_their_event() {
+        let body = br#"{"resourceType":"Bundle","id":"b1","type":"message","entry":[
+            {"resource":{"resourceType":"MessageHeader","id":"mh-1",
+             "eventCoding":{"code":"PatientQuery"}}}]}"#;
+        let env = parse(body).unwrap();
+        assert_eq!(env.kind, EnvelopeKind::FhirMessage);
+        assert_eq!(env.interaction, Interaction::Notification);
     }
 
     #[test]
@@ -403,17 +770,27 @@ mod tests {
     #[test]
     fn stamping_sets_logs_and_fills_gaps_only() {
         let body = br#"{"Meta":{"DataModel":"Results","Source":{"ID":"s","Name":"EHR"},"Logs":[{"ID":"old"}]}}"#;
-        let stamped: Value =
-            serde_json::from_slice(&stamp(body, "L1", "A1", "feed", "2026-01-01T00:00:00Z"))
-                .unwrap();
+        let at = Stamp {
+            log_id: "L1",
+            attempt_id: "A1",
+            source_name: "feed",
+            destination_id: "D1",
+            destination_name: "Acme Scheduling",
+            now_rfc3339: "2026-01-01T00:00:00Z",
+        };
+        let stamped: Value = serde_json::from_slice(&stamp(body, &at)).unwrap();
         assert_eq!(
             stamped["Meta"]["Logs"],
             serde_json::json!([{"ID": "L1", "AttemptID": "A1"}])
         );
+        assert_eq!(
+            stamped["Meta"]["Destinations"],
+            serde_json::json!([{"ID": "D1", "Name": "Acme Scheduling"}])
+        );
         assert_eq!(stamped["Meta"]["Source"]["Name"], "EHR");
         assert_eq!(stamped["Meta"]["EventDateTime"], "2026-01-01T00:00:00Z");
         let fhir = br#"{"resourceType":"Bundle","type":"message"}"#;
-        assert_eq!(stamp(fhir, "L", "A", "s", "t"), fhir.to_vec());
+        assert_eq!(stamp(fhir, &at), fhir.to_vec());
     }
 
     proptest! {
