@@ -1,10 +1,18 @@
 //! Verify and Save (PROTOCOL.md section 2) from the sender's side: send a fresh challenge with
 //! the verification token, and pass only a 2xx whose body contains it.
+//!
+//! The token travels twice: in the body (POST) or the query (GET), where Redox puts it, and in
+//! the `verification-token` header that every request to a destination carries (section 3), so
+//! a destination that checks that header before anything else does not refuse its own
+//! challenge.
 
 use crate::client::describe_transport_error;
+use std::fmt;
 use std::time::Duration;
 use wharf_protocol::challenge;
-use wharf_protocol::{APPLICATION_NAME, APPLICATION_NAME_HEADER, CONTENT_TYPE_JSON};
+use wharf_protocol::{
+    APPLICATION_NAME, APPLICATION_NAME_HEADER, CONTENT_TYPE_JSON, VERIFICATION_TOKEN_HEADER,
+};
 
 /// How long Verify and Save waits for the endpoint (PROTOCOL.md section 2, our choice).
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -43,7 +51,7 @@ impl std::fmt::Display for VerifyFailure {
 }
 
 /// A challenge request, built before it is sent so an auth credential can sign it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Challenge {
     pub method: Method,
     /// The endpoint, with the challenge (and token) in the query for GET.
@@ -52,6 +60,18 @@ pub struct Challenge {
     pub body: Vec<u8>,
     /// The fresh challenge value the answer must contain.
     pub challenge: String,
+    /// The verification token, also sent as the `verification-token` header.
+    token: String,
+}
+
+impl fmt::Debug for Challenge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Challenge")
+            .field("method", &self.method)
+            .field("url", &self.url.path())
+            .field("challenge", &self.challenge)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Challenge {
@@ -64,6 +84,7 @@ impl Challenge {
                 url: url.clone(),
                 body: challenge::post_body(token, &challenge),
                 challenge,
+                token: token.to_owned(),
             },
             Method::Get => {
                 let mut url = url.clone();
@@ -76,9 +97,16 @@ impl Challenge {
                     url,
                     body: Vec::new(),
                     challenge,
+                    token: token.to_owned(),
                 }
             }
         }
+    }
+
+    /// The verification token the challenge carries (for a signer that covers the
+    /// `verification-token` header). Never log it.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// The HTTP method's name.
@@ -100,8 +128,9 @@ pub async fn verify(
     send(client, &Challenge::new(url, token, method), &[]).await
 }
 
-/// Sends a challenge with the headers of an auth credential (none for the token alone; the
-/// token itself travels in the body or query), and checks the answer.
+/// Sends a challenge with the headers of an auth credential (none for the token alone), and
+/// checks the answer. The token travels in the body or query and, unless `headers` already
+/// carry it (a signer that covers it), in the `verification-token` header.
 pub async fn send(
     client: &reqwest::Client,
     challenge: &Challenge,
@@ -116,6 +145,12 @@ pub async fn send(
     .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE_JSON);
     for (name, value) in headers {
         request = request.header(name, value);
+    }
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case(VERIFICATION_TOKEN_HEADER))
+    {
+        request = request.header(VERIFICATION_TOKEN_HEADER, &challenge.token);
     }
     let challenge = &challenge.challenge;
     let response = request
@@ -143,7 +178,7 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wharf_testkit::{Recorder, Reply};
+    use wharf_testkit::{Received, Recorder, Reply};
 
     #[tokio::test]
     async fn get_keeps_the_endpoints_own_query() {
@@ -161,5 +196,86 @@ mod tests {
         assert!(query.starts_with("tenant=7&challenge="), "{query}");
         assert!(query.ends_with("&verification-token=tok"), "{query}");
         assert_eq!(sent.header("application-name"), Some("RedoxEngine"));
+        assert_eq!(sent.header("verification-token"), Some("tok"));
+    }
+
+    /// A destination that checks the `verification-token` header before anything else, and
+    /// then echoes the challenge from the body (POST) or the query (GET).
+    fn strict_destination(token: &'static str) -> impl Fn(usize, &Received) -> Reply {
+        move |_, request| {
+            let tokens: Vec<_> = request
+                .headers
+                .get_all("verification-token")
+                .iter()
+                .collect();
+            if tokens.len() != 1 || tokens[0] != token {
+                return Reply::status(403);
+            }
+            let challenge = match request.query.as_deref() {
+                Some(query) => query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("challenge="))
+                    .unwrap()
+                    .to_owned(),
+                None => {
+                    let body = challenge::parse_post_body(&request.body).unwrap();
+                    assert_eq!(
+                        body.token.as_deref(),
+                        Some(token),
+                        "the body keeps the token"
+                    );
+                    body.challenge
+                }
+            };
+            Reply {
+                status: 200,
+                content_type: "text/plain",
+                body: challenge.into_bytes(),
+                delay: std::time::Duration::ZERO,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn post_and_get_challenges_carry_the_token_header_too() {
+        let endpoint = Recorder::start(strict_destination("s3cret-token")).await;
+        let url: reqwest::Url = endpoint.url("/hook").parse().unwrap();
+        let client = crate::client::build(None).unwrap();
+        for method in [Method::Post, Method::Get] {
+            verify(&client, &url, "s3cret-token", method)
+                .await
+                .unwrap_or_else(|e| panic!("{method:?}: {e}"));
+        }
+        let sent = endpoint.received();
+        assert_eq!(sent.len(), 2);
+        for request in &sent {
+            assert_eq!(request.header("verification-token"), Some("s3cret-token"));
+        }
+        assert!(sent[0].query.is_none(), "POST: the token is in the body");
+        let get_query = sent[1].query.as_deref().unwrap();
+        assert!(
+            get_query.contains("verification-token=s3cret-token"),
+            "{get_query}"
+        );
+        // A wrong token is refused by the header check, and verification says so.
+        let refused = verify(&client, &url, "other-token", Method::Post).await;
+        assert_eq!(refused, Err(VerifyFailure::Status(403)));
+    }
+
+    #[tokio::test]
+    async fn a_credential_header_carrying_the_token_is_not_doubled() {
+        let endpoint = Recorder::start(strict_destination("s3cret-token")).await;
+        let url: reqwest::Url = endpoint.url("/hook").parse().unwrap();
+        let client = crate::client::build(None).unwrap();
+        let challenge = Challenge::new(&url, "s3cret-token", Method::Get);
+        assert_eq!(challenge.token(), "s3cret-token");
+        assert!(
+            !format!("{challenge:?}").contains("s3cret"),
+            "{challenge:?}"
+        );
+        let signed = [("Verification-Token".to_string(), "s3cret-token".to_string())];
+        send(&client, &challenge, &signed).await.unwrap();
+        let sent = &endpoint.received()[0];
+        assert_eq!(sent.headers.get_all("verification-token").iter().count(), 1);
     }
 }
