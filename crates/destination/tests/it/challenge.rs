@@ -147,3 +147,60 @@ async fn wharf_verify_logic_passes_against_the_server() {
         .unwrap();
     assert_eq!(response.text().await.unwrap(), challenge);
 }
+
+/// A challenge carrying the token both ways, in the `verification-token` header and in the
+/// body (POST) or query (GET), as Wharf's Verify and Save sends it, is answered; a header that
+/// disagrees with the body or query is refused.
+#[tokio::test]
+async fn challenge_with_the_token_in_header_and_body_or_query() {
+    let h = Harness::start(&destination("")).await;
+    let challenge = new_challenge();
+    let post = |header: &'static str| {
+        h.client
+            .post(h.url("/redox"))
+            .header("application-name", "RedoxEngine")
+            .header("content-type", "application/json")
+            .header("verification-token", header)
+            .body(post_body(TOKEN, &challenge))
+            .send()
+    };
+    let both = post(TOKEN).await.unwrap();
+    assert_eq!(both.status(), StatusCode::OK);
+    assert_eq!(both.text().await.unwrap(), challenge);
+    assert_eq!(post("wrong").await.unwrap().status(), StatusCode::FORBIDDEN);
+
+    let get = |header: &'static str| {
+        h.client
+            .get(h.url("/redox"))
+            .query(&[
+                ("challenge", challenge.as_str()),
+                ("verification-token", TOKEN),
+            ])
+            .header("verification-token", header)
+            .send()
+    };
+    let both = get(TOKEN).await.unwrap();
+    assert_eq!(both.status(), StatusCode::OK);
+    assert_eq!(both.text().await.unwrap(), challenge);
+    assert_eq!(get("wrong").await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert!(h.inbox().is_empty(), "a challenge is not a message");
+}
+
+/// Wharf's own Verify and Save (wharf-delivery, used by the engine and `wharf verify`) passes
+/// against Wharf's destination by POST and by GET, now that it sends the token in the
+/// `verification-token` header as well as in the body or query.
+#[tokio::test]
+async fn wharf_delivery_verify_passes_by_post_and_get() {
+    use wharf_delivery::verify::{Method, VerifyFailure, verify};
+    let h = Harness::start(&destination("")).await;
+    let url: reqwest::Url = h.url("/redox").parse().unwrap();
+    let client = wharf_delivery::client::build(None).unwrap();
+    for method in [Method::Post, Method::Get] {
+        verify(&client, &url, TOKEN, method)
+            .await
+            .unwrap_or_else(|e| panic!("{method:?}: {e}"));
+        let wrong = verify(&client, &url, "not-the-token-at-all", method).await;
+        assert_eq!(wrong, Err(VerifyFailure::Status(403)), "{method:?}");
+    }
+    assert!(h.inbox().is_empty());
+}
