@@ -302,7 +302,7 @@ pub fn wif_exchange_request(
     clock: &dyn Clock,
 ) -> Result<TokenRequest, ClientError> {
     let audience = text(fields, "audience").ok_or(ClientError::MissingField("audience"))?;
-    let url = text(fields, "tokenUrl").unwrap_or(GOOGLE_STS_URL);
+    let url = text(fields, "token_url").unwrap_or(GOOGLE_STS_URL);
     let issuer = text(fields, "subjectIssuer").unwrap_or(default_issuer);
     let now = clock.unix_seconds();
     let subject_token = key.sign(&json!({
@@ -318,7 +318,7 @@ pub fn wif_exchange_request(
         ("audience".to_string(), audience.to_string()),
         (
             "scope".to_string(),
-            text(fields, "stsScope")
+            text(fields, "sts_scope")
                 .unwrap_or("https://www.googleapis.com/auth/cloud-platform")
                 .to_string(),
         ),
@@ -348,7 +348,7 @@ pub fn wif_impersonation_request(
     fields: &Map<String, Value>,
     sts_token: &str,
 ) -> Option<TokenRequest> {
-    let url = text(fields, "serviceAccountImpersonationUrl")?;
+    let url = text(fields, "service_account_impersonation_url")?;
     let delegates: Vec<Value> = match fields.get("delegates") {
         Some(Value::Array(items)) => items.clone(),
         Some(Value::String(s)) => s
@@ -631,7 +631,7 @@ mod tests {
         let parsed = parse_token_request(None, Some(req.content_type), &req.body).unwrap();
         assert_eq!(parsed.grant_type, JWT_BEARER_GRANT);
         let fields = map(
-            json!({"audience": "//iam/pool", "serviceAccountImpersonationUrl": "http://x/sa:generateAccessToken", "delegates": "a,b"}),
+            json!({"audience": "//iam/pool", "service_account_impersonation_url": "http://x/sa:generateAccessToken", "delegates": "a,b"}),
         );
         let req = wif_impersonation_request(&fields, "sts").unwrap();
         let body: Value = serde_json::from_slice(&req.body).unwrap();

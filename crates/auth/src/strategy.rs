@@ -281,14 +281,14 @@ const GOOGLE_WIF: &[Field] = &[
         "the workload identity pool provider (aud of the subject token, audience of the exchange)",
     ),
     field(
-        "tokenUrl",
+        "token_url",
         false,
         false,
         "string",
         "security token service URL (default https://sts.googleapis.com/v1/token)",
     ),
     field(
-        "stsScope",
+        "sts_scope",
         false,
         false,
         "string",
@@ -302,7 +302,7 @@ const GOOGLE_WIF: &[Field] = &[
         "scope requested when impersonating",
     ),
     field(
-        "serviceAccountImpersonationUrl",
+        "service_account_impersonation_url",
         false,
         false,
         "string",

@@ -72,7 +72,7 @@ pub struct EngineConfig {
 #[derive(Debug, Clone)]
 pub struct AlertConfig {
     /// Environments whose queues alert (`alert_environments`, default Production only).
-    pub environments: Vec<String>,
+    pub environments: Vec<Environment>,
     /// `alert_webhook_url`: POSTed a JSON body per alert.
     pub webhook_url: Option<reqwest::Url>,
     /// `alert_email`: mailed per alert through `[smtp]`.
@@ -83,7 +83,7 @@ pub struct AlertConfig {
 impl Default for AlertConfig {
     fn default() -> Self {
         Self {
-            environments: vec!["Production".into()],
+            environments: vec![Environment::Production],
             webhook_url: None,
             email_to: Vec::new(),
             smtp: None,
@@ -128,9 +128,8 @@ pub enum SmtpSecurity {
 
 impl EngineConfig {
     /// Whether destinations may be created in `flag`'s environment.
-    pub fn environment_enabled(&self, flag: &str) -> bool {
-        flag.parse::<Environment>()
-            .is_ok_and(|e| self.enabled_environments.contains(&e))
+    pub fn environment_enabled(&self, flag: Environment) -> bool {
+        self.enabled_environments.contains(&flag)
     }
 }
 
@@ -380,7 +379,7 @@ impl EngineConfig {
                 .unwrap_or(DEFAULT_RATE_LIMIT_REQUESTS),
             rate_limit_window,
             resolver: Default::default(),
-            client_ttl: crate::api::CLIENT_TTL,
+            client_ttl: crate::app::CLIENT_TTL,
         })
     }
 }
@@ -394,11 +393,13 @@ fn alert_config(
 ) -> Result<AlertConfig, ConfigError> {
     let mut config = AlertConfig::default();
     if let Some(listed) = environments {
-        for e in &listed {
-            e.parse::<Environment>()
-                .map_err(|problem| err("alert_environments", format!("{e:?}: {problem}")))?;
-        }
-        config.environments = listed;
+        config.environments = listed
+            .iter()
+            .map(|e| {
+                e.parse::<Environment>()
+                    .map_err(|problem| err("alert_environments", format!("{e:?}: {problem}")))
+            })
+            .collect::<Result<_, _>>()?;
     }
     if let Some(url) = webhook {
         let parsed = reqwest::Url::parse(&url)
@@ -594,7 +595,10 @@ master_key = "master-key-0123456789abcdef0123456789"
             c.enabled_environments,
             [Environment::Development, Environment::Production]
         );
-        assert!(c.environment_enabled("Development") && !c.environment_enabled("Staging"));
+        assert!(
+            c.environment_enabled(Environment::Development)
+                && !c.environment_enabled(Environment::Staging)
+        );
         let e = EngineConfig::parse(
             &format!("{MINIMAL}enabled_environments = [\"production\"]"),
             &NoEnv,

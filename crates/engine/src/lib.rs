@@ -6,28 +6,32 @@
 //! ladder with its logs and attempts, alerts when a queue pauses and recovers, a dashboard,
 //! `/metrics`, `/healthz` and `/readyz`.
 //!
-//! * [`config`]: the TOML configuration and its validation.
-//! * [`secrets`]: sealing secrets at rest with the master key.
-//! * `api`: the management API (`/platform/v1/...`, one module per resource) and ingestion.
-//! * `queue`: the delivery worker (FIFO per destination, retry ladder).
-//! * `commit`: group commit for ingestion and attempts.
-//! * `present`: presenting a linked auth credential on outgoing requests.
-//! * `alerts`: queue paused / recovered notifications by webhook and email.
-//! * `metrics`: the engine's Prometheus series.
-//! * `rate_limit`: requests per client per window on ingestion, the API and the sign-in form.
-//! * [`dashboard`]: the operators' web pages under `/dashboard` (server-rendered HTML).
+//! One core and three callers, each arrow pointing one way:
+//!
+//! * [`app`]: the core: the engine's context, its use cases, its typed domain and
+//!   [`app::EngineError`]. It knows nothing of HTTP.
+//! * [`api`]: the Platform API (`/platform/v1/...`, in Redox's documented shapes, with its
+//!   OpenAPI document) and ingestion; calls `app`.
+//! * [`dashboard`]: the operators' web pages under `/dashboard` (server-rendered HTML); calls
+//!   `app`.
+//! * `worker`: the delivery worker (FIFO per destination, retry ladder); calls `app`.
+//!
+//! Beside them: `http` (the one mapping of `EngineError` to HTTP, for the API and the
+//! dashboard), [`config`] (the TOML configuration and its validation), [`secrets`] (sealing
+//! secrets at rest with the master key), `metrics` (the Prometheus series) and `rate_limit`
+//! (requests per client per window on ingestion, the API and the sign-in form).
 
-mod alerts;
 mod api;
-mod commit;
+mod app;
 pub mod config;
 pub mod dashboard;
+mod http;
 mod metrics;
-mod present;
-mod queue;
 mod rate_limit;
 pub mod secrets;
+mod worker;
 
+pub use api::{OPENAPI_PATH, openapi_document};
 pub use config::EngineConfig;
 
 use std::net::SocketAddr;
@@ -119,10 +123,10 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
         .get_or_insert_with(|| format!("{scheme}://{local_addr}"));
     let serve_options = config.serve;
     let leases = store.clone();
-    let state = api::State::new(store, config, organization);
-    let router = api::router(state.clone());
+    let engine = app::Engine::new(store, config, organization);
+    let router = api::router(engine.clone());
     let (shutdown, signal) = watch::channel(false);
-    let worker = tokio::spawn(queue::run(state, signal.clone()));
+    let worker = tokio::spawn(worker::run(engine, signal.clone()));
     let serving_tls = tls.clone();
     let task = tokio::spawn(async move {
         // First the HTTP side drains (answered requests are committed), then the delivery

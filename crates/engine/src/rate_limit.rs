@@ -29,9 +29,10 @@
 //! of the entries idle longest are dropped, which can only let those clients in sooner, never
 //! refuse anyone wrongly.
 
-use crate::api::{ApiError, State, bearer, find_secret};
+use crate::api::bearer;
+use crate::app::{Engine, EngineError, find_secret};
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
@@ -243,13 +244,13 @@ fn kind(path: &str) -> Option<&'static str> {
 }
 
 /// Who sent `request`: its valid key, else its peer address.
-fn client(state: &State, request: &Request) -> Client {
+fn client(engine: &Engine, request: &Request) -> Client {
     if let Some(presented) = bearer(request.headers()) {
-        let sources = state.config.sources.iter().map(|s| s.api_key.as_str());
+        let sources = engine.config.sources.iter().map(|s| s.api_key.as_str());
         if let Some(i) = find_secret(presented, sources) {
             return Client::SourceKey(i);
         }
-        let managers = state.config.api_keys.iter().map(String::as_str);
+        let managers = engine.config.api_keys.iter().map(String::as_str);
         if let Some(i) = find_secret(presented, managers) {
             return Client::ManagementKey(i);
         }
@@ -264,28 +265,27 @@ fn client(state: &State, request: &Request) -> Client {
 
 /// The middleware: refuses a limited client's request with 429 before anything reads it.
 pub(crate) async fn layer(
-    axum::extract::State(state): axum::extract::State<State>,
+    axum::extract::State(engine): axum::extract::State<Engine>,
     request: Request,
     next: Next,
 ) -> Response {
-    let (Some(limiter), Some(kind)) = (&state.rate_limiter, kind(request.uri().path())) else {
+    let (Some(limiter), Some(kind)) = (&engine.rate_limiter, kind(request.uri().path())) else {
         return next.run(request).await;
     };
-    let who = client(&state, &request);
+    let who = client(&engine, &request);
     let Err(wait) = limiter.check(who, Instant::now()) else {
         return next.run(request).await;
     };
     // Whole seconds, rounded up: a client that waits exactly this long gets through.
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let seconds = seconds.max(1);
-    state.metrics.rate_limited(kind);
+    engine.metrics.rate_limited(kind);
     tracing::debug!(?who, kind, retry_after = seconds, "rate limited");
-    let mut response =
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, limiter.message(seconds)).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    response
+    EngineError::TooManyRequests {
+        message: limiter.message(seconds),
+        retry_after: seconds,
+    }
+    .into_response()
 }
 
 #[cfg(test)]

@@ -71,10 +71,14 @@ pub fn envelope(data: &[u8]) {
     // The engine stamps what sources submit; a stamped data model message keeps its log id.
     let stamped = envelope::stamp(
         data,
-        "log-1",
-        "attempt-1",
-        "Fuzz",
-        "2024-01-01T00:00:00.000Z",
+        &envelope::Stamp {
+            log_id: "log-1",
+            attempt_id: "attempt-1",
+            source_name: "Fuzz",
+            destination_id: "destination-1",
+            destination_name: "Fuzz destination",
+            now_rfc3339: "2024-01-01T00:00:00.000Z",
+        },
     );
     if stamped != data
         && let Ok(env) = envelope::parse(&stamped)

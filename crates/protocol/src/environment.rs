@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 /// Where a destination sits in the customer's lifecycle. Staging and Production carry real PHI
 /// and therefore must be reached over HTTPS (PROTOCOL.md section 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Environment {
     Development,
     Staging,

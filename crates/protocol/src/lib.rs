@@ -11,12 +11,14 @@
 //! * [`environment`]: Development, Staging and Production.
 //! * [`errors`]: Redox-shaped `Meta.Errors` bodies.
 //! * [`ladder`]: durations in configs and Redox's retry ladder.
+//! * [`platform`]: Redox's Platform API values as types (data format, log status and type, ...).
 
 pub mod challenge;
 pub mod envelope;
 pub mod environment;
 pub mod errors;
 pub mod ladder;
+pub mod platform;
 pub mod token;
 
 pub use envelope::{DuplicateKey, Envelope, EnvelopeError, EnvelopeKind, Interaction};

@@ -17,6 +17,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+pub use wharf_auth::strategy::Strategy;
+pub use wharf_protocol::Environment;
+pub use wharf_protocol::platform::{DataFormat, LogStatus, LogType, VerificationMethod};
 
 /// The file name of the engine database inside its `data_dir`.
 pub const ENGINE_FILE: &str = "engine.db";
@@ -33,8 +36,7 @@ pub struct EnvironmentRecord {
     pub id: String,
     pub organization_id: String,
     pub name: String,
-    /// `Development`, `Staging` or `Production`.
-    pub flag: String,
+    pub flag: Environment,
 }
 
 /// A destination record. `verification_token` is sealed (ciphertext), never the token.
@@ -44,10 +46,10 @@ pub struct DestinationRecord {
     pub organization_id: String,
     pub environment_id: String,
     pub name: String,
-    pub data_format: String,
+    pub data_format: DataFormat,
     pub endpoint: Option<String>,
     pub verification_token: Option<Vec<u8>>,
-    pub verification_method: String,
+    pub verification_method: VerificationMethod,
     pub auth_credential: Option<String>,
     pub verified_at: Option<i64>,
     pub created_at: i64,
@@ -65,8 +67,7 @@ pub struct AuthCredentialRecord {
     pub organization_id: String,
     pub environment_id: String,
     pub name: String,
-    /// The strategy key, e.g. `SMART_Backend`.
-    pub strategy: String,
+    pub strategy: Strategy,
     /// JSON object text.
     pub fields: String,
     pub secrets: Option<Vec<u8>>,
@@ -83,18 +84,13 @@ pub enum CredentialDeletion {
     InUse(Vec<String>),
 }
 
-/// Where a log stands (PROTOCOL.md section 1).
-pub const PENDING: &str = "PENDING";
-pub const SUCCEEDED: &str = "SUCCEEDED";
-pub const FAILED: &str = "FAILED";
-
 /// One message to one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {
     /// Queue order.
     pub seq: i64,
-    /// `SEND` for a queued notification, `REQUEST` for a relayed query.
-    pub log_type: String,
+    /// `Send` for a queued notification, `Request` for a relayed query.
+    pub log_type: LogType,
     pub id: String,
     pub organization_id: String,
     pub destination_id: String,
@@ -103,7 +99,7 @@ pub struct LogRecord {
     pub event_type: Option<String>,
     pub content_type: String,
     pub body: Vec<u8>,
-    pub status: String,
+    pub status: LogStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub created_at: i64,
@@ -141,13 +137,18 @@ pub enum Write {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogFilter {
     pub destination_id: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<LogStatus>,
+    pub log_type: Option<LogType>,
     pub data_model: Option<String>,
     pub event_type: Option<String>,
     /// Created at or after (ms since the epoch).
     pub created_after: Option<i64>,
-    /// Created before (ms since the epoch).
+    /// Created at or before (ms since the epoch), as Redox's `createdBefore`.
     pub created_before: Option<i64>,
+    /// Last changed at or after (ms since the epoch).
+    pub updated_after: Option<i64>,
+    /// Last changed at or before (ms since the epoch).
+    pub updated_before: Option<i64>,
 }
 
 /// A destination's queue as an operator sees it.
@@ -350,8 +351,10 @@ dispatch! {
     /// Puts a finished log back at the end of its destination's queue, with the same Log ID
     /// and its attempts kept. False if it is still pending (or does not exist).
     pub fn resend(&self, log_id: &str) -> Result<bool, StoreError>;
+    /// The newest attempt of each of these logs that has one (in no particular order).
+    pub fn latest_attempts(&self, log_ids: &[String]) -> Result<Vec<AttemptRecord>, StoreError>;
     /// One log and its attempts, oldest first.
     pub fn log(&self, id: &str) -> Result<Option<(LogRecord, Vec<AttemptRecord>)>, StoreError>;
-    /// The organization's logs matching `filter`, newest first.
-    pub fn logs(&self, organization_id: &str, filter: &LogFilter, limit: usize) -> Result<Vec<LogRecord>, StoreError>;
+    /// The organization's logs matching `filter`, newest first, skipping `offset`, at most `limit`.
+    pub fn logs(&self, organization_id: &str, filter: &LogFilter, offset: usize, limit: usize) -> Result<Vec<LogRecord>, StoreError>;
 }

@@ -7,9 +7,15 @@
 
 mod common;
 
+const PENDING: LogStatus = LogStatus::Pending;
+const SUCCEEDED: LogStatus = LogStatus::Succeeded;
+const FAILED: LogStatus = LogStatus::Failed;
 use common::queued;
 use std::time::Duration;
 use wharf_store::engine::*;
+use wharf_store::engine::{
+    DataFormat, Environment, LogStatus, LogType, Strategy, VerificationMethod,
+};
 use wharf_store::{
     Body, Database, Inbox, InboxOptions, InboxReader, ListQuery, MessageStatus, NewMessage,
     StoreError,
@@ -102,10 +108,10 @@ fn record(org: &Organization, env: &EnvironmentRecord, endpoint: &str) -> Destin
         organization_id: org.id.clone(),
         environment_id: env.id.clone(),
         name: "Acme".into(),
-        data_format: "JSON".into(),
+        data_format: DataFormat::Json,
         endpoint: Some(endpoint.into()),
         verification_token: Some(vec![1, 2, 3]),
-        verification_method: "POST".into(),
+        verification_method: VerificationMethod::Post,
         auth_credential: None,
         verified_at: None,
         created_at: 1,
@@ -124,7 +130,7 @@ fn organizations_get_three_environments_once(db: &Db) {
         .into_iter()
         .map(|e| e.flag)
         .collect();
-    assert_eq!(flags, ["Development", "Staging", "Production"]);
+    assert_eq!(flags, Environment::ALL);
     assert_eq!(store.organizations().unwrap().len(), 1);
 }
 
@@ -164,7 +170,7 @@ fn auth_credentials_round_trip_and_linked_ones_are_not_deleted(db: &Db) {
         organization_id: org.id.clone(),
         environment_id: env.id.clone(),
         name: "token endpoint".into(),
-        strategy: "OAuth_2.0_2-legged".into(),
+        strategy: Strategy::OAuth2Legged,
         fields: r#"{"clientId":"c"}"#.into(),
         secrets: Some(vec![9, 9, 9]),
         created_at: 1,
@@ -206,10 +212,10 @@ fn auth_credentials_round_trip_and_linked_ones_are_not_deleted(db: &Db) {
     assert!(!store.update_auth_credential(&c).unwrap());
 }
 
-fn by(destination: Option<&str>, status: Option<&str>) -> LogFilter {
+fn by(destination: Option<&str>, status: Option<LogStatus>) -> LogFilter {
     LogFilter {
         destination_id: destination.map(str::to_owned),
-        status: status.map(str::to_owned),
+        status,
         ..LogFilter::default()
     }
 }
@@ -273,9 +279,15 @@ fn queues_are_first_in_first_out_per_destination(db: &Db) {
     let (log, attempts) = store.log("a1").unwrap().unwrap();
     assert_eq!(log.status, SUCCEEDED);
     assert_eq!(attempts.len(), 2);
-    assert_eq!(store.logs("o", &by(Some("A"), None), 10).unwrap().len(), 2);
     assert_eq!(
-        store.logs("o", &by(None, Some(PENDING)), 10).unwrap().len(),
+        store.logs("o", &by(Some("A"), None), 0, 10).unwrap().len(),
+        2
+    );
+    assert_eq!(
+        store
+            .logs("o", &by(None, Some(PENDING)), 0, 10)
+            .unwrap()
+            .len(),
         2
     );
 }
@@ -299,7 +311,7 @@ fn pause_stop_and_resend(db: &Db) {
         "a pending log is already queued"
     );
     let order: Vec<_> = store
-        .logs("o", &by(Some("A"), Some(PENDING)), 10)
+        .logs("o", &by(Some("A"), Some(PENDING)), 0, 10)
         .unwrap()
         .into_iter()
         .map(|l| l.id)
@@ -312,7 +324,7 @@ fn pause_stop_and_resend(db: &Db) {
     assert_eq!(store.queue_heads().unwrap()[0].id, "a2");
     enqueue(&store, &[queued("a3", "A")]);
     let order: Vec<_> = store
-        .logs("o", &by(Some("A"), None), 10)
+        .logs("o", &by(Some("A"), None), 0, 10)
         .unwrap()
         .into_iter()
         .map(|l| l.id)
@@ -330,7 +342,7 @@ fn a_group_commit_keeps_the_order_given_and_is_all_or_nothing(db: &Db) {
         ])
         .unwrap();
     let order: Vec<_> = store
-        .logs("o", &by(Some("A"), None), 1000)
+        .logs("o", &by(Some("A"), None), 0, 1000)
         .unwrap()
         .into_iter()
         .rev()
@@ -357,16 +369,20 @@ fn a_group_commit_keeps_the_order_given_and_is_all_or_nothing(db: &Db) {
     assert_eq!(store.log("l000").unwrap().unwrap().0.status, SUCCEEDED);
     let (l001, tries) = store.log("l001").unwrap().unwrap();
     assert_eq!(
-        (l001.status.as_str(), l001.next_attempt_at, l001.attempts),
+        (l001.status, l001.next_attempt_at, l001.attempts),
         (PENDING, 5, 1)
     );
     assert_eq!(tries, vec![attempt("l001", 1)]);
+    let latest = store
+        .latest_attempts(&["l001".to_owned(), "l002".to_owned()])
+        .unwrap();
+    assert_eq!(latest, vec![attempt("l001", 1)], "l002 has no attempt yet");
 }
 
 fn queries_are_kept_as_request_logs_with_their_attempt(db: &Db) {
     let store = db.engine();
     let mut log = queued("q1", "A");
-    log.status = FAILED.into();
+    log.status = FAILED;
     let mut tried = attempt("q1", 1);
     tried.error = Some("timed out".into());
     tried.status_code = None;
@@ -376,12 +392,8 @@ fn queries_are_kept_as_request_logs_with_their_attempt(db: &Db) {
         .unwrap();
     let (record, attempts) = store.log("q1").unwrap().unwrap();
     assert_eq!(
-        (
-            record.log_type.as_str(),
-            record.status.as_str(),
-            record.attempts
-        ),
-        ("REQUEST", FAILED, 1)
+        (record.log_type, record.status, record.attempts),
+        (LogType::Request, FAILED, 1)
     );
     assert_eq!(attempts, vec![tried]);
     assert!(
@@ -447,7 +459,7 @@ fn log_filters(db: &Db) {
     enqueue(&store, &[a, b]);
     let ids = |f: LogFilter| -> Vec<String> {
         store
-            .logs("o", &f, 10)
+            .logs("o", &f, 0, 10)
             .unwrap()
             .into_iter()
             .map(|l| l.id)
@@ -484,11 +496,59 @@ fn log_filters(db: &Db) {
     );
     assert!(
         store
-            .logs("other", &LogFilter::default(), 10)
+            .logs("other", &LogFilter::default(), 0, 10)
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.logs("o", &LogFilter::default(), 1).unwrap().len(), 1);
+    assert_eq!(
+        store.logs("o", &LogFilter::default(), 0, 1).unwrap().len(),
+        1
+    );
+    // Redox's bounds: "before" includes the instant itself, as "after" does.
+    assert_eq!(
+        ids(LogFilter {
+            created_before: Some(200),
+            created_after: Some(200),
+            ..Default::default()
+        }),
+        ["b"]
+    );
+    assert_eq!(
+        ids(LogFilter {
+            updated_after: Some(150),
+            ..Default::default()
+        }),
+        ["b"]
+    );
+    assert_eq!(
+        ids(LogFilter {
+            updated_before: Some(150),
+            ..Default::default()
+        }),
+        ["a"]
+    );
+    assert_eq!(
+        ids(LogFilter {
+            log_type: Some(LogType::Send),
+            ..Default::default()
+        }),
+        ["b", "a"]
+    );
+    assert!(
+        ids(LogFilter {
+            log_type: Some(LogType::Request),
+            ..Default::default()
+        })
+        .is_empty()
+    );
+    // Offset paging: the second page of one.
+    let second: Vec<String> = store
+        .logs("o", &LogFilter::default(), 1, 1)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(second, ["a"]);
 }
 
 /// Sets the recorded schema version of both components past what this binary knows.

@@ -1,751 +1,166 @@
-//! Auth credentials (PROTOCOL.md section 5): how the engine authenticates itself to a
-//! destination.
+//! Auth credentials, as Redox's Platform API serves them:
+//! `GET /platform/v1/authcredentials/strategies`, `POST /platform/v1/authcredentials`,
+//! `GET /platform/v1/environments/{environmentId}/authcredentials`,
+//! `GET|PATCH|DELETE /platform/v1/authcredentials/{id}`; and Wharf's
+//! `GET /platform/v1/authcredentials/{id}/jwks`, the public half of the credential's signing
+//! key, served without the management key (a destination fetches it).
 //!
-//! * `GET /platform/v1/authcredentials/strategies`: the six strategies and their fields.
-//! * `POST /platform/v1/authcredentials`, `GET /platform/v1/environments/{envId}/authcredentials`,
-//!   `GET|PATCH|DELETE /platform/v1/authcredentials/{id}`.
-//! * `GET /platform/v1/authcredentials/{id}/jwks`: the public half of the credential's signing
-//!   key, served without the management key (a destination fetches it).
-//!
-//! A credential accepts exactly its strategy's fields ([`Strategy::fields`]). The non-secret
-//! ones are stored as a JSON object; the secret ones as one JSON object sealed with the master
-//! key (context `authcredential:{id}`) and read back only as `has<Field>` booleans. Strategies
-//! where the engine signs (SMART Backend, JWT Bearer, the GCP JWT grant, GoogleWIF) take a PKCS#8
-//! PEM or have one generated; the PEM is sealed with the other secrets and its `kid` and
-//! `algorithm` are stored in the clear, so what is signed later is fixed when the key is saved.
-//!
-//! The delivery code reads a credential with [`load_credential`]; the dashboard creates,
-//! changes and deletes them through [`create_from`], [`update_from`] and [`delete`], so its
-//! forms are checked exactly as the API's bodies are.
+//! A body is flat, as Redox's: `name`, `environmentId`, `authStrategy` and the strategy's own
+//! fields side by side; Redox's read-only `organization` is accepted when it names this
+//! organization. Secrets read back only as `has<Field>`.
 
-use super::{ApiError, State, ok, payload, rfc3339};
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use super::models::{
+    CredentialPayload, CredentialSummary, CredentialView, CredentialsPayload, Envelope, ErrorBody,
+    MessagePayload, StrategiesPayload, StrategyFields,
+};
+use super::{Body, ok};
+use crate::app::credentials::{self as core, Credential};
+use crate::app::{Engine, EngineError};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde_json::{Map, Value, json};
-use wharf_auth::keys::{KeyError, SigningKey, algorithm_name, jwks_document, parse_algorithm};
-use wharf_auth::strategy::{Field, Strategy, has_name};
-use wharf_store::engine::{AuthCredentialRecord, CredentialDeletion, EnvironmentRecord};
-use wharf_store::now_millis;
+use serde_json::{Map, Value};
+use wharf_auth::keys::jwks_document;
+use wharf_auth::strategy::Strategy;
+use wharf_store::engine::AuthCredentialRecord;
 
-type AppState = axum::extract::State<State>;
-
-/// Fields every credential has, beside its strategy's.
-const COMMON: &[&str] = &["name", "environmentId", "authStrategy"];
-/// Fields that must be http(s) URLs.
-const URL_FIELDS: &[&str] = &["url", "tokenUrl", "serviceAccountImpersonationUrl"];
-/// `string[]` fields that may also be given as one space- or comma-separated string.
-const LIST_FIELDS: &[&str] = &["scopes", "delegates"];
-const CONTENT_TYPES: &[&str] = &["application/x-www-form-urlencoded", "application/json"];
-
-/// Routes behind the management key.
-pub(super) fn routes() -> Router<State> {
-    Router::new()
-        .route("/platform/v1/authcredentials/strategies", get(strategies))
-        .route("/platform/v1/authcredentials", axum::routing::post(create))
-        .route(
-            "/platform/v1/environments/{env_id}/authcredentials",
-            get(list),
-        )
-        .route(
-            "/platform/v1/authcredentials/{id}",
-            get(read).patch(update).delete(remove),
-        )
-}
-
-/// Routes anyone may call: the JWKS of a credential's public key.
-pub(super) fn public_routes() -> Router<State> {
-    Router::new().route("/platform/v1/authcredentials/{id}/jwks", get(jwks))
-}
-
-/// A credential as the delivery code uses it, secrets opened. Its `Debug` shows the secrets'
-/// names, never their values.
-pub(crate) struct Credential {
-    pub id: String,
-    pub strategy: Strategy,
-    /// The non-secret fields, including `kid` and `algorithm` for key-holding strategies.
-    pub fields: Map<String, Value>,
-    /// The secret fields (e.g. `clientSecret`, `secretKey`, `privateKey`), opened.
-    pub secrets: Map<String, Value>,
-    /// Changes whenever the credential does: a key for caches of tokens obtained with it.
-    pub updated_at: i64,
-}
-
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secrets: Map<String, Value> = self
-            .secrets
-            .keys()
-            .map(|k| (k.clone(), Value::String("<redacted>".into())))
-            .collect();
-        f.debug_struct("Credential")
-            .field("id", &self.id)
-            .field("strategy", &self.strategy)
-            .field("fields", &self.fields)
-            .field("secrets", &secrets)
-            .field("updated_at", &self.updated_at)
-            .finish()
-    }
-}
-
-impl Credential {
-    /// The signing key of a key-holding strategy, with its stored algorithm and kid; `None`
-    /// for the other strategies.
-    pub fn signing_key(&self) -> Result<Option<SigningKey>, KeyError> {
-        if !self.strategy.holds_private_key() {
-            return Ok(None);
-        }
-        let Some(pem) = self.secrets.get("privateKey").and_then(Value::as_str) else {
-            return Ok(None);
-        };
-        let algorithm = self
-            .fields
-            .get("algorithm")
-            .and_then(Value::as_str)
-            .map(parse_algorithm)
-            .transpose()?;
-        let kid = self.fields.get("kid").and_then(Value::as_str);
-        let default = parse_algorithm(default_rsa(self.strategy))?;
-        SigningKey::from_pem(pem, algorithm, default, kid).map(Some)
-    }
-}
-
-/// The credential `id` of this engine's organization, secrets opened; `None` if there is none.
-pub(crate) async fn load_credential(
-    state: &State,
-    id: &str,
-) -> Result<Option<Credential>, ApiError> {
-    let id = id.to_owned();
-    let Some(record) = state
-        .db(move |s| s.auth_credential(&id))
-        .await?
-        .filter(|c| c.organization_id == state.organization.id)
-    else {
-        return Ok(None);
-    };
-    opened(state, &record).map(Some)
-}
-
-/// The context that seals a credential's secrets (so a blob copied into another record does
-/// not open).
-fn secrets_context(id: &str) -> String {
-    format!("authcredential:{id}")
-}
-
-pub(crate) fn opened(state: &State, record: &AuthCredentialRecord) -> Result<Credential, ApiError> {
-    let strategy = Strategy::from_key(&record.strategy).ok_or_else(|| {
-        ApiError::internal(format!(
-            "auth credential {} has an unknown strategy {:?}",
-            record.id, record.strategy
-        ))
-    })?;
-    let fields = object(&record.fields).ok_or_else(|| {
-        ApiError::internal(format!(
-            "auth credential {} has unreadable fields",
-            record.id
-        ))
-    })?;
-    let secrets = match &record.secrets {
-        None => Map::new(),
-        Some(sealed) => {
-            let plain = state
-                .config
-                .master_key
-                .open(&secrets_context(&record.id), sealed)
-                .map_err(|e| ApiError::internal(format!("auth credential {}: {e}", record.id)))?;
-            std::str::from_utf8(&plain)
-                .ok()
-                .and_then(object)
-                .ok_or_else(|| {
-                    ApiError::internal(format!(
-                        "auth credential {} has unreadable secrets",
-                        record.id
-                    ))
-                })?
-        }
-    };
-    Ok(Credential {
-        id: record.id.clone(),
-        strategy,
-        fields,
-        secrets,
-        updated_at: record.updated_at,
+fn view(
+    engine: &Engine,
+    record: &AuthCredentialRecord,
+    credential: &Credential,
+) -> Json<Envelope<CredentialPayload>> {
+    ok(CredentialPayload {
+        credential: CredentialView {
+            summary: CredentialSummary::from(record),
+            fields: core::public_fields(engine, record, credential),
+        },
     })
 }
 
-fn object(text: &str) -> Option<Map<String, Value>> {
-    match serde_json::from_str(text) {
-        Ok(Value::Object(map)) => Some(map),
-        _ => None,
-    }
-}
-
-/// The algorithm an RSA key signs with unless told otherwise: SMART Backend asks for RS384.
-fn default_rsa(strategy: Strategy) -> &'static str {
-    if strategy == Strategy::SmartBackend {
-        "RS384"
-    } else {
-        "RS256"
-    }
-}
-
-/// The algorithm of a generated key: ES384 for SMART Backend, RS256 for the others.
-fn default_generated(strategy: Strategy) -> &'static str {
-    if strategy == Strategy::SmartBackend {
-        "ES384"
-    } else {
-        "RS256"
-    }
-}
-
-/// The engine's public base URL (`public_url`, else `http://` + the listening address).
-pub(crate) fn public_url(state: &State) -> String {
-    state
-        .config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", state.config.listen))
-}
-
-/// Where a credential's JWKS is published.
-pub(crate) fn jwks_url(state: &State, id: &str) -> String {
-    format!(
-        "{}/platform/v1/authcredentials/{id}/jwks",
-        public_url(state)
-    )
-}
-
-/// The API's view of a credential: its non-secret fields, `has<Field>` for every secret one.
-/// The dashboard renders this view too, so neither can show a secret.
-pub(crate) fn view(state: &State, record: &AuthCredentialRecord, credential: &Credential) -> Value {
-    let strategy = credential.strategy;
-    let mut out = Map::new();
-    for (name, value) in &credential.fields {
-        if strategy.field(name).is_some_and(|f| !f.secret) {
-            out.insert(name.clone(), value.clone());
-        }
-    }
-    for field in strategy.fields().iter().filter(|f| f.secret) {
-        out.insert(
-            has_name(field.name),
-            Value::Bool(credential.secrets.contains_key(field.name)),
-        );
-    }
-    if strategy.holds_private_key() {
-        out.insert("jwksUrl".into(), Value::String(jwks_url(state, &record.id)));
-    }
-    out.insert("id".into(), json!(record.id));
-    out.insert("name".into(), json!(record.name));
-    out.insert("organizationId".into(), json!(record.organization_id));
-    out.insert("environmentId".into(), json!(record.environment_id));
-    out.insert("authStrategy".into(), json!(strategy.key()));
-    out.insert("createdAt".into(), rfc3339(record.created_at));
-    out.insert("updatedAt".into(), rfc3339(record.updated_at));
-    Value::Object(out)
-}
-
-async fn strategies() -> Response {
-    let list: Vec<Value> = Strategy::ALL
-        .iter()
-        .map(|s| json!({"authStrategy": s.key(), "availableFields": s.fields()}))
-        .collect();
-    ok(StatusCode::OK, Value::Array(list))
-}
-
-pub(crate) async fn environment(
-    state: &State,
-    id: String,
-) -> Result<Option<EnvironmentRecord>, ApiError> {
-    Ok(state
-        .db(move |s| s.environment(&id))
-        .await?
-        .filter(|e| e.organization_id == state.organization.id))
-}
-
-pub(crate) async fn stored(state: &State, id: String) -> Result<AuthCredentialRecord, ApiError> {
-    let what = format!("auth credential {id}");
-    state
-        .db(move |s| s.auth_credential(&id))
-        .await?
-        .filter(|c| c.organization_id == state.organization.id)
-        .ok_or_else(|| ApiError::not_found(&what))
-}
-
-/// A required, non-empty string among the common fields.
-fn text(fields: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
-    match fields.get(key) {
-        None => Ok(None),
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::bad_request(format!(
-            "`{key}` must be a non-empty string"
+/// Takes Redox's read-only `organization` out of a body, refusing another organization's.
+fn without_organization(
+    engine: &Engine,
+    mut body: Map<String, Value>,
+) -> Result<Map<String, Value>, EngineError> {
+    match body.remove("organization") {
+        None | Some(Value::Null) => Ok(body),
+        Some(Value::String(id)) if id == engine.organization.id => Ok(body),
+        Some(other) => Err(EngineError::bad_request(format!(
+            "`organization` {other} is not this organization ({}); leave it out",
+            engine.organization.id
         ))),
     }
 }
 
-fn strategy_keys() -> String {
-    Strategy::ALL.map(Strategy::key).join(", ")
+/// The strategies and the fields each takes, by Redox's names.
+#[utoipa::path(get, path = "/platform/v1/authcredentials/strategies", tag = "Auth credentials",
+    responses((status = 200, body = Envelope<StrategiesPayload>)))]
+pub(super) async fn strategies() -> Json<Envelope<StrategiesPayload>> {
+    ok(StrategiesPayload {
+        strategies: Strategy::ALL
+            .iter()
+            .map(|s| {
+                let fields = s.fields().iter().map(|f| f.name).collect();
+                (
+                    s.key(),
+                    StrategyFields {
+                        available_fields: fields,
+                    },
+                )
+            })
+            .collect(),
+    })
 }
 
-/// Refuses fields that are neither common nor the strategy's, naming the allowed ones.
-fn only_strategy_fields(strategy: Strategy, fields: &Map<String, Value>) -> Result<(), ApiError> {
-    let unknown = fields
-        .keys()
-        .find(|k| !COMMON.contains(&k.as_str()) && strategy.field(k).is_none());
-    match unknown {
-        Some(unknown) => {
-            let allowed: Vec<&str> = COMMON
-                .iter()
-                .copied()
-                .chain(strategy.fields().iter().map(|f| f.name))
-                .collect();
-            Err(ApiError::bad_request(format!(
-                "unknown field `{unknown}` for authStrategy {strategy}; expected one of: {}",
-                allowed.join(", ")
-            )))
-        }
-        None => Ok(()),
-    }
+/// Creates a credential: `name`, `environmentId`, `authStrategy` and the strategy's fields.
+#[utoipa::path(post, path = "/platform/v1/authcredentials", tag = "Auth credentials",
+    request_body(content = Object, description = "name, environmentId, authStrategy and the strategy's availableFields"),
+    responses((status = 200, body = Envelope<CredentialPayload>), (status = 400, body = ErrorBody)))]
+pub(super) async fn create(
+    State(engine): State<Engine>,
+    Body(body): Body<Map<String, Value>>,
+) -> Result<Json<Envelope<CredentialPayload>>, EngineError> {
+    let body = without_organization(&engine, body)?;
+    let (record, credential) = core::create(&engine, &body).await?;
+    Ok(view(&engine, &record, &credential))
 }
 
-/// Checks one field's value against its type and rules; returns it normalized.
-fn checked(field: &Field, value: &Value) -> Result<Value, ApiError> {
-    let name = field.name;
-    let wrong = |what: &str| ApiError::bad_request(format!("`{name}` must be {what}"));
-    let value = match (field.kind, value) {
-        ("string", Value::String(s)) if !s.trim().is_empty() => value.clone(),
-        ("string", _) => return Err(wrong("a non-empty string")),
-        ("integer", Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => value.clone(),
-        ("integer", _) => return Err(wrong("a positive integer")),
-        ("boolean", Value::Bool(_)) => value.clone(),
-        ("boolean", _) => return Err(wrong("true or false")),
-        ("string[]", Value::String(s)) if LIST_FIELDS.contains(&name) => Value::Array(
-            s.split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|p| !p.is_empty())
-                .map(|p| Value::String(p.to_owned()))
-                .collect(),
-        ),
-        ("string[]", Value::Array(items))
-            if items
-                .iter()
-                .all(|i| i.as_str().is_some_and(|s| !s.trim().is_empty())) =>
-        {
-            value.clone()
-        }
-        ("string[]", _) => {
-            return Err(wrong(
-                "an array of non-empty strings (or one space- or comma-separated string)",
-            ));
-        }
-        (kind, _) => {
-            return Err(ApiError::internal(format!(
-                "field {name} has an unknown type {kind}"
-            )));
-        }
-    };
-    let s = value.as_str().unwrap_or_default();
-    if URL_FIELDS.contains(&name) {
-        let url = reqwest::Url::parse(s)
-            .map_err(|e| ApiError::bad_request(format!("`{name}` {s:?} is not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(wrong("an http:// or https:// URL with a host"));
-        }
-    }
-    match name {
-        "grantType" if s != "client_credentials" => {
-            return Err(wrong(
-                "client_credentials (the only grant this strategy uses)",
-            ));
-        }
-        "contentType" if !CONTENT_TYPES.contains(&s) => {
-            return Err(wrong(&format!("one of {}", CONTENT_TYPES.join(", "))));
-        }
-        "algorithm" => {
-            parse_algorithm(s).map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")))?;
-        }
-        "lifetime"
-            if !s
-                .strip_suffix('s')
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
-        {
-            return Err(wrong("a number of seconds like \"3600s\""));
-        }
-        _ => {}
-    }
-    Ok(value)
+/// An environment's credentials (metadata only).
+#[utoipa::path(get, path = "/platform/v1/environments/{environmentId}/authcredentials",
+    tag = "Auth credentials", params(("environmentId" = String, Path)),
+    responses((status = 200, body = Envelope<CredentialsPayload>), (status = 404, body = ErrorBody)))]
+pub(super) async fn list(
+    State(engine): State<Engine>,
+    Path(env_id): Path<String>,
+) -> Result<Json<Envelope<CredentialsPayload>>, EngineError> {
+    let credentials = core::list(&engine, &env_id).await?;
+    Ok(ok(CredentialsPayload {
+        credentials: credentials
+            .iter()
+            .map(|(record, _)| CredentialSummary::from(record))
+            .collect(),
+    }))
 }
 
-/// A credential's fields and opened secrets, being changed by a request.
-struct Draft {
-    fields: Map<String, Value>,
-    secrets: Map<String, Value>,
-}
-
-/// Applies the request's strategy fields to `draft`: a value sets, `null` removes (refused for
-/// required fields and the private key). Then settles the signing key and checks that every
-/// required field is present.
-fn apply(
-    strategy: Strategy,
-    input: &Map<String, Value>,
-    draft: &mut Draft,
-    creating: bool,
-) -> Result<(), ApiError> {
-    for (name, value) in input {
-        let Some(field) = strategy.field(name) else {
-            continue;
-        };
-        let target = if field.secret {
-            &mut draft.secrets
-        } else {
-            &mut draft.fields
-        };
-        if value.is_null() {
-            if field.name == "privateKey" && !creating {
-                return Err(ApiError::bad_request(
-                    "`privateKey` cannot be removed: send a new PEM to replace the key",
-                ));
-            }
-            if field.required && !creating {
-                return Err(ApiError::bad_request(format!(
-                    "`{name}` cannot be null: {strategy} requires it"
-                )));
-            }
-            target.remove(name);
-        } else {
-            target.insert(name.clone(), checked(field, value)?);
-        }
-    }
-    if strategy.holds_private_key() {
-        settle_key(strategy, input, draft)?;
-    }
-    let missing: Vec<&str> = strategy
-        .fields()
-        .iter()
-        .filter(|f| f.required)
-        .filter(|f| {
-            let held = if f.secret {
-                &draft.secrets
-            } else {
-                &draft.fields
-            };
-            !held.contains_key(f.name)
-        })
-        .map(|f| f.name)
-        .collect();
-    if !missing.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "{strategy} requires {}",
-            missing
-                .iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    Ok(())
-}
-
-/// Loads (a new PEM, or the stored one with a changed `algorithm` or `kid`) or generates the
-/// signing key, and records its PEM, kid and algorithm in the draft.
-fn settle_key(
-    strategy: Strategy,
-    input: &Map<String, Value>,
-    draft: &mut Draft,
-) -> Result<(), ApiError> {
-    let bad = |e: KeyError| ApiError::bad_request(e.to_string());
-    let new_pem = input.get("privateKey").is_some_and(Value::is_string);
-    // A new PEM starts from its own defaults unless the request says otherwise; the stored key
-    // keeps its algorithm and kid unless the request changes them.
-    let setting = |name: &str| -> Option<String> {
-        if input.contains_key(name) || !new_pem {
-            draft
-                .fields
-                .get(name)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        } else {
-            None
-        }
-    };
-    let algorithm = setting("algorithm")
-        .as_deref()
-        .map(parse_algorithm)
-        .transpose()
-        .map_err(bad)?;
-    let kid = setting("kid");
-    let key = match draft.secrets.get("privateKey").and_then(Value::as_str) {
-        Some(pem) => {
-            let default = parse_algorithm(default_rsa(strategy)).map_err(bad)?;
-            SigningKey::from_pem(pem, algorithm, default, kid.as_deref()).map_err(bad)?
-        }
-        None => {
-            let algorithm = match algorithm {
-                Some(a) => a,
-                None => parse_algorithm(default_generated(strategy)).map_err(bad)?,
-            };
-            SigningKey::generate(algorithm, kid.as_deref())
-                .map_err(|e| ApiError::internal(e.to_string()))?
-        }
-    };
-    draft
-        .secrets
-        .insert("privateKey".into(), json!(key.private_pem()));
-    draft.fields.insert("kid".into(), json!(key.kid()));
-    draft
-        .fields
-        .insert("algorithm".into(), json!(algorithm_name(key.algorithm())));
-    Ok(())
-}
-
-/// Seals the draft into the record and saves it (inserts it when `creating`).
-async fn save(
-    state: &State,
-    mut record: AuthCredentialRecord,
-    draft: Draft,
-    creating: bool,
-) -> Result<(AuthCredentialRecord, Credential), ApiError> {
-    record.fields = Value::Object(draft.fields.clone()).to_string();
-    record.secrets = if draft.secrets.is_empty() {
-        None
-    } else {
-        let plain = Value::Object(draft.secrets.clone()).to_string();
-        Some(
-            state
-                .config
-                .master_key
-                .seal(&secrets_context(&record.id), plain.as_bytes()),
-        )
-    };
-    let credential = Credential {
-        id: record.id.clone(),
-        strategy: Strategy::from_key(&record.strategy)
-            .ok_or_else(|| ApiError::internal("unknown strategy".into()))?,
-        fields: draft.fields,
-        secrets: draft.secrets,
-        updated_at: record.updated_at,
-    };
-    let stored = record.clone();
-    if creating {
-        state.db(move |s| s.insert_auth_credential(&stored)).await?;
-    } else if !state.db(move |s| s.update_auth_credential(&stored)).await? {
-        // Deleted while this request was being handled.
-        return Err(ApiError::not_found(&format!(
-            "auth credential {}",
-            record.id
-        )));
-    }
-    Ok((record, credential))
-}
-
-async fn create(state: AppState, body: Bytes) -> Result<Response, ApiError> {
-    let state = state.0;
-    let (record, credential) = create_from(&state, &payload(&body)?).await?;
-    Ok(ok(StatusCode::CREATED, view(&state, &record, &credential)))
-}
-
-/// Creates a credential from the request's fields (`name`, `environmentId`, `authStrategy` and
-/// that strategy's fields), checked, secrets sealed.
-pub(crate) async fn create_from(
-    state: &State,
-    input: &Map<String, Value>,
-) -> Result<(AuthCredentialRecord, Credential), ApiError> {
-    let strategy_key = text(input, "authStrategy")?.ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "`authStrategy` is required: one of {}",
-            strategy_keys()
-        ))
-    })?;
-    let strategy = Strategy::from_key(&strategy_key).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "unknown authStrategy {strategy_key:?}; expected one of: {}",
-            strategy_keys()
-        ))
-    })?;
-    only_strategy_fields(strategy, input)?;
-    let name = text(input, "name")?.ok_or_else(|| ApiError::bad_request("`name` is required"))?;
-    let env_id = text(input, "environmentId")?
-        .ok_or_else(|| ApiError::bad_request("`environmentId` is required"))?;
-    let env = environment(state, env_id.clone()).await?.ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "`environmentId` {env_id} is not an environment of this organization"
-        ))
-    })?;
-    let mut draft = Draft {
-        fields: Map::new(),
-        secrets: Map::new(),
-    };
-    apply(strategy, input, &mut draft, true)?;
-    let now = now_millis();
-    let record = AuthCredentialRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        organization_id: state.organization.id.clone(),
-        environment_id: env.id.clone(),
-        name,
-        strategy: strategy.key().to_owned(),
-        fields: String::new(),
-        secrets: None,
-        created_at: now,
-        updated_at: now,
-    };
-    let (record, credential) = save(state, record, draft, true).await?;
-    tracing::info!(credential = %record.id, strategy = %strategy, environment = %env.flag, "auth credential created");
-    Ok((record, credential))
-}
-
-async fn list(state: AppState, Path(env_id): Path<String>) -> Result<Response, ApiError> {
-    let state = state.0;
-    let env = environment(&state, env_id.clone())
-        .await?
-        .ok_or_else(|| ApiError::not_found(&format!("environment {env_id}")))?;
-    let records = state.db(move |s| s.auth_credentials(&env.id)).await?;
-    let mut views = Vec::with_capacity(records.len());
-    for record in &records {
-        views.push(view(&state, record, &opened(&state, record)?));
-    }
-    Ok(ok(StatusCode::OK, Value::Array(views)))
-}
-
-async fn read(state: AppState, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let state = state.0;
-    let record = stored(&state, id).await?;
-    let credential = opened(&state, &record)?;
-    Ok(ok(StatusCode::OK, view(&state, &record, &credential)))
-}
-
-async fn update(
-    state: AppState,
+/// One credential: its non-secret fields and `has<Field>` for each secret one.
+#[utoipa::path(get, path = "/platform/v1/authcredentials/{id}", tag = "Auth credentials",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Envelope<CredentialPayload>), (status = 404, body = ErrorBody)))]
+pub(super) async fn read(
+    State(engine): State<Engine>,
     Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let state = state.0;
-    let (record, credential) = update_from(&state, id, &payload(&body)?).await?;
-    Ok(ok(StatusCode::OK, view(&state, &record, &credential)))
+) -> Result<Json<Envelope<CredentialPayload>>, EngineError> {
+    let (record, credential) = core::read(&engine, &id).await?;
+    Ok(view(&engine, &record, &credential))
 }
 
-/// Changes some fields of a credential (same checks as creating it; a secret left out keeps
-/// its value); `authStrategy` and `environmentId` cannot change.
-pub(crate) async fn update_from(
-    state: &State,
-    id: String,
-    input: &Map<String, Value>,
-) -> Result<(AuthCredentialRecord, Credential), ApiError> {
-    let mut record = stored(state, id).await?;
-    let credential = opened(state, &record)?;
-    let strategy = credential.strategy;
-    if let Some(asked) = input.get("authStrategy")
-        && asked.as_str() != Some(strategy.key())
-    {
-        return Err(ApiError::bad_request(format!(
-            "`authStrategy` cannot change (this credential is {strategy}); create a new credential with POST /platform/v1/authcredentials instead"
-        )));
-    }
-    if let Some(asked) = input.get("environmentId")
-        && asked.as_str() != Some(record.environment_id.as_str())
-    {
-        return Err(ApiError::bad_request(
-            "`environmentId` cannot change; create a new credential in that environment instead",
-        ));
-    }
-    only_strategy_fields(strategy, input)?;
-    if let Some(name) = text(input, "name")? {
-        record.name = name;
-    }
-    let mut draft = Draft {
-        fields: credential.fields,
-        secrets: credential.secrets,
-    };
-    apply(strategy, input, &mut draft, false)?;
-    // Strictly increasing, so caches keyed by it see every change.
-    record.updated_at = now_millis().max(record.updated_at + 1);
-    let (record, credential) = save(state, record, draft, false).await?;
-    tracing::info!(credential = %record.id, "auth credential updated");
-    Ok((record, credential))
-}
-
-async fn remove(state: AppState, Path(id): Path<String>) -> Result<Response, ApiError> {
-    delete(&state.0, id).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+/// Changes some fields (a secret left out keeps its value; `null` removes an optional field);
+/// `authStrategy` and `environmentId` cannot change.
+#[utoipa::path(patch, path = "/platform/v1/authcredentials/{id}", tag = "Auth credentials",
+    params(("id" = String, Path)), request_body(content = Object),
+    responses((status = 200, body = Envelope<CredentialPayload>), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub(super) async fn update(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+    Body(body): Body<Map<String, Value>>,
+) -> Result<Json<Envelope<CredentialPayload>>, EngineError> {
+    let body = without_organization(&engine, body)?;
+    let (record, credential) = core::update(&engine, &id, &body).await?;
+    Ok(view(&engine, &record, &credential))
 }
 
 /// Deletes a credential unless a destination links it (409 naming them).
-pub(crate) async fn delete(state: &State, id: String) -> Result<(), ApiError> {
-    let record = stored(state, id).await?;
-    let target = record.id.clone();
-    match state.db(move |s| s.delete_auth_credential(&target)).await? {
-        CredentialDeletion::Deleted => {
-            tracing::info!(credential = %record.id, "auth credential deleted");
-            Ok(())
-        }
-        CredentialDeletion::NotFound => Err(ApiError::not_found(&format!(
-            "auth credential {}",
-            record.id
-        ))),
-        CredentialDeletion::InUse(destinations) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "auth credential {} is used by destination(s) {}; unlink them first with PATCH /platform/v1/destinations/{{id}} {{\"authCredential\": null}}",
-                record.id,
-                destinations.join(", ")
-            ),
-        )),
-    }
+#[utoipa::path(delete, path = "/platform/v1/authcredentials/{id}", tag = "Auth credentials",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Envelope<MessagePayload>), (status = 404, body = ErrorBody),
+        (status = 409, description = "linked by a destination", body = ErrorBody)))]
+pub(super) async fn remove(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<MessagePayload>>, EngineError> {
+    core::delete(&engine, &id).await?;
+    Ok(ok(MessagePayload {
+        message: format!("Auth credential id [{id}] was successfully deleted."),
+    }))
 }
 
-/// The public half of a credential's signing key, as a JWKS document (not enveloped).
-async fn jwks(state: AppState, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let state = state.0;
-    let what = format!("auth credential {id} with a signing key");
-    let credential = load_credential(&state, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(&what))?;
-    let key = credential
-        .signing_key()
-        .map_err(|e| ApiError::internal(format!("auth credential {id}: {e}")))?
-        .ok_or_else(|| ApiError::not_found(&what))?;
+/// The public half of a credential's signing key, as a JWKS document (not enveloped, no
+/// management key: destinations fetch it).
+#[utoipa::path(get, path = "/platform/v1/authcredentials/{id}/jwks", tag = "Auth credentials",
+    params(("id" = String, Path)), security(()),
+    responses((status = 200, description = "a JWKS document", body = Object),
+        (status = 404, body = ErrorBody)))]
+pub(super) async fn jwks(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> Result<Response, EngineError> {
+    let key = core::signing_key(&engine, &id).await?;
     let mut response = axum::Json(jwks_document([&key])).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),
     );
     Ok(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_never_shows_a_secret() {
-        let mut secrets = Map::new();
-        secrets.insert("clientSecret".into(), json!("hunter2-secret"));
-        let credential = Credential {
-            id: "c1".into(),
-            strategy: Strategy::OAuth2Legged,
-            fields: Map::from_iter([("clientId".to_owned(), json!("client"))]),
-            secrets,
-            updated_at: 1,
-        };
-        let shown = format!("{credential:?}");
-        assert!(shown.contains("clientSecret") && shown.contains("client"));
-        assert!(!shown.contains("hunter2"), "{shown}");
-    }
-
-    #[test]
-    fn lists_are_normalized_and_types_checked() {
-        let scopes = Strategy::SmartBackend.field("scopes").unwrap();
-        assert_eq!(
-            checked(scopes, &json!(" a,b  c ,")).unwrap(),
-            json!(["a", "b", "c"])
-        );
-        assert!(checked(scopes, &json!(["a", ""])).is_err());
-        let lifetime = Strategy::JwtBearer.field("lifetimeSeconds").unwrap();
-        assert!(checked(lifetime, &json!(0)).is_err());
-        assert!(checked(lifetime, &json!(1.5)).is_err());
-        assert_eq!(checked(lifetime, &json!(60)).unwrap(), json!(60));
-        let url = Strategy::SmartBackend.field("url").unwrap();
-        assert!(checked(url, &json!("https://x.example/token")).is_ok());
-        assert!(checked(url, &json!("file:///etc/passwd")).is_err());
-    }
 }

@@ -1,218 +1,174 @@
-//! Logs: `GET /platform/v1/organizations/{orgId}/logs` (filters `destinationId`, `status`,
-//! `dataModel`, `eventType`, `createdAfter`, `createdBefore` as RFC 3339 times),
-//! `GET /platform/v1/organizations/{orgId}/logs/{logId}` with every attempt, and the operator's
-//! `POST /platform/v1/logs/{logId}/stop` (a pending log becomes FAILED; its queue moves on) and
-//! `POST /platform/v1/logs/{logId}/resend` (a finished log goes to the back of its queue with
-//! the same Log ID; its attempts are kept).
+//! Logs, as Redox's Platform API serves them:
+//! `GET /platform/v1/organizations/{organizationId}/logs` (filters, offset paging with `_page`
+//! and `_count`, `meta.page`) and `GET .../logs/{logId}` (`payload.result`, with Wharf's
+//! `attemptList`); and Wharf's operator actions `POST /platform/v1/logs/{logId}/stop` and
+//! `.../resend`.
 //!
-//! The dashboard searches and acts through the same functions ([`search`], [`stop_log`],
-//! [`resend_log`]).
+//! Statuses and types are spelled as Redox spells them (`succeeded`, `send`, ...), in answers
+//! and in filters; times are ISO 8601 (RFC 3339).
 
-use super::{ApiError, State, ok, rfc3339};
-use axum::Router;
-use axum::extract::{Path, Query};
-use axum::http::StatusCode;
-use axum::response::Response;
-use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
-use wharf_store::engine::{AttemptRecord, FAILED, LogFilter, LogRecord, PENDING, SUCCEEDED};
+use super::models::{
+    Envelope, ErrorBody, LogPayload, LogQuery, LogView, LogsPayload, PageLinks, PageMeta,
+};
+use super::{check_organization, ok};
+use crate::app::logs::{self as core, Page, parse_time as time_filter};
+use crate::app::{Engine, EngineError};
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use std::collections::HashMap;
 
-/// Most logs one listing returns.
-const LIST_LIMIT: usize = 1000;
+/// Most logs one page holds: Redox's maximum `_count`; larger counts are taken as this.
+pub const MAX_PAGE_SIZE: usize = 50;
+use wharf_protocol::platform::{LogStatus, LogType};
+use wharf_store::engine::{LogFilter, LogRecord};
 
-pub(super) fn routes() -> Router<State> {
-    Router::new()
-        .route("/platform/v1/organizations/{org_id}/logs", get(list))
-        .route(
-            "/platform/v1/organizations/{org_id}/logs/{log_id}",
-            get(read),
-        )
-        .route("/platform/v1/logs/{log_id}/stop", post(stop))
-        .route("/platform/v1/logs/{log_id}/resend", post(resend))
-}
-
-fn view(l: &LogRecord) -> Value {
-    json!({
-        "id": l.id,
-        "type": l.log_type,
-        "destinationId": l.destination_id,
-        "source": l.source,
-        "dataModel": l.data_model,
-        "eventType": l.event_type,
-        "status": l.status,
-        "attempts": l.attempts,
-        "nextAttemptAt": (l.status == PENDING).then(|| rfc3339(l.next_attempt_at)),
-        "createdAt": rfc3339(l.created_at),
-        "updatedAt": rfc3339(l.updated_at),
-    })
-}
-
-fn attempt_view(a: &AttemptRecord) -> Value {
-    json!({
-        "id": a.id,
-        "startedAt": rfc3339(a.started_at),
-        "durationMs": a.duration_ms,
-        "statusCode": a.status_code,
-        "error": a.error,
-        "response": a.response.as_ref().map(|r| String::from_utf8_lossy(r).into_owned()),
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Filters {
-    destination_id: Option<String>,
-    status: Option<String>,
-    data_model: Option<String>,
-    event_type: Option<String>,
-    created_after: Option<String>,
-    created_before: Option<String>,
-}
-
-pub(crate) fn time_filter(key: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
-    value
-        .map(|text| {
-            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-                .map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "`{key}` {text:?} is not an RFC 3339 time like 2026-11-23T14:00:00Z"
-                    ))
-                })
+/// Views of `logs`, each with its destination's name and its latest attempt.
+async fn views(engine: &Engine, logs: &[LogRecord]) -> Result<Vec<LogView>, EngineError> {
+    let ids: Vec<String> = logs.iter().map(|l| l.id.clone()).collect();
+    let mut destinations: Vec<String> = logs.iter().map(|l| l.destination_id.clone()).collect();
+    destinations.sort();
+    destinations.dedup();
+    let (latest, names) = engine
+        .db(move |s| {
+            let latest = s.latest_attempts(&ids)?;
+            let mut names = HashMap::new();
+            for id in destinations {
+                if let Some(d) = s.destination(&id)? {
+                    names.insert(id, d.name);
+                }
+            }
+            Ok((latest, names))
         })
-        .transpose()
+        .await?;
+    let latest: HashMap<&str, _> = latest.iter().map(|a| (a.log_id.as_str(), a)).collect();
+    Ok(logs
+        .iter()
+        .map(|l| {
+            LogView::new(
+                l,
+                &engine.organization,
+                names.get(&l.destination_id).map(String::as_str),
+                latest.get(l.id.as_str()).copied(),
+            )
+        })
+        .collect())
 }
 
-fn check_org(state: &State, org_id: &str) -> Result<(), ApiError> {
-    if org_id == state.organization.id {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(&format!("organization {org_id}")))
-    }
-}
-
-async fn list(
-    axum::extract::State(state): axum::extract::State<State>,
+/// The organization's logs, newest first, a page at a time.
+#[utoipa::path(get, path = "/platform/v1/organizations/{organizationId}/logs", tag = "Logs",
+    params(("organizationId" = String, Path), LogQuery),
+    responses((status = 200, body = Envelope<LogsPayload>), (status = 400, body = ErrorBody)))]
+pub(super) async fn list(
+    State(engine): State<Engine>,
     Path(org_id): Path<String>,
-    filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    check_org(&state, &org_id)?;
-    let Query(filters) = filters.map_err(|e| {
-        ApiError::bad_request(format!(
-            "{e}; filters: destinationId, status, dataModel, eventType, createdAfter, createdBefore"
+    query: Result<Query<LogQuery>, QueryRejection>,
+) -> Result<Json<Envelope<LogsPayload>>, EngineError> {
+    check_organization(&engine, &org_id)?;
+    let Query(q) = query.map_err(|e| {
+        EngineError::bad_request(format!(
+            "{e}; filters: destinationId, status, type, dataModel, eventType, createdAfter, createdBefore, updatedAfter, updatedBefore, dataMode, _page, _count"
         ))
     })?;
+    let parse = |e: wharf_protocol::platform::UnknownValue| EngineError::bad_request(e.to_string());
     let filter = LogFilter {
-        created_after: time_filter("createdAfter", filters.created_after.as_deref())?,
-        created_before: time_filter("createdBefore", filters.created_before.as_deref())?,
-        destination_id: filters.destination_id,
-        status: filters.status,
-        data_model: filters.data_model,
-        event_type: filters.event_type,
+        destination_id: q.destination_id,
+        status: q
+            .status
+            .as_deref()
+            .map(str::parse::<LogStatus>)
+            .transpose()
+            .map_err(parse)?,
+        log_type: q
+            .log_type
+            .as_deref()
+            .map(str::parse::<LogType>)
+            .transpose()
+            .map_err(parse)?,
+        data_model: q.data_model,
+        event_type: q.event_type,
+        created_after: time_filter("createdAfter", q.created_after.as_deref())?,
+        created_before: time_filter("createdBefore", q.created_before.as_deref())?,
+        updated_after: time_filter("updatedAfter", q.updated_after.as_deref())?,
+        updated_before: time_filter("updatedBefore", q.updated_before.as_deref())?,
     };
-    let logs = search(&state, filter, LIST_LIMIT).await?;
-    Ok(ok(
-        StatusCode::OK,
-        Value::Array(logs.iter().map(view).collect()),
-    ))
-}
-
-/// The organization's logs matching `filter`, newest first, at most `limit`.
-pub(crate) async fn search(
-    state: &State,
-    filter: LogFilter,
-    limit: usize,
-) -> Result<Vec<LogRecord>, ApiError> {
-    if let Some(status) = &filter.status
-        && ![PENDING, SUCCEEDED, FAILED].contains(&status.as_str())
+    if let Some(mode) = q.data_mode.as_deref()
+        && !matches!(mode, "realtime" | "backfill")
     {
-        return Err(ApiError::bad_request(format!(
-            "`status` {status:?} is not one of PENDING, SUCCEEDED, FAILED"
+        return Err(EngineError::bad_request(format!(
+            "`dataMode` {mode:?} is not one of realtime, backfill"
         )));
     }
-    let org_id = state.organization.id.clone();
-    state.db(move |s| s.logs(&org_id, &filter, limit)).await
-}
-
-/// One log of this organization with its attempts.
-pub(crate) async fn find(
-    state: &State,
-    log_id: String,
-) -> Result<(LogRecord, Vec<AttemptRecord>), ApiError> {
-    let what = format!("log {log_id}");
-    state
-        .db(move |s| s.log(&log_id))
-        .await?
-        .filter(|(l, _)| l.organization_id == state.organization.id)
-        .ok_or_else(|| ApiError::not_found(&what))
-}
-
-async fn read(
-    axum::extract::State(state): axum::extract::State<State>,
-    Path((org_id, log_id)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    check_org(&state, &org_id)?;
-    let (log, attempts) = find(&state, log_id).await?;
-    let mut payload = view(&log);
-    payload["attemptList"] = Value::Array(attempts.iter().map(attempt_view).collect());
-    Ok(ok(StatusCode::OK, payload))
-}
-
-async fn act(
-    state: &State,
-    log_id: String,
-    action: &'static str,
-    run: fn(&wharf_store::engine::EngineStore, &str) -> Result<bool, wharf_store::StoreError>,
-    refusal: &'static str,
-) -> Result<LogRecord, ApiError> {
-    find(state, log_id.clone()).await?;
-    let id = log_id.clone();
-    if !state.db(move |s| run(s, &id)).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("log {log_id} {refusal}"),
+    let number = q.page.unwrap_or(1);
+    if number == 0 {
+        return Err(EngineError::bad_request(
+            "`_page` starts at 1 (the first page)",
         ));
     }
-    state.wake.notify_one();
-    tracing::info!(log = %log_id, action, "operator action on a log");
-    Ok(find(state, log_id).await?.0)
+    let page = Page {
+        number,
+        size: q.count.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
+    };
+    let found = core::list(&engine, filter, page).await?;
+    let results = views(&engine, &found.logs).await?;
+    let link = |n: usize| {
+        format!(
+            "/organizations/{org_id}/logs?_page={n}&_count={}",
+            found.page.size
+        )
+    };
+    let mut envelope = ok(LogsPayload { results });
+    envelope.0.meta.page = Some(PageMeta {
+        current_page: found.page.number,
+        page_type: "offset",
+        page_size: found.page.size,
+        links: PageLinks {
+            this: link(found.page.number),
+            next: found.has_next.then(|| link(found.page.number + 1)),
+            first: link(1),
+        },
+    });
+    Ok(envelope)
 }
 
-/// Stops a pending log: FAILED, and its queue moves on (409 if it is not pending).
-pub(crate) async fn stop_log(state: &State, log_id: String) -> Result<LogRecord, ApiError> {
-    act(
-        state,
-        log_id,
-        "stop",
-        |s, id| s.stop(id),
-        "is not pending: only a pending log can be stopped",
-    )
-    .await
+/// One log, with every attempt (`attemptList`, Wharf).
+#[utoipa::path(get, path = "/platform/v1/organizations/{organizationId}/logs/{logId}",
+    tag = "Logs", params(("organizationId" = String, Path), ("logId" = String, Path),
+        ("dataMode" = Option<String>, Query, description = "realtime or backfill (Wharf has one mode)")),
+    responses((status = 200, body = Envelope<LogPayload>), (status = 404, body = ErrorBody)))]
+pub(super) async fn read(
+    State(engine): State<Engine>,
+    Path((org_id, log_id)): Path<(String, String)>,
+) -> Result<Json<Envelope<LogPayload>>, EngineError> {
+    check_organization(&engine, &org_id)?;
+    let (log, attempts) = core::read(&engine, &log_id).await?;
+    let mut view = views(&engine, std::slice::from_ref(&log)).await?.remove(0);
+    view.attempt_list = Some(attempts.iter().map(Into::into).collect());
+    Ok(ok(LogPayload { result: view }))
 }
 
-/// Puts a finished log at the back of its queue (409 if it is still pending).
-pub(crate) async fn resend_log(state: &State, log_id: String) -> Result<LogRecord, ApiError> {
-    act(
-        state,
-        log_id,
-        "resend",
-        |s, id| s.resend(id),
-        "is still pending: it is already queued",
-    )
-    .await
-}
-
-async fn stop(
-    axum::extract::State(state): axum::extract::State<State>,
+/// Stops a pending log: it becomes `failed` and its queue moves on (409 if it is not pending).
+#[utoipa::path(post, path = "/platform/v1/logs/{logId}/stop", tag = "Logs",
+    params(("logId" = String, Path)),
+    responses((status = 200, body = Envelope<LogPayload>), (status = 409, body = ErrorBody)))]
+pub(super) async fn stop(
+    State(engine): State<Engine>,
     Path(log_id): Path<String>,
-) -> Result<Response, ApiError> {
-    Ok(ok(StatusCode::OK, view(&stop_log(&state, log_id).await?)))
+) -> Result<Json<Envelope<LogPayload>>, EngineError> {
+    let log = core::stop(&engine, &log_id).await?;
+    let result = views(&engine, &[log]).await?.remove(0);
+    Ok(ok(LogPayload { result }))
 }
 
-async fn resend(
-    axum::extract::State(state): axum::extract::State<State>,
+/// Puts a finished log at the back of its queue with the same Log ID (409 if it is pending).
+#[utoipa::path(post, path = "/platform/v1/logs/{logId}/resend", tag = "Logs",
+    params(("logId" = String, Path)),
+    responses((status = 200, body = Envelope<LogPayload>), (status = 409, body = ErrorBody)))]
+pub(super) async fn resend(
+    State(engine): State<Engine>,
     Path(log_id): Path<String>,
-) -> Result<Response, ApiError> {
-    Ok(ok(StatusCode::OK, view(&resend_log(&state, log_id).await?)))
+) -> Result<Json<Envelope<LogPayload>>, EngineError> {
+    let log = core::resend(&engine, &log_id).await?;
+    let result = views(&engine, &[log]).await?.remove(0);
+    Ok(ok(LogPayload { result }))
 }

@@ -1,45 +1,38 @@
-//! `GET /platform/v1/organizations` and `GET /platform/v1/organizations/{orgId}/environments`.
+//! `GET /platform/v1/organizations` (Wharf: Redox documents no such route; the organization's
+//! id is what the other routes need) and `GET /platform/v1/organizations/{organizationId}/environments`.
 
-use super::{ApiError, State, ok};
-use axum::Router;
-use axum::extract::Path;
-use axum::http::StatusCode;
-use axum::response::Response;
-use axum::routing::get;
-use serde_json::{Value, json};
+use super::models::{
+    Envelope, EnvironmentView, EnvironmentsPayload, OrganizationView, OrganizationsPayload,
+};
+use super::{check_organization, ok};
+use crate::app::{Engine, EngineError, destinations};
+use axum::Json;
+use axum::extract::{Path, State};
 
-pub(super) fn routes() -> Router<State> {
-    Router::new()
-        .route("/platform/v1/organizations", get(list))
-        .route(
-            "/platform/v1/organizations/{org_id}/environments",
-            get(environments),
-        )
+/// The organizations this engine serves (one).
+#[utoipa::path(get, path = "/platform/v1/organizations", tag = "Organizations",
+    responses((status = 200, body = Envelope<OrganizationsPayload>)))]
+pub(super) async fn list(
+    State(engine): State<Engine>,
+) -> Result<Json<Envelope<OrganizationsPayload>>, EngineError> {
+    let organizations = engine.db(|s| s.organizations()).await?;
+    Ok(ok(OrganizationsPayload {
+        organizations: organizations.iter().map(OrganizationView::from).collect(),
+    }))
 }
 
-async fn list(
-    axum::extract::State(state): axum::extract::State<State>,
-) -> Result<Response, ApiError> {
-    let organizations = state.db(|s| s.organizations()).await?;
-    let payload: Vec<Value> = organizations
-        .into_iter()
-        .map(|o| json!({"id": o.id, "name": o.name, "alertEmail": o.alert_email}))
-        .collect();
-    Ok(ok(StatusCode::OK, Value::Array(payload)))
-}
-
-async fn environments(
-    axum::extract::State(state): axum::extract::State<State>,
+/// The organization's environments: Development, Staging, Production.
+#[utoipa::path(get, path = "/platform/v1/organizations/{organizationId}/environments",
+    tag = "Environments", params(("organizationId" = String, Path)),
+    responses((status = 200, body = Envelope<EnvironmentsPayload>),
+        (status = 404, body = super::models::ErrorBody)))]
+pub(super) async fn environments(
+    State(engine): State<Engine>,
     Path(org_id): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = org_id.clone();
-    let environments = state.db(move |s| s.environments(&id)).await?;
-    if environments.is_empty() {
-        return Err(ApiError::not_found(&format!("organization {org_id}")));
-    }
-    let payload: Vec<Value> = environments
-        .into_iter()
-        .map(|e| json!({"id": e.id, "name": e.name, "environmentFlag": e.flag, "organizationId": e.organization_id}))
-        .collect();
-    Ok(ok(StatusCode::OK, Value::Array(payload)))
+) -> Result<Json<Envelope<EnvironmentsPayload>>, EngineError> {
+    check_organization(&engine, &org_id)?;
+    let environments = destinations::environments(&engine).await?;
+    Ok(ok(EnvironmentsPayload {
+        environments: environments.iter().map(EnvironmentView::from).collect(),
+    }))
 }

@@ -2,14 +2,14 @@
 //! strategy showing exactly that strategy's fields (from `wharf_auth::strategy`'s catalogue).
 //!
 //! Secrets are write-only. The forms are filled from the API's view of a credential
-//! (`crate::api::authcredentials::view`), which holds no secret, only `has<Field>` flags: a
+//! (`crate::app::credentials::public_fields`), which holds no secret, only `has<Field>` flags: a
 //! secret input is always empty, says "set — leave empty to keep" when a value is stored, and
 //! an empty submission keeps it. Forms become the API's JSON input and go through its checks.
 
 use super::Notice;
 use super::session::SignedIn;
 use super::{Dash, Failure, Page, render, see_other};
-use crate::api::authcredentials as api;
+use crate::app::credentials as core;
 use askama::Template;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
@@ -226,31 +226,34 @@ async fn list(
         .await?;
     let mut sections = Vec::new();
     for (env, credentials) in environments {
-        if credentials.is_empty() && !dash.config.environment_enabled(&env.flag) {
+        if credentials.is_empty() && !dash.config.environment_enabled(env.flag) {
             continue;
         }
         let mut rows = Vec::new();
         for (record, used_by) in credentials {
-            let view = api::view(&dash, &record, &api::opened(&dash, &record)?);
-            let strategy = Strategy::from_key(&record.strategy);
-            let secrets: Vec<&str> = strategy
-                .map(|s| s.fields())
-                .unwrap_or_default()
+            let view = core::public_fields(&dash, &record, &core::opened(&dash, &record)?);
+            let secrets: Vec<&str> = record
+                .strategy
+                .fields()
                 .iter()
-                .filter(|f| f.secret && view.get(has_name(f.name)) == Some(&Value::Bool(true)))
+                .filter(|f| f.secret && view.get(&has_name(f.name)) == Some(&Value::Bool(true)))
                 .map(|f| f.name)
                 .collect();
             rows.push(Row {
                 id: record.id,
                 name: record.name,
-                strategy: record.strategy,
+                strategy: record.strategy.key().to_owned(),
                 secrets: secrets.join(", "),
-                jwks_url: view["jwksUrl"].as_str().unwrap_or_default().to_owned(),
+                jwks_url: view
+                    .get("jwksUrl")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
                 used_by: used_by.join(", "),
             });
         }
         sections.push(Section {
-            flag: env.flag,
+            flag: env.flag.to_string(),
             rows,
         });
     }
@@ -312,9 +315,11 @@ async fn enabled_environment(
     dash: &Dash,
     id: &str,
 ) -> Result<Option<wharf_store::engine::EnvironmentRecord>, Failure> {
-    Ok(api::environment(dash, id.to_owned())
-        .await?
-        .filter(|e| dash.config.environment_enabled(&e.flag)))
+    match crate::app::destinations::environment(dash, id).await {
+        Ok(env) => Ok(Some(env).filter(|e| dash.config.environment_enabled(e.flag))),
+        Err(crate::app::EngineError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn new_form(
@@ -333,10 +338,10 @@ async fn new_form(
             .db(move |s| s.environments(&org))
             .await?
             .into_iter()
-            .filter(|e| dash.config.environment_enabled(&e.flag))
+            .filter(|e| dash.config.environment_enabled(e.flag))
             .map(|e| Choice {
                 checked: query.environment.as_ref() == Some(&e.id),
-                label: e.flag,
+                label: e.flag.to_string(),
                 value: e.id,
             })
             .collect();
@@ -365,7 +370,7 @@ async fn new_form(
         name: String::new(),
         strategy: strategy.key().to_owned(),
         environment_id: env.id,
-        environment: env.flag,
+        environment: env.flag.to_string(),
         fields: field_inputs(strategy, &Map::new(), None, true),
         jwks_url: String::new(),
         used_by: String::new(),
@@ -400,9 +405,9 @@ async fn create(
             input.insert("name".into(), Value::String(get("name")));
             input.insert("environmentId".into(), Value::String(env.id.clone()));
             input.insert("authStrategy".into(), Value::String(strategy.key().into()));
-            api::create_from(&dash, &input)
+            core::create(&dash, &input)
                 .await
-                .map_err(|e| (e.status(), e.message().to_owned()))
+                .map_err(|e| (crate::http::status(&e), e.to_string()))
         }
         Err(message) => Err((StatusCode::BAD_REQUEST, message)),
     };
@@ -420,7 +425,7 @@ async fn create(
                 name: get("name"),
                 strategy: strategy.key().to_owned(),
                 environment_id: env.id,
-                environment: env.flag,
+                environment: env.flag.to_string(),
                 fields: field_inputs(strategy, &Map::new(), Some(&form), true),
                 jwks_url: String::new(),
                 used_by: String::new(),
@@ -439,10 +444,8 @@ async fn edit_page(
     id: String,
     submitted: Option<&HashMap<String, String>>,
 ) -> Result<FormPage, Failure> {
-    let record = api::stored(dash, id).await?;
-    let credential = api::opened(dash, &record)?;
-    let view = api::view(dash, &record, &credential);
-    let view = view.as_object().cloned().unwrap_or_default();
+    let (record, credential) = core::read(dash, &id).await?;
+    let view = core::public_fields(dash, &record, &credential);
     let env_id = record.environment_id.clone();
     let target = record.id.clone();
     let (env, used_by) = dash
@@ -466,7 +469,7 @@ async fn edit_page(
         id: record.id,
         strategy: credential.strategy.key().to_owned(),
         environment_id: record.environment_id,
-        environment: env.map(|e| e.flag).unwrap_or_default(),
+        environment: env.map(|e| e.flag.to_string()).unwrap_or_default(),
         fields: field_inputs(credential.strategy, &view, submitted, false),
         jwks_url: view
             .get("jwksUrl")
@@ -498,16 +501,15 @@ async fn update(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, Failure> {
-    let record = api::stored(&dash, id.clone()).await?;
-    let credential = api::opened(&dash, &record)?;
-    let view = api::view(&dash, &record, &credential);
-    let outcome = match strategy_input(credential.strategy, &form, view.as_object()) {
+    let (record, credential) = core::read(&dash, &id).await?;
+    let view = core::public_fields(&dash, &record, &credential);
+    let outcome = match strategy_input(credential.strategy, &form, Some(&view)) {
         Ok(mut input) => {
             let name = form.get("name").map_or("", |n| n.trim());
             input.insert("name".into(), Value::String(name.to_owned()));
-            api::update_from(&dash, id.clone(), &input)
+            core::update(&dash, &id, &input)
                 .await
-                .map_err(|e| (e.status(), e.message().to_owned()))
+                .map_err(|e| (crate::http::status(&e), e.to_string()))
         }
         Err(message) => Err((StatusCode::BAD_REQUEST, message)),
     };
@@ -528,12 +530,12 @@ async fn delete(
     Extension(signed_in): Extension<SignedIn>,
     Path(id): Path<String>,
 ) -> Result<Response, Failure> {
-    match api::delete(&dash, id.clone()).await {
+    match core::delete(&dash, &id).await {
         Ok(()) => Ok(see_other("/dashboard/credentials?done=deleted")),
         Err(e) => {
             let mut page = edit_page(&dash, &signed_in, id, None).await?;
-            page.error = e.message().to_owned();
-            Ok(render(e.status(), &page))
+            page.error = e.to_string();
+            Ok(render(crate::http::status(&e), &page))
         }
     }
 }

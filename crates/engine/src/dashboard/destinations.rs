@@ -5,7 +5,7 @@
 //! creates the destination, in Development until step 2 moves it), and the record remembers the
 //! step to resume at (`setup_step`), so a destination left half-way shows as "in progress" and
 //! continues where it stopped. Each step goes through the management API's own checks
-//! (`crate::api::destinations`); Verify and Save is the API's, and marks the setup complete.
+//! (`crate::app::destinations`); Verify and Save is the core's, and marks the setup complete.
 //!
 //! The verification token is never shown back: a stored one reads "set". The Generate button
 //! re-renders step 5 with a fresh random token for the operator to copy into the endpoint's
@@ -14,8 +14,8 @@
 use super::Notice;
 use super::session::SignedIn;
 use super::{Dash, Failure, Page, random_bytes, render, see_other, when};
-use crate::api::ApiError;
-use crate::api::destinations as api;
+use crate::app::EngineError;
+use crate::app::destinations::{self as core, DestinationChanges};
 use askama::Template;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
@@ -23,7 +23,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use wharf_protocol::Environment;
+use wharf_protocol::platform::{DataFormat, VerificationMethod};
 use wharf_store::engine::{DestinationRecord, EnvironmentRecord};
 
 /// The wizard's steps, as Redox names them.
@@ -137,14 +138,14 @@ async fn list(
         .await?;
     let mut sections = Vec::new();
     for (env, rows, credentials) in environments {
-        let enabled = dash.config.environment_enabled(&env.flag);
+        let enabled = dash.config.environment_enabled(env.flag);
         if !enabled && rows.is_empty() {
             continue;
         }
         let rows = rows
             .into_iter()
             .map(|(d, q)| {
-                let reason = crate::api::queues::paused_reason(&q);
+                let reason = crate::app::queues::paused_by(&q).map(|p| p.as_str());
                 let (status, status_class) = if d.setup_step.is_some() {
                     ("In progress", "in-progress")
                 } else if d.verified_at.is_some() {
@@ -172,7 +173,7 @@ async fn list(
                     id: d.id,
                     name: d.name,
                     endpoint: d.endpoint.unwrap_or_default(),
-                    data_format: d.data_format,
+                    data_format: d.data_format.to_string(),
                     status,
                     status_class,
                     paused: reason.is_some(),
@@ -186,7 +187,7 @@ async fn list(
             })
             .collect();
         sections.push(Section {
-            flag: env.flag,
+            flag: env.flag.to_string(),
             enabled,
             rows,
         });
@@ -312,28 +313,28 @@ async fn wizard(
         .collect();
     let record = stored.map(|(d, _)| d);
     let env = stored.map(|(_, e)| e);
-    let current_env = env.map(|e| e.flag.clone()).unwrap_or_default();
+    let current_env = env.map(|e| e.flag.to_string()).unwrap_or_default();
     // Until step 2 has been saved, the Development the record starts in is only a default.
     let chosen_env = record.is_some_and(|d| d.setup_step.is_none_or(|s| s > 2));
     let environments = environments
         .into_iter()
         .map(|e| Choice {
             checked: if chosen_env {
-                e.flag == current_env
+                e.flag.as_str() == current_env
             } else {
-                e.flag == "Development"
+                e.flag == Environment::Development
             },
-            enabled: dash.config.environment_enabled(&e.flag),
-            label: e.flag.clone(),
+            enabled: dash.config.environment_enabled(e.flag),
+            label: e.flag.to_string(),
             value: e.id,
         })
         .collect();
-    let data_format = record.map_or("JSON", |d| d.data_format.as_str());
-    let formats = api::DATA_FORMATS
+    let data_format = record.map_or(DataFormat::Json, |d| d.data_format);
+    let formats = DataFormat::ALL
         .iter()
         .map(|f| Choice {
-            value: (*f).to_owned(),
-            label: (*f).to_owned(),
+            value: f.to_string(),
+            label: f.to_string(),
             checked: *f == data_format,
             enabled: true,
         })
@@ -373,13 +374,15 @@ async fn wizard(
         environments,
         formats,
         endpoint: record.and_then(|d| d.endpoint.clone()).unwrap_or_default(),
-        requires_https: !current_env.is_empty() && current_env != "Development",
+        requires_https: env.is_some_and(|e| e.flag.requires_tls()),
         has_token: record.is_some_and(|d| d.verification_token.is_some()),
         generated: String::new(),
         credentials,
         credential_name,
         environment_id: env.map(|e| e.id.clone()).unwrap_or_default(),
-        method: record.map_or_else(|| "POST".into(), |d| d.verification_method.clone()),
+        method: record
+            .map_or(VerificationMethod::Post, |d| d.verification_method)
+            .to_string(),
         verified_at: record
             .and_then(|d| d.verified_at)
             .map(when)
@@ -427,10 +430,6 @@ struct StepForm {
     method: String,
 }
 
-fn fields<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-}
-
 /// Step 1 of a new destination: create it (in Development until step 2).
 async fn create(
     State(dash): State<Dash>,
@@ -442,28 +441,31 @@ async fn create(
         .db(move |s| s.environments(&org))
         .await?
         .into_iter()
-        .find(|e| e.flag == "Development")
+        .find(|e| e.flag == Environment::Development)
         .ok_or_else(|| {
             Failure::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The organization has no Development environment.",
             )
         })?;
-    let input = fields([("name", Value::String(form.name.trim().to_owned()))]);
-    match api::create_in(&dash, &development, &input, Some(2)).await {
+    let changes = DestinationChanges {
+        name: Some(form.name.trim().to_owned()),
+        ..Default::default()
+    };
+    match core::create(&dash, &development, changes, Some(2)).await {
         Ok(record) => Ok(see_other(&wizard_url(&record.id, 2))),
         Err(e) => {
             let mut page = wizard(&dash, &signed_in, None, 1).await?;
             page.name = form.name;
-            page.error = e.message().to_owned();
-            Ok(render(e.status(), &page))
+            page.error = e.to_string();
+            Ok(render(crate::http::status(&e), &page))
         }
     }
 }
 
 /// A destination's page: the wizard where its setup stands.
 async fn resume(State(dash): State<Dash>, Path(id): Path<String>) -> Result<Response, Failure> {
-    let (record, _) = api::destination(&dash, id).await?;
+    let (record, _) = core::destination(&dash, &id).await?;
     Ok(see_other(&wizard_url(&record.id, resume_step(&record))))
 }
 
@@ -473,7 +475,7 @@ async fn step_form(
     Path((id, step)): Path<(String, usize)>,
 ) -> Result<Response, Failure> {
     let step = check_step(step)?;
-    let (record, env) = api::destination(&dash, id).await?;
+    let (record, env) = core::destination(&dash, &id).await?;
     if let Some(resume) = not_yet(&record, step) {
         return Ok(see_other(&resume));
     }
@@ -495,7 +497,7 @@ async fn save_step(
     Form(form): Form<StepForm>,
 ) -> Result<Response, Failure> {
     let step = check_step(step)?;
-    let (record, env) = api::destination(&dash, id.clone()).await?;
+    let (record, env) = core::destination(&dash, &id).await?;
     if let Some(resume) = not_yet(&record, step) {
         return Ok(see_other(&resume));
     }
@@ -510,7 +512,7 @@ async fn save_step(
     match apply_step(&dash, id.clone(), step, &form).await {
         Ok(()) => Ok(see_other(&wizard_url(&id, step + 1))),
         Err(e) => {
-            let (record, env) = api::destination(&dash, id).await?;
+            let (record, env) = core::destination(&dash, &id).await?;
             let mut page = wizard(&dash, &signed_in, Some((&record, &env)), step).await?;
             // Show what was typed so it can be corrected (never a token).
             match step {
@@ -518,70 +520,101 @@ async fn save_step(
                 4 => page.endpoint = form.endpoint,
                 _ => {}
             }
-            page.error = e.message().to_owned();
-            Ok(render(e.status(), &page))
+            page.error = e.to_string();
+            Ok(render(crate::http::status(&e), &page))
         }
     }
 }
 
 /// Saves one of steps 1 to 6 through the API's checks, and moves the resume point past it.
-async fn apply_step(dash: &Dash, id: String, step: usize, form: &StepForm) -> Result<(), ApiError> {
-    let text = |s: &str| Value::String(s.trim().to_owned());
+async fn apply_step(
+    dash: &Dash,
+    id: String,
+    step: usize,
+    form: &StepForm,
+) -> Result<(), EngineError> {
     let mut record = match step {
-        1 => change(dash, &id, fields([("name", text(&form.name))])).await?,
+        1 => {
+            let changes = DestinationChanges {
+                name: Some(form.name.trim().to_owned()),
+                ..Default::default()
+            };
+            change(dash, &id, changes).await?
+        }
         2 => {
-            let (mut record, _) = api::destination(dash, id.clone()).await?;
-            let env = api::environment(dash, form.environment.clone())
+            let (mut record, _) = core::destination(dash, &id).await?;
+            let env = core::environment(dash, &form.environment)
                 .await
-                .map_err(|_| ApiError::bad_request("Choose one of the environments shown."))?;
-            api::move_to(dash, &mut record, &env).await?;
+                .map_err(|_| EngineError::bad_request("Choose one of the environments shown."))?;
+            core::move_to(dash, &mut record, &env).await?;
             record
         }
-        3 => change(dash, &id, fields([("dataFormat", text(&form.data_format))])).await?,
+        3 => {
+            let format = form
+                .data_format
+                .trim()
+                .parse::<DataFormat>()
+                .map_err(|e| EngineError::bad_request(e.to_string()))?;
+            let changes = DestinationChanges {
+                data_format: Some(format),
+                ..Default::default()
+            };
+            change(dash, &id, changes).await?
+        }
         4 => {
             if form.endpoint.trim().is_empty() {
-                return Err(ApiError::bad_request(
+                return Err(EngineError::bad_request(
                     "Enter the endpoint URL the engine should POST to, e.g. https://example.com/redox.",
                 ));
             }
-            change(dash, &id, fields([("endpoint", text(&form.endpoint))])).await?
+            let changes = DestinationChanges {
+                endpoint: Some(Some(form.endpoint.trim().to_owned())),
+                ..Default::default()
+            };
+            change(dash, &id, changes).await?
         }
         5 => {
-            let (record, _) = api::destination(dash, id.clone()).await?;
+            let (record, _) = core::destination(dash, &id).await?;
             if form.token.is_empty() {
                 if record.verification_token.is_none() {
-                    return Err(ApiError::bad_request(
+                    return Err(EngineError::bad_request(
                         "Enter a verification token, or press Generate for a long random one.",
                     ));
                 }
                 // Left empty: the stored token stays.
                 record
             } else {
-                let token = Value::String(form.token.clone());
-                change(dash, &id, fields([("verificationToken", token)])).await?
+                let changes = DestinationChanges {
+                    verification_token: Some(Some(form.token.clone())),
+                    ..Default::default()
+                };
+                change(dash, &id, changes).await?
             }
         }
         _ => {
             let credential = match form.credential.as_str() {
-                "" => Value::Null,
-                id => Value::String(id.to_owned()),
+                "" => None,
+                id => Some(id.to_owned()),
             };
-            change(dash, &id, fields([("authCredential", credential)])).await?
+            let changes = DestinationChanges {
+                auth_credential: Some(credential),
+                ..Default::default()
+            };
+            change(dash, &id, changes).await?
         }
     };
     record.setup_step = record.setup_step.map(|s| s.max(step as i64 + 1));
-    api::save(dash, &record).await
+    core::save(dash, &record).await
 }
 
-/// The stored destination with `input` checked and applied as the API's PATCH does (not saved).
+/// The stored destination with `changes` checked and applied as the API's PATCH does (not
+/// saved).
 async fn change(
     dash: &Dash,
     id: &str,
-    input: Map<String, Value>,
-) -> Result<DestinationRecord, ApiError> {
-    Ok(api::changed(dash, id.to_owned(), &input, api::FIELDS)
-        .await?
-        .0)
+    changes: DestinationChanges,
+) -> Result<DestinationRecord, EngineError> {
+    Ok(core::changed(dash, id, changes).await?.0)
 }
 
 /// Step 7: the API's Verify and Save; `Success!` or the reason, and the way to fix it.
@@ -591,15 +624,12 @@ async fn verify(
     id: String,
     form: StepForm,
 ) -> Result<Response, Failure> {
-    let mut input = Map::new();
-    if matches!(form.method.as_str(), "POST" | "GET") {
-        input.insert(
-            "verificationMethod".into(),
-            Value::String(form.method.clone()),
-        );
-    }
-    let outcome = api::verify_and_save(dash, id.clone(), &input).await;
-    let (record, env) = api::destination(dash, id).await?;
+    let changes = DestinationChanges {
+        verification_method: form.method.parse::<VerificationMethod>().ok(),
+        ..Default::default()
+    };
+    let outcome = core::verify_and_save(dash, &id, changes).await;
+    let (record, env) = core::destination(dash, &id).await?;
     let mut page = wizard(dash, signed_in, Some((&record, &env)), 7).await?;
     match outcome {
         Ok(_) => {
@@ -610,17 +640,15 @@ async fn verify(
             if !form.method.is_empty() {
                 page.method = form.method;
             }
-            page.error = e.message().to_owned();
-            Ok(render(e.status(), &page))
+            page.error = e.to_string();
+            Ok(render(crate::http::status(&e), &page))
         }
     }
 }
 
 async fn delete(State(dash): State<Dash>, Path(id): Path<String>) -> Result<Response, Failure> {
-    let (record, _) = api::destination(&dash, id).await?;
-    let target = record.id.clone();
-    dash.db(move |s| s.delete_destination(&target)).await?;
-    tracing::info!(destination = %record.id, "destination deleted from the dashboard");
+    let (record, _) = core::destination(&dash, &id).await?;
+    core::delete(&dash, &record.id).await?;
     Ok(see_other("/dashboard/destinations?done=deleted"))
 }
 
@@ -644,10 +672,10 @@ mod tests {
             organization_id: "o".into(),
             environment_id: "e".into(),
             name: "n".into(),
-            data_format: "JSON".into(),
+            data_format: DataFormat::Json,
             endpoint: None,
             verification_token: None,
-            verification_method: "POST".into(),
+            verification_method: VerificationMethod::Post,
             auth_credential: None,
             verified_at: None,
             created_at: 0,

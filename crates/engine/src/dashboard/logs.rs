@@ -1,12 +1,13 @@
 //! Logs in the dashboard: search by destination, status, data model, event type and time; one
 //! log with its message (behind "Show PHI"), every attempt and the destination's answers; stop
-//! and resend. Searching, stopping and resending are the management API's
-//! (`crate::api::logs`).
+//! and resend. Searching, stopping and resending are the core's (`crate::app::logs`), as
+//! the management API's are.
 
 use super::Notice;
 use super::session::SignedIn;
 use super::{Dash, Failure, Page, render, see_other, when};
-use crate::api::logs as api;
+use crate::app::EngineError;
+use crate::app::logs::{self as core, Page as LogPageRange};
 use askama::Template;
 use axum::Router;
 use axum::extract::{Extension, Path, Query, State};
@@ -15,10 +16,16 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use std::collections::HashMap;
-use wharf_store::engine::{FAILED, LogFilter, PENDING, SUCCEEDED};
+use wharf_protocol::platform::LogStatus;
+use wharf_store::engine::LogFilter;
 
 /// Most logs one search shows (newest first).
 const SEARCH_LIMIT: usize = 200;
+/// The page a search shows.
+const FIRST_PAGE: LogPageRange = LogPageRange {
+    number: 1,
+    size: SEARCH_LIMIT,
+};
 /// Most of a message body the log page shows: bodies may be 40 MB.
 const BODY_SHOWN: usize = 256 * 1024;
 /// Most of a destination's answer shown per attempt.
@@ -48,7 +55,7 @@ struct SearchForm {
 
 /// A time from the search form: RFC 3339, or the browser's `datetime-local` form
 /// (`2026-11-23T14:00`, read as UTC, as the page says).
-fn form_time(key: &str, text: &str) -> Result<Option<i64>, crate::api::ApiError> {
+fn form_time(key: &str, text: &str) -> Result<Option<i64>, EngineError> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
@@ -63,7 +70,7 @@ fn form_time(key: &str, text: &str) -> Result<Option<i64>, crate::api::ApiError>
         (false, 16) => format!("{text}:00Z"),
         (false, _) => format!("{text}Z"),
     };
-    api::time_filter(key, Some(&full))
+    core::parse_time(key, Some(&full))
 }
 
 struct Choice {
@@ -103,7 +110,7 @@ async fn destination_names(dash: &Dash) -> Result<HashMap<String, (String, Strin
             let mut names = HashMap::new();
             for env in s.environments(&org)? {
                 for d in s.destinations(&env.id)? {
-                    names.insert(d.id, (d.name, env.flag.clone()));
+                    names.insert(d.id, (d.name, env.flag.to_string()));
                 }
             }
             Ok(names)
@@ -123,17 +130,21 @@ async fn search(
             created_after: after,
             created_before: form_time("before", &form.before)?,
             destination_id: optional(&form.destination),
-            status: optional(&form.status),
+            status: optional(&form.status)
+                .map(|s| s.parse::<LogStatus>())
+                .transpose()
+                .map_err(|e| EngineError::bad_request(e.to_string()))?,
             data_model: optional(&form.data_model),
             event_type: optional(&form.event_type),
+            ..Default::default()
         })
     });
     let (logs, error) = match filter {
-        Ok(filter) => match api::search(&dash, filter, SEARCH_LIMIT).await {
-            Ok(logs) => (logs, String::new()),
-            Err(e) => (Vec::new(), e.message().to_owned()),
+        Ok(filter) => match core::list(&dash, filter, FIRST_PAGE).await {
+            Ok(found) => (found.logs, String::new()),
+            Err(e) => (Vec::new(), e.to_string()),
         },
-        Err(e) => (Vec::new(), e.message().to_owned()),
+        Err(e) => (Vec::new(), e.to_string()),
     };
     let rows = logs
         .into_iter()
@@ -143,10 +154,10 @@ async fn search(
                 .get(&l.destination_id)
                 .map_or_else(|| l.destination_id.clone(), |(n, _)| n.clone()),
             id: l.id,
-            log_type: l.log_type,
+            log_type: l.log_type.to_string(),
             data_model: l.data_model.unwrap_or_default(),
             event_type: l.event_type.unwrap_or_default(),
-            status: l.status,
+            status: l.status.to_string(),
             attempts: l.attempts,
         })
         .collect();
@@ -159,12 +170,12 @@ async fn search(
         })
         .collect();
     destinations.sort_by(|a, b| a.label.cmp(&b.label));
-    let statuses = [PENDING, SUCCEEDED, FAILED]
-        .into_iter()
+    let statuses = LogStatus::ALL
+        .iter()
         .map(|s| Choice {
-            value: s.to_owned(),
-            label: s.to_owned(),
-            checked: s == form.status,
+            value: s.to_string(),
+            label: s.to_string(),
+            checked: s.as_str() == form.status,
         })
         .collect();
     let status = if error.is_empty() {
@@ -245,7 +256,7 @@ fn readable_body(body: &[u8]) -> (String, String) {
 }
 
 async fn log_page(dash: &Dash, signed_in: &SignedIn, id: String) -> Result<LogPage, Failure> {
-    let (log, attempts) = api::find(dash, id).await?;
+    let (log, attempts) = core::read(dash, &id).await?;
     let names = destination_names(dash).await?;
     let (body, body_note) = readable_body(&log.body);
     Ok(LogPage {
@@ -255,17 +266,17 @@ async fn log_page(dash: &Dash, signed_in: &SignedIn, id: String) -> Result<LogPa
             .map_or_else(|| log.destination_id.clone(), |(n, e)| format!("{n} ({e})")),
         destination_id: log.destination_id,
         id: log.id,
-        log_type: log.log_type,
+        log_type: log.log_type.to_string(),
         source: log.source,
         data_model: log.data_model.unwrap_or_default(),
         event_type: log.event_type.unwrap_or_default(),
-        pending: log.status == PENDING,
-        next_attempt: if log.status == PENDING {
+        pending: log.status == LogStatus::Pending,
+        next_attempt: if log.status == LogStatus::Pending {
             when(log.next_attempt_at)
         } else {
             String::new()
         },
-        status: log.status,
+        status: log.status.to_string(),
         created: when(log.created_at),
         updated: when(log.updated_at),
         content_type: log.content_type,
@@ -331,9 +342,9 @@ async fn act(
     resend: bool,
 ) -> Result<Response, Failure> {
     let outcome = if resend {
-        api::resend_log(dash, id.clone()).await
+        core::resend(dash, &id).await
     } else {
-        api::stop_log(dash, id.clone()).await
+        core::stop(dash, &id).await
     };
     match outcome {
         Ok(log) => Ok(see_other(&format!(
@@ -343,8 +354,8 @@ async fn act(
         ))),
         Err(e) => {
             let mut page = log_page(dash, signed_in, id).await?;
-            page.error = e.message().to_owned();
-            Ok(render(e.status(), &page))
+            page.error = e.to_string();
+            Ok(render(crate::http::status(&e), &page))
         }
     }
 }
@@ -369,7 +380,7 @@ mod tests {
             Some(0)
         );
         let e = form_time("before", "yesterday").unwrap_err();
-        assert!(e.message().contains("`before`"), "{}", e.message());
+        assert!(e.to_string().contains("`before`"), "{e}");
     }
 
     #[test]

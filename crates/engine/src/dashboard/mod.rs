@@ -2,8 +2,9 @@
 //!
 //! Server-rendered HTML (askama templates in `crates/engine/templates/`, every value escaped),
 //! one stylesheet and one small script served from the binary, no build step. Every page goes
-//! through the same functions as the management API (`crate::api`), so a form is checked
-//! exactly as a JSON body would be and the dashboard cannot do what the API refuses.
+//! through the engine's core (`crate::app`), as the management API does, so a form is checked
+//! exactly as a JSON body would be and the dashboard cannot do what the API refuses. It never
+//! imports the API.
 //!
 //! * `session`: sign-in (dashboard password or management key), sessions, CSRF and Origin
 //!   checks on every POST.
@@ -21,7 +22,7 @@ mod logs;
 mod queues;
 mod session;
 
-use crate::api::{ApiError, State as EngineState};
+use crate::app::{Engine as EngineState, EngineError};
 use askama::Template;
 use axum::Router;
 use axum::extract::Request;
@@ -177,6 +178,8 @@ pub(crate) fn render(status: StatusCode, template: &impl Template) -> Response {
 pub(crate) struct Failure {
     status: StatusCode,
     message: String,
+    /// `Retry-After` seconds, when retrying can help (the store is unavailable).
+    retry_after: Option<u64>,
 }
 
 #[derive(Template)]
@@ -191,25 +194,36 @@ impl Failure {
         Failure {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
 
-impl From<ApiError> for Failure {
-    fn from(e: ApiError) -> Failure {
-        Failure::new(e.status(), e.message())
+impl From<EngineError> for Failure {
+    fn from(e: EngineError) -> Failure {
+        Failure {
+            status: crate::http::status(&e),
+            message: e.to_string(),
+            retry_after: e.retry_after(),
+        }
     }
 }
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        render(
+        let mut response = render(
             self.status,
             &ErrorPage {
                 status: self.status.as_u16(),
                 message: &self.message,
             },
-        )
+        );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

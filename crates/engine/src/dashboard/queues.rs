@@ -1,6 +1,6 @@
 //! Queues in the dashboard: every destination's queue with its state and depth, paused ones
 //! marked so they stand out (an operator's pause, or a head failing on the retry ladder), and
-//! the pause and resume buttons, which are the management API's (`crate::api::queues`).
+//! the pause and resume buttons, which are the core's (`crate::app::queues`).
 
 use super::session::SignedIn;
 use super::{Dash, Failure, Page, render, see_other, when};
@@ -59,11 +59,11 @@ async fn list(
     let rows: Vec<Row> = queues
         .into_iter()
         .map(|(environment, d, q)| {
-            let reason = crate::api::queues::paused_reason(&q);
+            let reason = crate::app::queues::paused_by(&q).map(|p| p.as_str());
             Row {
                 id: d.id,
                 name: d.name,
-                environment,
+                environment: environment.to_string(),
                 paused: reason.is_some(),
                 by_operator: q.paused_by_operator,
                 reason: match reason {
@@ -95,11 +95,11 @@ async fn list(
 }
 
 async fn pause(State(dash): State<Dash>, Path(id): Path<String>) -> Result<Response, Failure> {
-    crate::api::queues::set_paused(&dash, id, true).await?;
+    crate::app::queues::set_paused(&dash, &id, true).await?;
     Ok(see_other("/dashboard/queues"))
 }
 
 async fn resume(State(dash): State<Dash>, Path(id): Path<String>) -> Result<Response, Failure> {
-    crate::api::queues::set_paused(&dash, id, false).await?;
+    crate::app::queues::set_paused(&dash, &id, false).await?;
     Ok(see_other("/dashboard/queues"))
 }

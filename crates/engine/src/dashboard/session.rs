@@ -348,7 +348,7 @@ async fn signin(
     headers: HeaderMap,
     axum::Form(form): axum::Form<SigninForm>,
 ) -> Response {
-    let who = if crate::api::find_secret(
+    let who = if crate::app::find_secret(
         &form.secret,
         dash.config.api_keys.iter().map(String::as_str),
     )

@@ -58,7 +58,7 @@ fn examples() -> Vec<(&'static str, Value)> {
         (
             "GoogleWIF",
             json!({"audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/w",
-                   "serviceAccountImpersonationUrl": "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/svc@p.iam.gserviceaccount.com:generateAccessToken",
+                   "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/svc@p.iam.gserviceaccount.com:generateAccessToken",
                    "delegates": "a@p.iam.gserviceaccount.com, b@p.iam.gserviceaccount.com",
                    "lifetime": "3600s"}),
         ),

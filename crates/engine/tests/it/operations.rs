@@ -239,7 +239,8 @@ async fn shutdown_finishes_and_records_the_delivery_in_flight() {
     let store = engine.store();
     let (record, attempts) = store.log(&log).unwrap().unwrap();
     assert_eq!(
-        record.status, "SUCCEEDED",
+        record.status,
+        wharf_store::engine::LogStatus::Succeeded,
         "the attempt in flight was finished and recorded"
     );
     assert_eq!(attempts.len(), 1);

@@ -5,6 +5,7 @@
 //! through [`SqliteEngine::apply`]. One process owns the file, so every queue is trivially this
 //! process's to work (no leases).
 
+use crate::column::{Col, Column};
 use crate::engine::{
     AttemptOutcome, AttemptRecord, AuthCredentialRecord, CredentialDeletion, DestinationRecord,
     ENGINE_FILE, EnvironmentRecord, LogFilter, LogRecord, Organization, QueueState, QueueStats,
@@ -31,10 +32,10 @@ fn destination(row: &Row<'_>) -> rusqlite::Result<DestinationRecord> {
         organization_id: row.get(1)?,
         environment_id: row.get(2)?,
         name: row.get(3)?,
-        data_format: row.get(4)?,
+        data_format: row.get::<_, Col<_>>(4)?.0,
         endpoint: row.get(5)?,
         verification_token: row.get(6)?,
-        verification_method: row.get(7)?,
+        verification_method: row.get::<_, Col<_>>(7)?.0,
         auth_credential: row.get(8)?,
         verified_at: row.get(9)?,
         created_at: row.get(10)?,
@@ -52,7 +53,7 @@ fn auth_credential(row: &Row<'_>) -> rusqlite::Result<AuthCredentialRecord> {
         organization_id: row.get(1)?,
         environment_id: row.get(2)?,
         name: row.get(3)?,
-        strategy: row.get(4)?,
+        strategy: row.get::<_, Col<_>>(4)?.0,
         fields: row.get(5)?,
         secrets: row.get(6)?,
         created_at: row.get(7)?,
@@ -73,7 +74,7 @@ fn environment(row: &Row<'_>) -> rusqlite::Result<EnvironmentRecord> {
         id: row.get(0)?,
         organization_id: row.get(1)?,
         name: row.get(2)?,
-        flag: row.get(3)?,
+        flag: row.get::<_, Col<_>>(3)?.0,
     })
 }
 
@@ -197,10 +198,10 @@ impl SqliteEngine {
                     d.organization_id,
                     d.environment_id,
                     d.name,
-                    d.data_format,
+                    d.data_format.to_column(),
                     d.endpoint,
                     d.verification_token,
-                    d.verification_method,
+                    d.verification_method.to_column(),
                     d.auth_credential,
                     d.verified_at,
                     d.created_at,
@@ -224,10 +225,10 @@ impl SqliteEngine {
                 params![
                     d.id,
                     d.name,
-                    d.data_format,
+                    d.data_format.to_column(),
                     d.endpoint,
                     d.verification_token,
-                    d.verification_method,
+                    d.verification_method.to_column(),
                     d.auth_credential,
                     d.verified_at,
                     d.updated_at,
@@ -302,7 +303,7 @@ impl SqliteEngine {
                     c.organization_id,
                     c.environment_id,
                     c.name,
-                    c.strategy,
+                    c.strategy.to_column(),
                     c.fields,
                     c.secrets,
                     c.created_at,
@@ -449,7 +450,7 @@ fn query_in(
         log.event_type,
         log.content_type,
         log.body,
-        log.status,
+        log.status.to_column(),
         log.created_at
     ])?;
     insert_attempt(tx, attempt)?;
@@ -495,12 +496,12 @@ fn log(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
         event_type: row.get(6)?,
         content_type: row.get(7)?,
         body: row.get(8)?,
-        status: row.get(9)?,
+        status: row.get::<_, Col<_>>(9)?.0,
         attempts: row.get(10)?,
         next_attempt_at: row.get(11)?,
         created_at: row.get(12)?,
         updated_at: row.get(13)?,
-        log_type: row.get(14)?,
+        log_type: row.get::<_, Col<_>>(14)?.0,
     })
 }
 
@@ -521,7 +522,11 @@ impl SqliteEngine {
     }
 
     /// Commits several writes in one transaction (group commit): all or none, one `fsync`.
+    /// A failure of the commit itself that is an I/O error leaves the outcome unknown
+    /// ([`StoreError::at_commit`]); one before it (busy past the timeout, a full disk) means
+    /// nothing was written.
     pub(crate) fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let mut committing = false;
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let now = now_millis();
@@ -532,8 +537,10 @@ impl SqliteEngine {
                     Write::Query(query) => query_in(&tx, &query.0, &query.1)?,
                 }
             }
+            committing = true;
             tx.commit()
         })
+        .map_err(|e| if committing { e.at_commit() } else { e })
     }
 
     /// The head of one destination's queue, unless an operator paused it.
@@ -665,6 +672,38 @@ impl SqliteEngine {
     }
 
     /// One log and its attempts, oldest first.
+    pub(crate) fn latest_attempts(
+        &self,
+        log_ids: &[String],
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, log_id, started_at, duration_ms, status_code, error, response
+                 FROM attempts WHERE log_id = ?1 ORDER BY started_at DESC, rowid DESC LIMIT 1",
+            )?;
+            let mut latest = Vec::new();
+            for id in log_ids {
+                if let Some(attempt) = stmt
+                    .query_row(params![id], |r| {
+                        Ok(AttemptRecord {
+                            id: r.get(0)?,
+                            log_id: r.get(1)?,
+                            started_at: r.get(2)?,
+                            duration_ms: r.get(3)?,
+                            status_code: r.get(4)?,
+                            error: r.get(5)?,
+                            response: r.get(6)?,
+                        })
+                    })
+                    .optional()?
+                {
+                    latest.push(attempt);
+                }
+            }
+            Ok(latest)
+        })
+    }
+
     pub(crate) fn log(
         &self,
         id: &str,
@@ -706,6 +745,7 @@ impl SqliteEngine {
         &self,
         organization_id: &str,
         filter: &LogFilter,
+        offset: usize,
         limit: usize,
     ) -> Result<Vec<LogRecord>, StoreError> {
         self.with(|conn| {
@@ -713,19 +753,25 @@ impl SqliteEngine {
                 "SELECT {LOG_COLUMNS} FROM logs WHERE organization_id = ?1
                    AND (?2 IS NULL OR destination_id = ?2) AND (?3 IS NULL OR status = ?3)
                    AND (?4 IS NULL OR data_model = ?4) AND (?5 IS NULL OR event_type = ?5)
-                   AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at < ?7)
-                 ORDER BY seq DESC LIMIT ?8"
+                   AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at <= ?7)
+                   AND (?8 IS NULL OR log_type = ?8)
+                   AND (?9 IS NULL OR updated_at >= ?9) AND (?10 IS NULL OR updated_at <= ?10)
+                 ORDER BY seq DESC LIMIT ?11 OFFSET ?12"
             ))?;
             let rows = stmt.query_map(
                 params![
                     organization_id,
                     filter.destination_id,
-                    filter.status,
+                    filter.status.map(Column::to_column),
                     filter.data_model,
                     filter.event_type,
                     filter.created_after,
                     filter.created_before,
-                    limit as i64
+                    filter.log_type.map(Column::to_column),
+                    filter.updated_after,
+                    filter.updated_before,
+                    limit as i64,
+                    offset as i64
                 ],
                 log,
             )?;

@@ -1,12 +1,12 @@
 //! Helpers shared by the store's test binaries.
 
-use wharf_store::engine::{LogRecord, PENDING};
+use wharf_store::engine::{LogRecord, LogStatus, LogType};
 
 /// A log queued for `destination`, ready to enqueue.
 pub fn queued(id: &str, destination: &str) -> LogRecord {
     LogRecord {
         seq: 0,
-        log_type: "SEND".into(),
+        log_type: LogType::Send,
         id: id.into(),
         organization_id: "o".into(),
         destination_id: destination.into(),
@@ -15,7 +15,7 @@ pub fn queued(id: &str, destination: &str) -> LogRecord {
         event_type: None,
         content_type: "application/json".into(),
         body: b"{}".to_vec(),
-        status: PENDING.into(),
+        status: LogStatus::Pending,
         attempts: 0,
         next_attempt_at: 0,
         created_at: 1,

@@ -13,8 +13,8 @@
 //! Token endpoints are URLs users type, so they are reached through the same SSRF-checked,
 //! pinned clients as destinations. A failing token endpoint fails the attempt with the reason.
 
-use crate::api::State;
-use crate::api::authcredentials::Credential;
+use super::Engine;
+use super::credentials::Credential;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -76,7 +76,7 @@ impl Presenter {
     /// The headers `credential` adds to `request`.
     pub async fn headers(
         &self,
-        state: &State,
+        engine: &Engine,
         credential: &Credential,
         request: Outgoing<'_>,
     ) -> Result<Vec<(String, String)>, String> {
@@ -141,7 +141,7 @@ impl Presenter {
                 if let Some(token) = runtime.tokens.get(&clock) {
                     return Ok(bearer(token));
                 }
-                let fetched = fetch_token(state, credential, key().ok(), &clock).await?;
+                let fetched = fetch_token(engine, credential, key().ok(), &clock).await?;
                 runtime.tokens.put(&fetched, &clock);
                 Ok(bearer(&fetched.token))
             }
@@ -161,7 +161,7 @@ pub(crate) fn refetches_on_401(strategy: Strategy) -> bool {
 }
 
 async fn fetch_token(
-    state: &State,
+    engine: &Engine,
     credential: &Credential,
     key: Option<SigningKey>,
     clock: &dyn Clock,
@@ -176,7 +176,7 @@ async fn fetch_token(
         Strategy::OAuth2Legged => {
             let request =
                 oauth_client::oauth_2_legged_request(fields, &credential.secrets).map_err(err)?;
-            let body = post(state, &request).await?;
+            let body = post(engine, &request).await?;
             let name = |f: &str, default: &'static str| {
                 fields
                     .get(f)
@@ -199,21 +199,21 @@ async fn fetch_token(
         }
         Strategy::SmartBackend => {
             let request = oauth_client::smart_request(fields, &need_key()?, clock).map_err(err)?;
-            read_standard(&request, &post(state, &request).await?)
+            read_standard(&request, &post(engine, &request).await?)
         }
         Strategy::OAuthJwtBearerGcp => {
             let request = oauth_client::gcp_request(fields, &need_key()?, clock).map_err(err)?;
-            read_standard(&request, &post(state, &request).await?)
+            read_standard(&request, &post(engine, &request).await?)
         }
         Strategy::GoogleWif => {
-            let issuer = crate::api::authcredentials::public_url(state);
+            let issuer = engine.public_url();
             let request = oauth_client::wif_exchange_request(fields, &need_key()?, &issuer, clock)
                 .map_err(err)?;
-            let sts = read_standard(&request, &post(state, &request).await?)?;
+            let sts = read_standard(&request, &post(engine, &request).await?)?;
             match oauth_client::wif_impersonation_request(fields, &sts.token) {
                 None => Ok(sts),
                 Some(impersonate) => {
-                    let body = post(state, &impersonate).await?;
+                    let body = post(engine, &impersonate).await?;
                     oauth_client::read_impersonation_response(&body, clock)
                         .map_err(|e| format!("the impersonation endpoint {}: {e}", impersonate.url))
                 }
@@ -235,10 +235,10 @@ fn read_standard(
 
 /// POSTs a token request through an SSRF-checked client; a non-2xx answer is an error that
 /// quotes the beginning of the endpoint's answer (an OAuth error body says what is wrong).
-async fn post(state: &State, request: &TokenRequest) -> Result<Vec<u8>, String> {
+async fn post(engine: &Engine, request: &TokenRequest) -> Result<Vec<u8>, String> {
     let url = reqwest::Url::parse(&request.url)
         .map_err(|e| format!("the token endpoint {:?} is not a URL: {e}", request.url))?;
-    let client = state
+    let client = engine
         .client_for(&url)
         .await
         .map_err(|e| format!("could not reach the token endpoint {url}: {e}"))?;
@@ -278,13 +278,13 @@ async fn post(state: &State, request: &TokenRequest) -> Result<Vec<u8>, String> 
 
 /// The credential linked to a destination record, if any.
 pub(crate) async fn linked_credential(
-    state: &State,
+    engine: &Engine,
     record: &wharf_store::engine::DestinationRecord,
 ) -> Result<Option<Credential>, String> {
     let Some(id) = &record.auth_credential else {
         return Ok(None);
     };
-    crate::api::authcredentials::load_credential(state, id)
+    super::credentials::load_credential(engine, id)
         .await
         .map_err(|_| format!("the auth credential {id} could not be read"))?
         .map(Some)
@@ -297,7 +297,7 @@ pub(crate) async fn linked_credential(
 /// stands.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn push(
-    state: &State,
+    engine: &Engine,
     client: &reqwest::Client,
     url: &reqwest::Url,
     token: &str,
@@ -329,9 +329,9 @@ pub(crate) async fn push(
             token: Some(token),
             body: &body,
         };
-        let headers = match state.presenter.headers(state, credential, outgoing).await {
+        let headers = match engine.presenter.headers(engine, credential, outgoing).await {
             Ok(headers) => headers,
-            Err(reason) => return crate::queue::failed(reason),
+            Err(reason) => return failed(reason),
         };
         let credentials = Credentials {
             token: Some(token),
@@ -349,7 +349,7 @@ pub(crate) async fn push(
         .await;
         if outcome.status == Some(401) && !retried && refetches_on_401(credential.strategy) {
             tracing::info!(credential = %credential.id, "destination answered 401: fetching a new access token and retrying once");
-            state.presenter.forget_token(credential).await;
+            engine.presenter.forget_token(credential).await;
             retried = true;
             continue;
         }
@@ -360,7 +360,7 @@ pub(crate) async fn push(
 /// Verify and Save with the verification token and, if linked, the auth credential (with
 /// the same one-retry rule on 401 as [`push`]).
 pub(crate) async fn verify(
-    state: &State,
+    engine: &Engine,
     client: &reqwest::Client,
     url: &reqwest::Url,
     token: &str,
@@ -384,15 +384,29 @@ pub(crate) async fn verify(
             token: None,
             body: &challenge.body,
         };
-        let headers = state.presenter.headers(state, credential, outgoing).await?;
+        let headers = engine
+            .presenter
+            .headers(engine, credential, outgoing)
+            .await?;
         match send(client, &challenge, &headers).await {
             Err(VerifyFailure::Status(401))
                 if !retried && refetches_on_401(credential.strategy) =>
             {
-                state.presenter.forget_token(credential).await;
+                engine.presenter.forget_token(credential).await;
                 retried = true;
             }
             other => return other.map_err(|e| e.to_string()),
         }
+    }
+}
+
+/// An attempt that never reached the destination, with the reason.
+pub fn failed(reason: String) -> wharf_delivery::push::PushOutcome {
+    wharf_delivery::push::PushOutcome {
+        status: None,
+        error: Some(reason),
+        response: Vec::new(),
+        truncated: false,
+        duration: std::time::Duration::ZERO,
     }
 }

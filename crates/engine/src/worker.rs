@@ -10,9 +10,12 @@
 //! order kept. Several engines on one PostgreSQL database each work only the queues whose
 //! lease they hold: the store shows only those heads, and an attempt starts only with enough
 //! lease left (`EngineStore::holds_queue`), so FIFO and one-in-flight hold across processes.
+//!
+//! The worker calls the core (`crate::app`) for everything it needs: where a destination's
+//! messages go, presenting its credential, committing attempts, alerts.
 
-use crate::api::authcredentials::Credential;
-use crate::api::{State, rfc3339_text};
+use crate::app::credentials::Credential;
+use crate::app::{Engine, rfc3339_text};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -23,23 +26,23 @@ use wharf_store::now_millis;
 /// Longest the worker sleeps with nothing due (a new message wakes it at once).
 const IDLE: Duration = Duration::from_secs(60);
 
-pub(crate) async fn run(state: State, shutdown: watch::Receiver<bool>) {
-    state
+pub(crate) async fn run(engine: Engine, shutdown: watch::Receiver<bool>) {
+    engine
         .worker_running
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    work(&state, shutdown).await;
-    state
+    work(&engine, shutdown).await;
+    engine
         .worker_running
         .store(false, std::sync::atomic::Ordering::SeqCst);
 }
 
-async fn work(state: &State, mut shutdown: watch::Receiver<bool>) {
+async fn work(engine: &Engine, mut shutdown: watch::Receiver<bool>) {
     let mut in_flight: HashSet<String> = HashSet::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     // Queues changed by other engine processes on a shared database, or taken over by this one.
-    let mut changes = state.store.changes();
+    let mut changes = engine.store.changes();
     loop {
-        let heads = match state.db(|s| s.queue_heads()).await {
+        let heads = match engine.db(|s| s.queue_heads()).await {
             Ok(heads) => heads,
             Err(_) => {
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -54,10 +57,10 @@ async fn work(state: &State, mut shutdown: watch::Receiver<bool>) {
             }
             if head.next_attempt_at <= now {
                 in_flight.insert(head.destination_id.clone());
-                let (state, done, stop) = (state.clone(), done_tx.clone(), shutdown.clone());
+                let (engine, done, stop) = (engine.clone(), done_tx.clone(), shutdown.clone());
                 tokio::spawn(async move {
                     let destination = head.destination_id.clone();
-                    drain(&state, head, &stop).await;
+                    drain(&engine, head, &stop).await;
                     let _ = done.send(destination);
                 });
             } else {
@@ -67,7 +70,7 @@ async fn work(state: &State, mut shutdown: watch::Receiver<bool>) {
         }
         let sleep = next_due.map_or(IDLE, |t| Duration::from_millis((t - now).max(0) as u64));
         tokio::select! {
-            _ = state.wake.notified() => {}
+            _ = engine.wake.notified() => {}
             _ = changes.changed() => {}
             Some(destination) = done_rx.recv() => {
                 in_flight.remove(&destination);
@@ -78,7 +81,7 @@ async fn work(state: &State, mut shutdown: watch::Receiver<bool>) {
     }
     // Let the attempts in flight finish and be recorded, so nothing is sent twice needlessly
     // after a restart; a destination slower than the delivery timeout cannot hold us longer.
-    let deadline = state.config.delivery_timeout + Duration::from_secs(5);
+    let deadline = engine.config.delivery_timeout + Duration::from_secs(5);
     let finish = async {
         while !in_flight.is_empty() {
             match done_rx.recv().await {
@@ -99,13 +102,13 @@ async fn work(state: &State, mut shutdown: watch::Receiver<bool>) {
 /// wait for the scheduler's next round. Returns on a failure (the head now waits for its ladder
 /// step), on an empty or paused queue, on a head that is not due, or at shutdown (after the
 /// attempt in flight is recorded).
-async fn drain(state: &State, mut head: LogRecord, stop: &watch::Receiver<bool>) {
+async fn drain(engine: &Engine, mut head: LogRecord, stop: &watch::Receiver<bool>) {
     loop {
         let destination = head.destination_id.clone();
-        if !attempt(state, head).await || *stop.borrow() {
+        if !attempt(engine, head).await || *stop.borrow() {
             return;
         }
-        let next = state.db(move |s| s.head_of(&destination)).await;
+        let next = engine.db(move |s| s.head_of(&destination)).await;
         match next {
             Ok(Some(next)) if next.next_attempt_at <= now_millis() => head = next,
             _ => return,
@@ -115,51 +118,55 @@ async fn drain(state: &State, mut head: LogRecord, stop: &watch::Receiver<bool>)
 
 /// One attempt at the head of a destination's queue, recorded whatever happens. Returns
 /// whether the destination accepted it (and the attempt was recorded).
-async fn attempt(state: &State, head: LogRecord) -> bool {
+async fn attempt(engine: &Engine, head: LogRecord) -> bool {
     let attempt_id = uuid::Uuid::new_v4().to_string();
     let started_at = now_millis();
-    let outcome = match target(state, &head).await {
-        Ok((url, token, credential)) => match state.client_for(&url).await {
+    let outcome = match target(engine, &head).await {
+        Ok((name, url, token, credential)) => match engine.client_for(&url).await {
             // Several engines on one database: the queue's lease must outlast this attempt, or
             // another engine could start the same queue's next one meanwhile. Not sending is
             // safe: the head stays due for whoever holds the lease.
-            Ok(_) if !state.store.holds_queue(&head.destination_id) => return false,
+            Ok(_) if !engine.store.holds_queue(&head.destination_id) => return false,
             Ok(client) => {
                 let body = wharf_protocol::envelope::stamp(
                     &head.body,
-                    &head.id,
-                    &attempt_id,
-                    &head.source,
-                    &rfc3339_text(started_at),
+                    &wharf_protocol::envelope::Stamp {
+                        log_id: &head.id,
+                        attempt_id: &attempt_id,
+                        source_name: &head.source,
+                        destination_id: &head.destination_id,
+                        destination_name: &name,
+                        now_rfc3339: &rfc3339_text(started_at),
+                    },
                 );
-                crate::present::push(
-                    state,
+                crate::app::present::push(
+                    engine,
                     &client,
                     &url,
                     &token,
                     credential.as_ref(),
                     &head.content_type,
                     body,
-                    state.config.delivery_timeout,
+                    engine.config.delivery_timeout,
                     wharf_delivery::push::RESPONSE_EXCERPT_BYTES,
                 )
                 .await
             }
-            Err(reason) => failed(reason),
+            Err(reason) => crate::app::present::failed(reason),
         },
-        Err(reason) => failed(reason),
+        Err(reason) => crate::app::present::failed(reason),
     };
     let accepted = outcome.accepted();
     if outcome.status.is_some() || outcome.error.is_some() {
-        state
+        engine
             .metrics
             .attempt(accepted, outcome.duration.as_secs_f64());
     }
-    alert_if_changed(state, &head, &outcome).await;
+    alert_if_changed(engine, &head, &outcome).await;
     let next = if accepted {
         AttemptOutcome::Succeeded
     } else {
-        let wait = state
+        let wait = engine
             .config
             .retry_ladder
             .delay_after(head.attempts as usize + 1);
@@ -182,7 +189,7 @@ async fn attempt(state: &State, head: LogRecord) -> bool {
             error = ?outcome.error, "delivery failed; the destination's queue is held and the message retried"
         );
     }
-    match state.committer.commit(Write::Attempt(record, next)).await {
+    match engine.committer.commit(Write::Attempt(record, next)).await {
         Ok(()) => accepted,
         Err(e) => {
             // Not recorded: the head stays due and is tried again (at least once).
@@ -194,17 +201,17 @@ async fn attempt(state: &State, head: LogRecord) -> bool {
 
 /// Tells the alert contact when this attempt paused or resumed its destination's queue (see
 /// `alerts`). Costs nothing when no alert channel is configured.
-async fn alert_if_changed(state: &State, head: &LogRecord, outcome: &PushOutcome) {
-    let alerts = &state.config.alerts;
+async fn alert_if_changed(engine: &Engine, head: &LogRecord, outcome: &PushOutcome) {
+    let alerts = &engine.config.alerts;
     if alerts.webhook_url.is_none() && alerts.email_to.is_empty() {
         return;
     }
     let id = head.destination_id.clone();
-    let Ok(Some(destination)) = state.db(move |s| s.destination(&id)).await else {
+    let Ok(Some(destination)) = engine.db(move |s| s.destination(&id)).await else {
         return;
     };
     let env_id = destination.environment_id.clone();
-    let Ok(Some(environment)) = state.db(move |s| s.environment(&env_id)).await else {
+    let Ok(Some(environment)) = engine.db(move |s| s.environment(&env_id)).await else {
         return;
     };
     let reason = match (&outcome.status, &outcome.error) {
@@ -212,13 +219,13 @@ async fn alert_if_changed(state: &State, head: &LogRecord, outcome: &PushOutcome
         (Some(status), None) => format!("the destination answered HTTP {status}"),
         (None, None) => "the delivery failed".to_owned(),
     };
-    if let Some(change) = state.alerts.observe(
+    if let Some(change) = engine.alerts.observe(
         &destination.id,
-        &environment.flag,
+        environment.flag,
         outcome.accepted(),
         Some(&reason),
     ) {
-        state.alerts.send(crate::alerts::Alert {
+        engine.alerts.send(crate::app::alerts::Alert {
             change,
             destination_id: destination.id,
             destination_name: destination.name,
@@ -229,42 +236,18 @@ async fn alert_if_changed(state: &State, head: &LogRecord, outcome: &PushOutcome
     }
 }
 
-pub(crate) fn failed(reason: String) -> PushOutcome {
-    PushOutcome {
-        status: None,
-        error: Some(reason),
-        response: Vec::new(),
-        truncated: false,
-        duration: Duration::ZERO,
-    }
-}
-
-/// Where a log goes, with which token and auth credential, or why it cannot go now.
+/// Where a log goes (the destination's name, endpoint, token and auth credential), or why it
+/// cannot go now.
 async fn target(
-    state: &State,
+    engine: &Engine,
     head: &LogRecord,
-) -> Result<(reqwest::Url, String, Option<Credential>), String> {
+) -> Result<(String, reqwest::Url, String, Option<Credential>), String> {
     let id = head.destination_id.clone();
-    let record = state
+    let record = engine
         .db(move |s| s.destination(&id))
         .await
         .map_err(|_| "the destination record could not be read".to_owned())?
         .ok_or_else(|| "the destination was deleted".to_owned())?;
-    if record.verified_at.is_none() {
-        return Err("the destination is not verified: run Verify and Save".into());
-    }
-    let endpoint = record
-        .endpoint
-        .clone()
-        .ok_or("the destination has no endpoint")?;
-    let sealed = record
-        .verification_token
-        .clone()
-        .ok_or("the destination has no verification token")?;
-    let token = crate::api::open_token(state, &record, &sealed)
-        .map_err(|_| "the verification token cannot be opened".to_owned())?;
-    let url =
-        reqwest::Url::parse(&endpoint).map_err(|e| format!("the endpoint is not a URL: {e}"))?;
-    let credential = crate::present::linked_credential(state, &record).await?;
-    Ok((url, token, credential))
+    let (url, token, credential) = crate::app::ingest::target(engine, &record).await?;
+    Ok((record.name, url, token, credential))
 }

@@ -12,6 +12,7 @@ use crate::config::{AlertConfig, SmtpSecurity};
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
+use wharf_protocol::Environment;
 
 /// Attempts per channel and alert.
 const TRIES: usize = 3;
@@ -33,7 +34,7 @@ pub(crate) struct Alert {
     pub change: Change,
     pub destination_id: String,
     pub destination_name: String,
-    pub environment: String,
+    pub environment: Environment,
     pub log_id: String,
     pub at: String,
 }
@@ -116,11 +117,11 @@ impl Alerts {
     pub fn observe(
         &self,
         destination_id: &str,
-        environment: &str,
+        environment: Environment,
         accepted: bool,
         reason: Option<&str>,
     ) -> Option<Change> {
-        if !self.config.environments.iter().any(|e| e == environment) {
+        if !self.config.environments.contains(&environment) {
             return None;
         }
         let mut paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
@@ -260,7 +261,7 @@ mod tests {
     fn alerts(environments: &[&str]) -> Alerts {
         Alerts::new(
             AlertConfig {
-                environments: environments.iter().map(|e| e.to_string()).collect(),
+                environments: environments.iter().map(|e| e.parse().unwrap()).collect(),
                 ..AlertConfig::default()
             },
             "Acme".into(),
@@ -270,27 +271,27 @@ mod tests {
     #[tokio::test]
     async fn a_queue_alerts_once_when_it_pauses_and_once_when_it_recovers() {
         let a = alerts(&["Production"]);
-        assert_eq!(a.observe("d1", "Production", true, None), None);
+        assert_eq!(a.observe("d1", Environment::Production, true, None), None);
         assert!(
-            matches!(a.observe("d1", "Production", false, Some("HTTP 500")), Some(Change::Paused { reason }) if reason == "HTTP 500")
+            matches!(a.observe("d1", Environment::Production, false, Some("HTTP 500")), Some(Change::Paused { reason }) if reason == "HTTP 500")
         );
         assert_eq!(
-            a.observe("d1", "Production", false, Some("HTTP 500")),
+            a.observe("d1", Environment::Production, false, Some("HTTP 500")),
             None,
             "still paused"
         );
         assert_eq!(
-            a.observe("d2", "Production", true, None),
+            a.observe("d2", Environment::Production, true, None),
             None,
             "other queues are separate"
         );
         assert_eq!(
-            a.observe("d1", "Production", true, None),
+            a.observe("d1", Environment::Production, true, None),
             Some(Change::Recovered)
         );
-        assert_eq!(a.observe("d1", "Production", true, None), None);
+        assert_eq!(a.observe("d1", Environment::Production, true, None), None);
         assert_eq!(
-            a.observe("d3", "Development", false, Some("x")),
+            a.observe("d3", Environment::Development, false, Some("x")),
             None,
             "Development does not alert"
         );

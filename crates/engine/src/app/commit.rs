@@ -5,7 +5,11 @@
 //! this committer and wait; it takes everything waiting (up to [`MAX_BATCH`]), commits it in one
 //! transaction, and answers every caller. Under load one `fsync` covers hundreds of writes.
 //! The queue into it is bounded: ingestion that finds it full answers 503 with `Retry-After`.
+//! A batch that fails is reported to every caller as the store's failure ([`EngineError`]):
+//! `Unavailable` when nothing was committed, `OutcomeUnknown` when the connection broke after
+//! the commit was sent.
 
+use super::error::{EngineError, StoreHealth};
 use tokio::sync::{mpsc, oneshot};
 use wharf_store::StoreError;
 use wharf_store::engine::{EngineStore, Write};
@@ -15,15 +19,11 @@ pub const MAX_BATCH: usize = 512;
 /// Writes that may wait before ingestion is refused.
 pub const QUEUE_CAPACITY: usize = 8192;
 
-type Request = (Write, oneshot::Sender<Result<(), String>>);
+type Request = (Write, oneshot::Sender<Result<(), EngineError>>);
 
-/// Why a write was not committed.
-#[derive(Debug, thiserror::Error)]
-pub enum CommitError {
-    #[error("the engine's write queue is full; retry shortly")]
-    Busy,
-    #[error("the write could not be committed: {0}")]
-    Failed(String),
+/// The committer has stopped: the engine is shutting down.
+fn stopped() -> EngineError {
+    EngineError::Unavailable
 }
 
 /// The handle callers use. Cheap to clone.
@@ -37,36 +37,28 @@ impl Committer {
     pub fn start(
         store: EngineStore,
         batch_sizes: prometheus_client::metrics::histogram::Histogram,
+        health: StoreHealth,
     ) -> Committer {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run(store, rx, batch_sizes));
+        tokio::spawn(run(store, rx, batch_sizes, health));
         Committer { tx }
     }
 
     /// Commits `write`, waiting for room in the queue (for the engine's own bookkeeping).
-    pub async fn commit(&self, write: Write) -> Result<(), CommitError> {
+    pub async fn commit(&self, write: Write) -> Result<(), EngineError> {
         let (reply, wait) = oneshot::channel();
-        self.tx
-            .send((write, reply))
-            .await
-            .map_err(|_| CommitError::Failed("the committer stopped".into()))?;
-        wait.await
-            .map_err(|_| CommitError::Failed("the committer stopped".into()))?
-            .map_err(CommitError::Failed)
+        self.tx.send((write, reply)).await.map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
     }
 
     /// Commits `write`, or refuses at once when the queue is full (for requests from outside).
-    pub async fn try_commit(&self, write: Write) -> Result<(), CommitError> {
+    pub async fn try_commit(&self, write: Write) -> Result<(), EngineError> {
         let (reply, wait) = oneshot::channel();
         self.tx.try_send((write, reply)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => CommitError::Busy,
-            mpsc::error::TrySendError::Closed(_) => {
-                CommitError::Failed("the committer stopped".into())
-            }
+            mpsc::error::TrySendError::Full(_) => EngineError::Busy,
+            mpsc::error::TrySendError::Closed(_) => stopped(),
         })?;
-        wait.await
-            .map_err(|_| CommitError::Failed("the committer stopped".into()))?
-            .map_err(CommitError::Failed)
+        wait.await.map_err(|_| stopped())?
     }
 }
 
@@ -74,6 +66,7 @@ async fn run(
     store: EngineStore,
     mut rx: mpsc::Receiver<Request>,
     batch_sizes: prometheus_client::metrics::histogram::Histogram,
+    health: StoreHealth,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -91,10 +84,13 @@ async fn run(
                 Ok(result) => result,
                 Err(e) => Err(StoreError::CommitFailed(e.to_string())),
             };
-        let result = result.map_err(|e| {
-            tracing::error!(error = %e, "engine batch failed to commit; nothing in it was kept");
-            e.to_string()
-        });
+        let result = match result {
+            Ok(()) => {
+                health.succeeded();
+                Ok(())
+            }
+            Err(e) => Err(health.failed(e)),
+        };
         for reply in replies {
             let _ = reply.send(result.clone());
         }

@@ -1,0 +1,145 @@
+//! [`EngineError`]: why a use case could not be done, in words a person can act on; and
+//! [`StoreHealth`], which turns the store's failures into errors and logs them once per state
+//! change instead of once per request.
+//!
+//! The one mapping of these errors to HTTP statuses lives in `crate::http`, shared by the API
+//! and the dashboard.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wharf_store::{StoreError, StoreErrorKind};
+
+/// Why a use case failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The request is wrong; the message says what to change.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials, or none needed, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// `{what} not found`.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request contradicts the current state (a taken endpoint, a log that is not pending).
+    #[error("{0}")]
+    Conflict(String),
+    /// Verify and Save sent its challenge and the endpoint did not pass.
+    #[error("Verification failed: {0}")]
+    VerificationFailed(String),
+    /// Too many requests from one client; retry after this many seconds.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
+    /// The engine's write queue is full: nothing was queued; retry shortly.
+    #[error("the engine is busy, so nothing was queued; retry shortly")]
+    Busy,
+    /// The store cannot be reached or written now (PostgreSQL down, SQLite locked past its
+    /// timeout, disk full): nothing was done; retry later.
+    #[error(
+        "the engine's store is unavailable right now, so nothing was changed or queued; keep the request and send it again later"
+    )]
+    Unavailable,
+    /// A write was sent to the store and the connection broke before its answer: it may or
+    /// may not have been committed.
+    #[error(
+        "the engine lost its store connection while committing, so the message may or may not have been queued; sending it again may deliver it twice"
+    )]
+    OutcomeUnknown,
+    /// A bug or broken data: the details are in the engine's log, not in the answer.
+    #[error("the engine could not complete the request; see its log")]
+    Internal(String),
+}
+
+impl EngineError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        EngineError::BadRequest(message.into())
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        EngineError::NotFound(what.into())
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        EngineError::Conflict(message.into())
+    }
+
+    /// An internal failure, logged here with its detail (the answer only says to see the log).
+    pub fn internal(detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        tracing::error!(error = %detail, "engine failure");
+        EngineError::Internal(detail)
+    }
+
+    /// Seconds a client should wait before retrying, when retrying can help.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            EngineError::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            EngineError::Busy => Some(1),
+            EngineError::Unavailable | EngineError::OutcomeUnknown => Some(5),
+            _ => None,
+        }
+    }
+}
+
+/// How often a continuing store outage is summed up in the log.
+const SUMMARY_EVERY: Duration = Duration::from_secs(30);
+
+/// The store's health as the engine last saw it: one ERROR line when it starts failing, a
+/// count every [`SUMMARY_EVERY`] while it keeps failing, and one INFO line when it recovers.
+/// Cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct StoreHealth(Arc<Mutex<Health>>);
+
+#[derive(Default)]
+struct Health {
+    /// Since when, and how many failures since the last line, while failing.
+    failing: Option<(Instant, Instant, u64)>,
+}
+
+impl StoreHealth {
+    /// Records a successful store operation.
+    pub fn succeeded(&self) {
+        let mut health = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((since, _, _)) = health.failing.take() {
+            tracing::info!(
+                outage_seconds = since.elapsed().as_secs_f64(),
+                "the engine's store answers again"
+            );
+        }
+    }
+
+    /// Records a failed store operation and returns the error to answer with. Failures that
+    /// are not the store being unavailable (bugs, broken data) are logged every time.
+    pub fn failed(&self, error: StoreError) -> EngineError {
+        let engine_error = match error.kind() {
+            StoreErrorKind::Unavailable => EngineError::Unavailable,
+            StoreErrorKind::OutcomeUnknown => EngineError::OutcomeUnknown,
+            StoreErrorKind::Other => return EngineError::internal(error.to_string()),
+        };
+        let now = Instant::now();
+        let mut health = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut health.failing {
+            None => {
+                tracing::error!(error = %error, "the engine's store is unavailable; answering 503 until it is back");
+                health.failing = Some((now, now, 0));
+            }
+            Some((since, last_line, count)) => {
+                *count += 1;
+                if now.duration_since(*last_line) >= SUMMARY_EVERY {
+                    tracing::error!(
+                        error = %error,
+                        failures = *count,
+                        outage_seconds = now.duration_since(*since).as_secs_f64(),
+                        "the engine's store is still unavailable"
+                    );
+                    *last_line = now;
+                    *count = 0;
+                }
+            }
+        }
+        engine_error
+    }
+}

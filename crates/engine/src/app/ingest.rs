@@ -1,0 +1,356 @@
+//! Ingestion (PROTOCOL.md section 6): a source's message, authenticated by its key, classified,
+//! and either queued durably (one log per target destination, committed before the answer) or,
+//! for a query, relayed to its one destination and answered synchronously.
+//!
+//! A data model message names its targets in `Meta.Destinations[].ID`; a FHIR bundle names
+//! them with `destination` query parameters. Every target must be a destination of this
+//! organization that passed Verify and Save, or nothing is queued.
+//!
+//! A query that fails at the destination is answered as Redox documents ("Responding to
+//! queries"): 200 with `Meta.Errors`, whose item carries `DestinationStatusCode` and `Details`
+//! when the destination answered with an error status; a destination that did not answer in
+//! time is 504, and one that could not be reached 502, each with `Meta.Errors` too.
+
+use super::credentials::Credential;
+use super::{Engine, EngineError, find_secret, open_token, rfc3339_text};
+use serde_json::{Value, json};
+use wharf_protocol::envelope::{self, EnvelopeKind, Interaction};
+use wharf_protocol::platform::{LogStatus, LogType};
+use wharf_store::engine::{AttemptRecord, DestinationRecord, LogRecord, Write};
+use wharf_store::now_millis;
+
+/// How long a query may take end to end (PROTOCOL.md section 6).
+pub const QUERY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A message as a source submitted it.
+pub struct Submission<'a> {
+    /// The key from `Authorization: Bearer`, if any.
+    pub source_key: Option<&'a str>,
+    pub content_type: &'a str,
+    /// Targets named outside the body (`?destination=` for FHIR bundles).
+    pub query_targets: Vec<String>,
+    pub body: &'a [u8],
+}
+
+/// What became of a submission.
+#[derive(Debug)]
+pub enum Ingested {
+    /// Queued durably: one log per destination, in the order named.
+    Queued {
+        data_model: Option<String>,
+        event_type: Option<String>,
+        /// (log id, destination id) per target.
+        logs: Vec<(String, String)>,
+    },
+    /// A query's answer, to hand back as it is.
+    Answered(QueryAnswer),
+}
+
+/// The answer to a relayed query: the destination's own, or `Meta.Errors` saying why not.
+#[derive(Debug)]
+pub struct QueryAnswer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// Why a source was refused before anything was read into the queue.
+fn unauthorized(message: &str) -> EngineError {
+    EngineError::Unauthorized(message.to_owned())
+}
+
+/// The name of the source whose key was presented, compared in constant time against every
+/// configured source key.
+pub fn source_named_by(engine: &Engine, key: Option<&str>) -> Result<String, EngineError> {
+    let Some(presented) = key else {
+        return Err(unauthorized(
+            "missing source key: send Authorization: Bearer <source api_key>",
+        ));
+    };
+    let Some(index) = find_secret(
+        presented,
+        engine.config.sources.iter().map(|s| s.api_key.as_str()),
+    ) else {
+        tracing::warn!(reason = "wrong_source_key", "ingestion refused");
+        return Err(unauthorized("the source key is not valid"));
+    };
+    Ok(engine.config.sources[index].name.clone())
+}
+
+/// Takes a source's message: queued for every target, or relayed if it is a query.
+pub async fn ingest(engine: &Engine, submission: Submission<'_>) -> Result<Ingested, EngineError> {
+    let source = source_named_by(engine, submission.source_key)?;
+    let env = envelope::parse(submission.body)
+        .map_err(|e| EngineError::bad_request(format!("cannot deliver this message: {e}")))?;
+    let is_query = env.interaction == Interaction::Query;
+    let targets = match env.kind {
+        EnvelopeKind::DataModel => data_model_targets(submission.body),
+        EnvelopeKind::FhirMessage => submission.query_targets.clone(),
+        EnvelopeKind::OtherJson => {
+            return Err(EngineError::bad_request(
+                "the body is neither a Redox data model message (with Meta) nor a FHIR message bundle",
+            ));
+        }
+    };
+    if targets.is_empty() {
+        return Err(EngineError::bad_request(match env.kind {
+            EnvelopeKind::FhirMessage => "name the target with ?destination=<destination id>",
+            _ => "Meta.Destinations names no destination: add [{\"ID\": \"<destination id>\"}]",
+        }));
+    }
+    if is_query && targets.len() != 1 {
+        return Err(EngineError::bad_request(format!(
+            "a query ({}) must name exactly one destination in Meta.Destinations; it names {}",
+            env.event_type.as_deref().unwrap_or("query"),
+            targets.len()
+        )));
+    }
+    let mut records = Vec::with_capacity(targets.len());
+    for id in &targets {
+        let lookup = id.clone();
+        let record = engine
+            .db(move |s| s.destination(&lookup))
+            .await?
+            .filter(|d| d.organization_id == engine.organization.id)
+            .ok_or_else(|| EngineError::bad_request(format!("destination {id} does not exist")))?;
+        if record.verified_at.is_none() {
+            return Err(EngineError::conflict(format!(
+                "destination {id} ({}) is not verified and receives no data: run Verify and Save first",
+                record.name
+            )));
+        }
+        records.push(record);
+    }
+    let message = Message {
+        source: &source,
+        content_type: submission.content_type,
+        body: submission.body,
+        env: &env,
+    };
+    if is_query {
+        return Ok(Ingested::Answered(
+            relay_query(engine, &records[0], &message).await,
+        ));
+    }
+    let now = now_millis();
+    let logs: Vec<LogRecord> = targets
+        .iter()
+        .map(|destination| message.log(engine, destination, LogType::Send, now))
+        .collect();
+    let answer = logs
+        .iter()
+        .map(|l| (l.id.clone(), l.destination_id.clone()))
+        .collect();
+    engine.committer.try_commit(Write::Enqueue(logs)).await?;
+    engine.wake.notify_one();
+    Ok(Ingested::Queued {
+        data_model: env.data_model.clone(),
+        event_type: env.event_type.clone(),
+        logs: answer,
+    })
+}
+
+/// Where a destination's messages go, with which token and auth credential, or why they
+/// cannot go now (the delivery worker and queries both ask).
+pub async fn target(
+    engine: &Engine,
+    record: &DestinationRecord,
+) -> Result<(reqwest::Url, String, Option<Credential>), String> {
+    if record.verified_at.is_none() {
+        return Err("the destination is not verified: run Verify and Save".into());
+    }
+    let endpoint = record
+        .endpoint
+        .clone()
+        .ok_or("the destination has no endpoint")?;
+    let sealed = record
+        .verification_token
+        .as_ref()
+        .ok_or("the destination has no verification token")?;
+    let token = open_token(engine, record, sealed)
+        .map_err(|_| "the verification token cannot be opened".to_owned())?;
+    let url =
+        reqwest::Url::parse(&endpoint).map_err(|e| format!("the endpoint is not a URL: {e}"))?;
+    let credential = super::present::linked_credential(engine, record).await?;
+    Ok((url, token, credential))
+}
+
+/// Relays a query to its one destination and answers with the destination's answer, or with
+/// Redox-shaped `Meta.Errors` saying why there is none. Queries are not queued or retried.
+async fn relay_query(
+    engine: &Engine,
+    destination: &DestinationRecord,
+    message: &Message<'_>,
+) -> QueryAnswer {
+    let env = message.env;
+    // `destination_status`: the destination's own error status and the start of its answer,
+    // which Redox hands back as `DestinationStatusCode` and `Details`.
+    let fail = |status: u16, text: String, destination_status: Option<(u16, String)>| {
+        tracing::warn!(destination = %destination.id, status, reason = %text, "query failed");
+        let mut body = wharf_protocol::errors::meta_errors(
+            env.data_model.as_deref(),
+            env.event_type.as_deref(),
+            "query",
+            "Send",
+            &text,
+        );
+        if let Some((code, details)) = destination_status {
+            body["Meta"]["Errors"][0]["DestinationStatusCode"] = json!(code);
+            body["Meta"]["Errors"][0]["Details"] = Value::String(details);
+        }
+        QueryAnswer {
+            status,
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+        }
+    };
+    let (url, token, credential) = match target(engine, destination).await {
+        Ok(target) => target,
+        Err(reason) => return fail(502, reason, None),
+    };
+    let client = match engine.client_for(&url).await {
+        Ok(c) => c,
+        Err(reason) => return fail(502, reason, None),
+    };
+    let started_at = now_millis();
+    let log = message.log(engine, &destination.id, LogType::Request, started_at);
+    let attempt_id = uuid::Uuid::new_v4().to_string();
+    let stamped = envelope::stamp(
+        message.body,
+        &envelope::Stamp {
+            log_id: &log.id,
+            attempt_id: &attempt_id,
+            source_name: message.source,
+            destination_id: &destination.id,
+            destination_name: &destination.name,
+            now_rfc3339: &rfc3339_text(started_at),
+        },
+    );
+    let outcome = super::present::push(
+        engine,
+        &client,
+        &url,
+        &token,
+        credential.as_ref(),
+        message.content_type,
+        stamped,
+        QUERY_DEADLINE,
+        wharf_protocol::MAX_BODY_BYTES,
+    )
+    .await;
+    record_query(engine, log, attempt_id, started_at, &outcome).await;
+    if outcome.truncated {
+        return fail(
+            502,
+            "the destination's answer is larger than 40 MiB".into(),
+            None,
+        );
+    }
+    match (outcome.status, outcome.error) {
+        (Some(status), None) if (200..300).contains(&status) => QueryAnswer {
+            status,
+            body: outcome.response,
+        },
+        (Some(status), None) => {
+            let excerpt =
+                String::from_utf8_lossy(&outcome.response[..outcome.response.len().min(1024)])
+                    .into_owned();
+            fail(
+                200,
+                format!("the destination answered the query with HTTP {status}"),
+                Some((status, excerpt)),
+            )
+        }
+        (_, Some(error)) if error.starts_with("timeout") => fail(
+            504,
+            format!("the destination did not answer the query within {QUERY_DEADLINE:?}"),
+            None,
+        ),
+        (_, error) => fail(502, error.unwrap_or_default(), None),
+    }
+}
+
+/// What a source submitted, from which every log of it is made.
+struct Message<'a> {
+    source: &'a str,
+    content_type: &'a str,
+    body: &'a [u8],
+    env: &'a envelope::Envelope,
+}
+
+impl Message<'_> {
+    /// A new pending log of this message for one destination.
+    fn log(&self, engine: &Engine, destination_id: &str, log_type: LogType, now: i64) -> LogRecord {
+        LogRecord {
+            seq: 0,
+            log_type,
+            id: uuid::Uuid::new_v4().to_string(),
+            organization_id: engine.organization.id.clone(),
+            destination_id: destination_id.to_owned(),
+            source: self.source.to_owned(),
+            data_model: self.env.data_model.clone(),
+            event_type: self.env.event_type.clone(),
+            content_type: self.content_type.to_owned(),
+            body: self.body.to_vec(),
+            status: LogStatus::Pending,
+            attempts: 0,
+            next_attempt_at: now,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// Keeps a query as a request log with its one attempt, so it can be found like any other
+/// message. A failure to record does not fail the query: the requester already has its answer.
+async fn record_query(
+    engine: &Engine,
+    mut log: LogRecord,
+    attempt_id: String,
+    started_at: i64,
+    outcome: &wharf_delivery::push::PushOutcome,
+) {
+    log.status = if outcome.accepted() && !outcome.truncated {
+        LogStatus::Succeeded
+    } else {
+        LogStatus::Failed
+    };
+    log.attempts = 1;
+    let excerpt = &outcome.response[..outcome
+        .response
+        .len()
+        .min(wharf_delivery::push::RESPONSE_EXCERPT_BYTES)];
+    let log_id = log.id.clone();
+    let attempt = AttemptRecord {
+        id: attempt_id,
+        log_id: log_id.clone(),
+        started_at,
+        duration_ms: outcome.duration.as_millis() as i64,
+        status_code: outcome.status.map(i64::from),
+        error: outcome.error.clone(),
+        response: (!excerpt.is_empty()).then(|| excerpt.to_vec()),
+    };
+    if let Err(e) = engine
+        .committer
+        .commit(Write::Query(Box::new((log, attempt))))
+        .await
+    {
+        tracing::warn!(log = %log_id, error = %e, "could not record a query log");
+    }
+}
+
+/// `Meta.Destinations[].ID`, in order, without repeats.
+fn data_model_targets(body: &[u8]) -> Vec<String> {
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut ids: Vec<String> = Vec::new();
+    for d in value["Meta"]["Destinations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(id) = d["ID"].as_str().filter(|s| !s.is_empty())
+            && !ids.iter().any(|x| x == id)
+        {
+            ids.push(id.to_owned());
+        }
+    }
+    ids
+}

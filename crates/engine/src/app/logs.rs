@@ -1,0 +1,108 @@
+//! Logs: one message to one destination, with its attempts. List (filtered, a page at a
+//! time), read one, and the operator's stop (a pending log becomes failed; its queue moves on)
+//! and resend (a finished log goes to the back of its queue with the same Log ID; its attempts
+//! are kept).
+
+use super::{Engine, EngineError};
+use wharf_store::engine::{AttemptRecord, LogFilter, LogRecord};
+
+/// One page of a listing: numbered from 1, as Redox's `_page`; `size` logs per page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub number: usize,
+    pub size: usize,
+}
+
+/// An ISO 8601 (RFC 3339) time, as milliseconds since the epoch; `key` names it in the error.
+pub fn parse_time(key: &str, value: Option<&str>) -> Result<Option<i64>, EngineError> {
+    value
+        .map(|text| {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                .map_err(|_| {
+                    EngineError::bad_request(format!(
+                        "`{key}` {text:?} is not an ISO 8601 time like 2026-11-23T14:00:00.000Z"
+                    ))
+                })
+        })
+        .transpose()
+}
+
+/// A page of logs, newest first, and whether another page follows.
+#[derive(Debug, Clone)]
+pub struct LogPage {
+    pub logs: Vec<LogRecord>,
+    pub page: Page,
+    pub has_next: bool,
+}
+
+/// The organization's logs matching `filter`, newest first, one page.
+pub async fn list(engine: &Engine, filter: LogFilter, page: Page) -> Result<LogPage, EngineError> {
+    let org_id = engine.organization.id.clone();
+    let offset = page.number.saturating_sub(1).saturating_mul(page.size);
+    // One more than the page holds tells whether a next page exists.
+    let mut logs = engine
+        .db(move |s| s.logs(&org_id, &filter, offset, page.size + 1))
+        .await?;
+    let has_next = logs.len() > page.size;
+    logs.truncate(page.size);
+    Ok(LogPage {
+        logs,
+        page,
+        has_next,
+    })
+}
+
+/// One log of this organization with its attempts, oldest first.
+pub async fn read(
+    engine: &Engine,
+    log_id: &str,
+) -> Result<(LogRecord, Vec<AttemptRecord>), EngineError> {
+    let lookup = log_id.to_owned();
+    engine
+        .db(move |s| s.log(&lookup))
+        .await?
+        .filter(|(l, _)| l.organization_id == engine.organization.id)
+        .ok_or_else(|| EngineError::not_found(format!("log {log_id}")))
+}
+
+async fn act(
+    engine: &Engine,
+    log_id: &str,
+    action: &'static str,
+    run: fn(&wharf_store::engine::EngineStore, &str) -> Result<bool, wharf_store::StoreError>,
+    refusal: &'static str,
+) -> Result<LogRecord, EngineError> {
+    read(engine, log_id).await?;
+    let id = log_id.to_owned();
+    if !engine.db(move |s| run(s, &id)).await? {
+        return Err(EngineError::conflict(format!("log {log_id} {refusal}")));
+    }
+    engine.wake.notify_one();
+    tracing::info!(log = %log_id, action, "operator action on a log");
+    Ok(read(engine, log_id).await?.0)
+}
+
+/// Stops a pending log: failed, and its queue moves on (`Conflict` if it is not pending).
+pub async fn stop(engine: &Engine, log_id: &str) -> Result<LogRecord, EngineError> {
+    act(
+        engine,
+        log_id,
+        "stop",
+        |s, id| s.stop(id),
+        "is not pending: only a pending log can be stopped",
+    )
+    .await
+}
+
+/// Puts a finished log at the back of its queue (`Conflict` if it is still pending).
+pub async fn resend(engine: &Engine, log_id: &str) -> Result<LogRecord, EngineError> {
+    act(
+        engine,
+        log_id,
+        "resend",
+        |s, id| s.resend(id),
+        "is still pending: it is already queued",
+    )
+    .await
+}

@@ -1,0 +1,211 @@
+//! The engine's core: its context ([`Engine`]) and its use cases, in the engine's typed domain.
+//!
+//! The HTTP API (`crate::api`), the dashboard (`crate::dashboard`) and the delivery worker
+//! (`crate::worker`) all call this layer and none of them imports another; nothing here knows
+//! about HTTP routes, JSON envelopes or HTML. Every use case answers with an [`EngineError`]
+//! when it cannot be done, and `crate::http` maps that error to a status once for every caller.
+//!
+//! * [`destinations`]: create, change, move, delete, Verify and Save.
+//! * [`credentials`]: auth credentials: strategy fields checked, secrets sealed.
+//! * [`ingest`]: a source's message: authenticated, classified, queued durably or relayed.
+//! * [`logs`]: list, read, stop, resend.
+//! * [`queues`]: a destination's queue state; operator pause and resume.
+//! * [`present`]: presenting a linked auth credential on an outgoing request.
+//! * [`commit`]: group commit of ingested logs and attempts.
+//! * [`alerts`]: queue paused / recovered notifications.
+//! * [`error`]: [`EngineError`], and the store's failures logged once per state change.
+
+pub mod alerts;
+pub mod commit;
+pub mod credentials;
+pub mod destinations;
+pub mod error;
+pub mod ingest;
+pub mod logs;
+pub mod present;
+pub mod queues;
+
+pub use error::EngineError;
+
+use crate::config::EngineConfig;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use wharf_store::engine::{DestinationRecord, EngineStore, Organization};
+
+/// The engine's context: what every use case needs. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine(Arc<Inner>);
+
+pub struct Inner {
+    pub store: EngineStore,
+    pub config: EngineConfig,
+    pub organization: Organization,
+    /// Wakes the delivery worker when something is queued.
+    pub wake: tokio::sync::Notify,
+    pub committer: commit::Committer,
+    /// Outbound clients per endpoint, pinned to an SSRF-checked address, with their creation
+    /// time: reused (keep-alive) for `config.client_ttl` ([`CLIENT_TTL`]), then resolved and
+    /// checked again.
+    clients:
+        std::sync::Mutex<std::collections::HashMap<String, (reqwest::Client, std::time::Instant)>>,
+    /// Access tokens and keys of auth credentials, for presenting them on requests.
+    pub presenter: present::Presenter,
+    pub metrics: crate::metrics::EngineMetrics,
+    pub alerts: Arc<alerts::Alerts>,
+    /// Set by the delivery worker while it runs (for `/readyz`).
+    pub worker_running: std::sync::atomic::AtomicBool,
+    /// Requests per client on ingestion, the API and sign-in; `None` when turned off.
+    pub rate_limiter: Option<crate::rate_limit::RateLimiter>,
+    /// Store failures, logged once per state change (see [`error::StoreHealth`]).
+    pub store_health: error::StoreHealth,
+}
+
+/// How long a pinned outbound client (and the DNS answer behind it) is reused by default.
+pub const CLIENT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Inner {
+    /// A client for `url`: checked and pinned, reused while fresh.
+    pub async fn client_for(&self, url: &reqwest::Url) -> Result<reqwest::Client, String> {
+        let key = url.origin().ascii_serialization();
+        if let Some((client, made)) = self
+            .clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            && made.elapsed() < self.config.client_ttl
+        {
+            return Ok(client.clone());
+        }
+        let client = self.fresh_client(url).await?;
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (client.clone(), std::time::Instant::now()));
+        Ok(client)
+    }
+
+    /// A new client for `url`: its host resolved now, every address checked, the connection
+    /// pinned to the checked one (Verify and Save always uses a fresh one).
+    pub async fn fresh_client(&self, url: &reqwest::Url) -> Result<reqwest::Client, String> {
+        wharf_delivery::ssrf::pinned_client_with(
+            &self.config.resolver,
+            url,
+            self.config.allow_private_endpoints,
+        )
+        .await
+    }
+
+    /// The engine's public base URL (`public_url`, else `http://` + the listening address).
+    pub fn public_url(&self) -> String {
+        self.config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.config.listen))
+    }
+}
+
+impl Engine {
+    pub fn new(store: EngineStore, config: EngineConfig, organization: Organization) -> Self {
+        let metrics = crate::metrics::EngineMetrics::new();
+        let alerts = Arc::new(alerts::Alerts::new(
+            config.alerts.clone(),
+            organization.name.clone(),
+        ));
+        let rate_limiter = crate::rate_limit::RateLimiter::new(
+            config.rate_limit_requests,
+            config.rate_limit_window,
+        );
+        let store_health = error::StoreHealth::default();
+        Engine(Arc::new(Inner {
+            rate_limiter,
+            store: store.clone(),
+            config,
+            organization,
+            wake: tokio::sync::Notify::new(),
+            committer: commit::Committer::start(
+                store.clone(),
+                metrics.batch_sizes.clone(),
+                store_health.clone(),
+            ),
+            clients: Default::default(),
+            presenter: Default::default(),
+            metrics,
+            alerts,
+            worker_running: Default::default(),
+            store_health,
+        }))
+    }
+
+    /// Runs a store operation off the async threads. A failure becomes an [`EngineError`]
+    /// (an unavailable store is 503, never 500) and is logged once per state change.
+    pub async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&EngineStore) -> Result<T, wharf_store::StoreError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let inner = self.0.clone();
+        let result = tokio::task::spawn_blocking(move || f(&inner.store))
+            .await
+            .map_err(|e| EngineError::Internal(format!("store task failed: {e}")))?;
+        match result {
+            Ok(value) => {
+                self.store_health.succeeded();
+                Ok(value)
+            }
+            Err(e) => Err(self.store_health.failed(e)),
+        }
+    }
+
+    /// The record of a destination of this organization, or `NotFound`.
+    pub async fn destination_record(&self, id: &str) -> Result<DestinationRecord, EngineError> {
+        let lookup = id.to_owned();
+        self.db(move |s| s.destination(&lookup))
+            .await?
+            .filter(|d| d.organization_id == self.organization.id)
+            .ok_or_else(|| EngineError::not_found(format!("destination {id}")))
+    }
+}
+
+impl std::ops::Deref for Engine {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The context that seals a destination's verification token (record id and field, so a
+/// sealed token copied into another record does not open).
+pub fn token_context(id: &str) -> String {
+    format!("destination/{id}/verificationToken")
+}
+
+/// Opens a destination's sealed verification token.
+pub fn open_token(
+    engine: &Engine,
+    record: &DestinationRecord,
+    sealed: &[u8],
+) -> Result<String, EngineError> {
+    let plain = engine
+        .config
+        .master_key
+        .open(&token_context(&record.id), sealed)
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+    String::from_utf8(plain)
+        .map_err(|_| EngineError::Internal("a stored token is not UTF-8".into()))
+}
+
+/// Compares a presented secret with each expected one in constant time (as SHA-256 digests,
+/// so lengths do not leak, and always against all of them); returns the index of the match.
+pub fn find_secret<'a>(presented: &str, expected: impl Iterator<Item = &'a str>) -> Option<usize> {
+    let presented = Sha256::digest(presented.as_bytes());
+    let mut found = None;
+    for (i, key) in expected.enumerate() {
+        if bool::from(Sha256::digest(key.as_bytes()).ct_eq(&presented)) && found.is_none() {
+            found = Some(i);
+        }
+    }
+    found
+}
+
+/// RFC 3339 text of a millisecond timestamp.
+pub use wharf_store::rfc3339 as rfc3339_text;
