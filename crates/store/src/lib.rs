@@ -25,7 +25,8 @@ pub use inbox::{
 };
 pub use writer::{DEFAULT_WAL_RESET_BYTES, KeepError};
 
-/// A storage failure. The text says what failed; callers add what the user should do.
+/// A storage failure. The text says what failed; callers add what the user should do, and
+/// [`StoreError::kind`] says how to answer the request that met it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -56,23 +57,183 @@ pub enum StoreError {
         "another process is already serving the inbox in {path}: SQLite serves one process at a time; stop the other one, give this server a data_dir of its own, or share a PostgreSQL database_url between servers"
     )]
     InboxInUse { path: std::path::PathBuf },
+    /// PostgreSQL refused the work for a reason retrying will not cure (a constraint, the
+    /// schema, the URL or TLS settings): [`StoreErrorKind::Other`].
     #[error("PostgreSQL: {0}")]
     Postgres(String),
+    /// The database cannot do the work now and did none of it:
+    /// [`StoreErrorKind::Unavailable`].
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The connection broke, or the deadline passed, after the commit was sent:
+    /// [`StoreErrorKind::OutcomeUnknown`].
+    #[error(
+        "the database connection was lost after the commit was sent, so the write may or may not have been committed: {0}"
+    )]
+    OutcomeUnknown(String),
     #[error("the inbox could not commit, so nothing in that batch was kept: {0}")]
     CommitFailed(String),
     #[error("the inbox writer has stopped; the server is shutting down")]
     WriterStopped,
 }
 
+/// What a [`StoreError`] means for the request that met it, so a server can answer it without
+/// reading the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreErrorKind {
+    /// The store cannot do the work now, and **nothing of it was committed**: PostgreSQL
+    /// cannot be reached or did not answer in time (stopped, down, partitioned, its pool or a
+    /// statement deadline passed before the commit was sent), is starting up or shutting
+    /// down, has too many connections, is read-only (a hot standby after a failover) or out of
+    /// disk or memory, or cancelled the statement (a lock or statement timeout, a
+    /// serialization failure or deadlock, rolled back); SQLite stayed busy or locked past its
+    /// busy timeout, is read-only, or hit a disk I/O error or a full disk; the inbox writer
+    /// has stopped (shutdown). Retrying later can succeed: answer 503 with `Retry-After`.
+    Unavailable,
+    /// The commit was sent and its answer never came (the connection broke, or the deadline
+    /// passed, after `COMMIT` left; SQLite reported an I/O error while committing): the write
+    /// may or may not have been committed, and retrying it may apply it twice. Answer 503
+    /// saying so, never "nothing was done".
+    OutcomeUnknown,
+    /// Anything else: a bug, a constraint violation, a schema, configuration or corrupt-file
+    /// problem. Retrying does not help: answer 500 and log it.
+    Other,
+}
+
+impl StoreError {
+    /// How a request that met this error should be answered (see [`StoreErrorKind`]).
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            StoreError::Sqlite(e) => sqlite_kind(e),
+            StoreError::Unavailable(_) | StoreError::WriterStopped => StoreErrorKind::Unavailable,
+            StoreError::OutcomeUnknown(_) => StoreErrorKind::OutcomeUnknown,
+            StoreError::DataDir { .. }
+            | StoreError::SchemaTooNew { .. }
+            | StoreError::DatabaseSchemaTooNew { .. }
+            | StoreError::InboxInUse { .. }
+            | StoreError::Postgres(_)
+            | StoreError::CommitFailed(_) => StoreErrorKind::Other,
+        }
+    }
+
+    /// An error of the same kind with the same text: for answering every writer of a failed
+    /// batch (a `StoreError` is not `Clone`, since rusqlite's errors are not). An
+    /// [`StoreErrorKind::Other`] error becomes [`StoreError::CommitFailed`].
+    pub fn copy(&self) -> StoreError {
+        match self {
+            StoreError::Unavailable(text) => StoreError::Unavailable(text.clone()),
+            StoreError::OutcomeUnknown(text) => StoreError::OutcomeUnknown(text.clone()),
+            StoreError::CommitFailed(text) => StoreError::CommitFailed(text.clone()),
+            StoreError::Postgres(text) => StoreError::Postgres(text.clone()),
+            StoreError::WriterStopped => StoreError::WriterStopped,
+            other => match other.kind() {
+                StoreErrorKind::Unavailable => StoreError::Unavailable(other.to_string()),
+                StoreErrorKind::OutcomeUnknown => StoreError::OutcomeUnknown(other.to_string()),
+                StoreErrorKind::Other => StoreError::CommitFailed(other.to_string()),
+            },
+        }
+    }
+
+    /// This error, met while the commit was being sent or awaited: a lost connection there
+    /// leaves the outcome unknown, and so does an SQLite I/O error (the commit record may be
+    /// in the WAL without its sync having succeeded). An answer from the server (a database
+    /// error) still means the commit did not happen.
+    pub(crate) fn at_commit(self) -> StoreError {
+        match &self {
+            StoreError::Unavailable(text) if !text.starts_with(PG_ANSWERED) => {
+                StoreError::OutcomeUnknown(text.clone())
+            }
+            StoreError::Sqlite(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure) =>
+            {
+                StoreError::OutcomeUnknown(self.to_string())
+            }
+            _ => self,
+        }
+    }
+}
+
+/// How SQLite's failures map to kinds: the busy handler gave up (another connection held the
+/// lock past `busy_timeout`), or the disk cannot take the write, is transient; the rest is not.
+fn sqlite_kind(e: &rusqlite::Error) -> StoreErrorKind {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(
+            DatabaseBusy
+            | DatabaseLocked
+            | DiskFull
+            | SystemIoFailure
+            | ReadOnly
+            | OutOfMemory
+            | CannotOpen
+            | FileLockingProtocolFailed,
+        ) => StoreErrorKind::Unavailable,
+        _ => StoreErrorKind::Other,
+    }
+}
+
+/// Prefix of the text of an [`StoreError::Unavailable`] that the server itself answered with
+/// (an SQLSTATE), as opposed to a connection that failed: an answer means the statement, even
+/// a `COMMIT`, did not take effect.
+const PG_ANSWERED: &str = "PostgreSQL answered ";
+
+/// Whether PostgreSQL's SQLSTATE `code` means "not now" rather than "never".
+fn sqlstate_unavailable(code: &str) -> bool {
+    code.starts_with("08") // connection exception
+        || code.starts_with("53") // insufficient resources: disk full, out of memory, too many connections
+        || code.starts_with("58") // system error, I/O error
+        || matches!(
+            code,
+            "57P01" // admin_shutdown
+                | "57P02" // crash_shutdown
+                | "57P03" // cannot_connect_now: starting up, shutting down, in recovery
+                | "57P05" // idle_session_timeout
+                | "57014" // query_canceled: statement_timeout, cancel request
+                | "25006" // read_only_sql_transaction: a hot standby
+                | "40001" // serialization_failure (rolled back)
+                | "40P01" // deadlock_detected (rolled back)
+                | "55P03" // lock_not_available: lock_timeout
+                | "55000" // object_not_in_prerequisite_state: e.g. recovery in progress
+        )
+}
+
+/// The kind of a PostgreSQL failure: what the server answered (its SQLSTATE), or whether the
+/// connection itself failed (it could not be made, was closed, broke, or timed out), which
+/// is `Unavailable` here and `OutcomeUnknown` while committing ([`StoreError::at_commit`]).
+/// Anything else (a type the code got wrong, a message it could not parse) is a bug.
+pub(crate) fn postgres_kind(e: &tokio_postgres::Error) -> StoreErrorKind {
+    match e.as_db_error() {
+        Some(db) if sqlstate_unavailable(db.code().code()) => StoreErrorKind::Unavailable,
+        Some(_) => StoreErrorKind::Other,
+        None if postgres::connection_failed(e) => StoreErrorKind::Unavailable,
+        None => StoreErrorKind::Other,
+    }
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         // The server's own message (and detail) says what went wrong; the generic text does not.
-        match e.as_db_error() {
-            Some(db) => StoreError::Postgres(match db.detail() {
-                Some(detail) => format!("{} ({detail})", db.message()),
-                None => db.message().to_owned(),
-            }),
-            None => StoreError::Postgres(e.to_string()),
+        let text = match e.as_db_error() {
+            Some(db) => {
+                let text = match db.detail() {
+                    Some(detail) => format!("{} ({detail})", db.message()),
+                    None => db.message().to_owned(),
+                };
+                match postgres_kind(&e) {
+                    StoreErrorKind::Unavailable => {
+                        return StoreError::Unavailable(format!(
+                            "{PG_ANSWERED}{}: {text}",
+                            db.code().code()
+                        ));
+                    }
+                    _ => text,
+                }
+            }
+            None => postgres::error_chain(&e),
+        };
+        match postgres_kind(&e) {
+            StoreErrorKind::Unavailable => StoreError::Unavailable(text),
+            _ => StoreError::Postgres(text),
         }
     }
 }
@@ -131,4 +292,96 @@ pub fn rfc3339(millis: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| millis.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: std::ffi::c_int) -> StoreError {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    #[test]
+    fn sqlite_failures_are_classified() {
+        use rusqlite::ffi::*;
+        for code in [
+            SQLITE_BUSY,
+            SQLITE_LOCKED,
+            SQLITE_FULL,
+            SQLITE_IOERR,
+            SQLITE_IOERR_FSYNC,
+            SQLITE_READONLY,
+            SQLITE_BUSY_SNAPSHOT,
+        ] {
+            assert_eq!(sqlite(code).kind(), StoreErrorKind::Unavailable, "{code}");
+        }
+        for code in [
+            SQLITE_CONSTRAINT,
+            SQLITE_CORRUPT,
+            SQLITE_NOTADB,
+            SQLITE_MISUSE,
+        ] {
+            assert_eq!(sqlite(code).kind(), StoreErrorKind::Other, "{code}");
+        }
+        assert_eq!(
+            StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows).kind(),
+            StoreErrorKind::Other
+        );
+        // While committing, an I/O error leaves the outcome unknown; being busy does not.
+        assert_eq!(
+            sqlite(SQLITE_IOERR_FSYNC).at_commit().kind(),
+            StoreErrorKind::OutcomeUnknown
+        );
+        assert_eq!(
+            sqlite(SQLITE_BUSY).at_commit().kind(),
+            StoreErrorKind::Unavailable
+        );
+    }
+
+    #[test]
+    fn sqlstates_are_classified() {
+        for code in [
+            "08006", "08001", "57P01", "57P02", "57P03", "53300", "53100", "25006", "40001",
+            "40P01", "55P03", "57014", "58030",
+        ] {
+            assert!(sqlstate_unavailable(code), "{code}");
+        }
+        for code in [
+            "23505", "42P01", "42703", "22P02", "XX000", "28P01", "3D000",
+        ] {
+            assert!(!sqlstate_unavailable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_lost_connection_while_committing_is_outcome_unknown() {
+        let lost = StoreError::Unavailable("connection closed".into());
+        assert_eq!(lost.at_commit().kind(), StoreErrorKind::OutcomeUnknown);
+        // The server answered the COMMIT with an error: it did not commit.
+        let answered = StoreError::Unavailable(format!("{PG_ANSWERED}57P01: terminating"));
+        assert_eq!(answered.at_commit().kind(), StoreErrorKind::Unavailable);
+        let refused = StoreError::Postgres("duplicate key".into());
+        assert_eq!(refused.at_commit().kind(), StoreErrorKind::Other);
+    }
+
+    #[test]
+    fn copies_keep_kind_and_text() {
+        for error in [
+            sqlite(rusqlite::ffi::SQLITE_BUSY),
+            StoreError::OutcomeUnknown("lost".into()),
+            StoreError::Postgres("no".into()),
+            StoreError::WriterStopped,
+        ] {
+            let copy = error.copy();
+            assert_eq!(copy.kind(), error.kind());
+            assert!(
+                copy.to_string().contains(&error.to_string())
+                    || copy.to_string() == error.to_string()
+            );
+        }
+    }
 }

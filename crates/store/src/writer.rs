@@ -17,11 +17,11 @@
 //! forwarder use a second, unbounded channel so they are never refused (they are bounded by the
 //! forwarder itself: one in flight per destination).
 
-use crate::StoreError;
 use crate::inbox::{Kept, NewMessage};
 use crate::postgres::inbox::PgInbox;
 use crate::sqlite::checkpoint::{self, WalState};
 use crate::sqlite::duplicates::DuplicateKeys;
+use crate::{StoreError, StoreErrorKind};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, select};
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -299,11 +299,9 @@ impl Writer {
         let result = match &mut self.sink {
             Sink::Sqlite { conn, keys, .. } => {
                 apply_page_limit(conn, &self.page_limit);
-                crate::sqlite::inbox::write_batch(conn, keys, &batch).map_err(|e| e.to_string())
+                crate::sqlite::inbox::write_batch(conn, keys, &batch).map_err(StoreError::from)
             }
-            Sink::Postgres(pg) => {
-                crate::postgres::block_on(pg.write_batch(&batch)).map_err(|e| e.to_string())
-            }
+            Sink::Postgres(pg) => pg.commit_batch(&batch),
         };
         match result {
             Ok(BatchOutcome {
@@ -339,10 +337,22 @@ impl Writer {
                 }
                 tracing::trace!(size, new_rows, "inbox batch committed");
             }
-            Err(text) => {
-                tracing::error!(error = %text, size, database = %self.describe, "inbox batch failed to commit; nothing in it was kept");
+            Err(error) => {
+                match error.kind() {
+                    StoreErrorKind::OutcomeUnknown => {
+                        tracing::error!(%error, size, database = %self.describe, "inbox batch may or may not have committed")
+                    }
+                    _ => {
+                        tracing::error!(%error, size, database = %self.describe, "inbox batch failed to commit; nothing in it was kept")
+                    }
+                }
                 for item in batch {
-                    let failure = Err(StoreError::CommitFailed(text.clone()));
+                    // Unavailable and outcome-unknown failures keep their kind (and their
+                    // text says which); any other says nothing in the batch was kept.
+                    let failure = Err(match error.kind() {
+                        StoreErrorKind::Other => StoreError::CommitFailed(error.to_string()),
+                        _ => error.copy(),
+                    });
                     match item {
                         Item::Keep(k) => {
                             let _ = k.reply.send(failure);

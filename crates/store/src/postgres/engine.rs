@@ -17,7 +17,9 @@
 //! send a NOTIFY; every process listens, so a message ingested by one wakes the holder at once.
 
 use super::lease::{HEARTBEAT, Leases};
-use super::{Pg, block_on, notify, runtime, schema, xact_lock};
+use super::{
+    Pg, RETRY_MAX, RETRY_PAUSE, block_on, commit, notify, runtime, schema, sent, xact_lock,
+};
 use crate::engine::{
     AttemptOutcome, AttemptRecord, AuthCredentialRecord, CredentialDeletion, DestinationRecord,
     EngineStoreOptions, EnvironmentRecord, LogFilter, LogRecord, Organization, QueueState,
@@ -191,7 +193,7 @@ impl PgEngine {
         });
         super::spawn_listener(&pg, CHANNEL, changes);
         if options.work_queues {
-            block_on(inner.heartbeat(true))?;
+            block_on(inner.heartbeat_within_deadline(true))?;
             let weak = Arc::downgrade(&inner);
             let woken = inner.changes_rx.clone();
             runtime().spawn(heartbeats(weak, woken));
@@ -220,7 +222,7 @@ impl PgEngine {
             .released
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.inner.leases.clear();
-        block_on(async {
+        self.pg().run(async {
             let client = self.pg().client().await?;
             client
                 .execute(
@@ -258,9 +260,11 @@ impl PgEngine {
     }
 
     fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        block_on(async {
+        self.pg().run(async {
             let client = self.pg().client().await?;
             let statement = client.prepare_cached(sql).await?;
+            // A single statement is its own commit: from here its outcome may be unknown.
+            sent();
             Ok(client.execute(&statement, params).await?)
         })
     }
@@ -268,7 +272,7 @@ impl PgEngine {
     /// Runs `sql` in a transaction with the queue lock and a NOTIFY: for writes that change
     /// queue order or what is due.
     fn queue_write(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        block_on(async {
+        self.pg().run(async {
             let mut client = self.pg().client().await?;
             let tx = client.transaction().await?;
             tx.batch_execute(&xact_lock("logs")).await?;
@@ -277,14 +281,14 @@ impl PgEngine {
             if changed > 0 {
                 tx.batch_execute(&notify(CHANNEL)).await?;
             }
-            tx.commit().await?;
+            commit(tx).await?;
             self.inner.queue_changed_here();
             Ok(changed)
         })
     }
 
     pub(crate) fn ensure_organization(&self, name: &str) -> Result<Organization, StoreError> {
-        block_on(async {
+        self.pg().run(async {
             let mut client = self.pg().client().await?;
             let tx = client.transaction().await?;
             let id = uuid::Uuid::new_v4().to_string();
@@ -313,7 +317,7 @@ impl PgEngine {
                     &[&name],
                 )
                 .await?;
-            tx.commit().await?;
+            commit(tx).await?;
             Ok(organization(&row))
         })
     }
@@ -509,7 +513,7 @@ impl PgEngine {
         &self,
         id: &str,
     ) -> Result<CredentialDeletion, StoreError> {
-        block_on(async {
+        self.pg().run(async {
             let mut client = self.pg().client().await?;
             let tx = client.transaction().await?;
             // The row lock keeps a new link from slipping in between the check and the delete
@@ -538,7 +542,7 @@ impl PgEngine {
             }
             tx.execute("DELETE FROM auth_credentials WHERE id = $1", &[&id])
                 .await?;
-            tx.commit().await?;
+            commit(tx).await?;
             Ok(CredentialDeletion::Deleted)
         })
     }
@@ -549,7 +553,7 @@ impl PgEngine {
     pub(crate) fn queue_heads(&self) -> Result<Vec<LogRecord>, StoreError> {
         if self.inner.taking()
             && self.inner.may_take()
-            && let Err(e) = block_on(self.inner.heartbeat(false))
+            && let Err(e) = block_on(self.inner.heartbeat_within_deadline(false))
         {
             tracing::warn!(error = %e, "could not take queue leases");
         }
@@ -620,7 +624,7 @@ impl PgEngine {
                 }
             }
         }
-        block_on(async {
+        self.pg().run(async {
             let mut client = self.pg().client().await?;
             let tx = client.transaction().await?;
             if !enqueued.is_empty() {
@@ -685,7 +689,7 @@ impl PgEngine {
             if !enqueued.is_empty() {
                 tx.batch_execute(&notify(CHANNEL)).await?;
             }
-            tx.commit().await?;
+            commit(tx).await?;
             if !enqueued.is_empty() {
                 self.inner.queue_changed_here();
             }
@@ -694,7 +698,7 @@ impl PgEngine {
     }
 
     pub(crate) fn set_paused(&self, destination_id: &str, paused: bool) -> Result<(), StoreError> {
-        block_on(async {
+        self.pg().run(async {
             let mut client = self.pg().client().await?;
             let tx = client.transaction().await?;
             let now = now_millis();
@@ -719,7 +723,7 @@ impl PgEngine {
                 .await?;
             }
             tx.batch_execute(&notify(CHANNEL)).await?;
-            tx.commit().await?;
+            commit(tx).await?;
             self.inner.queue_changed_here();
             Ok(())
         })
@@ -746,7 +750,7 @@ impl PgEngine {
     /// Whether the database takes writes: it is reachable, not a read-only standby, and a
     /// row can be written (then rolled back, so the probe leaves nothing behind).
     pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
-        block_on(async {
+        self.pg().run(async {
             let mut client = self.pg().client().await?;
             let tx = client.transaction().await?;
             let read_only: String = tx
@@ -754,7 +758,7 @@ impl PgEngine {
                 .await?
                 .get(0);
             if read_only == "on" {
-                return Err(StoreError::Postgres(format!(
+                return Err(StoreError::Unavailable(format!(
                     "{} is read-only (a standby?); point database_url at the primary",
                     self.pg().describe
                 )));
@@ -771,7 +775,7 @@ impl PgEngine {
     }
 
     pub(crate) fn queue(&self, destination_id: &str) -> Result<QueueState, StoreError> {
-        block_on(async {
+        self.pg().run(async {
             let client = self.pg().client().await?;
             let paused: bool = client
                 .query_one(
@@ -933,15 +937,19 @@ async fn insert_logs(
 }
 
 /// The heartbeat task: a full round every [`HEARTBEAT`], and a round of taking leases whenever a
-/// queue changed (a NOTIFY from any process). Ends when the store is gone.
+/// queue changed (a NOTIFY from any process). After a failed round (the database is down or
+/// did not answer) the next one is full and comes after [`RETRY_PAUSE`], doubling up to
+/// [`RETRY_MAX`], so leases are renewed (and queues worked) again within that long of the
+/// database answering. Ends when the store is gone.
 async fn heartbeats(inner: Weak<Inner>, mut woken: watch::Receiver<u64>) {
     let mut last_full = Instant::now();
+    let mut failures: u32 = 0;
     loop {
         // The full round is due by the clock, whatever else is going on: under a stream of
         // notifications a timer raced against them in `select!` would never win (a new timer is
         // not ready at its first poll), the leases would go unrenewed and the queues stall.
         let wait = HEARTBEAT.saturating_sub(last_full.elapsed());
-        if !wait.is_zero() {
+        if failures == 0 && !wait.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 changed = woken.changed() => {
@@ -957,16 +965,33 @@ async fn heartbeats(inner: Weak<Inner>, mut woken: watch::Receiver<u64>) {
         if !inner.taking() {
             return;
         }
-        let full = last_full.elapsed() >= HEARTBEAT;
+        let full = failures > 0 || last_full.elapsed() >= HEARTBEAT;
         if full {
             last_full = Instant::now();
         }
-        if let Err(e) = inner.heartbeat(full).await {
-            tracing::warn!(error = %e, "queue lease heartbeat failed; retrying");
-        }
+        let pause = match inner.heartbeat_within_deadline(full).await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(failures, "queue lease heartbeat works again");
+                }
+                failures = 0;
+                // Under a stream of notifications, rounds of taking leases run at most this often.
+                Duration::from_millis(50)
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                if failures == 1 {
+                    tracing::warn!(error = %e, "queue lease heartbeat failed; retrying until it works");
+                } else {
+                    tracing::debug!(error = %e, failures, "queue lease heartbeat still failing");
+                }
+                RETRY_PAUSE
+                    .saturating_mul(1 << (failures - 1).min(8))
+                    .min(RETRY_MAX)
+            }
+        };
         drop(inner);
-        // Under a stream of notifications, rounds of taking leases run at most this often.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -992,6 +1017,12 @@ impl Inner {
         }
         *last = Some(Instant::now());
         true
+    }
+
+    /// [`Inner::heartbeat`] under the store's operation deadline, so a database that stopped
+    /// answering holds neither the round's lock nor the worker for long.
+    async fn heartbeat_within_deadline(&self, full: bool) -> Result<(), StoreError> {
+        self.pg.deadline(self.heartbeat(full)).await
     }
 
     /// One round. `full`: also say this process is alive, renew its leases and release those

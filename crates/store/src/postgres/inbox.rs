@@ -12,7 +12,7 @@
 //! taken when free or expired and renewed by a heartbeat (see `lease` for the safety margin).
 
 use super::lease::{HEARTBEAT, Leases};
-use super::{Pg, block_on, notify, runtime, schema, xact_lock};
+use super::{Pg, RETRY_MAX, RETRY_PAUSE, block_on, commit, notify, runtime, schema, xact_lock};
 use crate::StoreError;
 use crate::inbox::{Kept, ListQuery, MessageStatus, MessageSummary, StoredMessage};
 use crate::now_millis;
@@ -149,7 +149,7 @@ impl PgInbox {
             .unwrap_or_else(|p| p.into_inner())
             .remove(destination);
         f.leases.remove(destination);
-        block_on(async {
+        self.pg.run(async {
             let client = self.pg.client().await?;
             client
                 .execute(
@@ -267,8 +267,13 @@ impl PgInbox {
         )
     }
 
+    /// [`write_batch`](Self::write_batch) on this thread, under the operation deadline.
+    pub(crate) fn commit_batch(&self, batch: &[Item]) -> Result<BatchOutcome, StoreError> {
+        self.pg.run(self.write_batch(batch))
+    }
+
     /// Commits one writer batch in one transaction and says what it did ([`BatchOutcome`]).
-    pub(crate) async fn write_batch(&self, batch: &[Item]) -> Result<BatchOutcome, StoreError> {
+    async fn write_batch(&self, batch: &[Item]) -> Result<BatchOutcome, StoreError> {
         let keeps: Vec<&crate::inbox::NewMessage> = batch
             .iter()
             .filter_map(|item| match item {
@@ -433,7 +438,7 @@ impl PgInbox {
         if new_rows > 0 {
             tx.batch_execute(&notify(CHANNEL)).await?;
         }
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(BatchOutcome {
             kept,
             new_rows,
@@ -443,17 +448,39 @@ impl PgInbox {
 }
 
 /// Renews and takes forwarder leases every [`HEARTBEAT`], and at once when a forwarder asks.
-/// Ends when the inbox is gone.
+/// After a failed round (the database is down or did not answer) the next comes after
+/// [`RETRY_PAUSE`], doubling up to [`RETRY_MAX`]. Ends when the inbox is gone.
 async fn heartbeats(forwarders: Weak<Forwarders>) {
+    let mut failures: u32 = 0;
     loop {
         let Some(f) = forwarders.upgrade() else {
             return;
         };
-        if let Err(e) = f.heartbeat().await {
-            tracing::warn!(error = %e, "forwarder lease heartbeat failed; retrying");
+        match f.pg.deadline(f.heartbeat()).await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(failures, "forwarder lease heartbeat works again");
+                }
+                failures = 0;
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                if failures == 1 {
+                    tracing::warn!(error = %e, "forwarder lease heartbeat failed; retrying until it works");
+                } else {
+                    tracing::debug!(error = %e, failures, "forwarder lease heartbeat still failing");
+                }
+            }
         }
+        let pause = if failures > 0 {
+            RETRY_PAUSE
+                .saturating_mul(1 << (failures - 1).min(8))
+                .min(RETRY_MAX)
+        } else {
+            HEARTBEAT
+        };
         let poked = tokio::select! {
-            _ = tokio::time::sleep(HEARTBEAT) => false,
+            _ = tokio::time::sleep(pause) => false,
             _ = f.poke.notified() => true,
         };
         drop(f);

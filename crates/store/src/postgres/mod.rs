@@ -15,6 +15,19 @@
 //! * [`engine`]: the engine's store, queue leases across engine processes.
 //! * [`inbox`]: the destination inbox: group commit with multi-row inserts, forwarder leases.
 //! * [`lease`]: leases held in memory with the margin that makes them safe to act on.
+//!
+//! **Outages.** Every operation runs under one deadline ([`OPERATION_TIMEOUT`], through
+//! [`Pg::run`]), connecting included ([`CONNECT_TIMEOUT`], [`CREATE_TIMEOUT`]), so a server that
+//! stops answering (SIGSTOP, a partition) costs a request a few seconds, never a hang. Its
+//! failures are classified ([`crate::StoreErrorKind`]): unreachable, timed out before the
+//! commit was sent, or refused by a server that is starting, stopping, read-only or full is
+//! `Unavailable` (nothing was committed); a connection lost or a deadline passed after `COMMIT`
+//! was sent is `OutcomeUnknown` ([`commit`], and [`sent`] for single-statement writes). The pool
+//! checks a connection is open before lending it (`RecyclingMethod::Fast`: deadpool drops those
+//! whose socket closed, so after a restart the next operation connects afresh), and drops every
+//! idle connection after a deadline passed (one of them may still be waiting for its answer).
+//! The NOTIFY listener and the lease heartbeats retry within [`RETRY_PAUSE`]`..`[`RETRY_MAX`],
+//! so work resumes within a second of the server accepting connections again.
 
 pub(crate) mod engine;
 pub(crate) mod inbox;
@@ -26,12 +39,29 @@ pub use schema::{Component, probe};
 use crate::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// The longest one store operation may take, from asking the pool for a connection to the
+/// answer of its last statement (`COMMIT` included). Past it the operation fails as
+/// `Unavailable`, or `OutcomeUnknown` if its commit had been sent. Schema migrations at start
+/// are not bounded by it.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a TCP connection to the server may take to open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest a new pooled connection may take, TLS and authentication included (a stopped
+/// server accepts TCP connections in its kernel backlog and then never answers).
+pub const CREATE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The first pause before the NOTIFY listener or a lease heartbeat tries again after a failure.
+pub const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// The longest such pause, however long the outage: work resumes at most this long after the
+/// server accepts connections again.
+pub const RETRY_MAX: Duration = Duration::from_millis(400);
 
 /// The runtime that drives every PostgreSQL connection of this process. Never dropped: a
 /// runtime cannot be dropped from async code, and store handles are dropped anywhere.
@@ -205,7 +235,7 @@ impl Pg {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         map: impl Fn(&tokio_postgres::Row) -> T,
     ) -> Result<Vec<T>, StoreError> {
-        block_on(async {
+        self.run(async {
             let client = self.client().await?;
             let statement = client.prepare_cached(sql).await?;
             Ok(client
@@ -231,11 +261,21 @@ impl Pg {
             config.ssl_mode(SslMode::Disable);
         }
         config.application_name("wharf");
-        config.connect_timeout(Duration::from_secs(10));
+        config.connect_timeout(CONNECT_TIMEOUT);
+        // A server that vanished without closing its sockets (a partition, a dead host) is
+        // noticed by the kernel even on an idle connection, such as the NOTIFY listener's.
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(10));
+        config.keepalives_interval(Duration::from_secs(2));
+        config.keepalives_retries(3);
+        config.tcp_user_timeout(Duration::from_secs(15));
         let tls = tls(root_cert.as_deref(), &describe)?;
         let manager = Manager::from_config(
             config.clone(),
             tls.clone(),
+            // Fast: a connection whose socket closed (the server restarted or died) is dropped
+            // instead of lent, without a round trip per checkout; one that is open but
+            // stuck is dealt with by the operation deadline (`run`).
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -243,8 +283,9 @@ impl Pg {
         let pool = Pool::builder(manager)
             .max_size(max_size.max(1))
             .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .create_timeout(Some(Duration::from_secs(10)))
+            .wait_timeout(Some(OPERATION_TIMEOUT))
+            .create_timeout(Some(CREATE_TIMEOUT))
+            .recycle_timeout(Some(Duration::from_secs(1)))
             .build()
             .map_err(|e| StoreError::Postgres(format!("cannot set up the pool: {e}")))?;
         let pg = Arc::new(Pg {
@@ -261,23 +302,119 @@ impl Pg {
     pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| {
             let text = error_chain(&e);
+            let unavailable = match &e {
+                deadpool_postgres::PoolError::Timeout(_) | deadpool_postgres::PoolError::Closed => {
+                    true
+                }
+                deadpool_postgres::PoolError::Backend(e) => {
+                    crate::postgres_kind(e) == crate::StoreErrorKind::Unavailable
+                }
+                _ => false,
+            };
             let hint = if text.contains("TLS") || text.contains("certificate") {
                 "with sslmode=require the server's certificate must chain to a public root or to \
                  the URL's sslrootcert, and name the URL's host"
             } else {
                 "check database_url and that the server is running and reachable"
             };
-            StoreError::Postgres(format!(
+            let text = format!(
                 "cannot connect to PostgreSQL at {}: {text}; {hint}",
                 self.describe
-            ))
+            );
+            if unavailable {
+                StoreError::Unavailable(text)
+            } else {
+                StoreError::Postgres(text)
+            }
         })
     }
+
+    /// Runs one store operation on this thread under [`OPERATION_TIMEOUT`] (see [`deadline`]).
+    pub(crate) fn run<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        block_on(self.deadline(operation))
+    }
+
+    /// Awaits `operation` for at most [`OPERATION_TIMEOUT`]. Past it: `OutcomeUnknown` if the
+    /// operation had sent its commit ([`commit`], [`sent`]), else `Unavailable` (the operation's
+    /// transaction is dropped, and with it rolled back, before its `COMMIT` was ever sent).
+    /// Every idle connection is then dropped: the one the operation held may still be waiting
+    /// for its answer, and the next operation must not queue behind it.
+    pub(crate) async fn deadline<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let committed = Arc::new(AtomicBool::new(false));
+        let outcome = tokio::time::timeout(
+            OPERATION_TIMEOUT,
+            COMMIT_SENT.scope(committed.clone(), operation),
+        )
+        .await;
+        match outcome {
+            Ok(result) => result,
+            Err(_) => {
+                self.pool.retain(|_, _| false);
+                let text = format!(
+                    "PostgreSQL at {} did not answer within {} s",
+                    self.describe,
+                    OPERATION_TIMEOUT.as_secs()
+                );
+                Err(if committed.load(Ordering::SeqCst) {
+                    StoreError::OutcomeUnknown(text)
+                } else {
+                    StoreError::Unavailable(text)
+                })
+            }
+        }
+    }
+}
+
+tokio::task_local! {
+    /// Set by the operation running under [`Pg::deadline`] once its commit has been sent.
+    static COMMIT_SENT: Arc<AtomicBool>;
+}
+
+/// Marks the running operation's write as sent: from here a lost connection or a passed
+/// deadline leaves its outcome unknown. For single statements outside a transaction (each is
+/// its own commit); transactions use [`commit`].
+pub(crate) fn sent() {
+    let _ = COMMIT_SENT.try_with(|sent| sent.store(true, Ordering::SeqCst));
+}
+
+/// Commits `tx`. A failure with no answer from the server (the connection broke, an I/O
+/// error) is `OutcomeUnknown`: `COMMIT` may have reached the server and taken effect.
+pub(crate) async fn commit(tx: deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    sent();
+    tx.commit()
+        .await
+        .map_err(|e| StoreError::from(e).at_commit())
+}
+
+/// Whether `e` is the connection failing (it could not be made, was closed, broke, or timed
+/// out), not an answer from the server or a mistake of the caller.
+pub(crate) fn connection_failed(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    // Connect and startup timeouts carry no source.
+    let text = e.to_string();
+    text.starts_with("timeout waiting for server")
+        || text.starts_with("error connecting to server")
+        || text.starts_with("error communicating with the server")
 }
 
 /// An error with its causes, each once (`a: b: c`): tokio-postgres keeps the useful part (the
 /// refused certificate, the refused connection) in the source chain.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -313,21 +450,42 @@ pub(crate) fn spawn_listener(
 ) {
     let (config, tls, describe) = (pg.config.clone(), pg.tls.clone(), pg.describe.clone());
     runtime().spawn(async move {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = RETRY_PAUSE;
+        let mut failures = 0u64;
         while !changed.is_closed() {
             match listen(&config, &tls, channel, &changed).await {
-                Ok(()) => return,
-                Err(e) => {
+                Ok(Listened::Stopped) => return,
+                Ok(Listened::Lost(e)) => {
+                    // It was listening: a new outage, retried at once.
                     tracing::warn!(database = %describe, error = %e, "lost the PostgreSQL notification connection; reconnecting");
+                    backoff = RETRY_PAUSE;
+                    failures = 0;
+                }
+                Err(e) => {
+                    // Said once per outage, not at every try.
+                    failures += 1;
+                    if failures == 1 {
+                        tracing::warn!(database = %describe, error = %e, "cannot open the PostgreSQL notification connection; retrying until it opens");
+                    } else {
+                        tracing::debug!(database = %describe, error = %e, failures, "notification connection still failing");
+                    }
                 }
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = changed.closed() => return,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff = (backoff * 2).min(RETRY_MAX);
         }
     });
+}
+
+/// How a listening connection ended.
+enum Listened {
+    /// Every receiver is gone: stop.
+    Stopped,
+    /// The connection broke or closed after it was listening: why.
+    Lost(String),
 }
 
 async fn listen(
@@ -335,29 +493,58 @@ async fn listen(
     tls: &MakeRustlsConnect,
     channel: &str,
     changed: &watch::Sender<u64>,
-) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(tls.clone()).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        loop {
-            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
-                    if tx.send(n.payload().to_owned()).is_err() {
-                        return Ok(());
+) -> Result<Listened, StoreError> {
+    // Connecting and subscribing are bounded: a stopped server accepts the TCP connection
+    // and never answers. Once listening, the connection may stay silent for as long as it likes.
+    let (client, driver, mut rx) = tokio::time::timeout(CREATE_TIMEOUT, async {
+        let (client, mut connection) = config.connect(tls.clone()).await?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                        if tx.send(n.payload().to_owned()).is_err() {
+                            return Ok(());
+                        }
                     }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e),
+                    None => return Ok(()),
                 }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e),
-                None => return Ok(()),
             }
+        });
+        Ok::<_, StoreError>((client, driver, rx))
+    })
+    .await
+    .map_err(|_| {
+        StoreError::Unavailable(format!(
+            "no answer within {} s while connecting",
+            CREATE_TIMEOUT.as_secs()
+        ))
+    })??;
+    let subscribed = tokio::time::timeout(CREATE_TIMEOUT, async {
+        let schema: Option<String> = client
+            .query_one("SELECT current_schema()", &[])
+            .await?
+            .get(0);
+        client.batch_execute(&format!("LISTEN {channel}")).await?;
+        Ok::<_, StoreError>(schema.unwrap_or_default())
+    })
+    .await;
+    let schema = match subscribed {
+        Ok(Ok(schema)) => schema,
+        Ok(Err(e)) => {
+            driver.abort();
+            return Err(e);
         }
-    });
-    let schema: Option<String> = client
-        .query_one("SELECT current_schema()", &[])
-        .await?
-        .get(0);
-    let schema = schema.unwrap_or_default();
-    client.batch_execute(&format!("LISTEN {channel}")).await?;
+        Err(_) => {
+            driver.abort();
+            return Err(StoreError::Unavailable(format!(
+                "no answer to LISTEN within {} s",
+                CREATE_TIMEOUT.as_secs()
+            )));
+        }
+    };
     changed.send_modify(|n| *n += 1);
     loop {
         tokio::select! {
@@ -368,14 +555,14 @@ async fn listen(
             },
             _ = changed.closed() => {
                 driver.abort();
-                return Ok(());
+                return Ok(Listened::Stopped);
             }
         }
     }
-    match driver.await {
-        Ok(Err(e)) => Err(e),
-        _ => Ok(()),
-    }
+    Ok(Listened::Lost(match driver.await {
+        Ok(Err(e)) => error_chain(&e),
+        _ => "the server closed the connection".to_owned(),
+    }))
 }
 
 /// SQL that tells every listener on `channel` of this schema that something changed; delivered
