@@ -7,8 +7,11 @@
 //! * [`SmtpListener`]: a local SMTP server that records the mail it is sent (alert tests).
 //! * [`wait_until`]: polling with a deadline, for effects that happen in the background.
 //! * [`postgres`]: a fresh PostgreSQL schema per test; whether to run on PostgreSQL at all.
+//! * [`PgCluster`]: a private PostgreSQL server a test starts, stops, kills and restarts.
 
+pub mod cluster;
 pub mod postgres;
+pub use cluster::PgCluster;
 pub mod smtp;
 pub use smtp::{Mail, SmtpListener};
 

@@ -32,7 +32,13 @@ impl PgSchema {
     /// Creates `t_<random>` on the test server. Panics, saying how to start PostgreSQL, when
     /// the server cannot be reached.
     pub fn create() -> PgSchema {
-        let server = server_url();
+        PgSchema::create_on(&server_url())
+    }
+
+    /// Creates `t_<random>` on the server at `server` (a [`PgCluster`](crate::PgCluster)'s
+    /// URL, say). Panics when the server cannot be reached.
+    pub fn create_on(server: &str) -> PgSchema {
+        let server = server.to_owned();
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
         if let Err(e) = wharf_store::postgres::execute(&server, &format!("CREATE SCHEMA {name}")) {
             panic!(
