@@ -307,7 +307,10 @@ impl ManagementApi<'_> {
                 None,
             )
             .await?;
-        let org = orgs[0]["id"].as_str().unwrap_or_default().to_owned();
+        let org = orgs["organizations"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let envs = self
             .call(
                 reqwest::Method::GET,
@@ -315,7 +318,10 @@ impl ManagementApi<'_> {
                 None,
             )
             .await?;
-        Ok(envs[0]["id"].as_str().unwrap_or_default().to_owned())
+        Ok(envs["environments"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
     }
 
     /// Creates a destination in environment `env` and runs Verify and Save; returns its id.
@@ -333,7 +339,10 @@ impl ManagementApi<'_> {
                 Some(json!({"name": name, "endpoint": endpoint, "verificationToken": token})),
             )
             .await?;
-        let id = created["id"].as_str().unwrap_or_default().to_owned();
+        let id = created["destination"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         self.call(
             reqwest::Method::POST,
             format!("/platform/v1/destinations/{id}/verify"),

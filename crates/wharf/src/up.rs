@@ -243,7 +243,7 @@ async fn ensure_verified_destination(
         None,
     )
     .await?;
-    let org = orgs[0]["id"]
+    let org = orgs["organizations"][0]["id"]
         .as_str()
         .ok_or("the engine has no organization")?
         .to_owned();
@@ -253,7 +253,7 @@ async fn ensure_verified_destination(
         None,
     )
     .await?;
-    let dev = envs
+    let dev = envs["environments"]
         .as_array()
         .and_then(|e| e.iter().find(|e| e["environmentFlag"] == "Development"))
         .and_then(|e| e["id"].as_str())
@@ -265,7 +265,7 @@ async fn ensure_verified_destination(
         None,
     )
     .await?;
-    let found = existing
+    let found = existing["destinations"]
         .as_array()
         .and_then(|d| d.iter().find(|d| d["name"] == DESTINATION_NAME))
         .cloned();
@@ -277,7 +277,8 @@ async fn ensure_verified_destination(
                 format!("/platform/v1/environments/{dev}/destinations"),
                 Some(json!({"name": DESTINATION_NAME, "endpoint": endpoint, "verificationToken": s.verification_token})),
             )
-            .await?
+            .await?["destination"]
+                .clone()
         }
     };
     let id = destination["id"]

@@ -63,7 +63,10 @@ impl Engine {
         let (_, orgs) = self
             .call(reqwest::Method::GET, "/platform/v1/organizations", None)
             .await;
-        let org = orgs["payload"][0]["id"].as_str().unwrap().to_owned();
+        let org = orgs["payload"]["organizations"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let (_, envs) = self
             .call(
                 reqwest::Method::GET,
@@ -71,7 +74,7 @@ impl Engine {
                 None,
             )
             .await;
-        envs["payload"]
+        envs["payload"]["environments"]
             .as_array()
             .unwrap()
             .iter()
@@ -95,8 +98,8 @@ impl Engine {
                 Some(body),
             )
             .await;
-        assert_eq!(status, 201, "{view}");
-        view["payload"].clone()
+        assert_eq!(status, 200, "{view}");
+        view["payload"]["credential"].clone()
     }
 
     async fn destination(&self, endpoint: &str, credential: &str) -> String {
@@ -108,8 +111,11 @@ impl Engine {
                 Some(json!({"name": "Acme", "endpoint": endpoint, "verificationToken": TOKEN, "authCredential": credential})),
             )
             .await;
-        assert_eq!(status, 201, "{view}");
-        view["payload"]["id"].as_str().unwrap().to_owned()
+        assert_eq!(status, 200, "{view}");
+        view["payload"]["destination"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     async fn link(&self, destination: &str, credential: &str) {
@@ -122,7 +128,7 @@ impl Engine {
             .await;
         assert_eq!(status, 200, "{view}");
         assert_eq!(
-            view["payload"]["verified"], false,
+            view["payload"]["destination"]["verified"], false,
             "a new credential needs verifying again"
         );
     }
@@ -158,14 +164,17 @@ impl Engine {
         let (_, orgs) = self
             .call(reqwest::Method::GET, "/platform/v1/organizations", None)
             .await;
-        let org = orgs["payload"][0]["id"].as_str().unwrap().to_owned();
+        let org = orgs["payload"]["organizations"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         self.call(
             reqwest::Method::GET,
             &format!("/platform/v1/organizations/{org}/logs/{id}"),
             None,
         )
         .await
-        .1["payload"]
+        .1["payload"]["result"]
             .clone()
     }
 
@@ -173,8 +182,9 @@ impl Engine {
     async fn log_after(&self, id: &str, attempts: u64) -> Value {
         for _ in 0..200 {
             let log = self.log(id).await;
-            if log["attempts"].as_u64().unwrap_or(0) >= attempts && log["status"] != "PENDING"
-                || log["status"] == "SUCCEEDED"
+            if log["attempts"]["total"].as_u64().unwrap_or(0) >= attempts
+                && log["status"] != "pending"
+                || log["status"] == "succeeded"
             {
                 return log;
             }
@@ -263,11 +273,11 @@ async fn verify_and_deliver(
     engine.link(&id, right["id"].as_str().unwrap()).await;
     let (status, body) = engine.verify(&id).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["payload"]["verified"], true);
+    assert_eq!(body["payload"]["destination"]["verified"], true);
 
     let log = engine.submit(&id, 1).await;
     let log = engine.log_after(&log, 1).await;
-    assert_eq!(log["status"], "SUCCEEDED", "{log}");
+    assert_eq!(log["status"], "succeeded", "{log}");
     assert!(wait_until(Duration::from_secs(5), || dest.kept() == 1).await);
     id
 }
@@ -300,9 +310,9 @@ async fn oauth_2_legged_end_to_end_with_token_refresh_after_401_and_token_endpoi
     dest.restart(auth).await;
     let log = engine.submit(&id, 2).await;
     let log = engine.log_after(&log, 1).await;
-    assert_eq!(log["status"], "SUCCEEDED", "{log}");
+    assert_eq!(log["status"], "succeeded", "{log}");
     assert_eq!(
-        log["attempts"], 1,
+        log["attempts"]["total"], 1,
         "the retry after 401 is part of one attempt"
     );
     assert!(wait_until(Duration::from_secs(5), || dest.kept() == 2).await);
@@ -385,7 +395,7 @@ async fn oauth_2_legged_with_renamed_fields_json_body_and_no_basic() {
         seen.lock().unwrap()
     );
     let log = engine.submit(&id, 1).await;
-    assert_eq!(engine.log_after(&log, 1).await["status"], "SUCCEEDED");
+    assert_eq!(engine.log_after(&log, 1).await["status"], "succeeded");
     assert_eq!(
         token_endpoint.count(),
         1,
@@ -567,8 +577,8 @@ async fn google_wif_end_to_end_through_a_local_token_service() {
     let fields = |audience: &str| {
         json!({
             "audience": audience,
-            "tokenUrl": google.recorder.url("/v1/token"),
-            "serviceAccountImpersonationUrl": google.recorder.url("/v1/projects/-/serviceAccounts/wharf@acme.iam.gserviceaccount.com:generateIdToken"),
+            "token_url": google.recorder.url("/v1/token"),
+            "service_account_impersonation_url": google.recorder.url("/v1/projects/-/serviceAccounts/wharf@acme.iam.gserviceaccount.com:generateIdToken"),
             "idTokenAudience": "https://acme.example/redox",
         })
     };

@@ -50,7 +50,10 @@ pub async fn create_destination(base: &str, endpoint: &str, token: &str) -> Stri
         None,
     )
     .await;
-    let org = orgs["payload"][0]["id"].as_str().unwrap().to_owned();
+    let org = orgs["payload"]["organizations"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (_, envs) = call(
         base,
         reqwest::Method::GET,
@@ -58,7 +61,10 @@ pub async fn create_destination(base: &str, endpoint: &str, token: &str) -> Stri
         None,
     )
     .await;
-    let dev = envs["payload"][0]["id"].as_str().unwrap().to_owned();
+    let dev = envs["payload"]["environments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (status, created) = call(
         base,
         reqwest::Method::POST,
@@ -66,8 +72,11 @@ pub async fn create_destination(base: &str, endpoint: &str, token: &str) -> Stri
         Some(json!({"name": "Acme", "endpoint": endpoint, "verificationToken": token})),
     )
     .await;
-    assert_eq!(status, 201, "{created}");
-    created["payload"]["id"].as_str().unwrap().to_owned()
+    assert_eq!(status, 200, "{created}");
+    created["payload"]["destination"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// Answers a challenge carrying `token`; anything else 403.
@@ -153,7 +162,7 @@ async fn sigkill_during_verify_and_save_saves_nothing_and_a_restart_verifies() {
         None,
     )
     .await;
-    let record = &read["payload"];
+    let record = &read["payload"]["destination"];
     assert_eq!(record["verified"], false, "{read}");
     assert_eq!(
         record["endpoint"],
@@ -170,6 +179,9 @@ async fn sigkill_during_verify_and_save_saves_nothing_and_a_restart_verifies() {
     )
     .await;
     assert_eq!(status, 200, "{verified}");
-    assert_eq!(verified["payload"]["verified"], true);
-    assert_eq!(verified["payload"]["endpoint"], endpoint.url("/new"));
+    assert_eq!(verified["payload"]["destination"]["verified"], true);
+    assert_eq!(
+        verified["payload"]["destination"]["endpoint"],
+        endpoint.url("/new")
+    );
 }

@@ -144,17 +144,17 @@ async fn three_engines_share_twenty_queues_and_survive_a_sigkill() {
     };
     let orgs = api("/platform/v1/organizations".into(), None).await;
     assert_eq!(
-        orgs.as_array().unwrap().len(),
+        orgs["organizations"].as_array().unwrap().len(),
         1,
         "one organization for all engines"
     );
-    let org = orgs[0]["id"].as_str().unwrap().to_owned();
+    let org = orgs["organizations"][0]["id"].as_str().unwrap().to_owned();
     let envs = api(
         format!("/platform/v1/organizations/{org}/environments"),
         None,
     )
     .await;
-    let dev = envs[0]["id"].as_str().unwrap().to_owned();
+    let dev = envs["environments"][0]["id"].as_str().unwrap().to_owned();
     let mut destinations = Vec::new();
     for i in 0..20 {
         let created = api(
@@ -165,7 +165,7 @@ async fn three_engines_share_twenty_queues_and_survive_a_sigkill() {
             ),
         )
         .await;
-        let id = created["id"].as_str().unwrap().to_owned();
+        let id = created["destination"]["id"].as_str().unwrap().to_owned();
         api(
             format!("/platform/v1/destinations/{id}/verify"),
             Some(json!({})),
