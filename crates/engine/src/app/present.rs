@@ -380,8 +380,9 @@ pub(crate) async fn verify(
             method: challenge.method_name(),
             url: &challenge.url,
             content_type: wharf_protocol::CONTENT_TYPE_JSON,
-            // The token travels in the challenge's body or query.
-            token: None,
+            // The challenge carries the token as a header too (besides its body or query), so
+            // a signing strategy (SigV4) signs it like on every other request.
+            token: Some(challenge.token()),
             body: &challenge.body,
         };
         let headers = engine
