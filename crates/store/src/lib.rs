@@ -12,6 +12,7 @@
 //! * `sqlite`: opening and migrating SQLite files; each store's SQLite side; WAL checkpoints.
 //! * [`postgres`]: the pool and runtime, migrations, each store's PostgreSQL side, leases.
 
+mod column;
 pub mod engine;
 pub mod inbox;
 pub mod postgres;

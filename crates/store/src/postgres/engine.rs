@@ -20,6 +20,7 @@ use super::lease::{HEARTBEAT, Leases};
 use super::{
     Pg, RETRY_MAX, RETRY_PAUSE, block_on, commit, notify, runtime, schema, sent, xact_lock,
 };
+use crate::column::{Col, Column};
 use crate::engine::{
     AttemptOutcome, AttemptRecord, AuthCredentialRecord, CredentialDeletion, DestinationRecord,
     EngineStoreOptions, EnvironmentRecord, LogFilter, LogRecord, Organization, QueueState,
@@ -98,10 +99,10 @@ fn destination(row: &Row) -> DestinationRecord {
         organization_id: row.get(1),
         environment_id: row.get(2),
         name: row.get(3),
-        data_format: row.get(4),
+        data_format: row.get::<_, Col<_>>(4).0,
         endpoint: row.get(5),
         verification_token: row.get(6),
-        verification_method: row.get(7),
+        verification_method: row.get::<_, Col<_>>(7).0,
         auth_credential: row.get(8),
         verified_at: row.get(9),
         created_at: row.get(10),
@@ -119,7 +120,7 @@ fn auth_credential(row: &Row) -> AuthCredentialRecord {
         organization_id: row.get(1),
         environment_id: row.get(2),
         name: row.get(3),
-        strategy: row.get(4),
+        strategy: row.get::<_, Col<_>>(4).0,
         fields: row.get(5),
         secrets: row.get(6),
         created_at: row.get(7),
@@ -132,7 +133,7 @@ fn environment(row: &Row) -> EnvironmentRecord {
         id: row.get(0),
         organization_id: row.get(1),
         name: row.get(2),
-        flag: row.get(3),
+        flag: row.get::<_, Col<_>>(3).0,
     }
 }
 
@@ -159,12 +160,12 @@ fn log(row: &Row) -> LogRecord {
         event_type: row.get(6),
         content_type: row.get(7),
         body: row.get(8),
-        status: row.get(9),
+        status: row.get::<_, Col<_>>(9).0,
         attempts: row.get(10),
         next_attempt_at: row.get(11),
         created_at: row.get(12),
         updated_at: row.get(13),
-        log_type: row.get(14),
+        log_type: row.get::<_, Col<_>>(14).0,
     }
 }
 
@@ -361,10 +362,10 @@ impl PgEngine {
                 &d.organization_id,
                 &d.environment_id,
                 &d.name,
-                &d.data_format,
+                &d.data_format.to_column(),
                 &d.endpoint,
                 &d.verification_token,
-                &d.verification_method,
+                &d.verification_method.to_column(),
                 &d.auth_credential,
                 &d.verified_at,
                 &d.created_at,
@@ -384,10 +385,10 @@ impl PgEngine {
             &[
                 &d.id,
                 &d.name,
-                &d.data_format,
+                &d.data_format.to_column(),
                 &d.endpoint,
                 &d.verification_token,
-                &d.verification_method,
+                &d.verification_method.to_column(),
                 &d.auth_credential,
                 &d.verified_at,
                 &d.updated_at,
@@ -452,7 +453,7 @@ impl PgEngine {
                 &c.organization_id,
                 &c.environment_id,
                 &c.name,
-                &c.strategy,
+                &c.strategy.to_column(),
                 &c.fields,
                 &c.secrets,
                 &c.created_at,
@@ -825,6 +826,27 @@ impl PgEngine {
         )? == 1)
     }
 
+    pub(crate) fn latest_attempts(
+        &self,
+        log_ids: &[String],
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.query(
+            "SELECT DISTINCT ON (log_id) id, log_id, started_at, duration_ms, status_code, error,
+                    response
+             FROM attempts WHERE log_id = ANY($1) ORDER BY log_id, started_at DESC, n DESC",
+            &[&log_ids],
+            |r| AttemptRecord {
+                id: r.get(0),
+                log_id: r.get(1),
+                started_at: r.get(2),
+                duration_ms: r.get(3),
+                status_code: r.get(4),
+                error: r.get(5),
+                response: r.get(6),
+            },
+        )
+    }
+
     pub(crate) fn log(
         &self,
         id: &str,
@@ -858,18 +880,25 @@ impl PgEngine {
         &self,
         organization_id: &str,
         filter: &LogFilter,
+        offset: usize,
         limit: usize,
     ) -> Result<Vec<LogRecord>, StoreError> {
-        let limit = limit as i64;
+        let (offset, limit) = (offset as i64, limit as i64);
+        let status = filter.status.map(Column::to_column);
+        let log_type = filter.log_type.map(Column::to_column);
         let params: Params<'_> = vec![
             &organization_id,
             &filter.destination_id,
-            &filter.status,
+            &status,
             &filter.data_model,
             &filter.event_type,
             &filter.created_after,
             &filter.created_before,
             &limit,
+            &log_type,
+            &filter.updated_after,
+            &filter.updated_before,
+            &offset,
         ];
         self.query(
             &format!(
@@ -879,8 +908,11 @@ impl PgEngine {
                    AND ($4::text IS NULL OR data_model = $4)
                    AND ($5::text IS NULL OR event_type = $5)
                    AND ($6::int8 IS NULL OR created_at >= $6)
-                   AND ($7::int8 IS NULL OR created_at < $7)
-                 ORDER BY seq DESC LIMIT $8"
+                   AND ($7::int8 IS NULL OR created_at <= $7)
+                   AND ($9::text IS NULL OR log_type = $9)
+                   AND ($10::int8 IS NULL OR updated_at >= $10)
+                   AND ($11::int8 IS NULL OR updated_at <= $11)
+                 ORDER BY seq DESC LIMIT $8 OFFSET $12"
             ),
             &params,
             log,
@@ -903,7 +935,7 @@ async fn insert_logs(
     let events: Vec<Option<&str>> = logs.iter().map(|l| l.event_type.as_deref()).collect();
     let types: Vec<&str> = logs.iter().map(|l| l.content_type.as_str()).collect();
     let bodies: Vec<&[u8]> = logs.iter().map(|l| l.body.as_slice()).collect();
-    let statuses: Vec<&str> = logs.iter().map(|l| l.status.as_str()).collect();
+    let statuses: Vec<&str> = logs.iter().map(|l| l.status.to_column()).collect();
     let next: Vec<i64> = logs.iter().map(|l| l.next_attempt_at).collect();
     let created: Vec<i64> = logs.iter().map(|l| l.created_at).collect();
     let sql = if queries {
