@@ -11,6 +11,9 @@ use wharf_config::{ConfigError, Env, err, toml_error};
 use wharf_protocol::Environment;
 use wharf_protocol::ladder::{RetryLadder, parse_duration};
 
+/// How long a pinned outbound client (and the DNS answer behind it) is reused by default.
+pub const CLIENT_TTL: Duration = Duration::from_secs(60);
+
 /// Default time a destination has to answer one delivery (PROTOCOL.md section 6, our choice).
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default requests per client per [`DEFAULT_RATE_LIMIT_WINDOW`] (PROTOCOL.md section 6).
@@ -379,7 +382,7 @@ impl EngineConfig {
                 .unwrap_or(DEFAULT_RATE_LIMIT_REQUESTS),
             rate_limit_window,
             resolver: Default::default(),
-            client_ttl: crate::app::CLIENT_TTL,
+            client_ttl: CLIENT_TTL,
         })
     }
 }

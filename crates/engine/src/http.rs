@@ -1,5 +1,5 @@
 //! The one mapping from [`EngineError`] to HTTP: its status and, when retrying can help, its
-//! `Retry-After`. The management API (JSON), the dashboard (HTML) and the rate limiter all
+//! `Retry-After`; and reading the bearer credentials a request presents. The management API (JSON), the dashboard (HTML) and the rate limiter all
 //! answer through it, so an unavailable store is 503 with `Retry-After` everywhere, never 500.
 
 use crate::app::EngineError;
@@ -36,4 +36,16 @@ pub fn decorate(e: &EngineError, response: &mut Response) {
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
+}
+
+/// The credentials of an `Authorization: Bearer` header.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.get(..7)
+                .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                .map(|_| v[7..].trim())
+        })
 }

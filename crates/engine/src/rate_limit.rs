@@ -29,8 +29,8 @@
 //! of the entries idle longest are dropped, which can only let those clients in sooner, never
 //! refuse anyone wrongly.
 
-use crate::api::bearer;
 use crate::app::{Engine, EngineError, find_secret};
+use crate::http::bearer;
 use axum::extract::{ConnectInfo, Request};
 
 use axum::middleware::Next;

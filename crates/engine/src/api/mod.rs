@@ -22,6 +22,7 @@ mod organizations;
 mod queues;
 
 use crate::app::{Engine, EngineError, find_secret};
+pub(crate) use crate::http::bearer;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -283,18 +284,6 @@ pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, EngineE
     };
     serde_json::from_value(Value::Object(inner))
         .map_err(|e| EngineError::bad_request(format!("the body does not fit: {e}")))
-}
-
-/// The credentials of an `Authorization: Bearer` header.
-pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.get(..7)
-                .filter(|s| s.eq_ignore_ascii_case("bearer "))
-                .map(|_| v[7..].trim())
-        })
 }
 
 /// A path parameter that must name this organization.

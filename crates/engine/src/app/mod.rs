@@ -45,7 +45,7 @@ pub struct Inner {
     pub wake: tokio::sync::Notify,
     pub committer: commit::Committer,
     /// Outbound clients per endpoint, pinned to an SSRF-checked address, with their creation
-    /// time: reused (keep-alive) for `config.client_ttl` ([`CLIENT_TTL`]), then resolved and
+    /// time: reused (keep-alive) for `config.client_ttl` (60 s by default), then resolved and
     /// checked again.
     clients:
         std::sync::Mutex<std::collections::HashMap<String, (reqwest::Client, std::time::Instant)>>,
@@ -60,9 +60,6 @@ pub struct Inner {
     /// Store failures, logged once per state change (see [`error::StoreHealth`]).
     pub store_health: error::StoreHealth,
 }
-
-/// How long a pinned outbound client (and the DNS answer behind it) is reused by default.
-pub const CLIENT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Inner {
     /// A client for `url`: checked and pinned, reused while fresh.
