@@ -263,13 +263,32 @@ fn client(engine: &Engine, request: &Request) -> Client {
     Client::address(peer)
 }
 
+/// What the middleware holds: the engine (its keys and metrics) and the limiter.
+#[derive(Clone)]
+pub(crate) struct Limited {
+    pub engine: Engine,
+    /// `None` when the limit is turned off.
+    pub limiter: Option<std::sync::Arc<RateLimiter>>,
+}
+
+impl Limited {
+    pub fn new(engine: Engine) -> Limited {
+        let limiter = RateLimiter::new(
+            engine.config.rate_limit_requests,
+            engine.config.rate_limit_window,
+        )
+        .map(std::sync::Arc::new);
+        Limited { engine, limiter }
+    }
+}
+
 /// The middleware: refuses a limited client's request with 429 before anything reads it.
 pub(crate) async fn layer(
-    axum::extract::State(engine): axum::extract::State<Engine>,
+    axum::extract::State(Limited { engine, limiter }): axum::extract::State<Limited>,
     request: Request,
     next: Next,
 ) -> Response {
-    let (Some(limiter), Some(kind)) = (&engine.rate_limiter, kind(request.uri().path())) else {
+    let (Some(limiter), Some(kind)) = (&limiter, kind(request.uri().path())) else {
         return next.run(request).await;
     };
     let who = client(&engine, &request);

@@ -134,7 +134,7 @@ pub(crate) fn router(engine: Engine) -> Router {
         ))
         // Inside the metrics layer, so refused requests are counted as 429s too.
         .layer(middleware::from_fn_with_state(
-            engine.clone(),
+            crate::rate_limit::Limited::new(engine.clone()),
             crate::rate_limit::layer,
         ))
         .layer(middleware::from_fn_with_state(

@@ -55,8 +55,6 @@ pub struct Inner {
     pub alerts: Arc<alerts::Alerts>,
     /// Set by the delivery worker while it runs (for `/readyz`).
     pub worker_running: std::sync::atomic::AtomicBool,
-    /// Requests per client on ingestion, the API and sign-in; `None` when turned off.
-    pub rate_limiter: Option<crate::rate_limit::RateLimiter>,
     /// Store failures, logged once per state change (see [`error::StoreHealth`]).
     pub store_health: error::StoreHealth,
 }
@@ -109,13 +107,8 @@ impl Engine {
             config.alerts.clone(),
             organization.name.clone(),
         ));
-        let rate_limiter = crate::rate_limit::RateLimiter::new(
-            config.rate_limit_requests,
-            config.rate_limit_window,
-        );
         let store_health = error::StoreHealth::default();
         Engine(Arc::new(Inner {
-            rate_limiter,
             store: store.clone(),
             config,
             organization,
