@@ -10,7 +10,10 @@ mod authcredentials;
 mod dashboard;
 mod delivery;
 mod faults;
+mod openapi;
 mod operations;
+mod platform_api;
+mod queries;
 mod rate_limit;
 mod ssrf;
 
