@@ -12,6 +12,7 @@ mod delivery;
 mod faults;
 mod openapi;
 mod operations;
+mod outage;
 mod platform_api;
 mod queries;
 mod rate_limit;
