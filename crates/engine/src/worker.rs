@@ -15,7 +15,7 @@
 //! messages go, presenting its credential, committing attempts, alerts.
 
 use crate::app::credentials::Credential;
-use crate::app::{Engine, rfc3339_text};
+use crate::app::{Engine, EngineError, rfc3339_text};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -192,8 +192,13 @@ async fn attempt(engine: &Engine, head: LogRecord) -> bool {
     match engine.committer.commit(Write::Attempt(record, next)).await {
         Ok(()) => accepted,
         Err(e) => {
-            // Not recorded: the head stays due and is tried again (at least once).
-            tracing::error!(log = %head.id, error = %e, "could not record a delivery attempt");
+            // Not recorded: the head stays due and is tried again (at least once). An
+            // unavailable store was logged already, once for the whole outage.
+            if matches!(e, EngineError::Unavailable | EngineError::OutcomeUnknown) {
+                tracing::debug!(log = %head.id, error = %e, "could not record a delivery attempt");
+            } else {
+                tracing::error!(log = %head.id, error = %e, "could not record a delivery attempt");
+            }
             false
         }
     }

@@ -361,10 +361,18 @@ pub async fn verify_and_save(
         tracing::info!(destination = %record.id, %reason, "verification failed");
         EngineError::VerificationFailed(reason)
     };
+    // Read before anything is sent: a store that cannot be read is 503, not a failed check.
+    let credential = match &record.auth_credential {
+        None => None,
+        Some(id) => Some(
+            super::credentials::load_credential(engine, id)
+                .await?
+                .ok_or_else(|| {
+                    failed(format!("the linked auth credential {id} no longer exists"))
+                })?,
+        ),
+    };
     let client = engine.fresh_client(&url).await.map_err(failed)?;
-    let credential = super::present::linked_credential(engine, &record)
-        .await
-        .map_err(failed)?;
     super::present::verify(engine, &client, &url, &token, method, credential.as_ref())
         .await
         .map_err(failed)?;
