@@ -105,7 +105,7 @@ async fn work(engine: &Engine, mut shutdown: watch::Receiver<bool>) {
 async fn drain(engine: &Engine, mut head: LogRecord, stop: &watch::Receiver<bool>) {
     loop {
         let destination = head.destination_id.clone();
-        if !attempt(engine, head).await || *stop.borrow() {
+        if !attempt(engine, head, stop).await || *stop.borrow() {
             return;
         }
         let next = engine.db(move |s| s.head_of(&destination)).await;
@@ -118,7 +118,7 @@ async fn drain(engine: &Engine, mut head: LogRecord, stop: &watch::Receiver<bool
 
 /// One attempt at the head of a destination's queue, recorded whatever happens. Returns
 /// whether the destination accepted it (and the attempt was recorded).
-async fn attempt(engine: &Engine, head: LogRecord) -> bool {
+async fn attempt(engine: &Engine, head: LogRecord, stop: &watch::Receiver<bool>) -> bool {
     let attempt_id = uuid::Uuid::new_v4().to_string();
     let started_at = now_millis();
     let outcome = match target(engine, &head).await {
@@ -173,7 +173,7 @@ async fn attempt(engine: &Engine, head: LogRecord) -> bool {
         AttemptOutcome::RetryAt(now_millis() + wait.as_millis() as i64)
     };
     let record = AttemptRecord {
-        id: attempt_id,
+        id: attempt_id.clone(),
         log_id: head.id.clone(),
         started_at,
         duration_ms: outcome.duration.as_millis() as i64,
@@ -189,8 +189,14 @@ async fn attempt(engine: &Engine, head: LogRecord) -> bool {
             error = ?outcome.error, "delivery failed; the destination's queue is held and the message retried"
         );
     }
-    match engine.committer.commit(Write::Attempt(record, next)).await {
+    let write = Write::Attempt(record, next);
+    match engine.committer.commit(write.clone()).await {
         Ok(()) => accepted,
+        // Accepted but not recorded: sending it again would deliver it twice, so the outcome
+        // is kept here and recorded once the store is back (the queue waits meanwhile).
+        Err(EngineError::Unavailable | EngineError::OutcomeUnknown) if accepted => {
+            record_when_back(engine, write, &head.id, &attempt_id, stop).await
+        }
         Err(e) => {
             // Not recorded: the head stays due and is tried again (at least once). An
             // unavailable store was logged already, once for the whole outage.
@@ -200,6 +206,47 @@ async fn attempt(engine: &Engine, head: LogRecord) -> bool {
                 tracing::error!(log = %head.id, error = %e, "could not record a delivery attempt");
             }
             false
+        }
+    }
+}
+
+/// Longest wait between tries at recording an accepted attempt while the store is down.
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Records an accepted attempt whose first commit failed, trying until the store answers or
+/// the engine stops. After an unknown outcome the first commit may have landed: the attempt
+/// is looked up before each try, so it is never recorded twice. Returns whether it is recorded
+/// (if the engine stops first, the message is sent again after the restart: at least once).
+async fn record_when_back(
+    engine: &Engine,
+    write: Write,
+    log_id: &str,
+    attempt_id: &str,
+    stop: &watch::Receiver<bool>,
+) -> bool {
+    let mut wait = Duration::from_millis(50);
+    loop {
+        if *stop.borrow() {
+            tracing::warn!(log = %log_id, "stopping before an accepted delivery could be recorded; it will be sent again");
+            return false;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RECORD_RETRY_MAX);
+        let (log, attempt) = (log_id.to_owned(), attempt_id.to_owned());
+        let recorded = engine
+            .db(move |s| {
+                Ok(s.log(&log)?
+                    .is_some_and(|(_, tries)| tries.iter().any(|t| t.id == attempt)))
+            })
+            .await;
+        match recorded {
+            Ok(true) => return true,
+            Ok(false) => {
+                if engine.committer.commit(write.clone()).await.is_ok() {
+                    return true;
+                }
+            }
+            Err(_) => {}
         }
     }
 }

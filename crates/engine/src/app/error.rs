@@ -39,7 +39,7 @@ pub enum EngineError {
     /// The store cannot be reached or written now (PostgreSQL down, SQLite locked past its
     /// timeout, disk full): nothing was done; retry later.
     #[error(
-        "the engine's store is unavailable right now, so nothing was changed or queued; keep the request and send it again later"
+        "the engine's store is unavailable right now, so nothing was queued or changed; keep the request and send it again later"
     )]
     Unavailable,
     /// A write was sent to the store and the connection broke before its answer: it may or
