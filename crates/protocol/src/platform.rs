@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// Defines a closed set of API values: the enum, its one spelling, `FromStr` (the error lists
 /// the accepted spellings), `Display`, and serde by that spelling.
 macro_rules! api_values {
-    ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident = $text:tt),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum $name {

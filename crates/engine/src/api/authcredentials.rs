@@ -54,7 +54,7 @@ fn without_organization(
 }
 
 /// The strategies and the fields each takes, by Redox's names.
-#[utoipa::path(get, path = "/platform/v1/authcredentials/strategies", tag = "Auth credentials",
+#[utoipa::path(operation_id = "authcredentials_strategies", get, path = "/platform/v1/authcredentials/strategies", tag = "Auth credentials",
     responses((status = 200, body = Envelope<StrategiesPayload>)))]
 pub(super) async fn strategies() -> Json<Envelope<StrategiesPayload>> {
     ok(StrategiesPayload {
@@ -74,7 +74,7 @@ pub(super) async fn strategies() -> Json<Envelope<StrategiesPayload>> {
 }
 
 /// Creates a credential: `name`, `environmentId`, `authStrategy` and the strategy's fields.
-#[utoipa::path(post, path = "/platform/v1/authcredentials", tag = "Auth credentials",
+#[utoipa::path(operation_id = "authcredentials_create", post, path = "/platform/v1/authcredentials", tag = "Auth credentials",
     request_body(content = Object, description = "name, environmentId, authStrategy and the strategy's availableFields"),
     responses((status = 200, body = Envelope<CredentialPayload>), (status = 400, body = ErrorBody)))]
 pub(super) async fn create(
@@ -87,7 +87,7 @@ pub(super) async fn create(
 }
 
 /// An environment's credentials (metadata only).
-#[utoipa::path(get, path = "/platform/v1/environments/{environmentId}/authcredentials",
+#[utoipa::path(operation_id = "authcredentials_list", get, path = "/platform/v1/environments/{environmentId}/authcredentials",
     tag = "Auth credentials", params(("environmentId" = String, Path)),
     responses((status = 200, body = Envelope<CredentialsPayload>), (status = 404, body = ErrorBody)))]
 pub(super) async fn list(
@@ -104,7 +104,7 @@ pub(super) async fn list(
 }
 
 /// One credential: its non-secret fields and `has<Field>` for each secret one.
-#[utoipa::path(get, path = "/platform/v1/authcredentials/{id}", tag = "Auth credentials",
+#[utoipa::path(operation_id = "authcredentials_read", get, path = "/platform/v1/authcredentials/{id}", tag = "Auth credentials",
     params(("id" = String, Path)),
     responses((status = 200, body = Envelope<CredentialPayload>), (status = 404, body = ErrorBody)))]
 pub(super) async fn read(
@@ -117,7 +117,7 @@ pub(super) async fn read(
 
 /// Changes some fields (a secret left out keeps its value; `null` removes an optional field);
 /// `authStrategy` and `environmentId` cannot change.
-#[utoipa::path(patch, path = "/platform/v1/authcredentials/{id}", tag = "Auth credentials",
+#[utoipa::path(operation_id = "authcredentials_update", patch, path = "/platform/v1/authcredentials/{id}", tag = "Auth credentials",
     params(("id" = String, Path)), request_body(content = Object),
     responses((status = 200, body = Envelope<CredentialPayload>), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
@@ -132,7 +132,7 @@ pub(super) async fn update(
 }
 
 /// Deletes a credential unless a destination links it (409 naming them).
-#[utoipa::path(delete, path = "/platform/v1/authcredentials/{id}", tag = "Auth credentials",
+#[utoipa::path(operation_id = "authcredentials_remove", delete, path = "/platform/v1/authcredentials/{id}", tag = "Auth credentials",
     params(("id" = String, Path)),
     responses((status = 200, body = Envelope<MessagePayload>), (status = 404, body = ErrorBody),
         (status = 409, description = "linked by a destination", body = ErrorBody)))]
@@ -148,7 +148,7 @@ pub(super) async fn remove(
 
 /// The public half of a credential's signing key, as a JWKS document (not enveloped, no
 /// management key: destinations fetch it).
-#[utoipa::path(get, path = "/platform/v1/authcredentials/{id}/jwks", tag = "Auth credentials",
+#[utoipa::path(operation_id = "authcredentials_jwks", get, path = "/platform/v1/authcredentials/{id}/jwks", tag = "Auth credentials",
     params(("id" = String, Path)), security(()),
     responses((status = 200, description = "a JWKS document", body = Object),
         (status = 404, body = ErrorBody)))]

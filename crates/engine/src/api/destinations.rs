@@ -81,7 +81,7 @@ fn one(
 }
 
 /// The destinations of one environment.
-#[utoipa::path(get, path = "/platform/v1/environments/{environmentId}/destinations",
+#[utoipa::path(operation_id = "destinations_list", get, path = "/platform/v1/environments/{environmentId}/destinations",
     tag = "Destinations", params(("environmentId" = String, Path)),
     responses((status = 200, body = Envelope<DestinationsPayload>), (status = 404, body = ErrorBody)))]
 pub(super) async fn list(
@@ -98,7 +98,7 @@ pub(super) async fn list(
 }
 
 /// Creates a destination in the environment; only `name` is required.
-#[utoipa::path(post, path = "/platform/v1/environments/{environmentId}/destinations",
+#[utoipa::path(operation_id = "destinations_create", post, path = "/platform/v1/environments/{environmentId}/destinations",
     tag = "Destinations", params(("environmentId" = String, Path)), request_body = DestinationBody,
     responses((status = 200, body = Envelope<DestinationPayload>), (status = 400, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
@@ -114,7 +114,7 @@ pub(super) async fn create(
 }
 
 /// One destination.
-#[utoipa::path(get, path = "/platform/v1/destinations/{destinationId}", tag = "Destinations",
+#[utoipa::path(operation_id = "destinations_read", get, path = "/platform/v1/destinations/{destinationId}", tag = "Destinations",
     params(("destinationId" = String, Path)),
     responses((status = 200, body = Envelope<DestinationPayload>), (status = 404, body = ErrorBody)))]
 pub(super) async fn read(
@@ -127,7 +127,7 @@ pub(super) async fn read(
 
 /// Changes a destination; fields left out stay. A new endpoint, token or auth credential
 /// clears the verified mark (run Verify and Save again).
-#[utoipa::path(patch, path = "/platform/v1/destinations/{destinationId}", tag = "Destinations",
+#[utoipa::path(operation_id = "destinations_update", patch, path = "/platform/v1/destinations/{destinationId}", tag = "Destinations",
     params(("destinationId" = String, Path)), request_body = DestinationBody,
     responses((status = 200, body = Envelope<DestinationPayload>), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
@@ -143,7 +143,7 @@ pub(super) async fn update(
 }
 
 /// Deletes a destination and its queue.
-#[utoipa::path(delete, path = "/platform/v1/destinations/{destinationId}", tag = "Destinations",
+#[utoipa::path(operation_id = "destinations_remove", delete, path = "/platform/v1/destinations/{destinationId}", tag = "Destinations",
     params(("destinationId" = String, Path)),
     responses((status = 200, body = Envelope<MessagePayload>), (status = 404, body = ErrorBody)))]
 pub(super) async fn remove(
@@ -158,7 +158,7 @@ pub(super) async fn remove(
 
 /// Verify and Save: sends the challenge to the endpoint (with the body's endpoint, token and
 /// method, merged with the destination's) and saves them, verified, only if it passes.
-#[utoipa::path(post, path = "/platform/v1/destinations/{destinationId}/verify",
+#[utoipa::path(operation_id = "destinations_verify", post, path = "/platform/v1/destinations/{destinationId}/verify",
     tag = "Destinations", params(("destinationId" = String, Path)), request_body = VerifyBody,
     responses((status = 200, body = Envelope<DestinationPayload>),
         (status = 422, description = "the endpoint did not pass", body = ErrorBody)))]

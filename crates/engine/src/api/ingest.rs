@@ -17,7 +17,7 @@ use wharf_serve::metrics::AuthFailure;
 
 /// Submits a Redox data model message (targets in `Meta.Destinations[].ID`) or a FHIR message
 /// bundle (targets as `?destination=<id>`).
-#[utoipa::path(post, path = "/endpoint", tag = "Ingestion", security(("sourceKey" = [])),
+#[utoipa::path(operation_id = "ingest_ingest", post, path = "/endpoint", tag = "Ingestion", security(("sourceKey" = [])),
     params(("destination" = Option<String>, Query, description = "a FHIR bundle's target; repeat for several")),
     request_body(content = Object, description = "a Redox data model message or a FHIR message bundle"),
     responses((status = 200, description = "queued (Meta.Logs), or a query's answer", body = Object),

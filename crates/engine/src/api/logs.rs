@@ -56,7 +56,7 @@ async fn views(engine: &Engine, logs: &[LogRecord]) -> Result<Vec<LogView>, Engi
 }
 
 /// The organization's logs, newest first, a page at a time.
-#[utoipa::path(get, path = "/platform/v1/organizations/{organizationId}/logs", tag = "Logs",
+#[utoipa::path(operation_id = "logs_list", get, path = "/platform/v1/organizations/{organizationId}/logs", tag = "Logs",
     params(("organizationId" = String, Path), LogQuery),
     responses((status = 200, body = Envelope<LogsPayload>), (status = 400, body = ErrorBody)))]
 pub(super) async fn list(
@@ -132,7 +132,7 @@ pub(super) async fn list(
 }
 
 /// One log, with every attempt (`attemptList`, Wharf).
-#[utoipa::path(get, path = "/platform/v1/organizations/{organizationId}/logs/{logId}",
+#[utoipa::path(operation_id = "logs_read", get, path = "/platform/v1/organizations/{organizationId}/logs/{logId}",
     tag = "Logs", params(("organizationId" = String, Path), ("logId" = String, Path),
         ("dataMode" = Option<String>, Query, description = "realtime or backfill (Wharf has one mode)")),
     responses((status = 200, body = Envelope<LogPayload>), (status = 404, body = ErrorBody)))]
@@ -148,7 +148,7 @@ pub(super) async fn read(
 }
 
 /// Stops a pending log: it becomes `failed` and its queue moves on (409 if it is not pending).
-#[utoipa::path(post, path = "/platform/v1/logs/{logId}/stop", tag = "Logs",
+#[utoipa::path(operation_id = "logs_stop", post, path = "/platform/v1/logs/{logId}/stop", tag = "Logs",
     params(("logId" = String, Path)),
     responses((status = 200, body = Envelope<LogPayload>), (status = 409, body = ErrorBody)))]
 pub(super) async fn stop(
@@ -161,7 +161,7 @@ pub(super) async fn stop(
 }
 
 /// Puts a finished log at the back of its queue with the same Log ID (409 if it is pending).
-#[utoipa::path(post, path = "/platform/v1/logs/{logId}/resend", tag = "Logs",
+#[utoipa::path(operation_id = "logs_resend", post, path = "/platform/v1/logs/{logId}/resend", tag = "Logs",
     params(("logId" = String, Path)),
     responses((status = 200, body = Envelope<LogPayload>), (status = 409, body = ErrorBody)))]
 pub(super) async fn resend(

@@ -10,11 +10,14 @@
 
 use crate::app::queues::PausedBy;
 use crate::app::rfc3339_text;
+use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use wharf_protocol::Environment;
-use wharf_protocol::platform::{AttemptStatus, DataFormat, LogStatus, LogType, VerificationMethod};
+use wharf_protocol::platform::{
+    AttemptStatus, DataFormat, LogStatus, LogType, UnknownValue, VerificationMethod,
+};
 use wharf_store::engine::{
     AttemptRecord, AuthCredentialRecord, DestinationRecord, EnvironmentRecord, LogRecord,
     Organization, QueueState,
@@ -254,6 +257,37 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// Reads a field that is one of a closed set of values, naming the field and the accepted
+/// values when it is none of them (serde's own message names neither the field nor, for a
+/// wrapped body, where it was).
+fn api_value<'de, D, T>(field: &str, d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err = UnknownValue>,
+{
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    text.parse().map(Some).map_err(|e: UnknownValue| {
+        let accepted = match e.expected.rsplit_once(", ") {
+            Some((head, last)) if head.contains(", ") => format!("one of {head} or {last}"),
+            Some((head, last)) => format!("{head} or {last}"),
+            None => e.expected.clone(),
+        };
+        D::Error::custom(format!("`{field}` {:?} must be {accepted}", e.value))
+    })
+}
+
+fn data_format<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DataFormat>, D::Error> {
+    api_value("dataFormat", d)
+}
+
+fn verification_method<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<VerificationMethod>, D::Error> {
+    api_value("verificationMethod", d)
+}
+
 /// The body of creating or changing a destination: the destination object as Redox returns
 /// it. Its read-only fields (`id`, `environment`) are accepted when they agree with the path
 /// and refused when they contradict it; `createdAt`, `updatedAt`, `setupState` and Wharf's
@@ -278,8 +312,10 @@ pub struct DestinationBody {
     #[schema(value_type = Option<String>, nullable)]
     pub auth_credential: Option<Option<String>>,
     /// Wharf; `JSON` when created without it.
+    #[serde(default, deserialize_with = "data_format")]
     pub data_format: Option<DataFormat>,
     /// Wharf; `POST` when created without it.
+    #[serde(default, deserialize_with = "verification_method")]
     pub verification_method: Option<VerificationMethod>,
     /// Read-only.
     pub id: Option<String>,
@@ -311,6 +347,7 @@ pub struct DestinationBody {
 pub struct VerifyBody {
     pub endpoint: Option<String>,
     pub verification_token: Option<String>,
+    #[serde(default, deserialize_with = "verification_method")]
     pub verification_method: Option<VerificationMethod>,
 }
 

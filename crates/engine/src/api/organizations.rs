@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 
 /// The organizations this engine serves (one).
-#[utoipa::path(get, path = "/platform/v1/organizations", tag = "Organizations",
+#[utoipa::path(operation_id = "organizations_list", get, path = "/platform/v1/organizations", tag = "Organizations",
     responses((status = 200, body = Envelope<OrganizationsPayload>)))]
 pub(super) async fn list(
     State(engine): State<Engine>,
@@ -22,7 +22,7 @@ pub(super) async fn list(
 }
 
 /// The organization's environments: Development, Staging, Production.
-#[utoipa::path(get, path = "/platform/v1/organizations/{organizationId}/environments",
+#[utoipa::path(operation_id = "organizations_environments", get, path = "/platform/v1/organizations/{organizationId}/environments",
     tag = "Environments", params(("organizationId" = String, Path)),
     responses((status = 200, body = Envelope<EnvironmentsPayload>),
         (status = 404, body = super::models::ErrorBody)))]

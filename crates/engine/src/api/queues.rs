@@ -16,7 +16,7 @@ async fn view(engine: &Engine, id: &str) -> Result<Json<Envelope<QueuePayload>>,
 }
 
 /// The queue's state, depth and head.
-#[utoipa::path(get, path = "/platform/v1/destinations/{destinationId}/queue", tag = "Queues",
+#[utoipa::path(operation_id = "queues_read", get, path = "/platform/v1/destinations/{destinationId}/queue", tag = "Queues",
     params(("destinationId" = String, Path)),
     responses((status = 200, body = Envelope<QueuePayload>), (status = 404, body = ErrorBody)))]
 pub(super) async fn read(
@@ -27,7 +27,7 @@ pub(super) async fn read(
 }
 
 /// Pauses the queue: nothing is sent until it is resumed.
-#[utoipa::path(post, path = "/platform/v1/destinations/{destinationId}/queue/pause",
+#[utoipa::path(operation_id = "queues_pause", post, path = "/platform/v1/destinations/{destinationId}/queue/pause",
     tag = "Queues", params(("destinationId" = String, Path)),
     responses((status = 200, body = Envelope<QueuePayload>), (status = 404, body = ErrorBody)))]
 pub(super) async fn pause(
@@ -39,7 +39,7 @@ pub(super) async fn pause(
 }
 
 /// Resumes the queue, retrying a failing head at once.
-#[utoipa::path(post, path = "/platform/v1/destinations/{destinationId}/queue/resume",
+#[utoipa::path(operation_id = "queues_resume", post, path = "/platform/v1/destinations/{destinationId}/queue/resume",
     tag = "Queues", params(("destinationId" = String, Path)),
     responses((status = 200, body = Envelope<QueuePayload>), (status = 404, body = ErrorBody)))]
 pub(super) async fn resume(

@@ -50,7 +50,7 @@ async fn list(
             for env in s.environments(&org)? {
                 for d in s.destinations(&env.id)? {
                     let queue = s.queue(&d.id)?;
-                    out.push((env.flag.clone(), d, queue));
+                    out.push((env.flag, d, queue));
                 }
             }
             Ok(out)

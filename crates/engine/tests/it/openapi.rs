@@ -344,7 +344,6 @@ async fn the_document_is_served_without_a_key_and_is_openapi_3_1() {
 /// OpenAPI: "The id MUST be unique among all operations described in the API" (tools name
 /// generated client methods after it).
 #[tokio::test]
-#[ignore = "bug: utoipa derives operationId from the handler's fn name, so list/read/create/update/remove repeat"]
 async fn operation_ids_are_unique() {
     let engine = Engine::start(true).await;
     let doc = document(&engine).await;
