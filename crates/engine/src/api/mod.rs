@@ -104,14 +104,11 @@ fn public() -> OpenApiRouter<Engine> {
 /// The whole API as a router (with the dashboard and the health routes) and its OpenAPI
 /// document.
 pub(crate) fn router(engine: Engine) -> Router {
-    let (management, mut openapi) = management()
+    let (management, management_doc) = management()
         .route_layer(middleware::from_fn_with_state(engine.clone(), require_key))
         .split_for_parts();
     let (public, public_doc) = public().split_for_parts();
-    openapi.merge(public_doc);
-    let mut document = ApiDoc::openapi();
-    document.merge(openapi);
-    let document = std::sync::Arc::new(document);
+    let document = std::sync::Arc::new(document(management_doc, public_doc));
     Router::new()
         .merge(management)
         .merge(public)
@@ -147,11 +144,67 @@ pub(crate) fn router(engine: Engine) -> Router {
 
 /// The OpenAPI document as served (for tests and the CLI).
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let (_, mut openapi) = management().split_for_parts();
+    let (_, management_doc) = management().split_for_parts();
     let (_, public_doc) = public().split_for_parts();
-    openapi.merge(public_doc);
+    document(management_doc, public_doc)
+}
+
+/// The whole document: the routes' own, and the answers every route may give besides its
+/// own (401 without a valid key, 503 while the store is unavailable, 429 beyond the rate limit).
+fn document(
+    management: utoipa::openapi::OpenApi,
+    public: utoipa::openapi::OpenApi,
+) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     let mut document = ApiDoc::openapi();
-    document.merge(openapi);
+    document.merge(management);
+    document.merge(public);
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            // `security(())`: anyone may call it (a credential's JWKS).
+            let open = operation.security.as_ref().is_some_and(|s| {
+                s.iter()
+                    .all(|r| *r == utoipa::openapi::security::SecurityRequirement::default())
+            });
+            let responses = &mut operation.responses.responses;
+            for (code, description) in [
+                ("401", "missing or wrong key (`WWW-Authenticate: Bearer`)"),
+                (
+                    "429",
+                    "too many requests from this client; retry after `Retry-After` seconds",
+                ),
+                (
+                    "503",
+                    "the store is unavailable (or, for ingestion, the engine is busy): retry after `Retry-After` seconds",
+                ),
+            ] {
+                if open && code == "401" {
+                    continue;
+                }
+                responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| error(description).into());
+            }
+        }
+    }
     document
 }
 
@@ -292,5 +345,26 @@ pub(crate) fn check_organization(engine: &Engine, org_id: &str) -> Result<(), En
         Ok(())
     } else {
         Err(EngineError::not_found(format!("organization {org_id}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_documents_the_answers_any_route_may_give() {
+        let document = serde_json::to_value(openapi_document()).unwrap();
+        let paths = &document["paths"];
+        let list = &paths["/platform/v1/environments/{environmentId}/destinations"]["get"];
+        for code in ["200", "401", "429", "503"] {
+            assert!(list["responses"][code].is_object(), "{code}: {list}");
+        }
+        let jwks = &paths["/platform/v1/authcredentials/{id}/jwks"]["get"];
+        assert!(jwks["responses"]["503"].is_object(), "{jwks}");
+        assert!(
+            jwks["responses"]["401"].is_null(),
+            "the JWKS needs no key: {jwks}"
+        );
     }
 }
