@@ -77,20 +77,12 @@ async fn create(engine: &Engine, strategy: &str, env: &str, fields: Value) -> Va
     let (status, created) = engine
         .post(CREDENTIALS, request(strategy, env, strategy, &fields))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{strategy}: {created}");
-    created["payload"].clone()
+    assert_eq!(status, StatusCode::OK, "{strategy}: {created}");
+    created["payload"]["credential"].clone()
 }
 
-/// DELETE answers 204 without a body, which `Engine::call` cannot parse.
-async fn delete(engine: &Engine, path: &str) -> (StatusCode, String) {
-    let response = engine
-        .client
-        .delete(format!("{}{path}", engine.base))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap();
-    (response.status(), response.text().await.unwrap())
+async fn delete(engine: &Engine, path: &str) -> (StatusCode, Value) {
+    engine.call(reqwest::Method::DELETE, path, None).await
 }
 
 /// Fetches a JWKS without any key, as a destination would.
@@ -122,44 +114,48 @@ async fn the_strategy_catalogue_lists_all_six_with_their_fields() {
     let engine = Engine::start(true).await;
     let (status, body) = engine.get("/platform/v1/authcredentials/strategies").await;
     assert_eq!(status, StatusCode::OK);
-    let list = body["payload"].as_array().unwrap();
-    let keys: Vec<&str> = list
-        .iter()
-        .map(|s| s["authStrategy"].as_str().unwrap())
-        .collect();
+    // Keyed by strategy, each with the names of its fields, as Redox lists them.
+    let catalogue = body["payload"]["strategies"].as_object().unwrap();
+    let mut keys: Vec<&str> = catalogue.keys().map(String::as_str).collect();
+    keys.sort_unstable();
     assert_eq!(
         keys,
         [
             "AwsSigv4",
             "GoogleWIF",
+            "JWT_Bearer",
             "OAuth_2.0_2-legged",
             "OAuth_2.0_JWT_Bearer_GCP",
             "SMART_Backend",
-            "JWT_Bearer"
         ]
     );
-    for strategy in list {
-        let fields = strategy["availableFields"].as_array().unwrap();
+    for strategy in wharf_auth::strategy::Strategy::ALL {
+        let fields = catalogue[strategy.key()]["availableFields"]
+            .as_array()
+            .unwrap();
         assert!(!fields.is_empty());
-        for f in fields {
-            assert!(f["name"].is_string() && f["description"].is_string(), "{f}");
-            assert!(
-                f["required"].is_boolean() && f["secret"].is_boolean(),
-                "{f}"
-            );
-            assert!(
-                ["string", "integer", "boolean", "string[]"].contains(&f["type"].as_str().unwrap())
-            );
-        }
+        let names: Vec<&str> = fields.iter().map(|f| f.as_str().unwrap()).collect();
+        let expected: Vec<&str> = strategy.fields().iter().map(|f| f.name).collect();
+        assert_eq!(names, expected, "{}", strategy.key());
     }
-    let oauth = &list[2]["availableFields"];
-    assert!(
-        oauth
+    let names = |key: &str| -> Vec<String> {
+        catalogue[key]["availableFields"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|f| f["name"] == "clientSecret" && f["secret"] == true && f["required"] == true)
-    );
+            .map(|f| f.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(names("OAuth_2.0_2-legged").contains(&"clientSecret".to_owned()));
+    // GoogleWIF's fields by Redox's own (snake case) names.
+    let wif = names("GoogleWIF");
+    for field in [
+        "token_url",
+        "sts_scope",
+        "service_account_impersonation_url",
+    ] {
+        assert!(wif.contains(&field.to_owned()), "{field} in {wif:?}");
+    }
     // The catalogue is behind the management key like the rest of the API.
     let anonymous = engine
         .client
@@ -188,7 +184,7 @@ async fn every_strategy_is_created_and_no_secret_is_ever_returned() {
         let (status, read) = engine.get(&format!("{CREDENTIALS}/{id}")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
-            read["payload"], created,
+            read["payload"]["credential"], created,
             "a read shows what create answered"
         );
         assert_no_secrets(&read.to_string());
@@ -219,6 +215,11 @@ async fn every_strategy_is_created_and_no_secret_is_ever_returned() {
         view("GoogleWIF")["delegates"],
         json!(["a@p.iam.gserviceaccount.com", "b@p.iam.gserviceaccount.com"])
     );
+    assert_eq!(
+        view("GoogleWIF")["service_account_impersonation_url"],
+        examples()[5].1["service_account_impersonation_url"]
+    );
+    assert_eq!(aws["organization"], super::delivery::org_id(&engine).await);
 
     // Key-holding strategies got a generated key, published without the management key.
     for (strategy, algorithm) in [
@@ -265,7 +266,30 @@ async fn every_strategy_is_created_and_no_secret_is_ever_returned() {
         .get(&format!("/platform/v1/environments/{dev}/authcredentials"))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(listed["payload"].as_array().unwrap().len(), 6);
+    let summaries = listed["payload"]["credentials"].as_array().unwrap();
+    assert_eq!(summaries.len(), 6);
+    // A listing carries the metadata only.
+    for summary in summaries {
+        let mut keys: Vec<&str> = summary
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "authStrategy",
+                "createdAt",
+                "environmentId",
+                "id",
+                "name",
+                "organization",
+                "updatedAt"
+            ]
+        );
+    }
     assert_no_secrets(&listed.to_string());
     let staging = engine.environment("Staging").await;
     let (_, listed) = engine
@@ -273,7 +297,7 @@ async fn every_strategy_is_created_and_no_secret_is_ever_returned() {
             "/platform/v1/environments/{staging}/authcredentials"
         ))
         .await;
-    assert_eq!(listed["payload"], json!([]));
+    assert_eq!(listed["payload"]["credentials"], json!([]));
     let (status, _) = engine
         .get("/platform/v1/environments/nope/authcredentials")
         .await;
@@ -429,7 +453,11 @@ async fn invalid_credentials_are_refused_with_the_reason() {
     let (_, listed) = engine
         .get(&format!("/platform/v1/environments/{dev}/authcredentials"))
         .await;
-    assert_eq!(listed["payload"], json!([]), "nothing was saved");
+    assert_eq!(
+        listed["payload"]["credentials"],
+        json!([]),
+        "nothing was saved"
+    );
 }
 
 #[tokio::test]
@@ -445,7 +473,7 @@ async fn patch_changes_fields_and_reseals_secrets() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{patched}");
-    let v = &patched["payload"];
+    let v = &patched["payload"]["credential"];
     assert_eq!(v["name"], "Renamed");
     assert_eq!(v["hasClientSecret"], true);
     assert_eq!(v["scopes"], json!(["one", "two", "three"]));
@@ -454,10 +482,18 @@ async fn patch_changes_fields_and_reseals_secrets() {
     assert!(!patched.to_string().contains("rotated-SENTINEL-5"));
     assert_no_secrets(&patched.to_string());
 
+    // Booleans may come as strings, as Redox's own example sends them.
+    let (status, patched) = engine.patch(&path, json!({"noBasic": "false"})).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["payload"]["credential"]["noBasic"], false);
+
     // An optional secret may be removed; a required one may not.
     let (_, patched) = engine.patch(&path, json!({"customFieldValue": null})).await;
-    assert_eq!(patched["payload"]["hasCustomFieldValue"], false);
-    assert_eq!(patched["payload"]["hasClientSecret"], true);
+    assert_eq!(
+        patched["payload"]["credential"]["hasCustomFieldValue"],
+        false
+    );
+    assert_eq!(patched["payload"]["credential"]["hasClientSecret"], true);
     let (status, answer) = engine.patch(&path, json!({"clientSecret": null})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(error(&answer).contains("clientSecret"), "{answer}");
@@ -500,22 +536,25 @@ async fn patch_changes_fields_and_reseals_secrets() {
     assert!(error(&answer).contains("privateKey"), "{answer}");
     let (_, before) = fetch_jwks(&engine, &jwks_url).await;
     let (_, renamed) = engine.patch(&path, json!({"kid": "renamed-kid"})).await;
-    assert_eq!(renamed["payload"]["kid"], "renamed-kid");
-    assert_eq!(renamed["payload"]["algorithm"], "ES384");
+    assert_eq!(renamed["payload"]["credential"]["kid"], "renamed-kid");
+    assert_eq!(renamed["payload"]["credential"]["algorithm"], "ES384");
     let (_, after) = fetch_jwks(&engine, &jwks_url).await;
     assert_eq!(after["keys"][0]["x"], before["keys"][0]["x"], "same key");
     assert_eq!(after["keys"][0]["kid"], "renamed-kid");
     let (status, replaced) = engine.patch(&path, json!({"privateKey": EC_PEM})).await;
     assert_eq!(status, StatusCode::OK, "{replaced}");
     assert_ne!(
-        replaced["payload"]["kid"], "renamed-kid",
+        replaced["payload"]["credential"]["kid"], "renamed-kid",
         "a new key gets a new kid"
     );
-    assert_eq!(replaced["payload"]["algorithm"], "ES256");
+    assert_eq!(replaced["payload"]["credential"]["algorithm"], "ES256");
     assert_no_secrets(&replaced.to_string());
     let (_, after) = fetch_jwks(&engine, &jwks_url).await;
     assert_eq!(after["keys"][0]["x"], EC_X);
-    assert_eq!(after["keys"][0]["kid"], replaced["payload"]["kid"]);
+    assert_eq!(
+        after["keys"][0]["kid"],
+        replaced["payload"]["credential"]["kid"]
+    );
 }
 
 #[tokio::test]
@@ -538,13 +577,13 @@ async fn credentials_link_to_destinations_of_their_environment() {
         .patch(&dest_path, json!({"authCredential": id}))
         .await;
     assert_eq!(status, StatusCode::OK, "{linked}");
-    assert_eq!(linked["payload"]["authCredential"], id);
+    assert_eq!(linked["payload"]["destination"]["authCredential"], id);
     assert_eq!(
-        linked["payload"]["verified"], false,
+        linked["payload"]["destination"]["verified"], false,
         "a new credential must be verified again"
     );
     let (_, read) = engine.get(&dest_path).await;
-    assert_eq!(read["payload"]["authCredential"], id);
+    assert_eq!(read["payload"]["destination"]["authCredential"], id);
 
     let (status, answer) = engine
         .patch(&dest_path, json!({"authCredential": elsewhere["id"]}))
@@ -558,7 +597,7 @@ async fn credentials_link_to_destinations_of_their_environment() {
     assert!(error(&answer).contains("no auth credential"), "{answer}");
     let (_, read) = engine.get(&dest_path).await;
     assert_eq!(
-        read["payload"]["authCredential"], id,
+        read["payload"]["destination"]["authCredential"], id,
         "refusals change nothing"
     );
 
@@ -569,12 +608,15 @@ async fn credentials_link_to_destinations_of_their_environment() {
             json!({"name": "Second", "authCredential": id}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{second}");
-    let second = second["payload"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["payload"]["destination"]["authCredential"], id);
+    let second = second["payload"]["destination"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
-    let (status, text) = delete(&engine, &format!("{CREDENTIALS}/{id}")).await;
+    let (status, answer) = delete(&engine, &format!("{CREDENTIALS}/{id}")).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let answer: Value = serde_json::from_str(&text).unwrap();
     let message = error(&answer);
     assert!(
         message.contains(&destination) && message.contains(&second),
@@ -590,11 +632,17 @@ async fn credentials_link_to_destinations_of_their_environment() {
             )
             .await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(unlinked["payload"]["authCredential"], Value::Null);
+        assert_eq!(
+            unlinked["payload"]["destination"]["authCredential"],
+            Value::Null
+        );
     }
-    let (status, text) = delete(&engine, &format!("{CREDENTIALS}/{id}")).await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
-    assert!(text.is_empty());
+    let (status, deleted) = delete(&engine, &format!("{CREDENTIALS}/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    assert_eq!(
+        deleted["payload"]["message"],
+        format!("Auth credential id [{id}] was successfully deleted.")
+    );
     let (status, _) = engine.get(&format!("{CREDENTIALS}/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = delete(&engine, &format!("{CREDENTIALS}/{id}")).await;

@@ -294,7 +294,11 @@ async fn posts_need_the_sessions_csrf_token_and_a_same_origin() {
     let (_, listed) = engine
         .get(&format!("/platform/v1/environments/{dev}/destinations"))
         .await;
-    assert_eq!(listed["payload"], json!([]), "nothing refused was created");
+    assert_eq!(
+        listed["payload"]["destinations"],
+        json!([]),
+        "nothing refused was created"
+    );
 
     // With the token (and without an Origin header, as some clients send), it works.
     let ok = visitor
@@ -304,7 +308,7 @@ async fn posts_need_the_sessions_csrf_token_and_a_same_origin() {
     let (_, listed) = engine
         .get(&format!("/platform/v1/environments/{dev}/destinations"))
         .await;
-    assert_eq!(listed["payload"][0]["name"], "F");
+    assert_eq!(listed["payload"]["destinations"][0]["name"], "F");
 }
 
 #[tokio::test]
@@ -317,8 +321,11 @@ async fn pages_escape_what_they_show_and_never_show_a_secret() {
             json!({"name": "<script>alert(1)</script>", "endpoint": "http://127.0.0.1:9/x?a=<b>", "verificationToken": "destination-token-secret-1"}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let id = created["payload"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let id = created["payload"]["destination"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (status, credential) = engine
         .post(
             "/platform/v1/authcredentials",
@@ -327,8 +334,11 @@ async fn pages_escape_what_they_show_and_never_show_a_secret() {
                    "clientSecret": "client-secret-value-2"}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{credential}");
-    let credential = credential["payload"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(status, StatusCode::OK, "{credential}");
+    let credential = credential["payload"]["credential"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let mut visitor = Visitor::new(&engine);
     visitor.sign_in(KEY).await;
@@ -409,7 +419,14 @@ async fn only_enabled_environments_take_destinations() {
     assert_eq!(moved.status(), StatusCode::SEE_OTHER);
     let id = step2.split('/').nth(3).unwrap();
     let (_, read) = engine.get(&format!("/platform/v1/destinations/{id}")).await;
-    assert_eq!(read["payload"]["environmentFlag"], "Production");
+    assert_eq!(
+        read["payload"]["destination"]["environment"]["environmentFlag"],
+        "Production"
+    );
+    assert_eq!(
+        read["payload"]["destination"]["environment"]["id"],
+        prod.as_str()
+    );
     // Steps are taken in order: a later one sends back to where the setup stands.
     let step3 = step2.replace("/setup/2", "/setup/3");
     let step4 = step2.replace("/setup/2", "/setup/4");
@@ -620,7 +637,7 @@ async fn an_operator_sets_up_a_destination_and_handles_a_failing_message_in_a_br
     let first = sent["Meta"]["Logs"][0]["ID"].as_str().unwrap().to_owned();
     assert!(wait_until(Duration::from_secs(10), || endpoint.messages().len() == 1).await);
     let search = at(&format!(
-        "/dashboard/logs?destination={id}&status=SUCCEEDED&dataModel=PatientAdmin&eventType=Arrival"
+        "/dashboard/logs?destination={id}&status=succeeded&dataModel=PatientAdmin&eventType=Arrival"
     ));
     reload_until(&browser, &search, "the delivered log", |page| {
         page.contains(&first)
@@ -635,16 +652,25 @@ async fn an_operator_sets_up_a_destination_and_handles_a_failing_message_in_a_br
         .unwrap();
     find(&browser, "#status")
         .await
-        .select_by_value("SUCCEEDED")
+        .select_by_value("succeeded")
         .await
         .unwrap();
     fill(&browser, "#dataModel", "PatientAdmin").await;
     click(&browser, "#search").await;
-    wait_for_url(&browser, "status=SUCCEEDED").await;
+    wait_for_url(&browser, "status=succeeded").await;
     find(&browser, &format!("tr[data-log=\"{first}\"]")).await;
     shots.take(&browser, "logs").await;
     click(&browser, &format!("tr[data-log=\"{first}\"] a")).await;
-    assert_eq!(text(&browser, "#log-status").await, "SUCCEEDED");
+    assert_eq!(text(&browser, "#log-status").await, "succeeded");
+    assert_eq!(
+        find(&browser, "#log-status")
+            .await
+            .attr("class")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("badge status-succeeded")
+    );
     assert!(
         !find(&browser, "#message-body")
             .await
@@ -662,7 +688,7 @@ async fn an_operator_sets_up_a_destination_and_handles_a_failing_message_in_a_br
     endpoint.failing.store(true, Ordering::SeqCst);
     let sent = send(&engine, &id, "John").await;
     let second = sent["Meta"]["Logs"][0]["ID"].as_str().unwrap().to_owned();
-    let failing = at(&format!("/dashboard/logs?destination={id}&status=PENDING"));
+    let failing = at(&format!("/dashboard/logs?destination={id}&status=pending"));
     reload_until(&browser, &failing, "the failing log", |page| {
         page.contains(&second)
     })
@@ -684,12 +710,12 @@ async fn an_operator_sets_up_a_destination_and_handles_a_failing_message_in_a_br
     click(&browser, "#stop").await;
     browser.accept_alert().await.unwrap();
     find(&browser, "#notice").await;
-    assert_eq!(text(&browser, "#log-status").await, "FAILED");
+    assert_eq!(text(&browser, "#log-status").await, "failed");
     endpoint.failing.store(false, Ordering::SeqCst);
     click(&browser, "#resend").await;
     wait_for_text(&browser, "#notice", "Resent").await;
     reload_until(&browser, &log, "the resent log to succeed", |page| {
-        page.contains("id=\"log-status\">SUCCEEDED<")
+        page.contains("id=\"log-status\">succeeded<")
     })
     .await;
     let delivered: Vec<Value> = endpoint.messages();

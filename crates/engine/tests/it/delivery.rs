@@ -121,7 +121,7 @@ async fn ingestion_needs_a_source_key_and_verified_known_destinations() {
         ))
         .await;
     assert_eq!(
-        logs["payload"].as_array().unwrap().len(),
+        logs["payload"]["results"].as_array().unwrap().len(),
         0,
         "nothing was queued"
     );
@@ -129,7 +129,10 @@ async fn ingestion_needs_a_source_key_and_verified_known_destinations() {
 
 pub(crate) async fn org_id(engine: &Engine) -> String {
     let (_, orgs) = engine.get("/platform/v1/organizations").await;
-    orgs["payload"][0]["id"].as_str().unwrap().to_owned()
+    orgs["payload"]["organizations"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -163,6 +166,13 @@ async fn a_failing_head_holds_its_queue_and_is_retried_on_the_ladder() {
         first.iter().map(|l| l["AttemptID"].to_string()).collect();
     assert_eq!(attempts.len(), 4);
     assert_eq!(got[0]["Meta"]["Source"]["Name"], "EHR feed");
+    // Each copy names the one destination it goes to.
+    assert!(
+        got.iter()
+            .all(|m| m["Meta"]["Destinations"] == json!([{"ID": destination, "Name": "Acme"}])),
+        "{:?}",
+        got[0]["Meta"]["Destinations"]
+    );
     assert!(got[0]["Meta"]["EventDateTime"].is_string());
     let sent = &failing.received()[1];
     assert_eq!(sent.header("verification-token"), Some(TOKEN));
@@ -181,13 +191,28 @@ async fn a_failing_head_holds_its_queue_and_is_retried_on_the_ladder() {
             ))
             .await
             .1;
-        if log["payload"]["status"] == "SUCCEEDED" {
+        if log["payload"]["result"]["status"] == "succeeded" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(log["payload"]["status"], "SUCCEEDED", "{log}");
-    let codes: Vec<_> = log["payload"]["attemptList"]
+    let log = &log["payload"]["result"];
+    assert_eq!(log["status"], "succeeded", "{log}");
+    assert_eq!(log["type"], "send");
+    assert_eq!(log["destination"]["id"], destination.as_str());
+    assert_eq!(log["destination"]["name"], "Acme");
+    assert_eq!(log["source"]["name"], "EHR feed");
+    assert_eq!(log["attempts"]["total"], 4);
+    assert_eq!(log["attempts"]["latest"]["status"], "succeeded");
+    assert_eq!(log["attempts"]["latest"]["id"], log["attemptList"][3]["id"]);
+    let statuses: Vec<_> = log["attemptList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].clone())
+        .collect();
+    assert_eq!(statuses, ["failed", "failed", "failed", "succeeded"]);
+    let codes: Vec<_> = log["attemptList"]
         .as_array()
         .unwrap()
         .iter()
@@ -195,19 +220,19 @@ async fn a_failing_head_holds_its_queue_and_is_retried_on_the_ladder() {
         .collect();
     assert_eq!(codes, [json!(500), json!(500), json!(500), json!(200)]);
     assert!(
-        log["payload"]["attemptList"][0]["response"]
+        log["attemptList"][0]["response"]
             .as_str()
             .unwrap()
             .contains("not now")
     );
     // The ladder: immediately after the first failure, then 300 ms between later tries.
-    let started: Vec<time::OffsetDateTime> = log["payload"]["attemptList"]
+    let started: Vec<time::OffsetDateTime> = log["attemptList"]
         .as_array()
         .unwrap()
         .iter()
         .map(|a| {
             time::OffsetDateTime::parse(
-                a["startedAt"].as_str().unwrap(),
+                a["attemptAt"].as_str().unwrap(),
                 &time::format_description::well_known::Rfc3339,
             )
             .unwrap()
@@ -248,10 +273,15 @@ async fn fan_out_makes_one_log_per_destination_and_queues_are_independent() {
     let org = org_id(&engine).await;
     let (_, pending) = engine
         .get(&format!(
-            "/platform/v1/organizations/{org}/logs?destinationId={a}&status=PENDING"
+            "/platform/v1/organizations/{org}/logs?destinationId={a}&status=pending"
         ))
         .await;
-    assert_eq!(pending["payload"].as_array().unwrap().len(), 1);
+    assert_eq!(pending["payload"]["results"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        pending["payload"]["results"][0]["destination"]["id"],
+        a.as_str()
+    );
+    assert!(pending["payload"]["results"][0]["nextAttemptAt"].is_string());
     let (status, _) = engine
         .get(&format!(
             "/platform/v1/organizations/{org}/logs?status=LOST"
@@ -267,8 +297,8 @@ async fn an_operator_pause_holds_the_queue_until_resumed() {
     let destination = verified_destination(&engine, &healthy).await;
     let queue = format!("/platform/v1/destinations/{destination}/queue");
     let (_, paused) = engine.post(&format!("{queue}/pause"), json!({})).await;
-    assert_eq!(paused["payload"]["state"], "paused");
-    assert_eq!(paused["payload"]["reason"], "operator");
+    assert_eq!(paused["payload"]["queue"]["state"], "paused");
+    assert_eq!(paused["payload"]["queue"]["reason"], "operator");
     submit(&engine, &[&destination], 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -276,9 +306,9 @@ async fn an_operator_pause_holds_the_queue_until_resumed() {
         "nothing is delivered from a paused queue"
     );
     let (_, state) = engine.get(&queue).await;
-    assert_eq!(state["payload"]["depth"], 1);
+    assert_eq!(state["payload"]["queue"]["depth"], 1);
     let (_, resumed) = engine.post(&format!("{queue}/resume"), json!({})).await;
-    assert_eq!(resumed["payload"]["reason"], Value::Null);
+    assert_eq!(resumed["payload"]["queue"]["reason"], Value::Null);
     assert!(wait_until(Duration::from_secs(10), || messages(&healthy).len() == 1).await);
     let (status, _) = engine.get("/platform/v1/destinations/nope/queue").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -317,9 +347,9 @@ async fn stop_moves_the_queue_on_and_resend_requeues_at_the_back() {
     let (_, queue) = engine
         .get(&format!("/platform/v1/destinations/{destination}/queue"))
         .await;
-    assert_eq!(queue["payload"]["state"], "paused");
-    assert_eq!(queue["payload"]["reason"], "delivery failing");
-    assert_eq!(queue["payload"]["headLogId"], first.as_str());
+    assert_eq!(queue["payload"]["queue"]["state"], "paused");
+    assert_eq!(queue["payload"]["queue"]["reason"], "delivery failing");
+    assert_eq!(queue["payload"]["queue"]["headLogId"], first.as_str());
     assert!(
         messages(&picky).iter().all(|m| m["Patient"]["Number"] == 0),
         "message 1 waits behind the failing head"
@@ -329,7 +359,7 @@ async fn stop_moves_the_queue_on_and_resend_requeues_at_the_back() {
         .post(&format!("/platform/v1/logs/{first}/stop"), json!({}))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(stopped["payload"]["status"], "FAILED");
+    assert_eq!(stopped["payload"]["result"]["status"], "failed");
     assert!(
         wait_until(Duration::from_secs(10), || messages(&picky)
             .iter()
@@ -346,8 +376,8 @@ async fn stop_moves_the_queue_on_and_resend_requeues_at_the_back() {
         .post(&format!("/platform/v1/logs/{first}/resend"), json!({}))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(resent["payload"]["status"], "PENDING");
-    assert_eq!(resent["payload"]["id"], first.as_str());
+    assert_eq!(resent["payload"]["result"]["status"], "pending");
+    assert_eq!(resent["payload"]["result"]["id"], first.as_str());
     assert!(wait_until(Duration::from_secs(10), || messages(&picky).len() > before).await);
     let last = messages(&picky).pop().unwrap();
     assert_eq!(
@@ -402,16 +432,19 @@ async fn queries_are_relayed_synchronously_and_failures_come_back_as_meta_errors
         "the query carries Meta.Logs"
     );
 
+    // The destination answered an error status: 200 with Meta.Errors, as Redox answers.
     let response = query(&engine, &[&destination]).await;
-    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(response.status(), StatusCode::OK);
     let failure: Value = response.json().await.unwrap();
+    let failed = &failure["Meta"]["Errors"][0];
     assert!(
-        failure["Meta"]["Errors"][0]["Text"]
-            .as_str()
-            .unwrap()
-            .contains("HTTP 500"),
+        failed["Text"].as_str().unwrap().contains("HTTP 500"),
         "{failure}"
     );
+    assert_eq!(failed["Type"], "query", "{failure}");
+    assert_eq!(failed["Module"], "Send", "{failure}");
+    assert_eq!(failed["DestinationStatusCode"], 500, "{failure}");
+    assert!(failed["Details"].is_string(), "{failure}");
 
     let second = verified_destination(&engine, &answering).await;
     let response = query(&engine, &[&destination, &second]).await;
@@ -420,21 +453,27 @@ async fn queries_are_relayed_synchronously_and_failures_come_back_as_meta_errors
     let (_, logs) = engine
         .get(&format!("/platform/v1/organizations/{org}/logs"))
         .await;
-    // Both relayed queries are logged as REQUESTs, newest first, and none is queued.
-    let logs = logs["payload"].as_array().unwrap().clone();
+    // Both relayed queries are logged as requests, newest first, and none is queued.
+    let logs = logs["payload"]["results"].as_array().unwrap().clone();
     assert_eq!(logs.len(), 2);
-    assert!(logs.iter().all(|l| l["type"] == "REQUEST"));
-    assert_eq!(logs[0]["status"], "FAILED");
-    assert_eq!(logs[1]["status"], "SUCCEEDED");
+    assert!(logs.iter().all(|l| l["type"] == "request"));
+    assert_eq!(logs[0]["status"], "failed");
+    assert_eq!(logs[1]["status"], "succeeded");
     let (_, queue) = engine
         .get(&format!("/platform/v1/destinations/{destination}/queue"))
         .await;
-    assert_eq!(queue["payload"]["depth"], 0, "queries are not queued");
+    assert_eq!(
+        queue["payload"]["queue"]["depth"], 0,
+        "queries are not queued"
+    );
     let log_id = logs[1]["id"].as_str().unwrap();
     let (_, detail) = engine
         .get(&format!("/platform/v1/organizations/{org}/logs/{log_id}"))
         .await;
-    assert_eq!(detail["payload"]["attemptList"][0]["statusCode"], 200);
+    assert_eq!(
+        detail["payload"]["result"]["attemptList"][0]["statusCode"],
+        200
+    );
 }
 
 #[tokio::test]
@@ -449,7 +488,12 @@ async fn logs_can_be_searched() {
         let engine = &engine;
         async move { engine.get(&path).await }
     };
-    let count = |v: &Value| v["payload"].as_array().map(Vec::len).unwrap_or(usize::MAX);
+    let count = |v: &Value| {
+        v["payload"]["results"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(usize::MAX)
+    };
     assert_eq!(
         count(&search("dataModel=PatientAdmin&eventType=Arrival").await.1),
         1
@@ -465,7 +509,57 @@ async fn logs_can_be_searched() {
     );
     let (status, body) = search("createdAfter=yesterday").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(error(&body).contains("RFC 3339"));
+    assert!(
+        error(&body).contains("`createdAfter`") && error(&body).contains("ISO 8601"),
+        "{body}"
+    );
     let (status, _) = search("colour=blue").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(count(&search("type=send").await.1), 1);
+    assert_eq!(count(&search("type=request").await.1), 0);
+    // createdBefore takes the log created at that very moment.
+    let (_, all) = search("").await;
+    let created = all["payload"]["results"][0]["createdAt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        count(&search(&format!("createdBefore={created}")).await.1),
+        1
+    );
+
+    // Offset paging, newest first, with relative links.
+    submit(&engine, &[&destination], 2).await;
+    submit(&engine, &[&destination], 3).await;
+    let (status, first) = search("_count=2").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(count(&first), 2);
+    let page = &first["meta"]["page"];
+    assert_eq!(page["currentPage"], 1);
+    assert_eq!(page["pageType"], "offset");
+    assert_eq!(page["pageSize"], 2);
+    assert_eq!(
+        page["links"]["self"],
+        format!("/organizations/{org}/logs?_page=1&_count=2")
+    );
+    assert_eq!(
+        page["links"]["next"],
+        format!("/organizations/{org}/logs?_page=2&_count=2")
+    );
+    assert_eq!(
+        page["links"]["first"],
+        format!("/organizations/{org}/logs?_page=1&_count=2")
+    );
+    let (_, second) = search("_page=2&_count=2").await;
+    assert_eq!(count(&second), 1);
+    assert!(second["meta"]["page"]["links"].get("next").is_none());
+    assert_ne!(
+        second["payload"]["results"][0]["id"],
+        first["payload"]["results"][1]["id"]
+    );
+    let (_, clamped) = search("_count=500").await;
+    assert_eq!(clamped["meta"]["page"]["pageSize"], 50);
+    assert_eq!(count(&clamped), 3);
+    let (status, _) = search("_page=0").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

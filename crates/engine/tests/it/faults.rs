@@ -40,7 +40,7 @@ async fn log(engine: &Engine, id: &str) -> Value {
     engine
         .get(&format!("/platform/v1/organizations/{org}/logs/{id}"))
         .await
-        .1["payload"]
+        .1["payload"]["result"]
         .clone()
 }
 
@@ -93,21 +93,23 @@ async fn a_hanging_destination_holds_its_queue_until_it_recovers() {
         assert!(error.starts_with("timeout"), "{error}");
         let ms = attempt["durationMs"].as_i64().unwrap();
         assert!((1000..5000).contains(&ms), "gave up after {ms} ms");
+        assert_eq!(attempt["status"], "failed");
     }
+    assert_eq!(held["status"], "pending");
     let (_, queue) = engine
         .get(&format!("/platform/v1/destinations/{destination}/queue"))
         .await;
-    assert_eq!(queue["payload"]["state"], "paused");
-    assert_eq!(queue["payload"]["reason"], "delivery failing");
-    assert_eq!(queue["payload"]["depth"], 2);
+    assert_eq!(queue["payload"]["queue"]["state"], "paused");
+    assert_eq!(queue["payload"]["queue"]["reason"], "delivery failing");
+    assert_eq!(queue["payload"]["queue"]["depth"], 2);
     assert!(
         log_ids(&destination_server).iter().all(|id| *id == first),
         "nothing behind the hanging head was sent"
     );
 
     hanging.store(false, Ordering::SeqCst);
-    log_until(&engine, &second, |l| l["status"] == "SUCCEEDED").await;
-    assert_eq!(log(&engine, &first).await["status"], "SUCCEEDED");
+    log_until(&engine, &second, |l| l["status"] == "succeeded").await;
+    assert_eq!(log(&engine, &first).await["status"], "succeeded");
     let mut received = log_ids(&destination_server);
     received.dedup();
     assert_eq!(received, [first, second], "both delivered, in order");
@@ -126,7 +128,7 @@ async fn a_slow_destination_within_the_timeout_is_fine() {
     .await;
     let destination = verified_destination(&engine, &slow).await;
     let id = submitted(&engine, &destination, 1).await;
-    let done = log_until(&engine, &id, |l| l["status"] == "SUCCEEDED").await;
+    let done = log_until(&engine, &id, |l| l["status"] == "succeeded").await;
     let attempts = attempts(&done);
     assert_eq!(attempts.len(), 1, "{done}");
     assert_eq!(attempts[0]["statusCode"], 200);
@@ -152,7 +154,7 @@ async fn a_2xx_after_the_timeout_counts_as_a_failure_and_is_redelivered() {
     .await;
     let destination = verified_destination(&engine, &late).await;
     let id = submitted(&engine, &destination, 1).await;
-    let done = log_until(&engine, &id, |l| l["status"] == "SUCCEEDED").await;
+    let done = log_until(&engine, &id, |l| l["status"] == "succeeded").await;
     let attempts = attempts(&done);
     assert_eq!(attempts.len(), 2, "{done}");
     assert!(
@@ -247,7 +249,7 @@ async fn connection_resets_are_recorded_and_retried() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let id = submitted(&engine, &destination, 1).await;
-    let done = log_until(&engine, &id, |l| l["status"] == "SUCCEEDED").await;
+    let done = log_until(&engine, &id, |l| l["status"] == "succeeded").await;
     let attempts = attempts(&done);
     assert_eq!(attempts.len(), 3, "{done}");
     for failed in &attempts[..2] {
@@ -330,7 +332,7 @@ async fn a_store_that_cannot_be_written_answers_503_and_loses_nothing() {
     }
     refusing.store(false, Ordering::SeqCst);
     let after = submitted(&engine, &destination, 4).await;
-    log_until(&engine, &after, |l| l["status"] == "SUCCEEDED").await;
+    log_until(&engine, &after, |l| l["status"] == "succeeded").await;
     let mut received = log_ids(&destination_server);
     received.dedup();
     assert_eq!(received, [before[0].clone(), before[1].clone(), after]);
@@ -343,5 +345,5 @@ async fn a_store_that_cannot_be_written_answers_503_and_loses_nothing() {
     let (_, logs) = engine
         .get(&format!("/platform/v1/organizations/{org}/logs"))
         .await;
-    assert_eq!(logs["payload"].as_array().unwrap().len(), 3);
+    assert_eq!(logs["payload"]["results"].as_array().unwrap().len(), 3);
 }

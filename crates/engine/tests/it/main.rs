@@ -139,11 +139,14 @@ impl Engine {
     /// The environment id for a flag.
     async fn environment(&self, flag: &str) -> String {
         let (_, orgs) = self.get("/platform/v1/organizations").await;
-        let org = orgs["payload"][0]["id"].as_str().unwrap().to_owned();
+        let org = orgs["payload"]["organizations"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let (_, envs) = self
             .get(&format!("/platform/v1/organizations/{org}/environments"))
             .await;
-        envs["payload"]
+        envs["payload"]["environments"]
             .as_array()
             .unwrap()
             .iter()
@@ -223,20 +226,21 @@ async fn organizations_and_their_three_environments() {
     let (status, orgs) = engine.get("/platform/v1/organizations").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(orgs["meta"]["version"], "1.0.0");
-    assert_eq!(orgs["payload"][0]["name"], "Acme Health");
-    let org = orgs["payload"][0]["id"].as_str().unwrap();
+    assert_eq!(orgs["payload"]["organizations"][0]["name"], "Acme Health");
+    let org = orgs["payload"]["organizations"][0]["id"].as_str().unwrap();
     let (_, envs) = engine
         .get(&format!("/platform/v1/organizations/{org}/environments"))
         .await;
-    let flags: Vec<_> = envs["payload"]
+    let flags: Vec<_> = envs["payload"]["environments"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["environmentFlag"].clone())
         .collect();
     assert_eq!(flags, ["Development", "Staging", "Production"]);
-    for env in envs["payload"].as_array().unwrap() {
+    for env in envs["payload"]["environments"].as_array().unwrap() {
         assert!(env["id"].is_string() && env["name"].is_string());
+        assert_eq!(env["organization"]["id"], org);
     }
     let (status, _) = engine
         .get("/platform/v1/organizations/nope/environments")
@@ -254,8 +258,13 @@ async fn destination_crud_never_returns_the_token() {
             json!({"name": "Acme Scheduling", "endpoint": "http://127.0.0.1:9/redox", "verificationToken": "secret-token-123"}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let d = &created["payload"];
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let d = &created["payload"]["destination"];
+    assert_eq!(d["environment"]["id"], dev.as_str());
+    assert_eq!(d["environment"]["environmentFlag"], "Development");
+    for gone in ["organizationId", "environmentId", "environmentFlag"] {
+        assert!(d.get(gone).is_none(), "{gone} is not Redox's: {d}");
+    }
     assert_eq!(d["dataFormat"], "JSON");
     assert_eq!(d["verificationMethod"], "POST");
     assert_eq!(d["hasVerificationToken"], true);
@@ -266,7 +275,10 @@ async fn destination_crud_never_returns_the_token() {
     let (_, listed) = engine
         .get(&format!("/platform/v1/environments/{dev}/destinations"))
         .await;
-    assert_eq!(listed["payload"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        listed["payload"]["destinations"].as_array().unwrap().len(),
+        1
+    );
     assert!(!listed.to_string().contains("secret-token-123"));
 
     let (status, patched) = engine
@@ -276,12 +288,12 @@ async fn destination_crud_never_returns_the_token() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(patched["payload"]["name"], "Renamed");
-    assert_eq!(patched["payload"]["dataFormat"], "FHIR");
+    assert_eq!(patched["payload"]["destination"]["name"], "Renamed");
+    assert_eq!(patched["payload"]["destination"]["dataFormat"], "FHIR");
     let (_, read) = engine.get(&format!("/platform/v1/destinations/{id}")).await;
-    assert_eq!(read["payload"]["name"], "Renamed");
+    assert_eq!(read["payload"]["destination"]["name"], "Renamed");
 
-    let (status, _) = engine
+    let (status, deleted) = engine
         .call(
             reqwest::Method::DELETE,
             &format!("/platform/v1/destinations/{id}"),
@@ -289,6 +301,10 @@ async fn destination_crud_never_returns_the_token() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        deleted["payload"]["message"],
+        format!("Destination id [{id}] was successfully deleted.")
+    );
     let (status, _) = engine.get(&format!("/platform/v1/destinations/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
@@ -313,7 +329,7 @@ async fn destination_rules() {
         "Production and staging destinations must use HTTPS"
     );
     let (status, _) = create(&prod, json!({"name": "P", "endpoint": "https://x.test/"})).await;
-    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(status, StatusCode::OK);
     let (_, body) = create(&dev, json!({"name": "D", "dataFormat": "CSV"})).await;
     assert!(error(&body).contains("dataFormat"));
     let (_, body) = create(&dev, json!({"name": "D", "verificationMethod": "PUT"})).await;
@@ -324,6 +340,21 @@ async fn destination_rules() {
     assert!(error(&body).contains("unknown field `endpoit`"));
     let (_, body) = create(&dev, json!({"name": "D", "endpoint": "not a url"})).await;
     assert!(error(&body).contains("not a URL"));
+    // Redox's read-only fields must agree with the path; cloud destinations are refused.
+    let (status, body) = create(
+        &dev,
+        json!({"name": "D", "environment": {"id": prod, "environmentFlag": "Production"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error(&body).contains("environment.id"), "{body}");
+    let (status, body) = create(
+        &dev,
+        json!({"name": "D", "cloudProviderSettings": {"provider": "gcp"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error(&body).contains("cloudProviderSettings"), "{body}");
     let (status, _) = engine
         .post(
             "/platform/v1/environments/nope/destinations",
@@ -333,7 +364,7 @@ async fn destination_rules() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     // A destination saved half-way (no endpoint yet) is allowed: the wizard resumes it later.
     let (status, _) = create(&dev, json!({"name": "In progress"})).await;
-    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(status, StatusCode::OK);
 }
 
 async fn create_destination(engine: &Engine, endpoint: &str, token: &str, method: &str) -> String {
@@ -344,7 +375,10 @@ async fn create_destination(engine: &Engine, endpoint: &str, token: &str, method
             json!({"name": "Acme", "endpoint": endpoint, "verificationToken": token, "verificationMethod": method}),
         )
         .await;
-    created["payload"]["id"].as_str().unwrap().to_owned()
+    created["payload"]["destination"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -363,9 +397,9 @@ async fn verify_and_save_by_post_and_get() {
             .post(&format!("/platform/v1/destinations/{id}/verify"), json!({}))
             .await;
         assert_eq!(status, StatusCode::OK, "{method}: {verified}");
-        assert_eq!(verified["payload"]["verified"], true);
+        assert_eq!(verified["payload"]["destination"]["verified"], true);
         assert!(
-            verified["payload"]["verifiedAt"]
+            verified["payload"]["destination"]["verifiedAt"]
                 .as_str()
                 .unwrap()
                 .ends_with('Z')
@@ -396,7 +430,10 @@ async fn verify_failures_say_why_and_save_nothing() {
     );
     // Nothing was saved by the failed attempt.
     let (_, read) = engine.get(&format!("/platform/v1/destinations/{id}")).await;
-    assert_eq!(read["payload"]["endpoint"], endpoint.url("/redox"));
+    assert_eq!(
+        read["payload"]["destination"]["endpoint"],
+        endpoint.url("/redox")
+    );
 
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -416,7 +453,7 @@ async fn verify_failures_say_why_and_save_nothing() {
         .post(&path, json!({"verificationToken": "right-token-123"}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["payload"]["verified"], true);
+    assert_eq!(body["payload"]["destination"]["verified"], true);
 }
 
 #[tokio::test]
@@ -469,18 +506,18 @@ async fn changing_endpoint_or_token_clears_verification() {
         )
         .await;
     assert_eq!(
-        same["payload"]["verified"], true,
+        same["payload"]["destination"]["verified"], true,
         "the same token is no change"
     );
     let (_, moved) = engine
         .patch(&patch, json!({"endpoint": endpoint.url("/b")}))
         .await;
-    assert_eq!(moved["payload"]["verified"], false);
+    assert_eq!(moved["payload"]["destination"]["verified"], false);
     assert_eq!(engine.post(&verify, json!({})).await.0, StatusCode::OK);
     let (_, retokened) = engine
         .patch(&patch, json!({"verificationToken": "another-token-789"}))
         .await;
-    assert_eq!(retokened["payload"]["verified"], false);
+    assert_eq!(retokened["payload"]["destination"]["verified"], false);
 }
 
 #[tokio::test]

@@ -48,7 +48,7 @@ async fn log(engine: &Engine, id: &str) -> Value {
     engine
         .get(&format!("/platform/v1/organizations/{org}/logs/{id}"))
         .await
-        .1["payload"]
+        .1["payload"]["result"]
         .clone()
 }
 
@@ -92,8 +92,11 @@ async fn verify_and_save_refuses_private_and_special_addresses() {
     }
     assert_eq!(live.count(), 0, "nothing reached a refused address");
     let (_, read) = engine.get(&format!("/platform/v1/destinations/{id}")).await;
-    assert_eq!(read["payload"]["verified"], false);
-    assert_eq!(read["payload"]["endpoint"], "https://partner.example/redox");
+    assert_eq!(read["payload"]["destination"]["verified"], false);
+    assert_eq!(
+        read["payload"]["destination"]["endpoint"],
+        "https://partner.example/redox"
+    );
 }
 
 #[tokio::test]
@@ -130,7 +133,7 @@ async fn deliveries_and_queries_are_refused_when_private_addresses_stop_being_al
         assert!(error.contains("allow_private_endpoints"), "{error}");
         assert_eq!(attempt["statusCode"], Value::Null);
     }
-    assert_eq!(held["status"], "PENDING");
+    assert_eq!(held["status"], "pending");
     let response = query(&engine, &[&destination]).await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     let body: Value = response.json().await.unwrap();
@@ -164,8 +167,8 @@ async fn token_endpoints_are_refused_like_destinations() {
                        "clientSecret": "client-secret-0123456789", "grantType": "client_credentials"}),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{url}: {created}");
-        let credential = created["payload"]["id"].as_str().unwrap();
+        assert_eq!(status, StatusCode::OK, "{url}: {created}");
+        let credential = created["payload"]["credential"]["id"].as_str().unwrap();
         let (status, linked) = engine
             .patch(
                 &format!("/platform/v1/destinations/{id}"),
@@ -308,9 +311,10 @@ async fn redirects_are_never_followed() {
     let log_id = submitted(&engine, &id, 1).await;
     let held = attempted(&engine, &log_id, 2).await;
     assert_eq!(held["attemptList"][0]["statusCode"], 302);
-    assert_eq!(held["status"], "PENDING", "a redirect holds the queue");
+    assert_eq!(held["status"], "pending", "a redirect holds the queue");
+    // A query redirected is the destination's error status: 200 with Meta.Errors.
     let response = query(&engine, &[&id]).await;
-    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert!(
         body["Meta"]["Errors"][0]["Text"]
@@ -319,5 +323,6 @@ async fn redirects_are_never_followed() {
             .contains("HTTP 302"),
         "{body}"
     );
+    assert_eq!(body["Meta"]["Errors"][0]["DestinationStatusCode"], 302);
     assert_eq!(internal.count(), 0, "the redirect target received nothing");
 }
