@@ -123,7 +123,8 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
         .get_or_insert_with(|| format!("{scheme}://{local_addr}"));
     let serve_options = config.serve;
     let leases = store.clone();
-    let engine = app::Engine::new(store, config, organization);
+    let clock = std::sync::Arc::new(wharf_auth::clock::SystemClock);
+    let engine = app::Engine::new(store, config, organization, clock);
     let router = api::router(engine.clone());
     let (shutdown, signal) = watch::channel(false);
     let worker = tokio::spawn(worker::run(engine, signal.clone()));

@@ -21,7 +21,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use wharf_delivery::push::PushOutcome;
 use wharf_store::engine::{AttemptOutcome, AttemptRecord, LogRecord, Write};
-use wharf_store::now_millis;
 
 /// Longest the worker sleeps with nothing due (a new message wakes it at once).
 const IDLE: Duration = Duration::from_secs(60);
@@ -49,7 +48,7 @@ async fn work(engine: &Engine, mut shutdown: watch::Receiver<bool>) {
                 continue;
             }
         };
-        let now = now_millis();
+        let now = engine.now_millis();
         let mut next_due: Option<i64> = None;
         for head in heads {
             if in_flight.contains(&head.destination_id) {
@@ -110,7 +109,7 @@ async fn drain(engine: &Engine, mut head: LogRecord, stop: &watch::Receiver<bool
         }
         let next = engine.db(move |s| s.head_of(&destination)).await;
         match next {
-            Ok(Some(next)) if next.next_attempt_at <= now_millis() => head = next,
+            Ok(Some(next)) if next.next_attempt_at <= engine.now_millis() => head = next,
             _ => return,
         }
     }
@@ -120,7 +119,7 @@ async fn drain(engine: &Engine, mut head: LogRecord, stop: &watch::Receiver<bool
 /// whether the destination accepted it (and the attempt was recorded).
 async fn attempt(engine: &Engine, head: LogRecord, stop: &watch::Receiver<bool>) -> bool {
     let attempt_id = uuid::Uuid::new_v4().to_string();
-    let started_at = now_millis();
+    let started_at = engine.now_millis();
     let outcome = match target(engine, &head).await {
         Ok((name, url, token, credential)) => match engine.client_for(&url).await {
             // Several engines on one database: the queue's lease must outlast this attempt, or
@@ -170,7 +169,7 @@ async fn attempt(engine: &Engine, head: LogRecord, stop: &watch::Receiver<bool>)
             .config
             .retry_ladder
             .delay_after(head.attempts as usize + 1);
-        AttemptOutcome::RetryAt(now_millis() + wait.as_millis() as i64)
+        AttemptOutcome::RetryAt(engine.now_millis() + wait.as_millis() as i64)
     };
     let record = AttemptRecord {
         id: attempt_id.clone(),
@@ -283,7 +282,7 @@ async fn alert_if_changed(engine: &Engine, head: &LogRecord, outcome: &PushOutco
             destination_name: destination.name,
             environment: environment.flag,
             log_id: head.id.clone(),
-            at: rfc3339_text(now_millis()),
+            at: rfc3339_text(engine.now_millis()),
         });
     }
 }

@@ -18,7 +18,6 @@ use serde_json::{Map, Value, json};
 use wharf_auth::keys::{KeyError, SigningKey, algorithm_name, parse_algorithm};
 use wharf_auth::strategy::{Field, Strategy, has_name};
 use wharf_store::engine::{AuthCredentialRecord, CredentialDeletion, EnvironmentRecord};
-use wharf_store::now_millis;
 
 /// Fields every credential has, beside its strategy's.
 pub const COMMON: &[&str] = &["name", "environmentId", "authStrategy"];
@@ -562,7 +561,7 @@ pub async fn create(
         secrets: Map::new(),
     };
     apply(strategy, input, &mut draft, true)?;
-    let now = now_millis();
+    let now = engine.now_millis();
     let record = AuthCredentialRecord {
         id: uuid::Uuid::new_v4().to_string(),
         organization_id: engine.organization.id.clone(),
@@ -613,7 +612,7 @@ pub async fn update(
     };
     apply(strategy, input, &mut draft, false)?;
     // Strictly increasing, so caches keyed by it see every change.
-    record.updated_at = now_millis().max(record.updated_at + 1);
+    record.updated_at = engine.now_millis().max(record.updated_at + 1);
     let (record, credential) = save(engine, record, draft, false).await?;
     tracing::info!(credential = %record.id, "auth credential updated");
     Ok((record, credential))

@@ -11,7 +11,6 @@ use wharf_delivery::Method;
 use wharf_protocol::VerificationToken;
 use wharf_protocol::platform::{DataFormat, VerificationMethod};
 use wharf_store::engine::{DestinationRecord, EnvironmentRecord};
-use wharf_store::now_millis;
 
 /// What a request asks to change on a destination; `None` leaves a field as it is, and
 /// `Some(None)` clears an optional one.
@@ -188,7 +187,7 @@ fn apply(
             record.verified_at = None;
         }
     }
-    record.updated_at = now_millis();
+    record.updated_at = engine.now_millis();
     Ok(())
 }
 
@@ -225,7 +224,7 @@ pub async fn create(
     if let Some(Some(credential)) = &changes.auth_credential {
         check_credential(engine, credential, env).await?;
     }
-    let now = now_millis();
+    let now = engine.now_millis();
     let mut record = DestinationRecord {
         id: uuid::Uuid::new_v4().to_string(),
         organization_id: engine.organization.id.clone(),
@@ -303,7 +302,7 @@ pub async fn move_to(
     record.environment_id = env.id.clone();
     record.auth_credential = None;
     record.verified_at = None;
-    record.updated_at = now_millis();
+    record.updated_at = engine.now_millis();
     Ok(())
 }
 
@@ -376,7 +375,7 @@ pub async fn verify_and_save(
     super::present::verify(engine, &client, &url, &token, method, credential.as_ref())
         .await
         .map_err(failed)?;
-    record.verified_at = Some(now_millis());
+    record.verified_at = Some(engine.now_millis());
     record.setup_step = None;
     save(engine, &record).await?;
     tracing::info!(destination = %record.id, "destination verified");

@@ -17,7 +17,6 @@ use serde_json::{Value, json};
 use wharf_protocol::envelope::{self, EnvelopeKind, Interaction};
 use wharf_protocol::platform::{LogStatus, LogType};
 use wharf_store::engine::{AttemptRecord, DestinationRecord, LogRecord, Write};
-use wharf_store::now_millis;
 
 /// How long a query may take end to end (PROTOCOL.md section 6).
 pub const QUERY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
@@ -131,7 +130,7 @@ pub async fn ingest(engine: &Engine, submission: Submission<'_>) -> Result<Inges
             relay_query(engine, &records[0], &message).await,
         ));
     }
-    let now = now_millis();
+    let now = engine.now_millis();
     let logs: Vec<LogRecord> = targets
         .iter()
         .map(|destination| message.log(engine, destination, LogType::Send, now))
@@ -210,7 +209,7 @@ async fn relay_query(
         Ok(c) => c,
         Err(reason) => return fail(502, reason, None),
     };
-    let started_at = now_millis();
+    let started_at = engine.now_millis();
     let log = message.log(engine, &destination.id, LogType::Request, started_at);
     let attempt_id = uuid::Uuid::new_v4().to_string();
     let stamped = envelope::stamp(

@@ -1,4 +1,6 @@
-//! The engine's core: its context ([`Engine`]) and its use cases, in the engine's typed domain.
+//! The engine's core: its context ([`Engine`]: store, configuration with the secrets' master
+//! key, organization, group committer, outbound clients, credential presenter, clock) and its
+//! use cases, in the engine's typed domain.
 //!
 //! The HTTP API (`crate::api`), the dashboard (`crate::dashboard`) and the delivery worker
 //! (`crate::worker`) all call this layer and none of them imports another; nothing here knows
@@ -31,6 +33,7 @@ use crate::config::EngineConfig;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+use wharf_auth::clock::Clock;
 use wharf_store::engine::{DestinationRecord, EngineStore, Organization};
 
 /// The engine's context: what every use case needs. Cheap to clone.
@@ -57,6 +60,8 @@ pub struct Inner {
     pub worker_running: std::sync::atomic::AtomicBool,
     /// Store failures, logged once per state change (see [`error::StoreHealth`]).
     pub store_health: error::StoreHealth,
+    /// What every timestamp the core writes, and every credential it presents, is judged by.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Inner {
@@ -101,7 +106,14 @@ impl Inner {
 }
 
 impl Engine {
-    pub fn new(store: EngineStore, config: EngineConfig, organization: Organization) -> Self {
+    /// The engine's context on `clock` (the system's, `wharf_auth::clock::SystemClock`, when
+    /// serving).
+    pub fn new(
+        store: EngineStore,
+        config: EngineConfig,
+        organization: Organization,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let metrics = crate::metrics::EngineMetrics::new();
         let alerts = Arc::new(alerts::Alerts::new(
             config.alerts.clone(),
@@ -124,6 +136,7 @@ impl Engine {
             alerts,
             worker_running: Default::default(),
             store_health,
+            clock,
         }))
     }
 
@@ -144,6 +157,14 @@ impl Engine {
             }
             Err(e) => Err(self.store_health.failed(e)),
         }
+    }
+
+    /// Now, in milliseconds since the epoch, by the engine's clock.
+    pub fn now_millis(&self) -> i64 {
+        self.clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
     }
 
     /// The record of a destination of this organization, or `NotFound`.

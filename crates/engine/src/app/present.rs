@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wharf_auth::client::{self as oauth_client, TokenCache, TokenRequest};
-use wharf_auth::clock::{Clock, SystemClock};
+use wharf_auth::clock::Clock;
 use wharf_auth::keys::SigningKey;
 use wharf_auth::sigv4;
 use wharf_auth::strategy::Strategy;
@@ -80,7 +80,7 @@ impl Presenter {
         credential: &Credential,
         request: Outgoing<'_>,
     ) -> Result<Vec<(String, String)>, String> {
-        let clock = SystemClock;
+        let clock = engine.clock.as_ref();
         let runtime = self.runtime(credential);
         // Held across a token fetch on purpose: concurrent requests for one credential wait
         // for one fetch instead of each hitting the token endpoint.
@@ -130,7 +130,7 @@ impl Presenter {
                 Ok(signed)
             }
             Strategy::JwtBearer => {
-                let token = oauth_client::jwt_bearer_token(&credential.fields, &key()?, &clock)
+                let token = oauth_client::jwt_bearer_token(&credential.fields, &key()?, clock)
                     .map_err(|e| e.to_string())?;
                 Ok(bearer(&token))
             }
@@ -138,11 +138,11 @@ impl Presenter {
             | Strategy::SmartBackend
             | Strategy::OAuthJwtBearerGcp
             | Strategy::GoogleWif => {
-                if let Some(token) = runtime.tokens.get(&clock) {
+                if let Some(token) = runtime.tokens.get(clock) {
                     return Ok(bearer(token));
                 }
-                let fetched = fetch_token(engine, credential, key().ok(), &clock).await?;
-                runtime.tokens.put(&fetched, &clock);
+                let fetched = fetch_token(engine, credential, key().ok(), clock).await?;
+                runtime.tokens.put(&fetched, clock);
                 Ok(bearer(&fetched.token))
             }
         }
