@@ -206,6 +206,37 @@ const OAUTH_2_LEGGED: &[Field] = &[
         "integer",
         "token lifetime assumed when the response gives none (default 3600)",
     ),
+    // Redox lists these four among the strategy's availableFields; Wharf accepts and keeps
+    // them so Redox's own bodies are taken as they are, but its client_credentials grant sends
+    // none of them (no password grant, no refresh tokens: a new token is fetched instead).
+    field(
+        "username",
+        false,
+        false,
+        "string",
+        "accepted as Redox takes it; not sent (client_credentials only)",
+    ),
+    field(
+        "password",
+        false,
+        true,
+        "string",
+        "accepted as Redox takes it, sealed; not sent (client_credentials only)",
+    ),
+    field(
+        "refreshTokenName",
+        false,
+        false,
+        "string",
+        "accepted as Redox takes it; not used (an expired token is fetched anew)",
+    ),
+    field(
+        "refreshGrantType",
+        false,
+        false,
+        "string",
+        "accepted as Redox takes it; not used (an expired token is fetched anew)",
+    ),
 ];
 
 const SMART_BACKEND: &[Field] = &[

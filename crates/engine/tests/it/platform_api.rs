@@ -1132,3 +1132,58 @@ async fn a_delivered_message_names_its_one_destination() {
         }
     }
 }
+
+/// Redox's own body for an OAuth 2.0 2-legged credential (the reference's PATCH example, every
+/// field it shows, `organization` set to this organization) is taken as it is.
+#[tokio::test]
+async fn redoxs_own_credential_body_is_taken_as_it_is() {
+    let engine = engine().await;
+    let org = org_id(&engine).await;
+    let dev = env_id(&engine, "Development").await;
+    let body = json!({
+        "organization": org, "name": "Sample Auth Credential", "environmentId": dev,
+        "grantType": "client_credentials", "url": "https://auth.example.com/token",
+        "clientId": "client-1", "clientSecret": "zzzSecret-assigned-by-authorization-server!!",
+        "audience": "https://api.example.com", "scopes": "read write",
+        "authStrategy": "OAuth_2.0_2-legged", "grantTypeName": "grant_type",
+        "refreshGrantType": "refresh_token", "clientIdName": "client_id",
+        "clientSecretName": "client_secret", "accessTokenName": "access_token",
+        "expiresFieldName": "expires_in", "refreshTokenName": "refresh_token",
+        "contentType": "application/x-www-form-urlencoded", "noBasic": "true",
+        "resource": "https://api.example.com", "customFieldName": "tenant",
+        "customFieldValue": "acme", "defaultExpirationSeconds": 3600,
+        "username": "svc", "password": "a-password-that-is-never-shown",
+    });
+    let (status, created) = send(
+        &engine,
+        reqwest::Method::POST,
+        "/platform/v1/authcredentials",
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let c = &created["payload"]["credential"];
+    assert_eq!(c["organization"], org.as_str(), "{created}");
+    assert_eq!(c["refreshGrantType"], "refresh_token", "{created}");
+    assert_eq!(c["hasPassword"], true, "{created}");
+    assert_eq!(c["hasClientSecret"], true, "{created}");
+    let text = created.to_string();
+    assert!(
+        !text.contains("a-password-that-is-never-shown") && !text.contains("zzzSecret"),
+        "{text}"
+    );
+    // Another organization's id (Redox's are numbers) is refused, naming the field.
+    let (status, refused) = send(
+        &engine,
+        reqwest::Method::POST,
+        "/platform/v1/authcredentials",
+        Some(
+            json!({"organization": 118, "name": "x", "environmentId": dev,
+                    "authStrategy": "AwsSigv4", "accessKey": "a", "secretKey": "s",
+                    "serviceName": "execute-api", "awsRegion": "us-east-1"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(message(&refused).contains("`organization`"), "{refused}");
+}
