@@ -198,17 +198,6 @@ pub struct SetupState {
     pub step: String,
 }
 
-/// The wizard's steps, as Redox names them (step 1 is first).
-pub const SETUP_STEPS: [&str; 7] = [
-    "Name",
-    "Environment",
-    "Data format",
-    "Endpoint",
-    "Verification token",
-    "Auth credential",
-    "Verify and Save",
-];
-
 impl DestinationView {
     pub fn new(d: &DestinationRecord, env: &EnvironmentRecord) -> Self {
         DestinationView {
@@ -221,7 +210,8 @@ impl DestinationView {
                 environment_flag: Some(env.flag),
             },
             setup_state: d.setup_step.map(|step| SetupState {
-                step: SETUP_STEPS[(step.clamp(1, 7) - 1) as usize].to_owned(),
+                step: crate::app::destinations::SETUP_STEPS[(step.clamp(1, 7) - 1) as usize]
+                    .to_owned(),
             }),
             data_format: d.data_format,
             verification_method: d.verification_method,

@@ -12,6 +12,18 @@ use wharf_protocol::VerificationToken;
 use wharf_protocol::platform::{DataFormat, VerificationMethod};
 use wharf_store::engine::{DestinationRecord, EnvironmentRecord};
 
+/// The setup wizard's steps, as Redox names them (step 1 first): a destination the dashboard
+/// saved half-way resumes at one of them.
+pub const SETUP_STEPS: [&str; 7] = [
+    "Name",
+    "Environment",
+    "Data format",
+    "Endpoint",
+    "Verification token",
+    "Auth credential",
+    "Verify and Save",
+];
+
 /// What a request asks to change on a destination; `None` leaves a field as it is, and
 /// `Some(None)` clears an optional one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

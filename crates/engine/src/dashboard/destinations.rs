@@ -27,16 +27,7 @@ use wharf_protocol::Environment;
 use wharf_protocol::platform::{DataFormat, VerificationMethod};
 use wharf_store::engine::{DestinationRecord, EnvironmentRecord};
 
-/// The wizard's steps, as Redox names them.
-const STEPS: [&str; 7] = [
-    "Name",
-    "Environment",
-    "Data format",
-    "Endpoint",
-    "Verification token",
-    "Auth credential",
-    "Verify and Save",
-];
+use crate::app::destinations::SETUP_STEPS as STEPS;
 
 /// Length of a generated verification token.
 pub const GENERATED_TOKEN_LEN: usize = 48;

@@ -149,6 +149,19 @@ const LOG_COLUMNS: &str = "seq, id, organization_id, destination_id, source, dat
     event_type, content_type, body, status, attempts, next_attempt_at, created_at, updated_at,
     log_type";
 
+/// An attempt row, as `id, log_id, started_at, duration_ms, status_code, error, response`.
+fn attempt(r: &Row) -> AttemptRecord {
+    AttemptRecord {
+        id: r.get(0),
+        log_id: r.get(1),
+        started_at: r.get(2),
+        duration_ms: r.get(3),
+        status_code: r.get(4),
+        error: r.get(5),
+        response: r.get(6),
+    }
+}
+
 fn log(row: &Row) -> LogRecord {
     LogRecord {
         seq: row.get(0),
@@ -835,15 +848,7 @@ impl PgEngine {
                     response
              FROM attempts WHERE log_id = ANY($1) ORDER BY log_id, started_at DESC, n DESC",
             &[&log_ids],
-            |r| AttemptRecord {
-                id: r.get(0),
-                log_id: r.get(1),
-                started_at: r.get(2),
-                duration_ms: r.get(3),
-                status_code: r.get(4),
-                error: r.get(5),
-                response: r.get(6),
-            },
+            attempt,
         )
     }
 
@@ -863,15 +868,7 @@ impl PgEngine {
             "SELECT id, log_id, started_at, duration_ms, status_code, error, response
              FROM attempts WHERE log_id = $1 ORDER BY started_at, n",
             &[&id],
-            |r| AttemptRecord {
-                id: r.get(0),
-                log_id: r.get(1),
-                started_at: r.get(2),
-                duration_ms: r.get(3),
-                status_code: r.get(4),
-                error: r.get(5),
-                response: r.get(6),
-            },
+            attempt,
         )?;
         Ok(Some((record, attempts)))
     }

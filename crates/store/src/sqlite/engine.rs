@@ -485,6 +485,19 @@ const LOG_COLUMNS: &str = "seq, id, organization_id, destination_id, source, dat
     event_type, content_type, body, status, attempts, next_attempt_at, created_at, updated_at,
     log_type";
 
+/// An attempt row, as `id, log_id, started_at, duration_ms, status_code, error, response`.
+fn attempt(r: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
+    Ok(AttemptRecord {
+        id: r.get(0)?,
+        log_id: r.get(1)?,
+        started_at: r.get(2)?,
+        duration_ms: r.get(3)?,
+        status_code: r.get(4)?,
+        error: r.get(5)?,
+        response: r.get(6)?,
+    })
+}
+
 fn log(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
     Ok(LogRecord {
         seq: row.get(0)?,
@@ -683,20 +696,7 @@ impl SqliteEngine {
             )?;
             let mut latest = Vec::new();
             for id in log_ids {
-                if let Some(attempt) = stmt
-                    .query_row(params![id], |r| {
-                        Ok(AttemptRecord {
-                            id: r.get(0)?,
-                            log_id: r.get(1)?,
-                            started_at: r.get(2)?,
-                            duration_ms: r.get(3)?,
-                            status_code: r.get(4)?,
-                            error: r.get(5)?,
-                            response: r.get(6)?,
-                        })
-                    })
-                    .optional()?
-                {
+                if let Some(attempt) = stmt.query_row(params![id], attempt).optional()? {
                     latest.push(attempt);
                 }
             }
@@ -724,17 +724,7 @@ impl SqliteEngine {
                  FROM attempts WHERE log_id = ?1 ORDER BY started_at, rowid",
             )?;
             let attempts = stmt
-                .query_map(params![id], |r| {
-                    Ok(AttemptRecord {
-                        id: r.get(0)?,
-                        log_id: r.get(1)?,
-                        started_at: r.get(2)?,
-                        duration_ms: r.get(3)?,
-                        status_code: r.get(4)?,
-                        error: r.get(5)?,
-                        response: r.get(6)?,
-                    })
-                })?
+                .query_map(params![id], attempt)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(Some((record, attempts)))
         })
