@@ -1,5 +1,6 @@
 //! The engine's records (organizations, their three environments, destinations, auth
-//! credentials, logs and attempts) and [`EngineStore`], the one handle the engine uses.
+//! credentials, logs and attempts, the audit log) and [`EngineStore`], the one handle the
+//! engine uses.
 //!
 //! `EngineStore` dispatches to a backend chosen at open: SQLite (`sqlite::engine`, the default,
 //! one process) or PostgreSQL (`postgres::engine`, several engine processes on one database,
@@ -119,6 +120,28 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     /// The first bytes of the answer.
     pub response: Option<Vec<u8>>,
+}
+
+/// One entry of the audit log: who (an operator account or a named management key) did what
+/// to which record, when, and from which address. The log is append-only: the store has no
+/// method that changes or deletes an entry, and the database refuses `UPDATE` and `DELETE` on
+/// the table (triggers), so a record of who read PHI cannot be edited afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Append order (assigned by the store; ignored by [`EngineStore::append_audit`]).
+    pub seq: i64,
+    pub organization_id: String,
+    /// When (ms since the epoch).
+    pub at: i64,
+    /// `operator` (a dashboard account) or `api_key` (a named management key).
+    pub actor_kind: String,
+    pub actor_name: String,
+    /// What was done, e.g. `log.phi.read`.
+    pub action: String,
+    /// The record it was done to (a log id).
+    pub subject: String,
+    /// The client's address, when known.
+    pub address: Option<String>,
 }
 
 /// One write of a group commit.
@@ -357,4 +380,10 @@ dispatch! {
     pub fn log(&self, id: &str) -> Result<Option<(LogRecord, Vec<AttemptRecord>)>, StoreError>;
     /// The organization's logs matching `filter`, newest first, skipping `offset`, at most `limit`.
     pub fn logs(&self, organization_id: &str, filter: &LogFilter, offset: usize, limit: usize) -> Result<Vec<LogRecord>, StoreError>;
+    /// Appends one entry to the audit log (its `seq` is assigned here). There is no way to
+    /// change or delete one.
+    pub fn append_audit(&self, entry: &AuditRecord) -> Result<(), StoreError>;
+    /// The organization's audit entries at or after `since` (ms since the epoch), newest
+    /// first, skipping `offset`, at most `limit`.
+    pub fn audit(&self, organization_id: &str, since: Option<i64>, offset: usize, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
 }

@@ -86,6 +86,7 @@ conformance! {
         log_filters,
         a_newer_schema_is_refused,
         migrations_run_once,
+        the_audit_log_is_append_only,
     ],
     async: [
         keeps_once_per_duplicate_key_and_destination,
@@ -599,6 +600,68 @@ fn migrations_run_once(db: &Db) {
     // Reopening migrates nothing again and finds what was there.
     let store = db.engine();
     assert_eq!(store.organizations().unwrap(), vec![org]);
+}
+
+/// Runs one statement on the engine's database directly, past the store's API, as anyone with
+/// access to the database could.
+fn run_sql(db: &Db, sql: &str) -> Result<(), String> {
+    match &db.database {
+        Database::Sqlite(dir) => rusqlite::Connection::open(dir.join(ENGINE_FILE))
+            .unwrap()
+            .execute_batch(sql)
+            .map_err(|e| e.to_string()),
+        Database::Postgres(url) => {
+            wharf_store::postgres::execute(url, sql).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn the_audit_log_is_append_only(db: &Db) {
+    let store = db.engine();
+    let entry = |n: i64, org: &str| AuditRecord {
+        seq: 0,
+        organization_id: org.to_owned(),
+        at: 1_000 * n,
+        actor_kind: "operator".into(),
+        actor_name: format!("alice-{n}"),
+        action: "log.phi.read".into(),
+        subject: format!("log-{n}"),
+        address: Some("192.0.2.7".into()),
+    };
+    for n in 1..=3 {
+        store.append_audit(&entry(n, "org-a")).unwrap();
+    }
+    store.append_audit(&entry(4, "org-b")).unwrap();
+    // Newest first, one organization's, paged, and from a time on.
+    let all = store.audit("org-a", None, 0, 10).unwrap();
+    let names: Vec<&str> = all.iter().map(|e| e.actor_name.as_str()).collect();
+    assert_eq!(names, ["alice-3", "alice-2", "alice-1"]);
+    assert_eq!(
+        all[0],
+        AuditRecord {
+            seq: all[0].seq,
+            ..entry(3, "org-a")
+        }
+    );
+    assert!(all[0].seq > all[1].seq);
+    let page = store.audit("org-a", None, 1, 1).unwrap();
+    assert_eq!(page[0].actor_name, "alice-2");
+    let since = store.audit("org-a", Some(2_000), 0, 10).unwrap();
+    assert_eq!(since.len(), 2);
+
+    // The database itself refuses to change or remove an entry.
+    for sql in [
+        "UPDATE audit SET actor_name = 'mallory'",
+        "DELETE FROM audit",
+    ] {
+        let refused = run_sql(db, sql).expect_err(sql);
+        assert!(refused.contains("append-only"), "{sql}: {refused}");
+    }
+    if matches!(db.database, Database::Postgres(_)) {
+        let refused = run_sql(db, "TRUNCATE audit").expect_err("TRUNCATE");
+        assert!(refused.contains("append-only"), "{refused}");
+    }
+    assert_eq!(store.audit("org-a", None, 0, 10).unwrap(), all);
 }
 
 fn message(destination: &str, key: &str) -> NewMessage {

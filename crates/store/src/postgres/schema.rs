@@ -102,6 +102,27 @@ pub(crate) const ENGINE: &[&str] = &[
         holder         TEXT NOT NULL,
         expires_at     TIMESTAMPTZ NOT NULL
     );",
+    // 2: the audit log (who read PHI, and other operator actions): append-only, which the
+    // triggers enforce for every role and client, not just for this code.
+    "CREATE TABLE audit (
+        seq             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        organization_id TEXT NOT NULL,
+        at              BIGINT NOT NULL,
+        actor_kind      TEXT NOT NULL,
+        actor_name      TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        subject         TEXT NOT NULL,
+        address         TEXT
+    );
+    CREATE INDEX audit_by_org ON audit (organization_id, seq);
+    CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'the audit log is append-only';
+    END $$;
+    CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+        FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+    CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();",
 ];
 
 /// The destination inbox's tables.

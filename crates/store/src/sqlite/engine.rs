@@ -7,9 +7,9 @@
 
 use crate::column::{Col, Column};
 use crate::engine::{
-    AttemptOutcome, AttemptRecord, AuthCredentialRecord, CredentialDeletion, DestinationRecord,
-    ENGINE_FILE, EnvironmentRecord, LogFilter, LogRecord, Organization, QueueState, QueueStats,
-    Write,
+    AttemptOutcome, AttemptRecord, AuditRecord, AuthCredentialRecord, CredentialDeletion,
+    DestinationRecord, ENGINE_FILE, EnvironmentRecord, LogFilter, LogRecord, Organization,
+    QueueState, QueueStats, Write,
 };
 use crate::{StoreError, now_millis, sqlite as schema};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -764,6 +764,57 @@ impl SqliteEngine {
                     offset as i64
                 ],
                 log,
+            )?;
+            rows.collect()
+        })
+    }
+
+    pub(crate) fn append_audit(&self, e: &AuditRecord) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO audit (organization_id, at, actor_kind, actor_name, action, subject,
+                     address) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    e.organization_id,
+                    e.at,
+                    e.actor_kind,
+                    e.actor_name,
+                    e.action,
+                    e.subject,
+                    e.address
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn audit(
+        &self,
+        organization_id: &str,
+        since: Option<i64>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, organization_id, at, actor_kind, actor_name, action, subject, address
+                 FROM audit WHERE organization_id = ?1 AND (?2 IS NULL OR at >= ?2)
+                 ORDER BY seq DESC LIMIT ?3 OFFSET ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![organization_id, since, limit as i64, offset as i64],
+                |r| {
+                    Ok(AuditRecord {
+                        seq: r.get(0)?,
+                        organization_id: r.get(1)?,
+                        at: r.get(2)?,
+                        actor_kind: r.get(3)?,
+                        actor_name: r.get(4)?,
+                        action: r.get(5)?,
+                        subject: r.get(6)?,
+                        address: r.get(7)?,
+                    })
+                },
             )?;
             rows.collect()
         })

@@ -230,6 +230,23 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
     // 6: the dashboard's setup wizard: the step a destination saved half-way resumes at
     // (NULL once it passed Verify and Save, and for destinations made through the API).
     "ALTER TABLE destinations ADD COLUMN setup_step INTEGER;",
+    // 7: the audit log (who read PHI, and other operator actions): append-only, which the
+    // triggers enforce for anything that writes the file, not just for this code.
+    "CREATE TABLE audit (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        organization_id TEXT NOT NULL,
+        at              INTEGER NOT NULL,
+        actor_kind      TEXT NOT NULL,
+        actor_name      TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        subject         TEXT NOT NULL,
+        address         TEXT
+    );
+    CREATE INDEX audit_by_org ON audit (organization_id, seq);
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 ];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.
