@@ -20,6 +20,16 @@ pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_RATE_LIMIT_REQUESTS: u32 = 10_000;
 /// Default window of the rate limit.
 pub const DEFAULT_RATE_LIMIT_WINDOW: Duration = Duration::from_secs(300);
+/// Default longest life of a dashboard session, however busy (`dashboard_session_lifetime`).
+pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+/// Default failed sign-ins one address may make per [`DEFAULT_SIGNIN_FAILURE_WINDOW`].
+pub const DEFAULT_SIGNIN_MAX_FAILURES: u32 = 10;
+/// Default window the failed sign-ins are counted in.
+pub const DEFAULT_SIGNIN_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Default password verifications (argon2, about 19 MiB each) run at once.
+pub const DEFAULT_SIGNIN_CONCURRENT_HASHES: usize = 2;
+/// The operator account `dashboard_password_hash` signs in as.
+pub const ADMIN_OPERATOR: &str = "admin";
 
 /// A validated engine configuration.
 #[derive(Debug, Clone)]
@@ -35,6 +45,10 @@ pub struct EngineConfig {
     pub organization: String,
     /// Bearer keys for the management API.
     pub api_keys: Vec<String>,
+    /// The name of each of `api_keys`, at the same index: the `name` of a `{ name, key }`
+    /// table, or `key-1`, `key-2`, ... by position for a plain string. The audit log names
+    /// the key a request authenticated with.
+    pub api_key_names: Vec<String>,
     pub master_key: Arc<MasterKey>,
     pub retry_ladder: RetryLadder,
     pub delivery_timeout: Duration,
@@ -51,6 +65,19 @@ pub struct EngineConfig {
     /// The dashboard password as an argon2id PHC string (`wharf hash-password` makes one);
     /// `None`: only management keys sign in to the dashboard.
     pub dashboard_password_hash: Option<String>,
+    /// The dashboard's operator accounts (`[[operators]]`), plus `admin` when
+    /// `dashboard_password_hash` is set.
+    pub operators: Vec<Operator>,
+    /// How long a dashboard session lasts at most, however busy (`dashboard_session_lifetime`,
+    /// 12 h by default); an idle one ends sooner.
+    pub dashboard_session_lifetime: Duration,
+    /// Failed dashboard sign-ins one address may make per `signin_failure_window` before it is
+    /// refused with 429 (`signin_max_failures`, 10 by default).
+    pub signin_max_failures: u32,
+    pub signin_failure_window: Duration,
+    /// Password verifications run at once (`signin_concurrent_hashes`, 2): argon2 takes about
+    /// 19 MiB each; sign-ins beyond are refused with 429 rather than queued.
+    pub signin_concurrent_hashes: usize,
     /// PEM certificate and key: with them the engine (API, ingestion, dashboard) speaks HTTPS
     /// only; reloaded on SIGHUP.
     pub tls: Option<wharf_serve::TlsFiles>,
@@ -136,6 +163,24 @@ impl EngineConfig {
     }
 }
 
+/// A dashboard operator account: a name the audit log records, an argon2id password hash, and
+/// whether the account may see PHI (message bodies, destinations' answers).
+#[derive(Clone)]
+pub struct Operator {
+    pub name: String,
+    pub password_hash: String,
+    pub may_view_phi: bool,
+}
+
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator")
+            .field("name", &self.name)
+            .field("may_view_phi", &self.may_view_phi)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A system that submits data to the engine.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -152,7 +197,7 @@ struct Raw {
     database_url_env: Option<String>,
     database_max_connections: Option<usize>,
     organization: Option<String>,
-    api_keys: Option<Vec<String>>,
+    api_keys: Option<Vec<RawApiKey>>,
     api_keys_env: Option<String>,
     master_key: Option<String>,
     master_key_env: Option<String>,
@@ -164,6 +209,12 @@ struct Raw {
     sources: Vec<RawSource>,
     enabled_environments: Option<Vec<String>>,
     dashboard_password_hash: Option<String>,
+    #[serde(default)]
+    operators: Vec<RawOperator>,
+    dashboard_session_lifetime: Option<String>,
+    signin_max_failures: Option<u32>,
+    signin_failure_window: Option<String>,
+    signin_concurrent_hashes: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     max_connections: Option<usize>,
@@ -188,6 +239,29 @@ struct RawSmtp {
     username: Option<String>,
     password: Option<String>,
     password_env: Option<String>,
+}
+
+/// A management key: a plain string, or a table naming it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawApiKey {
+    Plain(String),
+    Named(NamedApiKey),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamedApiKey {
+    name: String,
+    key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOperator {
+    name: Option<String>,
+    password_hash: Option<String>,
+    may_view_phi: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -247,7 +321,14 @@ impl EngineConfig {
                     "set either api_keys or api_keys_env, not both",
                 ));
             }
-            (Some(keys), None) => keys,
+            (Some(keys), None) => keys
+                .into_iter()
+                .enumerate()
+                .map(|(i, k)| match k {
+                    RawApiKey::Plain(key) => (format!("key-{}", i + 1), key),
+                    RawApiKey::Named(NamedApiKey { name, key }) => (name, key),
+                })
+                .collect(),
             (None, Some(var)) => env
                 .var(&var)
                 .ok_or_else(|| {
@@ -259,9 +340,13 @@ impl EngineConfig {
                 .split(',')
                 .map(|k| k.trim().to_owned())
                 .filter(|k| !k.is_empty())
+                .enumerate()
+                .map(|(i, k)| (format!("key-{}", i + 1), k))
                 .collect(),
             (None, None) => Vec::new(),
         };
+        let (api_key_names, api_keys): (Vec<String>, Vec<String>) = api_keys.into_iter().unzip();
+        check_names("api_keys", &api_key_names)?;
         if api_keys.is_empty() {
             return Err(err(
                 "api_keys",
@@ -330,6 +415,35 @@ impl EngineConfig {
             .dashboard_password_hash
             .map(|phc| check_password_hash(&phc).map(|()| phc))
             .transpose()?;
+        let operators = operators(raw.operators, dashboard_password_hash.as_deref())?;
+        let signin_failure_window = wharf_config::duration(
+            "signin_failure_window",
+            raw.signin_failure_window.as_deref(),
+            DEFAULT_SIGNIN_FAILURE_WINDOW,
+        )?;
+        let signin_max_failures = raw
+            .signin_max_failures
+            .unwrap_or(DEFAULT_SIGNIN_MAX_FAILURES);
+        if signin_max_failures == 0 {
+            return Err(err(
+                "signin_max_failures",
+                "must be at least 1: the failed sign-ins an address may make per signin_failure_window",
+            ));
+        }
+        let signin_concurrent_hashes = raw
+            .signin_concurrent_hashes
+            .unwrap_or(DEFAULT_SIGNIN_CONCURRENT_HASHES);
+        if signin_concurrent_hashes == 0 {
+            return Err(err(
+                "signin_concurrent_hashes",
+                "must be at least 1: each password check takes about 19 MiB, so keep it small (2 by default)",
+            ));
+        }
+        let dashboard_session_lifetime = wharf_config::duration(
+            "dashboard_session_lifetime",
+            raw.dashboard_session_lifetime.as_deref(),
+            DEFAULT_SESSION_LIFETIME,
+        )?;
         let tls = match (raw.tls_cert, raw.tls_key) {
             (Some(cert), Some(key)) => Some(wharf_serve::TlsFiles { cert, key }),
             (None, None) => None,
@@ -369,6 +483,7 @@ impl EngineConfig {
             database_url,
             organization,
             api_keys,
+            api_key_names,
             master_key: Arc::new(MasterKey::new(&master)),
             retry_ladder,
             delivery_timeout,
@@ -377,6 +492,11 @@ impl EngineConfig {
             sources,
             enabled_environments,
             dashboard_password_hash,
+            operators,
+            dashboard_session_lifetime,
+            signin_max_failures,
+            signin_failure_window,
+            signin_concurrent_hashes,
             rate_limit_requests: raw
                 .rate_limit_requests
                 .unwrap_or(DEFAULT_RATE_LIMIT_REQUESTS),
@@ -507,6 +627,67 @@ fn enabled_environments(listed: Option<Vec<String>>) -> Result<Vec<Environment>,
     }
     enabled.sort_by_key(|e| Environment::ALL.iter().position(|a| a == e));
     Ok(enabled)
+}
+
+/// Names that identify someone in the audit log: not empty, printable, at most 64
+/// characters, and each used once.
+fn check_names(key: &str, names: &[String]) -> Result<(), ConfigError> {
+    for (i, name) in names.iter().enumerate() {
+        if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Err(err(
+                format!("{key}[{i}].name"),
+                "must be 1 to 64 printable characters: the audit log names it",
+            ));
+        }
+        if names[..i].contains(name) {
+            return Err(err(
+                format!("{key}[{i}].name"),
+                format!("{name:?} is used twice: give each its own name so the audit log can tell them apart"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `[[operators]]` accounts, with `admin` first when `dashboard_password_hash` is set (it
+/// may see PHI, as the single dashboard password always could).
+fn operators(raw: Vec<RawOperator>, admin: Option<&str>) -> Result<Vec<Operator>, ConfigError> {
+    let mut operators: Vec<Operator> = admin
+        .map(|phc| Operator {
+            name: ADMIN_OPERATOR.to_owned(),
+            password_hash: phc.to_owned(),
+            may_view_phi: true,
+        })
+        .into_iter()
+        .collect();
+    for (i, o) in raw.into_iter().enumerate() {
+        let name = o
+            .name
+            .ok_or_else(|| err(format!("operators[{i}].name"), "is required"))?;
+        if admin.is_some() && name == ADMIN_OPERATOR {
+            return Err(err(
+                format!("operators[{i}].name"),
+                "\"admin\" is the account dashboard_password_hash signs in as: choose another name, or remove dashboard_password_hash",
+            ));
+        }
+        let password_hash = o.password_hash.ok_or_else(|| {
+            err(
+                format!("operators[{i}].password_hash"),
+                "is required: make one with `wharf hash-password`",
+            )
+        })?;
+        check_password_hash(&password_hash)
+            .map_err(|e| err(format!("operators[{i}].password_hash"), e.problem))?;
+        operators.push(Operator {
+            name,
+            password_hash,
+            may_view_phi: o.may_view_phi.unwrap_or(false),
+        });
+    }
+    let offset = usize::from(admin.is_some());
+    let names: Vec<String> = operators[offset..].iter().map(|o| o.name.clone()).collect();
+    check_names("operators", &names)?;
+    Ok(operators)
 }
 
 /// An argon2id PHC string such as `wharf hash-password` prints; a plain password here would
@@ -688,5 +869,82 @@ master_key = "master-key-0123456789abcdef0123456789"
                 .to_string()
                 .contains("rate_limit_requests")
         );
+    }
+
+    #[test]
+    fn operators_named_keys_and_sign_in_limits() {
+        let c = EngineConfig::parse(MINIMAL, &NoEnv).unwrap();
+        assert_eq!(c.api_key_names, ["key-1"]);
+        assert!(c.operators.is_empty());
+        assert_eq!(c.dashboard_session_lifetime, Duration::from_secs(12 * 3600));
+        assert_eq!(
+            (c.signin_max_failures, c.signin_failure_window, c.signin_concurrent_hashes),
+            (10, Duration::from_secs(900), 2)
+        );
+        let phc = crate::dashboard::hash_password_with("correct horse", 1024, 1).unwrap();
+        let c = EngineConfig::parse(
+            &format!(
+                "api_keys = [\"plain-key-0123456789\", {{ name = \"billing-export\", key = \"named-key-0123456789\" }}]
+master_key = \"master-key-0123456789abcdef0123456789\"
+dashboard_password_hash = \"{phc}\"
+dashboard_session_lifetime = \"8h\"
+signin_max_failures = 5
+signin_failure_window = \"1h\"
+signin_concurrent_hashes = 1
+[[operators]]
+name = \"alice\"
+password_hash = \"{phc}\"
+may_view_phi = true
+[[operators]]
+name = \"bob\"
+password_hash = \"{phc}\"
+"
+            ),
+            &NoEnv,
+        )
+        .unwrap();
+        assert_eq!(c.api_keys, ["plain-key-0123456789", "named-key-0123456789"]);
+        assert_eq!(c.api_key_names, ["key-1", "billing-export"]);
+        let operators: Vec<(&str, bool)> = c
+            .operators
+            .iter()
+            .map(|o| (o.name.as_str(), o.may_view_phi))
+            .collect();
+        assert_eq!(operators, [("admin", true), ("alice", true), ("bob", false)]);
+        assert!(!format!("{:?}", c.operators).contains("argon2"), "no hash in Debug");
+        assert_eq!(c.dashboard_session_lifetime, Duration::from_secs(8 * 3600));
+        assert_eq!(
+            (c.signin_max_failures, c.signin_failure_window, c.signin_concurrent_hashes),
+            (5, Duration::from_secs(3600), 1)
+        );
+
+        let e = |text: &str| EngineConfig::parse(&format!("{MINIMAL}{text}"), &NoEnv).unwrap_err();
+        let op = |name: &str, hash: &str| {
+            format!("[[operators]]\nname = \"{name}\"\npassword_hash = \"{hash}\"\n")
+        };
+        let twice = e(&format!("{}{}", op("alice", &phc), op("alice", &phc)));
+        assert_eq!(twice.key, "operators[1].name");
+        assert!(twice.to_string().contains("used twice"), "{twice}");
+        assert_eq!(
+            e(&op("alice", "hunter2")).key,
+            "operators[0].password_hash"
+        );
+        let admin = e(&format!(
+            "dashboard_password_hash = \"{phc}\"\n{}",
+            op("admin", &phc)
+        ));
+        assert_eq!(admin.key, "operators[0].name");
+        assert_eq!(e("signin_max_failures = 0").key, "signin_max_failures");
+        assert_eq!(e("signin_concurrent_hashes = 0").key, "signin_concurrent_hashes");
+        assert_eq!(
+            e("dashboard_session_lifetime = \"forever\"").key,
+            "dashboard_session_lifetime"
+        );
+        let same = EngineConfig::parse(
+            "api_keys = [{ name = \"a\", key = \"key-one-0123456789\" }, { name = \"a\", key = \"key-two-0123456789\" }]\nmaster_key = \"master-key-0123456789abcdef0123456789\"",
+            &NoEnv,
+        )
+        .unwrap_err();
+        assert_eq!(same.key, "api_keys[1].name");
     }
 }

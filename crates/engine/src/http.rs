@@ -1,5 +1,5 @@
 //! The one mapping from [`EngineError`] to HTTP: its status and, when retrying can help, its
-//! `Retry-After`; and reading the bearer credentials a request presents. The management API (JSON), the dashboard (HTML) and the rate limiter all
+//! `Retry-After`; and reading the bearer credentials and the client address of a request. The management API (JSON), the dashboard (HTML) and the rate limiter all
 //! answer through it, so an unavailable store is 503 with `Retry-After` everywhere, never 500.
 
 use crate::app::EngineError;
@@ -36,6 +36,14 @@ pub fn decorate(e: &EngineError, response: &mut Response) {
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
+}
+
+/// The client's address of a request, as the listener recorded its peer.
+pub fn peer_address(request: &axum::extract::Request) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|axum::extract::ConnectInfo(a)| a.ip())
 }
 
 /// The credentials of an `Authorization: Bearer` header.

@@ -1,6 +1,7 @@
 //! The engine's metrics, on top of the HTTP ones every server has (`wharf-serve`): delivery
 //! attempts and their latency, queue depth per destination, held and paused queues (read from
-//! the store when scraped), group-commit batch sizes, and requests refused by the rate limit.
+//! the store when scraped), group-commit batch sizes, requests refused by the rate limit, and
+//! dashboard sign-ins failed or refused by the sign-in's own limits.
 
 use prometheus_client::metrics::histogram::Histogram;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ pub(crate) struct EngineMetrics {
     queues: GaugeFamily,
     pub batch_sizes: Histogram,
     rate_limited: CounterFamily,
+    signin_failures: CounterFamily,
+    signin_refused: CounterFamily,
 }
 
 impl EngineMetrics {
@@ -46,8 +49,18 @@ impl EngineMetrics {
             "rate_limited",
             "Requests refused with 429 by the rate limit, by kind (ingestion, management, dashboard_signin)",
         );
+        let signin_failures = registry.counter_family(
+            "dashboard_signin_failures",
+            "Dashboard sign-ins refused for a wrong password, account or key",
+        );
+        let signin_refused = registry.counter_family(
+            "dashboard_signin_refused",
+            "Dashboard sign-ins refused with 429 before any check, by reason (too_many_failures: the address is locked out; busy: as many password checks run already)",
+        );
         Self {
             rate_limited,
+            signin_failures,
+            signin_refused,
             registry: Arc::new(registry),
             attempts,
             attempt_seconds,
@@ -73,6 +86,18 @@ impl EngineMetrics {
     pub fn rate_limited(&self, kind: &str) {
         self.rate_limited
             .get_or_create(&vec![("kind".to_owned(), kind.to_owned())])
+            .inc();
+    }
+
+    /// Counts one failed dashboard sign-in.
+    pub fn signin_failed(&self) {
+        self.signin_failures.get_or_create(&Vec::new()).inc();
+    }
+
+    /// Counts one dashboard sign-in refused with 429 (`too_many_failures` or `busy`).
+    pub fn signin_refused(&self, reason: &str) {
+        self.signin_refused
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
             .inc();
     }
 

@@ -2,7 +2,9 @@
 //! `GET /platform/v1/organizations/{organizationId}/logs` (filters, offset paging with `_page`
 //! and `_count`, `meta.page`) and `GET .../logs/{logId}` (`payload.result`, with Wharf's
 //! `attemptList`); and Wharf's operator actions `POST /platform/v1/logs/{logId}/stop` and
-//! `.../resend`.
+//! `.../resend`. Reading one log returns its attempts' answers, which are PHI: the read goes
+//! through the core's `read_phi`, which records it (the key's name, the client's address) in
+//! the audit log first.
 //!
 //! Statuses and types are spelled as Redox spells them (`succeeded`, `send`, ...), in answers
 //! and in filters; times are ISO 8601 (RFC 3339).
@@ -12,10 +14,11 @@ use super::models::{
 };
 use super::{check_organization, ok};
 use crate::app::logs::{self as core, Page, parse_time as time_filter};
+use crate::app::audit::Access;
 use crate::app::{Engine, EngineError};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use std::collections::HashMap;
 
 /// Most logs one page holds: Redox's maximum `_count`; larger counts are taken as this.
@@ -131,17 +134,20 @@ pub(super) async fn list(
     Ok(envelope)
 }
 
-/// One log, with every attempt (`attemptList`, Wharf).
+/// One log, with every attempt (`attemptList`, Wharf). The attempts' answers are PHI: the read
+/// is recorded in the audit log (`log.phi.read`, naming the key) before the answer is sent,
+/// and refused with 503 if it cannot be recorded.
 #[utoipa::path(operation_id = "logs_read", get, path = "/platform/v1/organizations/{organizationId}/logs/{logId}",
     tag = "Logs", params(("organizationId" = String, Path), ("logId" = String, Path),
         ("dataMode" = Option<String>, Query, description = "realtime or backfill (Wharf has one mode)")),
     responses((status = 200, body = Envelope<LogPayload>), (status = 404, body = ErrorBody)))]
 pub(super) async fn read(
     State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
     Path((org_id, log_id)): Path<(String, String)>,
 ) -> Result<Json<Envelope<LogPayload>>, EngineError> {
     check_organization(&engine, &org_id)?;
-    let (log, attempts) = core::read(&engine, &log_id).await?;
+    let (log, attempts) = core::read_phi(&engine, &log_id, &access).await?;
     let mut view = views(&engine, std::slice::from_ref(&log)).await?.remove(0);
     view.attempt_list = Some(attempts.iter().map(Into::into).collect());
     Ok(ok(LogPayload { result: view }))

@@ -13,6 +13,7 @@
 //! Handlers only translate: they parse the request into the core's typed values (strings into
 //! enums here, at the edge), call `crate::app`, and shape the answer.
 
+mod audit;
 mod authcredentials;
 mod destinations;
 mod ingest;
@@ -21,6 +22,7 @@ pub mod models;
 mod organizations;
 mod queues;
 
+use crate::app::audit::Access;
 use crate::app::{Engine, EngineError, find_secret};
 pub(crate) use crate::http::bearer;
 use axum::Router;
@@ -92,6 +94,7 @@ fn management() -> OpenApiRouter<Engine> {
         .routes(routes!(queues::read))
         .routes(routes!(queues::pause))
         .routes(routes!(queues::resume))
+        .routes(routes!(audit::export))
 }
 
 /// The routes anyone may call (ingestion checks its own source key), also described.
@@ -265,12 +268,18 @@ async fn require_key(
             "missing management key: send Authorization: Bearer <api key>",
         );
     };
-    if find_secret(presented, engine.config.api_keys.iter().map(String::as_str)).is_none() {
+    let Some(index) = find_secret(presented, engine.config.api_keys.iter().map(String::as_str))
+    else {
         tracing::warn!(reason = "wrong_api_key", "management request refused");
         return refused("wrong_api_key", "the management key is not valid");
-    }
+    };
+    // Who is calling, for the audit log: the key's name and the client's address.
+    let access = Access::api_key(&engine, index, crate::http::peer_address(&request));
+    let mut request = request;
+    request.extensions_mut().insert(access);
     next.run(request).await
 }
+
 
 /// A successful answer: the payload in Redox's envelope, 200.
 pub(crate) fn ok<T>(payload: T) -> axum::Json<Envelope<T>> {

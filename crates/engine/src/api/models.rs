@@ -589,6 +589,63 @@ pub struct LogQuery {
     pub count: Option<usize>,
 }
 
+// ---- audit (Wharf) ----
+
+/// One audit entry (Wharf): who did what to which log, when, from where.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    /// Append order: larger is later.
+    pub seq: i64,
+    pub at: String,
+    /// `operator` (a dashboard account) or `api_key` (a named management key).
+    pub actor_kind: String,
+    pub actor_name: String,
+    /// `log.phi.read`: a log's body or its attempts' answers were read.
+    pub action: String,
+    /// The log's id.
+    pub subject: String,
+    /// The client's address.
+    pub address: Option<String>,
+}
+
+impl From<&wharf_store::engine::AuditRecord> for AuditEntry {
+    fn from(a: &wharf_store::engine::AuditRecord) -> Self {
+        AuditEntry {
+            seq: a.seq,
+            at: rfc3339_text(a.at),
+            actor_kind: a.actor_kind.clone(),
+            actor_name: a.actor_name.clone(),
+            action: a.action.clone(),
+            subject: a.subject.clone(),
+            address: a.address.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPayload {
+    /// Newest first.
+    pub entries: Vec<AuditEntry>,
+}
+
+/// The audit export's filter and paging, as query parameters.
+#[derive(Debug, Default, Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// ISO 8601; entries at or after this time.
+    pub since: Option<String>,
+    /// Page number, 1 first.
+    #[serde(rename = "_page")]
+    #[param(rename = "_page")]
+    pub page: Option<usize>,
+    /// Entries per page, at most 500 (larger counts are taken as 500); 500 by default.
+    #[serde(rename = "_count")]
+    #[param(rename = "_count")]
+    pub count: Option<usize>,
+}
+
 // ---- queues (Wharf) ----
 
 /// A destination's queue (Wharf).

@@ -1,8 +1,10 @@
 //! Logs: one message to one destination, with its attempts. List (filtered, a page at a
-//! time), read one, and the operator's stop (a pending log becomes failed; its queue moves on)
+//! time), read one (its PHI, the body and the destination's answers, only through
+//! [`read_phi`], which records the read in the audit log first), and the operator's stop (a pending log becomes failed; its queue moves on)
 //! and resend (a finished log goes to the back of its queue with the same Log ID; its attempts
 //! are kept).
 
+use super::audit::{self, Access};
 use super::{Engine, EngineError};
 use wharf_store::engine::{AttemptRecord, LogFilter, LogRecord};
 
@@ -53,7 +55,27 @@ pub async fn list(engine: &Engine, filter: LogFilter, page: Page) -> Result<LogP
     })
 }
 
-/// One log of this organization with its attempts, oldest first.
+/// One log of this organization with its attempts, oldest first, PHI included, for `access`:
+/// refused (`Forbidden`) unless the actor may see PHI, and recorded in the audit log before it
+/// is returned. If the record cannot be written the PHI is not returned (`Unavailable`, 503).
+pub async fn read_phi(
+    engine: &Engine,
+    log_id: &str,
+    access: &Access,
+) -> Result<(LogRecord, Vec<AttemptRecord>), EngineError> {
+    if !access.actor.may_view_phi {
+        return Err(EngineError::Forbidden(format!(
+            "{} may not see PHI: ask an administrator to set may_view_phi = true for this operator",
+            access.actor.name
+        )));
+    }
+    let found = read(engine, log_id).await?;
+    audit::record(engine, access, audit::PHI_READ, log_id).await?;
+    Ok(found)
+}
+
+/// One log of this organization with its attempts, oldest first. Its body and the attempts'
+/// answers are PHI: callers that show them use [`read_phi`]; this is for what shows neither.
 pub async fn read(
     engine: &Engine,
     log_id: &str,

@@ -10,7 +10,9 @@
 //! * [`destinations`]: create, change, move, delete, Verify and Save.
 //! * [`credentials`]: auth credentials: strategy fields checked, secrets sealed.
 //! * [`ingest`]: a source's message: authenticated, classified, queued durably or relayed.
-//! * [`logs`]: list, read, stop, resend.
+//! * [`logs`]: list, read (without PHI, or with it: recorded in the audit log first), stop,
+//!   resend.
+//! * [`audit`]: who read PHI, when, from where (append-only).
 //! * [`queues`]: a destination's queue state; operator pause and resume.
 //! * [`present`]: presenting a linked auth credential on an outgoing request.
 //! * [`commit`]: group commit of ingested logs and attempts.
@@ -18,6 +20,7 @@
 //! * [`error`]: [`EngineError`], and the store's failures logged once per state change.
 
 pub mod alerts;
+pub mod audit;
 pub mod commit;
 pub mod credentials;
 pub mod destinations;

@@ -1,7 +1,12 @@
 //! Logs in the dashboard: search by destination, status, data model, event type and time; one
-//! log with its message (behind "Show PHI"), every attempt and the destination's answers; stop
-//! and resend. Searching, stopping and resending are the core's (`crate::app::logs`), as
-//! the management API's are.
+//! log with every attempt; stop and resend. Searching, stopping and resending are the core's
+//! (`crate::app::logs`), as the management API's are.
+//!
+//! PHI (the message body, and the destination's answers, which may echo it or answer a query
+//! with a patient's record) is never in a log's page. "Show PHI" is a link to its own page,
+//! `/dashboard/logs/{id}/phi`, which works without JavaScript, is served only to an operator
+//! allowed to see PHI, and reads the log through the core's `read_phi`, which records the read
+//! in the audit log first.
 
 use super::Notice;
 use super::session::SignedIn;
@@ -35,6 +40,7 @@ pub(super) fn routes() -> Router<Dash> {
     Router::new()
         .route("/dashboard/logs", get(search))
         .route("/dashboard/logs/{id}", get(read))
+        .route("/dashboard/logs/{id}/phi", get(read_phi))
         .route("/dashboard/logs/{id}/stop", post(stop))
         .route("/dashboard/logs/{id}/resend", post(resend))
 }
@@ -223,6 +229,10 @@ struct LogPage {
     updated: String,
     next_attempt: String,
     content_type: String,
+    /// Whether this is the PHI view: the body and the answers are filled in only then.
+    phi: bool,
+    /// Whether the signed-in operator may open the PHI view.
+    may_view_phi: bool,
     body: String,
     body_note: String,
     attempts: Vec<AttemptRow>,
@@ -255,10 +265,25 @@ fn readable_body(body: &[u8]) -> (String, String) {
     (excerpt(body, BODY_SHOWN), note)
 }
 
-async fn log_page(dash: &Dash, signed_in: &SignedIn, id: String) -> Result<LogPage, Failure> {
-    let (log, attempts) = core::read(dash, &id).await?;
+/// A log's page; with `phi`, its body and the destination's answers too (read through the
+/// core's `read_phi`: allowed operators only, recorded in the audit log).
+async fn log_page(
+    dash: &Dash,
+    signed_in: &SignedIn,
+    id: String,
+    phi: bool,
+) -> Result<LogPage, Failure> {
+    let (log, attempts) = if phi {
+        core::read_phi(dash, &id, &signed_in.access).await?
+    } else {
+        core::read(dash, &id).await?
+    };
     let names = destination_names(dash).await?;
-    let (body, body_note) = readable_body(&log.body);
+    let (body, body_note) = if phi {
+        readable_body(&log.body)
+    } else {
+        (String::new(), String::new())
+    };
     Ok(LogPage {
         page: Page::new(dash, signed_in, "logs"),
         destination: names
@@ -280,6 +305,8 @@ async fn log_page(dash: &Dash, signed_in: &SignedIn, id: String) -> Result<LogPa
         created: when(log.created_at),
         updated: when(log.updated_at),
         content_type: log.content_type,
+        phi,
+        may_view_phi: signed_in.access.actor.may_view_phi,
         body,
         body_note,
         attempts: attempts
@@ -295,6 +322,7 @@ async fn log_page(dash: &Dash, signed_in: &SignedIn, id: String) -> Result<LogPa
                 error: a.error.unwrap_or_default(),
                 response: a
                     .response
+                    .filter(|_| phi)
                     .map(|r| excerpt(&r, RESPONSE_SHOWN))
                     .unwrap_or_default(),
             })
@@ -310,12 +338,23 @@ async fn read(
     Path(id): Path<String>,
     Query(notice): Query<Notice>,
 ) -> Result<Response, Failure> {
-    let mut page = log_page(&dash, &signed_in, id).await?;
+    let mut page = log_page(&dash, &signed_in, id, false).await?;
     page.notice = match notice.done.as_deref() {
         Some("stopped") => "Stopped: the log is FAILED and its queue moved on.",
         Some("resent") => "Resent: the log is back at the end of its destination's queue.",
         _ => "",
     };
+    Ok(render(StatusCode::OK, &page))
+}
+
+/// The log's page with its PHI: for operators allowed to see PHI; the read is recorded in the
+/// audit log before the page is made (503 if it cannot be).
+async fn read_phi(
+    State(dash): State<Dash>,
+    Extension(signed_in): Extension<SignedIn>,
+    Path(id): Path<String>,
+) -> Result<Response, Failure> {
+    let page = log_page(&dash, &signed_in, id, true).await?;
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -353,7 +392,7 @@ async fn act(
             if resend { "resent" } else { "stopped" }
         ))),
         Err(e) => {
-            let mut page = log_page(dash, signed_in, id).await?;
+            let mut page = log_page(dash, signed_in, id, false).await?;
             page.error = e.to_string();
             Ok(render(crate::http::status(&e), &page))
         }

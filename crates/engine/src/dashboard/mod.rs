@@ -6,21 +6,27 @@
 //! exactly as a JSON body would be and the dashboard cannot do what the API refuses. It never
 //! imports the API.
 //!
-//! * `session`: sign-in (dashboard password or management key), sessions, CSRF and Origin
+//! * `session`: sign-in (an operator account or a management key), sessions, CSRF and Origin
 //!   checks on every POST.
+//! * `signin_limit`: the sign-in's own limits (failures per address, password checks at once).
 //! * `destinations`: destinations per environment and the seven-step setup wizard.
 //! * `credentials`: auth credentials, a form per strategy, secrets write-only.
-//! * `logs`: log search, one log with its attempts, stop and resend.
+//! * `logs`: log search, one log with its attempts, stop and resend; its PHI (body, the
+//!   destination's answers) only on its own page, for operators allowed to see it, recorded in
+//!   the audit log.
+//! * `audit`: the audit log, newest first.
 //! * `queues`: queue state per destination, pause and resume.
 //!
 //! Every answer carries a strict Content-Security-Policy (no inline script or style), and pages
 //! are `Cache-Control: no-store`: they show PHI and must not linger in caches.
 
+mod audit;
 mod credentials;
 mod destinations;
 mod logs;
 mod queues;
 mod session;
+mod signin_limit;
 
 use crate::app::{Engine as EngineState, EngineError};
 use askama::Template;
@@ -46,6 +52,7 @@ const SCRIPT: &str = include_str!("../../static/dashboard.js");
 pub(crate) struct Dash {
     engine: EngineState,
     sessions: Arc<session::Sessions>,
+    signin_limits: Arc<signin_limit::SigninLimits>,
     /// Cookies get `Secure` when the engine serves TLS or is reached over HTTPS (`public_url`,
     /// e.g. behind a TLS-terminating proxy).
     secure_cookies: bool,
@@ -66,9 +73,20 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(engine: EngineState) -> R
             .public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"));
+    let config = &engine.config;
+    let signin_limits = Arc::new(signin_limit::SigninLimits::new(
+        config.signin_max_failures,
+        config.signin_failure_window,
+        config.signin_concurrent_hashes,
+    ));
+    let sessions = Arc::new(session::Sessions::new(
+        session::IDLE_TIMEOUT,
+        config.dashboard_session_lifetime,
+    ));
     let dash = Dash {
         engine,
-        sessions: Arc::new(session::Sessions::new(session::IDLE_TIMEOUT)),
+        sessions,
+        signin_limits,
         secure_cookies,
     };
     let home = || async { Redirect::to("/dashboard/destinations") };
@@ -81,6 +99,7 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(engine: EngineState) -> R
         .merge(credentials::routes())
         .merge(logs::routes())
         .merge(queues::routes())
+        .merge(audit::routes())
         // The engine's fallback answers in JSON; under /dashboard a person reads the answer.
         .route("/dashboard/{*rest}", axum::routing::any(not_found))
         .layer(middleware::from_fn_with_state(dash.clone(), session::guard))
@@ -144,7 +163,8 @@ pub(super) struct Notice {
 pub(crate) struct Page {
     pub organization: String,
     pub csrf: String,
-    /// Which navigation entry is current: `destinations`, `credentials`, `logs`, `queues`.
+    /// Which navigation entry is current: `destinations`, `credentials`, `logs`, `queues`,
+    /// `audit`.
     pub nav: &'static str,
 }
 

@@ -1,13 +1,19 @@
 //! Who may use the dashboard: sign-in, sessions, and the checks every request passes.
 //!
-//! * Sign-in takes the dashboard password (verified against the argon2id hash in
-//!   `dashboard_password_hash`) or a management key (compared in constant time, as the API
-//!   does). A failure is logged without what was typed.
+//! * Sign-in takes an operator account's name and password (verified against its argon2id hash:
+//!   `[[operators]]`, or `admin` for `dashboard_password_hash`, the account an empty name
+//!   means) or a management key (compared in constant time, as the API does). The session
+//!   acts as that account or that named key, which is what the audit log records. A failure is
+//!   logged (warn) with the client's address and the account name tried, never the password;
+//!   the sign-in's own limits (`signin_limit`) lock an address out after too many failures and
+//!   bound the password checks running at once.
 //! * A session is a random 256-bit id in a cookie (`HttpOnly`, `SameSite=Strict`,
 //!   `Path=/dashboard`, `Secure` when the engine serves TLS or `public_url` is `https://`) and
-//!   an entry in memory that expires after 12 hours without use. The store keeps SHA-256
-//!   digests of the ids, so a lookup compares digests, never the secret itself. A restart signs everyone out, which is acceptable for an operator
-//!   console and keeps sessions out of the database.
+//!   an entry in memory that expires after 12 hours without use, and in any case
+//!   `dashboard_session_lifetime` (12 h by default) after sign-in, however busy. The store keeps
+//!   SHA-256 digests of the ids, so a lookup compares digests, never the secret itself. A
+//!   restart signs everyone out, which is acceptable for an operator console and keeps
+//!   sessions out of the database.
 //! * Every POST carries the session's CSRF token in a hidden `csrf` field, compared in constant
 //!   time; the sign-in form, which has no session yet, uses a random token that must match a
 //!   short-lived cookie (double submit). A POST whose `Origin` or `Sec-Fetch-Site` names
@@ -15,6 +21,8 @@
 //!   even with a token.
 
 use super::{Dash, Failure, hex, random_bytes, render, see_other};
+use crate::app::audit::{Access, Actor, ActorKind};
+use crate::config::ADMIN_OPERATOR;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use askama::Template;
 use axum::Router;
@@ -26,7 +34,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
@@ -42,6 +51,8 @@ const FORM_LIMIT: usize = 1024 * 1024;
 /// The sessions of signed-in operators, in memory.
 pub(crate) struct Sessions {
     idle: Duration,
+    /// A session ends this long after sign-in, however busy.
+    lifetime: Duration,
     /// Keyed by the SHA-256 digest of the session id.
     map: Mutex<HashMap<[u8; 32], Session>>,
 }
@@ -49,8 +60,15 @@ pub(crate) struct Sessions {
 #[derive(Clone)]
 struct Session {
     csrf: String,
-    who: &'static str,
+    who: Actor,
+    created: Instant,
     last_seen: Instant,
+}
+
+impl Session {
+    fn live(&self, now: Instant, idle: Duration, lifetime: Duration) -> bool {
+        now.duration_since(self.last_seen) < idle && now.duration_since(self.created) < lifetime
+    }
 }
 
 /// A request's signed-in operator, as handlers see it.
@@ -58,16 +76,24 @@ struct Session {
 pub(crate) struct SignedIn {
     /// The token every form of this session carries.
     pub csrf: String,
+    /// Who is signed in, and from which address this request came: what the audit log records.
+    pub access: Access,
 }
+
+/// The client's address of a dashboard request (as the listener saw the peer), for every
+/// handler, signed in or not.
+#[derive(Clone, Copy)]
+pub(crate) struct ClientAddress(pub Option<IpAddr>);
 
 fn digest(id: &str) -> [u8; 32] {
     Sha256::digest(id.as_bytes()).into()
 }
 
 impl Sessions {
-    pub fn new(idle: Duration) -> Sessions {
+    pub fn new(idle: Duration, lifetime: Duration) -> Sessions {
         Sessions {
             idle,
+            lifetime,
             map: Mutex::new(HashMap::new()),
         }
     }
@@ -78,15 +104,16 @@ impl Sessions {
 
     /// Starts a session; returns its id (the cookie's value). Expired sessions are dropped
     /// here, so the map holds only live ones plus those expired since the last sign-in.
-    fn create(&self, who: &'static str, now: Instant) -> String {
+    fn create(&self, who: Actor, now: Instant) -> String {
         let id = hex(&random_bytes::<32>());
         let session = Session {
             csrf: hex(&random_bytes::<32>()),
             who,
+            created: now,
             last_seen: now,
         };
         let mut map = self.map();
-        map.retain(|_, s| now.duration_since(s.last_seen) < self.idle);
+        map.retain(|_, s| s.live(now, self.idle, self.lifetime));
         map.insert(digest(&id), session);
         id
     }
@@ -97,7 +124,7 @@ impl Sessions {
         let mut map = self.map();
         let live = map
             .get(&key)
-            .is_some_and(|s| now.duration_since(s.last_seen) < self.idle);
+            .is_some_and(|s| s.live(now, self.idle, self.lifetime));
         if !live {
             map.remove(&key);
             return None;
@@ -137,6 +164,12 @@ pub fn hash_password_with(password: &str, m_cost: u32, t_cost: u32) -> Result<St
         .map(|hash| hash.to_string())
         .map_err(|e| e.to_string())
 }
+
+/// A hash no password matches, verified for an account name that does not exist so that the
+/// answer takes as long as for one that does (the name is not revealed by timing).
+static UNKNOWN_ACCOUNT: LazyLock<String> = LazyLock::new(|| {
+    hash_password(&hex(&random_bytes::<32>())).expect("hashing a random password")
+});
 
 /// Whether `password` matches the PHC string (argon2's comparison is constant time).
 fn password_matches(password: &str, phc: &str) -> bool {
@@ -254,7 +287,9 @@ async fn check_csrf(request: Request, expected: Option<&str>) -> Result<Request,
 
 /// Runs before every dashboard handler: the Origin and CSRF checks on state-changing requests,
 /// and a session for everything but the sign-in page and the static files.
-pub(crate) async fn guard(State(dash): State<Dash>, request: Request, next: Next) -> Response {
+pub(crate) async fn guard(State(dash): State<Dash>, mut request: Request, next: Next) -> Response {
+    let address = crate::http::peer_address(&request);
+    request.extensions_mut().insert(ClientAddress(address));
     let full = request.uri().path();
     let path = full.strip_prefix("/dashboard").unwrap_or(full).to_owned();
     let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD);
@@ -293,9 +328,13 @@ pub(crate) async fn guard(State(dash): State<Dash>, request: Request, next: Next
     } else {
         request
     };
-    request
-        .extensions_mut()
-        .insert(SignedIn { csrf: session.csrf });
+    request.extensions_mut().insert(SignedIn {
+        csrf: session.csrf,
+        access: Access {
+            actor: session.who,
+            address,
+        },
+    });
     next.run(request).await
 }
 
@@ -304,7 +343,7 @@ pub(crate) async fn guard(State(dash): State<Dash>, request: Request, next: Next
 struct SigninPage {
     csrf: String,
     organization: String,
-    /// Whether `dashboard_password_hash` is set (else only management keys work).
+    /// Whether any operator account is configured (else only management keys work).
     password_configured: bool,
     error: String,
 }
@@ -315,7 +354,7 @@ fn signin_page(dash: &Dash, status: StatusCode, csrf: String, error: &str) -> Re
         &SigninPage {
             csrf,
             organization: dash.organization.name.clone(),
-            password_configured: dash.config.dashboard_password_hash.is_some(),
+            password_configured: !dash.config.operators.is_empty(),
             error: error.to_owned(),
         },
     )
@@ -339,52 +378,115 @@ async fn signin_form(State(dash): State<Dash>, headers: HeaderMap) -> Response {
 
 #[derive(serde::Deserialize)]
 struct SigninForm {
+    /// The operator account; empty means `admin` (`dashboard_password_hash`).
+    #[serde(default)]
+    name: String,
     #[serde(default)]
     secret: String,
 }
 
+/// The sign-in form again with `status` and `error`, keeping its double-submit token.
+fn signin_refused(dash: &Dash, headers: &HeaderMap, status: StatusCode, error: &str) -> Response {
+    let csrf = cookie(headers, SIGNIN_COOKIE).unwrap_or_default().to_owned();
+    signin_page(dash, status, csrf, error)
+}
+
+/// 429 with `Retry-After` (whole seconds, rounded up).
+fn too_many(dash: &Dash, headers: &HeaderMap, wait: Duration, error: &str) -> Response {
+    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    let mut response = signin_refused(dash, headers, StatusCode::TOO_MANY_REQUESTS, error);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
 async fn signin(
     State(dash): State<Dash>,
+    axum::extract::Extension(ClientAddress(address)): axum::extract::Extension<ClientAddress>,
     headers: HeaderMap,
     axum::Form(form): axum::Form<SigninForm>,
 ) -> Response {
-    let who = if crate::app::find_secret(
+    // Without a peer address (never, behind the engine's listener) all share one count.
+    let counted = address.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let shown = address.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+    if let Err(wait) = dash.signin_limits.check(counted, Instant::now()) {
+        dash.metrics.signin_refused("too_many_failures");
+        tracing::warn!(address = %shown, retry_after_s = wait.as_secs(), "dashboard sign-in refused: too many failures from this address");
+        return too_many(
+            &dash,
+            &headers,
+            wait,
+            "Too many failed sign-ins from your address. Wait until the time in Retry-After has passed, then try again with the right password.",
+        );
+    }
+    let name: String = match form.name.trim() {
+        "" => ADMIN_OPERATOR.to_owned(),
+        typed => typed.chars().take(64).collect(),
+    };
+    let who = if let Some(index) = crate::app::find_secret(
         &form.secret,
         dash.config.api_keys.iter().map(String::as_str),
-    )
-    .is_some()
-    {
-        Some("management key")
-    } else if let Some(phc) = dash.config.dashboard_password_hash.clone()
-        && !form.secret.is_empty()
-    {
-        // Deliberately slow (argon2): off the async threads.
-        let secret = form.secret;
-        let matched = tokio::task::spawn_blocking(move || password_matches(&secret, &phc))
-            .await
-            .unwrap_or(false);
-        matched.then_some("password")
-    } else {
+    ) {
+        Some(Access::api_key(&dash, index, address).actor)
+    } else if dash.config.operators.is_empty() || form.secret.is_empty() {
         None
+    } else {
+        let Some(permit) = dash.signin_limits.hash_permit() else {
+            dash.metrics.signin_refused("busy");
+            tracing::warn!(address = %shown, "dashboard sign-in refused: as many password checks run already");
+            return too_many(
+                &dash,
+                &headers,
+                Duration::from_secs(1),
+                "The dashboard is busy checking other sign-ins. Try again in a moment.",
+            );
+        };
+        let operator = dash.config.operators.iter().find(|o| o.name == name);
+        let phc = operator.map(|o| o.password_hash.clone());
+        // Deliberately slow (argon2): off the async threads, and holding its permit until done
+        // even if the client goes away.
+        let secret = form.secret;
+        let matched = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            match phc {
+                Some(phc) => password_matches(&secret, &phc),
+                None => {
+                    // The same work as for a real account; never a match.
+                    let _ = password_matches(&secret, &UNKNOWN_ACCOUNT);
+                    false
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        operator.filter(|_| matched).map(|o| Actor {
+            kind: ActorKind::Operator,
+            name: o.name.clone(),
+            may_view_phi: o.may_view_phi,
+        })
     };
     let Some(who) = who else {
+        dash.metrics.signin_failed();
+        let lockout = dash.signin_limits.failed(counted, Instant::now());
         tracing::warn!(
             reason = "wrong_password_or_key",
+            address = %shown,
+            account = ?name,
+            locked_out_s = lockout.map(|d| d.as_secs()),
             "dashboard sign-in refused"
         );
-        let csrf = cookie(&headers, SIGNIN_COOKIE)
-            .unwrap_or_default()
-            .to_owned();
-        return signin_page(
+        return signin_refused(
             &dash,
+            &headers,
             StatusCode::UNAUTHORIZED,
-            csrf,
-            "That is neither the dashboard password nor a management key. Check it and try again.",
+            "That is neither an operator's password nor a management key. Check the account name and the password, and try again.",
         );
     };
+    dash.signin_limits.succeeded(counted);
     // A fresh id at every sign-in, so an id planted before sign-in is worth nothing.
+    tracing::info!(kind = who.kind.as_str(), name = %who.name, address = %shown, "dashboard sign-in");
     let id = dash.sessions.create(who, Instant::now());
-    tracing::info!(with = who, "dashboard sign-in");
     let mut response = see_other("/dashboard/destinations");
     let cookies = response.headers_mut();
     cookies.append(
@@ -401,7 +503,7 @@ async fn signin(
 async fn signout(State(dash): State<Dash>, headers: HeaderMap) -> Response {
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         if let Some(session) = dash.sessions.get(id, Instant::now()) {
-            tracing::info!(with = session.who, "dashboard sign-out");
+            tracing::info!(kind = session.who.kind.as_str(), name = %session.who.name, "dashboard sign-out");
         }
         dash.sessions.remove(id);
     }
@@ -417,14 +519,22 @@ async fn signout(State(dash): State<Dash>, headers: HeaderMap) -> Response {
 mod tests {
     use super::*;
 
+    fn actor(name: &str) -> Actor {
+        Actor {
+            kind: ActorKind::Operator,
+            name: name.to_owned(),
+            may_view_phi: false,
+        }
+    }
+
     #[test]
     fn sessions_expire_when_idle_and_are_kept_alive_by_use() {
-        let sessions = Sessions::new(Duration::from_secs(60));
+        let sessions = Sessions::new(Duration::from_secs(60), Duration::from_secs(3600));
         let start = Instant::now();
-        let id = sessions.create("password", start);
+        let id = sessions.create(actor("alice"), start);
         assert_eq!(id.len(), 64, "256 bits in hex");
         let first = sessions.get(&id, start + Duration::from_secs(50)).unwrap();
-        assert_eq!(first.who, "password");
+        assert_eq!(first.who, actor("alice"));
         // Used at 50 s, so still alive at 100 s; idle from 100 s, gone at 161 s.
         assert!(
             sessions
@@ -438,17 +548,33 @@ mod tests {
         );
         assert!(sessions.get(&id, start).is_none(), "removed once expired");
         assert!(sessions.get("not-a-session", start).is_none());
-        let other = sessions.create("management key", start);
+        let other = sessions.create(actor("bob"), start);
         assert_ne!(other, id);
         sessions.remove(&other);
         assert!(sessions.get(&other, start).is_none());
     }
 
     #[test]
+    fn sessions_end_at_their_lifetime_however_busy() {
+        let sessions = Sessions::new(Duration::from_secs(60), Duration::from_secs(300));
+        let start = Instant::now();
+        let id = sessions.create(actor("alice"), start);
+        // Used every 50 s, never idle for a minute, yet gone 300 s after sign-in.
+        for t in (50..300).step_by(50) {
+            assert!(sessions.get(&id, start + Duration::from_secs(t)).is_some(), "{t}");
+        }
+        assert!(sessions.get(&id, start + Duration::from_secs(300)).is_none());
+        assert!(sessions.get(&id, start + Duration::from_secs(301)).is_none());
+    }
+
+    #[test]
     fn each_session_has_its_own_csrf_token() {
-        let sessions = Sessions::new(IDLE_TIMEOUT);
+        let sessions = Sessions::new(IDLE_TIMEOUT, IDLE_TIMEOUT);
         let now = Instant::now();
-        let (a, b) = (sessions.create("x", now), sessions.create("x", now));
+        let (a, b) = (
+            sessions.create(actor("x"), now),
+            sessions.create(actor("x"), now),
+        );
         let (a, b) = (
             sessions.get(&a, now).unwrap(),
             sessions.get(&b, now).unwrap(),

@@ -1,0 +1,61 @@
+//! The audit log's export (Wharf): `GET /platform/v1/audit`, newest first, a page at a time,
+//! optionally from a time on (`since`). Who read which log's PHI, when, from which address;
+//! written by the core (`crate::app::audit`), append-only in the store.
+
+use super::models::{AuditEntry, AuditPayload, AuditQuery, Envelope, ErrorBody, PageLinks, PageMeta};
+use super::ok;
+use crate::app::audit as core;
+use crate::app::logs::{Page, parse_time};
+use crate::app::{Engine, EngineError};
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+
+/// Most entries one page holds; larger `_count`s are taken as this.
+pub const MAX_PAGE_SIZE: usize = 500;
+
+/// The organization's audit entries, newest first.
+#[utoipa::path(operation_id = "audit_export", get, path = "/platform/v1/audit", tag = "Audit",
+    params(AuditQuery),
+    responses((status = 200, body = Envelope<AuditPayload>), (status = 400, body = ErrorBody)))]
+pub(super) async fn export(
+    State(engine): State<Engine>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<Envelope<AuditPayload>>, EngineError> {
+    let Query(q) =
+        query.map_err(|e| EngineError::bad_request(format!("{e}; filters: since, _page, _count")))?;
+    let since = parse_time("since", q.since.as_deref())?;
+    let number = q.page.unwrap_or(1);
+    if number == 0 {
+        return Err(EngineError::bad_request(
+            "`_page` starts at 1 (the first page)",
+        ));
+    }
+    let page = Page {
+        number,
+        size: q.count.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
+    };
+    let found = core::list(&engine, since, page).await?;
+    let link = |n: usize| {
+        let since = q
+            .since
+            .as_deref()
+            .map(|s| format!("&since={}", s.replace('+', "%2B")))
+            .unwrap_or_default();
+        format!("/audit?_page={n}&_count={}{since}", found.page.size)
+    };
+    let mut envelope = ok(AuditPayload {
+        entries: found.entries.iter().map(AuditEntry::from).collect(),
+    });
+    envelope.0.meta.page = Some(PageMeta {
+        current_page: found.page.number,
+        page_type: "offset",
+        page_size: found.page.size,
+        links: PageLinks {
+            this: link(found.page.number),
+            next: found.has_next.then(|| link(found.page.number + 1)),
+            first: link(1),
+        },
+    });
+    Ok(envelope)
+}
