@@ -3,6 +3,7 @@
 //! the store when scraped), group-commit batch sizes, requests refused by the rate limit, and
 //! dashboard sign-ins failed or refused by the sign-in's own limits.
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use std::sync::Arc;
 use wharf_serve::metrics::{
@@ -19,7 +20,7 @@ pub(crate) struct EngineMetrics {
     queues: GaugeFamily,
     pub batch_sizes: Histogram,
     rate_limited: CounterFamily,
-    signin_failures: CounterFamily,
+    signin_failures: Counter,
     signin_refused: CounterFamily,
 }
 
@@ -49,7 +50,7 @@ impl EngineMetrics {
             "rate_limited",
             "Requests refused with 429 by the rate limit, by kind (ingestion, management, dashboard_signin)",
         );
-        let signin_failures = registry.counter_family(
+        let signin_failures = registry.counter(
             "dashboard_signin_failures",
             "Dashboard sign-ins refused for a wrong password, account or key",
         );
@@ -91,7 +92,7 @@ impl EngineMetrics {
 
     /// Counts one failed dashboard sign-in.
     pub fn signin_failed(&self) {
-        self.signin_failures.get_or_create(&Vec::new()).inc();
+        self.signin_failures.inc();
     }
 
     /// Counts one dashboard sign-in refused with 429 (`too_many_failures` or `busy`).

@@ -5,6 +5,8 @@
 //! the screenshots in docs/screenshots/ when `WHARF_SCREENSHOTS=1`.
 
 mod browser;
+mod phi;
+mod signin;
 
 use super::*;
 use browser::{
@@ -110,15 +112,21 @@ impl Visitor {
         response
     }
 
-    /// Signs in with `secret`; returns the CSRF token of the first page.
+    /// Signs in with `secret` (the `admin` account's password, or a management key); returns
+    /// the CSRF token of the first page.
     async fn sign_in(&mut self, secret: &str) -> String {
+        self.sign_in_as("", secret).await
+    }
+
+    /// Signs in as operator `name` (empty: `admin`) with `secret`.
+    async fn sign_in_as(&mut self, name: &str, secret: &str) -> String {
         let form = self.get("/dashboard/signin").await.text().await.unwrap();
         let token = csrf_of(&form);
         let origin = self.base.clone();
         let response = self
             .post(
                 "/dashboard/signin",
-                &[("csrf", &token), ("secret", secret)],
+                &[("csrf", &token), ("name", name), ("secret", secret)],
                 Some(&origin),
             )
             .await;
@@ -176,7 +184,7 @@ async fn sign_in_sessions_and_the_headers_every_page_carries() {
         .await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     let page = wrong.text().await.unwrap();
-    assert!(page.contains("neither the dashboard password nor a management key"));
+    assert!(page.contains("neither an operator's password nor a management key"));
     assert!(!page.contains("not-the-password"));
     // The sign-in form's own CSRF token is required too.
     let forged = visitor
@@ -568,7 +576,7 @@ async fn an_operator_sets_up_a_destination_and_handles_a_failing_message_in_a_br
     click(&browser, "#signin").await;
     let refused = text(&browser, "#error").await;
     assert!(
-        refused.contains("neither the dashboard password"),
+        refused.contains("neither an operator's password"),
         "{refused}"
     );
     shots.take(&browser, "signin").await;
@@ -671,18 +679,24 @@ async fn an_operator_sets_up_a_destination_and_handles_a_failing_message_in_a_br
             .as_deref(),
         Some("badge status-succeeded")
     );
-    assert!(
-        !find(&browser, "#message-body")
-            .await
-            .is_displayed()
-            .await
-            .unwrap(),
-        "PHI is hidden until asked for"
-    );
-    click(&browser, "#phi summary").await;
-    assert!(text(&browser, "#message-body").await.contains("Jane"));
     assert!(text(&browser, "#attempts").await.contains("200"));
+    assert!(
+        !browser.source().await.unwrap().contains("Jane"),
+        "PHI is not in the page until asked for"
+    );
     shots.take(&browser, "log").await;
+    click(&browser, "#show-phi").await;
+    assert!(text(&browser, "#message-body").await.contains("Jane"));
+    assert!(path(&browser).await.ends_with("/phi"));
+    click(&browser, "#hide-phi").await;
+    find(&browser, "#show-phi").await;
+    browser.goto(&at("/dashboard/audit")).await.unwrap();
+    let audit = text(&browser, "#audit").await;
+    assert!(
+        audit.contains(&first) && audit.contains("admin") && audit.contains("log.phi.read"),
+        "{audit}"
+    );
+    shots.take(&browser, "audit").await;
 
     // The endpoint fails: the next message is retried and holds the queue.
     endpoint.failing.store(true, Ordering::SeqCst);

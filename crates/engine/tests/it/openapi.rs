@@ -60,6 +60,7 @@ const ROUTES: &[(&str, &str)] = &[
     ),
     ("POST", "/platform/v1/logs/{logId}/stop"),
     ("POST", "/platform/v1/logs/{logId}/resend"),
+    ("GET", "/platform/v1/audit"),
     ("POST", "/endpoint"),
 ];
 
@@ -689,6 +690,17 @@ async fn answers_validate_against_the_document() {
     let mut wrong = log.clone();
     wrong["payload"]["result"]["type"] = json!("SEND");
     assert_invalid(&doc, "GET", path, &wrong, "type \"SEND\"");
+
+    // The read above is in the audit log, as the document describes it.
+    let audit = get_ok(&engine, "/platform/v1/audit").await;
+    assert_eq!(audit["payload"]["entries"][0]["subject"], log_id.as_str());
+    assert_valid(&doc, "GET", "/platform/v1/audit", 200, &audit);
+    let mut wrong = audit.clone();
+    wrong["payload"]["entries"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("actorName");
+    assert_invalid(&doc, "GET", "/platform/v1/audit", &wrong, "an entry without actorName");
 
     let (status, resent) = send(
         &engine,
