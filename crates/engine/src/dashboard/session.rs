@@ -480,7 +480,7 @@ async fn signin(
             &dash,
             &headers,
             StatusCode::UNAUTHORIZED,
-            "That is neither an operator's password nor a management key. Check the account name and the password, and try again.",
+            "That is neither the password of that operator account nor a management key. Check the account name and the password, and try again.",
         );
     };
     dash.signin_limits.succeeded(counted);

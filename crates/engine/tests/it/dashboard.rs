@@ -184,7 +184,7 @@ async fn sign_in_sessions_and_the_headers_every_page_carries() {
         .await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     let page = wrong.text().await.unwrap();
-    assert!(page.contains("neither an operator's password nor a management key"));
+    assert!(page.contains("neither the password of that operator account nor a management key"));
     assert!(!page.contains("not-the-password"));
     // The sign-in form's own CSRF token is required too.
     let forged = visitor
@@ -576,7 +576,7 @@ async fn an_operator_sets_up_a_destination_and_handles_a_failing_message_in_a_br
     click(&browser, "#signin").await;
     let refused = text(&browser, "#error").await;
     assert!(
-        refused.contains("neither an operator's password"),
+        refused.contains("neither the password of that operator account"),
         "{refused}"
     );
     shots.take(&browser, "signin").await;
