@@ -642,7 +642,9 @@ fn check_names(key: &str, names: &[String]) -> Result<(), ConfigError> {
         if names[..i].contains(name) {
             return Err(err(
                 format!("{key}[{i}].name"),
-                format!("{name:?} is used twice: give each its own name so the audit log can tell them apart"),
+                format!(
+                    "{name:?} is used twice: give each its own name so the audit log can tell them apart"
+                ),
             ));
         }
     }
@@ -878,7 +880,11 @@ master_key = "master-key-0123456789abcdef0123456789"
         assert!(c.operators.is_empty());
         assert_eq!(c.dashboard_session_lifetime, Duration::from_secs(12 * 3600));
         assert_eq!(
-            (c.signin_max_failures, c.signin_failure_window, c.signin_concurrent_hashes),
+            (
+                c.signin_max_failures,
+                c.signin_failure_window,
+                c.signin_concurrent_hashes
+            ),
             (10, Duration::from_secs(900), 2)
         );
         let phc = crate::dashboard::hash_password_with("correct horse", 1024, 1).unwrap();
@@ -910,11 +916,21 @@ password_hash = \"{phc}\"
             .iter()
             .map(|o| (o.name.as_str(), o.may_view_phi))
             .collect();
-        assert_eq!(operators, [("admin", true), ("alice", true), ("bob", false)]);
-        assert!(!format!("{:?}", c.operators).contains("argon2"), "no hash in Debug");
+        assert_eq!(
+            operators,
+            [("admin", true), ("alice", true), ("bob", false)]
+        );
+        assert!(
+            !format!("{:?}", c.operators).contains("argon2"),
+            "no hash in Debug"
+        );
         assert_eq!(c.dashboard_session_lifetime, Duration::from_secs(8 * 3600));
         assert_eq!(
-            (c.signin_max_failures, c.signin_failure_window, c.signin_concurrent_hashes),
+            (
+                c.signin_max_failures,
+                c.signin_failure_window,
+                c.signin_concurrent_hashes
+            ),
             (5, Duration::from_secs(3600), 1)
         );
 
@@ -925,17 +941,17 @@ password_hash = \"{phc}\"
         let twice = e(&format!("{}{}", op("alice", &phc), op("alice", &phc)));
         assert_eq!(twice.key, "operators[1].name");
         assert!(twice.to_string().contains("used twice"), "{twice}");
-        assert_eq!(
-            e(&op("alice", "hunter2")).key,
-            "operators[0].password_hash"
-        );
+        assert_eq!(e(&op("alice", "hunter2")).key, "operators[0].password_hash");
         let admin = e(&format!(
             "dashboard_password_hash = \"{phc}\"\n{}",
             op("admin", &phc)
         ));
         assert_eq!(admin.key, "operators[0].name");
         assert_eq!(e("signin_max_failures = 0").key, "signin_max_failures");
-        assert_eq!(e("signin_concurrent_hashes = 0").key, "signin_concurrent_hashes");
+        assert_eq!(
+            e("signin_concurrent_hashes = 0").key,
+            "signin_concurrent_hashes"
+        );
         assert_eq!(
             e("dashboard_session_lifetime = \"forever\"").key,
             "dashboard_session_lifetime"

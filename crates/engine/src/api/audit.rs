@@ -2,7 +2,9 @@
 //! optionally from a time on (`since`). Who read which log's PHI, when, from which address;
 //! written by the core (`crate::app::audit`), append-only in the store.
 
-use super::models::{AuditEntry, AuditPayload, AuditQuery, Envelope, ErrorBody, PageLinks, PageMeta};
+use super::models::{
+    AuditEntry, AuditPayload, AuditQuery, Envelope, ErrorBody, PageLinks, PageMeta,
+};
 use super::ok;
 use crate::app::audit as core;
 use crate::app::logs::{Page, parse_time};
@@ -22,8 +24,8 @@ pub(super) async fn export(
     State(engine): State<Engine>,
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<Envelope<AuditPayload>>, EngineError> {
-    let Query(q) =
-        query.map_err(|e| EngineError::bad_request(format!("{e}; filters: since, _page, _count")))?;
+    let Query(q) = query
+        .map_err(|e| EngineError::bad_request(format!("{e}; filters: since, _page, _count")))?;
     let since = parse_time("since", q.since.as_deref())?;
     let number = q.page.unwrap_or(1);
     if number == 0 {

@@ -13,8 +13,8 @@ use super::models::{
     Envelope, ErrorBody, LogPayload, LogQuery, LogView, LogsPayload, PageLinks, PageMeta,
 };
 use super::{check_organization, ok};
-use crate::app::logs::{self as core, Page, parse_time as time_filter};
 use crate::app::audit::Access;
+use crate::app::logs::{self as core, Page, parse_time as time_filter};
 use crate::app::{Engine, EngineError};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;

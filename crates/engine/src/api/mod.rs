@@ -280,7 +280,6 @@ async fn require_key(
     next.run(request).await
 }
 
-
 /// A successful answer: the payload in Redox's envelope, 200.
 pub(crate) fn ok<T>(payload: T) -> axum::Json<Envelope<T>> {
     axum::Json(Envelope {

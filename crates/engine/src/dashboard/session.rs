@@ -387,7 +387,9 @@ struct SigninForm {
 
 /// The sign-in form again with `status` and `error`, keeping its double-submit token.
 fn signin_refused(dash: &Dash, headers: &HeaderMap, status: StatusCode, error: &str) -> Response {
-    let csrf = cookie(headers, SIGNIN_COOKIE).unwrap_or_default().to_owned();
+    let csrf = cookie(headers, SIGNIN_COOKIE)
+        .unwrap_or_default()
+        .to_owned();
     signin_page(dash, status, csrf, error)
 }
 
@@ -561,10 +563,21 @@ mod tests {
         let id = sessions.create(actor("alice"), start);
         // Used every 50 s, never idle for a minute, yet gone 300 s after sign-in.
         for t in (50..300).step_by(50) {
-            assert!(sessions.get(&id, start + Duration::from_secs(t)).is_some(), "{t}");
+            assert!(
+                sessions.get(&id, start + Duration::from_secs(t)).is_some(),
+                "{t}"
+            );
         }
-        assert!(sessions.get(&id, start + Duration::from_secs(300)).is_none());
-        assert!(sessions.get(&id, start + Duration::from_secs(301)).is_none());
+        assert!(
+            sessions
+                .get(&id, start + Duration::from_secs(300))
+                .is_none()
+        );
+        assert!(
+            sessions
+                .get(&id, start + Duration::from_secs(301))
+                .is_none()
+        );
     }
 
     #[test]

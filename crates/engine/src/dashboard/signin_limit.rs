@@ -127,7 +127,10 @@ impl SigninLimits {
         let window = self.window;
         let locked = |f: &Failures| f.locked_until.is_some_and(|u| now < u + window);
         addresses.retain(|_, f| {
-            locked(f) || f.times.back().is_some_and(|t| now.duration_since(*t) < window)
+            locked(f)
+                || f.times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < window)
         });
         if addresses.len() >= MAX_ADDRESSES {
             addresses.retain(|_, f| locked(f));
@@ -154,7 +157,10 @@ mod tests {
         let at = start + Duration::from_secs(9);
         assert_eq!(limits.failed(A, at), Some(window));
         assert_eq!(limits.check(A, at), Err(window));
-        assert!(limits.check(B, at).is_ok(), "other addresses are not locked out");
+        assert!(
+            limits.check(B, at).is_ok(),
+            "other addresses are not locked out"
+        );
         // Once it ends, ten more failures lock it out for twice as long.
         let later = at + window;
         assert!(limits.check(A, later).is_ok());

@@ -700,7 +700,13 @@ async fn answers_validate_against_the_document() {
         .as_object_mut()
         .unwrap()
         .remove("actorName");
-    assert_invalid(&doc, "GET", "/platform/v1/audit", &wrong, "an entry without actorName");
+    assert_invalid(
+        &doc,
+        "GET",
+        "/platform/v1/audit",
+        &wrong,
+        "an entry without actorName",
+    );
 
     let (status, resent) = send(
         &engine,

@@ -134,7 +134,10 @@ async fn a_logs_page_carries_no_phi_and_the_phi_view_is_recorded_before_it_is_sh
         "no body, no echoed answer in the log's page"
     );
     assert!(page.contains(&format!("href=\"/dashboard/logs/{log}/phi\"")));
-    assert!(page.contains(">200<"), "the attempt's status is still shown");
+    assert!(
+        page.contains(">200<"),
+        "the attempt's status is still shown"
+    );
     assert!(audit(&engine).await.is_empty(), "nothing was read yet");
 
     let phi = admin.get(&format!("/dashboard/logs/{log}/phi")).await;
@@ -164,7 +167,10 @@ async fn a_logs_page_carries_no_phi_and_the_phi_view_is_recorded_before_it_is_sh
     let refused = admin.get(&format!("/dashboard/logs/{log}/phi")).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.headers().contains_key("retry-after"));
-    assert_eq!(shows_phi(&refused.text().await.unwrap()), Vec::<&str>::new());
+    assert_eq!(
+        shows_phi(&refused.text().await.unwrap()),
+        Vec::<&str>::new()
+    );
     // The page without PHI still works.
     let page = admin.get(&format!("/dashboard/logs/{log}")).await;
     assert_eq!(page.status(), StatusCode::OK);
@@ -182,10 +188,18 @@ async fn operators_have_their_own_accounts_and_only_those_allowed_see_phi() {
 
     // Bob's password is bob's: not admin's, not with another name.
     let mut stranger = Visitor::new(&engine);
-    let form = stranger.get("/dashboard/signin").await.text().await.unwrap();
+    let form = stranger
+        .get("/dashboard/signin")
+        .await
+        .text()
+        .await
+        .unwrap();
     let token = csrf_of(&form);
     let origin = engine.base.clone();
-    for (name, secret) in [("admin", "bobs own password"), ("carol", "bobs own password")] {
+    for (name, secret) in [
+        ("admin", "bobs own password"),
+        ("carol", "bobs own password"),
+    ] {
         let refused = stranger
             .post(
                 "/dashboard/signin",
@@ -212,7 +226,10 @@ async fn operators_have_their_own_accounts_and_only_those_allowed_see_phi() {
     let text = refused.text().await.unwrap();
     assert_eq!(shows_phi(&text), Vec::<&str>::new());
     assert!(text.contains("may_view_phi"), "{text}");
-    assert!(audit(&engine).await.is_empty(), "a refused read reads nothing");
+    assert!(
+        audit(&engine).await.is_empty(),
+        "a refused read reads nothing"
+    );
     // Bob may see the audit log itself: it holds no PHI.
     assert_eq!(bob.get("/dashboard/audit").await.status(), StatusCode::OK);
 }
@@ -265,11 +282,16 @@ async fn reading_a_log_over_the_api_is_recorded_with_the_keys_name_and_address()
     let entries = audit(&engine).await;
     assert_eq!(entries[0]["actorName"], "key-1", "newest first");
     // The export filters by time and pages.
-    let (_, later) = engine.get("/platform/v1/audit?since=2999-01-01T00:00:00Z").await;
+    let (_, later) = engine
+        .get("/platform/v1/audit?since=2999-01-01T00:00:00Z")
+        .await;
     assert_eq!(later["payload"]["entries"], json!([]));
     let (_, first) = engine.get("/platform/v1/audit?_count=1").await;
     assert_eq!(first["payload"]["entries"].as_array().unwrap().len(), 1);
-    assert!(first["meta"]["page"]["links"]["next"].is_string(), "{first}");
+    assert!(
+        first["meta"]["page"]["links"]["next"].is_string(),
+        "{first}"
+    );
     let (status, wrong) = engine.get("/platform/v1/audit?since=yesterday").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(error(&wrong).contains("`since`"), "{wrong}");

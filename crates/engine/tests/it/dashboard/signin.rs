@@ -135,7 +135,9 @@ async fn a_burst_of_wrong_passwords_runs_a_bounded_number_of_password_checks() {
 }
 
 /// Awaits every handle, in order.
-async fn futures_join<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<Result<T, tokio::task::JoinError>> {
+async fn futures_join<T>(
+    handles: Vec<tokio::task::JoinHandle<T>>,
+) -> Vec<Result<T, tokio::task::JoinError>> {
     let mut out = Vec::with_capacity(handles.len());
     for handle in handles {
         out.push(handle.await);
