@@ -197,7 +197,8 @@ struct Raw {
     database_url_env: Option<String>,
     database_max_connections: Option<usize>,
     organization: Option<String>,
-    api_keys: Option<Vec<RawApiKey>>,
+    /// Strings or `{ name, key }` tables, read by [`api_key`] (for errors naming the entry).
+    api_keys: Option<Vec<toml::Value>>,
     api_keys_env: Option<String>,
     master_key: Option<String>,
     master_key_env: Option<String>,
@@ -241,19 +242,32 @@ struct RawSmtp {
     password_env: Option<String>,
 }
 
-/// A management key: a plain string, or a table naming it.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawApiKey {
-    Plain(String),
-    Named(NamedApiKey),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NamedApiKey {
-    name: String,
-    key: String,
+/// Entry `i` of `api_keys` as (name, key): a plain string is named `key-<i + 1>`, a
+/// `{ name, key }` table by its name.
+fn api_key(i: usize, value: toml::Value) -> Result<(String, String), ConfigError> {
+    let shape =
+        "must be a key (a string) or a named key { name = \"billing-export\", key = \"...\" }";
+    let toml::Value::Table(mut table) = value else {
+        return match value {
+            toml::Value::String(key) => Ok((format!("key-{}", i + 1), key)),
+            _ => Err(err(format!("api_keys[{i}]"), shape)),
+        };
+    };
+    let mut text = |field: &str| match table.remove(field) {
+        Some(toml::Value::String(v)) => Ok(v),
+        _ => Err(err(
+            format!("api_keys[{i}].{field}"),
+            format!("is required and must be a string: {shape}"),
+        )),
+    };
+    let (name, key) = (text("name")?, text("key")?);
+    if let Some(extra) = table.keys().next() {
+        return Err(err(
+            format!("api_keys[{i}].{extra}"),
+            format!("is not a field of a named key: {shape}"),
+        ));
+    }
+    Ok((name, key))
 }
 
 #[derive(Deserialize)]
@@ -324,11 +338,8 @@ impl EngineConfig {
             (Some(keys), None) => keys
                 .into_iter()
                 .enumerate()
-                .map(|(i, k)| match k {
-                    RawApiKey::Plain(key) => (format!("key-{}", i + 1), key),
-                    RawApiKey::Named(NamedApiKey { name, key }) => (name, key),
-                })
-                .collect(),
+                .map(|(i, k)| api_key(i, k))
+                .collect::<Result<_, _>>()?,
             (None, Some(var)) => env
                 .var(&var)
                 .ok_or_else(|| {
@@ -962,5 +973,18 @@ password_hash = \"{phc}\"
         )
         .unwrap_err();
         assert_eq!(same.key, "api_keys[1].name");
+        let keyless = EngineConfig::parse(
+            "api_keys = [{ name = \"a\" }]\nmaster_key = \"master-key-0123456789abcdef0123456789\"",
+            &NoEnv,
+        )
+        .unwrap_err();
+        assert_eq!(keyless.key, "api_keys[0].key");
+        assert!(keyless.to_string().contains("named key"), "{keyless}");
+        let typo = EngineConfig::parse(
+            "api_keys = [{ name = \"a\", key = \"key-one-0123456789\", scope = \"all\" }]\nmaster_key = \"master-key-0123456789abcdef0123456789\"",
+            &NoEnv,
+        )
+        .unwrap_err();
+        assert_eq!(typo.key, "api_keys[0].scope");
     }
 }
