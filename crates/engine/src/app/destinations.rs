@@ -57,6 +57,13 @@ impl DestinationChanges {
         if let Some(Some(t)) = &self.verification_token {
             VerificationToken::new(t.clone())
                 .map_err(|e| EngineError::bad_request(format!("`verificationToken`: {e}")))?;
+            // Wharf's rule, stricter than Redox's pages: the token is all that stands between
+            // the destination and anyone who guesses it.
+            if let Some(problem) = wharf_config::weak_secret(t) {
+                return Err(EngineError::bad_request(format!(
+                    "`verificationToken` {problem}"
+                )));
+            }
         }
         Ok(())
     }

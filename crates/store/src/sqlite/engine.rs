@@ -81,10 +81,7 @@ fn environment(row: &Row<'_>) -> rusqlite::Result<EnvironmentRecord> {
 impl SqliteEngine {
     /// Opens (creating and migrating) `data_dir/engine.db`.
     pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
+        crate::private::dir(data_dir)?;
         let path = data_dir.join(ENGINE_FILE);
         let mut conn = schema::open(&path)?;
         schema::migrate(&mut conn, &path, schema::ENGINE_MIGRATIONS)?;
