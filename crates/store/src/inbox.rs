@@ -760,6 +760,7 @@ mod tests {
     #[tokio::test]
     async fn migration_6_keeps_rows_ids_and_counts_and_drops_the_key_index() {
         let dir = tempfile::tempdir().unwrap();
+        crate::private::dir(dir.path()).unwrap();
         let path = dir.path().join(INBOX_FILE);
         let mut conn = sqlite::open(&path).unwrap();
         sqlite::migrate(&mut conn, &path, &sqlite::INBOX_MIGRATIONS[..5]).unwrap();

@@ -12,16 +12,22 @@ use std::path::Path;
 const SHARED_BITS: u32 = 0o077;
 
 /// Creates `dir` (and missing parents) readable by its owner only, or checks that an existing
-/// one is.
+/// one is. An existing directory that is still empty (made by `mkdir` or a temporary-directory
+/// helper under a looser umask) holds nothing yet, so it is narrowed to `0700` instead.
 pub fn dir(dir: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|source| StoreError::DataDir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        .map_err(io)?;
+    let empty = std::fs::read_dir(dir).map_err(io)?.next().is_none();
+    if empty {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
     check(dir, "700")
 }
 
@@ -108,8 +114,15 @@ mod tests {
         let data = root.path().join("data");
         std::fs::create_dir(&data).unwrap();
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Empty: nothing to protect yet, so it is narrowed.
+        dir(&data).unwrap();
+        assert_eq!(mode(&data), 0o700);
+        // Not empty: refused, with the fix.
+        std::fs::write(data.join("engine.db"), b"").unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
         let e = dir(&data).unwrap_err().to_string();
         assert!(e.contains("mode 755") && e.contains("chmod 700"), "{e}");
+        std::fs::remove_file(data.join("engine.db")).unwrap();
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
         let db = data.join("x.db");
         std::fs::write(&db, b"").unwrap();

@@ -335,7 +335,8 @@ pub async fn save(engine: &Engine, record: &DestinationRecord) -> Result<(), Eng
     }
 }
 
-/// Deletes a destination of this organization (its queued logs go with it).
+/// Deletes a destination of this organization and erases its logs: bodies, attempts and the
+/// answers' first bytes are PHI that must not outlive it.
 pub async fn delete(engine: &Engine, id: &str) -> Result<(), EngineError> {
     engine.destination_record(id).await?;
     let target = id.to_owned();

@@ -132,6 +132,7 @@ async fn the_engines_files_are_its_owners_alone() {
     let shared = tempfile::tempdir().unwrap();
     let data = shared.path().join("engine");
     std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("engine.db"), b"").unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     let text = format!(
         "data_dir = \"{}\"\napi_keys = [\"{KEY}\"]\nmaster_key = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n",
