@@ -85,3 +85,64 @@ async fn a_chunked_body_past_the_limit_is_refused() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("40 MiB"), "{answer}");
 }
+
+#[tokio::test]
+async fn verification_tokens_must_be_long_and_not_an_example() {
+    let engine = Engine::start(true).await;
+    let dev = engine.environment("Development").await;
+    let path = format!("/platform/v1/environments/{dev}/destinations");
+    for (token, problem) in [
+        ("x", "32 characters"),
+        ("short-token-0123456789", "32 characters"),
+        ("change-me-to-a-long-random-token", "placeholder"),
+    ] {
+        let (status, body) = engine
+            .post(&path, json!({"name": "D", "verificationToken": token}))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{token}: {body}");
+        assert!(error(&body).contains(problem), "{token}: {body}");
+    }
+    let (status, body) = engine
+        .post(
+            &path,
+            json!({"name": "D", "verificationToken": "a".repeat(32)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// PHI and sealed secrets are in the engine's files: only their owner may read them.
+#[tokio::test]
+async fn the_engines_files_are_its_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    if wharf_testkit::postgres::backend_is_postgres() {
+        return; // PostgreSQL keeps its own files; this is about the SQLite data directory.
+    }
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let engine = Engine::start(false).await;
+    let dir = engine.data_dir();
+    assert_eq!(mode(&dir), 0o700);
+    for file in ["engine.db", "engine.db-wal", "engine.db-shm"] {
+        let path = dir.join(file);
+        if path.exists() {
+            assert_eq!(mode(&path), 0o600, "{file}");
+        }
+    }
+    // An engine will not start on a data directory others can read, and says how to fix it.
+    let shared = tempfile::tempdir().unwrap();
+    let data = shared.path().join("engine");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("engine.db"), b"").unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = format!(
+        "data_dir = \"{}\"\napi_keys = [\"{KEY}\"]\nmaster_key = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n",
+        data.display()
+    );
+    let config = EngineConfig::parse(&text, &wharf_config::ProcessEnv).unwrap();
+    let e = wharf_engine::start(config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("chmod 700"), "{e}");
+}

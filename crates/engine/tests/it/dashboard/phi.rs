@@ -12,7 +12,7 @@ const FAMILY_NAME: &str = "Quintanilla";
 const BIRTH_DATE: &str = "1961-04-17";
 const RECORD_NUMBER: &str = "MRN-5821399";
 /// A second management key, named in the configuration.
-const NAMED_KEY: &str = "records-export-key-0123456789";
+const NAMED_KEY: &str = "records-export-key-0123456789-0123456";
 const NAMED_KEY_NAME: &str = "records-export";
 
 /// A destination endpoint that answers challenges for `delivery::TOKEN` and echoes every
