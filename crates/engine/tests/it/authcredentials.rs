@@ -25,7 +25,7 @@ const SECRETS: &[&str] = &[
 const CREDENTIALS: &str = "/platform/v1/authcredentials";
 
 /// Valid fields for each strategy (secrets from [`SECRETS`]).
-fn examples() -> Vec<(&'static str, Value)> {
+pub(crate) fn examples() -> Vec<(&'static str, Value)> {
     vec![
         (
             "AwsSigv4",
@@ -73,7 +73,7 @@ fn request(strategy: &str, env: &str, name: &str, fields: &Value) -> Value {
     body
 }
 
-async fn create(engine: &Engine, strategy: &str, env: &str, fields: Value) -> Value {
+pub(crate) async fn create(engine: &Engine, strategy: &str, env: &str, fields: Value) -> Value {
     let (status, created) = engine
         .post(CREDENTIALS, request(strategy, env, strategy, &fields))
         .await;
