@@ -30,27 +30,7 @@ pub(super) async fn ingest(
     body: Body,
 ) -> Response {
     let source_key = bearer(&headers);
-    // The key is checked on the headers, before a byte of the body is read: a stranger is
-    // refused at once and cannot make the engine hold up to 40 MiB first.
-    let result = match crate::app::ingest::authenticate(&engine, source_key) {
-        Ok(source) => match read_body(&headers, body).await {
-            Ok(body) => {
-                let content_type = headers
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or(wharf_protocol::CONTENT_TYPE_JSON);
-                let submission = Submission {
-                    source,
-                    content_type,
-                    query_targets: query_targets(query.as_deref()),
-                    body: &body,
-                };
-                crate::app::ingest::ingest(&engine, submission).await
-            }
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
+    let result = submit(&engine, &headers, query.as_deref(), body).await;
     match result {
         Ok(Ingested::Queued {
             data_model,
@@ -107,6 +87,30 @@ fn query_targets(query: Option<&str>) -> Vec<String> {
         }
     }
     ids
+}
+
+/// Authenticates the source on the headers, before a byte of the body is read (a stranger is
+/// refused at once and cannot make the engine hold up to 40 MiB first), then reads the body
+/// and hands the submission to the core.
+async fn submit(
+    engine: &Engine,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: Body,
+) -> Result<Ingested, EngineError> {
+    let source = crate::app::ingest::authenticate(engine, bearer(headers))?;
+    let body = read_body(headers, body).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(wharf_protocol::CONTENT_TYPE_JSON);
+    let submission = Submission {
+        source,
+        content_type,
+        query_targets: query_targets(query),
+        body: &body,
+    };
+    crate::app::ingest::ingest(engine, submission).await
 }
 
 /// The body of an authenticated submission, at most [`wharf_protocol::MAX_BODY_BYTES`]: a

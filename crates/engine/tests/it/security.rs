@@ -13,13 +13,23 @@ async fn answer_to_head(
     authorization: Option<&str>,
     length: u64,
 ) -> Option<String> {
+    answer_to_post(engine, "/endpoint", authorization, length).await
+}
+
+/// The same for any path.
+async fn answer_to_post(
+    engine: &Engine,
+    path: &str,
+    authorization: Option<&str>,
+    length: u64,
+) -> Option<String> {
     let addr = engine.base.trim_start_matches("http://");
     let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
     let auth = authorization
         .map(|a| format!("Authorization: {a}\r\n"))
         .unwrap_or_default();
     let head = format!(
-        "POST /endpoint HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {length}\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {length}\r\n\r\n"
     );
     socket.write_all(head.as_bytes()).await.unwrap();
     let mut buffer = vec![0u8; 4096];
@@ -54,6 +64,13 @@ async fn ingestion_refuses_a_stranger_at_the_headers_without_reading_the_body() 
     assert_eq!(too_large.as_deref(), Some("HTTP/1.1 413 Payload Too Large"));
     // And a real source within the limit is read: the engine waits for its body.
     assert_eq!(answer_to_head(&engine, Some(&source), 1 << 20).await, None);
+    // The management API too refuses a caller without a valid key before reading its body.
+    let dev = engine.environment("Development").await;
+    let path = format!("/platform/v1/environments/{dev}/destinations");
+    let keyless = answer_to_post(&engine, &path, None, 30 << 20).await;
+    assert_eq!(keyless.as_deref(), Some("HTTP/1.1 401 Unauthorized"));
+    let source_key = answer_to_post(&engine, &path, Some(&source), 30 << 20).await;
+    assert_eq!(source_key.as_deref(), Some("HTTP/1.1 401 Unauthorized"));
 }
 
 #[tokio::test]
