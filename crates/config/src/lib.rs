@@ -226,6 +226,28 @@ pub fn database_max_connections(
     }
 }
 
+/// The fewest characters a secret Wharf accepts from its configuration may have (a
+/// verification token, an admin or metrics token, an OAuth client secret): 32 characters of
+/// even a hex alphabet are 128 bits, which no online guessing gets through. Shorter ones
+/// (`test`, a word) fall to a dictionary.
+pub const MIN_SECRET_CHARS: usize = 32;
+
+/// Refuses a secret shorter than [`MIN_SECRET_CHARS`], naming `key` and how to make a good
+/// one. The error never contains the secret.
+pub fn strong_secret(key: &str, secret: &str) -> Result<(), ConfigError> {
+    let chars = secret.chars().count();
+    if chars < MIN_SECRET_CHARS {
+        return Err(err(
+            key,
+            format!(
+                "is {chars} characters long; a secret must be at least {MIN_SECRET_CHARS} \
+                 (128 bits) so it cannot be guessed: generate one with `openssl rand -hex 32`"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `url` if it is a PostgreSQL URL; otherwise an error naming `key`, where it came from (a
 /// configuration key, an environment variable or a command-line flag).
 pub fn checked_database_url(key: &str, url: String) -> Result<DatabaseUrl, ConfigError> {
@@ -237,6 +259,21 @@ pub fn checked_database_url(key: &str, url: String) -> Result<DatabaseUrl, Confi
         ));
     }
     Ok(DatabaseUrl(url))
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn short_secrets_are_refused_with_the_key_and_a_way_out() {
+        let e = strong_secret("admin_token", "hunter2").unwrap_err();
+        assert_eq!(e.key, "admin_token");
+        assert!(e.problem.contains("openssl rand -hex 32"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(strong_secret("admin_token", &"a".repeat(31)).is_err());
+        assert!(strong_secret("admin_token", &"a".repeat(32)).is_ok());
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
@@ -112,14 +112,7 @@ async fn token_endpoint(app: &App, guard: &Guard, parts: &Parts, body: Body) -> 
             );
         }
     };
-    let host = parts
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-    guard
-        .token_endpoint(&app.http, host, &parts.headers, &body)
-        .await
+    guard.token_endpoint(&app.http, &parts.headers, &body).await
 }
 
 /// A GET verification: token in the query or in a header, challenge in the query; the auth

@@ -121,7 +121,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .iter()
         .filter_map(|d| {
             let auth = d.auth.clone()?;
-            let guard = crate::strategy::Guard::new(auth, tls.is_some(), clock.clone());
+            let guard = crate::strategy::Guard::new(auth, clock.clone());
             Some((d.path.clone(), Arc::new(guard)))
         })
         .collect();
@@ -133,6 +133,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         forwarders_running: Default::default(),
         metrics,
         admin_token: config.admin_token.clone(),
+        metrics_token: config.metrics_token.clone().map(Arc::new),
+        auth_limiter: crate::throttle::AuthLimiter::new(
+            config.auth_failure_limit,
+            config.auth_failure_window,
+        ),
         guards,
         token_endpoints,
         destinations: config
@@ -203,9 +208,20 @@ fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(metrics).route_layer(axum::middleware::from_fn_with_state(
+                app.metrics_token.clone(),
+                wharf_serve::metrics::require_token,
+            )),
+        )
         .route("/_wharf", get(crate::page::page))
         .fallback(receive::receive)
+        // Inside the metrics layer, so its 429s and the failures it counts are recorded.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::throttle::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             app.metrics.registry.clone(),
             wharf_serve::metrics::record,

@@ -103,8 +103,6 @@ fn jwt_refusal(e: JwtError) -> Refusal {
 pub struct Guard {
     pub config: AuthConfig,
     clock: Arc<dyn Clock>,
-    /// `https` or `http`: for the token URL client assertions name as `aud`.
-    scheme: &'static str,
     issued: IssuedTokens,
     seen_jtis: SeenJtis,
     /// SigV4 signatures and JWT Bearer tokens without `jti` already accepted.
@@ -123,7 +121,7 @@ impl std::fmt::Debug for Guard {
 }
 
 impl Guard {
-    pub fn new(config: AuthConfig, tls: bool, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(config: AuthConfig, clock: Arc<dyn Clock>) -> Self {
         let sigv4 = (config.strategy == Strategy::AwsSigv4).then(|| {
             sigv4::Verifier::new(
                 config.region.clone().unwrap_or_default(),
@@ -134,7 +132,6 @@ impl Guard {
         Self {
             config,
             clock,
-            scheme: if tls { "https" } else { "http" },
             issued: IssuedTokens::default(),
             seen_jtis: SeenJtis::default(),
             seen_once: SeenOnce::default(),
@@ -342,11 +339,10 @@ impl Guard {
     pub async fn token_endpoint(
         &self,
         http: &reqwest::Client,
-        host: Option<&str>,
         headers: &HeaderMap,
         body: &[u8],
     ) -> Response {
-        match token_endpoint::issue(self, http, host, headers, body).await {
+        match token_endpoint::issue(self, http, headers, body).await {
             Ok(body) => {
                 let mut response = (StatusCode::OK, axum::Json(body)).into_response();
                 let h = response.headers_mut();

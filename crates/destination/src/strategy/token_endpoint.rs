@@ -22,7 +22,6 @@ fn invalid_client(description: &str) -> OAuthError {
 pub(super) async fn issue(
     guard: &Guard,
     http: &reqwest::Client,
-    host: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<serde_json::Value, OAuthError> {
@@ -68,7 +67,6 @@ pub(super) async fn issue(
             check_assertion(
                 guard,
                 http,
-                host,
                 &request,
                 assertion,
                 SMART_ASSERTION_MAX_SECONDS,
@@ -82,7 +80,6 @@ pub(super) async fn issue(
             check_assertion(
                 guard,
                 http,
-                host,
                 &request,
                 assertion,
                 JWT_GRANT_MAX_SECONDS,
@@ -129,7 +126,6 @@ pub(super) async fn issue(
 async fn check_assertion(
     guard: &Guard,
     http: &reqwest::Client,
-    host: Option<&str>,
     request: &TokenRequest,
     assertion: &str,
     max_lifetime: u64,
@@ -167,13 +163,15 @@ async fn check_assertion(
             "client_id does not match the assertion's issuer",
         ));
     }
-    let audiences = token_urls(guard, host);
-    if audiences.is_empty() {
+    // The audience is the configured token URL only, never one built from the request: a
+    // `Host` header naming another server would otherwise make its assertions good here.
+    let Some(token_url) = guard.config.token_url.clone() else {
         return Err(OAuthError::new(
             "invalid_request",
-            "the request names no Host",
+            "this token endpoint has no configured URL (token_url or public_url)",
         ));
-    }
+    };
+    let audiences = vec![token_url];
     let mut rules = Rules::new(vec![client_id.clone()], audiences);
     rules.max_lifetime_seconds = Some(max_lifetime);
     rules.require_jti = smart;
@@ -212,15 +210,4 @@ async fn check_assertion(
         });
     }
     Ok(client_id)
-}
-
-/// The URLs a client may name as this token endpoint's `aud`: the configured one, or the
-/// one the request itself was sent to.
-fn token_urls(guard: &Guard, host: Option<&str>) -> Vec<String> {
-    let path = guard.config.token_path.as_deref().unwrap_or_default();
-    match (&guard.config.token_url, host) {
-        (Some(url), _) => vec![url.clone()],
-        (None, Some(host)) => vec![format!("{}://{host}{path}", guard.scheme)],
-        (None, None) => Vec::new(),
-    }
 }

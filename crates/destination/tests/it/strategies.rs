@@ -22,7 +22,7 @@ use wharf_testkit::{Recorder, Reply};
 
 pub const TOKEN_PATH: &str = "/redox/token";
 /// The registered client secret: it must never appear in any response.
-pub const CLIENT_SECRET: &str = "client-secret-NEVER-ECHOED-4b1d9";
+pub const CLIENT_SECRET: &str = "client-secret-NEVER-ECHOED-4b1d9-0123456789abcdef";
 pub const CLIENT_ID: &str = "redox-client";
 
 pub fn now() -> u64 {
@@ -500,7 +500,15 @@ impl Smart {
             jwks.url(),
             inline_jwks(&[&rs, &es]),
         );
-        let h = Harness::start(&destination(&auth)).await;
+        // The refusal tests send more bad assertions than the failed-authentication limit
+        // (20 a minute) allows one address; that limit is tested in `guessing.rs`.
+        let h = Harness::start_with(
+            &destination(&auth),
+            "auth_failure_limit = 1000",
+            reqwest::Client::new(),
+            "http",
+        )
+        .await;
         Smart { h, jwks, rs, es }
     }
 
@@ -666,6 +674,104 @@ async fn smart_refuses_replayed_misaddressed_long_lived_expired_and_forged_asser
         message(&s.h, "/redox", Some(&good), Some(TOKEN), "L-assertion").await;
     assert_eq!(assertion_as_bearer.status, StatusCode::UNAUTHORIZED);
     assert!(s.h.inbox().is_empty());
+}
+
+/// The audience of a client assertion is the configured token URL only. Before, with
+/// `token_url` unset the URL built from the request's `Host` was accepted too: an assertion
+/// minted for another server (its `aud` that server's token URL) was good here when sent with
+/// that server's name as `Host`.
+#[tokio::test]
+async fn an_assertion_for_another_host_is_refused_whatever_host_the_request_names() {
+    let s = Smart::start().await;
+    let port = s.h.port();
+    for other in [
+        format!("other.example:{port}"),
+        "other.example".to_owned(),
+        format!("127.0.0.1:{port}"),
+    ] {
+        let mut claims = s.claims(SMART_URL_CLIENT);
+        claims["aud"] = json!(format!("http://{other}{TOKEN_PATH}"));
+        let assertion = s.rs.sign(&claims).unwrap();
+        let response =
+            s.h.client
+                .post(s.h.url(TOKEN_PATH))
+                .header("host", other.as_str())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form(&[
+                    ("grant_type", CLIENT_CREDENTIALS),
+                    ("client_assertion_type", JWT_CLIENT_ASSERTION),
+                    ("client_assertion", &assertion),
+                ]))
+                .send()
+                .await
+                .unwrap();
+        let answer = Answer::of(response).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{other}: {}",
+            answer.text
+        );
+        assert_eq!(answer.oauth_error(), "invalid_client", "{other}");
+    }
+    // The configured URL is accepted whatever Host the request names (a proxy may rewrite it).
+    let response =
+        s.h.client
+            .post(s.h.url(TOKEN_PATH))
+            .header("host", "internal-name:8080")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[
+                ("grant_type", CLIENT_CREDENTIALS),
+                ("client_assertion_type", JWT_CLIENT_ASSERTION),
+                (
+                    "client_assertion",
+                    &s.es.sign(&s.claims(SMART_URL_CLIENT)).unwrap(),
+                ),
+            ]))
+            .send()
+            .await
+            .unwrap();
+    access_token(&Answer::of(response).await);
+}
+
+/// A destination behind a proxy: `public_url` is what senders use, and the only audience.
+#[tokio::test]
+async fn the_token_url_comes_from_public_url_not_from_the_listener() {
+    let es = key(Algorithm::ES384, "es-1");
+    let auth = format!(
+        "[destinations.auth]\nstrategy = \"SMART_Backend\"\ntoken_path = \"{TOKEN_PATH}\"\nclients = [{{ client_id = \"{SMART_INLINE_CLIENT}\", jwks = {} }}]\n",
+        inline_jwks(&[&es])
+    );
+    let h = Harness::start_with(
+        &destination(&auth),
+        "public_url = \"https://dest.example.com/\"",
+        reqwest::Client::new(),
+        "http",
+    )
+    .await;
+    let exchange = |aud: String| {
+        let h = &h;
+        let es = &es;
+        async move {
+            let now = now();
+            let claims = json!({
+                "iss": SMART_INLINE_CLIENT, "sub": SMART_INLINE_CLIENT, "aud": aud,
+                "iat": now, "exp": now + 300, "jti": uuid::Uuid::new_v4().to_string(),
+            });
+            token_form(
+                h,
+                &[
+                    ("grant_type", CLIENT_CREDENTIALS),
+                    ("client_assertion_type", JWT_CLIENT_ASSERTION),
+                    ("client_assertion", &es.sign(&claims).unwrap()),
+                ],
+            )
+            .await
+        }
+    };
+    access_token(&exchange(format!("https://dest.example.com{TOKEN_PATH}")).await);
+    let answer = exchange(h.url(TOKEN_PATH)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use super::TestDir;
 
 const KEY: &str = "management-key-0123456789";
 const SOURCE_KEY: &str = "source-key-0123456789abcdef";
-const TOKEN: &str = "dest-token-0123456789abcdef";
+const TOKEN: &str = "dest-token-0123456789abcdef-0123456789abcdef";
 
 struct Engine {
     _running: wharf_engine::Running,
@@ -216,12 +216,16 @@ impl Destination {
     }
 
     async fn boot(&mut self) {
+        if self.port == 0 {
+            // Known before the start: the token endpoint's URL (`public_url`) names it.
+            self.port = crate::free_port();
+        }
         let text = format!(
-            "listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n{}[[destinations]]\nname = \"Acme\"\npath = \"/redox\"\nenvironment = \"Development\"\nverification_token = \"{TOKEN}\"\n[destinations.auth]\n{}\n",
-            self.port,
+            "listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{}[[destinations]]\nname = \"Acme\"\npath = \"/redox\"\nenvironment = \"Development\"\nverification_token = \"{TOKEN}\"\n[destinations.auth]\n{}\n",
             self.dir.path().join("data").display(),
             self.dir.database_toml(),
-            self.auth
+            self.auth,
+            port = self.port,
         );
         let config = wharf_destination::Config::parse(&text, &wharf_config::ProcessEnv).unwrap();
         let running = wharf_destination::start(config).await.unwrap();
@@ -294,14 +298,17 @@ async fn engine_jwks(engine: &Engine, credential: &Value) -> Value {
 #[tokio::test]
 async fn oauth_2_legged_end_to_end_with_token_refresh_after_401_and_token_endpoint_failures() {
     let engine = Engine::start().await;
-    let auth = "strategy = \"OAuth_2.0_2-legged\"\ntoken_path = \"/redox/token\"\nclients = [{ client_id = \"redox\", client_secret = \"right-secret\" }]";
+    let auth = "strategy = \"OAuth_2.0_2-legged\"\ntoken_path = \"/redox/token\"\nclients = [{ client_id = \"redox\", client_secret = \"right-secret-0123456789abcdef-0123456789\" }]";
     let mut dest = Destination::start(auth).await;
     let fields = |secret: &str| json!({"url": dest.url("/redox/token"), "clientId": "redox", "clientSecret": secret, "scopes": ["write"]});
     let wrong = engine
         .credential("OAuth_2.0_2-legged", fields("wrong-secret"))
         .await;
     let right = engine
-        .credential("OAuth_2.0_2-legged", fields("right-secret"))
+        .credential(
+            "OAuth_2.0_2-legged",
+            fields("right-secret-0123456789abcdef-0123456789"),
+        )
         .await;
     let id = verify_and_deliver(&engine, &dest, &wrong, &right, "invalid_client").await;
 
