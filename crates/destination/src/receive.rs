@@ -163,7 +163,9 @@ async fn check_strategy(
     body: &[u8],
 ) -> Result<(), Refusal> {
     guard.check_headers(&app.http, &parts.headers).await?;
-    guard.check_signature(&parts.method, &parts.uri, &parts.headers, body)
+    guard
+        .check_signature(&parts.method, &parts.uri, &parts.headers, body)
+        .await
 }
 
 async fn post(
@@ -231,7 +233,9 @@ async fn post(
         }
     };
     if let Some(guard) = guard
-        && let Err(refusal) = guard.check_signature(&parts.method, &parts.uri, headers, &body)
+        && let Err(refusal) = guard
+            .check_signature(&parts.method, &parts.uri, headers, &body)
+            .await
     {
         return refusal.respond(&destination.name, guard.config.strategy);
     }

@@ -116,12 +116,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let http =
         wharf_delivery::client::build(None).expect("the HTTP client's fixed settings are valid");
     let clock: Arc<dyn wharf_auth::Clock> = Arc::new(wharf_auth::SystemClock);
+    // On PostgreSQL the servers sharing the database share their memory of single-use
+    // credentials too; on SQLite each keeps its own.
+    let shared_replays = inbox.shared_replays();
     let guards: HashMap<String, Arc<crate::strategy::Guard>> = config
         .destinations
         .iter()
         .filter_map(|d| {
             let auth = d.auth.clone()?;
-            let guard = crate::strategy::Guard::new(auth, clock.clone());
+            let guard =
+                crate::strategy::Guard::new(&d.path, auth, clock.clone(), shared_replays.clone());
             Some((d.path.clone(), Arc::new(guard)))
         })
         .collect();

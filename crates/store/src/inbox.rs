@@ -311,6 +311,36 @@ pub fn discard_malformed(
     }
 }
 
+/// The memory of single-use credentials (SigV4 signatures, JWT `jti`s) that destination
+/// servers sharing one PostgreSQL database share, so a request captured on its way to one of
+/// them cannot be replayed to another. Keys are SHA-256 digests (the caller hashes); times are
+/// Unix seconds. Cheap to clone. Blocking, like the rest of the store: call it from a blocking
+/// thread.
+#[derive(Clone)]
+pub struct SharedReplays {
+    pg: Arc<PgInbox>,
+}
+
+impl SharedReplays {
+    /// Records `digest` until `expires_at` unless it is recorded and not expired at `now`:
+    /// `Ok(true)` for its first use, `Ok(false)` for a replay. An error means the database
+    /// could not say (refuse the request with 503: accepting could let a replay through).
+    pub fn first_use(
+        &self,
+        digest: &[u8; 32],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let secs = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+        self.pg.first_use(digest, secs(expires_at), secs(now))
+    }
+
+    /// Rows held, expired ones not yet swept included (for tests).
+    pub fn rows(&self) -> Result<i64, StoreError> {
+        self.pg.replay_rows()
+    }
+}
+
 /// The inbox of a running destination server: keeps messages through the group-commit writer
 /// and reads them back. Cheap to clone.
 #[derive(Clone)]
@@ -461,6 +491,15 @@ impl Inbox {
             u64::from(pages.unwrap_or(0)),
             std::sync::atomic::Ordering::Release,
         );
+    }
+
+    /// The replay memory shared with the other servers of the same PostgreSQL database;
+    /// `None` on SQLite, where one server owns the inbox and keeps that memory to itself.
+    pub fn shared_replays(&self) -> Option<SharedReplays> {
+        match &self.reader.backend {
+            ReaderBackend::Postgres(pg) => Some(SharedReplays { pg: pg.clone() }),
+            ReaderBackend::Sqlite(_) => None,
+        }
     }
 
     /// Whether the writer thread is still running (it stops only when the inbox is closed or

@@ -195,14 +195,22 @@ async fn check_assertion(
             "the assertion's sub must equal its iss (the client id)",
         ));
     }
-    if let Some(jti) = &claims.jti
-        && !guard.seen_jtis.first_use(
-            &client_id,
-            jti,
-            claims.exp.unwrap_or_default(),
-            guard.clock.as_ref(),
-        )
-    {
+    let first_use = match &claims.jti {
+        Some(jti) => guard
+            .replays
+            .first_jti(
+                &client_id,
+                jti,
+                claims.exp.unwrap_or_default(),
+                guard.clock.as_ref(),
+            )
+            .await
+            .map_err(|super::Unavailable| {
+                OAuthError::new("temporarily_unavailable", super::Unavailable::REASON)
+            })?,
+        None => true,
+    };
+    if !first_use {
         return Err(if smart {
             invalid_client("the assertion's jti was already used")
         } else {
