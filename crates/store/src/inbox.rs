@@ -311,9 +311,10 @@ pub fn discard_malformed(
     }
 }
 
-/// The memory of single-use credentials (SigV4 signatures, JWT `jti`s) that destination
-/// servers sharing one PostgreSQL database share, so a request captured on its way to one of
-/// them cannot be replayed to another. Keys are SHA-256 digests (the caller hashes); times are
+/// The memory of credentials that destination servers sharing one PostgreSQL database share:
+/// single-use ones (SigV4 signatures, JWT `jti`s), so a request captured on its way to one of
+/// them cannot be replayed to another, and the access tokens their token endpoints issued, so
+/// a token from one is good at all. Keys are SHA-256 digests (the caller hashes); times are
 /// Unix seconds. Cheap to clone. Blocking, like the rest of the store: call it from a blocking
 /// thread.
 #[derive(Clone)]
@@ -333,6 +334,33 @@ impl SharedReplays {
     ) -> Result<bool, StoreError> {
         let secs = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
         self.pg.first_use(digest, secs(expires_at), secs(now))
+    }
+
+    /// Records an access token `destination`'s token endpoint issued (`digest`: its SHA-256)
+    /// for `client_id` until `expires_at`, so the other servers accept it too.
+    pub fn record_token(
+        &self,
+        digest: &[u8; 32],
+        destination: &str,
+        client_id: &str,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        let expires_at = i64::try_from(expires_at).unwrap_or(i64::MAX);
+        self.pg
+            .record_token(digest, destination, client_id, expires_at)
+    }
+
+    /// The client id and expiry (Unix seconds) of the access token with SHA-256 `digest` that
+    /// `destination` issued, on any of the servers; `None` if none did.
+    pub fn issued_token(
+        &self,
+        digest: &[u8; 32],
+        destination: &str,
+    ) -> Result<Option<(String, u64)>, StoreError> {
+        Ok(self
+            .pg
+            .issued_token(digest, destination)?
+            .map(|(client, exp)| (client, u64::try_from(exp).unwrap_or(0))))
     }
 
     /// Rows held, expired ones not yet swept included (for tests).

@@ -321,10 +321,25 @@ fn inboxes_share_single_use_credentials_and_exactly_one_racer_wins() {
         });
         assert_eq!(winners, 1, "round {round}");
     }
+    // Issued access tokens: recorded by one, found by the other, per destination.
+    let token = [0x55; 32];
+    ra.record_token(&token, "/redox", "client-1", now + 300)
+        .unwrap();
+    assert_eq!(
+        rb.issued_token(&token, "/redox").unwrap(),
+        Some(("client-1".to_owned(), now + 300))
+    );
+    assert_eq!(rb.issued_token(&token, "/other").unwrap(), None);
+    assert_eq!(rb.issued_token(&[0x56; 32], "/redox").unwrap(), None);
     // Expired rows are swept (at most once a minute per server) by a later record.
     let later = now + 100_000;
     assert!(ra.first_use(&[0xEE; 32], later + 10, later).unwrap());
     assert_eq!(ra.rows().unwrap(), 1, "only the fresh row is left");
+    assert_eq!(
+        ra.issued_token(&token, "/redox").unwrap(),
+        None,
+        "the expired token was swept"
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //!
 //! | strategy | every request carries | checked against |
 //! |---|---|---|
-//! | `OAuth_2.0_2-legged`, `SMART_Backend`, `OAuth_2.0_JWT_Bearer_GCP` | `Authorization: Bearer` from our token endpoint | the tokens we issued (in memory, short-lived) |
+//! | `OAuth_2.0_2-legged`, `SMART_Backend`, `OAuth_2.0_JWT_Bearer_GCP` | `Authorization: Bearer` from our token endpoint | the tokens we issued (in memory, short-lived; also in the shared database on PostgreSQL) |
 //! | `JWT_Bearer` | `Authorization: Bearer <JWT>` signed by the sender | issuer's JWKS, `iss`, `aud`, `exp`/`nbf`, `jti` (or, without one, the token itself) not reused |
 //! | `GoogleWIF` | `Authorization: Bearer <Google-style ID token>` | issuer's JWKS, `iss`, `aud`, `exp`/`nbf` |
 //! | `AwsSigv4` | `Authorization: AWS4-HMAC-SHA256 ...` | the signature over the request and body, not seen before |
@@ -202,7 +202,22 @@ impl Guard {
                     .ok_or_else(|| Refusal::missing("missing access token: fetch one from the token endpoint and send it as Authorization: Bearer"))?;
                 match self.issued.check(token, self.clock.as_ref()) {
                     Ok(_) => Ok(()),
-                    // Expired or unknown tokens are 401: the client should fetch a new one.
+                    // Not issued here: perhaps by another server sharing the database.
+                    Err(oauth::BearerError::Unknown) => {
+                        match self
+                            .replays
+                            .issued_elsewhere(token, self.clock.as_ref())
+                            .await
+                            .map_err(|Unavailable| Refusal::unavailable())?
+                        {
+                            Some(true) => Ok(()),
+                            Some(false) => {
+                                Err(Refusal::missing(oauth::BearerError::Expired.to_string()))
+                            }
+                            None => Err(Refusal::missing(oauth::BearerError::Unknown.to_string())),
+                        }
+                    }
+                    // Expired tokens are 401: the client should fetch a new one.
                     Err(e) => Err(Refusal::missing(e.to_string())),
                 }
             }

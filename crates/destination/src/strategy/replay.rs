@@ -1,11 +1,14 @@
-//! Where a destination's strategy remembers the single-use credentials it accepted (SigV4
-//! signatures, JWT `jti`s, JWT Bearer tokens without a `jti`): in this process's memory on
-//! SQLite, where one server owns the inbox; in the PostgreSQL database when several servers
-//! share it (`replay_seen`), so a request captured on its way to one of them cannot be replayed
-//! once to each of the others.
+//! What a destination's strategy remembers beyond one request: the single-use credentials it
+//! accepted (SigV4 signatures, JWT `jti`s, JWT Bearer tokens without a `jti`) and the access
+//! tokens its token endpoint issued. On SQLite, where one server owns the inbox, single-use
+//! credentials are remembered in this process (and issued tokens in the guard's
+//! `IssuedTokens`). When several servers share a PostgreSQL database, both go to the database
+//! too (`replay_seen`, `issued_tokens`): a request captured on its way to one server cannot be
+//! replayed once to each of the others, and a token issued by one server is good at all of
+//! them (behind a load balancer the next request may reach another).
 //!
-//! Both remember the same keys (`wharf_auth::replay::digest` of the same parts) for the same
-//! time. Each destination's keys are scoped by its path, as a guard's memory is its own on
+//! Both memories use the same keys (`wharf_auth::replay::digest` of the same parts) for the
+//! same time. Each destination's keys are scoped by its path, as a guard's memory is its own on
 //! SQLite. When the database cannot answer, the request is refused with 503 and
 //! `Retry-After` ([`Unavailable`]): accepting it could let a replay through, and a 500 would
 //! tell the sender the request itself was wrong.
@@ -66,23 +69,42 @@ impl Replays {
                 let key = digest(&scoped);
                 let now = clock.unix_seconds();
                 let shared = shared.clone();
-                // The store blocks (a database round trip): not on the async workers.
-                let answer =
-                    tokio::task::spawn_blocking(move || shared.first_use(&key, expires_at, now))
-                        .await;
-                match answer {
-                    Ok(Ok(first)) => Ok(first),
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "cannot check a credential against replays; answered 503");
-                        Err(Unavailable)
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "the replay check did not finish; answered 503");
-                        Err(Unavailable)
-                    }
-                }
+                blocking(move || shared.first_use(&key, expires_at, now)).await
             }
         }
+    }
+
+    /// Shares an access token this server's token endpoint issued (to `client_id`, until
+    /// `expires_at`) with the other servers of the database; nothing to do on SQLite.
+    pub async fn record_token(
+        &self,
+        token: &str,
+        client_id: &str,
+        expires_at: u64,
+    ) -> Result<(), Unavailable> {
+        let Memory::Shared(shared) = &self.memory else {
+            return Ok(());
+        };
+        let key = digest(&[b"access-token", token.as_bytes()]);
+        let (shared, scope, client_id) = (shared.clone(), self.scope.clone(), client_id.to_owned());
+        blocking(move || shared.record_token(&key, &scope, &client_id, expires_at)).await
+    }
+
+    /// Whether another server of the database issued `token` and it has not expired: `None`
+    /// when none did (or on SQLite), `Some(false)` when it expired.
+    pub async fn issued_elsewhere(
+        &self,
+        token: &str,
+        clock: &dyn Clock,
+    ) -> Result<Option<bool>, Unavailable> {
+        let Memory::Shared(shared) = &self.memory else {
+            return Ok(None);
+        };
+        let key = digest(&[b"access-token", token.as_bytes()]);
+        let (shared, scope) = (shared.clone(), self.scope.clone());
+        let now = clock.unix_seconds();
+        let found = blocking(move || shared.issued_token(&key, &scope)).await?;
+        Ok(found.map(|(_client, expires_at)| expires_at > now))
     }
 
     /// Records a `jti` of `issuer`'s until the token carrying it would be refused as expired
@@ -100,5 +122,23 @@ impl Replays {
             clock,
         )
         .await
+    }
+}
+
+/// Runs a store call on a blocking thread (a database round trip does not belong on the async
+/// workers); any failure is [`Unavailable`], logged.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, wharf_store::StoreError> + Send + 'static,
+) -> Result<T, Unavailable> {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "the shared credential memory cannot answer; answered 503");
+            Err(Unavailable)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a shared credential check did not finish; answered 503");
+            Err(Unavailable)
+        }
     }
 }

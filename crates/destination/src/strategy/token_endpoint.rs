@@ -112,6 +112,20 @@ pub(super) async fn issue(
         lifetime,
         guard.clock.as_ref(),
     );
+    // Servers sharing a database accept each other's tokens: the token is handed out only
+    // once the others can see it.
+    let expires_at = guard
+        .issued
+        .check(&token, guard.clock.as_ref())
+        .map(|issued| issued.expires_at)
+        .unwrap_or_default();
+    guard
+        .replays
+        .record_token(&token, &client_id, expires_at)
+        .await
+        .map_err(|super::Unavailable| {
+            OAuthError::new("temporarily_unavailable", super::Unavailable::REASON)
+        })?;
     tracing::info!(client_id, strategy = %config.strategy, "access token issued");
     Ok(oauth::token_response(
         &token,

@@ -1877,3 +1877,19 @@ async fn when_postgresql_is_unreachable_the_replay_check_answers_503_with_retry_
     assert!(retry_after >= 1);
     drop(cluster);
 }
+
+/// Behind a load balancer the token request and the next message may reach different servers:
+/// a token issued by one is good at the other, and one it never issued is not.
+#[tokio::test]
+async fn an_access_token_issued_by_one_server_is_accepted_by_the_other() {
+    let (a, b, _schema) = two_servers_on_one_database(&two_legged("")).await;
+    let (fields, secrets) = two_legged_fields(&a, json!({}));
+    let request = client::oauth_2_legged_request(&fields, &secrets).unwrap();
+    let token = access_token(&exchange_at(&a, &request.url, &request).await);
+    let answer = message(&b, "/redox", Some(&token), Some(TOKEN), "T1").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let made_up = "A".repeat(43);
+    let answer = message(&b, "/redox", Some(&made_up), Some(TOKEN), "T2").await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
+    assert_eq!(kept_shared(&a), ["T1"]);
+}

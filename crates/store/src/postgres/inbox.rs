@@ -252,16 +252,67 @@ impl PgInbox {
                 .replay_swept
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
-            && let Err(e) = self.query(
-                "DELETE FROM replay_seen WHERE expires_at <= $1",
-                &[&now],
-                |_| (),
-            )
+            && let Err(e) = self.pg.run(async {
+                let client = self.pg.client().await?;
+                client
+                    .execute("DELETE FROM replay_seen WHERE expires_at <= $1", &[&now])
+                    .await?;
+                client
+                    .execute("DELETE FROM issued_tokens WHERE expires_at <= $1", &[&now])
+                    .await?;
+                Ok(())
+            })
         {
             // The rows stay until the next sweep; nothing is accepted wrongly meanwhile.
             tracing::debug!(error = %e, "could not sweep expired replay_seen rows");
         }
         Ok(first)
+    }
+
+    /// Records an access token issued by `destination`'s token endpoint (its SHA-256 `digest`)
+    /// for `client_id` until `expires_at`.
+    pub(crate) fn record_token(
+        &self,
+        digest: &[u8; 32],
+        destination: &str,
+        client_id: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.pg.run(async {
+            let client = self.pg.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO issued_tokens (digest, destination, client_id, expires_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING",
+                )
+                .await?;
+            super::sent();
+            client
+                .execute(
+                    &statement,
+                    &[&digest.as_slice(), &destination, &client_id, &expires_at],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// The client and expiry of the access token with `digest` that `destination` issued, if
+    /// any (expired or not).
+    pub(crate) fn issued_token(
+        &self,
+        digest: &[u8; 32],
+        destination: &str,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT client_id, expires_at FROM issued_tokens
+                 WHERE digest = $1 AND destination = $2",
+                &[&digest.as_slice(), &destination],
+                |r| (r.get(0), r.get(1)),
+            )?
+            .into_iter()
+            .next())
     }
 
     /// Rows of `replay_seen`, expired ones not yet swept included (for tests).

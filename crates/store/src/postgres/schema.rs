@@ -185,12 +185,21 @@ pub(crate) const INBOX: &[&str] = &[
     // 5: single-use credentials the destination servers sharing this database have accepted
     // (SigV4 signatures, JWT `jti`s and JWT Bearer tokens), as SHA-256 digests, each until it
     // could no longer pass its other checks, so a captured request is not accepted once per
-    // server. Expired rows are swept by whichever server next records one.
+    // server; and the access tokens their token endpoints issued (digests), so a token from
+    // one server is good at every other until it expires. Expired rows are swept by whichever
+    // server next records one.
     "CREATE TABLE replay_seen (
         digest     BYTEA PRIMARY KEY,
         expires_at BIGINT NOT NULL
     );
-    CREATE INDEX replay_seen_expiry ON replay_seen (expires_at);",
+    CREATE INDEX replay_seen_expiry ON replay_seen (expires_at);
+    CREATE TABLE issued_tokens (
+        digest      BYTEA PRIMARY KEY,
+        destination TEXT NOT NULL,
+        client_id   TEXT NOT NULL,
+        expires_at  BIGINT NOT NULL
+    );
+    CREATE INDEX issued_tokens_expiry ON issued_tokens (expires_at);",
 ];
 
 /// A set of tables with its own migrations and version: the engine's or the inbox's.
