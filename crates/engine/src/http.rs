@@ -12,6 +12,7 @@ pub fn status(e: &EngineError) -> StatusCode {
         EngineError::BadRequest(_) => StatusCode::BAD_REQUEST,
         EngineError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
+        EngineError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         EngineError::NotFound(_) => StatusCode::NOT_FOUND,
         EngineError::Conflict(_) => StatusCode::CONFLICT,
         EngineError::VerificationFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -8,7 +8,7 @@ use super::models::ErrorBody;
 use crate::app::Engine;
 use crate::app::EngineError;
 use crate::app::ingest::{Ingested, Submission};
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,20 +27,31 @@ pub(super) async fn ingest(
     State(engine): State<Engine>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(wharf_protocol::CONTENT_TYPE_JSON);
     let source_key = bearer(&headers);
-    let submission = Submission {
-        source_key,
-        content_type,
-        query_targets: query_targets(query.as_deref()),
-        body: &body,
+    // The key is checked on the headers, before a byte of the body is read: a stranger is
+    // refused at once and cannot make the engine hold up to 40 MiB first.
+    let result = match crate::app::ingest::authenticate(&engine, source_key) {
+        Ok(source) => match read_body(&headers, body).await {
+            Ok(body) => {
+                let content_type = headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(wharf_protocol::CONTENT_TYPE_JSON);
+                let submission = Submission {
+                    source,
+                    content_type,
+                    query_targets: query_targets(query.as_deref()),
+                    body: &body,
+                };
+                crate::app::ingest::ingest(&engine, submission).await
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
     };
-    match crate::app::ingest::ingest(&engine, submission).await {
+    match result {
         Ok(Ingested::Queued {
             data_model,
             event_type,
@@ -96,4 +107,32 @@ fn query_targets(query: Option<&str>) -> Vec<String> {
         }
     }
     ids
+}
+
+/// The body of an authenticated submission, at most [`wharf_protocol::MAX_BODY_BYTES`]: a
+/// declared length beyond it is refused before reading, a chunked one as soon as it passes it.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, EngineError> {
+    let limit = wharf_protocol::MAX_BODY_BYTES;
+    let too_large = || {
+        EngineError::TooLarge(format!(
+            "the body is larger than {} MiB, the most a message may be: split it or send less",
+            limit >> 20
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over_limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over_limit {
+            too_large()
+        } else {
+            EngineError::bad_request(format!("the body could not be read to its end: {e}"))
+        }
+    })
 }

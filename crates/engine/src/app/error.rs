@@ -21,6 +21,9 @@ pub enum EngineError {
     /// Valid credentials, or none needed, but not allowed.
     #[error("{0}")]
     Forbidden(String),
+    /// The request's body is larger than the engine takes (40 MiB).
+    #[error("{0}")]
+    TooLarge(String),
     /// `{what} not found`.
     #[error("{0} not found")]
     NotFound(String),

@@ -21,10 +21,16 @@ use wharf_store::engine::{AttemptRecord, DestinationRecord, LogRecord, Write};
 /// How long a query may take end to end (PROTOCOL.md section 6).
 pub const QUERY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// A message as a source submitted it.
+/// A source whose key was checked: what ingestion needs before it reads a body, so a stranger
+/// is refused at the headers and cannot make the engine buffer 40 MiB first.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+}
+
+/// A message as an authenticated source submitted it.
 pub struct Submission<'a> {
-    /// The key from `Authorization: Bearer`, if any.
-    pub source_key: Option<&'a str>,
+    pub source: Source,
     pub content_type: &'a str,
     /// Targets named outside the body (`?destination=` for FHIR bundles).
     pub query_targets: Vec<String>,
@@ -57,9 +63,9 @@ fn unauthorized(message: &str) -> EngineError {
     EngineError::Unauthorized(message.to_owned())
 }
 
-/// The name of the source whose key was presented, compared in constant time against every
-/// configured source key.
-pub fn source_named_by(engine: &Engine, key: Option<&str>) -> Result<String, EngineError> {
+/// The source whose key was presented, compared in constant time against every configured
+/// source key. Called on the request's headers, before its body is read.
+pub fn authenticate(engine: &Engine, key: Option<&str>) -> Result<Source, EngineError> {
     let Some(presented) = key else {
         return Err(unauthorized(
             "missing source key: send Authorization: Bearer <source api_key>",
@@ -72,12 +78,14 @@ pub fn source_named_by(engine: &Engine, key: Option<&str>) -> Result<String, Eng
         tracing::warn!(reason = "wrong_source_key", "ingestion refused");
         return Err(unauthorized("the source key is not valid"));
     };
-    Ok(engine.config.sources[index].name.clone())
+    Ok(Source {
+        name: engine.config.sources[index].name.clone(),
+    })
 }
 
 /// Takes a source's message: queued for every target, or relayed if it is a query.
 pub async fn ingest(engine: &Engine, submission: Submission<'_>) -> Result<Ingested, EngineError> {
-    let source = source_named_by(engine, submission.source_key)?;
+    let source = submission.source.name.as_str();
     let env = envelope::parse(submission.body)
         .map_err(|e| EngineError::bad_request(format!("cannot deliver this message: {e}")))?;
     let is_query = env.interaction == Interaction::Query;
@@ -120,7 +128,7 @@ pub async fn ingest(engine: &Engine, submission: Submission<'_>) -> Result<Inges
         records.push(record);
     }
     let message = Message {
-        source: &source,
+        source,
         content_type: submission.content_type,
         body: submission.body,
         env: &env,

@@ -16,6 +16,7 @@ mod outage;
 mod platform_api;
 mod queries;
 mod rate_limit;
+mod security;
 mod ssrf;
 
 const KEY: &str = "management-key-0123456789";
