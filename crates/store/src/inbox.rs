@@ -311,6 +311,16 @@ pub fn discard_malformed(
     }
 }
 
+/// An access token one of the servers sharing a database issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedToken {
+    pub client_id: String,
+    /// The digest of the client's registration the issuing server had.
+    pub registration: Vec<u8>,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
 /// The memory of credentials that destination servers sharing one PostgreSQL database share:
 /// single-use ones (SigV4 signatures, JWT `jti`s), so a request captured on its way to one of
 /// them cannot be replayed to another, and the access tokens their token endpoints issued, so
@@ -337,30 +347,36 @@ impl SharedReplays {
     }
 
     /// Records an access token `destination`'s token endpoint issued (`digest`: its SHA-256)
-    /// for `client_id` until `expires_at`, so the other servers accept it too.
+    /// for `client_id`, registered as `registration` (a digest of its secret), until
+    /// `expires_at`, so the other servers accept it too.
     pub fn record_token(
         &self,
         digest: &[u8; 32],
         destination: &str,
         client_id: &str,
+        registration: &[u8; 32],
         expires_at: u64,
     ) -> Result<(), StoreError> {
         let expires_at = i64::try_from(expires_at).unwrap_or(i64::MAX);
         self.pg
-            .record_token(digest, destination, client_id, expires_at)
+            .record_token(digest, destination, client_id, registration, expires_at)
     }
 
-    /// The client id and expiry (Unix seconds) of the access token with SHA-256 `digest` that
-    /// `destination` issued, on any of the servers; `None` if none did.
+    /// The access token with SHA-256 `digest` that `destination` issued, on any of the
+    /// servers; `None` if none did.
     pub fn issued_token(
         &self,
         digest: &[u8; 32],
         destination: &str,
-    ) -> Result<Option<(String, u64)>, StoreError> {
+    ) -> Result<Option<SharedToken>, StoreError> {
         Ok(self
             .pg
             .issued_token(digest, destination)?
-            .map(|(client, exp)| (client, u64::try_from(exp).unwrap_or(0))))
+            .map(|(client_id, registration, exp)| SharedToken {
+                client_id,
+                registration,
+                expires_at: u64::try_from(exp).unwrap_or(0),
+            }))
     }
 
     /// Rows held, expired ones not yet swept included (for tests).

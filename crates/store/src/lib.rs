@@ -22,7 +22,7 @@ pub mod writer;
 
 pub use inbox::{
     Body, INBOX_FILE, Inbox, InboxOptions, InboxReader, Kept, ListQuery, MessageStatus,
-    MessageSummary, NewMessage, SharedReplays, StoredMessage, discard_malformed,
+    MessageSummary, NewMessage, SharedReplays, SharedToken, StoredMessage, discard_malformed,
 };
 pub use writer::{DEFAULT_WAL_RESET_BYTES, KeepError};
 

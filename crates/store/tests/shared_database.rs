@@ -323,11 +323,15 @@ fn inboxes_share_single_use_credentials_and_exactly_one_racer_wins() {
     }
     // Issued access tokens: recorded by one, found by the other, per destination.
     let token = [0x55; 32];
-    ra.record_token(&token, "/redox", "client-1", now + 300)
+    ra.record_token(&token, "/redox", "client-1", &[9; 32], now + 300)
         .unwrap();
     assert_eq!(
         rb.issued_token(&token, "/redox").unwrap(),
-        Some(("client-1".to_owned(), now + 300))
+        Some(wharf_store::SharedToken {
+            client_id: "client-1".to_owned(),
+            registration: vec![9; 32],
+            expires_at: now + 300
+        })
     );
     assert_eq!(rb.issued_token(&token, "/other").unwrap(), None);
     assert_eq!(rb.issued_token(&[0x56; 32], "/redox").unwrap(), None);

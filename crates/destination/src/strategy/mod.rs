@@ -165,6 +165,26 @@ impl Guard {
         }
     }
 
+    /// A digest of how `client_id` is registered here (its secret, for OAuth 2-legged), so a
+    /// token issued under another registration (before a secret was rotated) is not accepted
+    /// from the shared database; `None` for a client not registered.
+    pub(crate) fn registration(&self, client_id: &str) -> Option<[u8; 32]> {
+        let client = self
+            .config
+            .clients
+            .iter()
+            .find(|c| c.client_id == client_id)?;
+        Some(wharf_auth::replay::digest(&[
+            b"registration",
+            client_id.as_bytes(),
+            client
+                .client_secret
+                .as_deref()
+                .unwrap_or_default()
+                .as_bytes(),
+        ]))
+    }
+
     /// Whether the body must be read before the strategy can decide (SigV4 signs it).
     pub fn needs_body(&self) -> bool {
         self.sigv4.is_some()
@@ -206,14 +226,16 @@ impl Guard {
                     Err(oauth::BearerError::Unknown) => {
                         match self
                             .replays
-                            .issued_elsewhere(token, self.clock.as_ref())
+                            .issued_elsewhere(token, self.clock.as_ref(), |client| {
+                                self.registration(client)
+                            })
                             .await
                             .map_err(|Unavailable| Refusal::unavailable())?
                         {
                             Some(true) => Ok(()),
-                            Some(false) => {
-                                Err(Refusal::missing(oauth::BearerError::Expired.to_string()))
-                            }
+                            Some(false) => Err(Refusal::missing(
+                                "the access token has expired or its client's registration changed: fetch a new one",
+                            )),
                             None => Err(Refusal::missing(oauth::BearerError::Unknown.to_string())),
                         }
                     }

@@ -74,12 +74,14 @@ impl Replays {
         }
     }
 
-    /// Shares an access token this server's token endpoint issued (to `client_id`, until
-    /// `expires_at`) with the other servers of the database; nothing to do on SQLite.
+    /// Shares an access token this server's token endpoint issued (to `client_id`, registered
+    /// as `registration`, until `expires_at`) with the other servers of the database; nothing
+    /// to do on SQLite.
     pub async fn record_token(
         &self,
         token: &str,
         client_id: &str,
+        registration: [u8; 32],
         expires_at: u64,
     ) -> Result<(), Unavailable> {
         let Memory::Shared(shared) = &self.memory else {
@@ -87,15 +89,19 @@ impl Replays {
         };
         let key = digest(&[b"access-token", token.as_bytes()]);
         let (shared, scope, client_id) = (shared.clone(), self.scope.clone(), client_id.to_owned());
-        blocking(move || shared.record_token(&key, &scope, &client_id, expires_at)).await
+        blocking(move || shared.record_token(&key, &scope, &client_id, &registration, expires_at))
+            .await
     }
 
-    /// Whether another server of the database issued `token` and it has not expired: `None`
-    /// when none did (or on SQLite), `Some(false)` when it expired.
+    /// Whether another server of the database issued `token`, it has not expired, and its
+    /// client is still registered as it was then (`registration` gives the digest of a client's
+    /// registration here; a rotated secret revokes the old secret's tokens): `None` when no
+    /// server issued it (or on SQLite), `Some(false)` when it expired or was revoked.
     pub async fn issued_elsewhere(
         &self,
         token: &str,
         clock: &dyn Clock,
+        registration: impl Fn(&str) -> Option<[u8; 32]>,
     ) -> Result<Option<bool>, Unavailable> {
         let Memory::Shared(shared) = &self.memory else {
             return Ok(None);
@@ -104,7 +110,10 @@ impl Replays {
         let (shared, scope) = (shared.clone(), self.scope.clone());
         let now = clock.unix_seconds();
         let found = blocking(move || shared.issued_token(&key, &scope)).await?;
-        Ok(found.map(|(_client, expires_at)| expires_at > now))
+        Ok(found.map(|t| {
+            t.expires_at > now
+                && registration(&t.client_id).is_some_and(|r| r.as_slice() == t.registration)
+        }))
     }
 
     /// Records a `jti` of `issuer`'s until the token carrying it would be refused as expired

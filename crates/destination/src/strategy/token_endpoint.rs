@@ -119,9 +119,10 @@ pub(super) async fn issue(
         .check(&token, guard.clock.as_ref())
         .map(|issued| issued.expires_at)
         .unwrap_or_default();
+    let registration = guard.registration(&client_id).unwrap_or_default();
     guard
         .replays
-        .record_token(&token, &client_id, expires_at)
+        .record_token(&token, &client_id, registration, expires_at)
         .await
         .map_err(|super::Unavailable| {
             OAuthError::new("temporarily_unavailable", super::Unavailable::REASON)

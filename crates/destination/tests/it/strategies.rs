@@ -1882,7 +1882,7 @@ async fn when_postgresql_is_unreachable_the_replay_check_answers_503_with_retry_
 /// a token issued by one is good at the other, and one it never issued is not.
 #[tokio::test]
 async fn an_access_token_issued_by_one_server_is_accepted_by_the_other() {
-    let (a, b, _schema) = two_servers_on_one_database(&two_legged("")).await;
+    let (a, b, schema) = two_servers_on_one_database(&two_legged("")).await;
     let (fields, secrets) = two_legged_fields(&a, json!({}));
     let request = client::oauth_2_legged_request(&fields, &secrets).unwrap();
     let token = access_token(&exchange_at(&a, &request.url, &request).await);
@@ -1890,6 +1890,19 @@ async fn an_access_token_issued_by_one_server_is_accepted_by_the_other() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     let made_up = "A".repeat(43);
     let answer = message(&b, "/redox", Some(&made_up), Some(TOKEN), "T2").await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
+    // A server whose configuration rotated the client's secret does not accept tokens issued
+    // under the old one.
+    let rotated = Harness::start_on(
+        tempfile::tempdir().unwrap(),
+        None,
+        &two_legged("").replace(CLIENT_SECRET, "rotated-secret-0123456789abcdef-0123456789"),
+        &format!("database_url = \"{}\"", schema.url),
+        reqwest::Client::new(),
+        "http",
+    )
+    .await;
+    let answer = message(&rotated, "/redox", Some(&token), Some(TOKEN), "T3").await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
     assert_eq!(kept_shared(&a), ["T1"]);
 }

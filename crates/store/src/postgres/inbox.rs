@@ -276,40 +276,48 @@ impl PgInbox {
         digest: &[u8; 32],
         destination: &str,
         client_id: &str,
+        registration: &[u8; 32],
         expires_at: i64,
     ) -> Result<(), StoreError> {
         self.pg.run(async {
             let client = self.pg.client().await?;
             let statement = client
                 .prepare_cached(
-                    "INSERT INTO issued_tokens (digest, destination, client_id, expires_at)
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING",
+                    "INSERT INTO issued_tokens
+                         (digest, destination, client_id, registration, expires_at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (digest) DO NOTHING",
                 )
                 .await?;
             super::sent();
             client
                 .execute(
                     &statement,
-                    &[&digest.as_slice(), &destination, &client_id, &expires_at],
+                    &[
+                        &digest.as_slice(),
+                        &destination,
+                        &client_id,
+                        &registration.as_slice(),
+                        &expires_at,
+                    ],
                 )
                 .await?;
             Ok(())
         })
     }
 
-    /// The client and expiry of the access token with `digest` that `destination` issued, if
-    /// any (expired or not).
+    /// The client, its registration digest and the expiry of the access token with `digest`
+    /// that `destination` issued, if any (expired or not).
     pub(crate) fn issued_token(
         &self,
         digest: &[u8; 32],
         destination: &str,
-    ) -> Result<Option<(String, i64)>, StoreError> {
+    ) -> Result<Option<(String, Vec<u8>, i64)>, StoreError> {
         Ok(self
             .query(
-                "SELECT client_id, expires_at FROM issued_tokens
+                "SELECT client_id, registration, expires_at FROM issued_tokens
                  WHERE digest = $1 AND destination = $2",
                 &[&digest.as_slice(), &destination],
-                |r| (r.get(0), r.get(1)),
+                |r| (r.get(0), r.get(1), r.get(2)),
             )?
             .into_iter()
             .next())

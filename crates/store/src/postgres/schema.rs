@@ -197,6 +197,10 @@ pub(crate) const INBOX: &[&str] = &[
         digest      BYTEA PRIMARY KEY,
         destination TEXT NOT NULL,
         client_id   TEXT NOT NULL,
+        -- A digest of the client's registration (its secret) when the token was issued: a
+        -- server whose configuration registers the client differently (a rotated secret)
+        -- does not accept the token.
+        registration BYTEA NOT NULL,
         expires_at  BIGINT NOT NULL
     );
     CREATE INDEX issued_tokens_expiry ON issued_tokens (expires_at);",

@@ -312,8 +312,9 @@ async fn oauth_2_legged_end_to_end_with_token_refresh_after_401_and_token_endpoi
         .await;
     let id = verify_and_deliver(&engine, &dest, &wrong, &right, "invalid_client").await;
 
-    // A restarted destination forgot the token it issued: the engine's cached token gets 401,
-    // a new token is fetched and the same attempt succeeds.
+    // A restarted destination forgot the token it issued (on SQLite; on PostgreSQL the
+    // servers' shared database keeps it): the engine's cached token gets 401, a new token is
+    // fetched and the same attempt succeeds. Either way it is one attempt.
     dest.restart(auth).await;
     let log = engine.submit(&id, 2).await;
     let log = engine.log_after(&log, 1).await;
@@ -324,8 +325,9 @@ async fn oauth_2_legged_end_to_end_with_token_refresh_after_401_and_token_endpoi
     );
     assert!(wait_until(Duration::from_secs(5), || dest.kept() == 2).await);
 
-    // The destination rotates the secret: the token endpoint refuses, the attempt fails with
-    // the token endpoint's reason, and nothing is kept.
+    // The destination rotates the secret: tokens issued under the old one are refused (also
+    // from the shared database), the token endpoint refuses, the attempt fails with the token
+    // endpoint's reason, and nothing is kept.
     dest.restart(&auth.replace("right-secret", "rotated-secret"))
         .await;
     let log = engine.submit(&id, 3).await;
