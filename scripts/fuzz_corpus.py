@@ -244,7 +244,7 @@ verification_token = "token-0123456789abcdef"
 data_dir = "data"
 organization = "Wharf"
 api_keys = ["key-0123456789abcdef0123"]
-master_key = "master-key-0123456789abcdef0123456789"
+master_key = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 '''
     seeds = {
         "destination-minimal": destination,
@@ -275,7 +275,7 @@ master_key = "master-key-0123456789abcdef0123456789"
         "auth-unknown": destination + '[destinations.auth]\nstrategy = "Nope"\n',
         "auth-wrong-type": destination + "auth = 5\n",
         "engine-ladder": engine + 'retry_ladder = ["0s", "10s", "bogus"]\n',
-        "engine-sources": engine + '[[sources]]\nname = "EHR"\nkey = "source-key-0123456789abcdef"\n',
+        "engine-sources": engine + '[[sources]]\nname = "EHR"\nkey = "source-key-0123456789abcdef-01234"\n',
         "engine-smtp": engine + '[smtp]\nhost = "mail"\nport = 99999\n',
         "engine-wrong-type-keys": engine.replace('["key-0123456789abcdef0123"]', '"one-key"'),
         "deep-inline-table": "a = " + "{b = " * 500 + "1" + "}" * 500 + "\n",

@@ -29,6 +29,33 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The shortest secret Wharf accepts where it is the whole defence against guessing (keys,
+/// verification tokens, admin tokens, client secrets): 32 characters, at least 128 bits
+/// however they are written. `openssl rand -hex 32` gives 64.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Why `secret` is too weak to accept, if it is: shorter than [`MIN_SECRET_LEN`], or a
+/// placeholder from Wharf's example configurations and documentation (`change-me-...`), which
+/// anyone can read.
+pub fn weak_secret(secret: &str) -> Option<String> {
+    let lower = secret.to_ascii_lowercase();
+    if secret.chars().count() < MIN_SECRET_LEN {
+        Some(format!(
+            "must be at least {MIN_SECRET_LEN} characters: generate one with `openssl rand -hex 32`"
+        ))
+    } else if ["change-me", "changeme", "example"]
+        .iter()
+        .any(|p| lower.contains(p))
+    {
+        Some(
+            "is a placeholder from Wharf's examples, which anyone can read: generate one with `openssl rand -hex 32`"
+                .to_owned(),
+        )
+    } else {
+        None
+    }
+}
+
 pub fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         file: None,

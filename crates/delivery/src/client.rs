@@ -24,6 +24,56 @@ pub fn builder(extra_roots: Option<&[u8]>) -> Result<reqwest::ClientBuilder, Str
     Ok(builder)
 }
 
+/// Why an answer could not be read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// The answer is longer than the limit: nothing more was read.
+    TooLarge(usize),
+    /// The connection failed or timed out mid-answer.
+    Transport(String),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::TooLarge(limit) => write!(f, "the answer is longer than {}", size(*limit)),
+            ReadError::Transport(e) => f.write_str(e),
+        }
+    }
+}
+
+fn size(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}
+
+/// Reads a remote answer of at most `limit` bytes. A remote server decides how much it sends,
+/// so no answer is read without a limit: a declared length over it is refused before reading,
+/// and a longer body is cut off as soon as it passes the limit.
+pub async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, ReadError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(ReadError::TooLarge(limit));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ReadError::Transport(describe_transport_error(&e)))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(ReadError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// An error and its causes on one line: reqwest's own message alone says only "error sending
 /// request", while the cause says "connection refused".
 pub fn error_chain(e: &dyn std::error::Error) -> String {
@@ -71,4 +121,30 @@ pub fn describe_transport_error(e: &reqwest::Error) -> String {
         "transport error"
     };
     format!("{kind}: {chain}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_testkit::{Recorder, Reply};
+
+    /// A token endpoint's (or any remote's) answer is read up to its limit and no further.
+    #[tokio::test]
+    async fn answers_are_read_up_to_their_limit() {
+        let server = Recorder::start(|_, _| Reply {
+            body: vec![b'{'; (1 << 20) + 1],
+            ..Reply::status(200)
+        })
+        .await;
+        let client = build(None).unwrap();
+        let get = || client.get(server.url("/token")).send();
+        let declared = read_limited(get().await.unwrap(), 1 << 20).await;
+        assert_eq!(declared, Err(ReadError::TooLarge(1 << 20)));
+        assert_eq!(
+            declared.unwrap_err().to_string(),
+            "the answer is longer than 1 MiB"
+        );
+        let within = read_limited(get().await.unwrap(), 2 << 20).await.unwrap();
+        assert_eq!(within.len(), (1 << 20) + 1);
+    }
 }

@@ -4,7 +4,8 @@
 //! resolved and every address checked: link-local (including cloud metadata at
 //! 169.254.169.254), unspecified, multicast and broadcast addresses are always refused;
 //! loopback, private (RFC 1918), carrier-grade NAT and unique-local addresses are refused unless
-//! the operator sets `allow_private_endpoints`. The connection is then pinned to the checked
+//! the operator sets `allow_private_endpoints` (all of them) or lists the exact `address:port`
+//! in `private_endpoints`. The connection is then pinned to the checked
 //! address, so a DNS answer that changes between the check and the connect cannot slip
 //! through; redirects are never followed (see [`crate::client`]).
 //!
@@ -144,17 +145,42 @@ impl Resolve for SharedResolver {
     }
 }
 
+/// Which loopback and private addresses an operator lets outbound requests reach: all of them
+/// (`allow_private_endpoints`), or only some exact `address:port`s (`private_endpoints`, so
+/// `wharf up` can reach its own loopback destination and nothing else on the machine).
+/// Metadata, link-local and other never-allowed ranges stay refused either way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrivateAccess {
+    pub all: bool,
+    pub endpoints: Vec<SocketAddr>,
+}
+
+impl PrivateAccess {
+    /// Every private address allowed (`true`) or none (`false`).
+    pub fn all(all: bool) -> Self {
+        PrivateAccess {
+            all,
+            endpoints: Vec::new(),
+        }
+    }
+
+    /// Whether a private `addr` may be reached.
+    pub fn allows(&self, addr: &SocketAddr) -> bool {
+        self.all || self.endpoints.contains(addr)
+    }
+}
+
 /// Resolves `url`'s host with the system's resolver and checks every address; returns the
 /// address to connect to.
-pub async fn resolve(url: &reqwest::Url, allow_private: bool) -> Result<SocketAddr, String> {
-    resolve_with(&SystemResolver, url, allow_private).await
+pub async fn resolve(url: &reqwest::Url, private: &PrivateAccess) -> Result<SocketAddr, String> {
+    resolve_with(&SystemResolver, url, private).await
 }
 
 /// [`resolve`] with a given resolver.
 pub async fn resolve_with(
     resolver: &dyn Resolve,
     url: &reqwest::Url,
-    allow_private: bool,
+    private: &PrivateAccess,
 ) -> Result<SocketAddr, String> {
     let host = url
         .host_str()
@@ -175,7 +201,7 @@ pub async fn resolve_with(
     }
     // Any refused address refuses the host: otherwise which one is used would be luck.
     for addr in &addrs {
-        if let Some(why) = refusal(addr.ip(), allow_private) {
+        if let Some(why) = refusal(addr.ip(), private.allows(addr)) {
             return Err(format!(
                 "refused to connect to {host} ({}): {why}",
                 addr.ip()
@@ -188,18 +214,18 @@ pub async fn resolve_with(
 /// A client for one call to `url`: checked as above and pinned to the checked address.
 pub async fn pinned_client(
     url: &reqwest::Url,
-    allow_private: bool,
+    private: &PrivateAccess,
 ) -> Result<reqwest::Client, String> {
-    pinned_client_with(&SystemResolver, url, allow_private).await
+    pinned_client_with(&SystemResolver, url, private).await
 }
 
 /// [`pinned_client`] with a given resolver.
 pub async fn pinned_client_with(
     resolver: &dyn Resolve,
     url: &reqwest::Url,
-    allow_private: bool,
+    private: &PrivateAccess,
 ) -> Result<reqwest::Client, String> {
-    let addr = resolve_with(resolver, url, allow_private).await?;
+    let addr = resolve_with(resolver, url, private).await?;
     let host = url.host_str().unwrap_or_default().to_owned();
     crate::client::builder(None)?
         // A proxy from the environment would resolve and connect by itself, past the check.
@@ -245,6 +271,34 @@ mod tests {
             assert!(refused(ip, true), "{ip}");
             assert!(refused(ip, false), "{ip}");
         }
+    }
+
+    #[tokio::test]
+    async fn listed_private_endpoints_are_reached_and_no_other() {
+        let private = PrivateAccess {
+            all: false,
+            endpoints: vec!["127.0.0.1:8443".parse().unwrap()],
+        };
+        let to = |u: &str| reqwest::Url::parse(u).unwrap();
+        let reached = resolve(&to("http://127.0.0.1:8443/redox"), &private).await;
+        assert_eq!(reached.unwrap(), "127.0.0.1:8443".parse().unwrap());
+        for other in [
+            "http://127.0.0.1:8444/",
+            "http://127.0.0.2:8443/",
+            "http://10.0.0.1:8443/",
+        ] {
+            let e = resolve(&to(other), &private).await.unwrap_err();
+            assert!(e.contains("allow_private_endpoints"), "{other}: {e}");
+        }
+        let metadata = PrivateAccess {
+            all: false,
+            endpoints: vec!["169.254.169.254:80".parse().unwrap()],
+        };
+        assert!(
+            resolve(&to("http://169.254.169.254/"), &metadata)
+                .await
+                .is_err()
+        );
     }
 
     #[test]
@@ -298,21 +352,31 @@ mod tests {
             ("http://[::ffff:169.254.169.254]/x", false),
         ] {
             let url: reqwest::Url = url.parse().unwrap();
-            let refused = resolve(&url, false).await.unwrap_err();
+            let refused = resolve(&url, &PrivateAccess::all(false)).await.unwrap_err();
             assert!(
                 refused.starts_with("refused to connect"),
                 "{url}: {refused}"
             );
-            assert_eq!(resolve(&url, true).await.is_ok(), allowed, "{url}");
+            assert_eq!(
+                resolve(&url, &PrivateAccess::all(true)).await.is_ok(),
+                allowed,
+                "{url}"
+            );
         }
         let url: reqwest::Url = "http://127.0.0.1:9/x".parse().unwrap();
         assert!(
-            resolve(&url, false)
+            resolve(&url, &PrivateAccess::all(false))
                 .await
                 .unwrap_err()
                 .contains("allow_private_endpoints")
         );
-        assert_eq!(resolve(&url, true).await.unwrap().port(), 9);
+        assert_eq!(
+            resolve(&url, &PrivateAccess::all(true))
+                .await
+                .unwrap()
+                .port(),
+            9
+        );
     }
 
     /// DNS as a test scripts it: each lookup takes the next answer (the last one repeats).
@@ -362,8 +426,14 @@ mod tests {
         let url: reqwest::Url = format!("http://partner.test:{}/hook", internal.addr.port())
             .parse()
             .unwrap();
-        assert!(pinned_client_with(&dns, &url, false).await.is_ok());
-        let second = pinned_client_with(&dns, &url, false).await.unwrap_err();
+        assert!(
+            pinned_client_with(&dns, &url, &PrivateAccess::all(false))
+                .await
+                .is_ok()
+        );
+        let second = pinned_client_with(&dns, &url, &PrivateAccess::all(false))
+            .await
+            .unwrap_err();
         assert_eq!(
             second,
             "refused to connect to partner.test (127.0.0.1): a loopback or private address (set allow_private_endpoints to allow it)"
@@ -374,11 +444,13 @@ mod tests {
         // One refused address among several refuses the name (which one a client would pick
         // is luck), even when the operator allows private addresses.
         let dns = Scripted::new(&[&["93.184.216.34", "169.254.169.254"]]);
-        let refused = pinned_client_with(&dns, &url, true).await.unwrap_err();
+        let refused = pinned_client_with(&dns, &url, &PrivateAccess::all(true))
+            .await
+            .unwrap_err();
         assert!(refused.contains("169.254.169.254"), "{refused}");
         let dns = Scripted::new(&[&[]]);
         assert!(
-            resolve_with(&dns, &url, true)
+            resolve_with(&dns, &url, &PrivateAccess::all(true))
                 .await
                 .unwrap_err()
                 .contains("has no address")
@@ -394,7 +466,9 @@ mod tests {
         let url: reqwest::Url = format!("http://partner.test:{}/hook", checked.addr.port())
             .parse()
             .unwrap();
-        let client = pinned_client_with(&dns, &url, true).await.unwrap();
+        let client = pinned_client_with(&dns, &url, &PrivateAccess::all(true))
+            .await
+            .unwrap();
         for _ in 0..3 {
             let response = client.post(url.clone()).body("x").send().await.unwrap();
             assert_eq!(response.status(), 200);
@@ -402,7 +476,9 @@ mod tests {
         assert_eq!(checked.count(), 3);
         assert_eq!(dns.lookups.load(Ordering::SeqCst), 1);
         // The next client for the name is checked against the new answer, and refused.
-        let refused = pinned_client_with(&dns, &url, true).await.unwrap_err();
+        let refused = pinned_client_with(&dns, &url, &PrivateAccess::all(true))
+            .await
+            .unwrap_err();
         assert!(refused.contains("link-local"), "{refused}");
     }
 
@@ -432,7 +508,9 @@ mod tests {
         let internal = Recorder::ok().await;
         let addr = redirecting_to(internal.url("/admin")).await;
         let url: reqwest::Url = format!("http://{addr}/hook").parse().unwrap();
-        let client = pinned_client(&url, true).await.unwrap();
+        let client = pinned_client(&url, &PrivateAccess::all(true))
+            .await
+            .unwrap();
         let response = client.post(url).body("x").send().await.unwrap();
         assert_eq!(response.status(), 302);
         assert_eq!(internal.count(), 0);

@@ -118,6 +118,10 @@ impl Challenge {
     }
 }
 
+/// The most of an answer to a challenge that is read: the answer need only hold the
+/// challenge (a UUID), and an endpoint must not be able to make the engine buffer more.
+pub const MAX_ANSWER_BYTES: usize = 64 << 10;
+
 /// Performs Verify and Save against `url` with the verification token alone.
 pub async fn verify(
     client: &reqwest::Client,
@@ -164,10 +168,11 @@ pub async fn send(
     if !status.is_success() {
         return Err(VerifyFailure::Status(status.as_u16()));
     }
-    let body = response
-        .bytes()
+    let body = crate::client::read_limited(response, MAX_ANSWER_BYTES)
         .await
-        .map_err(|e| VerifyFailure::Transport(describe_transport_error(&e)))?;
+        .map_err(|e| {
+            VerifyFailure::Transport(format!("reading the answer to the challenge: {e}"))
+        })?;
     if challenge::answer_contains(&body, challenge) {
         Ok(())
     } else {
@@ -179,6 +184,42 @@ pub async fn send(
 mod tests {
     use super::*;
     use wharf_testkit::{Received, Recorder, Reply};
+
+    /// An endpoint that answers 200 and then streams a chunked body without end.
+    async fn endless_answer() -> reqwest::Url {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 4096];
+            let _ = socket.read(&mut head).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await;
+            let chunk = [b"10000\r\n".to_vec(), vec![b'x'; 0x10000], b"\r\n".to_vec()].concat();
+            // Stops when the client hangs up.
+            while socket.write_all(&chunk).await.is_ok() {}
+        });
+        format!("http://{addr}/hook").parse().unwrap()
+    }
+
+    /// Issue 26, item 9: an endpoint cannot make the engine buffer its answer without limit.
+    #[tokio::test]
+    async fn an_endless_answer_is_cut_off_at_64_kib() {
+        let url = endless_answer().await;
+        let client = crate::client::build(None).unwrap();
+        let result = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            verify(&client, &url, "tok", Method::Post),
+        )
+        .await
+        .expect("answers at once instead of reading forever");
+        match result {
+            Err(VerifyFailure::Transport(e)) => assert!(e.contains("longer than 64 KiB"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[tokio::test]
     async fn get_keeps_the_endpoints_own_query() {

@@ -1,7 +1,7 @@
 //! The engine's configuration: the TOML file, its validation, and its defaults.
 //! Every key is documented in `docs/CONFIG.md` and in `config/engine.toml`.
 
-use crate::secrets::{MIN_MASTER_KEY_LEN, MasterKey};
+use crate::secrets::MasterKey;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,7 +40,7 @@ pub struct EngineConfig {
     pub delivery_timeout: Duration,
     /// Lets destinations point at loopback and private addresses (link-local and cloud
     /// metadata addresses stay refused).
-    pub allow_private_endpoints: bool,
+    pub private_endpoints: wharf_delivery::ssrf::PrivateAccess,
     /// The base URL others reach this engine at (no trailing slash), e.g. for the JWKS URLs of
     /// auth credentials. `None` in the file means `http://` + the address actually listened on.
     pub public_url: Option<String>,
@@ -159,6 +159,7 @@ struct Raw {
     retry_ladder: Option<Vec<String>>,
     delivery_timeout: Option<String>,
     allow_private_endpoints: Option<bool>,
+    private_endpoints: Option<Vec<String>>,
     public_url: Option<String>,
     #[serde(default)]
     sources: Vec<RawSource>,
@@ -195,6 +196,7 @@ struct RawSmtp {
 struct RawSource {
     name: Option<String>,
     api_key: Option<String>,
+    api_key_env: Option<String>,
 }
 
 /// Exactly one of `key` and `key_env` (an environment variable's name) gives the value.
@@ -268,12 +270,6 @@ impl EngineConfig {
                 "at least one management API key is required (or api_keys_env)",
             ));
         }
-        if let Some(short) = api_keys.iter().position(|k| k.len() < 16) {
-            return Err(err(
-                format!("api_keys[{short}]"),
-                "must be at least 16 characters: use a long random key",
-            ));
-        }
         let master = one_of(
             "master_key",
             raw.master_key,
@@ -281,14 +277,7 @@ impl EngineConfig {
             raw.master_key_env,
             env,
         )?;
-        if master.len() < MIN_MASTER_KEY_LEN {
-            return Err(err(
-                "master_key",
-                format!(
-                    "must be at least {MIN_MASTER_KEY_LEN} characters: it encrypts every stored secret"
-                ),
-            ));
-        }
+        let master_key = MasterKey::parse(&master).map_err(|e| err("master_key", e.to_string()))?;
         let retry_ladder = match raw.retry_ladder {
             None => RetryLadder::redox(),
             Some(steps) => {
@@ -317,14 +306,20 @@ impl EngineConfig {
                 .name
                 .filter(|n| !n.trim().is_empty())
                 .ok_or_else(|| err(format!("sources[{i}].name"), "is required"))?;
-            let api_key = s.api_key.filter(|k| k.len() >= 16).ok_or_else(|| {
-                err(
-                    format!("sources[{i}].api_key"),
-                    "is required and must be at least 16 characters",
-                )
-            })?;
+            let api_key = one_of(
+                &format!("sources[{i}].api_key"),
+                s.api_key,
+                &format!("sources[{i}].api_key_env"),
+                s.api_key_env,
+                env,
+            )?;
             sources.push(Source { name, api_key });
         }
+        check_keys(&api_keys, &sources)?;
+        let private_endpoints = wharf_delivery::ssrf::PrivateAccess {
+            all: raw.allow_private_endpoints.unwrap_or(false),
+            endpoints: socket_addresses("private_endpoints", raw.private_endpoints)?,
+        };
         let enabled_environments = enabled_environments(raw.enabled_environments)?;
         let dashboard_password_hash = raw
             .dashboard_password_hash
@@ -369,10 +364,10 @@ impl EngineConfig {
             database_url,
             organization,
             api_keys,
-            master_key: Arc::new(MasterKey::new(&master)),
+            master_key: Arc::new(master_key),
             retry_ladder,
             delivery_timeout,
-            allow_private_endpoints: raw.allow_private_endpoints.unwrap_or(false),
+            private_endpoints,
             public_url,
             sources,
             enabled_environments,
@@ -491,6 +486,58 @@ fn alert_config(
     Ok(config)
 }
 
+/// `address:port` entries (`127.0.0.1:8443`, `[::1]:8443`): names are not accepted, since
+/// what a name resolves to can change.
+fn socket_addresses(
+    key: &str,
+    entries: Option<Vec<String>>,
+) -> Result<Vec<std::net::SocketAddr>, ConfigError> {
+    entries
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            entry.parse().map_err(|_| {
+                err(
+                    format!("{key}[{i}]"),
+                    format!("{entry:?} is not an IP address and port like \"127.0.0.1:8443\""),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Every management and source key is long, not an example value, and has one role: a key
+/// listed as both could both send data and manage destinations, and a source key listed
+/// twice could not say which source sent a message.
+fn check_keys(api_keys: &[String], sources: &[Source]) -> Result<(), ConfigError> {
+    let keys = api_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (format!("api_keys[{i}]"), k))
+        .chain(
+            sources
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("sources[{i}].api_key"), &s.api_key)),
+        )
+        .collect::<Vec<_>>();
+    for (n, (name, key)) in keys.iter().enumerate() {
+        if let Some(problem) = wharf_config::weak_secret(key) {
+            return Err(err(name.clone(), problem));
+        }
+        if let Some((other, _)) = keys[..n].iter().find(|(_, k)| k == key) {
+            return Err(err(
+                name.clone(),
+                format!(
+                    "is the same key as {other}: give each role and each source a key of its own"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Development, plus the environments listed (all three when the key is absent).
 fn enabled_environments(listed: Option<Vec<String>>) -> Result<Vec<Environment>, ConfigError> {
     let Some(listed) = listed else {
@@ -561,8 +608,8 @@ mod tests {
     }
 
     const MINIMAL: &str = r#"
-api_keys = ["management-key-0123456789"]
-master_key = "master-key-0123456789abcdef0123456789"
+api_keys = ["management-key-0123456789-0123456"]
+master_key = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 "#;
 
     #[test]
@@ -571,7 +618,7 @@ master_key = "master-key-0123456789abcdef0123456789"
         assert_eq!(c.listen.port(), 8080);
         assert_eq!(c.retry_ladder, RetryLadder::redox());
         assert_eq!(c.delivery_timeout, Duration::from_secs(30));
-        assert!(!c.allow_private_endpoints);
+        assert!(!c.private_endpoints.all && c.private_endpoints.endpoints.is_empty());
         assert_eq!(c.public_url, None);
         let c = EngineConfig::parse(
             &format!("{MINIMAL}public_url = \"https://engine.example.com/wharf/\""),
@@ -634,11 +681,12 @@ master_key = "master-key-0123456789abcdef0123456789"
     fn mistakes_name_the_key() {
         let e = |text: &str| EngineConfig::parse(text, &NoEnv).unwrap_err();
         assert_eq!(
-            e("master_key = \"m\"\napi_keys = [\"management-key-0123456789\"]").key,
+            e("master_key = \"m\"\napi_keys = [\"management-key-0123456789-0123456\"]").key,
             "master_key"
         );
         assert_eq!(
-            e("master_key = \"master-key-0123456789abcdef0123456789\"").key,
+            e("master_key = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"")
+                .key,
             "api_keys"
         );
         assert_eq!(
@@ -665,6 +713,66 @@ master_key = "master-key-0123456789abcdef0123456789"
                 .to_string()
                 .contains("typo")
         );
+    }
+
+    /// Issue 26, item 10: example values, short keys and a key with two roles are refused.
+    #[test]
+    fn keys_are_long_private_and_have_one_role() {
+        let e = |text: &str| EngineConfig::parse(text, &NoEnv).unwrap_err();
+        let master =
+            "master_key = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"";
+        let short = e(&format!("{master}\napi_keys = [\"management-key-0123\"]"));
+        assert_eq!(short.key, "api_keys[0]");
+        assert!(short.problem.contains("32 characters"), "{short}");
+        // What the example configuration used to ship, with a value of the right length.
+        let example = e(&format!(
+            "{master}\napi_keys = [\"change-me-management-key-0123456789\"]"
+        ));
+        assert_eq!(example.key, "api_keys[0]");
+        assert!(example.problem.contains("placeholder"), "{example}");
+        let old_master = e(
+            "master_key = \"change-me-master-key-0123456789abcdef0123456789\"\napi_keys = [\"management-key-0123456789-0123456\"]",
+        );
+        assert_eq!(old_master.key, "master_key");
+        // One key as a management key and a source key.
+        let shared = e(&format!(
+            "{MINIMAL}[[sources]]\nname = \"EHR\"\napi_key = \"management-key-0123456789-0123456\""
+        ));
+        assert_eq!(shared.key, "sources[0].api_key");
+        assert!(shared.problem.contains("api_keys[0]"), "{shared}");
+        // Two sources with one key.
+        let twice = e(&format!(
+            "{MINIMAL}[[sources]]\nname = \"A\"\napi_key = \"source-key-0123456789abcdef-012345\"\n[[sources]]\nname = \"B\"\napi_key = \"source-key-0123456789abcdef-012345\""
+        ));
+        assert_eq!(twice.key, "sources[1].api_key");
+        // Keys from the environment, as the example configuration reads them.
+        struct Vars;
+        impl Env for Vars {
+            fn var(&self, name: &str) -> Option<String> {
+                match name {
+                    "K" => Some("a".repeat(40)),
+                    "M" => Some(
+                        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+                    ),
+                    "S" => Some("b".repeat(40)),
+                    _ => None,
+                }
+            }
+        }
+        let c = EngineConfig::parse(
+            "api_keys_env = \"K\"\nmaster_key_env = \"M\"\nprivate_endpoints = [\"127.0.0.1:8443\"]\n[[sources]]\nname = \"EHR\"\napi_key_env = \"S\"",
+            &Vars,
+        )
+        .unwrap();
+        assert_eq!(c.sources[0].api_key, "b".repeat(40));
+        assert_eq!(
+            c.private_endpoints.endpoints,
+            ["127.0.0.1:8443".parse().unwrap()]
+        );
+        let name = e(&format!(
+            "{MINIMAL}private_endpoints = [\"localhost:8443\"]"
+        ));
+        assert_eq!(name.key, "private_endpoints[0]");
     }
 
     #[test]

@@ -294,11 +294,19 @@ async fn target(
     head: &LogRecord,
 ) -> Result<(String, reqwest::Url, String, Option<Credential>), String> {
     let id = head.destination_id.clone();
-    let record = engine
+    let Some(record) = engine
         .db(move |s| s.destination(&id))
         .await
         .map_err(|_| "the destination record could not be read".to_owned())?
-        .ok_or_else(|| "the destination was deleted".to_owned())?;
+    else {
+        // Queued by an ingestion that raced the destination's deletion: erase it as the
+        // deletion erased the rest (the attempt recorded next finds no log and is dropped).
+        let id = head.destination_id.clone();
+        if let Err(e) = engine.db(move |s| s.delete_destination(&id)).await {
+            tracing::warn!(destination = %head.destination_id, error = %e, "could not erase a deleted destination's log; retrying later");
+        }
+        return Err("the destination was deleted".to_owned());
+    };
     let (url, token, credential) = crate::app::ingest::target(engine, &record).await?;
     Ok((record.name, url, token, credential))
 }

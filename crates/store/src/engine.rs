@@ -312,7 +312,9 @@ dispatch! {
     pub fn destinations(&self, environment_id: &str) -> Result<Vec<DestinationRecord>, StoreError>;
     /// Whether `endpoint` is used by a destination of another organization.
     pub fn endpoint_taken_elsewhere(&self, endpoint: &str, organization_id: &str) -> Result<bool, StoreError>;
-    /// Deletes a destination. Returns false if it did not exist.
+    /// Deletes a destination and erases its logs (bodies included) and their attempts (with
+    /// the answers' first bytes) in one transaction; on SQLite the freed bytes are overwritten.
+    /// Returns false if it did not exist (its logs, if any are left, are erased all the same).
     pub fn delete_destination(&self, id: &str) -> Result<bool, StoreError>;
     pub fn insert_auth_credential(&self, c: &AuthCredentialRecord) -> Result<(), StoreError>;
     /// Replaces the mutable fields (name, fields, secrets, updated_at) of an existing auth

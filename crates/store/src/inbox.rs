@@ -409,7 +409,7 @@ pub const INBOX_LOCK_FILE: &str = "inbox.lock";
 /// [`INBOX_LOCK_WAIT`], so a server restarted while the old one is still exiting starts.
 fn lock_inbox(data_dir: &Path) -> Result<std::fs::File, StoreError> {
     let path = data_dir.join(INBOX_LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
+    let file = crate::private::file_options()
         .create(true)
         .truncate(false)
         .write(true)
@@ -452,10 +452,7 @@ impl Inbox {
         let committed_tx = Arc::new(committed_tx);
         let (sink, reader, path, describe) = match database {
             Database::Sqlite(data_dir) => {
-                std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
-                    path: data_dir.to_owned(),
-                    source,
-                })?;
+                crate::private::dir(data_dir)?;
                 let path = data_dir.join(INBOX_FILE);
                 let lock = lock_inbox(data_dir)?;
                 let mut conn = sqlite::open(&path)?;
@@ -846,6 +843,7 @@ mod tests {
     #[tokio::test]
     async fn migration_6_keeps_rows_ids_and_counts_and_drops_the_key_index() {
         let dir = tempfile::tempdir().unwrap();
+        crate::private::dir(dir.path()).unwrap();
         let path = dir.path().join(INBOX_FILE);
         let mut conn = sqlite::open(&path).unwrap();
         sqlite::migrate(&mut conn, &path, &sqlite::INBOX_MIGRATIONS[..5]).unwrap();

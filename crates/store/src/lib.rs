@@ -17,6 +17,7 @@ pub mod engine;
 pub mod inbox;
 pub mod postgres;
 mod priority;
+pub mod private;
 mod sqlite;
 pub mod writer;
 
@@ -36,6 +37,17 @@ pub enum StoreError {
     DataDir {
         path: std::path::PathBuf,
         source: std::io::Error,
+    },
+    /// A data directory or database file other users of the machine could read: it holds PHI
+    /// or sealed secrets, so the server will not use it.
+    #[error(
+        "{} can be read by other users of this machine (mode {mode:o}) and holds PHI or sealed secrets: run `chmod {wanted} {}` (or `chmod -R go-rwx` on the data directory) and start again",
+        path.display(), path.display()
+    )]
+    Exposed {
+        path: std::path::PathBuf,
+        mode: u32,
+        wanted: &'static str,
     },
     #[error(
         "the database at {path} has schema version {found}, newer than this binary knows ({known}); run a newer wharf or point data_dir elsewhere"
@@ -109,6 +121,7 @@ impl StoreError {
             StoreError::Unavailable(_) | StoreError::WriterStopped => StoreErrorKind::Unavailable,
             StoreError::OutcomeUnknown(_) => StoreErrorKind::OutcomeUnknown,
             StoreError::DataDir { .. }
+            | StoreError::Exposed { .. }
             | StoreError::SchemaTooNew { .. }
             | StoreError::DatabaseSchemaTooNew { .. }
             | StoreError::InboxInUse { .. }

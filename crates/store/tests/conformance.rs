@@ -83,6 +83,7 @@ conformance! {
         a_group_commit_keeps_the_order_given_and_is_all_or_nothing,
         queries_are_kept_as_request_logs_with_their_attempt,
         queue_stats_and_state,
+        deleting_a_destination_erases_its_logs_and_attempts,
         log_filters,
         a_newer_schema_is_refused,
         migrations_run_once,
@@ -400,6 +401,89 @@ fn queries_are_kept_as_request_logs_with_their_attempt(db: &Db) {
         store.queue_heads().unwrap().is_empty(),
         "queries are never queued"
     );
+}
+
+/// Issue 26, item 5: a deleted destination's PHI does not outlive it.
+fn deleting_a_destination_erases_its_logs_and_attempts(db: &Db) {
+    let store = db.engine();
+    let org = store.ensure_organization("o").unwrap();
+    let env = &store.environments(&org.id).unwrap()[0];
+    let (gone, kept) = (
+        record(&org, env, "https://a.example/r"),
+        record(&org, env, "https://b.example/r"),
+    );
+    store.insert_destination(&gone).unwrap();
+    store.insert_destination(&kept).unwrap();
+    const PATIENT: &[u8] =
+        b"{\"Patient\":{\"Demographics\":{\"FirstName\":\"Timothy-Bixby-Erased\"}}}";
+    let with_body = |id: &str, destination: &str| LogRecord {
+        organization_id: org.id.clone(),
+        body: PATIENT.to_vec(),
+        ..queued(id, destination)
+    };
+    enqueue(
+        &store,
+        &[
+            with_body("g1", &gone.id),
+            with_body("g2", &gone.id),
+            with_body("k1", &kept.id),
+        ],
+    );
+    let answered = AttemptRecord {
+        response: Some(PATIENT.to_vec()),
+        ..attempt("g1", 1)
+    };
+    record_attempt(&store, &answered, AttemptOutcome::RetryAt(50));
+    store.set_paused(&gone.id, true).unwrap();
+
+    assert!(store.delete_destination(&gone.id).unwrap());
+    assert!(store.destination(&gone.id).unwrap().is_none());
+    assert!(store.log("g1").unwrap().is_none() && store.log("g2").unwrap().is_none());
+    assert!(store.latest_attempts(&["g1".into()]).unwrap().is_empty());
+    let listed: Vec<_> = store
+        .logs(&org.id, &LogFilter::default(), 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(listed, ["k1"]);
+    assert!(
+        store
+            .queue_stats()
+            .unwrap()
+            .iter()
+            .all(|q| q.destination_id != gone.id)
+    );
+    // An attempt finishing after the deletion finds no log: it is dropped, and the rest of
+    // its group commit is kept.
+    store
+        .apply(&[
+            Write::Attempt(attempt("g2", 1), AttemptOutcome::Succeeded),
+            Write::Enqueue(vec![with_body("k2", &kept.id)]),
+        ])
+        .unwrap();
+    assert!(store.log("g2").unwrap().is_none());
+    assert_eq!(store.queue(&kept.id).unwrap().depth, 2);
+    // Deleting again erases anything an ingestion that raced the deletion left behind.
+    enqueue(&store, &[with_body("late", &gone.id)]);
+    assert!(!store.delete_destination(&gone.id).unwrap());
+    assert!(store.log("late").unwrap().is_none());
+
+    // On SQLite the bytes themselves are overwritten (secure_delete) and the WAL truncated.
+    if let Database::Sqlite(dir) = &db.database {
+        drop(store);
+        let mut bytes = std::fs::read(dir.join("engine.db")).unwrap();
+        if let Ok(wal) = std::fs::read(dir.join("engine.db-wal")) {
+            bytes.extend(wal);
+        }
+        let count = bytes
+            .windows(b"Timothy-Bixby-Erased".len())
+            .filter(|w| w == b"Timothy-Bixby-Erased")
+            .count();
+        // Only the kept destination's two logs still hold the name; the erased logs and the
+        // attempt's answer do not, anywhere in the file.
+        assert_eq!(count, 2);
+    }
 }
 
 fn queue_stats_and_state(db: &Db) {

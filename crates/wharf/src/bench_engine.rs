@@ -77,12 +77,12 @@ pub async fn run(args: EngineBenchArgs) -> Result<Value, String> {
 
     let dir = tempfile_dir()?;
     let (key, source_key) = (
-        "bench-management-key-0123456789",
-        "bench-source-key-0123456789",
+        "bench-management-key-0123456789-0",
+        "bench-source-key-0123456789-01234",
     );
     let config = wharf_engine::EngineConfig::parse(
         &format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{}api_keys = [\"{key}\"]\nmaster_key = \"bench-master-key-0123456789abcdef0123\"\nallow_private_endpoints = true\nrate_limit_requests = 0\n[[sources]]\nname = \"bench\"\napi_key = \"{source_key}\"\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{}api_keys = [\"{key}\"]\nmaster_key = \"e7b3a1c9d5f2084b6e0a3c7d9f1b5e2a8c4d6f0b3e7a9c1d5f2b8e4a0c6d3f9b\"\nallow_private_endpoints = true\nrate_limit_requests = 0\n[[sources]]\nname = \"bench\"\napi_key = \"{source_key}\"\n",
             dir.to_string_lossy(),
             crate::up::database_toml(args.database_url.as_deref())
         ),
@@ -111,7 +111,7 @@ pub async fn run(args: EngineBenchArgs) -> Result<Value, String> {
                 &dev,
                 &format!("sink {i}"),
                 &format!("http://{sink_addr}/d{i}"),
-                "bench-token",
+                "bench-verification-token-0123456789abcdef",
             )
             .await?;
         destinations.push(id);

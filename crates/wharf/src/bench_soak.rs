@@ -46,8 +46,8 @@ pub struct SoakArgs {
     database_url: Option<String>,
 }
 
-const MANAGEMENT_KEY: &str = "soak-management-key-0123456789";
-const SOURCE_KEY: &str = "soak-source-key-0123456789";
+const MANAGEMENT_KEY: &str = "soak-management-key-0123456789-01";
+const SOURCE_KEY: &str = "soak-source-key-0123456789-012345";
 const TOKEN: &str = "soak-verification-token-0123456789";
 /// How often resident memory is read (the slope is computed from these readings).
 const RSS_EVERY: Duration = Duration::from_secs(5);
@@ -277,7 +277,7 @@ async fn start(
     let engine_config = write(
         "engine.toml",
         format!(
-            "listen = \"127.0.0.1:{engine_port}\"\ndata_dir = {:?}\n{database}api_keys = [\"{MANAGEMENT_KEY}\"]\nmaster_key = \"soak-master-key-0123456789abcdef0123\"\nallow_private_endpoints = true\nrate_limit_requests = 0\n[[sources]]\nname = \"soak\"\napi_key = \"{SOURCE_KEY}\"\n",
+            "listen = \"127.0.0.1:{engine_port}\"\ndata_dir = {:?}\n{database}api_keys = [\"{MANAGEMENT_KEY}\"]\nmaster_key = \"3c1f0e8a5b7d92e4f6a0c3b8d1e5f72a94b6c0d8e2f4a1b3c5d7e9f0a2b4c6d8\"\nallow_private_endpoints = true\nrate_limit_requests = 0\n[[sources]]\nname = \"soak\"\napi_key = \"{SOURCE_KEY}\"\n",
             dir.join("engine").to_string_lossy()
         ),
     )?;

@@ -93,6 +93,9 @@ enum EngineCommand {
 }
 
 fn main() -> ExitCode {
+    // Everything this process creates (databases, `wharf up`'s secrets, files written out)
+    // holds PHI or secrets: owner only. The store also creates and checks its own files.
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {

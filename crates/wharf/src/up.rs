@@ -54,11 +54,7 @@ struct Secrets {
 }
 
 fn random_secret() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
+    wharf_engine::secrets::random_key()
 }
 
 fn secrets(data_dir: &Path) -> Result<Secrets, String> {
@@ -71,8 +67,7 @@ fn secrets(data_dir: &Path) -> Result<Secrets, String> {
             )
         });
     }
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    wharf_store::private::dir(data_dir).map_err(|e| e.to_string())?;
     let s = Secrets {
         management_key: random_secret(),
         master_key: random_secret(),
@@ -133,23 +128,25 @@ async fn run(args: &UpArgs) -> Result<(), String> {
         &wharf_destination::config::ProcessEnv,
     )
     .map_err(|e| format!("--destination-listen or --database-url: {e}"))?;
+    let destination_config_database = destination_config.database_url.clone();
+    let destination = wharf_destination::start(destination_config)
+        .await
+        .map_err(|e| format!("cannot start the destination server: {e}"))?;
     let engine_config = wharf_engine::EngineConfig::parse(
         &format!(
-            "listen = {}\ndata_dir = {}\n{database}organization = \"Local\"\napi_keys = [{}]\nmaster_key = {}\nallow_private_endpoints = true\n[[sources]]\nname = \"wharf send\"\napi_key = {}\n",
+            "listen = {}\ndata_dir = {}\n{database}organization = \"Local\"\napi_keys = [{}]\nmaster_key = {}\nprivate_endpoints = [{}]\n[[sources]]\nname = \"wharf send\"\napi_key = {}\n",
             toml_string(&args.engine_listen),
             toml_string(&args.data_dir.join("engine").to_string_lossy()),
             toml_string(&s.management_key),
             toml_string(&s.master_key),
+            // The engine may reach its own loopback destination, and no other private address.
+            toml_string(&destination.local_addr().to_string()),
             toml_string(&s.source_key),
         ),
         &wharf_config::ProcessEnv,
     )
     .map_err(|e| format!("--engine-listen or --database-url: {e}"))?;
 
-    let destination_config_database = destination_config.database_url.clone();
-    let destination = wharf_destination::start(destination_config)
-        .await
-        .map_err(|e| format!("cannot start the destination server: {e}"))?;
     let engine = wharf_engine::start(engine_config)
         .await
         .map_err(|e| format!("cannot start the engine: {e}"))?;

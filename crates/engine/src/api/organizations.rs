@@ -9,15 +9,20 @@ use crate::app::{Engine, EngineError, destinations};
 use axum::Json;
 use axum::extract::{Path, State};
 
-/// The organizations this engine serves (one).
+/// The organization this engine serves: one, whatever else shares its database.
 #[utoipa::path(operation_id = "organizations_list", get, path = "/platform/v1/organizations", tag = "Organizations",
     responses((status = 200, body = Envelope<OrganizationsPayload>)))]
 pub(super) async fn list(
     State(engine): State<Engine>,
 ) -> Result<Json<Envelope<OrganizationsPayload>>, EngineError> {
+    let own = engine.organization.id.clone();
     let organizations = engine.db(|s| s.organizations()).await?;
     Ok(ok(OrganizationsPayload {
-        organizations: organizations.iter().map(OrganizationView::from).collect(),
+        organizations: organizations
+            .iter()
+            .filter(|o| o.id == own)
+            .map(OrganizationView::from)
+            .collect(),
     }))
 }
 

@@ -57,6 +57,13 @@ impl DestinationChanges {
         if let Some(Some(t)) = &self.verification_token {
             VerificationToken::new(t.clone())
                 .map_err(|e| EngineError::bad_request(format!("`verificationToken`: {e}")))?;
+            // Wharf's rule, stricter than Redox's pages: the token is all that stands between
+            // the destination and anyone who guesses it.
+            if let Some(problem) = wharf_config::weak_secret(t) {
+                return Err(EngineError::bad_request(format!(
+                    "`verificationToken` {problem}"
+                )));
+            }
         }
         Ok(())
     }
@@ -328,7 +335,8 @@ pub async fn save(engine: &Engine, record: &DestinationRecord) -> Result<(), Eng
     }
 }
 
-/// Deletes a destination of this organization (its queued logs go with it).
+/// Deletes a destination of this organization and erases its logs: bodies, attempts and the
+/// answers' first bytes are PHI that must not outlive it.
 pub async fn delete(engine: &Engine, id: &str) -> Result<(), EngineError> {
     engine.destination_record(id).await?;
     let target = id.to_owned();

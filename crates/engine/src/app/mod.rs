@@ -91,7 +91,7 @@ impl Inner {
         wharf_delivery::ssrf::pinned_client_with(
             &self.config.resolver,
             url,
-            self.config.allow_private_endpoints,
+            &self.config.private_endpoints,
         )
         .await
     }

@@ -28,6 +28,8 @@ use wharf_auth::strategy::Strategy;
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of a failing token endpoint's answer is quoted in the attempt's error.
 const TOKEN_ERROR_EXCERPT: usize = 300;
+/// The most of a token endpoint's answer that is read: an access token answer is a few KiB.
+const MAX_TOKEN_ANSWER_BYTES: usize = 1 << 20;
 
 /// An outgoing request, as the destination will receive it.
 #[derive(Debug, Clone, Copy)]
@@ -261,8 +263,7 @@ async fn post(engine: &Engine, request: &TokenRequest) -> Result<Vec<u8>, String
             )
         })?;
     let status = response.status();
-    let body = response
-        .bytes()
+    let body = wharf_delivery::client::read_limited(response, MAX_TOKEN_ANSWER_BYTES)
         .await
         .map_err(|e| format!("could not read the token endpoint's answer from {url}: {e}"))?;
     if !status.is_success() {
@@ -273,7 +274,7 @@ async fn post(engine: &Engine, request: &TokenRequest) -> Result<Vec<u8>, String
             status.as_u16()
         ));
     }
-    Ok(body.to_vec())
+    Ok(body)
 }
 
 /// The credential linked to a destination record, if any.

@@ -25,7 +25,7 @@ const SECRETS: &[&str] = &[
 const CREDENTIALS: &str = "/platform/v1/authcredentials";
 
 /// Valid fields for each strategy (secrets from [`SECRETS`]).
-fn examples() -> Vec<(&'static str, Value)> {
+pub(crate) fn examples() -> Vec<(&'static str, Value)> {
     vec![
         (
             "AwsSigv4",
@@ -73,7 +73,7 @@ fn request(strategy: &str, env: &str, name: &str, fields: &Value) -> Value {
     body
 }
 
-async fn create(engine: &Engine, strategy: &str, env: &str, fields: Value) -> Value {
+pub(crate) async fn create(engine: &Engine, strategy: &str, env: &str, fields: Value) -> Value {
     let (status, created) = engine
         .post(CREDENTIALS, request(strategy, env, strategy, &fields))
         .await;
@@ -566,9 +566,14 @@ async fn credentials_link_to_destinations_of_their_environment() {
     let id = credential["id"].as_str().unwrap();
     let elsewhere = create(&engine, "AwsSigv4", &staging, examples()[0].1.clone()).await;
 
-    let endpoint = echoing_endpoint("right-token-123").await;
-    let destination =
-        create_destination(&engine, &endpoint.url("/a"), "right-token-123", "POST").await;
+    let endpoint = echoing_endpoint("right-token-123-0123456789abcdefg").await;
+    let destination = create_destination(
+        &engine,
+        &endpoint.url("/a"),
+        "right-token-123-0123456789abcdefg",
+        "POST",
+    )
+    .await;
     let dest_path = format!("/platform/v1/destinations/{destination}");
     let (status, verified) = engine.post(&format!("{dest_path}/verify"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{verified}");

@@ -17,7 +17,7 @@ use std::time::Duration;
 use wharf_testkit::wait_until;
 
 const PASSWORD: &str = "correct horse battery staple";
-const SOURCE_KEY: &str = "source-key-0123456789abcdef";
+const SOURCE_KEY: &str = "source-key-0123456789abcdef-01234";
 const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// An engine with a dashboard password (cheap argon2 parameters: tests sign in often), a
@@ -318,7 +318,7 @@ async fn pages_escape_what_they_show_and_never_show_a_secret() {
     let (status, created) = engine
         .post(
             &format!("/platform/v1/environments/{dev}/destinations"),
-            json!({"name": "<script>alert(1)</script>", "endpoint": "http://127.0.0.1:9/x?a=<b>", "verificationToken": "destination-token-secret-1"}),
+            json!({"name": "<script>alert(1)</script>", "endpoint": "http://127.0.0.1:9/x?a=<b>", "verificationToken": "destination-token-secret-1-012345"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{created}");
@@ -359,7 +359,7 @@ async fn pages_escape_what_they_show_and_never_show_a_secret() {
     assert!(pages.contains("&#60;script&#62;alert(1)&#60;/script&#62;"));
     assert!(!pages.contains("<script>alert"));
     assert!(!pages.contains("<b>"));
-    assert!(!pages.contains("destination-token-secret-1"));
+    assert!(!pages.contains("destination-token-secret-1-012345"));
     assert!(!pages.contains("client-secret-value-2"));
     assert!(pages.contains("set — leave empty to keep"));
     assert!(pages.contains("client-1"), "non-secret fields are shown");

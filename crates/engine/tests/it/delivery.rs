@@ -5,8 +5,8 @@ use super::*;
 use std::time::Duration;
 use wharf_testkit::wait_until;
 
-pub(crate) const SOURCE_KEY: &str = "source-key-0123456789abcdef";
-pub(crate) const TOKEN: &str = "right-token-123";
+pub(crate) const SOURCE_KEY: &str = "source-key-0123456789abcdef-01234";
+pub(crate) const TOKEN: &str = "right-token-123-0123456789abcdefg";
 
 pub(crate) fn config() -> String {
     format!(

@@ -19,7 +19,7 @@ mod rate_limit;
 mod security;
 mod ssrf;
 
-const KEY: &str = "management-key-0123456789";
+const KEY: &str = "management-key-0123456789-0123456";
 
 struct Engine {
     running: Option<Running>,
@@ -71,7 +71,7 @@ impl Engine {
             .map(|s| format!("database_url = \"{}\"\n", s.url))
             .unwrap_or_default();
         let text = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\norganization = \"Acme Health\"\napi_keys = [\"{KEY}\"]\nmaster_key = \"master-key-0123456789abcdef0123456789\"\nallow_private_endpoints = {allow_private}\n{database}{extra}\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\norganization = \"Acme Health\"\napi_keys = [\"{KEY}\"]\nmaster_key = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nallow_private_endpoints = {allow_private}\n{database}{extra}\n",
             dir.path().join("engine").display()
         );
         let mut config = EngineConfig::parse(&text, &wharf_config::ProcessEnv).unwrap();
@@ -256,7 +256,7 @@ async fn destination_crud_never_returns_the_token() {
     let (status, created) = engine
         .post(
             &format!("/platform/v1/environments/{dev}/destinations"),
-            json!({"name": "Acme Scheduling", "endpoint": "http://127.0.0.1:9/redox", "verificationToken": "secret-token-123"}),
+            json!({"name": "Acme Scheduling", "endpoint": "http://127.0.0.1:9/redox", "verificationToken": "secret-token-123-0123456789abcdef"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{created}");
@@ -270,7 +270,11 @@ async fn destination_crud_never_returns_the_token() {
     assert_eq!(d["verificationMethod"], "POST");
     assert_eq!(d["hasVerificationToken"], true);
     assert_eq!(d["verified"], false);
-    assert!(!created.to_string().contains("secret-token-123"));
+    assert!(
+        !created
+            .to_string()
+            .contains("secret-token-123-0123456789abcdef")
+    );
     let id = d["id"].as_str().unwrap();
 
     let (_, listed) = engine
@@ -280,7 +284,11 @@ async fn destination_crud_never_returns_the_token() {
         listed["payload"]["destinations"].as_array().unwrap().len(),
         1
     );
-    assert!(!listed.to_string().contains("secret-token-123"));
+    assert!(
+        !listed
+            .to_string()
+            .contains("secret-token-123-0123456789abcdef")
+    );
 
     let (status, patched) = engine
         .patch(
@@ -385,12 +393,12 @@ async fn create_destination(engine: &Engine, endpoint: &str, token: &str, method
 #[tokio::test]
 async fn verify_and_save_by_post_and_get() {
     let engine = Engine::start(true).await;
-    let endpoint = echoing_endpoint("right-token-123").await;
+    let endpoint = echoing_endpoint("right-token-123-0123456789abcdefg").await;
     for method in ["POST", "GET"] {
         let id = create_destination(
             &engine,
             &endpoint.url(&format!("/{method}")),
-            "right-token-123",
+            "right-token-123-0123456789abcdefg",
             method,
         )
         .await;
@@ -414,8 +422,14 @@ async fn verify_and_save_by_post_and_get() {
 #[tokio::test]
 async fn verify_failures_say_why_and_save_nothing() {
     let engine = Engine::start(true).await;
-    let endpoint = echoing_endpoint("right-token-123").await;
-    let id = create_destination(&engine, &endpoint.url("/redox"), "wrong-token-456", "POST").await;
+    let endpoint = echoing_endpoint("right-token-123-0123456789abcdefg").await;
+    let id = create_destination(
+        &engine,
+        &endpoint.url("/redox"),
+        "wrong-token-456-0123456789abcdefg",
+        "POST",
+    )
+    .await;
     let path = format!("/platform/v1/destinations/{id}/verify");
     let (status, body) = engine.post(&path, json!({})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -451,7 +465,10 @@ async fn verify_failures_say_why_and_save_nothing() {
 
     // Fixing the token in the verify body succeeds and saves it.
     let (status, body) = engine
-        .post(&path, json!({"verificationToken": "right-token-123"}))
+        .post(
+            &path,
+            json!({"verificationToken": "right-token-123-0123456789abcdefg"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["payload"]["destination"]["verified"], true);
@@ -465,7 +482,7 @@ async fn verify_reports_tls_failures_and_timeouts() {
     let id = create_destination(
         &engine,
         &format!("https://{}/hook", plain.addr),
-        "right-token-123",
+        "right-token-123-0123456789abcdefg",
         "POST",
     )
     .await;
@@ -495,15 +512,21 @@ async fn verify_reports_tls_failures_and_timeouts() {
 #[tokio::test]
 async fn changing_endpoint_or_token_clears_verification() {
     let engine = Engine::start(true).await;
-    let endpoint = echoing_endpoint("right-token-123").await;
-    let id = create_destination(&engine, &endpoint.url("/a"), "right-token-123", "POST").await;
+    let endpoint = echoing_endpoint("right-token-123-0123456789abcdefg").await;
+    let id = create_destination(
+        &engine,
+        &endpoint.url("/a"),
+        "right-token-123-0123456789abcdefg",
+        "POST",
+    )
+    .await;
     let verify = format!("/platform/v1/destinations/{id}/verify");
     let patch = format!("/platform/v1/destinations/{id}");
     assert_eq!(engine.post(&verify, json!({})).await.0, StatusCode::OK);
     let (_, same) = engine
         .patch(
             &patch,
-            json!({"verificationToken": "right-token-123", "name": "n"}),
+            json!({"verificationToken": "right-token-123-0123456789abcdefg", "name": "n"}),
         )
         .await;
     assert_eq!(
@@ -516,7 +539,10 @@ async fn changing_endpoint_or_token_clears_verification() {
     assert_eq!(moved["payload"]["destination"]["verified"], false);
     assert_eq!(engine.post(&verify, json!({})).await.0, StatusCode::OK);
     let (_, retokened) = engine
-        .patch(&patch, json!({"verificationToken": "another-token-789"}))
+        .patch(
+            &patch,
+            json!({"verificationToken": "another-token-789-0123456789abcde"}),
+        )
         .await;
     assert_eq!(retokened["payload"]["destination"]["verified"], false);
 }
@@ -524,8 +550,14 @@ async fn changing_endpoint_or_token_clears_verification() {
 #[tokio::test]
 async fn verification_refuses_private_and_metadata_addresses() {
     let engine = Engine::start(false).await;
-    let endpoint = echoing_endpoint("right-token-123").await;
-    let id = create_destination(&engine, &endpoint.url("/redox"), "right-token-123", "POST").await;
+    let endpoint = echoing_endpoint("right-token-123-0123456789abcdefg").await;
+    let id = create_destination(
+        &engine,
+        &endpoint.url("/redox"),
+        "right-token-123-0123456789abcdefg",
+        "POST",
+    )
+    .await;
     let path = format!("/platform/v1/destinations/{id}/verify");
     let (status, body) = engine.post(&path, json!({})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);

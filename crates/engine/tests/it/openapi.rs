@@ -555,7 +555,7 @@ async fn answers_validate_against_the_document() {
         &engine,
         reqwest::Method::POST,
         &format!("/platform/v1/destinations/{other}/verify"),
-        Some(json!({"verificationToken": "a-wrong-token-0123456"})),
+        Some(json!({"verificationToken": "a-wrong-token-0123456-0123456789a"})),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{failed}");

@@ -6,8 +6,8 @@ use super::*;
 use std::time::Duration;
 use wharf_testkit::{SmtpListener, wait_until};
 
-const SOURCE_KEY: &str = "source-key-0123456789abcdef";
-const TOKEN: &str = "ops-token-0123456789";
+const SOURCE_KEY: &str = "source-key-0123456789abcdef-01234";
+const TOKEN: &str = "ops-token-0123456789-0123456789ab";
 
 fn sources() -> String {
     format!(

@@ -11,10 +11,10 @@ use std::time::Duration;
 use wharf_testkit::wait_until;
 
 /// The key of the one source these tests configure, named [`SOURCE_NAME`].
-pub(crate) const SOURCE_KEY: &str = "platform-source-key-0123456789";
+pub(crate) const SOURCE_KEY: &str = "platform-source-key-0123456789-01";
 pub(crate) const SOURCE_NAME: &str = "EHR feed";
 /// The verification token the test destinations expect.
-pub(crate) const TOKEN: &str = "platform-token-0123456789";
+pub(crate) const TOKEN: &str = "platform-token-0123456789-0123456";
 
 /// An engine with one source and a short retry ladder, private endpoints allowed.
 pub(crate) async fn engine() -> Engine {
@@ -383,7 +383,7 @@ async fn a_destination_is_created_from_redoxs_own_object_and_reads_back_in_its_s
     assert_eq!(listed["payload"]["destinations"], json!([d]));
     let mut back = d.clone();
     back["name"] = json!("Renamed");
-    back["verificationToken"] = json!("another-token-0123456789");
+    back["verificationToken"] = json!("another-token-0123456789-01234567");
     let (status, patched) = send(
         &engine,
         reqwest::Method::PATCH,
@@ -573,7 +573,7 @@ async fn destination_list_get_update_verify_and_delete() {
         &engine,
         reqwest::Method::POST,
         &format!("{path}/verify"),
-        Some(json!({"verificationToken": "the-wrong-token-0123"})),
+        Some(json!({"verificationToken": "the-wrong-token-0123-0123456789ab"})),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{failed}");

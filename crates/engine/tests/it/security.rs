@@ -85,3 +85,280 @@ async fn a_chunked_body_past_the_limit_is_refused() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("40 MiB"), "{answer}");
 }
+
+#[tokio::test]
+async fn verification_tokens_must_be_long_and_not_an_example() {
+    let engine = Engine::start(true).await;
+    let dev = engine.environment("Development").await;
+    let path = format!("/platform/v1/environments/{dev}/destinations");
+    for (token, problem) in [
+        ("x", "32 characters"),
+        ("short-token-0123456789", "32 characters"),
+        ("change-me-to-a-long-random-token", "placeholder"),
+    ] {
+        let (status, body) = engine
+            .post(&path, json!({"name": "D", "verificationToken": token}))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{token}: {body}");
+        assert!(error(&body).contains(problem), "{token}: {body}");
+    }
+    let (status, body) = engine
+        .post(
+            &path,
+            json!({"name": "D", "verificationToken": "a".repeat(32)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// PHI and sealed secrets are in the engine's files: only their owner may read them.
+#[tokio::test]
+async fn the_engines_files_are_its_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    if wharf_testkit::postgres::backend_is_postgres() {
+        return; // PostgreSQL keeps its own files; this is about the SQLite data directory.
+    }
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let engine = Engine::start(false).await;
+    let dir = engine.data_dir();
+    assert_eq!(mode(&dir), 0o700);
+    for file in ["engine.db", "engine.db-wal", "engine.db-shm"] {
+        let path = dir.join(file);
+        if path.exists() {
+            assert_eq!(mode(&path), 0o600, "{file}");
+        }
+    }
+    // An engine will not start on a data directory others can read, and says how to fix it.
+    let shared = tempfile::tempdir().unwrap();
+    let data = shared.path().join("engine");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("engine.db"), b"").unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = format!(
+        "data_dir = \"{}\"\napi_keys = [\"{KEY}\"]\nmaster_key = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n",
+        data.display()
+    );
+    let config = EngineConfig::parse(&text, &wharf_config::ProcessEnv).unwrap();
+    let e = wharf_engine::start(config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("chmod 700"), "{e}");
+}
+
+/// Issue 26, item 11: two organizations in one database. The second organization's engine,
+/// with its own key, reaches none of the first's records by any route. (And item 5 at the
+/// end: a deleted destination's logs are gone from the API.)
+#[tokio::test]
+async fn one_organization_reaches_nothing_of_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = wharf_testkit::postgres::backend_is_postgres()
+        .then(wharf_testkit::postgres::PgSchema::create);
+    let acme = Engine::start_on(dir, pg, true, &super::delivery::config(), |_| {}).await;
+    let endpoint = super::delivery::endpoint(0).await;
+    let destination = super::delivery::verified_destination(&acme, &endpoint).await;
+    let response = super::delivery::submit(&acme, &[&destination], 1).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let sent: Value = response.json().await.unwrap();
+    let log = sent["Meta"]["Logs"][0]["ID"].as_str().unwrap().to_owned();
+    let acme_org = super::delivery::org_id(&acme).await;
+    let dev = acme.environment("Development").await;
+    let (name, fields) = super::authcredentials::examples().remove(3);
+    let credential = super::authcredentials::create(&acme, name, &dev, fields).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wharf_testkit::wait_until(std::time::Duration::from_secs(10), || {
+        super::delivery::messages(&endpoint).len() == 1
+    })
+    .await;
+
+    // The same database, served for another organization (its own engine, its own key).
+    let Engine {
+        running, _dir, pg, ..
+    } = acme;
+    running.unwrap().shutdown().await;
+    let other = Engine::start_on(_dir, pg, true, &super::delivery::config(), |c| {
+        c.organization = "Other Org".into();
+    })
+    .await;
+    let (status, orgs) = other.get("/platform/v1/organizations").await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = orgs["payload"]["organizations"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "only its own organization: {orgs}");
+    assert_eq!(listed[0]["name"], "Other Org");
+    let other_org = listed[0]["id"].as_str().unwrap().to_owned();
+    assert_ne!(other_org, acme_org);
+
+    use reqwest::Method;
+    let cases: Vec<(Method, String, Option<Value>)> = vec![
+        (
+            Method::GET,
+            format!("/platform/v1/organizations/{acme_org}/environments"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/platform/v1/environments/{dev}/destinations"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/platform/v1/environments/{dev}/destinations"),
+            Some(json!({"name": "X", "verificationToken": "x".repeat(40)})),
+        ),
+        (
+            Method::GET,
+            format!("/platform/v1/destinations/{destination}"),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/platform/v1/destinations/{destination}"),
+            Some(json!({"name": "Taken"})),
+        ),
+        (
+            Method::POST,
+            format!("/platform/v1/destinations/{destination}/verify"),
+            Some(json!({})),
+        ),
+        (
+            Method::GET,
+            format!("/platform/v1/destinations/{destination}/queue"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/platform/v1/destinations/{destination}/queue/pause"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/platform/v1/destinations/{destination}/queue/resume"),
+            Some(json!({})),
+        ),
+        (
+            Method::GET,
+            format!("/platform/v1/environments/{dev}/authcredentials"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/platform/v1/authcredentials/{credential}"),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/platform/v1/authcredentials/{credential}"),
+            Some(json!({"name": "Taken"})),
+        ),
+        (
+            Method::POST,
+            "/platform/v1/authcredentials".into(),
+            Some(
+                json!({"name": "X", "authStrategy": name, "environment": dev, "lifetimeSeconds": 60, "issuer": "i", "audience": "https://a.example"}),
+            ),
+        ),
+        (
+            Method::GET,
+            format!("/platform/v1/organizations/{acme_org}/logs"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/platform/v1/organizations/{acme_org}/logs/{log}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/platform/v1/organizations/{other_org}/logs/{log}"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/platform/v1/logs/{log}/stop"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/platform/v1/logs/{log}/resend"),
+            Some(json!({})),
+        ),
+        (
+            Method::DELETE,
+            format!("/platform/v1/authcredentials/{credential}"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/platform/v1/destinations/{destination}"),
+            None,
+        ),
+    ];
+    for (method, path, body) in cases {
+        let (status, answer) = other.call(method.clone(), &path, body).await;
+        assert!(
+            status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST,
+            "{method} {path}: {status} {answer}"
+        );
+    }
+    // Its own log listing does not show the other organization's log either.
+    let (_, logs) = other
+        .get(&format!("/platform/v1/organizations/{other_org}/logs"))
+        .await;
+    assert_eq!(
+        logs["payload"]["results"].as_array().map(Vec::len),
+        Some(0),
+        "{logs}"
+    );
+    // Nor can its source send to the other organization's destination.
+    let response = super::delivery::submit(&other, &[&destination], 2).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    // Everything is still there for its own organization.
+    let Engine {
+        running, _dir, pg, ..
+    } = other;
+    running.unwrap().shutdown().await;
+    let acme = Engine::start_on(_dir, pg, true, &super::delivery::config(), |_| {}).await;
+    assert_eq!(
+        acme.get(&format!("/platform/v1/destinations/{destination}"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        acme.get(&format!("/platform/v1/authcredentials/{credential}"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (_, read) = acme
+        .get(&format!("/platform/v1/organizations/{acme_org}/logs/{log}"))
+        .await;
+    assert_eq!(read["payload"]["result"]["id"], log.as_str(), "{read}");
+    assert_eq!(super::delivery::messages(&endpoint).len(), 1);
+
+    // Item 5: deleting the destination takes its logs with it, from every route.
+    let (status, _) = acme
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/platform/v1/destinations/{destination}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = acme
+        .get(&format!("/platform/v1/organizations/{acme_org}/logs/{log}"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, logs) = acme
+        .get(&format!("/platform/v1/organizations/{acme_org}/logs"))
+        .await;
+    assert_eq!(
+        logs["payload"]["results"].as_array().map(Vec::len),
+        Some(0),
+        "{logs}"
+    );
+}

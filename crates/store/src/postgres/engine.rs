@@ -448,8 +448,30 @@ impl PgEngine {
             .unwrap_or(false))
     }
 
+    /// Deletes the destination with its logs, their attempts and its pause, in one
+    /// transaction. PostgreSQL has no secure delete: the rows are gone from every query at
+    /// once, and their bytes from the table's pages when (auto)vacuum reclaims them and new
+    /// rows reuse the space (docs/SECURITY.md).
     pub(crate) fn delete_destination(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.execute("DELETE FROM destinations WHERE id = $1", &[&id])? == 1)
+        self.pg().run(async {
+            let mut client = self.pg().client().await?;
+            let tx = client.transaction().await?;
+            tx.execute(
+                "DELETE FROM attempts WHERE log_id IN (SELECT id FROM logs WHERE destination_id = $1)",
+                &[&id],
+            )
+            .await?;
+            tx.execute("DELETE FROM logs WHERE destination_id = $1", &[&id])
+                .await?;
+            tx.execute("DELETE FROM paused_queues WHERE destination_id = $1", &[&id])
+                .await?;
+            let deleted = tx
+                .execute("DELETE FROM destinations WHERE id = $1", &[&id])
+                .await?
+                == 1;
+            commit(tx).await?;
+            Ok(deleted)
+        })
     }
 
     pub(crate) fn insert_auth_credential(
@@ -667,6 +689,9 @@ impl PgEngine {
                                      $6::text[], $7::bytea[]) WITH ORDINALITY
                               AS t(id, log_id, started_at, duration_ms, status_code, error,
                                    response, ord)
+                         -- Not for a log that is gone: its destination was deleted (and its
+                         -- logs erased) while the attempt was under way.
+                         WHERE EXISTS (SELECT 1 FROM logs l WHERE l.id = t.log_id)
                          ORDER BY ord",
                     )
                     .await?;

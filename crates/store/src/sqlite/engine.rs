@@ -81,12 +81,12 @@ fn environment(row: &Row<'_>) -> rusqlite::Result<EnvironmentRecord> {
 impl SqliteEngine {
     /// Opens (creating and migrating) `data_dir/engine.db`.
     pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
+        crate::private::dir(data_dir)?;
         let path = data_dir.join(ENGINE_FILE);
         let mut conn = schema::open(&path)?;
+        // Bodies are PHI: what is deleted (a deleted destination's logs) is overwritten with
+        // zeros in the database file, not left on free pages until they are reused.
+        conn.pragma_update(None, "secure_delete", true)?;
         schema::migrate(&mut conn, &path, schema::ENGINE_MIGRATIONS)?;
         Ok(SqliteEngine {
             conn: Arc::new(Mutex::new(conn)),
@@ -283,9 +283,28 @@ impl SqliteEngine {
 
     /// Deletes a destination. Returns false if it did not exist.
     pub(crate) fn delete_destination(&self, id: &str) -> Result<bool, StoreError> {
-        self.with(|conn| {
-            Ok(conn.execute("DELETE FROM destinations WHERE id = ?1", params![id])? == 1)
-        })
+        let deleted = self.with(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM attempts WHERE log_id IN (SELECT id FROM logs WHERE destination_id = ?1)",
+                params![id],
+            )?;
+            tx.execute("DELETE FROM logs WHERE destination_id = ?1", params![id])?;
+            tx.execute("DELETE FROM paused_queues WHERE destination_id = ?1", params![id])?;
+            let deleted = tx.execute("DELETE FROM destinations WHERE id = ?1", params![id])? == 1;
+            tx.commit()?;
+            Ok(deleted)
+        })?;
+        // `secure_delete` zeroed the rows in the database file; the pages as they were before
+        // are still frames of the WAL until a checkpoint copies the new ones back and the WAL
+        // is truncated. Best effort: a reader holding an old snapshot makes it wait for the
+        // next checkpoint.
+        if let Err(e) =
+            self.with(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+        {
+            tracing::warn!(error = %e, "could not truncate the WAL after erasing a destination's logs; the next checkpoint will");
+        }
+        Ok(deleted)
     }
 
     pub(crate) fn insert_auth_credential(
@@ -415,9 +434,11 @@ fn enqueue_in(tx: &rusqlite::Transaction<'_>, logs: &[LogRecord]) -> rusqlite::R
 }
 
 fn insert_attempt(tx: &rusqlite::Transaction<'_>, attempt: &AttemptRecord) -> rusqlite::Result<()> {
+    // Not for a log that is gone: its destination was deleted (and its logs erased) while
+    // the attempt was under way.
     tx.prepare_cached(
         "INSERT INTO attempts (id, log_id, started_at, duration_ms, status_code, error, response)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM logs WHERE id = ?2)",
     )?
     .execute(params![
         attempt.id,

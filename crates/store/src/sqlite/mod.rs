@@ -234,6 +234,7 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    crate::private::database_file(path)?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;

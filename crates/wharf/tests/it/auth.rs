@@ -17,9 +17,9 @@ use wharf_testkit::{Received, Recorder, Reply, wait_until};
 
 use super::TestDir;
 
-const KEY: &str = "management-key-0123456789";
-const SOURCE_KEY: &str = "source-key-0123456789abcdef";
-const TOKEN: &str = "dest-token-0123456789abcdef-0123456789abcdef";
+const KEY: &str = "management-key-0123456789-0123456";
+const SOURCE_KEY: &str = "source-key-0123456789abcdef-01234";
+const TOKEN: &str = "dest-token-0123456789abcdef-01234";
 
 struct Engine {
     _running: wharf_engine::Running,
@@ -32,7 +32,7 @@ impl Engine {
     async fn start() -> Engine {
         let dir = TestDir::new();
         let text = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}organization = \"Acme Health\"\napi_keys = [\"{KEY}\"]\nmaster_key = \"master-key-0123456789abcdef0123456789\"\nallow_private_endpoints = true\nretry_ladder = [\"0s\", \"200ms\"]\ndelivery_timeout = \"5s\"\n[[sources]]\nname = \"EHR feed\"\napi_key = \"{SOURCE_KEY}\"\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}organization = \"Acme Health\"\napi_keys = [\"{KEY}\"]\nmaster_key = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nallow_private_endpoints = true\nretry_ladder = [\"0s\", \"200ms\"]\ndelivery_timeout = \"5s\"\n[[sources]]\nname = \"EHR feed\"\napi_key = \"{SOURCE_KEY}\"\n",
             dir.path().join("engine").display(),
             dir.database_toml()
         );

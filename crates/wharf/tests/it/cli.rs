@@ -325,7 +325,7 @@ async fn hash_password_prints_a_hash_the_engine_accepts() {
     assert!(phc.starts_with("$argon2id$v=19$"), "{phc}");
     assert!(!phc.contains("passphrase"));
     let config = format!(
-        "api_keys = [\"management-key-0123456789\"]\nmaster_key = \"master-key-0123456789abcdef0123456789\"\ndashboard_password_hash = \"{phc}\"\n"
+        "api_keys = [\"management-key-0123456789-0123456\"]\nmaster_key = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\ndashboard_password_hash = \"{phc}\"\n"
     );
     let parsed = wharf_engine::EngineConfig::parse(&config, &wharf_config::ProcessEnv).unwrap();
     assert_eq!(

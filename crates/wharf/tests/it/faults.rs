@@ -6,7 +6,7 @@ use super::*;
 use serde_json::{Value, json};
 use wharf_testkit::{Received, Recorder, Reply, wait_until};
 
-pub const KEY: &str = "management-key-0123456789";
+pub const KEY: &str = "management-key-0123456789-0123456";
 
 /// Writes an engine configuration listening on `port`, with its data under `dir`.
 pub fn write_engine_config(dir: &TestDir, port: u16, extra: &str) -> std::path::PathBuf {
@@ -14,7 +14,7 @@ pub fn write_engine_config(dir: &TestDir, port: u16, extra: &str) -> std::path::
     std::fs::write(
         &path,
         format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{}api_keys = [\"{KEY}\"]\nmaster_key = \"master-key-0123456789abcdef0123456789\"\nallow_private_endpoints = true\n{extra}\n",
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{}api_keys = [\"{KEY}\"]\nmaster_key = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nallow_private_endpoints = true\n{extra}\n",
             dir.path().join("engine").display(),
             dir.database_toml()
         ),
@@ -95,8 +95,8 @@ pub fn echo(r: &Received, token: &str) -> Reply {
 
 #[tokio::test]
 async fn sigkill_during_verify_and_save_saves_nothing_and_a_restart_verifies() {
-    const OLD: &str = "old-token-0123456789";
-    const NEW: &str = "new-token-0123456789";
+    const OLD: &str = "old-token-0123456789-0123456789ab";
+    const NEW: &str = "new-token-0123456789-0123456789ab";
     // The endpoint holds the first challenge unanswered (the engine is killed while it waits),
     // then answers challenges normally.
     let endpoint = Recorder::start(|n, r| {

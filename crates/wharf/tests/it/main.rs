@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-pub const TOKEN: &str = "cli-token-0123456789abcdef-0123456789abcdef";
+pub const TOKEN: &str = "cli-token-0123456789abcdef-012345";
 
 pub fn wharf() -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"));

@@ -145,7 +145,7 @@ async fn check_config_validates_both_kinds_without_starting_anything() {
     let engine = dir.path().join("engine.toml");
     std::fs::write(
         &engine,
-        "organization = \"Acme\"\napi_keys = [\"key-0123456789abcdef\"]\nmaster_key = \"master-key-0123456789abcdef0123456789\"\n",
+        "organization = \"Acme\"\napi_keys = [\"key-0123456789abcdef-0123456789ab\"]\nmaster_key = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n",
     )
     .unwrap();
     let out = run(&["check-config", engine.to_str().unwrap()]).await;
@@ -157,7 +157,7 @@ async fn check_config_validates_both_kinds_without_starting_anything() {
     );
     std::fs::write(
         &engine,
-        "organization = \"Acme\"\napi_keys = [\"key-0123456789abcdef\"]\nmaster_key = \"short\"\n",
+        "organization = \"Acme\"\napi_keys = [\"key-0123456789abcdef-0123456789ab\"]\nmaster_key = \"short\"\n",
     )
     .unwrap();
     let out = run(&["check-config", engine.to_str().unwrap()]).await;

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use wharf_testkit::postgres::PgSchema;
 use wharf_testkit::{Received, Recorder, Reply, wait_until};
 
-const KEY: &str = "management-key-0123456789";
-const SOURCE_KEY: &str = "source-key-0123456789abcdef";
+const KEY: &str = "management-key-0123456789-0123456";
+const SOURCE_KEY: &str = "source-key-0123456789abcdef-01234";
 
 /// A child process whose stderr goes to a file, shown when a check fails.
 struct Child {
@@ -107,7 +107,7 @@ async fn three_engines_share_twenty_queues_and_survive_a_sigkill() {
             format!(
                 "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\ndatabase_url = \"{}\"\n\
                  organization = \"Acme Health\"\napi_keys = [\"{KEY}\"]\n\
-                 master_key = \"master-key-0123456789abcdef0123456789\"\n\
+                 master_key = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n\
                  allow_private_endpoints = true\ndelivery_timeout = \"5s\"\n\
                  retry_ladder = [\"500ms\"]\nrate_limit_requests = 0\n\
                  [[sources]]\nname = \"test\"\napi_key = \"{SOURCE_KEY}\"\n",
@@ -161,7 +161,7 @@ async fn three_engines_share_twenty_queues_and_survive_a_sigkill() {
             format!("/platform/v1/environments/{dev}/destinations"),
             Some(
                 json!({"name": format!("d{i}"), "endpoint": endpoint.url(&format!("/d{i}")),
-                        "verificationToken": "token-0123456789abcdef"}),
+                        "verificationToken": "token-0123456789abcdef-0123456789abcdef"}),
             ),
         )
         .await;

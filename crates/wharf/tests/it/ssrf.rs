@@ -9,7 +9,7 @@ use wharf_testkit::Recorder;
 
 #[tokio::test]
 async fn the_engine_ignores_proxies_from_the_environment() {
-    const TOKEN: &str = "proxy-test-token-0123456789";
+    const TOKEN: &str = "proxy-test-token-0123456789-01234";
     let endpoint = Recorder::start(|_, r| echo(r, TOKEN)).await;
     let proxy = Recorder::ok().await;
     let dir = TestDir::new();
