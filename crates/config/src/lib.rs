@@ -253,26 +253,12 @@ pub fn database_max_connections(
     }
 }
 
-/// The fewest characters a secret Wharf accepts from its configuration may have (a
-/// verification token, an admin or metrics token, an OAuth client secret): 32 characters of
-/// even a hex alphabet are 128 bits, which no online guessing gets through. Shorter ones
-/// (`test`, a word) fall to a dictionary.
-pub const MIN_SECRET_CHARS: usize = 32;
-
-/// Refuses a secret shorter than [`MIN_SECRET_CHARS`], naming `key` and how to make a good
-/// one. The error never contains the secret.
+/// Refuses a weak secret ([`weak_secret`]) naming `key`. The error never contains the secret.
 pub fn strong_secret(key: &str, secret: &str) -> Result<(), ConfigError> {
-    let chars = secret.chars().count();
-    if chars < MIN_SECRET_CHARS {
-        return Err(err(
-            key,
-            format!(
-                "is {chars} characters long; a secret must be at least {MIN_SECRET_CHARS} \
-                 (128 bits) so it cannot be guessed: generate one with `openssl rand -hex 32`"
-            ),
-        ));
+    match weak_secret(secret) {
+        Some(problem) => Err(err(key, problem)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// `url` if it is a PostgreSQL URL; otherwise an error naming `key`, where it came from (a

@@ -283,7 +283,7 @@ impl Config {
 }
 
 /// A password-like token given as `key` or `key_env` (an environment variable's name): visible
-/// ASCII, at least [`wharf_config::MIN_SECRET_CHARS`] characters.
+/// ASCII, not weak ([`wharf_config::weak_secret`]: at least 32 characters, no placeholder).
 fn token_key(
     env: &dyn Env,
     key: &str,
