@@ -19,7 +19,7 @@ else
 fi
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-token=bench-token-0123456789abcdef
+token=bench-token-0123456789abcdef-0123456789abcdef
 database=""
 cleanup_schema=""
 if [ -n "${WHARF_BENCH_DATABASE_URL:-}" ]; then

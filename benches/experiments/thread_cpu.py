@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-TOKEN = "bench-token-0123456789abcdef"
+TOKEN = "bench-token-0123456789abcdef-0123456789abcdef"
 WARMUP_S = 2
 
 

@@ -41,12 +41,14 @@ impl OAuthError {
         }
     }
 
-    /// 401 for `invalid_client`, 400 for everything else (RFC 6749 section 5.2).
+    /// 401 for `invalid_client`, 503 for `temporarily_unavailable` (the server could not
+    /// decide now; RFC 6749 section 4.1.2.1's code for it), 400 for everything else (RFC 6749
+    /// section 5.2).
     pub fn status(&self) -> u16 {
-        if self.code == "invalid_client" {
-            401
-        } else {
-            400
+        match self.code {
+            "invalid_client" => 401,
+            "temporarily_unavailable" => 503,
+            _ => 400,
         }
     }
 

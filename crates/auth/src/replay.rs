@@ -37,12 +37,7 @@ impl SeenOnce {
     /// fixed label first (`b"sigv4"`) so different kinds of credential never collide.
     pub fn first_use(&self, parts: &[&[u8]], expires_at: u64, clock: &dyn Clock) -> bool {
         let now = clock.unix_seconds();
-        let mut hasher = Sha256::new();
-        for part in parts {
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part);
-        }
-        let key: Key = hasher.finalize().into();
+        let key = digest(parts);
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.forget_expired(now);
         if inner.expiries.get(&key).is_some_and(|&exp| exp > now) {
@@ -66,6 +61,18 @@ impl SeenOnce {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The key a credential made of `parts` is remembered by: SHA-256 over the parts, each prefixed
+/// with its length, so `["ab", "c"]` and `["a", "bc"]` differ. Also the key of a memory kept
+/// elsewhere (a database shared by several servers), so both remember the same thing.
+pub fn digest(parts: &[&[u8]]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().into()
 }
 
 impl Inner {

@@ -253,6 +253,14 @@ pub fn database_max_connections(
     }
 }
 
+/// Refuses a weak secret ([`weak_secret`]) naming `key`. The error never contains the secret.
+pub fn strong_secret(key: &str, secret: &str) -> Result<(), ConfigError> {
+    match weak_secret(secret) {
+        Some(problem) => Err(err(key, problem)),
+        None => Ok(()),
+    }
+}
+
 /// `url` if it is a PostgreSQL URL; otherwise an error naming `key`, where it came from (a
 /// configuration key, an environment variable or a command-line flag).
 pub fn checked_database_url(key: &str, url: String) -> Result<DatabaseUrl, ConfigError> {
@@ -264,6 +272,21 @@ pub fn checked_database_url(key: &str, url: String) -> Result<DatabaseUrl, Confi
         ));
     }
     Ok(DatabaseUrl(url))
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn short_secrets_are_refused_with_the_key_and_a_way_out() {
+        let e = strong_secret("admin_token", "hunter2").unwrap_err();
+        assert_eq!(e.key, "admin_token");
+        assert!(e.problem.contains("openssl rand -hex 32"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(strong_secret("admin_token", &"a".repeat(31)).is_err());
+        assert!(strong_secret("admin_token", &"a".repeat(32)).is_ok());
+    }
 }
 
 #[cfg(test)]

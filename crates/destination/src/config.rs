@@ -28,6 +28,10 @@ pub const DEFAULT_FORWARD_MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub const DEFAULT_WRITER_QUEUE_CAPACITY: usize = 4096;
 /// Default time a forwarded message stays in the inbox before the retention task deletes it.
 pub const DEFAULT_FORWARDED_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+/// Default most failed authentications per client address per window before 429.
+pub const DEFAULT_AUTH_FAILURE_LIMIT: u32 = 20;
+/// Default window of `auth_failure_limit`.
+pub const DEFAULT_AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Paths the server answers itself; no destination may take them.
 pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/_wharf"];
 
@@ -50,6 +54,16 @@ pub struct Config {
     pub forwarded_retention: Option<Duration>,
     /// Password of the `/_wharf` status page; the page is off without one.
     pub admin_token: Option<VerificationToken>,
+    /// Bearer token `/metrics` requires (`metrics_token`); open without one.
+    pub metrics_token: Option<VerificationToken>,
+    /// The server's public base URL as senders reach it (`public_url`), like
+    /// `https://dest.example.com`: token endpoints' URLs (what client assertions name as
+    /// `aud`) are built from it when `token_url` is not set.
+    pub public_url: Option<reqwest::Url>,
+    /// Failed authentications a client address may make per `auth_failure_window` before it
+    /// is answered 429 (`auth_failure_limit`); 0 turns the limit off.
+    pub auth_failure_limit: u32,
+    pub auth_failure_window: Duration,
     /// Connection cap and read timeouts (`max_connections`, `header_read_timeout`,
     /// `idle_timeout`, `body_read_timeout`).
     pub serve: wharf_serve::ServeOptions,
@@ -91,6 +105,11 @@ struct RawConfig {
     forwarded_retention: Option<String>,
     admin_token: Option<String>,
     admin_token_env: Option<String>,
+    metrics_token: Option<String>,
+    metrics_token_env: Option<String>,
+    public_url: Option<String>,
+    auth_failure_limit: Option<u32>,
+    auth_failure_window: Option<String>,
     max_connections: Option<usize>,
     header_read_timeout: Option<String>,
     idle_timeout: Option<String>,
@@ -163,25 +182,26 @@ impl Config {
             raw.idle_timeout.as_deref(),
             raw.body_read_timeout.as_deref(),
         )?;
-        let admin_token = match (raw.admin_token, raw.admin_token_env) {
-            (Some(_), Some(_)) => {
-                return Err(err(
-                    "admin_token",
-                    "set either admin_token or admin_token_env, not both",
-                ));
-            }
-            (Some(t), None) => Some(t),
-            (None, Some(var)) => Some(env.var(&var).ok_or_else(|| {
-                err(
-                    "admin_token_env",
-                    format!("names the environment variable {var:?}, which is not set"),
-                )
-            })?),
-            (None, None) => None,
+        let admin_token = token_key(env, "admin_token", raw.admin_token, raw.admin_token_env)?;
+        let metrics_token = token_key(
+            env,
+            "metrics_token",
+            raw.metrics_token,
+            raw.metrics_token_env,
+        )?;
+        let public_url = raw
+            .public_url
+            .map(|u| public_url("public_url", &u))
+            .transpose()?;
+        let auth_failure_limit = raw.auth_failure_limit.unwrap_or(DEFAULT_AUTH_FAILURE_LIMIT);
+        let auth_failure_window = wharf_config::duration(
+            "auth_failure_window",
+            raw.auth_failure_window.as_deref(),
+            DEFAULT_AUTH_FAILURE_WINDOW,
+        )?;
+        if auth_failure_window > Duration::from_secs(86_400) {
+            return Err(err("auth_failure_window", "must be at most 24h"));
         }
-        .map(VerificationToken::new)
-        .transpose()
-        .map_err(|e| err("admin_token", e.to_string()))?;
         if raw.destinations.is_empty() {
             return Err(err(
                 "destinations",
@@ -192,7 +212,10 @@ impl Config {
         let mut names = HashSet::new();
         let mut paths = HashSet::new();
         for (i, raw) in raw.destinations.into_iter().enumerate() {
-            let d = destination(i, raw, env)?;
+            let mut d = destination(i, raw, env)?;
+            if let Some(auth) = &mut d.auth {
+                token_url(i, auth, public_url.as_ref())?;
+            }
             if !names.insert(d.name.clone()) {
                 return Err(err(
                     format!("destinations[{i}].name"),
@@ -249,10 +272,95 @@ impl Config {
             wal_reset_bytes,
             forwarded_retention,
             admin_token,
+            metrics_token,
+            public_url,
+            auth_failure_limit,
+            auth_failure_window,
             serve,
             destinations,
         })
     }
+}
+
+/// A password-like token given as `key` or `key_env` (an environment variable's name): visible
+/// ASCII, not weak ([`wharf_config::weak_secret`]: at least 32 characters, no placeholder).
+fn token_key(
+    env: &dyn Env,
+    key: &str,
+    value: Option<String>,
+    var: Option<String>,
+) -> Result<Option<VerificationToken>, ConfigError> {
+    let (text, from) = match (value, var) {
+        (Some(_), Some(_)) => {
+            return Err(err(key, format!("set either {key} or {key}_env, not both")));
+        }
+        (Some(t), None) => (t, key.to_owned()),
+        (None, Some(var)) => {
+            let from = format!("{key}_env");
+            let text = env.var(&var).ok_or_else(|| {
+                err(
+                    &from,
+                    format!("names the environment variable {var:?}, which is not set"),
+                )
+            })?;
+            (text, from)
+        }
+        (None, None) => return Ok(None),
+    };
+    let token = VerificationToken::new(text).map_err(|e| err(&from, e.to_string()))?;
+    wharf_config::strong_secret(&from, token.expose())?;
+    Ok(Some(token))
+}
+
+/// `public_url`: an http(s) base URL without query or fragment; a trailing `/` is dropped when
+/// paths are appended.
+fn public_url(key: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
+    let url = http_url(key, text)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(err(
+            key,
+            format!(
+                "{text:?} must be a base URL like \"https://dest.example.com\", without query or fragment"
+            ),
+        ));
+    }
+    Ok(url)
+}
+
+/// Fills in the token URL of destination `i`'s token endpoint from `public_url` when
+/// `token_url` is not set, and refuses a strategy whose token endpoint checks an audience
+/// (SMART Backend, the GCP JWT grant) without either: the audience must never be taken from
+/// the request, or an assertion minted for another server would be accepted here by sending
+/// that server's name as `Host`.
+fn token_url(
+    i: usize,
+    auth: &mut AuthConfig,
+    public_url: Option<&reqwest::Url>,
+) -> Result<(), ConfigError> {
+    let Some(path) = auth.token_path.as_deref() else {
+        return Ok(());
+    };
+    if auth.token_url.is_none()
+        && let Some(base) = public_url
+    {
+        auth.token_url = Some(format!("{}{path}", base.as_str().trim_end_matches('/')));
+    }
+    if auth.token_url.is_none()
+        && matches!(
+            auth.strategy,
+            wharf_auth::strategy::Strategy::SmartBackend
+                | wharf_auth::strategy::Strategy::OAuthJwtBearerGcp
+        )
+    {
+        return Err(err(
+            format!("destinations[{i}].auth.token_url"),
+            format!(
+                "is required for {}: the token endpoint's public URL, which client assertions must name as aud, like \"https://dest.example.com{path}\" (or set public_url, the server's base URL, and it is built from that)",
+                auth.strategy
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `wal_reset_bytes`: SQLite only, 1 MiB to 64 GiB.
@@ -348,6 +456,9 @@ fn destination(
         .map(VerificationToken::new)
         .transpose()
         .map_err(|e| err(key("verification_token"), e.to_string()))?;
+    if let Some(token) = &verification_token {
+        wharf_config::strong_secret(&key("verification_token"), token.expose())?;
+    }
     let forward_url = raw
         .forward_url
         .map(|u| http_url(&key("forward_url"), &u))
@@ -421,7 +532,7 @@ data_dir = "d"
 name = "Acme"
 path = "/redox"
 environment = "Development"
-verification_token = "tok"
+verification_token = "tok-0123456789abcdef-0123456789abcdef"
 "#;
 
     #[test]
@@ -507,7 +618,10 @@ verification_token = "tok"
         let e = problem(&MINIMAL.replace("Development", "Prod"));
         assert_eq!(e.key, "destinations[0].environment");
         assert!(e.problem.contains("Development, Staging or Production"));
-        let e = problem(&MINIMAL.replace("verification_token = \"tok\"", ""));
+        let e = problem(&MINIMAL.replace(
+            "verification_token = \"tok-0123456789abcdef-0123456789abcdef\"",
+            "",
+        ));
         assert_eq!(e.key, "destinations[0].verification_token");
         let e = problem(&MINIMAL.replace("127.0.0.1:0", "localhost"));
         assert_eq!(e.key, "listen");
@@ -542,17 +656,20 @@ verification_token = "tok"
     #[test]
     fn token_from_environment() {
         let text = MINIMAL.replace(
-            "verification_token = \"tok\"",
+            "verification_token = \"tok-0123456789abcdef-0123456789abcdef\"",
             "verification_token_env = \"T\"",
         );
-        let env = MapEnv(HashMap::from([("T", "from-env")]));
+        let env = MapEnv(HashMap::from([(
+            "T",
+            "from-env-0123456789abcdef-0123456789",
+        )]));
         let c = Config::parse(&text, &env).unwrap();
         assert!(
             c.destinations[0]
                 .verification_token
                 .as_ref()
                 .unwrap()
-                .matches(b"from-env")
+                .matches(b"from-env-0123456789abcdef-0123456789")
         );
         let e = problem(&text);
         assert_eq!(e.key, "destinations[0].verification_token_env");
@@ -586,11 +703,17 @@ verification_token = "tok"
 token_path = "/redox/token"
 clients = [{ client_id = "redox", client_secret_env = "SECRET" }]"#,
             ),
-            &MapEnv(HashMap::from([("SECRET", "s3cret")])),
+            &MapEnv(HashMap::from([(
+                "SECRET",
+                "s3cret-0123456789abcdef-0123456789",
+            )])),
         )
         .unwrap();
         let auth = c.destinations[0].auth.as_ref().unwrap();
-        assert_eq!(auth.clients[0].client_secret.as_deref(), Some("s3cret"));
+        assert_eq!(
+            auth.clients[0].client_secret.as_deref(),
+            Some("s3cret-0123456789abcdef-0123456789")
+        );
         assert!(
             !format!("{c:?}").contains("s3cret"),
             "Debug never shows secrets"
@@ -618,6 +741,7 @@ jwks_url = "http://keys.example/jwks""#,
         let e = problem(&with(
             r#"strategy = "SMART_Backend"
 token_path = "/t"
+token_url = "https://dest.example/t"
 clients = [{ client_id = "c" }]"#,
         ));
         assert_eq!(e.key, "destinations[0].auth.clients[0].jwks_url");
@@ -631,9 +755,17 @@ credentials = [{ access_key = "AK" }]"#,
         let e = problem(&with(
             r#"strategy = "OAuth_2.0_2-legged"
 token_path = "/redox"
-clients = [{ client_id = "c", client_secret = "s" }]"#,
+clients = [{ client_id = "c", client_secret = "s-0123456789abcdef-0123456789abcdef" }]"#,
         ));
         assert_eq!(e.key, "destinations[0].auth.token_path");
+        let e = problem(&with(
+            r#"strategy = "OAuth_2.0_2-legged"
+token_path = "/redox/token"
+clients = [{ client_id = "c", client_secret = "s3cret" }]"#,
+        ));
+        assert_eq!(e.key, "destinations[0].auth.clients[0].client_secret");
+        assert!(e.problem.contains("openssl rand -hex 32"), "{e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
         let e = problem(&with(
             r#"strategy = "JWT_Bearer"
 issuer = "i"
@@ -645,7 +777,10 @@ jwks = '{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}'"#,
 
     #[test]
     fn the_verification_token_is_optional_only_with_a_strategy() {
-        let text = MINIMAL.replace("verification_token = \"tok\"", "");
+        let text = MINIMAL.replace(
+            "verification_token = \"tok-0123456789abcdef-0123456789abcdef\"",
+            "",
+        );
         let e = problem(&text);
         assert_eq!(e.key, "destinations[0].verification_token");
         let text = format!(
@@ -653,5 +788,99 @@ jwks = '{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}'"#,
         );
         let c = Config::parse(&text, &no_env()).unwrap();
         assert!(c.destinations[0].verification_token.is_none());
+    }
+
+    #[test]
+    fn secrets_shorter_than_32_characters_are_refused_naming_the_key() {
+        let short = "short-but-not-32-chars";
+        let cases = [
+            (
+                MINIMAL.replace("tok-0123456789abcdef-0123456789abcdef", short),
+                "destinations[0].verification_token",
+            ),
+            (
+                format!("admin_token = \"{short}\"\n{MINIMAL}"),
+                "admin_token",
+            ),
+            (
+                format!("metrics_token = \"{short}\"\n{MINIMAL}"),
+                "metrics_token",
+            ),
+            (
+                format!("admin_token_env = \"SHORT\"\n{MINIMAL}"),
+                "admin_token_env",
+            ),
+        ];
+        let env = MapEnv(HashMap::from([("SHORT", short)]));
+        for (text, key) in cases {
+            let e = Config::parse(&text, &env).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.problem.contains("openssl rand -hex 32"), "{e}");
+            assert!(
+                !e.to_string().contains(short),
+                "the secret is not echoed: {e}"
+            );
+        }
+        let long = "m".repeat(32);
+        let c = Config::parse(
+            &format!("metrics_token = \"{long}\"\nadmin_token = \"{long}\"\n{MINIMAL}"),
+            &no_env(),
+        )
+        .unwrap();
+        assert!(c.metrics_token.unwrap().matches(long.as_bytes()));
+    }
+
+    #[test]
+    fn audience_checking_token_endpoints_need_a_configured_url() {
+        let smart = |top: &str, extra: &str| {
+            format!(
+                "{top}{MINIMAL}[destinations.auth]\nstrategy = \"SMART_Backend\"\ntoken_path = \"/redox/token\"\n{extra}clients = [{{ client_id = \"c\", jwks_url = \"https://keys.example/jwks\" }}]\n"
+            )
+        };
+        for strategy in ["SMART_Backend", "OAuth_2.0_JWT_Bearer_GCP"] {
+            let e = problem(&smart("", "").replace("SMART_Backend", strategy));
+            assert_eq!(e.key, "destinations[0].auth.token_url", "{strategy}");
+            assert!(e.problem.contains("public_url"), "{e}");
+        }
+        // From public_url (a trailing slash or not), or given outright.
+        for base in ["https://dest.example.com", "https://dest.example.com/"] {
+            let c = Config::parse(&smart(&format!("public_url = \"{base}\"\n"), ""), &no_env())
+                .unwrap();
+            let auth = c.destinations[0].auth.as_ref().unwrap();
+            assert_eq!(
+                auth.token_url.as_deref(),
+                Some("https://dest.example.com/redox/token")
+            );
+        }
+        let c = Config::parse(
+            &smart(
+                "public_url = \"https://dest.example.com\"\n",
+                "token_url = \"https://edge.example/t\"\n",
+            ),
+            &no_env(),
+        )
+        .unwrap();
+        let auth = c.destinations[0].auth.as_ref().unwrap();
+        assert_eq!(auth.token_url.as_deref(), Some("https://edge.example/t"));
+        let e = problem(&smart("public_url = \"dest.example.com\"\n", ""));
+        assert_eq!(e.key, "public_url");
+        let e = problem(&smart("", "token_url = \"/redox/token\"\n"));
+        assert_eq!(e.key, "destinations[0].auth.token_url");
+    }
+
+    #[test]
+    fn the_failed_authentication_limit_defaults_to_20_a_minute() {
+        let c = Config::parse(MINIMAL, &no_env()).unwrap();
+        assert_eq!(c.auth_failure_limit, 20);
+        assert_eq!(c.auth_failure_window, Duration::from_secs(60));
+        let c = Config::parse(
+            &format!("auth_failure_limit = 0\nauth_failure_window = \"5m\"\n{MINIMAL}"),
+            &no_env(),
+        )
+        .unwrap();
+        assert_eq!(c.auth_failure_limit, 0);
+        assert_eq!(c.auth_failure_window, Duration::from_secs(300));
+        let e = problem(&format!("auth_failure_window = \"0s\"\n{MINIMAL}"));
+        assert_eq!(e.key, "auth_failure_window");
     }
 }

@@ -14,6 +14,7 @@
 //! * [`forward`]: feeding the application in order.
 //! * `retention`: deleting forwarded messages after `forwarded_retention`.
 //! * `metrics`, `page`: `/metrics` and the `/_wharf` status page.
+//! * `throttle`: the limit on failed authentication per client address.
 
 pub mod auth;
 pub mod config;
@@ -25,6 +26,7 @@ mod receive;
 mod retention;
 pub mod server;
 pub mod strategy;
+mod throttle;
 
 pub use config::{Config, ConfigError, DestinationConfig};
 pub use server::{Running, StartError, start};
@@ -39,6 +41,10 @@ pub(crate) struct App {
     pub forwarders_running: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// The status page's password (`admin_token`); the page is off without one.
     pub admin_token: Option<wharf_protocol::VerificationToken>,
+    /// The token `/metrics` requires (`metrics_token`); open without one.
+    pub metrics_token: Option<std::sync::Arc<wharf_protocol::VerificationToken>>,
+    /// Failed authentications per client address (`auth_failure_limit`); `None`: off.
+    pub auth_limiter: Option<throttle::AuthLimiter>,
     /// Destinations by their URL path.
     pub destinations: HashMap<String, DestinationConfig>,
     /// Auth strategies by destination path.

@@ -1,7 +1,8 @@
 //! The destination server's metrics, on top of the HTTP ones every server has
 //! (`wharf-serve`): inbox depth by destination and status (read from the inbox when scraped),
-//! group-commit batch sizes, forwarded messages deleted after their retention, and
-//! authentication failures (counted from the responses marked by `receive` and `strategy`).
+//! group-commit batch sizes, forwarded messages deleted after their retention,
+//! authentication failures (counted from the responses marked by `receive` and `strategy`),
+//! and requests refused by the failed-authentication limit (`throttle`).
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
@@ -17,6 +18,8 @@ pub struct DestinationMetrics {
     pub batch_sizes: Histogram,
     /// Forwarded messages deleted by the retention task.
     pub pruned: Counter,
+    /// Requests answered 429 because their address failed authentication too often.
+    pub auth_rate_limited: Counter,
 }
 
 impl DestinationMetrics {
@@ -39,8 +42,13 @@ impl DestinationMetrics {
             "inbox_pruned",
             "Forwarded messages deleted from the inbox after forwarded_retention",
         );
+        let auth_rate_limited = registry.counter(
+            "auth_rate_limited",
+            "Requests answered 429 because their client address failed authentication auth_failure_limit times within auth_failure_window",
+        );
         Self {
             pruned,
+            auth_rate_limited,
             registry: Arc::new(registry),
             inbox,
             oldest_unforwarded,

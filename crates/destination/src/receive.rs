@@ -22,7 +22,7 @@ use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
@@ -112,14 +112,7 @@ async fn token_endpoint(app: &App, guard: &Guard, parts: &Parts, body: Body) -> 
             );
         }
     };
-    let host = parts
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-    guard
-        .token_endpoint(&app.http, host, &parts.headers, &body)
-        .await
+    guard.token_endpoint(&app.http, &parts.headers, &body).await
 }
 
 /// A GET verification: token in the query or in a header, challenge in the query; the auth
@@ -170,7 +163,9 @@ async fn check_strategy(
     body: &[u8],
 ) -> Result<(), Refusal> {
     guard.check_headers(&app.http, &parts.headers).await?;
-    guard.check_signature(&parts.method, &parts.uri, &parts.headers, body)
+    guard
+        .check_signature(&parts.method, &parts.uri, &parts.headers, body)
+        .await
 }
 
 async fn post(
@@ -238,7 +233,9 @@ async fn post(
         }
     };
     if let Some(guard) = guard
-        && let Err(refusal) = guard.check_signature(&parts.method, &parts.uri, headers, &body)
+        && let Err(refusal) = guard
+            .check_signature(&parts.method, &parts.uri, headers, &body)
+            .await
     {
         return refusal.respond(&destination.name, guard.config.strategy);
     }

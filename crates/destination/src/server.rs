@@ -116,12 +116,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let http =
         wharf_delivery::client::build(None).expect("the HTTP client's fixed settings are valid");
     let clock: Arc<dyn wharf_auth::Clock> = Arc::new(wharf_auth::SystemClock);
+    // On PostgreSQL the servers sharing the database share their memory of single-use
+    // credentials too; on SQLite each keeps its own.
+    let shared_replays = inbox.shared_replays();
     let guards: HashMap<String, Arc<crate::strategy::Guard>> = config
         .destinations
         .iter()
         .filter_map(|d| {
             let auth = d.auth.clone()?;
-            let guard = crate::strategy::Guard::new(auth, tls.is_some(), clock.clone());
+            let guard =
+                crate::strategy::Guard::new(&d.path, auth, clock.clone(), shared_replays.clone());
             Some((d.path.clone(), Arc::new(guard)))
         })
         .collect();
@@ -133,6 +137,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         forwarders_running: Default::default(),
         metrics,
         admin_token: config.admin_token.clone(),
+        metrics_token: config.metrics_token.clone().map(Arc::new),
+        auth_limiter: crate::throttle::AuthLimiter::new(
+            config.auth_failure_limit,
+            config.auth_failure_window,
+        ),
         guards,
         token_endpoints,
         destinations: config
@@ -203,9 +212,20 @@ fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(metrics).route_layer(axum::middleware::from_fn_with_state(
+                app.metrics_token.clone(),
+                wharf_serve::metrics::require_token,
+            )),
+        )
         .route("/_wharf", get(crate::page::page))
         .fallback(receive::receive)
+        // Inside the metrics layer, so its 429s and the failures it counts are recorded.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::throttle::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             app.metrics.registry.clone(),
             wharf_serve::metrics::record,

@@ -2,11 +2,13 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`limit`] | the sliding-window counter per client both servers' limits use (engine: request rate; destination: failed authentication) |
 //! | [`listener`] | the TCP (or TLS) accept loop: HTTP/1.1 and HTTP/2, connection cap, header, body, idle and handshake timeouts, graceful drain |
 //! | [`tls`] | PEM files to rustls, and the certificate that reloads on demand (SIGHUP) |
 //! | [`metrics`] | the Prometheus registry, per-route request counts and latency, the `/metrics` text |
 //! | [`request_id`] | an `x-request-id` on every request and response, in every log line of the request |
 
+pub mod limit;
 pub mod listener;
 pub mod metrics;
 pub mod request_id;

@@ -16,6 +16,9 @@
 //! | `body_read_timeout` | bodies sent a byte a second | the body reports [`BodyReadTimeout`] once the request is this old; handlers answer 408 |
 //! | [`TLS_HANDSHAKE_TIMEOUT`] | TLS handshakes that never finish | the connection is dropped |
 //! | [`MAX_HEADER_BYTES`] | huge header sections held by many slow connections | HTTP/1.1: 431; HTTP/2: hyper's 16 KiB header list limit |
+//!
+//! Over TLS every response also carries `Strict-Transport-Security` ([`HSTS`]), set here so
+//! no route of either server can forget it.
 
 use crate::tls::TlsReloader;
 use axum::Router;
@@ -60,6 +63,10 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// The longest any of the timeouts may be set to: deadlines are computed as instants, and a
 /// timeout of centuries would overflow them.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// The `Strict-Transport-Security` header every response over TLS carries: browsers (an
+/// operator opening the status page or dashboard) then refuse plain HTTP to this host for a
+/// year, so a network attacker cannot strip TLS from a later visit.
+pub const HSTS: &str = "max-age=31536000";
 /// How often "at max_connections" is logged at most, so an attack does not flood the log.
 const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -203,15 +210,24 @@ pub async fn serve_with(
         };
         let _ = stream.set_nodelay(true);
         let body_read_timeout = options.body_read_timeout;
-        let service =
-            router
-                .clone()
-                .map_request(move |request: http::Request<hyper::body::Incoming>| {
-                    let (mut parts, body) = request.into_parts();
-                    parts.extensions.insert(ConnectInfo(remote));
-                    let body = DeadlineBody::new(body, body_read_timeout);
-                    http::Request::from_parts(parts, axum::body::Body::new(body))
-                });
+        let hsts = tls.is_some();
+        let service = router
+            .clone()
+            .map_request(move |request: http::Request<hyper::body::Incoming>| {
+                let (mut parts, body) = request.into_parts();
+                parts.extensions.insert(ConnectInfo(remote));
+                let body = DeadlineBody::new(body, body_read_timeout);
+                http::Request::from_parts(parts, axum::body::Body::new(body))
+            })
+            .map_response(move |mut response: axum::response::Response| {
+                if hsts {
+                    response.headers_mut().insert(
+                        http::header::STRICT_TRANSPORT_SECURITY,
+                        http::HeaderValue::from_static(HSTS),
+                    );
+                }
+                response
+            });
         let service = TowerToHyperService::new(service);
         let builder = builder.clone();
         let acceptor = tls

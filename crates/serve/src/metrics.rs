@@ -5,6 +5,10 @@
 //! from a fixed list, destination ids an operator created) so the series count cannot be
 //! driven up by a client. Values that live in the store (inbox and queue depths) are read
 //! when scraped, through the `refresh` hook each server passes to [`Metrics::render`].
+//!
+//! `/metrics` is open unless the operator sets a `metrics_token`: then [`require_token`]
+//! (a middleware for the `/metrics` route) wants it as `Authorization: Bearer`, compared in
+//! constant time. Metric names, destination names and counts say a lot about a deployment.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -17,6 +21,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Instant;
+use wharf_protocol::VerificationToken;
 
 /// Label pairs of one series.
 pub type Labels = Vec<(String, String)>;
@@ -195,6 +200,53 @@ pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next:
     response
 }
 
+/// Middleware for the `/metrics` route: with a token configured, only a request carrying it as
+/// `Authorization: Bearer <token>` (compared in constant time) passes; others get 401 with
+/// `WWW-Authenticate: Bearer`, marked [`AuthFailure`]`("metrics_token")`. Without a token
+/// everything passes. Use with `route_layer(from_fn_with_state(token, require_token))`.
+pub async fn require_token(
+    State(token): State<Option<Arc<VerificationToken>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = token else {
+        return next.run(request).await;
+    };
+    if bearer_matches(request.headers(), &token) {
+        return next.run(request).await;
+    }
+    let mut response = (
+        http::StatusCode::UNAUTHORIZED,
+        "/metrics needs the metrics token: send Authorization: Bearer <metrics_token>",
+    )
+        .into_response();
+    response.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer realm=\"metrics\""),
+    );
+    response
+        .extensions_mut()
+        .insert(AuthFailure("metrics_token"));
+    response
+}
+
+/// Whether the request's `Authorization: Bearer` credentials (scheme case-insensitive) are
+/// `token`; every `Authorization` header must match.
+fn bearer_matches(headers: &http::HeaderMap, token: &VerificationToken) -> bool {
+    let mut presented = 0;
+    let mut all_match = true;
+    for value in headers.get_all(http::header::AUTHORIZATION) {
+        let value = value.as_bytes();
+        let credentials = match value.split_at_checked(7) {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case(b"bearer ") => rest.trim_ascii(),
+            _ => return false,
+        };
+        presented += 1;
+        all_match &= token.matches(credentials);
+    }
+    presented > 0 && all_match
+}
+
 /// Answers `/metrics` with the rendered registry.
 pub fn respond(text: String) -> Response {
     ([(http::header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
@@ -203,6 +255,32 @@ pub fn respond(text: String) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_bearer_metrics_token_matches() {
+        let token = VerificationToken::new("m".repeat(32)).unwrap();
+        let headers = |values: &[&str]| {
+            let mut h = http::HeaderMap::new();
+            for v in values {
+                h.append(
+                    http::header::AUTHORIZATION,
+                    http::HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            h
+        };
+        let right = format!("Bearer {}", "m".repeat(32));
+        assert!(bearer_matches(&headers(&[&right]), &token));
+        assert!(bearer_matches(
+            &headers(&[&right.replace("Bearer", "bearer")]),
+            &token
+        ));
+        assert!(!bearer_matches(&headers(&[]), &token));
+        assert!(!bearer_matches(&headers(&["Bearer nope"]), &token));
+        assert!(!bearer_matches(&headers(&[&right, "Bearer nope"]), &token));
+        let basic = format!("Basic {}", "m".repeat(32));
+        assert!(!bearer_matches(&headers(&[&basic]), &token));
+    }
 
     #[test]
     fn requests_render_with_route_and_status() {

@@ -311,6 +311,80 @@ pub fn discard_malformed(
     }
 }
 
+/// An access token one of the servers sharing a database issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedToken {
+    pub client_id: String,
+    /// The digest of the client's registration the issuing server had.
+    pub registration: Vec<u8>,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// The memory of credentials that destination servers sharing one PostgreSQL database share:
+/// single-use ones (SigV4 signatures, JWT `jti`s), so a request captured on its way to one of
+/// them cannot be replayed to another, and the access tokens their token endpoints issued, so
+/// a token from one is good at all. Keys are SHA-256 digests (the caller hashes); times are
+/// Unix seconds. Cheap to clone. Blocking, like the rest of the store: call it from a blocking
+/// thread.
+#[derive(Clone)]
+pub struct SharedReplays {
+    pg: Arc<PgInbox>,
+}
+
+impl SharedReplays {
+    /// Records `digest` until `expires_at` unless it is recorded and not expired at `now`:
+    /// `Ok(true)` for its first use, `Ok(false)` for a replay. An error means the database
+    /// could not say (refuse the request with 503: accepting could let a replay through).
+    pub fn first_use(
+        &self,
+        digest: &[u8; 32],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let secs = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+        self.pg.first_use(digest, secs(expires_at), secs(now))
+    }
+
+    /// Records an access token `destination`'s token endpoint issued (`digest`: its SHA-256)
+    /// for `client_id`, registered as `registration` (a digest of its secret), until
+    /// `expires_at`, so the other servers accept it too.
+    pub fn record_token(
+        &self,
+        digest: &[u8; 32],
+        destination: &str,
+        client_id: &str,
+        registration: &[u8; 32],
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        let expires_at = i64::try_from(expires_at).unwrap_or(i64::MAX);
+        self.pg
+            .record_token(digest, destination, client_id, registration, expires_at)
+    }
+
+    /// The access token with SHA-256 `digest` that `destination` issued, on any of the
+    /// servers; `None` if none did.
+    pub fn issued_token(
+        &self,
+        digest: &[u8; 32],
+        destination: &str,
+    ) -> Result<Option<SharedToken>, StoreError> {
+        Ok(self
+            .pg
+            .issued_token(digest, destination)?
+            .map(|(client_id, registration, exp)| SharedToken {
+                client_id,
+                registration,
+                expires_at: u64::try_from(exp).unwrap_or(0),
+            }))
+    }
+
+    /// Rows held, expired ones not yet swept included (for tests).
+    pub fn rows(&self) -> Result<i64, StoreError> {
+        self.pg.replay_rows()
+    }
+}
+
 /// The inbox of a running destination server: keeps messages through the group-commit writer
 /// and reads them back. Cheap to clone.
 #[derive(Clone)]
@@ -458,6 +532,15 @@ impl Inbox {
             u64::from(pages.unwrap_or(0)),
             std::sync::atomic::Ordering::Release,
         );
+    }
+
+    /// The replay memory shared with the other servers of the same PostgreSQL database;
+    /// `None` on SQLite, where one server owns the inbox and keeps that memory to itself.
+    pub fn shared_replays(&self) -> Option<SharedReplays> {
+        match &self.reader.backend {
+            ReaderBackend::Postgres(pg) => Some(SharedReplays { pg: pg.clone() }),
+            ReaderBackend::Sqlite(_) => None,
+        }
     }
 
     /// Whether the writer thread is still running (it stops only when the inbox is closed or

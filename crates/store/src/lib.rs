@@ -23,7 +23,7 @@ pub mod writer;
 
 pub use inbox::{
     Body, INBOX_FILE, Inbox, InboxOptions, InboxReader, Kept, ListQuery, MessageStatus,
-    MessageSummary, NewMessage, StoredMessage, discard_malformed,
+    MessageSummary, NewMessage, SharedReplays, SharedToken, StoredMessage, discard_malformed,
 };
 pub use writer::{DEFAULT_WAL_RESET_BYTES, KeepError};
 

@@ -281,3 +281,74 @@ async fn leases_are_renewed_while_notifications_stream_in() {
         "the lease of queue d lapsed while {n} notifications streamed in"
     );
 }
+
+/// Two servers' inboxes on one database share the memory of single-use credentials: what one
+/// accepted the other refuses, of many racing on one digest exactly one is first, and expired
+/// entries are taken over and swept.
+#[test]
+fn inboxes_share_single_use_credentials_and_exactly_one_racer_wins() {
+    let schema = PgSchema::create();
+    let db = Database::Postgres(schema.url.clone());
+    let a = Inbox::open_database(&db, InboxOptions::default()).unwrap();
+    let b = Inbox::open_database(&db, InboxOptions::default()).unwrap();
+    let (ra, rb) = (a.shared_replays().unwrap(), b.shared_replays().unwrap());
+    let now = 1_000_000;
+    let digest = [7u8; 32];
+    assert!(ra.first_use(&digest, now + 600, now).unwrap());
+    assert!(
+        !rb.first_use(&digest, now + 600, now).unwrap(),
+        "replayed to the other server"
+    );
+    assert!(!ra.first_use(&digest, now + 600, now + 599).unwrap());
+    // Once expired it could not pass its other checks any more: taken over as new.
+    assert!(rb.first_use(&digest, now + 1200, now + 600).unwrap());
+
+    // Sixteen threads on two servers race on each of 20 digests: exactly one wins each.
+    for round in 0..20u8 {
+        let mut digest = [0xAA; 32];
+        digest[0] = round;
+        let winners: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16)
+                .map(|i| {
+                    let r = if i % 2 == 0 { ra.clone() } else { rb.clone() };
+                    scope.spawn(move || r.first_use(&digest, now + 5000, now + 1000).unwrap())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().unwrap()))
+                .sum()
+        });
+        assert_eq!(winners, 1, "round {round}");
+    }
+    // Issued access tokens: recorded by one, found by the other, per destination.
+    let token = [0x55; 32];
+    ra.record_token(&token, "/redox", "client-1", &[9; 32], now + 300)
+        .unwrap();
+    assert_eq!(
+        rb.issued_token(&token, "/redox").unwrap(),
+        Some(wharf_store::SharedToken {
+            client_id: "client-1".to_owned(),
+            registration: vec![9; 32],
+            expires_at: now + 300
+        })
+    );
+    assert_eq!(rb.issued_token(&token, "/other").unwrap(), None);
+    assert_eq!(rb.issued_token(&[0x56; 32], "/redox").unwrap(), None);
+    // Expired rows are swept (at most once a minute per server) by a later record.
+    let later = now + 100_000;
+    assert!(ra.first_use(&[0xEE; 32], later + 10, later).unwrap());
+    assert_eq!(ra.rows().unwrap(), 1, "only the fresh row is left");
+    assert_eq!(
+        ra.issued_token(&token, "/redox").unwrap(),
+        None,
+        "the expired token was swept"
+    );
+}
+
+#[test]
+fn sqlite_inboxes_keep_their_replay_memory_to_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::open(dir.path(), InboxOptions::default()).unwrap();
+    assert!(inbox.shared_replays().is_none());
+}

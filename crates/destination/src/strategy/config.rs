@@ -73,8 +73,9 @@ pub struct AuthConfig {
     pub clients: Vec<ClientConfig>,
     /// Token-endpoint strategies: the URL path of the token endpoint.
     pub token_path: Option<String>,
-    /// The token endpoint's public URL, which client assertions must name as `aud`. When
-    /// unset, the URL built from the request's `Host` and the listener's scheme is accepted.
+    /// The token endpoint's public URL, which client assertions must name as `aud`: this key,
+    /// else built from the server's `public_url` (see `crate::config`). Never taken from the
+    /// request. Required for SMART Backend and the GCP grant, which check the audience.
     pub token_url: Option<String>,
     pub token_lifetime: Duration,
     /// JWT Bearer and GoogleWIF.
@@ -258,6 +259,16 @@ pub(crate) fn parse(prefix: &str, raw: RawAuth, env: &dyn Env) -> Result<AuthCon
             ));
         }
     }
+    if let Some(url) = &raw.token_url
+        && reqwest::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+    {
+        return Err(err(
+            key("token_url"),
+            format!(
+                "{url:?} must be an http:// or https:// URL, like \"https://dest.example.com/redox/token\""
+            ),
+        ));
+    }
     let mut config = AuthConfig {
         strategy,
         clients: Vec::new(),
@@ -318,6 +329,9 @@ pub(crate) fn parse(prefix: &str, raw: RawAuth, env: &dyn Env) -> Result<AuthCon
                     c.client_secret_env,
                     env,
                 )?;
+                if let Some(secret) = &client_secret {
+                    wharf_config::strong_secret(&ck("client_secret"), secret)?;
+                }
                 let jwks = jwks_source(&ck("jwks"), c.jwks_url, c.jwks)?;
                 if strategy == Strategy::OAuth2Legged {
                     if client_secret.is_none() {

@@ -9,7 +9,7 @@
 //!
 //! | strategy | every request carries | checked against |
 //! |---|---|---|
-//! | `OAuth_2.0_2-legged`, `SMART_Backend`, `OAuth_2.0_JWT_Bearer_GCP` | `Authorization: Bearer` from our token endpoint | the tokens we issued (in memory, short-lived) |
+//! | `OAuth_2.0_2-legged`, `SMART_Backend`, `OAuth_2.0_JWT_Bearer_GCP` | `Authorization: Bearer` from our token endpoint | the tokens we issued (in memory, short-lived; also in the shared database on PostgreSQL) |
 //! | `JWT_Bearer` | `Authorization: Bearer <JWT>` signed by the sender | issuer's JWKS, `iss`, `aud`, `exp`/`nbf`, `jti` (or, without one, the token itself) not reused |
 //! | `GoogleWIF` | `Authorization: Bearer <Google-style ID token>` | issuer's JWKS, `iss`, `aud`, `exp`/`nbf` |
 //! | `AwsSigv4` | `Authorization: AWS4-HMAC-SHA256 ...` | the signature over the request and body, not seen before |
@@ -22,12 +22,18 @@
 //! two byte-identical requests signed in the same second carry the same signature, and the
 //! second is refused as a replay. Wharf's engine never sends those (each delivery attempt of a
 //! data model message has a new `AttemptID` in its body, and retries, resends and the retry
-//! after a 401 are signed again later); a sender that does gets a 403 and retries.
+//! after a 401 are signed again later); a sender that does gets a 403 and retries. Servers
+//! sharing a PostgreSQL database share this memory (`replay`): a request accepted by one is a
+//! replay at every other; when the database cannot answer the check, the request gets 503
+//! with `Retry-After`.
 
 pub mod config;
+mod replay;
 mod token_endpoint;
 
 pub use config::{AuthConfig, ClientConfig, JwksSource};
+use replay::Replays;
+pub use replay::Unavailable;
 
 use axum::response::{IntoResponse, Response};
 use http::header::AUTHORIZATION;
@@ -38,8 +44,7 @@ use std::time::Duration;
 use wharf_auth::clock::Clock;
 use wharf_auth::jwks::{JwksCache, KeySet};
 use wharf_auth::jwt::{self, JwtError, Rules};
-use wharf_auth::oauth::{self, IssuedTokens, SeenJtis};
-use wharf_auth::replay::SeenOnce;
+use wharf_auth::oauth::{self, IssuedTokens};
 use wharf_auth::sigv4;
 use wharf_auth::strategy::Strategy;
 
@@ -70,11 +75,26 @@ impl Refusal {
         }
     }
 
+    fn unavailable() -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: Unavailable::REASON.into(),
+        }
+    }
+
     /// The answer, logged with the destination's name and the reason; a 401 names the
     /// scheme `strategy` expects in `WWW-Authenticate`.
     pub fn respond(&self, destination: &str, strategy: Strategy) -> Response {
-        tracing::warn!(destination, status = self.status.as_u16(), reason = %self.reason, "request refused by the auth strategy");
         let mut response = crate::receive::error(self.status, &self.reason);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Not an authentication failure: the sender retries the same request later.
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(Unavailable::RETRY_AFTER),
+            );
+            return response;
+        }
+        tracing::warn!(destination, status = self.status.as_u16(), reason = %self.reason, "request refused by the auth strategy");
         let reason = if self.status == StatusCode::UNAUTHORIZED {
             let scheme = match strategy {
                 Strategy::AwsSigv4 => "AWS4-HMAC-SHA256",
@@ -103,12 +123,9 @@ fn jwt_refusal(e: JwtError) -> Refusal {
 pub struct Guard {
     pub config: AuthConfig,
     clock: Arc<dyn Clock>,
-    /// `https` or `http`: for the token URL client assertions name as `aud`.
-    scheme: &'static str,
     issued: IssuedTokens,
-    seen_jtis: SeenJtis,
-    /// SigV4 signatures and JWT Bearer tokens without `jti` already accepted.
-    seen_once: SeenOnce,
+    /// SigV4 signatures, `jti`s, and JWT Bearer tokens without `jti` already accepted.
+    replays: Replays,
     /// Fetched JWKS documents by URL.
     jwks: Mutex<HashMap<String, JwksCache>>,
     sigv4: Option<sigv4::Verifier>,
@@ -123,7 +140,14 @@ impl std::fmt::Debug for Guard {
 }
 
 impl Guard {
-    pub fn new(config: AuthConfig, tls: bool, clock: Arc<dyn Clock>) -> Self {
+    /// The strategy of the destination at `path`. With `shared`, single-use credentials are
+    /// remembered in the database the servers share, else in this process.
+    pub fn new(
+        path: &str,
+        config: AuthConfig,
+        clock: Arc<dyn Clock>,
+        shared: Option<wharf_store::SharedReplays>,
+    ) -> Self {
         let sigv4 = (config.strategy == Strategy::AwsSigv4).then(|| {
             sigv4::Verifier::new(
                 config.region.clone().unwrap_or_default(),
@@ -134,13 +158,31 @@ impl Guard {
         Self {
             config,
             clock,
-            scheme: if tls { "https" } else { "http" },
             issued: IssuedTokens::default(),
-            seen_jtis: SeenJtis::default(),
-            seen_once: SeenOnce::default(),
+            replays: Replays::new(path, shared),
             jwks: Mutex::new(HashMap::new()),
             sigv4,
         }
+    }
+
+    /// A digest of how `client_id` is registered here (its secret, for OAuth 2-legged), so a
+    /// token issued under another registration (before a secret was rotated) is not accepted
+    /// from the shared database; `None` for a client not registered.
+    pub(crate) fn registration(&self, client_id: &str) -> Option<[u8; 32]> {
+        let client = self
+            .config
+            .clients
+            .iter()
+            .find(|c| c.client_id == client_id)?;
+        Some(wharf_auth::replay::digest(&[
+            b"registration",
+            client_id.as_bytes(),
+            client
+                .client_secret
+                .as_deref()
+                .unwrap_or_default()
+                .as_bytes(),
+        ]))
     }
 
     /// Whether the body must be read before the strategy can decide (SigV4 signs it).
@@ -180,7 +222,24 @@ impl Guard {
                     .ok_or_else(|| Refusal::missing("missing access token: fetch one from the token endpoint and send it as Authorization: Bearer"))?;
                 match self.issued.check(token, self.clock.as_ref()) {
                     Ok(_) => Ok(()),
-                    // Expired or unknown tokens are 401: the client should fetch a new one.
+                    // Not issued here: perhaps by another server sharing the database.
+                    Err(oauth::BearerError::Unknown) => {
+                        match self
+                            .replays
+                            .issued_elsewhere(token, self.clock.as_ref(), |client| {
+                                self.registration(client)
+                            })
+                            .await
+                            .map_err(|Unavailable| Refusal::unavailable())?
+                        {
+                            Some(true) => Ok(()),
+                            Some(false) => Err(Refusal::missing(
+                                "the access token has expired or its client's registration changed: fetch a new one",
+                            )),
+                            None => Err(Refusal::missing(oauth::BearerError::Unknown.to_string())),
+                        }
+                    }
+                    // Expired tokens are 401: the client should fetch a new one.
                     Err(e) => Err(Refusal::missing(e.to_string())),
                 }
             }
@@ -205,20 +264,29 @@ impl Guard {
                 }
                 let exp = claims.exp.unwrap_or_default();
                 let first_use = match &claims.jti {
-                    Some(jti) => self.seen_jtis.first_use(
-                        claims.iss.as_deref().unwrap_or_default(),
-                        jti,
-                        exp,
-                        self.clock.as_ref(),
-                    ),
+                    Some(jti) => {
+                        self.replays
+                            .first_jti(
+                                claims.iss.as_deref().unwrap_or_default(),
+                                jti,
+                                exp,
+                                self.clock.as_ref(),
+                            )
+                            .await
+                    }
                     // Without a jti the token itself is the single-use credential, kept until
                     // it would be refused as expired anyway.
-                    None => self.seen_once.first_use(
-                        &[b"jwt-bearer", token.as_bytes()],
-                        exp.saturating_add(jwt::DEFAULT_LEEWAY_SECONDS),
-                        self.clock.as_ref(),
-                    ),
-                };
+                    None => {
+                        self.replays
+                            .first_use(
+                                &[b"jwt-bearer", token.as_bytes()],
+                                exp.saturating_add(jwt::DEFAULT_LEEWAY_SECONDS),
+                                self.clock.as_ref(),
+                            )
+                            .await
+                    }
+                }
+                .map_err(|Unavailable| Refusal::unavailable())?;
                 if first_use {
                     Ok(())
                 } else {
@@ -231,7 +299,7 @@ impl Guard {
     }
 
     /// SigV4: verifies the signature over the request as received.
-    pub fn check_signature(
+    pub async fn check_signature(
         &self,
         method: &Method,
         uri: &http::Uri,
@@ -276,11 +344,16 @@ impl Guard {
             .clock
             .unix_seconds()
             .saturating_add(2 * sigv4::DEFAULT_MAX_SKEW.as_secs());
-        if self.seen_once.first_use(
-            &[b"sigv4", signature.as_bytes()],
-            expires_at,
-            self.clock.as_ref(),
-        ) {
+        let first_use = self
+            .replays
+            .first_use(
+                &[b"sigv4", signature.as_bytes()],
+                expires_at,
+                self.clock.as_ref(),
+            )
+            .await
+            .map_err(|Unavailable| Refusal::unavailable())?;
+        if first_use {
             Ok(())
         } else {
             Err(Refusal::wrong(
@@ -342,11 +415,10 @@ impl Guard {
     pub async fn token_endpoint(
         &self,
         http: &reqwest::Client,
-        host: Option<&str>,
         headers: &HeaderMap,
         body: &[u8],
     ) -> Response {
-        match token_endpoint::issue(self, http, host, headers, body).await {
+        match token_endpoint::issue(self, http, headers, body).await {
             Ok(body) => {
                 let mut response = (StatusCode::OK, axum::Json(body)).into_response();
                 let h = response.headers_mut();
@@ -361,12 +433,20 @@ impl Guard {
                 response
             }
             Err(e) => {
-                tracing::warn!(code = e.code, reason = %e.description, "token request refused");
                 let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
                 let mut response = (status, axum::Json(e.body())).into_response();
-                response
-                    .extensions_mut()
-                    .insert(wharf_serve::metrics::AuthFailure("token_request_refused"));
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    // Not the client's fault: it retries the same request later.
+                    response.headers_mut().insert(
+                        http::header::RETRY_AFTER,
+                        http::HeaderValue::from(Unavailable::RETRY_AFTER),
+                    );
+                } else {
+                    tracing::warn!(code = e.code, reason = %e.description, "token request refused");
+                    response
+                        .extensions_mut()
+                        .insert(wharf_serve::metrics::AuthFailure("token_request_refused"));
+                }
                 response.headers_mut().insert(
                     http::header::CACHE_CONTROL,
                     http::HeaderValue::from_static("no-store"),

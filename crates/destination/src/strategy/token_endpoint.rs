@@ -22,7 +22,6 @@ fn invalid_client(description: &str) -> OAuthError {
 pub(super) async fn issue(
     guard: &Guard,
     http: &reqwest::Client,
-    host: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<serde_json::Value, OAuthError> {
@@ -68,7 +67,6 @@ pub(super) async fn issue(
             check_assertion(
                 guard,
                 http,
-                host,
                 &request,
                 assertion,
                 SMART_ASSERTION_MAX_SECONDS,
@@ -82,7 +80,6 @@ pub(super) async fn issue(
             check_assertion(
                 guard,
                 http,
-                host,
                 &request,
                 assertion,
                 JWT_GRANT_MAX_SECONDS,
@@ -115,6 +112,21 @@ pub(super) async fn issue(
         lifetime,
         guard.clock.as_ref(),
     );
+    // Servers sharing a database accept each other's tokens: the token is handed out only
+    // once the others can see it.
+    let expires_at = guard
+        .issued
+        .check(&token, guard.clock.as_ref())
+        .map(|issued| issued.expires_at)
+        .unwrap_or_default();
+    let registration = guard.registration(&client_id).unwrap_or_default();
+    guard
+        .replays
+        .record_token(&token, &client_id, registration, expires_at)
+        .await
+        .map_err(|super::Unavailable| {
+            OAuthError::new("temporarily_unavailable", super::Unavailable::REASON)
+        })?;
     tracing::info!(client_id, strategy = %config.strategy, "access token issued");
     Ok(oauth::token_response(
         &token,
@@ -129,7 +141,6 @@ pub(super) async fn issue(
 async fn check_assertion(
     guard: &Guard,
     http: &reqwest::Client,
-    host: Option<&str>,
     request: &TokenRequest,
     assertion: &str,
     max_lifetime: u64,
@@ -167,13 +178,15 @@ async fn check_assertion(
             "client_id does not match the assertion's issuer",
         ));
     }
-    let audiences = token_urls(guard, host);
-    if audiences.is_empty() {
+    // The audience is the configured token URL only, never one built from the request: a
+    // `Host` header naming another server would otherwise make its assertions good here.
+    let Some(token_url) = guard.config.token_url.clone() else {
         return Err(OAuthError::new(
             "invalid_request",
-            "the request names no Host",
+            "this token endpoint has no configured URL (token_url or public_url)",
         ));
-    }
+    };
+    let audiences = vec![token_url];
     let mut rules = Rules::new(vec![client_id.clone()], audiences);
     rules.max_lifetime_seconds = Some(max_lifetime);
     rules.require_jti = smart;
@@ -197,14 +210,22 @@ async fn check_assertion(
             "the assertion's sub must equal its iss (the client id)",
         ));
     }
-    if let Some(jti) = &claims.jti
-        && !guard.seen_jtis.first_use(
-            &client_id,
-            jti,
-            claims.exp.unwrap_or_default(),
-            guard.clock.as_ref(),
-        )
-    {
+    let first_use = match &claims.jti {
+        Some(jti) => guard
+            .replays
+            .first_jti(
+                &client_id,
+                jti,
+                claims.exp.unwrap_or_default(),
+                guard.clock.as_ref(),
+            )
+            .await
+            .map_err(|super::Unavailable| {
+                OAuthError::new("temporarily_unavailable", super::Unavailable::REASON)
+            })?,
+        None => true,
+    };
+    if !first_use {
         return Err(if smart {
             invalid_client("the assertion's jti was already used")
         } else {
@@ -212,15 +233,4 @@ async fn check_assertion(
         });
     }
     Ok(client_id)
-}
-
-/// The URLs a client may name as this token endpoint's `aud`: the configured one, or the
-/// one the request itself was sent to.
-fn token_urls(guard: &Guard, host: Option<&str>) -> Vec<String> {
-    let path = guard.config.token_path.as_deref().unwrap_or_default();
-    match (&guard.config.token_url, host) {
-        (Some(url), _) => vec![url.clone()],
-        (None, Some(host)) => vec![format!("{}://{host}{path}", guard.scheme)],
-        (None, None) => Vec::new(),
-    }
 }

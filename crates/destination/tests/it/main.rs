@@ -3,6 +3,7 @@
 
 mod challenge;
 mod forwarding;
+mod guessing;
 mod hostile;
 mod interop;
 mod messages;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use wharf_destination::{Config, Running};
 use wharf_store::{InboxReader, MessageSummary};
 
-pub const TOKEN: &str = "test-token-0123456789abcdef";
+pub const TOKEN: &str = "test-token-0123456789abcdef-0123456789abcdef";
 
 /// A running server with its own temporary data directory.
 pub struct Harness {
@@ -79,8 +80,20 @@ impl Harness {
             .as_ref()
             .map(|s| format!("database_url = \"{}\"\n", s.url))
             .unwrap_or_default();
+        // The port is chosen before the start so `public_url` (from which token endpoints'
+        // URLs, the `aud` of client assertions, are built) can name it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let public_url = if top.contains("public_url") {
+            String::new()
+        } else {
+            format!("public_url = \"{scheme}://localhost:{port}\"\n")
+        };
         let text = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{database}{top}\n{destinations}",
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{database}{public_url}{top}\n{destinations}",
             dir.path().join("data").display()
         );
         let running = start(&text).await;

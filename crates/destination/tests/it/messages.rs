@@ -54,7 +54,7 @@ async fn header_or_bearer_token_keeps_the_message() {
 #[tokio::test]
 async fn each_destination_accepts_only_its_own_token() {
     let two = format!(
-        "{}[[destinations]]\nname = \"Beta\"\npath = \"/beta\"\nenvironment = \"Development\"\nverification_token = \"beta-token\"\n",
+        "{}[[destinations]]\nname = \"Beta\"\npath = \"/beta\"\nenvironment = \"Development\"\nverification_token = \"beta-token-0123456789abcdef-0123456789\"\n",
         destination("")
     );
     let h = Harness::start(&two).await;
@@ -65,15 +65,23 @@ async fn each_destination_accepts_only_its_own_token() {
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        h.post("/redox", Some("beta-token"), notification("X"))
-            .await
-            .status(),
+        h.post(
+            "/redox",
+            Some("beta-token-0123456789abcdef-0123456789"),
+            notification("X")
+        )
+        .await
+        .status(),
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        h.post("/beta", Some("beta-token"), notification("X"))
-            .await
-            .status(),
+        h.post(
+            "/beta",
+            Some("beta-token-0123456789abcdef-0123456789"),
+            notification("X")
+        )
+        .await
+        .status(),
         StatusCode::OK
     );
     let rows = h.inbox();

@@ -101,7 +101,7 @@ async fn the_status_page_is_off_by_default_and_needs_the_admin_token() {
 
     let h = Harness::start_with(
         &destination(""),
-        "admin_token = \"admin-secret-0123456789\"",
+        "admin_token = \"admin-secret-0123456789-0123456789abcdef\"",
         reqwest::Client::new(),
         "http",
     )
@@ -134,7 +134,7 @@ async fn the_status_page_is_off_by_default_and_needs_the_admin_token() {
     let r = h
         .client
         .get(h.url("/_wharf"))
-        .basic_auth("ops", Some("admin-secret-012345678X"))
+        .basic_auth("ops", Some("admin-secret-0123456789-0123456789abcdeX"))
         .send()
         .await
         .unwrap();
@@ -142,7 +142,7 @@ async fn the_status_page_is_off_by_default_and_needs_the_admin_token() {
     let r = h
         .client
         .get(h.url("/_wharf"))
-        .basic_auth("ops", Some("admin-secret-0123456789"))
+        .basic_auth("ops", Some("admin-secret-0123456789-0123456789abcdef"))
         .send()
         .await
         .unwrap();

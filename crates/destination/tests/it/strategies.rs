@@ -22,7 +22,7 @@ use wharf_testkit::{Recorder, Reply};
 
 pub const TOKEN_PATH: &str = "/redox/token";
 /// The registered client secret: it must never appear in any response.
-pub const CLIENT_SECRET: &str = "client-secret-NEVER-ECHOED-4b1d9";
+pub const CLIENT_SECRET: &str = "client-secret-NEVER-ECHOED-4b1d9-0123456789abcdef";
 pub const CLIENT_ID: &str = "redox-client";
 
 pub fn now() -> u64 {
@@ -500,7 +500,15 @@ impl Smart {
             jwks.url(),
             inline_jwks(&[&rs, &es]),
         );
-        let h = Harness::start(&destination(&auth)).await;
+        // The refusal tests send more bad assertions than the failed-authentication limit
+        // (20 a minute) allows one address; that limit is tested in `guessing.rs`.
+        let h = Harness::start_with(
+            &destination(&auth),
+            "auth_failure_limit = 1000",
+            reqwest::Client::new(),
+            "http",
+        )
+        .await;
         Smart { h, jwks, rs, es }
     }
 
@@ -666,6 +674,104 @@ async fn smart_refuses_replayed_misaddressed_long_lived_expired_and_forged_asser
         message(&s.h, "/redox", Some(&good), Some(TOKEN), "L-assertion").await;
     assert_eq!(assertion_as_bearer.status, StatusCode::UNAUTHORIZED);
     assert!(s.h.inbox().is_empty());
+}
+
+/// The audience of a client assertion is the configured token URL only. Before, with
+/// `token_url` unset the URL built from the request's `Host` was accepted too: an assertion
+/// minted for another server (its `aud` that server's token URL) was good here when sent with
+/// that server's name as `Host`.
+#[tokio::test]
+async fn an_assertion_for_another_host_is_refused_whatever_host_the_request_names() {
+    let s = Smart::start().await;
+    let port = s.h.port();
+    for other in [
+        format!("other.example:{port}"),
+        "other.example".to_owned(),
+        format!("127.0.0.1:{port}"),
+    ] {
+        let mut claims = s.claims(SMART_URL_CLIENT);
+        claims["aud"] = json!(format!("http://{other}{TOKEN_PATH}"));
+        let assertion = s.rs.sign(&claims).unwrap();
+        let response =
+            s.h.client
+                .post(s.h.url(TOKEN_PATH))
+                .header("host", other.as_str())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form(&[
+                    ("grant_type", CLIENT_CREDENTIALS),
+                    ("client_assertion_type", JWT_CLIENT_ASSERTION),
+                    ("client_assertion", &assertion),
+                ]))
+                .send()
+                .await
+                .unwrap();
+        let answer = Answer::of(response).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{other}: {}",
+            answer.text
+        );
+        assert_eq!(answer.oauth_error(), "invalid_client", "{other}");
+    }
+    // The configured URL is accepted whatever Host the request names (a proxy may rewrite it).
+    let response =
+        s.h.client
+            .post(s.h.url(TOKEN_PATH))
+            .header("host", "internal-name:8080")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[
+                ("grant_type", CLIENT_CREDENTIALS),
+                ("client_assertion_type", JWT_CLIENT_ASSERTION),
+                (
+                    "client_assertion",
+                    &s.es.sign(&s.claims(SMART_URL_CLIENT)).unwrap(),
+                ),
+            ]))
+            .send()
+            .await
+            .unwrap();
+    access_token(&Answer::of(response).await);
+}
+
+/// A destination behind a proxy: `public_url` is what senders use, and the only audience.
+#[tokio::test]
+async fn the_token_url_comes_from_public_url_not_from_the_listener() {
+    let es = key(Algorithm::ES384, "es-1");
+    let auth = format!(
+        "[destinations.auth]\nstrategy = \"SMART_Backend\"\ntoken_path = \"{TOKEN_PATH}\"\nclients = [{{ client_id = \"{SMART_INLINE_CLIENT}\", jwks = {} }}]\n",
+        inline_jwks(&[&es])
+    );
+    let h = Harness::start_with(
+        &destination(&auth),
+        "public_url = \"https://dest.example.com/\"",
+        reqwest::Client::new(),
+        "http",
+    )
+    .await;
+    let exchange = |aud: String| {
+        let h = &h;
+        let es = &es;
+        async move {
+            let now = now();
+            let claims = json!({
+                "iss": SMART_INLINE_CLIENT, "sub": SMART_INLINE_CLIENT, "aud": aud,
+                "iat": now, "exp": now + 300, "jti": uuid::Uuid::new_v4().to_string(),
+            });
+            token_form(
+                h,
+                &[
+                    ("grant_type", CLIENT_CREDENTIALS),
+                    ("client_assertion_type", JWT_CLIENT_ASSERTION),
+                    ("client_assertion", &es.sign(&claims).unwrap()),
+                ],
+            )
+            .await
+        }
+    };
+    access_token(&exchange(format!("https://dest.example.com{TOKEN_PATH}")).await);
+    let answer = exchange(h.url(TOKEN_PATH)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
 }
 
 #[tokio::test]
@@ -1536,4 +1642,267 @@ async fn no_response_of_a_two_legged_destination_contains_the_client_secret() {
         answer.assert_hides(&[CLIENT_SECRET, TOKEN]);
     }
     assert_eq!(kept(&h), ["L1"]);
+}
+
+// ------------------------------------------------------------------------------------------
+// Replays across servers sharing one PostgreSQL database
+// ------------------------------------------------------------------------------------------
+
+/// Two destination servers on one PostgreSQL schema (whatever `WHARF_TEST_BACKEND` says: the
+/// shared memory exists only there), each with `destinations`, and the schema (kept alive).
+async fn two_servers_on_one_database(
+    destinations: &str,
+) -> (Harness, Harness, wharf_testkit::postgres::PgSchema) {
+    let schema = wharf_testkit::postgres::PgSchema::create();
+    let top = format!(
+        "database_url = \"{}\"\npublic_url = \"https://dest.example.com\"",
+        schema.url
+    );
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        servers.push(
+            Harness::start_on(
+                dir,
+                None,
+                destinations,
+                &top,
+                reqwest::Client::new(),
+                "http",
+            )
+            .await,
+        );
+    }
+    let b = servers.pop().unwrap();
+    let a = servers.pop().unwrap();
+    (a, b, schema)
+}
+
+/// The log ids in the shared inbox, read through `h`'s own store.
+fn kept_shared(h: &Harness) -> Vec<String> {
+    h.running
+        .as_ref()
+        .unwrap()
+        .inbox()
+        .reader()
+        .list(&wharf_store::ListQuery::oldest(100))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.log_id.unwrap_or_default())
+        .collect()
+}
+
+/// The request `headers` and `body` exactly as captured on their way to `a` (its `Host`
+/// included, as a load balancer in front of both servers would pass it), sent to `to`.
+async fn replay_to(to: &Harness, a: &Harness, headers: &[(String, String)], body: &str) -> Answer {
+    let mut builder = to
+        .client
+        .post(to.url("/redox"))
+        .header("host", format!("localhost:{}", a.port()))
+        .body(body.to_owned());
+    for (k, v) in headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    Answer::of(builder.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn a_sigv4_request_accepted_by_one_server_is_refused_by_the_other() {
+    let (a, b, _schema) = two_servers_on_one_database(&sigv4_destination(Some(TOKEN))).await;
+    let creds = credentials(ACCESS_KEY, SECRET_KEY);
+    let body = notification("S1");
+    let mut headers: Vec<(String, String)> = JSON_AND_TOKEN
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let added = sigv4::sign(
+        "POST",
+        &a.url("/redox"),
+        &headers,
+        body.as_bytes(),
+        &creds,
+        SystemTime::now(),
+    )
+    .unwrap();
+    headers.extend(added);
+    let first = replay_to(&a, &a, &headers, &body).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let replay = replay_to(&b, &a, &headers, &body).await;
+    assert_eq!(replay.status, StatusCode::FORBIDDEN, "{}", replay.text);
+    assert!(replay.text.contains("replayed request"), "{}", replay.text);
+    // The other way round too: a fresh request first at b, replayed to a.
+    let mut headers: Vec<(String, String)> = JSON_AND_TOKEN
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let body = notification("S2");
+    let added = sigv4::sign(
+        "POST",
+        &a.url("/redox"),
+        &headers,
+        body.as_bytes(),
+        &creds,
+        SystemTime::now(),
+    )
+    .unwrap();
+    headers.extend(added);
+    assert_eq!(
+        replay_to(&b, &a, &headers, &body).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        replay_to(&a, &a, &headers, &body).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(kept_shared(&a), ["S1", "S2"], "each message kept once");
+}
+
+#[tokio::test]
+async fn a_jwt_bearer_token_or_smart_assertion_used_at_one_server_is_refused_by_the_other() {
+    let engine = key(Algorithm::ES256, "engine-1");
+    let smart = key(Algorithm::ES384, "smart-1");
+    let destinations = format!(
+        "{}{}",
+        destination_with(
+            "Acme",
+            "/redox",
+            Some(TOKEN),
+            &jwt_bearer_auth(&format!("jwks = {}", inline_jwks(&[&engine]))),
+        ),
+        destination_with(
+            "Smart",
+            "/smart",
+            Some(TOKEN),
+            &format!(
+                "strategy = \"SMART_Backend\"\ntoken_path = \"/smart/token\"\nclients = [{{ client_id = \"{SMART_INLINE_CLIENT}\", jwks = {} }}]\n",
+                inline_jwks(&[&smart])
+            ),
+        ),
+    );
+    let (a, b, _schema) = two_servers_on_one_database(&destinations).await;
+    let now = now();
+    // JWT Bearer, with a jti and without one.
+    let with_jti = engine
+        .sign(
+            &json!({"iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": now + 60,
+            "jti": uuid::Uuid::new_v4().to_string()}),
+        )
+        .unwrap();
+    let without_jti = engine
+        .sign(&json!({"iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": now + 61}))
+        .unwrap();
+    for (n, token) in [with_jti, without_jti].iter().enumerate() {
+        let log_id = format!("J{n}");
+        let first = message(&a, "/redox", Some(token), Some(TOKEN), &log_id).await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+        let replay = message(&b, "/redox", Some(token), Some(TOKEN), "replayed").await;
+        assert_eq!(replay.status, StatusCode::FORBIDDEN, "{}", replay.text);
+        assert!(replay.text.contains("replayed"), "{}", replay.text);
+    }
+    // A SMART client assertion's jti.
+    let claims = json!({
+        "iss": SMART_INLINE_CLIENT, "sub": SMART_INLINE_CLIENT,
+        "aud": "https://dest.example.com/smart/token",
+        "iat": now, "exp": now + 300, "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    let assertion = smart.sign(&claims).unwrap();
+    let exchange = |h: &Harness| {
+        h.client
+            .post(h.url("/smart/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[
+                ("grant_type", CLIENT_CREDENTIALS),
+                ("client_assertion_type", JWT_CLIENT_ASSERTION),
+                ("client_assertion", &assertion),
+            ]))
+            .send()
+    };
+    access_token(&Answer::of(exchange(&a).await.unwrap()).await);
+    let replay = Answer::of(exchange(&b).await.unwrap()).await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "{}", replay.text);
+    assert!(replay.text.contains("already used"), "{}", replay.text);
+    assert_eq!(kept_shared(&b), ["J0", "J1"]);
+}
+
+/// With the shared memory out of reach, a single-use credential cannot be checked: the request
+/// is refused with 503 and Retry-After (the sender retries), not accepted, and not a 500.
+#[tokio::test]
+async fn when_postgresql_is_unreachable_the_replay_check_answers_503_with_retry_after() {
+    let mut cluster = tokio::task::spawn_blocking(wharf_testkit::PgCluster::init)
+        .await
+        .unwrap();
+    let engine = key(Algorithm::ES256, "engine-1");
+    let destinations = destination_with(
+        "Acme",
+        "/redox",
+        Some(TOKEN),
+        &jwt_bearer_auth(&format!("jwks = {}", inline_jwks(&[&engine]))),
+    );
+    let top = format!("database_url = \"{}\"", cluster.url());
+    let h = Harness::start_on(
+        tempfile::tempdir().unwrap(),
+        None,
+        &destinations,
+        &top,
+        reqwest::Client::new(),
+        "http",
+    )
+    .await;
+    let token = |n: u64| {
+        let now = now();
+        engine
+            .sign(
+                &json!({"iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": now + 60 + n,
+                "jti": uuid::Uuid::new_v4().to_string()}),
+            )
+            .unwrap()
+    };
+    let ok = message(&h, "/redox", Some(&token(0)), Some(TOKEN), "U0").await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.kill();
+        cluster
+    })
+    .await
+    .unwrap();
+    let refused = message(&h, "/redox", Some(&token(1)), Some(TOKEN), "U1").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text
+    );
+    assert!(refused.text.contains("replays"), "{}", refused.text);
+    let retry_after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry_after >= 1);
+    drop(cluster);
+}
+
+/// Behind a load balancer the token request and the next message may reach different servers:
+/// a token issued by one is good at the other, and one it never issued is not.
+#[tokio::test]
+async fn an_access_token_issued_by_one_server_is_accepted_by_the_other() {
+    let (a, b, schema) = two_servers_on_one_database(&two_legged("")).await;
+    let (fields, secrets) = two_legged_fields(&a, json!({}));
+    let request = client::oauth_2_legged_request(&fields, &secrets).unwrap();
+    let token = access_token(&exchange_at(&a, &request.url, &request).await);
+    let answer = message(&b, "/redox", Some(&token), Some(TOKEN), "T1").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let made_up = "A".repeat(43);
+    let answer = message(&b, "/redox", Some(&made_up), Some(TOKEN), "T2").await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
+    // A server whose configuration rotated the client's secret does not accept tokens issued
+    // under the old one.
+    let rotated = Harness::start_on(
+        tempfile::tempdir().unwrap(),
+        None,
+        &two_legged("").replace(CLIENT_SECRET, "rotated-secret-0123456789abcdef-0123456789"),
+        &format!("database_url = \"{}\"", schema.url),
+        reqwest::Client::new(),
+        "http",
+    )
+    .await;
+    let answer = message(&rotated, "/redox", Some(&token), Some(TOKEN), "T3").await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
+    assert_eq!(kept_shared(&a), ["T1"]);
 }

@@ -60,6 +60,55 @@ async fn production_destination_over_tls() {
     assert_eq!(h.inbox().len(), 1);
 }
 
+/// Over TLS every response, whatever the route or status, carries Strict-Transport-Security
+/// (a browser opening `/_wharf` then never falls back to plain HTTP); over plain HTTP none does
+/// (the header is meaningless there and browsers ignore it).
+#[tokio::test]
+async fn every_response_over_tls_carries_hsts() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(certs_dir.path());
+    let top = format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"",
+        ca.cert_path.display(),
+        ca.key_path.display()
+    );
+    let h = Harness::start_with(&production(), &top, ca.client(), "https").await;
+    let responses = [
+        h.client.get(h.url("/healthz")).send().await.unwrap(),
+        h.client.get(h.url("/metrics")).send().await.unwrap(),
+        h.client.get(h.url("/nowhere")).send().await.unwrap(),
+        h.post("/redox", Some("wrong-token"), "{}").await,
+        h.post("/redox", Some(TOKEN), notification("hsts")).await,
+    ];
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses, [200, 200, 404, 403, 200]);
+    for r in &responses {
+        assert_eq!(
+            r.headers()
+                .get("strict-transport-security")
+                .and_then(|v| v.to_str().ok()),
+            Some("max-age=31536000"),
+            "{} {}",
+            r.url(),
+            r.status()
+        );
+    }
+
+    let plain = Harness::start(&destination("")).await;
+    let response = plain
+        .client
+        .get(plain.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("strict-transport-security")
+            .is_none()
+    );
+}
+
 /// The sender's own code (wharf-delivery's Verify and Save and push, which the engine uses)
 /// trusting only the test CA, over TLS to a Production destination, through to the
 /// application behind it.

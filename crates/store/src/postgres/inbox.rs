@@ -18,6 +18,7 @@ use crate::inbox::{Kept, ListQuery, MessageStatus, MessageSummary, StoredMessage
 use crate::now_millis;
 use crate::writer::{BatchOutcome, Bookkeeping, Item, KeepRequest};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
@@ -30,7 +31,12 @@ const CHANNEL: &str = "wharf_inbox";
 pub(crate) struct PgInbox {
     pg: Arc<Pg>,
     forwarders: Option<Arc<Forwarders>>,
+    /// When (Unix seconds) this process last swept expired rows of `replay_seen`.
+    replay_swept: AtomicI64,
 }
+
+/// How often (seconds) a process sweeps expired rows of `replay_seen`, at most.
+const REPLAY_SWEEP_INTERVAL: i64 = 60;
 
 /// The forwarder leases of this process.
 struct Forwarders {
@@ -109,6 +115,7 @@ impl PgInbox {
         Ok(PgInbox {
             pg,
             forwarders: Some(forwarders),
+            replay_swept: AtomicI64::new(0),
         })
     }
 
@@ -117,6 +124,7 @@ impl PgInbox {
         Ok(PgInbox {
             pg: Pg::connect(url, 2)?,
             forwarders: None,
+            replay_swept: AtomicI64::new(0),
         })
     }
 
@@ -209,6 +217,119 @@ impl PgInbox {
             )?
             .into_iter()
             .next())
+    }
+
+    /// Records the single-use credential `digest` until `expires_at` (Unix seconds), unless it
+    /// is recorded already and not expired at `now`: true for its first use, false for a
+    /// replay. One statement, so of several servers racing on the same digest exactly one is
+    /// told "first": the others wait on the primary key's row and then see it. A row that has
+    /// expired is taken over (its credential could not pass its other checks any more anyway).
+    pub(crate) fn first_use(
+        &self,
+        digest: &[u8; 32],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let first = self.pg.run(async {
+            let client = self.pg.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO replay_seen (digest, expires_at) VALUES ($1, $2)
+                     ON CONFLICT (digest) DO UPDATE SET expires_at = EXCLUDED.expires_at
+                         WHERE replay_seen.expires_at <= $3
+                     RETURNING 1",
+                )
+                .await?;
+            super::sent();
+            let rows = client
+                .query(&statement, &[&digest.as_slice(), &expires_at, &now])
+                .await?;
+            Ok(!rows.is_empty())
+        })?;
+        let last = self.replay_swept.load(Ordering::Relaxed);
+        if now >= last + REPLAY_SWEEP_INTERVAL
+            && self
+                .replay_swept
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            && let Err(e) = self.pg.run(async {
+                let client = self.pg.client().await?;
+                client
+                    .execute("DELETE FROM replay_seen WHERE expires_at <= $1", &[&now])
+                    .await?;
+                client
+                    .execute("DELETE FROM issued_tokens WHERE expires_at <= $1", &[&now])
+                    .await?;
+                Ok(())
+            })
+        {
+            // The rows stay until the next sweep; nothing is accepted wrongly meanwhile.
+            tracing::debug!(error = %e, "could not sweep expired replay_seen rows");
+        }
+        Ok(first)
+    }
+
+    /// Records an access token issued by `destination`'s token endpoint (its SHA-256 `digest`)
+    /// for `client_id` until `expires_at`.
+    pub(crate) fn record_token(
+        &self,
+        digest: &[u8; 32],
+        destination: &str,
+        client_id: &str,
+        registration: &[u8; 32],
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.pg.run(async {
+            let client = self.pg.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO issued_tokens
+                         (digest, destination, client_id, registration, expires_at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (digest) DO NOTHING",
+                )
+                .await?;
+            super::sent();
+            client
+                .execute(
+                    &statement,
+                    &[
+                        &digest.as_slice(),
+                        &destination,
+                        &client_id,
+                        &registration.as_slice(),
+                        &expires_at,
+                    ],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// The client, its registration digest and the expiry of the access token with `digest`
+    /// that `destination` issued, if any (expired or not).
+    pub(crate) fn issued_token(
+        &self,
+        digest: &[u8; 32],
+        destination: &str,
+    ) -> Result<Option<(String, Vec<u8>, i64)>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT client_id, registration, expires_at FROM issued_tokens
+                 WHERE digest = $1 AND destination = $2",
+                &[&digest.as_slice(), &destination],
+                |r| (r.get(0), r.get(1), r.get(2)),
+            )?
+            .into_iter()
+            .next())
+    }
+
+    /// Rows of `replay_seen`, expired ones not yet swept included (for tests).
+    pub(crate) fn replay_rows(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .query("SELECT count(*) FROM replay_seen", &[], |r| r.get(0))?
+            .into_iter()
+            .next()
+            .unwrap_or(0))
     }
 
     pub(crate) fn discard_malformed(

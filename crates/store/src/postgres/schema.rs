@@ -203,6 +203,28 @@ pub(crate) const INBOX: &[&str] = &[
     // 4: malformed messages, for the status page and `wharf destination inbox --status
     // malformed`, which otherwise read every row looking for the few there are.
     "CREATE INDEX inbox_malformed ON inbox (id) WHERE status = 'malformed';",
+    // 5: single-use credentials the destination servers sharing this database have accepted
+    // (SigV4 signatures, JWT `jti`s and JWT Bearer tokens), as SHA-256 digests, each until it
+    // could no longer pass its other checks, so a captured request is not accepted once per
+    // server; and the access tokens their token endpoints issued (digests), so a token from
+    // one server is good at every other until it expires. Expired rows are swept by whichever
+    // server next records one.
+    "CREATE TABLE replay_seen (
+        digest     BYTEA PRIMARY KEY,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX replay_seen_expiry ON replay_seen (expires_at);
+    CREATE TABLE issued_tokens (
+        digest      BYTEA PRIMARY KEY,
+        destination TEXT NOT NULL,
+        client_id   TEXT NOT NULL,
+        -- A digest of the client's registration (its secret) when the token was issued: a
+        -- server whose configuration registers the client differently (a rotated secret)
+        -- does not accept the token.
+        registration BYTEA NOT NULL,
+        expires_at  BIGINT NOT NULL
+    );
+    CREATE INDEX issued_tokens_expiry ON issued_tokens (expires_at);",
 ];
 
 /// A set of tables with its own migrations and version: the engine's or the inbox's.

@@ -216,12 +216,16 @@ impl Destination {
     }
 
     async fn boot(&mut self) {
+        if self.port == 0 {
+            // Known before the start: the token endpoint's URL (`public_url`) names it.
+            self.port = crate::free_port();
+        }
         let text = format!(
-            "listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n{}[[destinations]]\nname = \"Acme\"\npath = \"/redox\"\nenvironment = \"Development\"\nverification_token = \"{TOKEN}\"\n[destinations.auth]\n{}\n",
-            self.port,
+            "listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{}[[destinations]]\nname = \"Acme\"\npath = \"/redox\"\nenvironment = \"Development\"\nverification_token = \"{TOKEN}\"\n[destinations.auth]\n{}\n",
             self.dir.path().join("data").display(),
             self.dir.database_toml(),
-            self.auth
+            self.auth,
+            port = self.port,
         );
         let config = wharf_destination::Config::parse(&text, &wharf_config::ProcessEnv).unwrap();
         let running = wharf_destination::start(config).await.unwrap();
@@ -294,19 +298,23 @@ async fn engine_jwks(engine: &Engine, credential: &Value) -> Value {
 #[tokio::test]
 async fn oauth_2_legged_end_to_end_with_token_refresh_after_401_and_token_endpoint_failures() {
     let engine = Engine::start().await;
-    let auth = "strategy = \"OAuth_2.0_2-legged\"\ntoken_path = \"/redox/token\"\nclients = [{ client_id = \"redox\", client_secret = \"right-secret\" }]";
+    let auth = "strategy = \"OAuth_2.0_2-legged\"\ntoken_path = \"/redox/token\"\nclients = [{ client_id = \"redox\", client_secret = \"right-secret-0123456789abcdef-0123456789\" }]";
     let mut dest = Destination::start(auth).await;
     let fields = |secret: &str| json!({"url": dest.url("/redox/token"), "clientId": "redox", "clientSecret": secret, "scopes": ["write"]});
     let wrong = engine
         .credential("OAuth_2.0_2-legged", fields("wrong-secret"))
         .await;
     let right = engine
-        .credential("OAuth_2.0_2-legged", fields("right-secret"))
+        .credential(
+            "OAuth_2.0_2-legged",
+            fields("right-secret-0123456789abcdef-0123456789"),
+        )
         .await;
     let id = verify_and_deliver(&engine, &dest, &wrong, &right, "invalid_client").await;
 
-    // A restarted destination forgot the token it issued: the engine's cached token gets 401,
-    // a new token is fetched and the same attempt succeeds.
+    // A restarted destination forgot the token it issued (on SQLite; on PostgreSQL the
+    // servers' shared database keeps it): the engine's cached token gets 401, a new token is
+    // fetched and the same attempt succeeds. Either way it is one attempt.
     dest.restart(auth).await;
     let log = engine.submit(&id, 2).await;
     let log = engine.log_after(&log, 1).await;
@@ -317,8 +325,9 @@ async fn oauth_2_legged_end_to_end_with_token_refresh_after_401_and_token_endpoi
     );
     assert!(wait_until(Duration::from_secs(5), || dest.kept() == 2).await);
 
-    // The destination rotates the secret: the token endpoint refuses, the attempt fails with
-    // the token endpoint's reason, and nothing is kept.
+    // The destination rotates the secret: tokens issued under the old one are refused (also
+    // from the shared database), the token endpoint refuses, the attempt fails with the token
+    // endpoint's reason, and nothing is kept.
     dest.restart(&auth.replace("right-secret", "rotated-secret"))
         .await;
     let log = engine.submit(&id, 3).await;

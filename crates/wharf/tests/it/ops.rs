@@ -126,6 +126,22 @@ async fn check_config_validates_both_kinds_without_starting_anything() {
         stderr(&out)
     );
 
+    // A guessable verification token: refused, naming the key and how to make a good one.
+    let short = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(TOKEN, "short-token");
+    let weak = dir.path().join("weak.toml");
+    std::fs::write(&weak, short).unwrap();
+    let out = run(&["check-config", weak.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("destinations[0].verification_token")
+            && stderr(&out).contains("openssl rand -hex 32")
+            && !stderr(&out).contains("short-token"),
+        "{}",
+        stderr(&out)
+    );
+
     let engine = dir.path().join("engine.toml");
     std::fs::write(
         &engine,
