@@ -54,6 +54,8 @@ pub struct EngineConfig {
     /// PEM certificate and key: with them the engine (API, ingestion, dashboard) speaks HTTPS
     /// only; reloaded on SIGHUP.
     pub tls: Option<wharf_serve::TlsFiles>,
+    /// Bearer token `/metrics` requires (`metrics_token`); open without one.
+    pub metrics_token: Option<Arc<wharf_protocol::VerificationToken>>,
     /// Where queue alerts go (PROTOCOL.md section 6).
     pub alerts: AlertConfig,
     /// Connection cap and read timeouts (`max_connections`, `header_read_timeout`,
@@ -166,6 +168,8 @@ struct Raw {
     enabled_environments: Option<Vec<String>>,
     dashboard_password_hash: Option<String>,
     tls_cert: Option<PathBuf>,
+    metrics_token: Option<String>,
+    metrics_token_env: Option<String>,
     tls_key: Option<PathBuf>,
     max_connections: Option<usize>,
     header_read_timeout: Option<String>,
@@ -325,6 +329,13 @@ impl EngineConfig {
             .dashboard_password_hash
             .map(|phc| check_password_hash(&phc).map(|()| phc))
             .transpose()?;
+        let metrics_token = wharf_config::secret_token(
+            env,
+            "metrics_token",
+            raw.metrics_token,
+            raw.metrics_token_env,
+        )?
+        .map(Arc::new);
         let tls = match (raw.tls_cert, raw.tls_key) {
             (Some(cert), Some(key)) => Some(wharf_serve::TlsFiles { cert, key }),
             (None, None) => None,
@@ -352,6 +363,7 @@ impl EngineConfig {
         let database_url = wharf_config::database_url(env, raw.database_url, raw.database_url_env)?;
         Ok(EngineConfig {
             tls,
+            metrics_token,
             alerts,
             serve,
             listen,
