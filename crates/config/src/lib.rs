@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use wharf_protocol::VerificationToken;
 
 /// A configuration mistake: which key, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +260,36 @@ pub fn strong_secret(key: &str, secret: &str) -> Result<(), ConfigError> {
         Some(problem) => Err(err(key, problem)),
         None => Ok(()),
     }
+}
+
+/// A password-like token given as `key` or `key_env` (an environment variable's name): visible
+/// ASCII, not weak ([`weak_secret`]: at least 32 characters, no placeholder).
+pub fn secret_token(
+    env: &dyn Env,
+    key: &str,
+    value: Option<String>,
+    var: Option<String>,
+) -> Result<Option<VerificationToken>, ConfigError> {
+    let (text, from) = match (value, var) {
+        (Some(_), Some(_)) => {
+            return Err(err(key, format!("set either {key} or {key}_env, not both")));
+        }
+        (Some(t), None) => (t, key.to_owned()),
+        (None, Some(var)) => {
+            let from = format!("{key}_env");
+            let text = env.var(&var).ok_or_else(|| {
+                err(
+                    &from,
+                    format!("names the environment variable {var:?}, which is not set"),
+                )
+            })?;
+            (text, from)
+        }
+        (None, None) => return Ok(None),
+    };
+    let token = VerificationToken::new(text).map_err(|e| err(&from, e.to_string()))?;
+    strong_secret(&from, token.expose())?;
+    Ok(Some(token))
 }
 
 /// `url` if it is a PostgreSQL URL; otherwise an error naming `key`, where it came from (a

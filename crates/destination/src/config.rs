@@ -182,8 +182,9 @@ impl Config {
             raw.idle_timeout.as_deref(),
             raw.body_read_timeout.as_deref(),
         )?;
-        let admin_token = token_key(env, "admin_token", raw.admin_token, raw.admin_token_env)?;
-        let metrics_token = token_key(
+        let admin_token =
+            wharf_config::secret_token(env, "admin_token", raw.admin_token, raw.admin_token_env)?;
+        let metrics_token = wharf_config::secret_token(
             env,
             "metrics_token",
             raw.metrics_token,
@@ -280,36 +281,6 @@ impl Config {
             destinations,
         })
     }
-}
-
-/// A password-like token given as `key` or `key_env` (an environment variable's name): visible
-/// ASCII, not weak ([`wharf_config::weak_secret`]: at least 32 characters, no placeholder).
-fn token_key(
-    env: &dyn Env,
-    key: &str,
-    value: Option<String>,
-    var: Option<String>,
-) -> Result<Option<VerificationToken>, ConfigError> {
-    let (text, from) = match (value, var) {
-        (Some(_), Some(_)) => {
-            return Err(err(key, format!("set either {key} or {key}_env, not both")));
-        }
-        (Some(t), None) => (t, key.to_owned()),
-        (None, Some(var)) => {
-            let from = format!("{key}_env");
-            let text = env.var(&var).ok_or_else(|| {
-                err(
-                    &from,
-                    format!("names the environment variable {var:?}, which is not set"),
-                )
-            })?;
-            (text, from)
-        }
-        (None, None) => return Ok(None),
-    };
-    let token = VerificationToken::new(text).map_err(|e| err(&from, e.to_string()))?;
-    wharf_config::strong_secret(&from, token.expose())?;
-    Ok(Some(token))
 }
 
 /// `public_url`: an http(s) base URL without query or fragment; a trailing `/` is dropped when

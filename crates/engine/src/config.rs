@@ -81,6 +81,8 @@ pub struct EngineConfig {
     /// PEM certificate and key: with them the engine (API, ingestion, dashboard) speaks HTTPS
     /// only; reloaded on SIGHUP.
     pub tls: Option<wharf_serve::TlsFiles>,
+    /// Bearer token `/metrics` requires (`metrics_token`); open without one.
+    pub metrics_token: Option<Arc<wharf_protocol::VerificationToken>>,
     /// Where queue alerts go (PROTOCOL.md section 6).
     pub alerts: AlertConfig,
     /// Connection cap and read timeouts (`max_connections`, `header_read_timeout`,
@@ -218,6 +220,8 @@ struct Raw {
     signin_failure_window: Option<String>,
     signin_concurrent_hashes: Option<usize>,
     tls_cert: Option<PathBuf>,
+    metrics_token: Option<String>,
+    metrics_token_env: Option<String>,
     tls_key: Option<PathBuf>,
     max_connections: Option<usize>,
     header_read_timeout: Option<String>,
@@ -450,6 +454,13 @@ impl EngineConfig {
             raw.dashboard_session_lifetime.as_deref(),
             DEFAULT_SESSION_LIFETIME,
         )?;
+        let metrics_token = wharf_config::secret_token(
+            env,
+            "metrics_token",
+            raw.metrics_token,
+            raw.metrics_token_env,
+        )?
+        .map(Arc::new);
         let tls = match (raw.tls_cert, raw.tls_key) {
             (Some(cert), Some(key)) => Some(wharf_serve::TlsFiles { cert, key }),
             (None, None) => None,
@@ -477,6 +488,7 @@ impl EngineConfig {
         let database_url = wharf_config::database_url(env, raw.database_url, raw.database_url_env)?;
         Ok(EngineConfig {
             tls,
+            metrics_token,
             alerts,
             serve,
             listen,

@@ -492,20 +492,9 @@ async fn fetch_jwks(http: &reqwest::Client, url: &reqwest::Url) -> Result<Vec<u8
     if !response.status().is_success() {
         return Err(format!("the JWKS URL answered {}", response.status()));
     }
-    if response
-        .content_length()
-        .is_some_and(|n| n > JWKS_MAX_BYTES as u64)
-    {
-        return Err("the JWKS document is larger than 1 MiB".into());
-    }
-    let bytes = response
-        .bytes()
+    wharf_delivery::client::read_limited(response, JWKS_MAX_BYTES)
         .await
-        .map_err(|e| wharf_delivery::error_chain(&e))?;
-    if bytes.len() > JWKS_MAX_BYTES {
-        return Err("the JWKS document is larger than 1 MiB".into());
-    }
-    Ok(bytes.to_vec())
+        .map_err(|e| format!("reading the JWKS document: {e}"))
 }
 
 #[cfg(test)]

@@ -124,7 +124,13 @@ pub(crate) fn router(engine: Engine) -> Router {
         )
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))
-        .route("/metrics", axum::routing::get(metrics))
+        .route(
+            "/metrics",
+            axum::routing::get(metrics).route_layer(middleware::from_fn_with_state(
+                engine.config.metrics_token.clone(),
+                wharf_serve::metrics::require_token,
+            )),
+        )
         // The operators' web pages: their own sign-in, sessions, CSRF and CSP.
         .merge(crate::dashboard::router(engine.clone()))
         .fallback(|| async { EngineError::not_found("no such API route") })

@@ -379,3 +379,55 @@ async fn one_organization_reaches_nothing_of_another() {
         "{logs}"
     );
 }
+
+/// Issue 26, item 12: over TLS every answer carries HSTS, and `/metrics` can require a token.
+#[tokio::test]
+async fn over_tls_hsts_and_metrics_behind_a_token() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = wharf_testkit::TestCa::new(certs.path());
+    let metrics_token = "m".repeat(40);
+    let engine = Engine::start_with(
+        false,
+        &format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\nmetrics_token = \"{metrics_token}\"\n",
+            ca.cert_path.display(),
+            ca.key_path.display()
+        ),
+    )
+    .await;
+    // The test certificate names 127.0.0.1 too.
+    let base = engine.base.replace("http://", "https://");
+    let client = ca.client();
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(
+        health
+            .headers()
+            .get("strict-transport-security")
+            .and_then(|v| v.to_str().ok()),
+        Some("max-age=31536000")
+    );
+    let refused = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(refused.headers().contains_key("strict-transport-security"));
+    let wrong = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth("n".repeat(40))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(&metrics_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    assert!(metrics.text().await.unwrap().contains("wharf_"));
+    // A short metrics token is refused at start, naming the key.
+    let text = format!(
+        "api_keys = [\"{KEY}\"]\nmaster_key = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nmetrics_token = \"short\"\n"
+    );
+    let e = EngineConfig::parse(&text, &wharf_config::ProcessEnv).unwrap_err();
+    assert_eq!(e.key, "metrics_token");
+}

@@ -292,3 +292,73 @@ async fn send_shows_a_progress_bar_on_a_terminal_and_plain_lines_otherwise() {
     assert!(shown.contains("3/3 files sent"), "a progress bar:\n{shown}");
     assert_eq!(shown.matches("200 OK").count(), 3, "{shown}");
 }
+
+/// Issue 26, item 10: the example configurations hold no secret and allow no private endpoint.
+/// They pass `check-config` with fresh secrets in the environment, and without them the error
+/// names the variable to set; a placeholder value is refused.
+#[tokio::test]
+async fn the_example_configurations_take_their_secrets_from_the_environment() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config");
+    let (engine, destination) = (
+        format!("{root}/engine.toml"),
+        format!("{root}/destination.toml"),
+    );
+    for file in [&engine, &destination] {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            !text.contains("change-me"),
+            "{file} ships a placeholder secret"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.trim_start().starts_with("allow_private_endpoints = true")),
+            "{file} allows private endpoints"
+        );
+    }
+    let fresh = |n: u8| format!("test-secret-{n}-{}", "0123456789abcdef".repeat(2));
+    let checked = |file: &str, vars: &[(&str, String)]| {
+        let mut command = wharf();
+        command.args(["check-config", file]);
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        command.output()
+    };
+    let secrets = [
+        (
+            "WHARF_MASTER_KEY",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned(),
+        ),
+        ("WHARF_API_KEYS", fresh(1)),
+        ("WHARF_SOURCE_KEY", fresh(2)),
+    ];
+    let out = checked(&engine, &secrets).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = checked(&engine, &secrets[..2]).await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("WHARF_SOURCE_KEY"),
+        "{}",
+        stderr(&out)
+    );
+    let shared = [
+        secrets[0].clone(),
+        secrets[1].clone(),
+        ("WHARF_SOURCE_KEY", fresh(1)),
+    ];
+    let out = checked(&engine, &shared).await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("same key"), "{}", stderr(&out));
+
+    let token = [("WHARF_VERIFICATION_TOKEN", fresh(3))];
+    let out = checked(&destination, &token).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let placeholder = [(
+        "WHARF_VERIFICATION_TOKEN",
+        "change-me-to-a-long-random-token".to_owned(),
+    )];
+    let out = checked(&destination, &placeholder).await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("placeholder"), "{}", stderr(&out));
+}
