@@ -27,16 +27,7 @@ pub(super) async fn export(
     let Query(q) = query
         .map_err(|e| EngineError::bad_request(format!("{e}; filters: since, _page, _count")))?;
     let since = parse_time("since", q.since.as_deref())?;
-    let number = q.page.unwrap_or(1);
-    if number == 0 {
-        return Err(EngineError::bad_request(
-            "`_page` starts at 1 (the first page)",
-        ));
-    }
-    let page = Page {
-        number,
-        size: q.count.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
-    };
+    let page = Page::asked(q.page, q.count, MAX_PAGE_SIZE)?;
     let found = core::list(&engine, since, page).await?;
     let link = |n: usize| {
         let since = q

@@ -102,16 +102,7 @@ pub(super) async fn list(
             "`dataMode` {mode:?} is not one of realtime, backfill"
         )));
     }
-    let number = q.page.unwrap_or(1);
-    if number == 0 {
-        return Err(EngineError::bad_request(
-            "`_page` starts at 1 (the first page)",
-        ));
-    }
-    let page = Page {
-        number,
-        size: q.count.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
-    };
+    let page = Page::asked(q.page, q.count, MAX_PAGE_SIZE)?;
     let found = core::list(&engine, filter, page).await?;
     let results = views(&engine, &found.logs).await?;
     let link = |n: usize| {

@@ -15,6 +15,27 @@ pub struct Page {
     pub size: usize,
 }
 
+impl Page {
+    /// The page a caller asked for with Redox's `_page` (from 1; the first by default) and
+    /// `_count` (`max` by default, and at most `max`).
+    pub fn asked(
+        page: Option<usize>,
+        count: Option<usize>,
+        max: usize,
+    ) -> Result<Page, EngineError> {
+        let number = page.unwrap_or(1);
+        if number == 0 {
+            return Err(EngineError::bad_request(
+                "`_page` starts at 1 (the first page)",
+            ));
+        }
+        Ok(Page {
+            number,
+            size: count.unwrap_or(max).clamp(1, max),
+        })
+    }
+}
+
 /// An ISO 8601 (RFC 3339) time, as milliseconds since the epoch; `key` names it in the error.
 pub fn parse_time(key: &str, value: Option<&str>) -> Result<Option<i64>, EngineError> {
     value
