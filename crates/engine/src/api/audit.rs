@@ -2,9 +2,7 @@
 //! optionally from a time on (`since`). Who read which log's PHI, when, from which address;
 //! written by the core (`crate::app::audit`), append-only in the store.
 
-use super::models::{
-    AuditEntry, AuditPayload, AuditQuery, Envelope, ErrorBody, PageLinks, PageMeta,
-};
+use super::models::{AuditEntry, AuditPayload, AuditQuery, Envelope, ErrorBody, PageMeta};
 use super::ok;
 use crate::app::audit as core;
 use crate::app::logs::{Page, parse_time};
@@ -40,15 +38,6 @@ pub(super) async fn export(
     let mut envelope = ok(AuditPayload {
         entries: found.entries.iter().map(AuditEntry::from).collect(),
     });
-    envelope.0.meta.page = Some(PageMeta {
-        current_page: found.page.number,
-        page_type: "offset",
-        page_size: found.page.size,
-        links: PageLinks {
-            this: link(found.page.number),
-            next: found.has_next.then(|| link(found.page.number + 1)),
-            first: link(1),
-        },
-    });
+    envelope.0.meta.page = Some(PageMeta::offset(found.page, found.has_next, link));
     Ok(envelope)
 }

@@ -9,9 +9,7 @@
 //! Statuses and types are spelled as Redox spells them (`succeeded`, `send`, ...), in answers
 //! and in filters; times are ISO 8601 (RFC 3339).
 
-use super::models::{
-    Envelope, ErrorBody, LogPayload, LogQuery, LogView, LogsPayload, PageLinks, PageMeta,
-};
+use super::models::{Envelope, ErrorBody, LogPayload, LogQuery, LogView, LogsPayload, PageMeta};
 use super::{check_organization, ok};
 use crate::app::audit::Access;
 use crate::app::logs::{self as core, Page, parse_time as time_filter};
@@ -112,16 +110,7 @@ pub(super) async fn list(
         )
     };
     let mut envelope = ok(LogsPayload { results });
-    envelope.0.meta.page = Some(PageMeta {
-        current_page: found.page.number,
-        page_type: "offset",
-        page_size: found.page.size,
-        links: PageLinks {
-            this: link(found.page.number),
-            next: found.has_next.then(|| link(found.page.number + 1)),
-            first: link(1),
-        },
-    });
+    envelope.0.meta.page = Some(PageMeta::offset(found.page, found.has_next, link));
     Ok(envelope)
 }
 

@@ -80,6 +80,26 @@ pub struct PageMeta {
     pub links: PageLinks,
 }
 
+impl PageMeta {
+    /// The meta of `page` of an offset-paged listing; `link(n)` is page `n`'s relative link.
+    pub fn offset(
+        page: crate::app::logs::Page,
+        has_next: bool,
+        link: impl Fn(usize) -> String,
+    ) -> Self {
+        PageMeta {
+            current_page: page.number,
+            page_type: "offset",
+            page_size: page.size,
+            links: PageLinks {
+                this: link(page.number),
+                next: has_next.then(|| link(page.number + 1)),
+                first: link(1),
+            },
+        }
+    }
+}
+
 /// Relative links, as Redox writes them (`/organizations/{id}/logs?_page=2&_count=50`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PageLinks {
