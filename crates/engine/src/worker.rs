@@ -2,21 +2,31 @@
 //! destination, retried on the retry ladder until it is accepted (PROTOCOL.md section 6).
 //!
 //! The queue lives in the store (`logs`, in `seq` order); this worker only decides what to try
-//! next. Each round it reads every destination's head; a head that is due and whose
-//! destination has nothing in flight gets an attempt. A failing head stays the head (the
-//! destination's queue is held: nothing behind it is attempted) and its next try is moved to
-//! `now + ladder step`. Because every decision is read back from the store, a restart (even
-//! after kill -9) resumes exactly where the last committed attempt left off: at least once,
-//! order kept. Several engines on one PostgreSQL database each work only the queues whose
-//! lease they hold: the store shows only those heads, and an attempt starts only with enough
+//! next. It starts a destination's queue (a *drain*) when ingestion queued logs for it, and
+//! reads every queue's head only when something else changed (startup, an operator's action,
+//! another engine's change, a retry falling due). A drain reads a batch of its queue's logs
+//! and sends them one at a time, each only after the previous one was accepted; a failing head
+//! stays the head (the destination's queue is held: nothing behind it is attempted) and its
+//! next try is moved to `now + ladder step`.
+//!
+//! Why the next message goes before the previous attempt is committed: a commit costs an
+//! `fsync`, and waiting for it between messages capped one destination at the disk's serial
+//! commit rate. The attempts are handed to the group committer as they finish and all of them
+//! are committed before the queue is read again, before a failure is recorded, and before a
+//! drain ends. A crash in between loses only the record of an accepted attempt: the message is
+//! sent again after the restart with the same Log ID (at least once), and never out of order,
+//! because the queue's order is the store's and nothing behind an unrecorded log was recorded
+//! as attempted first. Several engines on one PostgreSQL database each work only the queues
+//! whose lease they hold: the store shows only those, and an attempt starts only with enough
 //! lease left (`EngineStore::holds_queue`), so FIFO and one-in-flight hold across processes.
 //!
 //! The worker calls the core (`crate::app`) for everything it needs: where a destination's
 //! messages go, presenting its credential, committing attempts, alerts.
 
+use crate::app::commit::Pending;
 use crate::app::credentials::Credential;
 use crate::app::{Engine, EngineError, rfc3339_text};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use wharf_delivery::push::PushOutcome;
@@ -24,6 +34,11 @@ use wharf_store::engine::{AttemptOutcome, AttemptRecord, LogRecord, Write};
 
 /// Longest the worker sleeps with nothing due (a new message wakes it at once).
 const IDLE: Duration = Duration::from_secs(60);
+/// Logs a drain reads from its queue at a time: their attempts are committed together
+/// before it reads again, so this also bounds how many accepted attempts a crash can forget.
+const BATCH: usize = 128;
+/// How soon a queue is looked at again after its store read failed.
+const STORE_RETRY: i64 = 1_000;
 
 pub(crate) async fn run(engine: Engine, shutdown: watch::Receiver<bool>) {
     engine
@@ -35,46 +50,90 @@ pub(crate) async fn run(engine: Engine, shutdown: watch::Receiver<bool>) {
         .store(false, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// The destinations being drained, and the drains' reports.
+struct Drains {
+    in_flight: HashSet<String>,
+    /// Logs were queued to these while their drain ran: start them again when it ends, or
+    /// the new logs could wait for the next full look at every head.
+    again: HashSet<String>,
+    done_tx: mpsc::UnboundedSender<(String, Option<i64>)>,
+}
+
+impl Drains {
+    fn start(&mut self, engine: &Engine, destination: String, stop: &watch::Receiver<bool>) {
+        if !self.in_flight.insert(destination.clone()) {
+            self.again.insert(destination);
+            return;
+        }
+        let (engine, done, stop) = (engine.clone(), self.done_tx.clone(), stop.clone());
+        tokio::spawn(async move {
+            let due = drain(&engine, &destination, &stop).await;
+            let _ = done.send((destination, due));
+        });
+    }
+}
+
 async fn work(engine: &Engine, mut shutdown: watch::Receiver<bool>) {
-    let mut in_flight: HashSet<String> = HashSet::new();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let mut drains = Drains {
+        in_flight: HashSet::new(),
+        again: HashSet::new(),
+        done_tx,
+    };
     // Queues changed by other engine processes on a shared database, or taken over by this one.
     let mut changes = engine.store.changes();
+    let mut look = true;
+    let mut next_due: Option<i64> = None;
     loop {
-        let heads = match engine.db(|s| s.queue_heads()).await {
-            Ok(heads) => heads,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let now = engine.now_millis();
-        let mut next_due: Option<i64> = None;
-        for head in heads {
-            if in_flight.contains(&head.destination_id) {
-                continue;
-            }
-            if head.next_attempt_at <= now {
-                in_flight.insert(head.destination_id.clone());
-                let (engine, done, stop) = (engine.clone(), done_tx.clone(), shutdown.clone());
-                tokio::spawn(async move {
-                    let destination = head.destination_id.clone();
-                    drain(&engine, head, &stop).await;
-                    let _ = done.send(destination);
-                });
-            } else {
-                next_due =
-                    Some(next_due.map_or(head.next_attempt_at, |t| t.min(head.next_attempt_at)));
+        if look {
+            look = false;
+            next_due = None;
+            let now = engine.now_millis();
+            match engine.db(|s| s.queue_heads()).await {
+                Ok(heads) => {
+                    for head in heads {
+                        if drains.in_flight.contains(&head.destination_id) {
+                            continue;
+                        }
+                        if head.next_attempt_at <= now {
+                            drains.start(engine, head.destination_id, &shutdown);
+                        } else {
+                            next_due = Some(next_due.map_or(head.next_attempt_at, |t: i64| {
+                                t.min(head.next_attempt_at)
+                            }));
+                        }
+                    }
+                }
+                Err(_) => next_due = Some(now + STORE_RETRY),
             }
         }
+        let now = engine.now_millis();
         let sleep = next_due.map_or(IDLE, |t| Duration::from_millis((t - now).max(0) as u64));
         tokio::select! {
-            _ = engine.wake.notified() => {}
-            _ = changes.changed() => {}
-            Some(destination) = done_rx.recv() => {
-                in_flight.remove(&destination);
+            _ = engine.signals.queued_notify.notified() => {
+                for destination in engine.signals.take_queued() {
+                    if drains.in_flight.contains(&destination)
+                        || engine.store.holds_queue(&destination)
+                    {
+                        drains.start(engine, destination, &shutdown);
+                    } else {
+                        // PostgreSQL: a queue no engine holds yet is taken in a look at every
+                        // head (a round of taking leases).
+                        look = true;
+                    }
+                }
             }
-            _ = tokio::time::sleep(sleep) => {}
+            _ = engine.signals.wake.notified() => look = true,
+            _ = changes.changed() => look = true,
+            Some((destination, due)) = done_rx.recv() => {
+                drains.in_flight.remove(&destination);
+                if drains.again.remove(&destination) {
+                    drains.start(engine, destination, &shutdown);
+                } else if let Some(due) = due {
+                    next_due = Some(next_due.map_or(due, |t| t.min(due)));
+                }
+            }
+            _ = tokio::time::sleep(sleep) => look = true,
             _ = shutdown.changed() => break,
         }
     }
@@ -82,10 +141,10 @@ async fn work(engine: &Engine, mut shutdown: watch::Receiver<bool>) {
     // after a restart; a destination slower than the delivery timeout cannot hold us longer.
     let deadline = engine.config.delivery_timeout + Duration::from_secs(5);
     let finish = async {
-        while !in_flight.is_empty() {
+        while !drains.in_flight.is_empty() {
             match done_rx.recv().await {
-                Some(destination) => {
-                    in_flight.remove(&destination);
+                Some((destination, _)) => {
+                    drains.in_flight.remove(&destination);
                 }
                 None => break,
             }
@@ -96,64 +155,153 @@ async fn work(engine: &Engine, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Works one destination's queue from `head` for as long as its heads are accepted: after a
-/// success the next head is read (one indexed lookup) and sent at once, so a busy queue does not
-/// wait for the scheduler's next round. Returns on a failure (the head now waits for its ladder
-/// step), on an empty or paused queue, on a head that is not due, or at shutdown (after the
-/// attempt in flight is recorded).
-async fn drain(engine: &Engine, mut head: LogRecord, stop: &watch::Receiver<bool>) {
+/// Works one destination's queue, a batch of logs at a time, for as long as its heads are
+/// accepted. Returns when the queue is empty (`None`), when its head is not due or just
+/// failed (`Some(when it is due)`), when this process may no longer work it, or at shutdown;
+/// every attempt made is committed (or kept trying to be, see [`record_when_back`]) first.
+async fn drain(engine: &Engine, destination: &str, stop: &watch::Receiver<bool>) -> Option<i64> {
     loop {
-        let destination = head.destination_id.clone();
-        if !attempt(engine, head, stop).await || *stop.borrow() {
-            return;
+        let epoch = engine.signals.epoch();
+        let id = destination.to_owned();
+        let batch = match engine.db(move |s| s.queue_front(&id, BATCH)).await {
+            Ok(batch) if batch.is_empty() => return None,
+            Ok(batch) => batch,
+            Err(_) => return Some(engine.now_millis() + STORE_RETRY),
+        };
+        let target = target(engine, destination).await;
+        let mut records = Records::default();
+        let mut ended = None;
+        for head in batch {
+            if *stop.borrow() || engine.signals.epoch() != epoch {
+                break;
+            }
+            if head.next_attempt_at > engine.now_millis() {
+                ended = Some(Some(head.next_attempt_at));
+                break;
+            }
+            match attempt(engine, &target, head, &mut records).await {
+                Attempted::Accepted => {}
+                Attempted::Failed(retry_at) => {
+                    ended = Some(Some(retry_at));
+                    break;
+                }
+                Attempted::NotOurs => {
+                    ended = Some(None);
+                    break;
+                }
+            }
         }
-        let next = engine.db(move |s| s.head_of(&destination)).await;
-        match next {
-            Ok(Some(next)) if next.next_attempt_at <= engine.now_millis() => head = next,
-            _ => return,
+        let recorded = records.finish(engine, stop).await;
+        if let Some(due) = ended {
+            return due;
+        }
+        if *stop.borrow() {
+            return None;
+        }
+        if !recorded {
+            return Some(engine.now_millis() + STORE_RETRY);
         }
     }
 }
 
-/// One attempt at the head of a destination's queue, recorded whatever happens. Returns
-/// whether the destination accepted it (and the attempt was recorded).
-async fn attempt(engine: &Engine, head: LogRecord, stop: &watch::Receiver<bool>) -> bool {
+/// What one attempt did to the drain.
+enum Attempted {
+    /// Accepted: the next log may go (its record is being committed).
+    Accepted,
+    /// Refused or not delivered: the queue is held until this time.
+    Failed(i64),
+    /// Another engine works this queue now; nothing was sent.
+    NotOurs,
+}
+
+/// Where a destination's logs go, read once per batch.
+struct Target {
+    name: String,
+    url: reqwest::Url,
+    token: String,
+    credential: Option<Credential>,
+    client: reqwest::Client,
+}
+
+/// The attempts of one batch handed to the committer, oldest first.
+#[derive(Default)]
+struct Records(VecDeque<(Write, Pending, bool)>);
+
+impl Records {
+    /// Waits until every attempt is committed. An accepted attempt that could not be
+    /// recorded is kept trying until the store is back ([`record_when_back`]). Returns false
+    /// if one could not be recorded: its log is still pending and the queue is read again.
+    async fn finish(mut self, engine: &Engine, stop: &watch::Receiver<bool>) -> bool {
+        let mut all = true;
+        while let Some((write, pending, accepted)) = self.0.pop_front() {
+            let log_id = match &write {
+                Write::Attempt(record, _) => record.log_id.clone(),
+                _ => String::new(),
+            };
+            match pending.wait().await {
+                Ok(()) => {}
+                // Accepted but not recorded: sending it again would deliver it twice, so the
+                // outcome is recorded once the store is back (the queue waits meanwhile).
+                Err(EngineError::Unavailable | EngineError::OutcomeUnknown) if accepted => {
+                    all &= record_when_back(engine, write, stop).await;
+                }
+                Err(e) => {
+                    // Not recorded: the head stays due and is tried again (at least once). An
+                    // unavailable store was logged already, once for the whole outage.
+                    if matches!(e, EngineError::Unavailable | EngineError::OutcomeUnknown) {
+                        tracing::debug!(log = %log_id, error = %e, "could not record a delivery attempt");
+                    } else {
+                        tracing::error!(log = %log_id, error = %e, "could not record a delivery attempt");
+                    }
+                    all = false;
+                }
+            }
+        }
+        all
+    }
+}
+
+/// One attempt at the head of a destination's queue, handed to the committer whatever
+/// happens.
+async fn attempt(
+    engine: &Engine,
+    target: &Result<Target, String>,
+    head: LogRecord,
+    records: &mut Records,
+) -> Attempted {
     let attempt_id = uuid::Uuid::new_v4().to_string();
     let started_at = engine.now_millis();
-    let outcome = match target(engine, &head).await {
-        Ok((name, url, token, credential)) => match engine.client_for(&url).await {
-            // Several engines on one database: the queue's lease must outlast this attempt, or
-            // another engine could start the same queue's next one meanwhile. Not sending is
-            // safe: the head stays due for whoever holds the lease.
-            Ok(_) if !engine.store.holds_queue(&head.destination_id) => return false,
-            Ok(client) => {
-                let body = wharf_protocol::envelope::stamp(
-                    &head.body,
-                    &wharf_protocol::envelope::Stamp {
-                        log_id: &head.id,
-                        attempt_id: &attempt_id,
-                        source_name: &head.source,
-                        destination_id: &head.destination_id,
-                        destination_name: &name,
-                        now_rfc3339: &rfc3339_text(started_at),
-                    },
-                );
-                crate::app::present::push(
-                    engine,
-                    &client,
-                    &url,
-                    &token,
-                    credential.as_ref(),
-                    &head.content_type,
-                    body,
-                    engine.config.delivery_timeout,
-                    wharf_delivery::push::RESPONSE_EXCERPT_BYTES,
-                )
-                .await
-            }
-            Err(reason) => crate::app::present::failed(reason),
-        },
-        Err(reason) => crate::app::present::failed(reason),
+    let outcome = match target {
+        // Several engines on one database: the queue's lease must outlast this attempt, or
+        // another engine could start the same queue's next one meanwhile. Not sending is
+        // safe: the head stays due for whoever holds the lease.
+        Ok(_) if !engine.store.holds_queue(&head.destination_id) => return Attempted::NotOurs,
+        Ok(target) => {
+            let body = wharf_protocol::envelope::stamp(
+                &head.body,
+                &wharf_protocol::envelope::Stamp {
+                    log_id: &head.id,
+                    attempt_id: &attempt_id,
+                    source_name: &head.source,
+                    destination_id: &head.destination_id,
+                    destination_name: &target.name,
+                    now_rfc3339: &rfc3339_text(started_at),
+                },
+            );
+            crate::app::present::push(
+                engine,
+                &target.client,
+                &target.url,
+                &target.token,
+                target.credential.as_ref(),
+                &head.content_type,
+                body,
+                engine.config.delivery_timeout,
+                wharf_delivery::push::RESPONSE_EXCERPT_BYTES,
+            )
+            .await
+        }
+        Err(reason) => crate::app::present::failed(reason.clone()),
     };
     let accepted = outcome.accepted();
     if outcome.status.is_some() || outcome.error.is_some() {
@@ -162,17 +310,19 @@ async fn attempt(engine: &Engine, head: LogRecord, stop: &watch::Receiver<bool>)
             .attempt(accepted, outcome.duration.as_secs_f64());
     }
     alert_if_changed(engine, &head, &outcome).await;
+    let retry_at = engine.now_millis()
+        + engine
+            .config
+            .retry_ladder
+            .delay_after(head.attempts as usize + 1)
+            .as_millis() as i64;
     let next = if accepted {
         AttemptOutcome::Succeeded
     } else {
-        let wait = engine
-            .config
-            .retry_ladder
-            .delay_after(head.attempts as usize + 1);
-        AttemptOutcome::RetryAt(engine.now_millis() + wait.as_millis() as i64)
+        AttemptOutcome::RetryAt(retry_at)
     };
     let record = AttemptRecord {
-        id: attempt_id.clone(),
+        id: attempt_id,
         log_id: head.id.clone(),
         started_at,
         duration_ms: outcome.duration.as_millis() as i64,
@@ -189,23 +339,18 @@ async fn attempt(engine: &Engine, head: LogRecord, stop: &watch::Receiver<bool>)
         );
     }
     let write = Write::Attempt(record, next);
-    match engine.committer.commit(write.clone()).await {
-        Ok(()) => accepted,
-        // Accepted but not recorded: sending it again would deliver it twice, so the outcome
-        // is kept here and recorded once the store is back (the queue waits meanwhile).
-        Err(EngineError::Unavailable | EngineError::OutcomeUnknown) if accepted => {
-            record_when_back(engine, write, &head.id, &attempt_id, stop).await
-        }
+    match engine.committer.submit(write.clone()).await {
+        Ok(pending) => records.0.push_back((write, pending, accepted)),
         Err(e) => {
-            // Not recorded: the head stays due and is tried again (at least once). An
-            // unavailable store was logged already, once for the whole outage.
-            if matches!(e, EngineError::Unavailable | EngineError::OutcomeUnknown) {
-                tracing::debug!(log = %head.id, error = %e, "could not record a delivery attempt");
-            } else {
-                tracing::error!(log = %head.id, error = %e, "could not record a delivery attempt");
-            }
-            false
+            // The committer stopped (shutdown): the head stays pending and is sent again.
+            tracing::debug!(log = %head.id, error = %e, "could not record a delivery attempt");
+            return Attempted::Failed(engine.now_millis() + STORE_RETRY);
         }
+    }
+    if accepted {
+        Attempted::Accepted
+    } else {
+        Attempted::Failed(retry_at)
     }
 }
 
@@ -216,13 +361,11 @@ const RECORD_RETRY_MAX: Duration = Duration::from_secs(1);
 /// the engine stops. After an unknown outcome the first commit may have landed: the attempt
 /// is looked up before each try, so it is never recorded twice. Returns whether it is recorded
 /// (if the engine stops first, the message is sent again after the restart: at least once).
-async fn record_when_back(
-    engine: &Engine,
-    write: Write,
-    log_id: &str,
-    attempt_id: &str,
-    stop: &watch::Receiver<bool>,
-) -> bool {
+async fn record_when_back(engine: &Engine, write: Write, stop: &watch::Receiver<bool>) -> bool {
+    let Write::Attempt(record, _) = &write else {
+        return false;
+    };
+    let (log_id, attempt_id) = (record.log_id.clone(), record.id.clone());
     let mut wait = Duration::from_millis(50);
     loop {
         if *stop.borrow() {
@@ -231,7 +374,7 @@ async fn record_when_back(
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(RECORD_RETRY_MAX);
-        let (log, attempt) = (log_id.to_owned(), attempt_id.to_owned());
+        let (log, attempt) = (log_id.clone(), attempt_id.clone());
         let recorded = engine
             .db(move |s| {
                 Ok(s.log(&log)?
@@ -287,13 +430,10 @@ async fn alert_if_changed(engine: &Engine, head: &LogRecord, outcome: &PushOutco
     }
 }
 
-/// Where a log goes (the destination's name, endpoint, token and auth credential), or why it
-/// cannot go now.
-async fn target(
-    engine: &Engine,
-    head: &LogRecord,
-) -> Result<(String, reqwest::Url, String, Option<Credential>), String> {
-    let id = head.destination_id.clone();
+/// Where a destination's logs go (its name, endpoint, token, auth credential and a client
+/// for the endpoint), or why they cannot go now.
+async fn target(engine: &Engine, destination: &str) -> Result<Target, String> {
+    let id = destination.to_owned();
     let Some(record) = engine
         .db(move |s| s.destination(&id))
         .await
@@ -301,12 +441,19 @@ async fn target(
     else {
         // Queued by an ingestion that raced the destination's deletion: erase it as the
         // deletion erased the rest (the attempt recorded next finds no log and is dropped).
-        let id = head.destination_id.clone();
+        let id = destination.to_owned();
         if let Err(e) = engine.db(move |s| s.delete_destination(&id)).await {
-            tracing::warn!(destination = %head.destination_id, error = %e, "could not erase a deleted destination's log; retrying later");
+            tracing::warn!(destination = %destination, error = %e, "could not erase a deleted destination's log; retrying later");
         }
         return Err("the destination was deleted".to_owned());
     };
     let (url, token, credential) = crate::app::ingest::target(engine, &record).await?;
-    Ok((record.name, url, token, credential))
+    let client = engine.client_for(&url).await?;
+    Ok(Target {
+        name: record.name,
+        url,
+        token,
+        credential,
+        client,
+    })
 }

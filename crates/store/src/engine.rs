@@ -356,9 +356,10 @@ dispatch! {
     pub fn queue_heads(&self) -> Result<Vec<LogRecord>, StoreError>;
     /// Commits several writes in one transaction (group commit): all or none, one flush.
     pub fn apply(&self, writes: &[Write]) -> Result<(), StoreError>;
-    /// The head of one destination's queue, unless an operator paused it or this process may
-    /// not work it.
-    pub fn head_of(&self, destination_id: &str) -> Result<Option<LogRecord>, StoreError>;
+    /// The first `limit` pending logs of one destination's queue (its head first), in queue
+    /// order; none if an operator paused it or this process may not work it. The delivery
+    /// worker reads a batch at a time and sends them one by one.
+    pub fn queue_front(&self, destination_id: &str, limit: usize) -> Result<Vec<LogRecord>, StoreError>;
     /// Pauses (or resumes) a destination's queue on an operator's request. Resuming also
     /// makes its head due at once.
     pub fn set_paused(&self, destination_id: &str, paused: bool) -> Result<(), StoreError>;

@@ -46,9 +46,16 @@ impl Committer {
 
     /// Commits `write`, waiting for room in the queue (for the engine's own bookkeeping).
     pub async fn commit(&self, write: Write) -> Result<(), EngineError> {
+        self.submit(write).await?.wait().await
+    }
+
+    /// Queues `write` (waiting for room) and returns at once: the caller goes on and waits for
+    /// the commit later ([`Pending::wait`]). The delivery worker sends a queue's next message
+    /// while the previous one's attempt is being committed.
+    pub async fn submit(&self, write: Write) -> Result<Pending, EngineError> {
         let (reply, wait) = oneshot::channel();
         self.tx.send((write, reply)).await.map_err(|_| stopped())?;
-        wait.await.map_err(|_| stopped())?
+        Ok(Pending(wait))
     }
 
     /// Commits `write`, or refuses at once when the queue is full (for requests from outside).
@@ -59,6 +66,16 @@ impl Committer {
             mpsc::error::TrySendError::Closed(_) => stopped(),
         })?;
         wait.await.map_err(|_| stopped())?
+    }
+}
+
+/// A write handed to the committer, not yet known to be committed.
+pub struct Pending(oneshot::Receiver<Result<(), EngineError>>);
+
+impl Pending {
+    /// Waits until the write is committed, or its batch failed.
+    pub async fn wait(self) -> Result<(), EngineError> {
+        self.0.await.map_err(|_| stopped())?
     }
 }
 

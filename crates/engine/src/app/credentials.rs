@@ -525,6 +525,10 @@ async fn save(
             record.id
         )));
     }
+    if !creating {
+        // Queues being drained present the credential they read: make them read it again.
+        engine.signals.changed();
+    }
     Ok((record, credential))
 }
 

@@ -329,6 +329,7 @@ pub async fn move_to(
 pub async fn save(engine: &Engine, record: &DestinationRecord) -> Result<(), EngineError> {
     let stored = record.clone();
     if engine.db(move |s| s.update_destination(&stored)).await? {
+        engine.signals.changed();
         Ok(())
     } else {
         Err(EngineError::not_found(format!("destination {}", record.id)))
@@ -343,6 +344,7 @@ pub async fn delete(engine: &Engine, id: &str) -> Result<(), EngineError> {
     if !engine.db(move |s| s.delete_destination(&target)).await? {
         return Err(EngineError::not_found(format!("destination {id}")));
     }
+    engine.signals.changed();
     tracing::info!(destination = %id, "destination deleted");
     Ok(())
 }

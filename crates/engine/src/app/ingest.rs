@@ -113,9 +113,8 @@ pub async fn ingest(engine: &Engine, submission: Submission<'_>) -> Result<Inges
     }
     let mut records = Vec::with_capacity(targets.len());
     for id in &targets {
-        let lookup = id.clone();
         let record = engine
-            .db(move |s| s.destination(&lookup))
+            .recent_destination(id)
             .await?
             .filter(|d| d.organization_id == engine.organization.id)
             .ok_or_else(|| EngineError::bad_request(format!("destination {id} does not exist")))?;
@@ -148,7 +147,7 @@ pub async fn ingest(engine: &Engine, submission: Submission<'_>) -> Result<Inges
         .map(|l| (l.id.clone(), l.destination_id.clone()))
         .collect();
     engine.committer.try_commit(Write::Enqueue(logs)).await?;
-    engine.wake.notify_one();
+    engine.signals.queued(targets.iter().map(String::as_str));
     Ok(Ingested::Queued {
         data_model: env.data_model.clone(),
         event_type: env.event_type.clone(),

@@ -121,7 +121,7 @@ async fn act(
     if !engine.db(move |s| run(s, &id)).await? {
         return Err(EngineError::conflict(format!("log {log_id} {refusal}")));
     }
-    engine.wake.notify_one();
+    engine.signals.changed();
     tracing::info!(log = %log_id, action, "operator action on a log");
     Ok(read(engine, log_id).await?.0)
 }

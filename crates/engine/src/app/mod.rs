@@ -16,6 +16,8 @@
 //! * [`queues`]: a destination's queue state; operator pause and resume.
 //! * [`present`]: presenting a linked auth credential on an outgoing request.
 //! * [`commit`]: group commit of ingested logs and attempts.
+//! * [`signals`]: new logs and operator changes told to the delivery worker; destination
+//!   records kept at hand for ingestion.
 //! * [`alerts`]: queue paused / recovered notifications.
 //! * [`error`]: [`EngineError`], and the store's failures logged once per state change.
 
@@ -29,6 +31,7 @@ pub mod ingest;
 pub mod logs;
 pub mod present;
 pub mod queues;
+pub mod signals;
 
 pub use error::EngineError;
 
@@ -47,8 +50,8 @@ pub struct Inner {
     pub store: EngineStore,
     pub config: EngineConfig,
     pub organization: Organization,
-    /// Wakes the delivery worker when something is queued.
-    pub wake: tokio::sync::Notify,
+    /// What the delivery worker is told: new logs per destination, operator changes.
+    pub signals: signals::QueueSignals,
     pub committer: commit::Committer,
     /// Outbound clients per endpoint, pinned to an SSRF-checked address, with their creation
     /// time: reused (keep-alive) for `config.client_ttl` (60 s by default), then resolved and
@@ -65,7 +68,14 @@ pub struct Inner {
     pub store_health: error::StoreHealth,
     /// What every timestamp the core writes, and every credential it presents, is judged by.
     pub clock: Arc<dyn Clock>,
+    /// Store operations running at once (see [`Engine::db`]).
+    store_slots: tokio::sync::Semaphore,
 }
+
+/// Most store operations [`Engine::db`] runs at once. Each runs on a blocking thread; without
+/// a bound, a burst of requests waiting on the store's connections grew the blocking pool to a
+/// hundred threads, each with its own allocator heap (peak RSS over 350 MiB).
+const STORE_SLOTS: usize = 8;
 
 impl Inner {
     /// A client for `url`: checked and pinned, reused while fresh.
@@ -127,7 +137,7 @@ impl Engine {
             store: store.clone(),
             config,
             organization,
-            wake: tokio::sync::Notify::new(),
+            signals: Default::default(),
             committer: commit::Committer::start(
                 store.clone(),
                 metrics.batch_sizes.clone(),
@@ -140,6 +150,7 @@ impl Engine {
             worker_running: Default::default(),
             store_health,
             clock,
+            store_slots: tokio::sync::Semaphore::new(STORE_SLOTS),
         }))
     }
 
@@ -150,6 +161,11 @@ impl Engine {
         f: impl FnOnce(&EngineStore) -> Result<T, wharf_store::StoreError> + Send + 'static,
     ) -> Result<T, EngineError> {
         let inner = self.0.clone();
+        let _slot = self
+            .store_slots
+            .acquire()
+            .await
+            .map_err(|_| EngineError::Unavailable)?;
         let result = tokio::task::spawn_blocking(move || f(&inner.store))
             .await
             .map_err(|e| EngineError::Internal(format!("store task failed: {e}")))?;
@@ -168,6 +184,27 @@ impl Engine {
             .now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    /// The record of a destination, read within the last [`signals::RECORD_TTL`] (for the
+    /// paths every message takes: ingestion and delivery).
+    pub async fn recent_destination(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<DestinationRecord>>, EngineError> {
+        if let Some(record) = self.signals.record(id) {
+            return Ok(Some(record));
+        }
+        let epoch = self.signals.epoch();
+        let lookup = id.to_owned();
+        let record = self
+            .db(move |s| s.destination(&lookup))
+            .await?
+            .map(Arc::new);
+        if let Some(record) = &record {
+            self.signals.keep_record(record.clone(), epoch);
+        }
+        Ok(record)
     }
 
     /// The record of a destination of this organization, or `NotFound`.

@@ -51,10 +51,10 @@ pub async fn set_paused(engine: &Engine, id: &str, paused: bool) -> Result<(), E
     engine.destination_record(id).await?;
     let target = id.to_owned();
     engine.db(move |s| s.set_paused(&target, paused)).await?;
+    engine.signals.changed();
     if paused {
         tracing::info!(destination = %id, "queue paused by an operator");
     } else {
-        engine.wake.notify_one();
         tracing::info!(destination = %id, "queue resumed by an operator");
     }
     Ok(())

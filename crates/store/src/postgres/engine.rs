@@ -8,7 +8,7 @@
 //! three processes split twenty queues about evenly and a killed process's queues are taken over
 //! once its leases expire. A process holding more than its share (it was alone when the others
 //! joined) sheds the excess, which the others take once those leases run out.
-//! [`PgEngine::queue_heads`] and [`PgEngine::head_of`] return only heads this process may work
+//! [`PgEngine::queue_heads`] and [`PgEngine::queue_front`] return only heads this process may work
 //! now (see `lease` for the margin), so the worker needs no other change to keep FIFO and
 //! one-in-flight across processes.
 //!
@@ -145,9 +145,14 @@ fn organization(row: &Row) -> Organization {
     }
 }
 
+/// A log's columns, read from [`LOGS`] (or a set of logs joined likewise): the body from its
+/// message, or its own (older logs).
 const LOG_COLUMNS: &str = "seq, id, organization_id, destination_id, source, data_model,
-    event_type, content_type, body, status, attempts, next_attempt_at, created_at, updated_at,
+    event_type, content_type, COALESCE(content, body), status, attempts, next_attempt_at, created_at, updated_at,
     log_type";
+
+/// Logs with their message's body.
+const LOGS: &str = "logs LEFT JOIN messages USING (message_id)";
 
 /// An attempt row, as `id, log_id, started_at, duration_ms, status_code, error, response`.
 fn attempt(r: &Row) -> AttemptRecord {
@@ -461,6 +466,15 @@ impl PgEngine {
                 &[&id],
             )
             .await?;
+            // The bodies no other destination's log shares.
+            tx.execute(
+                "DELETE FROM messages WHERE message_id IN (
+                    SELECT message_id FROM logs WHERE destination_id = $1)
+                   AND NOT EXISTS (SELECT 1 FROM logs o WHERE o.message_id = messages.message_id
+                                     AND o.destination_id <> $1)",
+                &[&id],
+            )
+            .await?;
             tx.execute("DELETE FROM logs WHERE destination_id = $1", &[&id])
                 .await?;
             tx.execute("DELETE FROM paused_queues WHERE destination_id = $1", &[&id])
@@ -605,6 +619,7 @@ impl PgEngine {
                  CROSS JOIN LATERAL (SELECT * FROM logs
                      WHERE destination_id = q.queue AND status = 'PENDING'
                      ORDER BY seq LIMIT 1) AS logs
+                 LEFT JOIN messages USING (message_id)
                  WHERE q.queue NOT IN (SELECT destination_id FROM paused_queues)
                  ORDER BY next_attempt_at"
             ),
@@ -618,17 +633,25 @@ impl PgEngine {
             .collect())
     }
 
-    pub(crate) fn head_of(&self, destination_id: &str) -> Result<Option<LogRecord>, StoreError> {
-        let head = self.query_opt(
+    pub(crate) fn queue_front(
+        &self,
+        destination_id: &str,
+        limit: usize,
+    ) -> Result<Vec<LogRecord>, StoreError> {
+        let logs = self.query(
             &format!(
-                "SELECT {LOG_COLUMNS} FROM logs WHERE destination_id = $1 AND status = 'PENDING'
+                "SELECT {LOG_COLUMNS} FROM {LOGS} WHERE destination_id = $1 AND status = 'PENDING'
                    AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE destination_id = $1)
-                 ORDER BY seq LIMIT 1"
+                 ORDER BY seq LIMIT $2"
             ),
-            &[&destination_id],
+            &[&destination_id, &(limit as i64)],
             log,
         )?;
-        Ok(head.filter(|_| self.holds_queue(destination_id)))
+        // Checked after the read: a lease released meanwhile is then already seen as gone.
+        if !self.holds_queue(destination_id) {
+            return Ok(Vec::new());
+        }
+        Ok(logs)
     }
 
     /// Group commit: every write of the batch in one transaction, each kind of row in one
@@ -833,7 +856,7 @@ impl PgEngine {
             let head = client
                 .query_opt(
                     &format!(
-                        "SELECT {LOG_COLUMNS} FROM logs
+                        "SELECT {LOG_COLUMNS} FROM {LOGS}
                          WHERE destination_id = $1 AND status = 'PENDING' ORDER BY seq LIMIT 1"
                     ),
                     &[&destination_id],
@@ -882,7 +905,7 @@ impl PgEngine {
         id: &str,
     ) -> Result<Option<(LogRecord, Vec<AttemptRecord>)>, StoreError> {
         let Some(record) = self.query_opt(
-            &format!("SELECT {LOG_COLUMNS} FROM logs WHERE id = $1"),
+            &format!("SELECT {LOG_COLUMNS} FROM {LOGS} WHERE id = $1"),
             &[&id],
             log,
         )?
@@ -924,7 +947,7 @@ impl PgEngine {
         ];
         self.query(
             &format!(
-                "SELECT {LOG_COLUMNS} FROM logs WHERE organization_id = $1
+                "SELECT {LOG_COLUMNS} FROM {LOGS} WHERE organization_id = $1
                    AND ($2::text IS NULL OR destination_id = $2)
                    AND ($3::text IS NULL OR status = $3)
                    AND ($4::text IS NULL OR data_model = $4)
@@ -999,34 +1022,90 @@ async fn insert_logs(
     let models: Vec<Option<&str>> = logs.iter().map(|l| l.data_model.as_deref()).collect();
     let events: Vec<Option<&str>> = logs.iter().map(|l| l.event_type.as_deref()).collect();
     let types: Vec<&str> = logs.iter().map(|l| l.content_type.as_str()).collect();
-    let bodies: Vec<&[u8]> = logs.iter().map(|l| l.body.as_slice()).collect();
-    let statuses: Vec<&str> = logs.iter().map(|l| l.status.to_column()).collect();
     let next: Vec<i64> = logs.iter().map(|l| l.next_attempt_at).collect();
     let created: Vec<i64> = logs.iter().map(|l| l.created_at).collect();
-    let sql = if queries {
-        "INSERT INTO logs (id, organization_id, destination_id, source, data_model, event_type,
-            content_type, body, status, attempts, next_attempt_at, created_at, updated_at,
-            log_type)
-         SELECT id, org, dest, src, dm, et, ct, body, st, 1, ca, ca, ca, 'REQUEST'
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::text[], $8::bytea[], $9::text[], $10::int8[], $11::int8[])
-              WITH ORDINALITY AS t(id, org, dest, src, dm, et, ct, body, st, nat, ca, ord)
-         ORDER BY ord"
-    } else {
-        "INSERT INTO logs (id, organization_id, destination_id, source, data_model, event_type,
-            content_type, body, status, attempts, next_attempt_at, created_at, updated_at)
-         SELECT id, org, dest, src, dm, et, ct, body, 'PENDING', 0, nat, ca, ca
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::text[], $8::bytea[], $9::text[], $10::int8[], $11::int8[])
-              WITH ORDINALITY AS t(id, org, dest, src, dm, et, ct, body, st, nat, ca, ord)
-         ORDER BY ord"
-    };
-    let statement = tx.prepare_cached(sql).await?;
+    if queries {
+        let statuses: Vec<&str> = logs.iter().map(|l| l.status.to_column()).collect();
+        let bodies: Vec<&[u8]> = logs.iter().map(|l| l.body.as_slice()).collect();
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO logs (id, organization_id, destination_id, source, data_model,
+                    event_type, content_type, body, status, attempts, next_attempt_at,
+                    created_at, updated_at, log_type)
+                 SELECT id, org, dest, src, dm, et, ct, body, st, 1, ca, ca, ca, 'REQUEST'
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::text[], $7::text[], $8::bytea[], $9::text[], $10::int8[],
+                             $11::int8[])
+                      WITH ORDINALITY AS t(id, org, dest, src, dm, et, ct, body, st, nat, ca, ord)
+                 ORDER BY ord",
+            )
+            .await?;
+        tx.execute(
+            &statement,
+            &[
+                &ids, &orgs, &dests, &sources, &models, &events, &types, &bodies, &statuses, &next,
+                &created,
+            ],
+        )
+        .await?;
+        return Ok(());
+    }
+    // One `messages` row per run of logs with the same body (one message to several
+    // destinations), its id drawn from the sequence first so the logs can name it.
+    let mut bodies: Vec<&[u8]> = Vec::new();
+    let mut body_of: Vec<usize> = Vec::with_capacity(logs.len());
+    for l in logs {
+        if bodies.last() != Some(&l.body.as_slice()) {
+            bodies.push(&l.body);
+        }
+        body_of.push(bodies.len() - 1);
+    }
+    let drawn = tx
+        .prepare_cached(
+            "SELECT nextval(pg_get_serial_sequence('messages', 'message_id'))
+             FROM generate_series(1, $1::int8)",
+        )
+        .await?;
+    let message_ids: Vec<i64> = tx
+        .query(&drawn, &[&(bodies.len() as i64)])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let insert_messages = tx
+        .prepare_cached(
+            "INSERT INTO messages (message_id, content)
+             SELECT * FROM unnest($1::int8[], $2::bytea[])",
+        )
+        .await?;
+    tx.execute(&insert_messages, &[&message_ids, &bodies])
+        .await?;
+    let log_messages: Vec<i64> = body_of.iter().map(|&i| message_ids[i]).collect();
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO logs (id, organization_id, destination_id, source, data_model,
+                event_type, content_type, body, status, attempts, next_attempt_at, created_at,
+                updated_at, message_id)
+             SELECT id, org, dest, src, dm, et, ct, ''::bytea, 'PENDING', 0, nat, ca, ca, mid
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::text[], $8::int8[], $9::int8[], $10::int8[])
+                  WITH ORDINALITY AS t(id, org, dest, src, dm, et, ct, nat, ca, mid, ord)
+             ORDER BY ord",
+        )
+        .await?;
     tx.execute(
         &statement,
         &[
-            &ids, &orgs, &dests, &sources, &models, &events, &types, &bodies, &statuses, &next,
+            &ids,
+            &orgs,
+            &dests,
+            &sources,
+            &models,
+            &events,
+            &types,
+            &next,
             &created,
+            &log_messages,
         ],
     )
     .await?;
@@ -1226,7 +1305,7 @@ impl Inner {
 
     /// Releases the leases of queues with nothing pending, so the work spreads again when it
     /// comes back. Forgotten here first and deleted only if still empty in the same statement:
-    /// a head read after the delete is then no longer seen as held (see `head_of`).
+    /// a head read after the delete is then no longer seen as held (see `queue_front`).
     async fn release_idle(&self, client: &deadpool_postgres::Object) -> Result<(), StoreError> {
         let idle: Vec<String> = client
             .query(

@@ -247,6 +247,15 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    // 8: a message's body once, however many destinations it goes to: the logs of one
+    // ingestion point at one `messages` row (`logs.body` stays empty). Logs written before
+    // keep their body in `logs.body` (`message_id` NULL).
+    "CREATE TABLE messages (
+        message_id INTEGER PRIMARY KEY,
+        content    BLOB NOT NULL
+    );
+    ALTER TABLE logs ADD COLUMN message_id INTEGER;
+    CREATE INDEX logs_by_message ON logs (message_id) WHERE message_id IS NOT NULL;",
 ];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.
