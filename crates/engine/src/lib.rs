@@ -97,6 +97,7 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
         attempt_bound: config.delivery_timeout,
         work_queues: true,
         max_connections: config.database_max_connections,
+        ..Default::default()
     };
     let store = EngineStore::open_database(&database, &options)?;
     let organization = store.ensure_organization(&config.organization)?;

@@ -339,7 +339,7 @@ async fn attempt(
         );
     }
     let write = Write::Attempt(record, next);
-    match engine.committer.submit(write.clone()).await {
+    match engine.committer.submit(write.clone()) {
         Ok(pending) => records.0.push_back((write, pending, accepted)),
         Err(e) => {
             // The committer stopped (shutdown): the head stays pending and is sent again.

@@ -12,12 +12,16 @@
 //! bytes.
 
 use crate::postgres::engine::PgEngine;
+use crate::sqlite::checkpoint::WalState;
 use crate::sqlite::engine::SqliteEngine;
+use crate::writer::{
+    Batch, BatchObserver, Channels, KeepError, Limits, Refused, shared_failure, spawn_thread,
+};
 use crate::{Database, StoreError};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 pub use wharf_auth::strategy::Strategy;
 pub use wharf_protocol::Environment;
 pub use wharf_protocol::platform::{DataFormat, LogStatus, LogType, VerificationMethod};
@@ -206,6 +210,88 @@ pub enum AttemptOutcome {
 #[derive(Clone)]
 pub struct EngineStore {
     backend: Backend,
+    /// The group-commit writer of the hot writes (`crate::writer`).
+    writer: Channels<EngineItem>,
+    /// Told the number of writes in every committed batch (for a metric), once set.
+    on_batch: Arc<OnceLock<BatchObserver>>,
+}
+
+/// A commit handed to the writer: answered once the transaction holding it committed.
+pub type Committed = oneshot::Receiver<Result<(), StoreError>>;
+
+/// Writes committed together (all or none), with where the answer goes.
+type EngineItem = (Vec<Write>, Answer);
+
+/// Where a commit's answer goes: an async caller's oneshot, or a blocked thread's channel
+/// ([`EngineStore::apply`], which may be called from any thread, a runtime's included).
+enum Answer {
+    Async(oneshot::Sender<Result<(), StoreError>>),
+    Blocking(std::sync::mpsc::SyncSender<Result<(), StoreError>>),
+}
+
+/// Where the engine's writer commits.
+enum EngineSink {
+    Sqlite {
+        conn: rusqlite::Connection,
+        wal: Arc<WalState>,
+    },
+    Postgres(PgEngine),
+}
+
+struct EngineBatch {
+    sink: EngineSink,
+    on_batch: Arc<OnceLock<BatchObserver>>,
+}
+
+impl Batch for EngineBatch {
+    type Item = EngineItem;
+
+    fn bytes((writes, _): &EngineItem) -> usize {
+        writes
+            .iter()
+            .map(|w| match w {
+                // One body per message, however many logs share it.
+                Write::Enqueue(logs) => logs.first().map_or(0, |l| l.body.len()),
+                Write::Attempt(a, _) => a.response.as_ref().map_or(0, Vec::len),
+                Write::Query(q) => q.0.body.len(),
+            })
+            .sum()
+    }
+
+    fn commit(&mut self, batch: Vec<EngineItem>) {
+        let (items, replies): (Vec<Vec<Write>>, Vec<_>) = batch.into_iter().unzip();
+        let writes: Vec<Write> = items.into_iter().flatten().collect();
+        let result = match &mut self.sink {
+            EngineSink::Sqlite { conn, .. } => crate::sqlite::engine::apply_on(conn, &writes),
+            EngineSink::Postgres(pg) => pg.apply(&writes),
+        };
+        if result.is_ok()
+            && let Some(observe) = self.on_batch.get()
+        {
+            observe(writes.len());
+        }
+        for reply in replies {
+            let answer = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(shared_failure(e)),
+            };
+            match reply {
+                Answer::Async(reply) => {
+                    let _ = reply.send(answer);
+                }
+                Answer::Blocking(reply) => {
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+    }
+
+    fn wal(&self) -> Option<(&rusqlite::Connection, &WalState)> {
+        match &self.sink {
+            EngineSink::Sqlite { conn, wal } => Some((conn, wal)),
+            EngineSink::Postgres(_) => None,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -225,9 +311,19 @@ pub struct EngineStoreOptions {
     /// reads and writes records beside running engines, so it never takes a queue's lease.
     pub work_queues: bool,
     /// PostgreSQL: most connections this process opens (the API's blocking threads, the
-    /// committer and the worker share them), besides the one that listens for notifications.
+    /// writer and the worker share them), besides the one that listens for notifications.
     pub max_connections: usize,
+    /// SQLite: WAL size past which the WAL is restarted from its beginning (see
+    /// `sqlite::checkpoint`).
+    pub wal_reset_bytes: u64,
 }
+
+/// Writes from sources that may wait for the writer before ingestion is refused.
+const WRITER_QUEUE: usize = 8192;
+/// Most writes in one transaction.
+const WRITER_BATCH: usize = 512;
+/// Most body bytes in one transaction.
+const WRITER_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// Connections per engine process unless configured: more would mostly queue inside
 /// PostgreSQL on the machines an engine runs on.
@@ -239,6 +335,7 @@ impl Default for EngineStoreOptions {
             attempt_bound: Duration::from_secs(30),
             work_queues: true,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            wal_reset_bytes: crate::DEFAULT_WAL_RESET_BYTES,
         }
     }
 }
@@ -274,13 +371,81 @@ impl EngineStore {
         database: &Database,
         options: &EngineStoreOptions,
     ) -> Result<Self, StoreError> {
-        let backend = match database {
+        let (backend, sink, path) = match database {
             Database::Sqlite(data_dir) => {
-                Backend::Sqlite(SqliteEngine::open(data_dir)?, Arc::new(watch::channel(0).0))
+                let store = SqliteEngine::open(data_dir)?;
+                let (conn, wal) = store.writer_connection(options.wal_reset_bytes)?;
+                (
+                    Backend::Sqlite(store, Arc::new(watch::channel(0).0)),
+                    EngineSink::Sqlite { conn, wal },
+                    data_dir.join(ENGINE_FILE),
+                )
             }
-            Database::Postgres(url) => Backend::Postgres(PgEngine::open(url, options)?),
+            Database::Postgres(url) => {
+                let store = PgEngine::open(url, options)?;
+                (
+                    Backend::Postgres(store.clone()),
+                    EngineSink::Postgres(store),
+                    Default::default(),
+                )
+            }
         };
-        Ok(EngineStore { backend })
+        let on_batch = Arc::new(OnceLock::new());
+        let (writer, _thread) = spawn_thread(
+            "engine-writer",
+            EngineBatch {
+                sink,
+                on_batch: on_batch.clone(),
+            },
+            Limits {
+                queue_capacity: WRITER_QUEUE,
+                max_batch: WRITER_BATCH,
+                max_batch_bytes: WRITER_BATCH_BYTES,
+            },
+        )
+        .map_err(|source| StoreError::DataDir { path, source })?;
+        Ok(EngineStore {
+            backend,
+            writer,
+            on_batch,
+        })
+    }
+
+    /// Commits logs a source sent (`Write::Enqueue`) through the writer, or refuses at once
+    /// with [`KeepError::Busy`] when its queue is full (answer 503 with `Retry-After`).
+    pub fn try_commit(&self, write: Write) -> Result<Committed, KeepError> {
+        let (reply, committed) = oneshot::channel();
+        self.writer
+            .try_request((vec![write], Answer::Async(reply)))
+            .map_err(|refused| match refused {
+                Refused::Full => KeepError::Busy,
+                Refused::Stopped => KeepError::Store(StoreError::WriterStopped),
+            })?;
+        Ok(committed)
+    }
+
+    /// Commits the engine's own bookkeeping (delivery attempts, relayed queries) through the
+    /// writer; never refused for a full queue (each caller bounds what it has outstanding).
+    pub fn commit(&self, write: Write) -> Result<Committed, StoreError> {
+        let (reply, committed) = oneshot::channel();
+        self.writer
+            .bookkeeping((vec![write], Answer::Async(reply)))?;
+        Ok(committed)
+    }
+
+    /// Commits several writes in one transaction through the writer, all or none, and waits
+    /// for it, blocking the thread (for tools and tests; async code uses [`EngineStore::commit`]).
+    pub fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let (reply, committed) = std::sync::mpsc::sync_channel(1);
+        self.writer
+            .bookkeeping((writes.to_vec(), Answer::Blocking(reply)))?;
+        committed.recv().map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Tells `observe` the number of writes in every committed batch (set once; later calls
+    /// are ignored).
+    pub fn observe_batches(&self, observe: BatchObserver) {
+        let _ = self.on_batch.set(observe);
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -354,8 +519,6 @@ dispatch! {
     /// The head (oldest pending log) of every destination's queue that an operator has not
     /// paused and this process may work, due or not.
     pub fn queue_heads(&self) -> Result<Vec<LogRecord>, StoreError>;
-    /// Commits several writes in one transaction (group commit): all or none, one flush.
-    pub fn apply(&self, writes: &[Write]) -> Result<(), StoreError>;
     /// The first `limit` pending logs of one destination's queue (its head first), in queue
     /// order; none if an operator paused it or this process may not work it. The delivery
     /// worker reads a batch at a time and sends them one by one.

@@ -466,6 +466,7 @@ impl Inbox {
                 let keys = Box::new(sqlite::duplicates::DuplicateKeys::load(&conn)?);
                 let read_conn = sqlite::open(&path)?;
                 let wal = sqlite::checkpoint::spawn(
+                    "inbox-checkpointer",
                     &mut conn,
                     sqlite::open(&path)?,
                     i64::try_from(options.wal_reset_bytes).unwrap_or(i64::MAX),

@@ -1,21 +1,27 @@
-//! The group-commit writer: the only thread that writes to the inbox.
+//! The group-commit writer: the one thread that commits a store's hot writes, for the
+//! destination's inbox (messages kept, forwarding marks, retention) and for the engine (logs
+//! queued at ingestion, delivery attempts). [`Batch`] is what differs between the two: what an
+//! item is and how a batch of them is committed; the thread, its channels, its batching and
+//! its WAL checkpoints are this module's, once.
 //!
 //! Why one thread: SQLite allows one writer at a time, and a commit with `synchronous=FULL`
 //! costs an `fsync`; on PostgreSQL a commit costs a round trip and a WAL flush, and a batch
-//! goes in as one multi-row insert, so the same batching pays there too (`postgres::inbox`). Handlers therefore do not write; they send their row with a oneshot reply
-//! into a **bounded** channel. The writer takes whatever is waiting (up to a batch limit),
-//! writes it all in one IMMEDIATE transaction, commits once, and only then replies to every
-//! member. Under load, one `fsync` acknowledges dozens of messages; with no load, a lone
-//! message commits at once (the writer never waits to fill a batch).
+//! goes in as multi-row statements, so the same batching pays there too. Callers therefore do
+//! not write; they send their item with a oneshot reply into a channel. The writer takes
+//! whatever is waiting (up to a batch limit), writes it all in one transaction, commits once,
+//! and only then replies to every member. Under load, one `fsync` acknowledges hundreds of
+//! writes; with no load, a lone write commits at once (the writer never waits to fill a batch).
 //!
 //! Why not commit on the request tasks themselves (leader/follower): it saves the hand-off's
 //! wake-ups, but a leader blocks its HTTP worker for the inserts and the `fsync`, and measured
-//! slower with a higher p99 than this thread (docs/BENCHMARKS.md, "Leader/follower commits").
+//! slower with a higher p99 than this thread (docs/experiments/).
 //!
-//! Backpressure: when the channel is full the handler gets [`KeepError::Busy`] at once and
-//! answers 503 with `Retry-After`; nothing queues without bound. Bookkeeping writes from the
-//! forwarder use a second, unbounded channel so they are never refused (they are bounded by the
-//! forwarder itself: one in flight per destination).
+//! Backpressure: requests from outside (a message to keep, a message ingested) go through a
+//! **bounded** channel; when it is full the caller is refused at once and answers 503 with
+//! `Retry-After`; nothing queues without bound. Bookkeeping (forwarding marks, retention,
+//! delivery attempts) uses a second, unbounded channel so it is never refused: each is bounded
+//! by its producer (one forward in flight per destination, one batch of attempts per queue).
+//! Bookkeeping is taken first, so it is not starved by a flood of new messages.
 
 use crate::inbox::{Kept, NewMessage};
 use crate::postgres::inbox::PgInbox;
@@ -32,7 +38,7 @@ use tokio::sync::{oneshot, watch};
 #[derive(Debug, thiserror::Error)]
 pub enum KeepError {
     /// The writer's queue is full: answer 503 and let the sender retry.
-    #[error("the inbox writer queue is full; retry shortly")]
+    #[error("the writer's queue is full; retry shortly")]
     Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -137,27 +143,188 @@ impl Default for WriterOptions {
     }
 }
 
-/// The senders' side of the writer. Dropping every clone stops the thread after it has
+/// The senders' side of a writer thread: its bounded channel for requests from outside and
+/// its unbounded one for bookkeeping. Dropping every clone stops the thread after it has
 /// committed everything already sent.
-#[derive(Clone)]
-pub(crate) struct WriterHandle {
-    keep: Sender<KeepRequest>,
-    bookkeeping: Sender<Bookkeeping>,
+pub(crate) struct Channels<I> {
+    requests: Sender<I>,
+    bookkeeping: Sender<I>,
 }
 
-impl WriterHandle {
-    pub fn try_keep(&self, request: KeepRequest) -> Result<(), KeepError> {
-        self.keep.try_send(request).map_err(|e| match e {
-            TrySendError::Full(_) => KeepError::Busy,
-            TrySendError::Disconnected(_) => KeepError::Store(StoreError::WriterStopped),
+impl<I> Clone for Channels<I> {
+    fn clone(&self) -> Self {
+        Channels {
+            requests: self.requests.clone(),
+            bookkeeping: self.bookkeeping.clone(),
+        }
+    }
+}
+
+/// The writer cannot take a request now.
+pub(crate) enum Refused {
+    /// Its queue is full: answer 503 and let the sender retry.
+    Full,
+    /// It has stopped.
+    Stopped,
+}
+
+impl<I> Channels<I> {
+    /// Queues a request from outside, or refuses it at once when the queue is full.
+    pub(crate) fn try_request(&self, item: I) -> Result<(), Refused> {
+        self.requests.try_send(item).map_err(|e| match e {
+            TrySendError::Full(_) => Refused::Full,
+            TrySendError::Disconnected(_) => Refused::Stopped,
         })
     }
 
-    pub fn bookkeeping(&self, item: Bookkeeping) -> Result<(), StoreError> {
+    /// Queues bookkeeping; never refused while the writer runs.
+    pub(crate) fn bookkeeping(&self, item: I) -> Result<(), StoreError> {
         self.bookkeeping
             .send(item)
             .map_err(|_| StoreError::WriterStopped)
     }
+}
+
+/// The inbox writer's handle.
+#[derive(Clone)]
+pub(crate) struct WriterHandle(Channels<Item>);
+
+impl WriterHandle {
+    pub fn try_keep(&self, request: KeepRequest) -> Result<(), KeepError> {
+        self.0
+            .try_request(Item::Keep(request))
+            .map_err(|refused| match refused {
+                Refused::Full => KeepError::Busy,
+                Refused::Stopped => KeepError::Store(StoreError::WriterStopped),
+            })
+    }
+
+    pub fn bookkeeping(&self, item: Bookkeeping) -> Result<(), StoreError> {
+        self.0.bookkeeping(Item::Book(item))
+    }
+}
+
+/// What a writer thread commits: one store's kind of write.
+pub(crate) trait Batch: Send + 'static {
+    /// One write with the channel its answer goes back on.
+    type Item: Send + 'static;
+    /// The body bytes `item` carries (a batch stops growing at `max_batch_bytes`).
+    fn bytes(item: &Self::Item) -> usize;
+    /// Commits `batch` in one transaction and answers every item in it.
+    fn commit(&mut self, batch: Vec<Self::Item>);
+    /// SQLite: the writer's connection and its WAL's checkpoint state.
+    fn wal(&self) -> Option<(&Connection, &WalState)>;
+}
+
+/// How large a writer's queue and batches may grow.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub queue_capacity: usize,
+    pub max_batch: usize,
+    pub max_batch_bytes: usize,
+}
+
+/// Starts a writer thread called `name` committing through `batch`.
+pub(crate) fn spawn_thread<B: Batch>(
+    name: &str,
+    batch: B,
+    limits: Limits,
+) -> std::io::Result<(Channels<B::Item>, std::thread::JoinHandle<()>)> {
+    let (requests, requests_rx) = crossbeam_channel::bounded(limits.queue_capacity.max(1));
+    let (bookkeeping, bookkeeping_rx) = crossbeam_channel::unbounded();
+    let thread_name = name.to_owned();
+    let thread = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            crate::priority::set_current_thread_nice(crate::priority::WRITER_NICE, &thread_name);
+            run(batch, limits, requests_rx, bookkeeping_rx);
+            tracing::debug!(writer = %thread_name, "writer stopped");
+        })?;
+    Ok((
+        Channels {
+            requests,
+            bookkeeping,
+        },
+        thread,
+    ))
+}
+
+fn run<B: Batch>(
+    mut batch: B,
+    limits: Limits,
+    requests: Receiver<B::Item>,
+    bookkeeping: Receiver<B::Item>,
+) {
+    let mut requests_open = true;
+    let mut bookkeeping_open = true;
+    while requests_open || bookkeeping_open {
+        // Block for the first item; a closed channel is replaced by `never()` so `select!`
+        // keeps waiting on the other.
+        let never_requests = crossbeam_channel::never();
+        let never_bookkeeping = crossbeam_channel::never();
+        let req = if requests_open {
+            &requests
+        } else {
+            &never_requests
+        };
+        let book = if bookkeeping_open {
+            &bookkeeping
+        } else {
+            &never_bookkeeping
+        };
+        let first = select! {
+            recv(book) -> item => match item {
+                Ok(item) => item,
+                Err(_) => { bookkeeping_open = false; continue; }
+            },
+            recv(req) -> item => match item {
+                Ok(item) => item,
+                Err(_) => { requests_open = false; continue; }
+            },
+        };
+        if let Some((conn, wal)) = batch.wal()
+            && wal.take_reset_request()
+        {
+            checkpoint::restart(conn, wal);
+        }
+        let items = gather::<B>(first, &limits, &requests, &bookkeeping);
+        batch.commit(items);
+        if let Some((_, wal)) = batch.wal() {
+            wal.committed();
+        }
+    }
+    if let Some((_, wal)) = batch.wal() {
+        wal.stop();
+    }
+}
+
+/// Takes whatever else is already waiting (bookkeeping first), without waiting for more.
+fn gather<B: Batch>(
+    first: B::Item,
+    limits: &Limits,
+    requests: &Receiver<B::Item>,
+    bookkeeping: &Receiver<B::Item>,
+) -> Vec<B::Item> {
+    let mut bytes = B::bytes(&first);
+    let mut items = vec![first];
+    while items.len() < limits.max_batch && bytes < limits.max_batch_bytes {
+        match bookkeeping.try_recv() {
+            Ok(item) => {
+                bytes += B::bytes(&item);
+                items.push(item);
+                continue;
+            }
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => {}
+        }
+        match requests.try_recv() {
+            Ok(item) => {
+                bytes += B::bytes(&item);
+                items.push(item);
+            }
+            Err(_) => break,
+        }
+    }
+    items
 }
 
 /// A cap on the SQLite inbox file's pages, set while running (`Inbox::limit_pages`) and
@@ -167,8 +334,8 @@ impl WriterHandle {
 pub(crate) type PageLimit = Arc<std::sync::atomic::AtomicU64>;
 pub(crate) const PAGE_LIMIT_UNCHANGED: u64 = u64::MAX;
 
-/// Starts the writer thread on an open, migrated connection. `committed` is bumped after every
-/// commit that kept a new message, so the forwarder wakes without polling.
+/// Starts the inbox's writer thread on an open, migrated connection. `committed` is bumped
+/// after every commit that kept a new message, so the forwarder wakes without polling.
 pub(crate) fn spawn(
     sink: Sink,
     describe: String,
@@ -176,30 +343,26 @@ pub(crate) fn spawn(
     committed: Arc<watch::Sender<u64>>,
     page_limit: PageLimit,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
-    let (keep_tx, keep_rx) = crossbeam_channel::bounded(options.queue_capacity.max(1));
-    let (book_tx, book_rx) = crossbeam_channel::unbounded();
-    let thread = std::thread::Builder::new()
-        .name("inbox-writer".into())
-        .spawn(move || {
-            crate::priority::set_current_thread_nice(crate::priority::WRITER_NICE, "inbox-writer");
-            Writer {
-                sink,
-                describe,
-                options,
-                committed,
-                page_limit,
-            }
-            .run(keep_rx, book_rx)
-        })?;
-    Ok((
-        WriterHandle {
-            keep: keep_tx,
-            bookkeeping: book_tx,
+    let limits = Limits {
+        queue_capacity: options.queue_capacity,
+        max_batch: options.max_batch,
+        max_batch_bytes: options.max_batch_bytes,
+    };
+    let (channels, thread) = spawn_thread(
+        "inbox-writer",
+        InboxBatch {
+            sink,
+            describe,
+            options,
+            committed,
+            page_limit,
         },
-        thread,
-    ))
+        limits,
+    )?;
+    Ok((WriterHandle(channels), thread))
 }
 
+/// An item of the inbox writer.
 pub(crate) enum Item {
     Keep(KeepRequest),
     Book(Bookkeeping),
@@ -218,7 +381,7 @@ pub(crate) enum Sink {
     Postgres(Arc<PgInbox>),
 }
 
-struct Writer {
+struct InboxBatch {
     sink: Sink,
     describe: String,
     options: WriterOptions,
@@ -226,70 +389,21 @@ struct Writer {
     page_limit: PageLimit,
 }
 
-impl Writer {
-    fn run(mut self, keep_rx: Receiver<KeepRequest>, book_rx: Receiver<Bookkeeping>) {
-        let mut keep_open = true;
-        let mut book_open = true;
-        while keep_open || book_open {
-            // Block for the first item; a closed channel is replaced by `never()` so `select!`
-            // keeps waiting on the other.
-            let never_keep = crossbeam_channel::never();
-            let never_book = crossbeam_channel::never();
-            let keep = if keep_open { &keep_rx } else { &never_keep };
-            let book = if book_open { &book_rx } else { &never_book };
-            let first = select! {
-                recv(keep) -> item => match item {
-                    Ok(item) => Item::Keep(item),
-                    Err(_) => { keep_open = false; continue; }
-                },
-                recv(book) -> item => match item {
-                    Ok(item) => Item::Book(item),
-                    Err(_) => { book_open = false; continue; }
-                },
-            };
-            if let Sink::Sqlite { conn, wal, .. } = &self.sink
-                && wal.take_reset_request()
-            {
-                checkpoint::restart(conn, wal);
-            }
-            let batch = self.gather(first, &keep_rx, &book_rx);
-            self.commit(batch);
-            if let Sink::Sqlite { wal, .. } = &self.sink {
-                wal.committed();
-            }
+impl Batch for InboxBatch {
+    type Item = Item;
+
+    fn bytes(item: &Item) -> usize {
+        match item {
+            Item::Keep(k) => k.message.body.len(),
+            Item::Book(_) => 0,
         }
-        if let Sink::Sqlite { wal, .. } = &self.sink {
-            wal.stop();
-        }
-        tracing::debug!(database = %self.describe, "inbox writer stopped");
     }
 
-    /// Takes whatever else is already waiting, without waiting for more.
-    fn gather(
-        &self,
-        first: Item,
-        keep_rx: &Receiver<KeepRequest>,
-        book_rx: &Receiver<Bookkeeping>,
-    ) -> Vec<Item> {
-        let mut bytes = item_bytes(&first);
-        let mut batch = vec![first];
-        while batch.len() < self.options.max_batch && bytes < self.options.max_batch_bytes {
-            match book_rx.try_recv() {
-                Ok(item) => {
-                    batch.push(Item::Book(item));
-                    continue;
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => {}
-            }
-            match keep_rx.try_recv() {
-                Ok(item) => {
-                    bytes += item.message.body.len();
-                    batch.push(Item::Keep(item));
-                }
-                Err(_) => break,
-            }
+    fn wal(&self) -> Option<(&Connection, &WalState)> {
+        match &self.sink {
+            Sink::Sqlite { conn, wal, .. } => Some((conn, wal)),
+            Sink::Postgres(_) => None,
         }
-        batch
     }
 
     /// Commits the batch, then answers every member: with what was kept, or with the reason
@@ -347,12 +461,7 @@ impl Writer {
                     }
                 }
                 for item in batch {
-                    // Unavailable and outcome-unknown failures keep their kind (and their
-                    // text says which); any other says nothing in the batch was kept.
-                    let failure = Err(match error.kind() {
-                        StoreErrorKind::Other => StoreError::CommitFailed(error.to_string()),
-                        _ => error.copy(),
-                    });
+                    let failure = Err(shared_failure(&error));
                     match item {
                         Item::Keep(k) => {
                             let _ = k.reply.send(failure);
@@ -371,10 +480,12 @@ impl Writer {
     }
 }
 
-fn item_bytes(item: &Item) -> usize {
-    match item {
-        Item::Keep(k) => k.message.body.len(),
-        Item::Book(_) => 0,
+/// What each member of a failed batch is told. Unavailable and outcome-unknown failures keep
+/// their kind (and their text says which); any other says nothing in the batch was kept.
+pub(crate) fn shared_failure(error: &StoreError) -> StoreError {
+    match error.kind() {
+        StoreErrorKind::Other => StoreError::CommitFailed(error.to_string()),
+        _ => error.copy(),
     }
 }
 

@@ -78,6 +78,7 @@ pub(crate) enum SpawnError {
 /// Turns off automatic checkpoints on the writer's connection and starts the checkpointer on
 /// `own`, a second connection to the same database.
 pub(crate) fn spawn(
+    name: &'static str,
     writer: &mut Connection,
     own: Connection,
     reset_bytes: i64,
@@ -91,17 +92,14 @@ pub(crate) fn spawn(
     let state = Arc::new(WalState::default());
     let shared = state.clone();
     std::thread::Builder::new()
-        .name("inbox-checkpointer".into())
-        .spawn(move || run(own, page_size, reset_bytes, &shared))
+        .name(name.into())
+        .spawn(move || run(name, own, page_size, reset_bytes, &shared))
         .map_err(SpawnError::Thread)?;
     Ok(state)
 }
 
-fn run(conn: Connection, page_size: i64, reset_bytes: i64, state: &WalState) {
-    crate::priority::set_current_thread_nice(
-        crate::priority::CHECKPOINTER_NICE,
-        "inbox-checkpointer",
-    );
+fn run(name: &str, conn: Connection, page_size: i64, reset_bytes: i64, state: &WalState) {
+    crate::priority::set_current_thread_nice(crate::priority::CHECKPOINTER_NICE, name);
     let mut seen = state.commits.load(Ordering::Relaxed);
     let mut catching_up = false;
     let mut last_frames = 0;

@@ -1,9 +1,14 @@
-//! The engine's store on SQLite: one connection behind a mutex.
+//! The engine's store on SQLite: three connections to one file.
 //!
-//! Plain SQLite: management operations are a few per second at most, so they do not need the
-//! inbox's group-commit thread; the hot writes (ingested logs, attempts) arrive already batched
-//! through [`SqliteEngine::apply`]. One process owns the file, so every queue is trivially this
-//! process's to work (no leases).
+//! * the **writer's** (`crate::writer`, opened by [`SqliteEngine::writer_connection`]): the hot
+//!   writes (ingested logs, attempts), a batch per transaction ([`apply_on`]), with the WAL's
+//!   checkpoints on a thread of their own;
+//! * a **reader** for the delivery path's reads (queue heads, destinations), which in WAL mode
+//!   never waits for the writer;
+//! * one behind a mutex for everything else: management operations are a few per second at
+//!   most.
+//!
+//! One process owns the file, so every queue is trivially this process's to work (no leases).
 
 use crate::column::{Col, Column};
 use crate::engine::{
@@ -11,6 +16,7 @@ use crate::engine::{
     DestinationRecord, ENGINE_FILE, EnvironmentRecord, LogFilter, LogRecord, Organization,
     QueueState, QueueStats, Write,
 };
+use crate::sqlite::checkpoint::{self, WalState};
 use crate::{StoreError, now_millis, sqlite as schema};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
@@ -24,6 +30,7 @@ pub(crate) struct SqliteEngine {
     /// mode a reader never waits for the writer, so a group commit's `fsync` does not hold up
     /// the next delivery, and the next delivery's read does not hold up ingestion.
     reader: Arc<Mutex<Connection>>,
+    path: std::path::PathBuf,
 }
 
 const DESTINATION_COLUMNS: &str = "id, organization_id, environment_id, name, data_format,
@@ -96,7 +103,35 @@ impl SqliteEngine {
         Ok(SqliteEngine {
             conn: Arc::new(Mutex::new(conn)),
             reader: Arc::new(Mutex::new(reader)),
+            path,
         })
+    }
+
+    /// The engine writer's own connection (`crate::writer`), with the WAL's checkpoints moved
+    /// to a checkpointer thread: automatic checkpoints ran inside the commit that crossed the
+    /// threshold, which every ingestion and attempt waiting on it then waited for too.
+    pub(crate) fn writer_connection(
+        &self,
+        reset_bytes: u64,
+    ) -> Result<(Connection, Arc<WalState>), StoreError> {
+        let mut writer = schema::open(&self.path)?;
+        let wal = checkpoint::spawn(
+            "engine-checkpointer",
+            &mut writer,
+            schema::open(&self.path)?,
+            i64::try_from(reset_bytes).unwrap_or(i64::MAX),
+        )
+        .map_err(|e| match e {
+            checkpoint::SpawnError::Sqlite(e) => StoreError::Sqlite(e),
+            checkpoint::SpawnError::Thread(e) => StoreError::DataDir {
+                path: self.path.clone(),
+                source: e,
+            },
+        })?;
+        // The other connection's rare writes (records, operator actions) leave checkpoints to
+        // the checkpointer as well.
+        self.with(|conn| conn.pragma_update(None, "wal_autocheckpoint", 0))?;
+        Ok((writer, wal))
     }
 
     /// Runs a read on the reader connection.
@@ -429,6 +464,31 @@ impl SqliteEngine {
     }
 }
 
+/// Commits several writes in one transaction on the writer's connection (group commit): all
+/// or none, one `fsync`. A failure of the commit itself that is an I/O error leaves the outcome
+/// unknown ([`StoreError::at_commit`]); one before it (busy past the timeout, a full disk)
+/// means nothing was written.
+pub(crate) fn apply_on(conn: &mut Connection, writes: &[Write]) -> Result<(), StoreError> {
+    let mut committing = false;
+    let result = (|| {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now = now_millis();
+        for write in writes {
+            match write {
+                Write::Enqueue(logs) => enqueue_in(&tx, logs)?,
+                Write::Attempt(attempt, outcome) => attempt_in(&tx, attempt, *outcome, now)?,
+                Write::Query(query) => query_in(&tx, &query.0, &query.1)?,
+            }
+        }
+        committing = true;
+        tx.commit()
+    })();
+    result.map_err(|e| {
+        let e = StoreError::from(e);
+        if committing { e.at_commit() } else { e }
+    })
+}
+
 /// Queues `logs`; consecutive logs with the same body (one message to several destinations)
 /// share one `messages` row.
 fn enqueue_in(tx: &rusqlite::Transaction<'_>, logs: &[LogRecord]) -> rusqlite::Result<()> {
@@ -590,28 +650,6 @@ impl SqliteEngine {
             let rows = stmt.query_map([], log)?;
             rows.collect()
         })
-    }
-
-    /// Commits several writes in one transaction (group commit): all or none, one `fsync`.
-    /// A failure of the commit itself that is an I/O error leaves the outcome unknown
-    /// ([`StoreError::at_commit`]); one before it (busy past the timeout, a full disk) means
-    /// nothing was written.
-    pub(crate) fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
-        let mut committing = false;
-        self.with(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let now = now_millis();
-            for write in writes {
-                match write {
-                    Write::Enqueue(logs) => enqueue_in(&tx, logs)?,
-                    Write::Attempt(attempt, outcome) => attempt_in(&tx, attempt, *outcome, now)?,
-                    Write::Query(query) => query_in(&tx, &query.0, &query.1)?,
-                }
-            }
-            committing = true;
-            tx.commit()
-        })
-        .map_err(|e| if committing { e.at_commit() } else { e })
     }
 
     /// The first `limit` pending logs of one destination's queue, in queue order, unless an
