@@ -471,10 +471,22 @@ pub struct Stamp<'a> {
 /// `Meta.EventDateTime` are filled in when missing. Other bodies (FHIR bundles, anything
 /// without a `Meta` object) are returned unchanged.
 pub fn stamp(body: &[u8], stamp: &Stamp<'_>) -> Vec<u8> {
-    let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
+    // Only `Meta` is parsed and written again; every other member keeps its bytes and its
+    // place (the patient's data is most of a message, and the delivery path stamps every copy).
+    let Ok(members) = serde_json::from_slice::<Members<'_>>(body) else {
         return body.to_vec();
     };
-    let Some(meta) = value.get_mut("Meta").and_then(Value::as_object_mut) else {
+    // As JSON parsers do, the last `Meta` counts if there are several.
+    let Some(meta) = members
+        .0
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "Meta")
+        .map(|(_, v)| *v)
+    else {
+        return body.to_vec();
+    };
+    let Ok(Value::Object(mut meta)) = serde_json::from_str::<Value>(meta.get()) else {
         return body.to_vec();
     };
     meta.insert(
@@ -497,7 +509,58 @@ pub fn stamp(body: &[u8], stamp: &Stamp<'_>) -> Vec<u8> {
             Value::String(stamp.now_rfc3339.to_owned()),
         );
     }
-    serde_json::to_vec(&value).unwrap_or_else(|_| body.to_vec())
+    let mut out = Vec::with_capacity(body.len() + 256);
+    out.push(b'{');
+    let mut meta_written = false;
+    for (i, (key, value)) in members.0.iter().enumerate() {
+        // A repeated `Meta` key: written once, stamped.
+        if key == "Meta" && meta_written {
+            continue;
+        }
+        if i > 0 && out.len() > 1 {
+            out.push(b',');
+        }
+        if serde_json::to_writer(&mut out, key).is_err() {
+            return body.to_vec();
+        }
+        out.push(b':');
+        if key == "Meta" {
+            meta_written = true;
+            if serde_json::to_writer(&mut out, &meta).is_err() {
+                return body.to_vec();
+            }
+        } else {
+            out.extend_from_slice(value.get().as_bytes());
+        }
+    }
+    out.push(b'}');
+    out
+}
+
+/// A JSON object's members in document order, their values unparsed.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push((key, value));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
 }
 
 #[cfg(test)]
@@ -791,6 +854,35 @@ mod tests {
         assert_eq!(stamped["Meta"]["EventDateTime"], "2026-01-01T00:00:00Z");
         let fhir = br#"{"resourceType":"Bundle","type":"message"}"#;
         assert_eq!(stamp(fhir, &at), fhir.to_vec());
+    }
+
+    #[test]
+    fn stamping_keeps_every_other_member_as_it_was() {
+        let body = br#"{"Patient":{"Name":"Timothy",  "Notes":"a\u00e9b"},"Meta":{"DataModel":"PatientAdmin"},"Visit":[1, 2.50]}"#;
+        let at = Stamp {
+            log_id: "L1",
+            attempt_id: "A1",
+            source_name: "feed",
+            destination_id: "D1",
+            destination_name: "Acme",
+            now_rfc3339: "2026-01-01T00:00:00Z",
+        };
+        let stamped = String::from_utf8(stamp(body, &at)).unwrap();
+        assert!(
+            stamped.starts_with(r#"{"Patient":{"Name":"Timothy",  "Notes":"a\u00e9b"},"Meta":{"#),
+            "{stamped}"
+        );
+        assert!(stamped.ends_with(r#"},"Visit":[1, 2.50]}"#), "{stamped}");
+        let value: Value = serde_json::from_str(&stamped).unwrap();
+        assert_eq!(value["Meta"]["Logs"][0]["ID"], "L1");
+        assert_eq!(value["Meta"]["DataModel"], "PatientAdmin");
+        // A repeated Meta member is written once: the last, as parsers read it.
+        let twice = br#"{"Meta":{"DataModel":"A"},"Meta":{"DataModel":"B"}}"#;
+        let stamped = String::from_utf8(stamp(twice, &at)).unwrap();
+        assert_eq!(stamped.matches("\"Meta\"").count(), 1, "{stamped}");
+        let value: Value = serde_json::from_str(&stamped).unwrap();
+        assert_eq!(value["Meta"]["DataModel"], "B");
+        assert_eq!(value["Meta"]["Logs"][0]["ID"], "L1");
     }
 
     proptest! {
