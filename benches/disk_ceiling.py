@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The disk's serial durable-append rate, the ceiling of benches/destination.sh's serial case.
 
-Usage: benches/disk_ceiling.py DIRECTORY SECONDS [BYTES=2048]
+Usage: benches/disk_ceiling.py DIRECTORY SECONDS [BYTES=2048] [append|overwrite]
 
 Appends BYTES to a new file in DIRECTORY and fdatasyncs it, one after the other, for SECONDS
 (as a serial sender waits for each durable acknowledgement before the next), then prints one
@@ -9,6 +9,10 @@ line `JSON {...}`: appends per second, the mean and p99 of one append + fdatasyn
 the fdatasync alone, and the mean time of everything else per append (the write() call and
 the loop's own bookkeeping: a few microseconds against the fdatasync's hundreds, so Python is
 not what limits the rate). The file is removed at the end.
+
+`overwrite` writes over a file made and synced beforehand instead, so no fdatasync has to
+journal a new file size: what SQLite's WAL does once it is reused from its start (the inbox
+restarts it at `wal_reset_bytes`), and the cheaper of the two.
 """
 import json
 import os
@@ -17,16 +21,33 @@ import time
 
 directory, seconds = sys.argv[1], float(sys.argv[2])
 size = int(sys.argv[3]) if len(sys.argv) > 3 else 2048
+mode = sys.argv[4] if len(sys.argv) > 4 else "append"
 path = os.path.join(directory, "disk-ceiling.bin")
-fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
 block = b"x" * size
+if mode == "overwrite":
+    # More than a 10 s run writes at the rates seen here (6,000 a second); the offset wraps
+    # around if a run writes more.
+    room = 256 << 20
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    chunk = b"\0" * (1 << 20)
+    for _ in range(room >> 20):
+        os.write(fd, chunk)
+    os.fsync(fd)
+    os.lseek(fd, 0, os.SEEK_SET)
+else:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
 whole, syncs = [], []
 clock = time.perf_counter
 start = clock()
 end = start + seconds
 t0 = start
+offset = 0
 while t0 < end:
-    os.write(fd, block)
+    if mode == "overwrite":
+        os.pwrite(fd, block, offset)
+        offset = (offset + size) % room
+    else:
+        os.write(fd, block)
     t1 = clock()
     os.fdatasync(fd)
     t2 = clock()
