@@ -215,6 +215,9 @@ for round in $(seq "$rounds"); do
   load "$round" sqlite_64 64 "$sqlite/redox" post "$token" 2048
   if [ "$pg" = yes ]; then
     commit_ceiling "$round"
+    # And at 64 connections: what PostgreSQL's own group commit reaches with the same inserts.
+    record "$round" pg_commit_64 "{\"per_second\": $(nice -n "$prio" pgbench -n -c64 -j2 -T "$seconds" -f "$work/commit.sql" "$pg_url" 2>/dev/null \
+      | sed -n 's/^tps = \([0-9.]*\).*/\1/p')}"
     load "$round" pg_serial 1 "http://127.0.0.1:$pg_port/redox" post "$token" 2048
     load "$round" pg_64 64 "http://127.0.0.1:$pg_port/redox" post "$token" 2048
   fi
@@ -256,7 +259,8 @@ for spun, how in (("", ""), ("_busy", ", CPUs kept busy")):
     table.append((f"serial (1 connection) durable acks/s{how}", span(fig("sqlite_serial" + spun, "per_second"), rate),
                   "serial 2 KiB append + fdatasync: " + span(fig("disk_append" + spun, "per_second"), rate),
                   f"{ratio('sqlite_serial' + spun, 'disk_append' + spun):.2f} (>= 0.8)"))
-    table.append((f"serial p99{how}", span(fig("sqlite_serial" + spun, "p99_ms"), ms),
+    table.append((f"serial p99{how}", span(fig("sqlite_serial" + spun, "p99_ms"), ms) + "; inside the server <= "
+                  + span(fig("sqlite_serial" + spun, "server_p99_le_ms"), lambda x: f"{x:g} ms"),
                   "append + fdatasync p99: " + span(fig("disk_append" + spun, "p99_ms"), ms),
                   f"{ratio('sqlite_serial' + spun, 'disk_append' + spun, 'p99_ms'):.1f}x (p99 <= 2 ms)"))
 table.append(("64 connections durable acks/s", span(fig("sqlite_64", "per_second"), rate),
@@ -264,7 +268,8 @@ table.append(("64 connections durable acks/s", span(fig("sqlite_64", "per_second
               f"{ratio('sqlite_64', 'healthz_64'):.2f} (>= 0.40)"))
 p99_mean = statistics.median(by["sqlite_64"][n]["p99_ms"] / by["sqlite_64"][n]["mean_ms"] for n in rounds)
 table.append(("64 connections mean / p99", span(fig("sqlite_64", "mean_ms"), ms) + " / " + span(fig("sqlite_64", "p99_ms"), ms),
-              "inside the server: mean " + span(fig("sqlite_64", "server_mean_ms"), ms) + ", p99 <= "
+              "64 / rate: " + span([64000 / by["sqlite_64"][n]["per_second"] for n in rounds], ms)
+              + "; inside the server: mean " + span(fig("sqlite_64", "server_mean_ms"), ms) + ", p99 <= "
               + span(fig("sqlite_64", "server_p99_le_ms"), lambda x: f"{x:g} ms"),
               f"p99 = {p99_mean:.1f}x mean (<= 4x)"))
 if "pg_commit" in by:
@@ -277,6 +282,8 @@ if "pg_commit" in by:
     table.append(("PostgreSQL: 64 connections durable acks/s", span(fig("pg_64", "per_second"), rate),
                   "PostgreSQL's serial INSERT + COMMIT (above)",
                   f"{ratio('pg_64', 'pg_commit'):.2f} (>= 0.7)"))
+    table.append(("", "", "the same INSERT + COMMIT at 64 connections (pgbench -c64): "
+                  + span(fig("pg_commit_64", "per_second"), rate), f"{ratio('pg_64', 'pg_commit_64'):.2f}"))
     pg_p99_mean = statistics.median(by["pg_64"][n]["p99_ms"] / by["pg_64"][n]["mean_ms"] for n in rounds)
     table.append(("PostgreSQL: 64 connections mean / p99", span(fig("pg_64", "mean_ms"), ms) + " / " + span(fig("pg_64", "p99_ms"), ms),
                   "inside the server: mean " + span(fig("pg_64", "server_mean_ms"), ms) + ", p99 <= "
