@@ -63,6 +63,7 @@ rows=$out/destination-rounds.jsonl
 work=$(mktemp -d "${WHARF_BENCH_DIR:-/var/tmp}/wharf-bench.XXXXXX")
 token=bench-token-0123456789abcdef-0123456789abcdef
 servers=()
+spinners=()
 schema=""
 cleanup() {
   for pid in "${spinners[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -154,7 +155,7 @@ def buckets(path):
 r = json.loads(sys.argv[3])
 n = t1.get("count", 0) - t0.get("count", 0)
 if n > 0:
-    r["server_mean_ms"] = round(1000 * (t1["sum"] - t0["sum"]) / n, 3)
+    r["server_mean_ms"] = round(1000 * (t1["sum"] - t0.get("sum", 0)) / n, 3)
     r["server_p99_le_ms"] = next(1000 * le for le in sorted(b1) if b1[le] - b0.get(le, 0) >= 0.99 * n)
 print(json.dumps(r))
 PY
@@ -179,7 +180,6 @@ PY
 
 # One busy loop per CPU at the lowest priority (nice 19): the CPUs never idle, and anything
 # else that wants one gets it at once.
-spinners=()
 spin_start() {
   for _ in $(seq "$(nproc)"); do
     nice -n 19 sh -c 'while :; do :; done' &
