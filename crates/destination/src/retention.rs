@@ -7,9 +7,10 @@
 //! time through the inbox writer, pausing after each chunk for [`PAUSE_FACTOR`] times as long as
 //! it took, so acknowledgements waiting on the writer are not held up: deleting a message costs
 //! the writer about as much as keeping one, and a backlog deleted back to back in chunks of 100
-//! halved the acknowledgements and tripled their p99 (docs/BENCHMARKS.md). The pause scales
-//! with the chunk's time, which includes its wait behind acknowledgements, so the retention
-//! slows down by itself when the server is busy and drains quickly when it is idle.
+//! halved the acknowledgements and tripled their p99 (docs/experiments/inbox-maintenance.md).
+//! The pause scales with the chunk's time, which includes its wait behind acknowledgements, so
+//! the retention slows down by itself when the server is busy and drains quickly when it is
+//! idle.
 //!
 //! Messages still waiting to be forwarded, messages kept without a `forward_url`, and malformed
 //! ones are never deleted: they are the only copy.

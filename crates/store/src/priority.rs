@@ -5,8 +5,9 @@
 //! work (copying WAL pages into the database file) can wait for idle CPU. On a busy machine the
 //! scheduler otherwise shares the CPUs evenly, and a checkpoint burst that takes the writer's
 //! turn delays every request in the batch by a whole time slice. Measured on the 2-core
-//! benchmark machine (`docs/BENCHMARKS.md`): ack p99 12-15 ms with both at the default
-//! priority, 9-10 ms with the checkpointer at nice 19 and the writer at nice -10.
+//! benchmark machine (`docs/experiments/destination-throughput.md`, "Thread priorities"): ack
+//! p99 12-15 ms with both at the default priority, 9-10 ms with the checkpointer at nice 19 and
+//! the writer at nice -10.
 //!
 //! Lowering a thread's priority needs no privilege; raising one needs `CAP_SYS_NICE` (root,
 //! or a container granted it), so without it the writer simply stays at the default. Neither

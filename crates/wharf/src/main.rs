@@ -20,8 +20,8 @@ use std::process::ExitCode;
 /// request (hyper's read buffer, headers, the JSON answer), and glibc's allocator was 16 % of
 /// the HTTP workers' CPU under the destination benchmark. With mimalloc the same build answered
 /// 5-19 % more durable acknowledgements and more health checks per second, with a lower ack p99
-/// in each of three alternating pairs (`docs/BENCHMARKS.md`, "mimalloc"). SQLite keeps its own
-/// calls to the C library's malloc.
+/// in each of three alternating pairs (`docs/experiments/destination-throughput.md`,
+/// "mimalloc"). SQLite keeps its own calls to the C library's malloc.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -22,8 +22,8 @@
 //!   database file from the checkpointer after each run cut the pause to 4-5 ms but raised p99 (its
 //!   flushes delayed the WAL's commits instead), and neither starting the file's writeback early
 //!   (`sync_file_range` after each run) nor syncing it just before asking for the restart lowered
-//!   p99, so none of those is done (`docs/BENCHMARKS.md`). Each restart's pause is logged at
-//!   `debug`;
+//!   p99, so none of those is done (`docs/experiments/destination-p99.md`). Each restart's
+//!   pause is logged at `debug`;
 //! * the checkpointer runs at the lowest CPU priority (`priority`), so its copying waits for
 //!   idle CPU instead of taking turns from the writer. On a machine saturated for long it may
 //!   then never catch up; once the WAL passes [`BEHIND_FACTOR`] times the reset size, the

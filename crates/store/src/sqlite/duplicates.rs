@@ -5,8 +5,8 @@
 //! index on `(destination, duplicate_key)` did that until inbox migration 6, but Redox's log
 //! ids are random UUIDs, so every new message landed on a random page of that index: about 1.4
 //! index pages (4 KB each) written to the WAL and checkpointed again per message, half of the
-//! WAL's bytes, for an index only the writer ever read (`docs/BENCHMARKS.md`, "Duplicate keys
-//! in memory").
+//! WAL's bytes, for an index only the writer ever read (`docs/experiments/destination-throughput.md`,
+//! "Duplicate keys in memory").
 //!
 //! The writer is the only connection that inserts into the inbox, so it can know every key
 //! itself: this map from a hash of (destination, duplicate key) to the row ids holding that

@@ -151,8 +151,8 @@ pub(crate) fn count_by_status(
 /// New rows are counted into `inbox_counts` here, once per destination and status at the end
 /// of the batch, rather than by a trigger per row (migration 5 dropped `inbox_counts_insert`):
 /// a trigger made every insert open a statement journal and run an upsert of its own, about
-/// 6 % of the writer's CPU per message (`docs/BENCHMARKS.md`). Deletes and status changes
-/// are rarer and still counted by their triggers.
+/// 6 % of the writer's CPU per message (`docs/experiments/destination-throughput.md`).
+/// Deletes and status changes are rarer and still counted by their triggers.
 pub(crate) fn write_batch(
     conn: &mut Connection,
     keys: &mut DuplicateKeys,
