@@ -1025,7 +1025,10 @@ mod tests {
         assert!(e.is_no_space(), "{e}");
         assert_eq!(e.kind(), crate::StoreErrorKind::Unavailable);
         let text = e.to_string();
-        assert!(text.starts_with("no space left on the device holding "), "{text}");
+        assert!(
+            text.starts_with("no space left on the device holding "),
+            "{text}"
+        );
         assert!(text.contains(&inbox.path().display().to_string()), "{text}");
         assert!(text.contains("needs at least 262144 bytes"), "{text}");
         assert!(text.contains("bytes free"), "{text}");
