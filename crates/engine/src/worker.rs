@@ -193,13 +193,18 @@ async fn attempt(engine: &Engine, head: LogRecord, stop: &watch::Receiver<bool>)
         Ok(()) => accepted,
         // Accepted but not recorded: sending it again would deliver it twice, so the outcome
         // is kept here and recorded once the store is back (the queue waits meanwhile).
-        Err(EngineError::Unavailable | EngineError::OutcomeUnknown) if accepted => {
+        Err(EngineError::Unavailable | EngineError::OutcomeUnknown | EngineError::NoSpace(_))
+            if accepted =>
+        {
             record_when_back(engine, write, &head.id, &attempt_id, stop).await
         }
         Err(e) => {
             // Not recorded: the head stays due and is tried again (at least once). An
             // unavailable store was logged already, once for the whole outage.
-            if matches!(e, EngineError::Unavailable | EngineError::OutcomeUnknown) {
+            if matches!(
+                e,
+                EngineError::Unavailable | EngineError::OutcomeUnknown | EngineError::NoSpace(_)
+            ) {
                 tracing::debug!(log = %head.id, error = %e, "could not record a delivery attempt");
             } else {
                 tracing::error!(log = %head.id, error = %e, "could not record a delivery attempt");

@@ -712,20 +712,11 @@ impl Inbox {
     /// `error` as [`StoreError::NoSpace`] when it is a refusal for lack of space, with the
     /// database named and, on SQLite, the space left on its filesystem.
     fn no_space(&self, error: StoreError, needed: usize) -> StoreError {
-        if !error.is_no_space() {
-            return error;
-        }
-        let free = if self.path.as_os_str().is_empty() {
-            None
-        } else {
-            crate::free_bytes(self.path.parent().unwrap_or(&self.path))
-        };
-        StoreError::NoSpace {
-            database: self.describe.to_string(),
-            needed: u64::try_from(needed).ok(),
-            free,
-            detail: error.to_string(),
-        }
+        let dir = self
+            .path
+            .parent()
+            .filter(|_| !self.path.as_os_str().is_empty());
+        error.no_space_in(self.describe.to_string(), dir, u64::try_from(needed).ok())
     }
 
     /// Writes `bytes` bytes (at most 1 MiB) through the writer and rolls nothing back: a

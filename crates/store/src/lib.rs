@@ -193,6 +193,30 @@ impl StoreError {
         }
     }
 
+    /// This error as [`StoreError::NoSpace`] naming `database`, with the bytes free on the
+    /// filesystem holding `dir` (SQLite's directory; `None` on PostgreSQL) and `needed`, when
+    /// it is a refusal for lack of space; any other error unchanged.
+    pub fn no_space_in(
+        self,
+        database: String,
+        dir: Option<&std::path::Path>,
+        needed: Option<u64>,
+    ) -> StoreError {
+        if !self.is_no_space() {
+            return self;
+        }
+        let detail = match self {
+            StoreError::NoSpace { detail, .. } => detail,
+            other => other.to_string(),
+        };
+        StoreError::NoSpace {
+            database,
+            needed,
+            free: dir.and_then(free_bytes),
+            detail,
+        }
+    }
+
     /// This error, met while the commit was being sent or awaited: a lost connection there
     /// leaves the outcome unknown, and so does an SQLite I/O error (the commit record may be
     /// in the WAL without its sync having succeeded). An answer from the server (a database
@@ -236,7 +260,7 @@ fn no_space_text(database: &str, needed: Option<u64>, free: Option<u64>, detail:
 }
 
 /// Bytes available to this process on the filesystem holding `path`, if it can be asked.
-pub(crate) fn free_bytes(path: &std::path::Path) -> Option<u64> {
+pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
     let stat = rustix::fs::statvfs(path).ok()?;
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }

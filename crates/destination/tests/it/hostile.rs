@@ -634,48 +634,6 @@ fn configuration_files_with_wrong_types_are_refused_naming_the_key() {
 // A full disk
 // ------------------------------------------------------------------------------------------
 
-/// Unmounts a test file system when dropped (lazily: the server may still hold its files).
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
-/// A fresh directory whose `data/` is a tmpfs of `size`, or `None` (said loudly) where
-/// mounting is not allowed: not root, or a container without CAP_SYS_ADMIN. CI runs as root.
-fn small_disk(size: &str) -> Option<(tempfile::TempDir, Unmount)> {
-    let dir = tempfile::tempdir().unwrap();
-    let mount = dir.path().join("data");
-    std::fs::create_dir(&mount).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(&mount)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!(
-            "SKIPPED: cannot mount a tmpfs here (needs root); the real full-disk test did not run"
-        );
-        return None;
-    }
-    Some((dir, Unmount(mount)))
-}
-
-fn resize(disk: &Unmount, size: &str) {
-    let status = std::process::Command::new("mount")
-        .args(["-o", &format!("remount,size={size}")])
-        .arg(&disk.0)
-        .status()
-        .unwrap();
-    assert!(status.success(), "remount failed");
-}
-
 /// A data model message of about `size` bytes.
 fn sized_notification(log_id: &str, size: usize) -> String {
     format!(
@@ -710,7 +668,8 @@ async fn assert_full(h: &Harness, full: bool) {
 /// A real full disk: the inbox on a 2 MiB tmpfs, filled with 64 KiB messages.
 #[tokio::test]
 async fn a_full_disk_answers_503_keeps_what_was_kept_and_recovers_when_space_returns() {
-    let Some((dir, disk)) = small_disk("2m") else {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = wharf_testkit::SmallDisk::mount(&dir.path().join("data"), "2m") else {
         return;
     };
     let mut h = Harness::start_in(dir, &destination(""), "", reqwest::Client::new(), "http").await;
@@ -732,7 +691,7 @@ async fn a_full_disk_answers_503_keeps_what_was_kept_and_recovers_when_space_ret
                     text.contains("no space left on the device holding"),
                     "{text}"
                 );
-                assert!(text.contains(&disk.0.display().to_string()), "{text}");
+                assert!(text.contains(&disk.path().display().to_string()), "{text}");
                 refused = Some(id);
                 break;
             }
@@ -759,7 +718,7 @@ async fn a_full_disk_answers_503_keeps_what_was_kept_and_recovers_when_space_ret
     assert_eq!(log_ids(&h), acknowledged);
 
     // Space returns: ready again, and the sender's retry is kept, without a restart.
-    resize(&disk, "16m");
+    disk.resize("16m");
     assert_full(&h, false).await;
     let response = h
         .post(
