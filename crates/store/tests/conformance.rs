@@ -1265,7 +1265,7 @@ async fn a_poison_head_is_shown_dead_lettered_and_replayed_in_place(db: &Db) {
     .unwrap();
     assert_eq!(
         replayed,
-        [poison.message_id.clone()],
+        std::slice::from_ref(&poison.message_id),
         "only dead letters are replayed"
     );
     let head = reader.head("d").unwrap().unwrap();
@@ -1343,7 +1343,7 @@ async fn dead_letters_are_kept_through_retention_and_only_waiting_messages_move(
         inbox
             .replay_dead_letters(&[waiting.message_id.clone(), bad.message_id.clone()])
             .unwrap(),
-        [waiting.message_id.clone()]
+        std::slice::from_ref(&waiting.message_id)
     );
     assert_eq!(reader.head("d").unwrap().unwrap().id, waiting.id);
 }
