@@ -95,11 +95,16 @@ fn admin(app: &App, headers: &HeaderMap) -> Option<Response> {
 }
 
 /// Whether a POST came from this server's own page, or from a client that is not a browser.
-fn same_origin(headers: &HeaderMap) -> bool {
+/// The server's own name is the request's `Host` (HTTP/1.1) or its URI's authority (HTTP/2's
+/// `:authority`).
+fn same_origin(headers: &HeaderMap, uri: &http::Uri) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
     let origin_host = origin
         .to_str()
         .ok()
@@ -117,19 +122,21 @@ pub(crate) struct MessageForm {
 /// `POST /_wharf/skip`: moves a message waiting to be forwarded to the dead letters.
 pub(crate) async fn skip(
     State(app): State<Arc<App>>,
+    uri: http::Uri,
     headers: HeaderMap,
     form: Result<axum::Form<MessageForm>, FormRejection>,
 ) -> Response {
-    act(app, headers, form, Act::Skip).await
+    act(app, &uri, headers, form, Act::Skip).await
 }
 
 /// `POST /_wharf/replay`: puts a dead letter back in the forwarding order.
 pub(crate) async fn replay(
     State(app): State<Arc<App>>,
+    uri: http::Uri,
     headers: HeaderMap,
     form: Result<axum::Form<MessageForm>, FormRejection>,
 ) -> Response {
-    act(app, headers, form, Act::Replay).await
+    act(app, &uri, headers, form, Act::Replay).await
 }
 
 #[derive(Clone, Copy)]
@@ -140,6 +147,7 @@ enum Act {
 
 async fn act(
     app: Arc<App>,
+    uri: &http::Uri,
     headers: HeaderMap,
     form: Result<axum::Form<MessageForm>, FormRejection>,
     act: Act,
@@ -152,7 +160,7 @@ async fn act(
         Ok(form) => form.0.message_id,
         Err(rejection) => return rejection.into_response(),
     };
-    if !same_origin(&headers) {
+    if !same_origin(&headers, uri) {
         return (
             StatusCode::FORBIDDEN,
             "this form posts only from the server's own /_wharf page",
@@ -401,6 +409,39 @@ mod tests {
             escape("<script>\"x\"&'y'</script>"),
             "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;&lt;/script&gt;"
         );
+    }
+
+    #[test]
+    fn posts_from_another_origin_are_refused() {
+        let uri: http::Uri = "/_wharf/skip".parse().unwrap();
+        let h2: http::Uri = "https://dest.example.com:8443/_wharf/skip".parse().unwrap();
+        let with = |pairs: &[(header::HeaderName, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (name, value) in pairs {
+                h.insert(name.clone(), HeaderValue::from_static(value));
+            }
+            h
+        };
+        assert!(same_origin(&with(&[]), &uri), "not a browser");
+        let own = with(&[
+            (header::HOST, "dest.example.com:8443"),
+            (header::ORIGIN, "https://dest.example.com:8443"),
+        ]);
+        assert!(same_origin(&own, &uri));
+        let other = with(&[
+            (header::HOST, "dest.example.com:8443"),
+            (header::ORIGIN, "https://evil.example"),
+        ]);
+        assert!(!same_origin(&other, &uri));
+        let null = with(&[
+            (header::HOST, "dest.example.com:8443"),
+            (header::ORIGIN, "null"),
+        ]);
+        assert!(!same_origin(&null, &uri));
+        // HTTP/2 carries the server's name in the URI, not in Host.
+        let h2_own = with(&[(header::ORIGIN, "https://dest.example.com:8443")]);
+        assert!(same_origin(&h2_own, &h2));
+        assert!(!same_origin(&h2_own, &uri));
     }
 
     #[test]
