@@ -4,7 +4,11 @@
 //! [`writer`](crate::writer) and reads them back for the forwarder. [`InboxReader`] is the
 //! read-only view used by `wharf destination inbox` beside a running server. Both dispatch to
 //! SQLite (`sqlite::inbox`, one process) or PostgreSQL (`postgres::inbox`, several processes
-//! on one database, with a forwarder lease per destination).
+//! on one database, with a forwarder lease per destination). The operator's changes beside a
+//! running server (discard a malformed message, skip a poison message into the dead letters,
+//! replay a dead letter) run on a connection of their own ([`discard_malformed`],
+//! [`dead_letter`], [`replay_dead_letters`]); a commit refused for lack of space comes back as
+//! [`StoreError::NoSpace`], and [`Inbox::probe_write`] finds out when there is room again.
 
 use crate::postgres::inbox::PgInbox;
 pub use crate::writer::WriterOptions as InboxOptions;
