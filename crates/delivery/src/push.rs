@@ -27,6 +27,16 @@ impl PushOutcome {
     pub fn accepted(&self) -> bool {
         self.error.is_none() && self.status.is_some_and(|s| (200..300).contains(&s))
     }
+
+    /// Why an attempt that was not accepted failed, in one line: the transport error, or
+    /// "`who` answered HTTP 503" (`who`: "the application", "the destination"...).
+    pub fn describe(&self, who: &str) -> String {
+        match (&self.error, self.status) {
+            (Some(error), _) => error.clone(),
+            (None, Some(status)) => format!("{who} answered HTTP {status}"),
+            (None, None) => format!("{who} did not answer"),
+        }
+    }
 }
 
 /// How a request authenticates (PROTOCOL.md sections 3 and 5).
@@ -41,6 +51,23 @@ pub struct Credentials<'a> {
 }
 
 impl<'a> Credentials<'a> {
+    /// No credentials: a call to a party of our own (the destination's application, an alert
+    /// webhook), with `headers` added as they are.
+    pub fn none() -> Self {
+        Self {
+            token: None,
+            headers: &[],
+        }
+    }
+
+    /// No token, only these headers.
+    pub fn headers(headers: &'a [(String, String)]) -> Self {
+        Self {
+            token: None,
+            headers,
+        }
+    }
+
     /// The verification token alone.
     pub fn token(token: &'a str) -> Self {
         Self {

@@ -32,8 +32,18 @@ pub const DEFAULT_FORWARDED_RETENTION: Duration = Duration::from_secs(30 * 86_40
 pub const DEFAULT_AUTH_FAILURE_LIMIT: u32 = 20;
 /// Default window of `auth_failure_limit`.
 pub const DEFAULT_AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Default time the head of a destination may keep failing before the forwarder says it is
+/// stuck (a warning in the log, and `alert_webhook_url`).
+pub const DEFAULT_STUCK_ALERT_AFTER: Duration = Duration::from_secs(300);
 /// Paths the server answers itself; no destination may take them.
-pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/_wharf"];
+pub const RESERVED_PATHS: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/_wharf",
+    "/_wharf/skip",
+    "/_wharf/replay",
+];
 
 /// A validated destination server configuration.
 #[derive(Debug, Clone)]
@@ -67,6 +77,12 @@ pub struct Config {
     /// Connection cap and read timeouts (`max_connections`, `header_read_timeout`,
     /// `idle_timeout`, `body_read_timeout`).
     pub serve: wharf_serve::ServeOptions,
+    /// How long the head of a destination may keep failing before it is reported stuck
+    /// (`stuck_alert_after`).
+    pub stuck_alert_after: Duration,
+    /// Where stuck, recovered and dead-lettered forwarding is POSTed as JSON
+    /// (`alert_webhook_url`); the log says it either way.
+    pub alert_webhook_url: Option<reqwest::Url>,
     pub destinations: Vec<DestinationConfig>,
 }
 
@@ -88,6 +104,49 @@ pub struct DestinationConfig {
     pub query_timeout: Duration,
     pub forward_timeout: Duration,
     pub forward_max_backoff: Duration,
+    /// When the forwarder gives up on a message and moves it to the dead letters
+    /// (`dead_letter_after`); `None`: never, strict order holds until an operator skips it.
+    pub dead_letter_after: Option<DeadLetterAfter>,
+}
+
+/// `dead_letter_after = { attempts = 50, age = "6h" }`: a message is moved to the dead letters
+/// after this many failed attempts, or once its first failed attempt is this old, whichever
+/// comes first (either may be left out, not both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterAfter {
+    pub attempts: Option<u32>,
+    pub age: Option<Duration>,
+}
+
+impl DeadLetterAfter {
+    /// Why a message with `attempts` failed attempts, the first `failing_for` ago, goes to
+    /// the dead letters now; `None` while it is still retried.
+    pub fn reason(&self, attempts: i64, failing_for: Duration) -> Option<String> {
+        if let Some(max) = self.attempts
+            && attempts >= i64::from(max)
+        {
+            return Some(format!(
+                "dead_letter_after: {attempts} forwarding attempts failed (attempts = {max})"
+            ));
+        }
+        if let Some(age) = self.age
+            && failing_for >= age
+        {
+            return Some(format!(
+                "dead_letter_after: forwarding failed for {} s (age = {} s)",
+                failing_for.as_secs(),
+                age.as_secs()
+            ));
+        }
+        None
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeadLetterAfter {
+    attempts: Option<u32>,
+    age: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +173,8 @@ struct RawConfig {
     header_read_timeout: Option<String>,
     idle_timeout: Option<String>,
     body_read_timeout: Option<String>,
+    stuck_alert_after: Option<String>,
+    alert_webhook_url: Option<String>,
     #[serde(default)]
     destinations: Vec<RawDestination>,
 }
@@ -132,6 +193,7 @@ struct RawDestination {
     query_timeout: Option<String>,
     forward_timeout: Option<String>,
     forward_max_backoff: Option<String>,
+    dead_letter_after: Option<RawDeadLetterAfter>,
     auth: Option<crate::strategy::config::RawAuth>,
 }
 
@@ -257,6 +319,15 @@ impl Config {
             }
             destinations.push(d);
         }
+        let stuck_alert_after = wharf_config::duration(
+            "stuck_alert_after",
+            raw.stuck_alert_after.as_deref(),
+            DEFAULT_STUCK_ALERT_AFTER,
+        )?;
+        let alert_webhook_url = raw
+            .alert_webhook_url
+            .map(|u| http_url("alert_webhook_url", &u))
+            .transpose()?;
         let database_url = wharf_config::database_url(env, raw.database_url, raw.database_url_env)?;
         let wal_reset_bytes = wal_reset_bytes(raw.wal_reset_bytes, database_url.is_some())?;
         Ok(Config {
@@ -278,6 +349,8 @@ impl Config {
             auth_failure_limit,
             auth_failure_window,
             serve,
+            stuck_alert_after,
+            alert_webhook_url,
             destinations,
         })
     }
@@ -445,6 +518,33 @@ fn destination(
     let duration = |k: &str, v: Option<String>, default: Duration| {
         wharf_config::duration(&key(k), v.as_deref(), default)
     };
+    let dead_letter_after = match raw.dead_letter_after {
+        None => None,
+        Some(RawDeadLetterAfter {
+            attempts: None,
+            age: None,
+        }) => {
+            return Err(err(
+                key("dead_letter_after"),
+                "needs attempts, age or both, like { attempts = 50, age = \"6h\" }; leave it out to keep strict order until an operator skips a message",
+            ));
+        }
+        Some(RawDeadLetterAfter { attempts, age }) => {
+            if attempts == Some(0) {
+                return Err(err(key("dead_letter_after.attempts"), "must be at least 1"));
+            }
+            let age = age
+                .map(|text| {
+                    wharf_config::duration(
+                        &key("dead_letter_after.age"),
+                        Some(&text),
+                        Duration::ZERO,
+                    )
+                })
+                .transpose()?;
+            Some(DeadLetterAfter { attempts, age })
+        }
+    };
     Ok(DestinationConfig {
         query_timeout: duration("query_timeout", raw.query_timeout, DEFAULT_QUERY_TIMEOUT)?,
         forward_timeout: duration(
@@ -457,6 +557,7 @@ fn destination(
             raw.forward_max_backoff,
             DEFAULT_FORWARD_MAX_BACKOFF,
         )?,
+        dead_letter_after,
         name,
         path,
         environment,
@@ -580,6 +681,68 @@ verification_token = "tok-0123456789abcdef-0123456789abcdef"
             assert_eq!(e.key, "forwarded_retention");
             assert!(e.problem.contains("forever"), "{e}");
         }
+    }
+
+    #[test]
+    fn dead_letter_after_and_alerts() {
+        let c = Config::parse(MINIMAL, &no_env()).unwrap();
+        assert_eq!(c.destinations[0].dead_letter_after, None);
+        assert_eq!(c.stuck_alert_after, Duration::from_secs(300));
+        assert!(c.alert_webhook_url.is_none());
+        let with = |line: &str| format!("{MINIMAL}{line}\n");
+        let c = Config::parse(&with("dead_letter_after = { attempts = 5 }"), &no_env()).unwrap();
+        let after = c.destinations[0].dead_letter_after.unwrap();
+        assert_eq!(
+            after,
+            DeadLetterAfter {
+                attempts: Some(5),
+                age: None
+            }
+        );
+        assert_eq!(after.reason(4, Duration::from_secs(1_000_000)), None);
+        assert!(
+            after
+                .reason(5, Duration::ZERO)
+                .unwrap()
+                .contains("5 forwarding attempts")
+        );
+        let c = Config::parse(&with("dead_letter_after = { age = \"1h\" }"), &no_env()).unwrap();
+        let after = c.destinations[0].dead_letter_after.unwrap();
+        assert_eq!(after.reason(1_000, Duration::from_secs(3599)), None);
+        assert!(after.reason(1, Duration::from_secs(3600)).is_some());
+        for (bad, key) in [
+            (
+                "dead_letter_after = {}",
+                "destinations[0].dead_letter_after",
+            ),
+            (
+                "dead_letter_after = { attempts = 0 }",
+                "destinations[0].dead_letter_after.attempts",
+            ),
+            (
+                "dead_letter_after = { age = \"soon\" }",
+                "destinations[0].dead_letter_after.age",
+            ),
+        ] {
+            assert_eq!(problem(&with(bad)).key, key, "{bad}");
+        }
+        let top = |line: &str| format!("{line}\n{MINIMAL}");
+        let c = Config::parse(
+            &top(
+                "alert_webhook_url = \"https://ops.example.com/hook\"\nstuck_alert_after = \"1m\"",
+            ),
+            &no_env(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.alert_webhook_url.unwrap().as_str(),
+            "https://ops.example.com/hook"
+        );
+        assert_eq!(c.stuck_alert_after, Duration::from_secs(60));
+        assert_eq!(
+            problem(&top("alert_webhook_url = \"ftp://x\"")).key,
+            "alert_webhook_url"
+        );
     }
 
     #[test]

@@ -11,11 +11,13 @@
 //! * [`auth`]: the verification token check.
 //! * [`strategy`]: the auth credential strategies (`[destinations.auth]`) and token endpoint.
 //! * `query`: relaying synchronous queries.
-//! * [`forward`]: feeding the application in order.
+//! * [`forward`]: feeding the application in order; `alerts`: telling the operator when a
+//!   poison message holds it.
 //! * `retention`: deleting forwarded messages after `forwarded_retention`.
 //! * `metrics`, `page`: `/metrics` and the `/_wharf` status page.
 //! * `throttle`: the limit on failed authentication per client address.
 
+mod alerts;
 pub mod auth;
 pub mod config;
 pub mod forward;
@@ -52,6 +54,49 @@ pub(crate) struct App {
     /// The same strategies by token endpoint path.
     pub token_endpoints: HashMap<String, std::sync::Arc<strategy::Guard>>,
     pub inbox: wharf_store::Inbox,
+    /// Whether the inbox is refusing writes for lack of space (for `/readyz`).
+    pub no_space: NoSpace,
     /// Outbound client for queries (no redirects followed).
     pub http: reqwest::Client,
+}
+
+/// Whether the inbox refuses writes for lack of space: set by a keep refused so, cleared by
+/// the next keep (or `/readyz`'s probe write) that succeeds. While set, `/readyz` answers 503
+/// so a load balancer sends elsewhere.
+#[derive(Default)]
+pub(crate) struct NoSpace {
+    /// Why (the refusal's text), and the bytes the refused message needed.
+    refused: std::sync::Mutex<Option<(String, usize)>>,
+}
+
+impl NoSpace {
+    /// The store refused a write of `needed` bytes for lack of space.
+    pub fn refused(&self, why: String, needed: usize) {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if refused.is_none() {
+            tracing::error!(error = %why, "the inbox refuses writes for lack of space: answering 503 to senders and not ready until a write succeeds");
+        }
+        *refused = Some((why, needed));
+    }
+
+    /// A write succeeded.
+    pub fn cleared(&self) {
+        if self
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .is_some()
+        {
+            tracing::info!("the inbox accepts writes again");
+        }
+    }
+
+    /// The last refusal, while the store refuses writes.
+    pub fn current(&self) -> Option<(String, usize)> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }

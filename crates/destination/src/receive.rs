@@ -335,8 +335,10 @@ async fn message(
         },
     };
     let malformed = new.malformed_reason.clone();
+    let size = new.body.len();
     match app.inbox.keep(new).await {
         Ok(kept) => {
+            app.no_space.cleared();
             if let Some(reason) = malformed.filter(|_| !kept.duplicate) {
                 tracing::warn!(
                     destination = %destination.name, message_id = %kept.message_id, %reason,
@@ -350,6 +352,16 @@ async fn message(
             (StatusCode::OK, axum::Json(body)).into_response()
         }
         Err(KeepError::Busy) => unavailable("the inbox is busy; retry shortly", 1),
+        Err(KeepError::Store(e)) if e.is_no_space() => {
+            // Said plainly to the sender too: the cause, the database and the bytes needed.
+            app.metrics.refused_no_space.inc();
+            let why = e.to_string();
+            app.no_space.refused(why.clone(), size);
+            unavailable(
+                &format!("the inbox could not store the message: {why}; retry later"),
+                5,
+            )
+        }
         Err(KeepError::Store(e)) => {
             tracing::error!(destination = %destination.name, error = %e, "could not keep a message; answered 503 so the sender retries");
             unavailable("the inbox could not store the message; retry later", 5)

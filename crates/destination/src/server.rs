@@ -150,8 +150,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .map(|d| (d.path.clone(), d.clone()))
             .collect::<HashMap<_, _>>(),
         inbox: inbox.clone(),
+        no_space: Default::default(),
         http: http.clone(),
     });
+    let alerts =
+        crate::alerts::Alerts::new(config.alert_webhook_url.clone(), config.stuck_alert_after);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut background = JoinSet::new();
     for destination in config
@@ -163,7 +166,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let forwarder = forward::run(
             inbox.clone(),
-            http.clone(),
+            alerts.clone(),
             destination.clone(),
             shutdown_rx.clone(),
         );
@@ -220,6 +223,8 @@ fn router(app: Arc<App>) -> Router {
             )),
         )
         .route("/_wharf", get(crate::page::page))
+        .route("/_wharf/skip", axum::routing::post(crate::page::skip))
+        .route("/_wharf/replay", axum::routing::post(crate::page::replay))
         .fallback(receive::receive)
         // Inside the metrics layer, so its 429s and the failures it counts are recorded.
         .layer(axum::middleware::from_fn_with_state(
@@ -249,21 +254,32 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// Ready when the inbox writer is running, the inbox can be read, and every forwarder is
-/// running; otherwise 503 saying which is not.
-async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
+/// Ready when the inbox writer is running, the inbox can be read and takes writes, and every
+/// forwarder is running; otherwise 503 saying which is not. While the inbox refuses writes for
+/// lack of space, each call tries a write as large as the last refused message (the
+/// load balancer that reads this sends nothing else meanwhile) and is ready again once one
+/// succeeds.
+async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
+    let unavailable = |why: &str| (StatusCode::SERVICE_UNAVAILABLE, why.to_owned());
     if !app.inbox.writer_running() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the inbox writer is not running",
-        );
+        return unavailable("the inbox writer is not running");
     }
     let reader = app.inbox.reader().clone();
     if !matches!(
         tokio::task::spawn_blocking(move || reader.list(&wharf_store::ListQuery::oldest(1))).await,
         Ok(Ok(_))
     ) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the inbox cannot be read");
+        return unavailable("the inbox cannot be read");
+    }
+    if let Some((_, needed)) = app.no_space.current() {
+        match app.inbox.probe_write(needed).await {
+            Ok(()) => app.no_space.cleared(),
+            Err(e) if e.is_no_space() => {
+                app.no_space.refused(e.to_string(), needed);
+                return unavailable(&format!("the inbox refuses writes: {e}"));
+            }
+            Err(e) => return unavailable(&format!("the inbox refuses writes: {e}")),
+        }
     }
     let expected = app
         .destinations
@@ -275,9 +291,9 @@ async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
         .load(std::sync::atomic::Ordering::SeqCst)
         < expected
     {
-        return (StatusCode::SERVICE_UNAVAILABLE, "a forwarder has stopped");
+        return unavailable("a forwarder has stopped");
     }
-    (StatusCode::OK, "ready")
+    (StatusCode::OK, "ready".to_owned())
 }
 
 /// Serves until shutdown, then waits for the background tasks (which saw the same signal) to

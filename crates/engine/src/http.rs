@@ -17,9 +17,10 @@ pub fn status(e: &EngineError) -> StatusCode {
         EngineError::Conflict(_) => StatusCode::CONFLICT,
         EngineError::VerificationFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
         EngineError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-        EngineError::Busy | EngineError::Unavailable | EngineError::OutcomeUnknown => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        EngineError::Busy
+        | EngineError::Unavailable
+        | EngineError::OutcomeUnknown
+        | EngineError::NoSpace(_) => StatusCode::SERVICE_UNAVAILABLE,
         EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

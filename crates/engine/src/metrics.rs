@@ -22,6 +22,8 @@ pub(crate) struct EngineMetrics {
     rate_limited: CounterFamily,
     signin_failures: Counter,
     signin_refused: CounterFamily,
+    /// Store writes refused for lack of space (counted by `app::error::StoreHealth`).
+    pub store_refused_no_space: Counter,
 }
 
 impl EngineMetrics {
@@ -58,7 +60,12 @@ impl EngineMetrics {
             "dashboard_signin_refused",
             "Dashboard sign-ins refused with 429 before any check, by reason (too_many_failures: the address is locked out; busy: as many password checks run already)",
         );
+        let store_refused_no_space = registry.counter(
+            "store_refused_no_space",
+            "Store writes refused for lack of space (SQLITE_FULL or ENOSPC on SQLite, disk_full on PostgreSQL), answered 503",
+        );
         Self {
+            store_refused_no_space,
             rate_limited,
             signin_failures,
             signin_refused,

@@ -242,13 +242,20 @@ impl Records {
                 Ok(()) => {}
                 // Accepted but not recorded: sending it again would deliver it twice, so the
                 // outcome is recorded once the store is back (the queue waits meanwhile).
-                Err(EngineError::Unavailable | EngineError::OutcomeUnknown) if accepted => {
+                Err(EngineError::Unavailable | EngineError::OutcomeUnknown | EngineError::NoSpace(_))
+                    if accepted =>
+                {
                     all &= record_when_back(engine, write, stop).await;
                 }
                 Err(e) => {
                     // Not recorded: the head stays due and is tried again (at least once). An
                     // unavailable store was logged already, once for the whole outage.
-                    if matches!(e, EngineError::Unavailable | EngineError::OutcomeUnknown) {
+                    if matches!(
+                        e,
+                        EngineError::Unavailable
+                            | EngineError::OutcomeUnknown
+                            | EngineError::NoSpace(_)
+                    ) {
                         tracing::debug!(log = %log_id, error = %e, "could not record a delivery attempt");
                     } else {
                         tracing::error!(log = %log_id, error = %e, "could not record a delivery attempt");

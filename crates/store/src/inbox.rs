@@ -4,7 +4,11 @@
 //! [`writer`](crate::writer) and reads them back for the forwarder. [`InboxReader`] is the
 //! read-only view used by `wharf destination inbox` beside a running server. Both dispatch to
 //! SQLite (`sqlite::inbox`, one process) or PostgreSQL (`postgres::inbox`, several processes
-//! on one database, with a forwarder lease per destination).
+//! on one database, with a forwarder lease per destination). The operator's changes beside a
+//! running server (discard a malformed message, skip a poison message into the dead letters,
+//! replay a dead letter) run on a connection of their own ([`discard_malformed`],
+//! [`dead_letter`], [`replay_dead_letters`]); a commit refused for lack of space comes back as
+//! [`StoreError::NoSpace`], and [`Inbox::probe_write`] finds out when there is room again.
 
 use crate::postgres::inbox::PgInbox;
 pub use crate::writer::WriterOptions as InboxOptions;
@@ -29,6 +33,10 @@ pub enum MessageStatus {
     Forwarded,
     /// Kept, but not valid JSON: shown to the operator, never forwarded.
     Malformed,
+    /// Taken out of the forwarding order by an operator (`wharf destination skip`) or by the
+    /// destination's `dead_letter_after`, after the application kept refusing it. Kept, never
+    /// deleted by retention, forwarded again only when replayed.
+    DeadLetter,
 }
 
 impl MessageStatus {
@@ -37,6 +45,7 @@ impl MessageStatus {
             MessageStatus::Received => "received",
             MessageStatus::Forwarded => "forwarded",
             MessageStatus::Malformed => "malformed",
+            MessageStatus::DeadLetter => "dead_letter",
         }
     }
 
@@ -44,6 +53,7 @@ impl MessageStatus {
         match s {
             "forwarded" => MessageStatus::Forwarded,
             "malformed" => MessageStatus::Malformed,
+            "dead_letter" => MessageStatus::DeadLetter,
             _ => MessageStatus::Received,
         }
     }
@@ -89,7 +99,11 @@ pub struct StoredMessage {
     pub duplicate_key: String,
     pub content_type: String,
     pub body: Vec<u8>,
+    /// Failed forwarding attempts since it was kept (or last replayed).
     pub forward_attempts: i64,
+    /// When the first of those failed (milliseconds since the epoch): how long it has been
+    /// stuck at the head of its destination.
+    pub first_failed_at: Option<i64>,
 }
 
 /// Which messages [`InboxReader::list`] returns: a page of the inbox in arrival order.
@@ -179,6 +193,11 @@ pub struct MessageSummary {
     pub last_error: Option<String>,
     pub malformed_reason: Option<String>,
     pub forwarded_at: Option<i64>,
+    /// When the first of the failed forwarding attempts failed (cleared by a replay).
+    pub first_failed_at: Option<i64>,
+    /// When the message was moved to the dead letters, and why.
+    pub dead_lettered_at: Option<i64>,
+    pub dead_letter_reason: Option<String>,
 }
 
 /// Read access to an inbox database. Cheap to clone. On SQLite one connection behind a mutex,
@@ -269,10 +288,17 @@ impl InboxReader {
         read!(self, next_to_forward(destination, after_id))
     }
 
-    /// When the oldest message still waiting to be forwarded to `destination` arrived
-    /// (milliseconds since the epoch), if any waits: the forwarder's lag.
-    pub fn oldest_unforwarded(&self, destination: &str) -> Result<Option<i64>, StoreError> {
-        read!(self, oldest_unforwarded(destination))
+    /// The head of `destination`'s forwarding order: its oldest message still waiting to be
+    /// forwarded, if any waits. Its `received_at` is the forwarder's lag; its attempts, first
+    /// failure and last error say whether it is stuck (a poison message).
+    pub fn head(&self, destination: &str) -> Result<Option<MessageSummary>, StoreError> {
+        Ok(self
+            .list(&ListQuery {
+                destination: Some(destination),
+                status: Some(MessageStatus::Received),
+                ..ListQuery::oldest(1)
+            })?
+            .pop())
     }
 
     /// How many messages each status holds for `destination`.
@@ -282,6 +308,56 @@ impl InboxReader {
     ) -> Result<Vec<(MessageStatus, i64)>, StoreError> {
         read!(self, count_by_status(destination))
     }
+}
+
+/// What an operator's command does to the messages it names, beside a running server
+/// ([`discard_malformed`], [`dead_letter`], [`replay_dead_letters`]). Each applies only to
+/// messages in the one status it is meant for, so a message that moved on meanwhile (the
+/// forwarder delivered it, another operator replayed it) is left alone and not reported.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OperatorChange<'a> {
+    /// Delete malformed messages.
+    DiscardMalformed,
+    /// Move messages waiting to be forwarded to the dead letters, saying why.
+    DeadLetter { reason: &'a str },
+    /// Move dead letters back to waiting, with their attempts and first failure forgotten.
+    Replay,
+}
+
+/// Runs an operator's change on its own connection (SQLite: `data_dir/inbox.db`; the file
+/// lock orders it with the writer's transactions) or on the PostgreSQL database.
+fn operator_change(
+    database: &Database,
+    message_ids: &[String],
+    change: OperatorChange<'_>,
+) -> Result<Vec<String>, StoreError> {
+    match database {
+        Database::Sqlite(data_dir) => {
+            sqlite_operator_change(&data_dir.join(INBOX_FILE), message_ids, change)
+        }
+        Database::Postgres(url) => PgInbox::open_reader(url)?.operator_change(message_ids, change),
+    }
+}
+
+fn sqlite_operator_change(
+    path: &Path,
+    message_ids: &[String],
+    change: OperatorChange<'_>,
+) -> Result<Vec<String>, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::DataDir {
+            path: path.to_owned(),
+            source: std::io::ErrorKind::NotFound.into(),
+        });
+    }
+    let mut conn = sqlite::open(path)?;
+    conn.pragma_update(None, "secure_delete", true)?;
+    Ok(sqlite::inbox::operator_change(
+        &mut conn,
+        message_ids,
+        change,
+        crate::now_millis(),
+    )?)
 }
 
 /// Deletes malformed messages by Wharf's message id, on its own connection beside a running
@@ -294,21 +370,35 @@ pub fn discard_malformed(
     database: &Database,
     message_ids: &[String],
 ) -> Result<Vec<String>, StoreError> {
-    match database {
-        Database::Sqlite(data_dir) => {
-            let path = data_dir.join(INBOX_FILE);
-            if !path.exists() {
-                return Err(StoreError::DataDir {
-                    path,
-                    source: std::io::ErrorKind::NotFound.into(),
-                });
-            }
-            let mut conn = sqlite::open(&path)?;
-            conn.pragma_update(None, "secure_delete", true)?;
-            Ok(sqlite::inbox::discard_malformed(&mut conn, message_ids)?)
-        }
-        Database::Postgres(url) => PgInbox::open_reader(url)?.discard_malformed(message_ids),
-    }
+    operator_change(database, message_ids, OperatorChange::DiscardMalformed)
+}
+
+/// Moves messages still waiting to be forwarded to the dead letters (`wharf destination
+/// skip`): the forwarder passes over them, so the messages behind a poison message move again.
+/// They are kept with `reason` and the time, are never deleted by retention, and can be
+/// replayed ([`replay_dead_letters`]). Returns the ids that were moved; a message that is not
+/// waiting (already forwarded, malformed, already a dead letter) is left alone. A forwarder
+/// retrying the message when it moves notices before its next attempt.
+pub fn dead_letter(
+    database: &Database,
+    message_ids: &[String],
+    reason: &str,
+) -> Result<Vec<String>, StoreError> {
+    operator_change(database, message_ids, OperatorChange::DeadLetter { reason })
+}
+
+/// Puts dead letters back in the forwarding order (`wharf destination replay`). A message
+/// keeps its arrival sequence number, so it goes back to where it arrived: before every
+/// message of its destination that arrived after it and is still waiting, so it is the next
+/// one sent unless an older one waits. What arrived after it and was already forwarded while it
+/// was out cannot be undone; everything still waiting keeps arrival order. Its attempts and
+/// first failure are forgotten, so `dead_letter_after` counts afresh. Returns the ids that
+/// were replayed; a message that is not a dead letter is left alone.
+pub fn replay_dead_letters(
+    database: &Database,
+    message_ids: &[String],
+) -> Result<Vec<String>, StoreError> {
+    operator_change(database, message_ids, OperatorChange::Replay)
 }
 
 /// An access token one of the servers sharing a database issued.
@@ -392,7 +482,11 @@ pub struct Inbox {
     writer: WriterHandle,
     reader: InboxReader,
     committed: watch::Receiver<u64>,
+    /// Bumped by an operator's replay in this process too, so the forwarders look again.
+    committed_tx: Arc<watch::Sender<u64>>,
     path: PathBuf,
+    /// The database as messages name it (the SQLite file, or PostgreSQL without password).
+    describe: Arc<str>,
     thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
     page_limit: writer::PageLimit,
 }
@@ -505,18 +599,25 @@ impl Inbox {
             }
         };
         let page_limit = writer::PageLimit::new(writer::PAGE_LIMIT_UNCHANGED.into());
-        let (writer, thread) =
-            writer::spawn(sink, describe, options, committed_tx, page_limit.clone()).map_err(
-                |source| StoreError::DataDir {
-                    path: path.clone(),
-                    source,
-                },
-            )?;
+        let described: Arc<str> = describe.as_str().into();
+        let (writer, thread) = writer::spawn(
+            sink,
+            describe,
+            options,
+            committed_tx.clone(),
+            page_limit.clone(),
+        )
+        .map_err(|source| StoreError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
         Ok(Inbox {
             writer,
             reader: InboxReader { backend: reader },
             committed,
+            committed_tx,
             path,
+            describe: described,
             thread: Arc::new(Mutex::new(Some(thread))),
             page_limit,
         })
@@ -601,13 +702,69 @@ impl Inbox {
 
     /// Keeps a message durably. Returns once the commit holding it is on disk, or at once with
     /// [`KeepError::Busy`] when the writer's queue is full.
+    /// A commit refused for lack of space comes back as [`StoreError::NoSpace`], naming the
+    /// database and what the message needed.
     pub async fn keep(&self, message: NewMessage) -> Result<Kept, KeepError> {
+        let needed = message.body.len();
         let (reply, wait) = oneshot::channel();
         self.writer.try_keep(KeepRequest { message, reply })?;
         match wait.await {
-            Ok(result) => Ok(result?),
+            Ok(result) => Ok(result.map_err(|e| self.no_space(e, needed))?),
             Err(_) => Err(KeepError::Store(StoreError::WriterStopped)),
         }
+    }
+
+    /// `error` as [`StoreError::NoSpace`] when it is a refusal for lack of space, with the
+    /// database named and, on SQLite, the space left on its filesystem.
+    fn no_space(&self, error: StoreError, needed: usize) -> StoreError {
+        let dir = self
+            .path
+            .parent()
+            .filter(|_| !self.path.as_os_str().is_empty());
+        error.no_space_in(self.describe.to_string(), dir, u64::try_from(needed).ok())
+    }
+
+    /// Writes `bytes` bytes (at most 1 MiB) through the writer and rolls nothing back: a
+    /// write that needs space. `/readyz` uses it while the store refuses writes for lack of
+    /// space, so a server its load balancer stopped sending to still finds out when space has
+    /// returned. On SQLite the page cap of [`limit_pages`](Self::limit_pages) applies to it
+    /// like to any write.
+    pub async fn probe_write(&self, bytes: usize) -> Result<(), StoreError> {
+        let bytes = bytes.clamp(1, 1 << 20);
+        let (reply, wait) = oneshot::channel();
+        self.writer
+            .bookkeeping(Bookkeeping::Probe { bytes, reply })?;
+        wait.await
+            .map_err(|_| StoreError::WriterStopped)?
+            .map_err(|e| self.no_space(e, bytes))
+    }
+
+    /// [`dead_letter`] from inside the server (the status page).
+    pub fn dead_letter(
+        &self,
+        message_ids: &[String],
+        reason: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        self.operator_change(message_ids, OperatorChange::DeadLetter { reason })
+    }
+
+    /// [`replay_dead_letters`] from inside the server (the status page); the forwarders are
+    /// woken at once.
+    pub fn replay_dead_letters(&self, message_ids: &[String]) -> Result<Vec<String>, StoreError> {
+        self.operator_change(message_ids, OperatorChange::Replay)
+    }
+
+    fn operator_change(
+        &self,
+        message_ids: &[String],
+        change: OperatorChange<'_>,
+    ) -> Result<Vec<String>, StoreError> {
+        let changed = match &self.reader.backend {
+            ReaderBackend::Sqlite(_) => sqlite_operator_change(&self.path, message_ids, change)?,
+            ReaderBackend::Postgres(pg) => pg.operator_change(message_ids, change)?,
+        };
+        self.committed_tx.send_modify(|_| {});
+        Ok(changed)
     }
 
     /// Records that the application accepted message `id`.
@@ -618,11 +775,21 @@ impl Inbox {
         wait.await.map_err(|_| StoreError::WriterStopped)?
     }
 
-    /// Records a failed forwarding attempt of message `id`.
-    pub async fn record_forward_failure(&self, id: i64, error: String) -> Result<(), StoreError> {
+    /// Records a failed forwarding attempt of message `id`; with `dead_letter`, also moves it
+    /// to the dead letters for that reason (`dead_letter_after`), if it is still waiting.
+    pub async fn record_forward_failure(
+        &self,
+        id: i64,
+        error: String,
+        dead_letter: Option<String>,
+    ) -> Result<(), StoreError> {
         let (reply, wait) = oneshot::channel();
-        self.writer
-            .bookkeeping(Bookkeeping::ForwardFailed { id, error, reply })?;
+        self.writer.bookkeeping(Bookkeeping::ForwardFailed {
+            id,
+            error,
+            dead_letter,
+            reply,
+        })?;
         wait.await.map_err(|_| StoreError::WriterStopped)?
     }
 
@@ -837,6 +1004,37 @@ mod tests {
         assert_eq!((again.id, again.message_id), (kept.id, kept.message_id));
     }
 
+    /// A commit refused for lack of space says so, naming the database file, what the message
+    /// needed and what the filesystem has; the probe write `/readyz` makes fails while the
+    /// store is full and succeeds once it has room, without a restart.
+    #[tokio::test]
+    async fn a_full_database_is_named_as_such_and_the_probe_finds_when_it_has_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path(), InboxOptions::default()).unwrap();
+        inbox.probe_write(64 * 1024).await.unwrap();
+        inbox.limit_pages(Some(1));
+        let mut m = message("a", "big");
+        m.body = Body::from(vec![b' '; 256 * 1024]);
+        let Err(KeepError::Store(e)) = inbox.keep(m).await else {
+            panic!("a full database refuses")
+        };
+        assert!(e.is_no_space(), "{e}");
+        assert_eq!(e.kind(), crate::StoreErrorKind::Unavailable);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("no space left on the device holding "),
+            "{text}"
+        );
+        assert!(text.contains(&inbox.path().display().to_string()), "{text}");
+        assert!(text.contains("needs at least 262144 bytes"), "{text}");
+        assert!(text.contains("bytes free"), "{text}");
+        let probe = inbox.probe_write(256 * 1024).await.unwrap_err();
+        assert!(probe.is_no_space(), "{probe}");
+        inbox.limit_pages(None);
+        inbox.probe_write(256 * 1024).await.unwrap();
+        inbox.keep(message("a", "after")).await.unwrap();
+    }
+
     /// Migration 6 rebuilds the inbox table without the unique (destination, duplicate_key)
     /// index: every row keeps its id and columns, ids go on after the highest ever handed out
     /// (even one since deleted), duplicates are still found (now by the writer's map, read
@@ -920,13 +1118,17 @@ mod tests {
         inbox.mark_forwarded(first.id).await.unwrap();
         let path = inbox.path().to_owned();
         inbox.close();
-        // Back to schema version 2, as a wharf from before migrations 3 to 5 left it
+        // Back to schema version 2, as a wharf from before migrations 3 to 7 left it
         // (migration 5 already dropped `inbox_counts_insert`).
         let conn = sqlite::open(&path).unwrap();
         conn.execute_batch(
             "DROP TRIGGER inbox_counts_delete;
              DROP TRIGGER inbox_counts_update; DROP TABLE inbox_counts;
              DROP INDEX inbox_malformed;
+             DROP INDEX inbox_dead_letters; DROP TABLE inbox_probe;
+             ALTER TABLE inbox DROP COLUMN first_failed_at;
+             ALTER TABLE inbox DROP COLUMN dead_lettered_at;
+             ALTER TABLE inbox DROP COLUMN dead_letter_reason;
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -1019,6 +1221,21 @@ mod tests {
                     ..base
                 },
                 "inbox_pending",
+            ),
+            (
+                ListQuery {
+                    status: Some(MessageStatus::DeadLetter),
+                    ..base
+                },
+                "inbox_dead_letters",
+            ),
+            (
+                ListQuery {
+                    destination: Some("d"),
+                    status: Some(MessageStatus::DeadLetter),
+                    ..base
+                },
+                "inbox_dead_letters",
             ),
         ];
         for (query, index) in cases {

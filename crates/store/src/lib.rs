@@ -23,7 +23,8 @@ pub mod writer;
 
 pub use inbox::{
     Body, INBOX_FILE, Inbox, InboxOptions, InboxReader, Kept, ListQuery, MessageStatus,
-    MessageSummary, NewMessage, SharedReplays, SharedToken, StoredMessage, discard_malformed,
+    MessageSummary, NewMessage, SharedReplays, SharedToken, StoredMessage, dead_letter,
+    discard_malformed, replay_dead_letters,
 };
 pub use writer::{DEFAULT_WAL_RESET_BYTES, KeepError};
 
@@ -86,6 +87,19 @@ pub enum StoreError {
     OutcomeUnknown(String),
     #[error("the inbox could not commit, so nothing in that batch was kept: {0}")]
     CommitFailed(String),
+    /// The store refused a write for lack of space (SQLite's `SQLITE_FULL`, which is how it
+    /// reports `ENOSPC`; PostgreSQL's `disk_full`, 53100): [`StoreErrorKind::Unavailable`].
+    /// `database` is empty until the caller that knows it names it.
+    #[error("{}", no_space_text(database, *needed, *free, detail))]
+    NoSpace {
+        database: String,
+        /// Bytes the refused write needed at least (the message's size), where known.
+        needed: Option<u64>,
+        /// Bytes free on the filesystem holding the database, where known (SQLite).
+        free: Option<u64>,
+        /// What the database said.
+        detail: String,
+    },
     #[error("the inbox writer has stopped; the server is shutting down")]
     WriterStopped,
 }
@@ -118,7 +132,9 @@ impl StoreError {
     pub fn kind(&self) -> StoreErrorKind {
         match self {
             StoreError::Sqlite(e) => sqlite_kind(e),
-            StoreError::Unavailable(_) | StoreError::WriterStopped => StoreErrorKind::Unavailable,
+            StoreError::Unavailable(_) | StoreError::WriterStopped | StoreError::NoSpace { .. } => {
+                StoreErrorKind::Unavailable
+            }
             StoreError::OutcomeUnknown(_) => StoreErrorKind::OutcomeUnknown,
             StoreError::DataDir { .. }
             | StoreError::Exposed { .. }
@@ -135,6 +151,23 @@ impl StoreError {
     /// [`StoreErrorKind::Other`] error becomes [`StoreError::CommitFailed`].
     pub fn copy(&self) -> StoreError {
         match self {
+            StoreError::NoSpace {
+                database,
+                needed,
+                free,
+                detail,
+            } => StoreError::NoSpace {
+                database: database.clone(),
+                needed: *needed,
+                free: *free,
+                detail: detail.clone(),
+            },
+            other if other.is_no_space() => StoreError::NoSpace {
+                database: String::new(),
+                needed: None,
+                free: None,
+                detail: other.to_string(),
+            },
             StoreError::Unavailable(text) => StoreError::Unavailable(text.clone()),
             StoreError::OutcomeUnknown(text) => StoreError::OutcomeUnknown(text.clone()),
             StoreError::CommitFailed(text) => StoreError::CommitFailed(text.clone()),
@@ -145,6 +178,42 @@ impl StoreError {
                 StoreErrorKind::OutcomeUnknown => StoreError::OutcomeUnknown(other.to_string()),
                 StoreErrorKind::Other => StoreError::CommitFailed(other.to_string()),
             },
+        }
+    }
+
+    /// Whether the store refused the write for lack of space: SQLite's `SQLITE_FULL` (its
+    /// answer to `ENOSPC`, and to a database at its `max_page_count`), PostgreSQL's
+    /// `disk_full` (53100).
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            StoreError::NoSpace { .. } => true,
+            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            StoreError::Unavailable(text) => text.starts_with(&format!("{PG_ANSWERED}53100")),
+            _ => false,
+        }
+    }
+
+    /// This error as [`StoreError::NoSpace`] naming `database`, with the bytes free on the
+    /// filesystem holding `dir` (SQLite's directory; `None` on PostgreSQL) and `needed`, when
+    /// it is a refusal for lack of space; any other error unchanged.
+    pub fn no_space_in(
+        self,
+        database: String,
+        dir: Option<&std::path::Path>,
+        needed: Option<u64>,
+    ) -> StoreError {
+        if !self.is_no_space() {
+            return self;
+        }
+        let detail = match self {
+            StoreError::NoSpace { detail, .. } => detail,
+            other => other.to_string(),
+        };
+        StoreError::NoSpace {
+            database,
+            needed,
+            free: dir.and_then(free_bytes),
+            detail,
         }
     }
 
@@ -165,6 +234,35 @@ impl StoreError {
             _ => self,
         }
     }
+}
+
+/// The text of [`StoreError::NoSpace`]: the cause first, then where and how much.
+fn no_space_text(database: &str, needed: Option<u64>, free: Option<u64>, detail: &str) -> String {
+    let mut text = String::from("no space left on the device");
+    if !database.is_empty() {
+        text.push_str(" holding ");
+        text.push_str(database);
+    }
+    match (needed, free) {
+        (Some(needed), Some(free)) => text.push_str(&format!(
+            ": this write needs at least {needed} bytes and the filesystem has {free} bytes free"
+        )),
+        (Some(needed), None) => {
+            text.push_str(&format!(": this write needs at least {needed} bytes"))
+        }
+        (None, Some(free)) => text.push_str(&format!(": the filesystem has {free} bytes free")),
+        (None, None) => {}
+    }
+    text.push_str(&format!(
+        "; free space there (or lift the database's size limit) and it accepts writes again ({detail})"
+    ));
+    text
+}
+
+/// Bytes available to this process on the filesystem holding `path`, if it can be asked.
+pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(path).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// How SQLite's failures map to kinds: the busy handler gave up (another connection held the

@@ -61,6 +61,14 @@ pub(crate) enum Bookkeeping {
     ForwardFailed {
         id: i64,
         error: String,
+        /// Also move it to the dead letters, for this reason (`dead_letter_after`).
+        dead_letter: Option<String>,
+        reply: Reply<()>,
+    },
+    /// Write `bytes` bytes that need space (`Inbox::probe_write`, for `/readyz` while the
+    /// disk is full).
+    Probe {
+        bytes: usize,
         reply: Reply<()>,
     },
     /// Delete at most `limit` forwarded messages forwarded before `before` (milliseconds since
@@ -441,7 +449,8 @@ impl Batch for InboxBatch {
                             let _ = k.reply.send(Ok(kept.next().expect("one per keep")));
                         }
                         Item::Book(Bookkeeping::Forwarded { reply, .. })
-                        | Item::Book(Bookkeeping::ForwardFailed { reply, .. }) => {
+                        | Item::Book(Bookkeeping::ForwardFailed { reply, .. })
+                        | Item::Book(Bookkeeping::Probe { reply, .. }) => {
                             let _ = reply.send(Ok(()));
                         }
                         Item::Book(Bookkeeping::Prune { reply, .. }) => {
@@ -467,7 +476,8 @@ impl Batch for InboxBatch {
                             let _ = k.reply.send(failure);
                         }
                         Item::Book(Bookkeeping::Forwarded { reply, .. })
-                        | Item::Book(Bookkeeping::ForwardFailed { reply, .. }) => {
+                        | Item::Book(Bookkeeping::ForwardFailed { reply, .. })
+                        | Item::Book(Bookkeeping::Probe { reply, .. }) => {
                             let _ = reply.send(failure.map(|_| ()));
                         }
                         Item::Book(Bookkeeping::Prune { reply, .. }) => {

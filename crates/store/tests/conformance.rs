@@ -101,6 +101,9 @@ conformance! {
         counts_follow_every_change,
         listings_page_by_sequence_status_and_order,
         only_malformed_messages_are_discarded,
+        a_poison_head_is_shown_dead_lettered_and_replayed_in_place,
+        dead_letters_are_kept_through_retention_and_only_waiting_messages_move,
+        a_probe_write_needs_space,
     ],
 }
 
@@ -807,7 +810,7 @@ async fn forwarding_bookkeeping_moves_the_cursor(db: &Db) {
     let next = inbox.reader().next_to_forward("d", 0).unwrap().unwrap();
     assert_eq!(next.id, a.id);
     inbox
-        .record_forward_failure(a.id, "503".into())
+        .record_forward_failure(a.id, "503".into(), None)
         .await
         .unwrap();
     inbox.mark_forwarded(a.id).await.unwrap();
@@ -887,10 +890,10 @@ async fn listings_recent_and_counts(db: &Db) {
     let forwarded = reader.get(&a.message_id).unwrap().unwrap();
     assert!(forwarded.forwarded_at.is_some());
     assert!(
-        reader.oldest_unforwarded("d").unwrap().is_none(),
+        reader.head("d").unwrap().is_none(),
         "malformed ones never forward"
     );
-    assert!(reader.oldest_unforwarded("e").unwrap().is_some());
+    assert_eq!(reader.head("e").unwrap().unwrap().duplicate_key, "3");
     assert!(reader.get("no-such-id").unwrap().is_none());
 }
 
@@ -1162,10 +1165,24 @@ async fn counts_follow_every_change(db: &Db) {
     assert_eq!(new_rows, 14);
     check(&inbox, "keeps sharing batches");
     inbox
-        .record_forward_failure(ids[0], "503".into())
+        .record_forward_failure(ids[0], "503".into(), None)
         .await
         .unwrap();
     check(&inbox, "a failed attempt");
+    inbox
+        .record_forward_failure(ids[3], "503".into(), Some("dead_letter_after".into()))
+        .await
+        .unwrap();
+    check(&inbox, "a dead letter");
+    let dead = inbox
+        .reader()
+        .list(&ListQuery {
+            status: Some(MessageStatus::DeadLetter),
+            ..ListQuery::oldest(1)
+        })
+        .unwrap();
+    wharf_store::replay_dead_letters(&db.database, &[dead[0].message_id.clone()]).unwrap();
+    check(&inbox, "a replay");
     for id in &ids[..3] {
         inbox.mark_forwarded(*id).await.unwrap();
     }
@@ -1185,4 +1202,156 @@ async fn counts_follow_every_change(db: &Db) {
     check(&inbox, "a second read");
     assert_eq!(inbox.prune_forwarded(later, 10).await.unwrap(), 1);
     check(&inbox, "pruning the last forwarded one");
+}
+
+/// The head of a destination is what `/_wharf` and `/metrics` show as stuck: its attempts,
+/// when it first failed and why. Dead-lettering it (as `dead_letter_after` does, through the
+/// writer) lets the next message be the head; replaying it puts it back where it arrived,
+/// ahead of what is still waiting, with its attempts forgotten.
+async fn a_poison_head_is_shown_dead_lettered_and_replayed_in_place(db: &Db) {
+    let inbox = db.inbox();
+    let reader = inbox.reader();
+    let poison = inbox.keep(message("d", "poison")).await.unwrap();
+    let next = inbox.keep(message("d", "next")).await.unwrap();
+    let fresh = reader.head("d").unwrap().unwrap();
+    assert_eq!(fresh.id, poison.id);
+    assert_eq!((fresh.forward_attempts, fresh.first_failed_at), (0, None));
+
+    let before = wharf_store::now_millis();
+    for error in ["HTTP 422", "HTTP 500"] {
+        inbox
+            .record_forward_failure(poison.id, error.into(), None)
+            .await
+            .unwrap();
+    }
+    let stuck = reader.head("d").unwrap().unwrap();
+    assert_eq!(stuck.id, poison.id);
+    assert_eq!(stuck.forward_attempts, 2);
+    assert_eq!(stuck.last_error.as_deref(), Some("HTTP 500"));
+    let first = stuck.first_failed_at.expect("the first failure is kept");
+    assert!(first >= before && first <= wharf_store::now_millis());
+    let stored = reader.next_to_forward("d", 0).unwrap().unwrap();
+    assert_eq!(
+        (stored.forward_attempts, stored.first_failed_at),
+        (2, Some(first))
+    );
+
+    inbox
+        .record_forward_failure(poison.id, "HTTP 500".into(), Some("failed 3 times".into()))
+        .await
+        .unwrap();
+    let dead = reader.get(&poison.message_id).unwrap().unwrap();
+    assert_eq!(dead.status, MessageStatus::DeadLetter);
+    assert_eq!(dead.forward_attempts, 3);
+    assert_eq!(dead.dead_letter_reason.as_deref(), Some("failed 3 times"));
+    assert!(dead.dead_lettered_at.is_some());
+    assert_eq!(reader.head("d").unwrap().unwrap().id, next.id);
+    assert_eq!(reader.next_to_forward("d", 0).unwrap().unwrap().id, next.id);
+    let listed = reader
+        .list(&ListQuery {
+            destination: Some("d"),
+            status: Some(MessageStatus::DeadLetter),
+            ..ListQuery::oldest(10)
+        })
+        .unwrap();
+    assert_eq!(keys(&listed), ["poison"]);
+
+    // A later message arrives while the poison one is out; the replay puts it back ahead.
+    let later = inbox.keep(message("d", "later")).await.unwrap();
+    let replayed = wharf_store::replay_dead_letters(
+        &db.database,
+        &[poison.message_id.clone(), next.message_id.clone()],
+    )
+    .unwrap();
+    assert_eq!(
+        replayed,
+        std::slice::from_ref(&poison.message_id),
+        "only dead letters are replayed"
+    );
+    let head = reader.head("d").unwrap().unwrap();
+    assert_eq!(head.id, poison.id);
+    assert_eq!((head.forward_attempts, head.first_failed_at), (0, None));
+    assert!(head.dead_letter_reason.is_none() && head.dead_lettered_at.is_none());
+    let waiting = reader
+        .list(&ListQuery {
+            destination: Some("d"),
+            status: Some(MessageStatus::Received),
+            ..ListQuery::oldest(10)
+        })
+        .unwrap();
+    assert_eq!(keys(&waiting), ["poison", "next", "later"]);
+    assert!(later.id > next.id);
+    // A retry of it from the sender is still the same message.
+    let again = inbox.keep(message("d", "poison")).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message_id, poison.message_id);
+}
+
+/// The operator's skip moves only messages still waiting; dead letters are counted, kept by
+/// the retention task however old, and not discarded as malformed ones are.
+async fn dead_letters_are_kept_through_retention_and_only_waiting_messages_move(db: &Db) {
+    let inbox = db.inbox();
+    let waiting = inbox.keep(message("d", "waiting")).await.unwrap();
+    let done = inbox.keep(message("d", "done")).await.unwrap();
+    let bad = inbox.keep(malformed("d", "bad")).await.unwrap();
+    inbox.mark_forwarded(done.id).await.unwrap();
+    let asked = [
+        waiting.message_id.clone(),
+        done.message_id.clone(),
+        bad.message_id.clone(),
+        "no-such-id".to_owned(),
+    ];
+    // Beside the running inbox, as the command is used.
+    let moved = wharf_store::dead_letter(&db.database, &asked, "skipped by an operator").unwrap();
+    assert_eq!(moved, std::slice::from_ref(&waiting.message_id));
+    assert!(
+        wharf_store::dead_letter(&db.database, &asked, "again")
+            .unwrap()
+            .is_empty(),
+        "a dead letter is not moved twice"
+    );
+    let reader = inbox.reader();
+    let row = reader.get(&waiting.message_id).unwrap().unwrap();
+    assert_eq!(row.status, MessageStatus::DeadLetter);
+    assert_eq!(
+        row.dead_letter_reason.as_deref(),
+        Some("skipped by an operator")
+    );
+    assert_eq!(
+        reader.count_by_status("d").unwrap(),
+        vec![
+            (MessageStatus::DeadLetter, 1),
+            (MessageStatus::Forwarded, 1),
+            (MessageStatus::Malformed, 1)
+        ]
+    );
+    assert!(reader.head("d").unwrap().is_none());
+    let much_later = wharf_store::now_millis() + 86_400_000;
+    assert_eq!(inbox.prune_forwarded(much_later, 100).await.unwrap(), 1);
+    assert!(
+        wharf_store::discard_malformed(&db.database, std::slice::from_ref(&waiting.message_id))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        reader.get(&waiting.message_id).unwrap().unwrap().status,
+        MessageStatus::DeadLetter,
+        "retention and discard leave dead letters alone"
+    );
+    // From inside the server too (the status page), the same rules.
+    assert_eq!(
+        inbox
+            .replay_dead_letters(&[waiting.message_id.clone(), bad.message_id.clone()])
+            .unwrap(),
+        std::slice::from_ref(&waiting.message_id)
+    );
+    assert_eq!(reader.head("d").unwrap().unwrap().id, waiting.id);
+}
+
+/// The write `/readyz` makes while the disk is full succeeds on a store with room.
+async fn a_probe_write_needs_space(db: &Db) {
+    let inbox = db.inbox();
+    inbox.probe_write(64 * 1024).await.unwrap();
+    inbox.probe_write(1).await.unwrap();
+    inbox.keep(message("d", "after")).await.unwrap();
 }

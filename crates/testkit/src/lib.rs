@@ -8,8 +8,11 @@
 //! * [`wait_until`]: polling with a deadline, for effects that happen in the background.
 //! * [`postgres`]: a fresh PostgreSQL schema per test; whether to run on PostgreSQL at all.
 //! * [`PgCluster`]: a private PostgreSQL server a test starts, stops, kills and restarts.
+//! * [`SmallDisk`]: a small tmpfs, for the tests of a full disk.
 
 pub mod cluster;
+pub mod disk;
+pub use disk::SmallDisk;
 pub mod postgres;
 pub use cluster::PgCluster;
 pub mod smtp;

@@ -61,9 +61,28 @@ impl PgSchema {
 impl PgSchema {
     /// Makes every write to the schema's tables fail as a read-only server's would (SQLSTATE
     /// 25006, "cannot execute INSERT in a read-only transaction"), until called with `false`:
-    /// a failover to a standby, or a full disk, for this test alone on a server others share.
-    /// Reads keep working. (Statement-level triggers on every table of the schema.)
+    /// a failover to a standby, for this test alone on a server others share. Reads keep
+    /// working. (Statement-level triggers on every table of the schema.)
     pub fn refuse_writes(&self, refuse: bool) {
+        self.refuse_writes_as(
+            refuse,
+            "read_only_sql_transaction",
+            "cannot execute % in a read-only transaction",
+        );
+    }
+
+    /// The same with PostgreSQL's answer on a full disk (SQLSTATE 53100, `disk_full`, "could
+    /// not extend file ...: No space left on device"), for the tests of a full disk.
+    pub fn fill_disk(&self, full: bool) {
+        self.refuse_writes_as(
+            full,
+            "disk_full",
+            "could not extend file for %: No space left on device",
+        );
+    }
+
+    /// Writes refused with `errcode` (a condition name) and `message` (`%` is the operation).
+    fn refuse_writes_as(&self, refuse: bool, errcode: &str, message: &str) {
         let schema = &self.name;
         let each_table = |statement: &str| {
             format!(
@@ -78,8 +97,8 @@ impl PgSchema {
             format!(
                 "CREATE OR REPLACE FUNCTION {schema}.wharf_test_refuse() RETURNS trigger
                    LANGUAGE plpgsql AS $f$ BEGIN
-                     RAISE EXCEPTION 'cannot execute % in a read-only transaction', TG_OP
-                       USING ERRCODE = 'read_only_sql_transaction';
+                     RAISE EXCEPTION '{message}', TG_OP
+                       USING ERRCODE = '{errcode}';
                    END $f$;
                  {}",
                 each_table(&format!(

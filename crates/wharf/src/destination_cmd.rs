@@ -1,5 +1,7 @@
 //! `wharf destination serve`, and the operator's inbox commands: `inbox` (list), `message`
-//! (one body) and `discard` (delete malformed messages).
+//! (one body), `discard` (delete malformed messages), and for poison messages `skip` (move a
+//! message the application keeps refusing to the dead letters), `dead-letters` (list them)
+//! and `replay` (put them back in the forwarding order).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -162,6 +164,7 @@ pub enum StatusArg {
     Received,
     Forwarded,
     Malformed,
+    DeadLetter,
 }
 
 impl From<StatusArg> for MessageStatus {
@@ -170,6 +173,7 @@ impl From<StatusArg> for MessageStatus {
             StatusArg::Received => MessageStatus::Received,
             StatusArg::Forwarded => MessageStatus::Forwarded,
             StatusArg::Malformed => MessageStatus::Malformed,
+            StatusArg::DeadLetter => MessageStatus::DeadLetter,
         }
     }
 }
@@ -288,12 +292,116 @@ pub struct DiscardArgs {
 
 /// `wharf destination discard`: deletes malformed messages an operator has dealt with.
 pub fn discard(args: &DiscardArgs) -> ExitCode {
-    let database = match args.location.database() {
+    change(
+        &args.location,
+        &args.message_ids,
+        wharf_store::discard_malformed,
+        "discarded",
+        "no such message, or it is not malformed (only malformed messages can be discarded; the others may be the only copy)",
+    )
+}
+
+#[derive(clap::Args)]
+pub struct SkipArgs {
+    #[command(flatten)]
+    location: InboxLocation,
+    /// Why, kept with each message (shown by `dead-letters` and on /_wharf).
+    #[arg(long, default_value = "skipped by an operator")]
+    reason: String,
+    /// Wharf's ids of the messages to move (the head's id is on /_wharf, in the forwarder's
+    /// log, and first in `wharf destination inbox --status received --destination NAME`).
+    #[arg(required = true)]
+    message_ids: Vec<String>,
+}
+
+/// `wharf destination skip`: moves messages still waiting to be forwarded (a poison message at
+/// the head of its destination) to the dead letters, so the ones behind move again. Works
+/// beside a running server; its forwarder notices within a second.
+pub fn skip(args: &SkipArgs) -> ExitCode {
+    change(
+        &args.location,
+        &args.message_ids,
+        |database, ids| wharf_store::dead_letter(database, ids, &args.reason),
+        "moved to the dead letters",
+        "no such message, or it is not waiting to be forwarded (already forwarded, malformed, or a dead letter)",
+    )
+}
+
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    location: InboxLocation,
+    /// Wharf's ids of the dead letters to put back (`wharf destination dead-letters`).
+    #[arg(required = true)]
+    message_ids: Vec<String>,
+}
+
+/// `wharf destination replay`: puts dead letters back in the forwarding order, where they
+/// arrived (see `wharf_store::replay_dead_letters`).
+pub fn replay(args: &ReplayArgs) -> ExitCode {
+    change(
+        &args.location,
+        &args.message_ids,
+        wharf_store::replay_dead_letters,
+        "replayed",
+        "no such message, or it is not a dead letter",
+    )
+}
+
+#[derive(clap::Args)]
+pub struct DeadLettersArgs {
+    #[command(flatten)]
+    location: InboxLocation,
+    /// Print JSON (one array) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Only this destination (its configured name).
+    #[arg(long)]
+    destination: Option<String>,
+    /// Only dead letters after this sequence number: the next page.
+    #[arg(long, value_name = "SEQ")]
+    after: Option<i64>,
+    /// Most to list.
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+}
+
+/// `wharf destination dead-letters`: the dead letters, oldest first, with why and when each
+/// was moved (the same as `inbox --status dead-letter`).
+pub fn dead_letters(args: &DeadLettersArgs) -> ExitCode {
+    inbox(&InboxArgs {
+        location: InboxLocation {
+            config: args.location.config.clone(),
+            data_dir: args.location.data_dir.clone(),
+            database_url: args.location.database_url.clone(),
+        },
+        json: args.json,
+        destination: args.destination.clone(),
+        status: Some(StatusArg::DeadLetter),
+        after: args.after,
+        before: None,
+        newest: false,
+        limit: args.limit,
+    })
+}
+
+/// Runs an operator's change on the messages named and says, for each, whether it applied.
+fn change(
+    location: &InboxLocation,
+    message_ids: &[String],
+    apply: impl FnOnce(
+        &wharf_store::Database,
+        &[String],
+    ) -> Result<Vec<String>, wharf_store::StoreError>,
+    done: &str,
+    not_done: &str,
+) -> ExitCode {
+    let database = match location.database() {
         Ok(d) => d,
         Err(code) => return code,
     };
-    let discarded = match wharf_store::discard_malformed(&database, &args.message_ids) {
-        Ok(d) => d,
+    let changed = match apply(&database, message_ids) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!(
                 "error: cannot change the inbox ({}): {e}",
@@ -303,14 +411,12 @@ pub fn discard(args: &DiscardArgs) -> ExitCode {
         }
     };
     let mut all = true;
-    for id in &args.message_ids {
-        if discarded.contains(id) {
-            println!("discarded {id}");
+    for id in message_ids {
+        if changed.contains(id) {
+            println!("{done} {id}");
         } else {
             all = false;
-            println!(
-                "not discarded {id}: no such message, or it is not malformed (only malformed messages can be discarded; the others may be the only copy)"
-            );
+            println!("not {done} {id}: {not_done}");
         }
     }
     if all {
@@ -338,6 +444,9 @@ fn json_row(m: &MessageSummary) -> serde_json::Value {
         "lastError": m.last_error,
         "malformedReason": m.malformed_reason,
         "forwardedAt": m.forwarded_at.map(rfc3339),
+        "firstFailedAt": m.first_failed_at.map(rfc3339),
+        "deadLetteredAt": m.dead_lettered_at.map(rfc3339),
+        "deadLetterReason": m.dead_letter_reason,
     })
 }
 
@@ -350,6 +459,12 @@ fn print_table(rows: &[MessageSummary]) {
         let mut status = m.status.as_str().to_owned();
         if let Some(reason) = &m.malformed_reason {
             status = format!("{status} ({reason})");
+        } else if let Some(reason) = &m.dead_letter_reason {
+            status = format!(
+                "{status} ({reason}; after {} failed attempts: {})",
+                m.forward_attempts,
+                m.last_error.as_deref().unwrap_or("-")
+            );
         } else if let Some(error) = m
             .last_error
             .as_ref()

@@ -81,6 +81,13 @@ enum DestinationCommand {
     Message(destination_cmd::MessageArgs),
     /// Delete malformed messages once dealt with (nothing else deletes them).
     Discard(destination_cmd::DiscardArgs),
+    /// Move messages the application keeps refusing (a poison message holding its destination)
+    /// to the dead letters, so the ones behind them are forwarded (works beside a running server).
+    Skip(destination_cmd::SkipArgs),
+    /// List the dead letters: messages skipped, or moved by dead_letter_after.
+    DeadLetters(destination_cmd::DeadLettersArgs),
+    /// Put dead letters back in the forwarding order, where they arrived.
+    Replay(destination_cmd::ReplayArgs),
 }
 
 #[derive(Subcommand)]
@@ -116,6 +123,13 @@ fn main() -> ExitCode {
             }
             Command::Destination(DestinationCommand::Discard(args)) => {
                 destination_cmd::discard(&args)
+            }
+            Command::Destination(DestinationCommand::Skip(args)) => destination_cmd::skip(&args),
+            Command::Destination(DestinationCommand::DeadLetters(args)) => {
+                destination_cmd::dead_letters(&args)
+            }
+            Command::Destination(DestinationCommand::Replay(args)) => {
+                destination_cmd::replay(&args)
             }
             Command::Up(args) => up::up(&args).await,
             Command::Engine(EngineCommand::Serve { config }) => engine_cmd::serve(&config).await,

@@ -634,48 +634,6 @@ fn configuration_files_with_wrong_types_are_refused_naming_the_key() {
 // A full disk
 // ------------------------------------------------------------------------------------------
 
-/// Unmounts a test file system when dropped (lazily: the server may still hold its files).
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
-/// A fresh directory whose `data/` is a tmpfs of `size`, or `None` (said loudly) where
-/// mounting is not allowed: not root, or a container without CAP_SYS_ADMIN. CI runs as root.
-fn small_disk(size: &str) -> Option<(tempfile::TempDir, Unmount)> {
-    let dir = tempfile::tempdir().unwrap();
-    let mount = dir.path().join("data");
-    std::fs::create_dir(&mount).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(&mount)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!(
-            "SKIPPED: cannot mount a tmpfs here (needs root); the real full-disk test did not run"
-        );
-        return None;
-    }
-    Some((dir, Unmount(mount)))
-}
-
-fn resize(disk: &Unmount, size: &str) {
-    let status = std::process::Command::new("mount")
-        .args(["-o", &format!("remount,size={size}")])
-        .arg(&disk.0)
-        .status()
-        .unwrap();
-    assert!(status.success(), "remount failed");
-}
-
 /// A data model message of about `size` bytes.
 fn sized_notification(log_id: &str, size: usize) -> String {
     format!(
@@ -684,10 +642,34 @@ fn sized_notification(log_id: &str, size: usize) -> String {
     )
 }
 
+/// `/healthz` answers either way (the server and its writer keep running); `/readyz` answers
+/// 503 naming the cause while the store refuses writes for lack of space, 200 once not.
+async fn assert_full(h: &Harness, full: bool) {
+    assert_eq!(
+        h.client
+            .get(h.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let response = h.client.get(h.url("/readyz")).send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    if full {
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+        assert!(text.contains("no space left on the device"), "{text}");
+    } else {
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+}
+
 /// A real full disk: the inbox on a 2 MiB tmpfs, filled with 64 KiB messages.
 #[tokio::test]
 async fn a_full_disk_answers_503_keeps_what_was_kept_and_recovers_when_space_returns() {
-    let Some((dir, disk)) = small_disk("2m") else {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = wharf_testkit::SmallDisk::mount(&dir.path().join("data"), "2m") else {
         return;
     };
     let mut h = Harness::start_in(dir, &destination(""), "", reqwest::Client::new(), "http").await;
@@ -705,6 +687,11 @@ async fn a_full_disk_answers_503_keeps_what_was_kept_and_recovers_when_space_ret
                 assert!(response.headers().contains_key("retry-after"));
                 let text = response.text().await.unwrap();
                 assert!(text.contains("retry later"), "{text}");
+                assert!(
+                    text.contains("no space left on the device holding"),
+                    "{text}"
+                );
+                assert!(text.contains(&disk.path().display().to_string()), "{text}");
                 refused = Some(id);
                 break;
             }
@@ -726,20 +713,13 @@ async fn a_full_disk_answers_503_keeps_what_was_kept_and_recovers_when_space_ret
         )
         .await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        h.client
-            .get(h.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_full(&h, true).await;
     // Everything acknowledged is there; nothing refused is.
     assert_eq!(log_ids(&h), acknowledged);
 
-    // Space returns: the sender's retry is kept, without a restart.
-    resize(&disk, "16m");
+    // Space returns: ready again, and the sender's retry is kept, without a restart.
+    disk.resize("16m");
+    assert_full(&h, false).await;
     let response = h
         .post(
             "/redox",
@@ -776,7 +756,7 @@ async fn a_full_database_answers_503_keeps_what_was_kept_and_recovers_without_a_
     }
     let inbox = h.running.as_ref().unwrap().inbox().clone();
     match &h.pg {
-        Some(pg) => pg.refuse_writes(true),
+        Some(pg) => pg.fill_disk(true),
         None => inbox.limit_pages(Some(1)),
     }
     for _ in 0..3 {
@@ -789,20 +769,43 @@ async fn a_full_database_answers_503_keeps_what_was_kept_and_recovers_without_a_
             .await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()["retry-after"], "5");
-    }
-    for path in ["/healthz", "/readyz"] {
-        assert_eq!(
-            h.client.get(h.url(path)).send().await.unwrap().status(),
-            StatusCode::OK,
-            "{path}: the server and its writer keep running"
+        // The cause, where, and how much, said plainly.
+        let text = response.text().await.unwrap();
+        assert!(
+            text.contains("no space left on the device holding"),
+            "{text}"
         );
+        assert!(text.contains("needs at least"), "{text}");
+        match &h.pg {
+            Some(_) => assert!(text.contains("53100"), "{text}"),
+            None => assert!(text.contains("inbox.db"), "{text}"),
+        }
     }
+    assert_full(&h, true).await;
+    let metrics = h
+        .client
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("wharf_inbox_refused_no_space_total 3"),
+        "{metrics}"
+    );
+    // Still not ready when asked again: the probe write is refused too.
+    assert_full(&h, true).await;
     assert_eq!(log_ids(&h), acknowledged, "what was kept is still there");
 
     match &h.pg {
-        Some(pg) => pg.refuse_writes(false),
+        Some(pg) => pg.fill_disk(false),
         None => inbox.limit_pages(None),
     }
+    // Ready again once a write succeeds: `/readyz` makes one itself, since a load balancer
+    // sends nothing to a server that is not ready.
+    assert_full(&h, false).await;
     let response = h
         .post(
             "/redox",

@@ -217,8 +217,8 @@ fn document(
     document
 }
 
-/// Ready when the store answers a write transaction and the delivery worker runs; otherwise
-/// 503 saying which is not.
+/// Ready when the store answers a write transaction (and, after a refusal for lack of space,
+/// has room again) and the delivery worker runs; otherwise 503 saying which is not.
 async fn readyz(axum::extract::State(engine): axum::extract::State<Engine>) -> Response {
     if !engine
         .worker_running
@@ -231,8 +231,27 @@ async fn readyz(axum::extract::State(engine): axum::extract::State<Engine>) -> R
         )
             .into_response();
     }
+    let no_space = engine.store_health.no_space();
     match engine.db(|s| s.check_writable()).await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        // While the store refuses writes for lack of space, ready again only once a write
+        // transaction goes through (PostgreSQL: an insert, rolled back) and, on SQLite, whose
+        // empty transaction needs no room, its filesystem has some again.
+        Ok(()) if no_space.is_some() && !engine.has_room() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            format!("the store refuses writes: {}", no_space.unwrap_or_default()),
+        )
+            .into_response(),
+        Ok(()) => {
+            engine.store_health.writable();
+            (StatusCode::OK, "ready").into_response()
+        }
+        Err(crate::app::EngineError::NoSpace(why)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            format!("the store refuses writes: {why}"),
+        )
+            .into_response(),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "5")],

@@ -89,7 +89,7 @@ pub async fn record(
         .db(move |s| s.append_audit(&entry))
         .await
         .map_err(|e| match e {
-            EngineError::Unavailable => e,
+            EngineError::Unavailable | EngineError::NoSpace(_) => e,
             other => {
                 tracing::error!(error = %other, action, subject, "the audit log could not be written; refusing the read");
                 EngineError::Unavailable

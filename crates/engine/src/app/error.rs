@@ -45,6 +45,12 @@ pub enum EngineError {
         "the engine's store is unavailable right now, so nothing was queued or changed; keep the request and send it again later"
     )]
     Unavailable,
+    /// The store refused the write for lack of space: nothing was done; the text names the
+    /// database and the space left. Retry later (503), like [`EngineError::Unavailable`].
+    #[error(
+        "the engine's store refused the write, so nothing was queued or changed: {0}; keep the request and send it again later"
+    )]
+    NoSpace(String),
     /// A write was sent to the store and the connection broke before its answer: it may or
     /// may not have been committed.
     #[error(
@@ -81,7 +87,9 @@ impl EngineError {
         match self {
             EngineError::TooManyRequests { retry_after, .. } => Some(*retry_after),
             EngineError::Busy => Some(1),
-            EngineError::Unavailable | EngineError::OutcomeUnknown => Some(5),
+            EngineError::Unavailable | EngineError::OutcomeUnknown | EngineError::NoSpace(_) => {
+                Some(5)
+            }
             _ => None,
         }
     }
@@ -100,9 +108,56 @@ pub struct StoreHealth(Arc<Mutex<Health>>);
 struct Health {
     /// Since when, and how many failures since the last line, while failing.
     failing: Option<(Instant, Instant, u64)>,
+    /// The last refusal for lack of space, until `/readyz` finds the store writable again.
+    no_space: Option<String>,
+    /// Refusals for lack of space (`wharf_store_refused_no_space_total`).
+    refused_no_space: prometheus_client::metrics::counter::Counter,
+    /// The database as refusals name it, and SQLite's data directory (for the space left).
+    database: Option<(String, Option<std::path::PathBuf>)>,
 }
 
 impl StoreHealth {
+    /// Health that names `database` in refusals for lack of space and counts them in
+    /// `refused_no_space`.
+    pub fn new(
+        database: &wharf_store::Database,
+        refused_no_space: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
+        let dir = match database {
+            wharf_store::Database::Sqlite(dir) => Some(dir.clone()),
+            wharf_store::Database::Postgres(_) => None,
+        };
+        StoreHealth(Arc::new(Mutex::new(Health {
+            refused_no_space,
+            database: Some((database.describe(), dir)),
+            ..Health::default()
+        })))
+    }
+
+    /// The last refusal for lack of space, while the store has not been found writable since
+    /// (`/readyz` answers 503 meanwhile).
+    pub fn no_space(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .no_space
+            .clone()
+    }
+
+    /// The store took a write again (`/readyz`'s check).
+    pub fn writable(&self) {
+        if self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .no_space
+            .take()
+            .is_some()
+        {
+            tracing::info!("the engine's store has room again");
+        }
+    }
+
     /// Records a successful store operation.
     pub fn succeeded(&self) {
         let mut health = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -117,13 +172,22 @@ impl StoreHealth {
     /// Records a failed store operation and returns the error to answer with. Failures that
     /// are not the store being unavailable (bugs, broken data) are logged every time.
     pub fn failed(&self, error: StoreError) -> EngineError {
+        let mut health = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let error = match &health.database {
+            Some((name, dir)) => error.no_space_in(name.clone(), dir.as_deref(), None),
+            None => error,
+        };
         let engine_error = match error.kind() {
+            _ if error.is_no_space() => {
+                health.refused_no_space.inc();
+                health.no_space = Some(error.to_string());
+                EngineError::NoSpace(error.to_string())
+            }
             StoreErrorKind::Unavailable => EngineError::Unavailable,
             StoreErrorKind::OutcomeUnknown => EngineError::OutcomeUnknown,
             StoreErrorKind::Other => return EngineError::internal(error.to_string()),
         };
         let now = Instant::now();
-        let mut health = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match &mut health.failing {
             None => {
                 tracing::error!(error = %error, "the engine's store is unavailable; answering 503 until it is back");

@@ -109,6 +109,13 @@ impl Inner {
         .await
     }
 
+    /// Whether the store's filesystem has room (1 MiB) for writes: SQLite's data directory;
+    /// always on PostgreSQL, whose own answer to a write says.
+    pub fn has_room(&self) -> bool {
+        self.config.database_url.is_some()
+            || wharf_store::free_bytes(&self.config.data_dir).is_none_or(|free| free >= 1 << 20)
+    }
+
     /// The engine's public base URL (`public_url`, else `http://` + the listening address).
     pub fn public_url(&self) -> String {
         self.config
@@ -132,7 +139,13 @@ impl Engine {
             config.alerts.clone(),
             organization.name.clone(),
         ));
-        let store_health = error::StoreHealth::default();
+        let store_health = error::StoreHealth::new(
+            &wharf_store::Database::from_config(
+                &config.data_dir,
+                config.database_url.as_ref().map(|u| u.as_str()),
+            ),
+            metrics.store_refused_no_space.clone(),
+        );
         Engine(Arc::new(Inner {
             store: store.clone(),
             config,

@@ -347,3 +347,90 @@ async fn a_store_that_cannot_be_written_answers_503_and_loses_nothing() {
         .await;
     assert_eq!(logs["payload"]["results"].as_array().unwrap().len(), 3);
 }
+
+/// A full disk said plainly: ingestion refused for lack of space answers 503 naming the cause
+/// and the database, `/readyz` answers 503 while the store refuses writes and 200 once it has
+/// room again, and `/metrics` counts the refusals. SQLite: the engine's data directory is a
+/// real 3 MiB tmpfs filled with 256 KiB messages, then grown (needs root, as in CI; says
+/// SKIPPED otherwise). PostgreSQL: the database answers `disk_full` (53100) to every write.
+#[tokio::test]
+async fn a_full_disk_is_named_in_the_503_and_readyz_until_there_is_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = wharf_testkit::postgres::backend_is_postgres()
+        .then(wharf_testkit::postgres::PgSchema::create);
+    let disk = match &pg {
+        Some(_) => None,
+        None => match wharf_testkit::SmallDisk::mount(&dir.path().join("engine"), "3m") {
+            Some(disk) => Some(disk),
+            None => return,
+        },
+    };
+    let engine = Engine::start_on(dir, pg, true, &config(), |_| {}).await;
+    let destination_server = Recorder::start(|_, r| {
+        // Held: every message stays queued, so the store keeps growing.
+        challenge_answer(r).unwrap_or_else(|| Reply::status(503))
+    })
+    .await;
+    let destination = verified_destination(&engine, &destination_server).await;
+    let ingest = |n: usize| {
+        engine
+            .client
+            .post(format!("{}/endpoint", engine.base))
+            .bearer_auth(SOURCE_KEY)
+            .json(
+                &json!({"Meta": {"DataModel": "PatientAdmin", "EventType": "Arrival",
+                "Destinations": [{"ID": destination}]}, "Patient": {"Number": n},
+                "Pad": "x".repeat(256 * 1024)}),
+            )
+            .send()
+    };
+    if let Some(pg) = &engine.pg {
+        pg.fill_disk(true);
+    }
+    let mut refused = None;
+    for n in 0..64 {
+        let response = ingest(n).await.unwrap();
+        match response.status() {
+            StatusCode::OK => continue,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(response.headers()["retry-after"], "5");
+                refused = Some(response.json::<Value>().await.unwrap());
+                break;
+            }
+            other => panic!("unexpected {other}: {}", response.text().await.unwrap()),
+        }
+    }
+    let refused = refused.expect("the disk fills up");
+    let text = error(&refused);
+    assert!(
+        text.contains("no space left on the device holding"),
+        "{text}"
+    );
+    assert!(text.contains("nothing was queued"), "{text}");
+    match &disk {
+        Some(disk) => assert!(text.contains(&disk.path().display().to_string()), "{text}"),
+        None => assert!(text.contains("53100"), "{text}"),
+    }
+    let get = |path: &str| engine.client.get(format!("{}{path}", engine.base)).send();
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let why = ready.text().await.unwrap();
+    assert!(why.contains("no space left on the device"), "{why}");
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("wharf_store_refused_no_space_total "))
+        .unwrap_or_else(|| panic!("no refusal counter in\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(counted >= 1, "{metrics}");
+
+    match (&disk, &engine.pg) {
+        (Some(disk), _) => disk.resize("64m"),
+        (None, Some(pg)) => pg.fill_disk(false),
+        (None, None) => unreachable!(),
+    }
+    assert_eq!(get("/readyz").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(ingest(1000).await.unwrap().status(), StatusCode::OK);
+    drop(engine);
+}

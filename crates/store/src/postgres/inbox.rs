@@ -14,7 +14,7 @@
 use super::lease::{HEARTBEAT, Leases};
 use super::{Pg, RETRY_MAX, RETRY_PAUSE, block_on, commit, notify, runtime, schema, xact_lock};
 use crate::StoreError;
-use crate::inbox::{Kept, ListQuery, MessageStatus, MessageSummary, StoredMessage};
+use crate::inbox::{Kept, ListQuery, MessageStatus, MessageSummary, OperatorChange, StoredMessage};
 use crate::now_millis;
 use crate::writer::{BatchOutcome, Bookkeeping, Item, KeepRequest};
 use std::collections::{HashMap, HashSet};
@@ -52,10 +52,11 @@ struct Forwarders {
 
 const SUMMARY_COLUMNS: &str = "id, message_id, destination, duplicate_key, kind, status,
     data_model, event_type, log_id, content_type, octet_length(body)::int8, received_at,
-    forward_attempts, last_error, malformed_reason, forwarded_at";
+    forward_attempts, last_error, malformed_reason, forwarded_at, first_failed_at,
+    dead_lettered_at, dead_letter_reason";
 
-const STORED_COLUMNS: &str =
-    "id, message_id, destination, duplicate_key, content_type, body, forward_attempts";
+const STORED_COLUMNS: &str = "id, message_id, destination, duplicate_key, content_type, body,
+    forward_attempts, first_failed_at";
 
 fn stored(r: &Row) -> StoredMessage {
     StoredMessage {
@@ -66,6 +67,7 @@ fn stored(r: &Row) -> StoredMessage {
         content_type: r.get(4),
         body: r.get(5),
         forward_attempts: r.get(6),
+        first_failed_at: r.get(7),
     }
 }
 
@@ -87,6 +89,9 @@ fn summary(row: &Row) -> MessageSummary {
         last_error: row.get(13),
         malformed_reason: row.get(14),
         forwarded_at: row.get(15),
+        first_failed_at: row.get(16),
+        dead_lettered_at: row.get(17),
+        dead_letter_reason: row.get(18),
     }
 }
 
@@ -332,16 +337,51 @@ impl PgInbox {
             .unwrap_or(0))
     }
 
-    pub(crate) fn discard_malformed(
+    /// An operator's change ([`OperatorChange`]) in one statement; returns the ids it applied
+    /// to. A replay wakes the forwarding servers (NOTIFY), as a new message does.
+    pub(crate) fn operator_change(
         &self,
         message_ids: &[String],
+        change: OperatorChange<'_>,
     ) -> Result<Vec<String>, StoreError> {
-        self.query(
-            "DELETE FROM inbox WHERE message_id = ANY($1) AND status = 'malformed'
-             RETURNING message_id",
-            &[&message_ids],
-            |r| r.get(0),
-        )
+        let now = now_millis();
+        let changed: Vec<String> = match change {
+            OperatorChange::DiscardMalformed => self.query(
+                "DELETE FROM inbox WHERE message_id = ANY($1) AND status = 'malformed'
+                 RETURNING message_id",
+                &[&message_ids],
+                |r| r.get(0),
+            )?,
+            OperatorChange::DeadLetter { reason } => self.query(
+                "UPDATE inbox SET status = 'dead_letter', dead_lettered_at = $2,
+                    dead_letter_reason = $3
+                 WHERE message_id = ANY($1) AND status = 'received'
+                 RETURNING message_id",
+                &[&message_ids, &now, &reason],
+                |r| r.get(0),
+            )?,
+            OperatorChange::Replay => self.query(
+                "UPDATE inbox SET status = 'received', forward_attempts = 0,
+                    first_failed_at = NULL, dead_lettered_at = NULL, dead_letter_reason = NULL
+                 WHERE message_id = ANY($1) AND status = 'dead_letter'
+                 RETURNING message_id",
+                &[&message_ids],
+                |r| r.get(0),
+            )?,
+        };
+        if matches!(change, OperatorChange::Replay) && !changed.is_empty() {
+            self.pg.run(async {
+                let client = self.pg.client().await?;
+                client.batch_execute(&notify(CHANNEL)).await?;
+                Ok(())
+            })?;
+        }
+        // In the order asked, as SQLite answers.
+        Ok(message_ids
+            .iter()
+            .filter(|id| changed.contains(id))
+            .cloned()
+            .collect())
     }
 
     pub(crate) fn message(&self, message_id: &str) -> Result<Option<StoredMessage>, StoreError> {
@@ -350,18 +390,6 @@ impl PgInbox {
                 &format!("SELECT {STORED_COLUMNS} FROM inbox WHERE message_id = $1"),
                 &[&message_id],
                 stored,
-            )?
-            .into_iter()
-            .next())
-    }
-
-    pub(crate) fn oldest_unforwarded(&self, destination: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .query(
-                "SELECT received_at FROM inbox WHERE destination = $1 AND status = 'received'
-                 ORDER BY id LIMIT 1",
-                &[&destination],
-                |r| r.get(0),
             )?
             .into_iter()
             .next())
@@ -405,13 +433,28 @@ impl PgInbox {
         let mut forwarded: Vec<i64> = Vec::new();
         let mut failed_ids: Vec<i64> = Vec::new();
         let mut failed_errors: Vec<&str> = Vec::new();
+        let mut dead_ids: Vec<i64> = Vec::new();
+        let mut dead_reasons: Vec<&str> = Vec::new();
+        let mut probe: Option<usize> = None;
         let mut prunes: Vec<(i64, u32)> = Vec::new();
         for item in batch {
             match item {
                 Item::Book(Bookkeeping::Forwarded { id, .. }) => forwarded.push(*id),
-                Item::Book(Bookkeeping::ForwardFailed { id, error, .. }) => {
+                Item::Book(Bookkeeping::ForwardFailed {
+                    id,
+                    error,
+                    dead_letter,
+                    ..
+                }) => {
                     failed_ids.push(*id);
                     failed_errors.push(error);
+                    if let Some(reason) = dead_letter {
+                        dead_ids.push(*id);
+                        dead_reasons.push(reason);
+                    }
+                }
+                Item::Book(Bookkeeping::Probe { bytes, .. }) => {
+                    probe = Some(probe.unwrap_or(0).max(*bytes));
                 }
                 Item::Book(Bookkeeping::Prune { before, limit, .. }) => {
                     prunes.push((*before, *limit));
@@ -523,12 +566,35 @@ impl PgInbox {
             let statement = tx
                 .prepare_cached(
                     "UPDATE inbox i SET forward_attempts = i.forward_attempts + 1,
-                        last_error = t.error
+                        last_error = t.error, first_failed_at = coalesce(i.first_failed_at, $3)
                      FROM unnest($1::int8[], $2::text[]) AS t(id, error) WHERE i.id = t.id",
                 )
                 .await?;
-            tx.execute(&statement, &[&failed_ids, &failed_errors])
+            tx.execute(&statement, &[&failed_ids, &failed_errors, &now])
                 .await?;
+        }
+        if !dead_ids.is_empty() {
+            // Only messages still waiting: an operator may have moved one meanwhile.
+            let statement = tx
+                .prepare_cached(
+                    "UPDATE inbox i SET status = 'dead_letter', dead_lettered_at = $3,
+                        dead_letter_reason = t.reason
+                     FROM unnest($1::int8[], $2::text[]) AS t(id, reason)
+                     WHERE i.id = t.id AND i.status = 'received'",
+                )
+                .await?;
+            tx.execute(&statement, &[&dead_ids, &dead_reasons, &now])
+                .await?;
+        }
+        if let Some(bytes) = probe {
+            // Bytes that must find room (the column is stored uncompressed).
+            let statement = tx
+                .prepare_cached(
+                    "INSERT INTO inbox_probe (id, at, pad) VALUES (1, $1, $2)
+                     ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, pad = EXCLUDED.pad",
+                )
+                .await?;
+            tx.execute(&statement, &[&now, &vec![0u8; bytes]]).await?;
         }
         if !forwarded.is_empty() {
             let statement = tx

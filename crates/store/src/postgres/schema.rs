@@ -234,6 +234,19 @@ pub(crate) const INBOX: &[&str] = &[
         expires_at  BIGINT NOT NULL
     );
     CREATE INDEX issued_tokens_expiry ON issued_tokens (expires_at);",
+    // 6: poison messages (SQLite's inbox migration 7): dead letters with when and why, how
+    // long the head has been failing, and the row `/readyz` rewrites while the disk is full.
+    "ALTER TABLE inbox ADD COLUMN first_failed_at BIGINT;
+    ALTER TABLE inbox ADD COLUMN dead_lettered_at BIGINT;
+    ALTER TABLE inbox ADD COLUMN dead_letter_reason TEXT;
+    CREATE INDEX inbox_dead_letters ON inbox (id) WHERE status = 'dead_letter';
+    CREATE TABLE inbox_probe (
+        id  INT PRIMARY KEY CHECK (id = 1),
+        at  BIGINT NOT NULL,
+        pad BYTEA NOT NULL
+    );
+    -- Stored as written: zeros compressed to nothing would need no space.
+    ALTER TABLE inbox_probe ALTER COLUMN pad SET STORAGE EXTERNAL;",
 ];
 
 /// A set of tables with its own migrations and version: the engine's or the inbox's.

@@ -4,7 +4,7 @@
 //! (`duplicates`); readers share another behind a mutex, which is enough because reads are
 //! short and WAL never makes the writer wait on them.
 
-use crate::inbox::{Kept, ListQuery, MessageStatus, MessageSummary, StoredMessage};
+use crate::inbox::{Kept, ListQuery, MessageStatus, MessageSummary, OperatorChange, StoredMessage};
 use crate::now_millis;
 use crate::sqlite::duplicates::{DuplicateKeys, KeyHash};
 use crate::writer::{BatchOutcome, Bookkeeping, Item, KeepRequest};
@@ -12,7 +12,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 pub(crate) const SUMMARY_COLUMNS: &str = "id, message_id, destination, duplicate_key, kind, status,
     data_model, event_type, log_id, content_type, length(body), received_at, forward_attempts,
-    last_error, malformed_reason, forwarded_at";
+    last_error, malformed_reason, forwarded_at, first_failed_at, dead_lettered_at,
+    dead_letter_reason";
 
 fn summary(row: &Row<'_>) -> rusqlite::Result<MessageSummary> {
     Ok(MessageSummary {
@@ -32,6 +33,9 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<MessageSummary> {
         last_error: row.get(13)?,
         malformed_reason: row.get(14)?,
         forwarded_at: row.get(15)?,
+        first_failed_at: row.get(16)?,
+        dead_lettered_at: row.get(17)?,
+        dead_letter_reason: row.get(18)?,
     })
 }
 
@@ -57,8 +61,8 @@ pub(crate) fn get(conn: &Connection, message_id: &str) -> rusqlite::Result<Optio
     .optional()
 }
 
-const STORED_COLUMNS: &str =
-    "id, message_id, destination, duplicate_key, content_type, body, forward_attempts";
+const STORED_COLUMNS: &str = "id, message_id, destination, duplicate_key, content_type, body,
+    forward_attempts, first_failed_at";
 
 fn stored(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     Ok(StoredMessage {
@@ -69,6 +73,7 @@ fn stored(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
         content_type: r.get(4)?,
         body: r.get(5)?,
         forward_attempts: r.get(6)?,
+        first_failed_at: r.get(7)?,
     })
 }
 
@@ -86,23 +91,41 @@ pub(crate) fn next_to_forward(
     .optional()
 }
 
-pub(crate) fn discard_malformed(
+/// An operator's change ([`OperatorChange`]) in one IMMEDIATE transaction; returns the ids
+/// it applied to.
+pub(crate) fn operator_change(
     conn: &mut Connection,
     message_ids: &[String],
+    change: OperatorChange<'_>,
+    now: i64,
 ) -> rusqlite::Result<Vec<String>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut discarded = Vec::new();
-    {
-        let mut delete =
-            tx.prepare("DELETE FROM inbox WHERE message_id = ?1 AND status = 'malformed'")?;
-        for id in message_ids {
-            if delete.execute(params![id])? == 1 {
-                discarded.push(id.clone());
-            }
+    let mut changed = Vec::new();
+    for id in message_ids {
+        let rows = match change {
+            OperatorChange::DiscardMalformed => tx.execute(
+                "DELETE FROM inbox WHERE message_id = ?1 AND status = 'malformed'",
+                params![id],
+            )?,
+            OperatorChange::DeadLetter { reason } => tx.execute(
+                "UPDATE inbox SET status = 'dead_letter', dead_lettered_at = ?2,
+                    dead_letter_reason = ?3
+                 WHERE message_id = ?1 AND status = 'received'",
+                params![id, now, reason],
+            )?,
+            OperatorChange::Replay => tx.execute(
+                "UPDATE inbox SET status = 'received', forward_attempts = 0,
+                    first_failed_at = NULL, dead_lettered_at = NULL, dead_letter_reason = NULL
+                 WHERE message_id = ?1 AND status = 'dead_letter'",
+                params![id],
+            )?,
+        };
+        if rows == 1 {
+            changed.push(id.clone());
         }
     }
     tx.commit()?;
-    Ok(discarded)
+    Ok(changed)
 }
 
 pub(crate) fn message(
@@ -113,18 +136,6 @@ pub(crate) fn message(
         "SELECT {STORED_COLUMNS} FROM inbox WHERE message_id = ?1"
     ))?
     .query_row(params![message_id], stored)
-    .optional()
-}
-
-pub(crate) fn oldest_unforwarded(
-    conn: &Connection,
-    destination: &str,
-) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached(
-        "SELECT received_at FROM inbox WHERE destination = ?1 AND status = 'received'
-         ORDER BY id LIMIT 1",
-    )?
-    .query_row(params![destination], |r| r.get(0))
     .optional()
 }
 
@@ -213,8 +224,15 @@ fn write_batch_with(
                 forward_attempts = forward_attempts + 1, last_error = NULL WHERE id = ?1",
         )?;
         let mut failed = tx.prepare_cached(
-            "UPDATE inbox SET forward_attempts = forward_attempts + 1, last_error = ?2
+            "UPDATE inbox SET forward_attempts = forward_attempts + 1, last_error = ?2,
+                first_failed_at = coalesce(first_failed_at, ?3)
              WHERE id = ?1",
+        )?;
+        // Only a message still waiting: an operator may have moved it meanwhile.
+        let mut dead = tx.prepare_cached(
+            "UPDATE inbox SET status = 'dead_letter', dead_lettered_at = ?2,
+                dead_letter_reason = ?3
+             WHERE id = ?1 AND status = 'received'",
         )?;
         let now = now_millis();
         for item in batch {
@@ -261,8 +279,26 @@ fn write_batch_with(
                 Item::Book(Bookkeeping::Forwarded { id, .. }) => {
                     forwarded.execute(params![id, now])?;
                 }
-                Item::Book(Bookkeeping::ForwardFailed { id, error, .. }) => {
-                    failed.execute(params![id, error])?;
+                Item::Book(Bookkeeping::ForwardFailed {
+                    id,
+                    error,
+                    dead_letter,
+                    ..
+                }) => {
+                    failed.execute(params![id, error, now])?;
+                    if let Some(reason) = dead_letter {
+                        dead.execute(params![id, now, reason])?;
+                    }
+                }
+                Item::Book(Bookkeeping::Probe { bytes, .. }) => {
+                    // A row of `bytes` zeros written over the last one: pages that must find
+                    // room (in the WAL, and under a page cap), unlike an update that changes
+                    // nothing.
+                    tx.prepare_cached(
+                        "INSERT INTO inbox_probe (id, at, pad) VALUES (1, ?1, zeroblob(?2))
+                         ON CONFLICT (id) DO UPDATE SET at = excluded.at, pad = excluded.pad",
+                    )?
+                    .execute(params![now, *bytes as i64])?;
                 }
                 Item::Book(Bookkeeping::Prune { before, limit, .. }) => {
                     // Oldest first through `inbox_forwarded`, `limit` at a time, so a prune

@@ -132,6 +132,21 @@ pub const INBOX_MIGRATIONS: &[&str] = &[
         INSERT INTO inbox_counts (destination, status, count) VALUES (new.destination, new.status, 1)
             ON CONFLICT (destination, status) DO UPDATE SET count = count + 1;
     END;",
+    // 7: poison messages. A message the application keeps refusing can be moved out of the
+    // forwarding order to the dead letters (status 'dead_letter', by an operator or by
+    // `dead_letter_after`), with when and why; `first_failed_at` says how long the head has
+    // been failing. Dead letters are few, so they get a partial index like malformed ones.
+    // `inbox_probe` holds the one row `/readyz` rewrites while the disk is full, to find out
+    // when a write succeeds again. Adding nullable columns rewrites no row.
+    "ALTER TABLE inbox ADD COLUMN first_failed_at INTEGER;
+    ALTER TABLE inbox ADD COLUMN dead_lettered_at INTEGER;
+    ALTER TABLE inbox ADD COLUMN dead_letter_reason TEXT;
+    CREATE INDEX inbox_dead_letters ON inbox (id) WHERE status = 'dead_letter';
+    CREATE TABLE inbox_probe (
+        id  INTEGER PRIMARY KEY CHECK (id = 1),
+        at  INTEGER NOT NULL,
+        pad BLOB NOT NULL
+    );",
 ];
 
 /// The engine's migrations (same rules).

@@ -337,3 +337,135 @@ async fn hash_password_prints_a_hash_the_engine_accepts() {
     assert_eq!(short.status.code(), Some(2));
     assert!(stderr(&short).contains("at least 12 characters"));
 }
+
+/// A poison message from the operator's side, beside a running server whose application
+/// refuses one message: `skip` moves it to the dead letters (the server's forwarder notices
+/// and the rest goes on), `dead-letters` lists it with why, `replay` puts it back and, the
+/// application fixed, it is forwarded. Each refuses what it does not apply to, saying why.
+#[tokio::test]
+async fn skip_lists_and_replays_a_poison_message_beside_a_running_server() {
+    let refusing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let refuse = refusing.clone();
+    let app = Recorder::start(move |_, r| {
+        let poison = r.body.windows(6).any(|w| w == b"poison");
+        if poison && refuse.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::status(422)
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    let dir = TestDir::new();
+    let port = free_port();
+    let config = write_config(
+        &dir,
+        port,
+        &format!(
+            "forward_url = \"{}\"\nforward_max_backoff = \"200ms\"",
+            app.url("/app")
+        ),
+    );
+    let mut server = wharf()
+        .args(["destination", "serve", "--config", config.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_healthy(addr).await;
+    let config = config.to_str().unwrap();
+    let client = reqwest::Client::new();
+    for id in ["poison", "after"] {
+        let body = format!(
+            r#"{{"Meta":{{"DataModel":"PatientAdmin","EventType":"Arrival","Logs":[{{"ID":"{id}"}}]}}}}"#
+        );
+        let response = client
+            .post(format!("http://{addr}/redox"))
+            .header("verification-token", TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert!(wharf_testkit::wait_until(Duration::from_secs(20), || app.count() >= 2).await);
+    let rows = inbox_json(config, &[]).await;
+    let (poison, after) = (
+        rows[0]["id"].as_str().unwrap().to_owned(),
+        rows[1]["id"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(rows[0]["lastError"], "the application answered HTTP 422");
+    assert!(rows[0]["firstFailedAt"].is_string(), "{}", rows[0]);
+    assert_eq!(
+        rows[1]["status"], "received",
+        "held behind the poison message"
+    );
+
+    let out = destination("skip", config, &["--reason", "ticket 42", &poison]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains(&format!("moved to the dead letters {poison}")));
+    let out = destination("skip", config, &[&poison]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("not waiting to be forwarded"),
+        "{}",
+        stdout(&out)
+    );
+    let forwarded = |id: &str| {
+        let id = id.to_owned();
+        async move {
+            inbox_json(config, &[])
+                .await
+                .iter()
+                .any(|r| r["id"] == id.as_str() && r["status"] == "forwarded")
+        }
+    };
+    let mut moved_on = false;
+    for _ in 0..200 {
+        if forwarded(&after).await {
+            moved_on = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(moved_on, "the forwarder went on after the skip");
+
+    let out = destination("dead-letters", config, &["--json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let dead: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["id"], poison.as_str());
+    assert_eq!(dead[0]["status"], "dead_letter");
+    assert_eq!(dead[0]["deadLetterReason"], "ticket 42");
+    let out = destination("dead-letters", config, &[]).await;
+    assert!(
+        stdout(&out).contains("dead_letter (ticket 42; after"),
+        "{}",
+        stdout(&out)
+    );
+
+    refusing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let out = destination("replay", config, &[&poison, &after]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("replayed {poison}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("not a dead letter"),
+        "{}",
+        stdout(&out)
+    );
+    let mut sent = false;
+    for _ in 0..200 {
+        if forwarded(&poison).await {
+            sent = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sent, "the replayed message was forwarded");
+    let _ = server.kill().await;
+}
