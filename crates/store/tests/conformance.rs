@@ -84,6 +84,7 @@ conformance! {
         queries_are_kept_as_request_logs_with_their_attempt,
         queue_stats_and_state,
         deleting_a_destination_erases_its_logs_and_attempts,
+        a_message_to_several_destinations_is_stored_once,
         log_filters,
         a_newer_schema_is_refused,
         migrations_run_once,
@@ -487,6 +488,53 @@ fn deleting_a_destination_erases_its_logs_and_attempts(db: &Db) {
         // Only the kept destination's two logs still hold the name; the erased logs and the
         // attempt's answer do not, anywhere in the file.
         assert_eq!(count, 2);
+    }
+}
+
+/// How many times `marker` appears in the SQLite engine store's files (database and WAL).
+fn sqlite_copies(dir: &std::path::Path, marker: &[u8]) -> usize {
+    let mut bytes = std::fs::read(dir.join("engine.db")).unwrap();
+    if let Ok(wal) = std::fs::read(dir.join("engine.db-wal")) {
+        bytes.extend(wal);
+    }
+    bytes.windows(marker.len()).filter(|w| *w == marker).count()
+}
+
+fn a_message_to_several_destinations_is_stored_once(db: &Db) {
+    let store = db.engine();
+    let org = store.ensure_organization("o").unwrap();
+    let env = &store.environments(&org.id).unwrap()[0];
+    let destinations: Vec<DestinationRecord> = (0..3)
+        .map(|i| record(&org, env, &format!("https://{i}.example/r")))
+        .collect();
+    for d in &destinations {
+        store.insert_destination(d).unwrap();
+    }
+    const BODY: &[u8] = b"{\"Meta\":{},\"Patient\":{\"Notes\":\"Fanned-Out-Once\"}}";
+    let logs: Vec<LogRecord> = destinations
+        .iter()
+        .enumerate()
+        .map(|(i, d)| LogRecord {
+            organization_id: org.id.clone(),
+            body: BODY.to_vec(),
+            ..queued(&format!("f{i}"), &d.id)
+        })
+        .collect();
+    enqueue(&store, &logs);
+    for i in 0..destinations.len() {
+        assert_eq!(store.log(&format!("f{i}")).unwrap().unwrap().0.body, BODY);
+    }
+    // The first destination goes; the others still have the body they share.
+    assert!(store.delete_destination(&destinations[0].id).unwrap());
+    assert_eq!(store.log("f1").unwrap().unwrap().0.body, BODY);
+    assert_eq!(store.log("f2").unwrap().unwrap().0.body, BODY);
+    if let Database::Sqlite(dir) = &db.database {
+        assert_eq!(sqlite_copies(dir, b"Fanned-Out-Once"), 1, "one copy for three logs");
+        // With the last destination that shared it, the body is erased from the file too.
+        assert!(store.delete_destination(&destinations[1].id).unwrap());
+        assert!(store.delete_destination(&destinations[2].id).unwrap());
+        drop(store);
+        assert_eq!(sqlite_copies(dir, b"Fanned-Out-Once"), 0);
     }
 }
 
