@@ -51,6 +51,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot start the delivery worker's threads: {0}")]
+    Worker(std::io::Error),
 }
 
 /// A running engine.
@@ -128,7 +130,7 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
     let engine = app::Engine::new(store, config, organization, clock);
     let router = api::router(engine.clone());
     let (shutdown, signal) = watch::channel(false);
-    let worker = tokio::spawn(worker::run(engine, signal.clone()));
+    let worker = worker::spawn(engine, signal.clone()).map_err(StartError::Worker)?;
     let serving_tls = tls.clone();
     let task = tokio::spawn(async move {
         // First the HTTP side drains (answered requests are committed), then the delivery

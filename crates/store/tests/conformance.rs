@@ -529,7 +529,11 @@ fn a_message_to_several_destinations_is_stored_once(db: &Db) {
     assert_eq!(store.log("f1").unwrap().unwrap().0.body, BODY);
     assert_eq!(store.log("f2").unwrap().unwrap().0.body, BODY);
     if let Database::Sqlite(dir) = &db.database {
-        assert_eq!(sqlite_copies(dir, b"Fanned-Out-Once"), 1, "one copy for three logs");
+        assert_eq!(
+            sqlite_copies(dir, b"Fanned-Out-Once"),
+            1,
+            "one copy for three logs"
+        );
         // With the last destination that shared it, the body is erased from the file too.
         assert!(store.delete_destination(&destinations[1].id).unwrap());
         assert!(store.delete_destination(&destinations[2].id).unwrap());

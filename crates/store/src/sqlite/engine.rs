@@ -22,6 +22,11 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+/// Pages of a new engine database. A message body of a few KiB (Redox's usual) does not fit
+/// twice in SQLite's default 4 KiB page, so each took a page of its own: the store grew to
+/// twice the bodies' bytes. 16 KiB pages hold seven 2 KiB bodies.
+const PAGE_SIZE: u32 = 16 * 1024;
+
 /// The engine's SQLite store. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct SqliteEngine {
@@ -94,7 +99,7 @@ impl SqliteEngine {
     pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
         crate::private::dir(data_dir)?;
         let path = data_dir.join(ENGINE_FILE);
-        let mut conn = schema::open(&path)?;
+        let mut conn = schema::open_with_page_size(&path, Some(PAGE_SIZE))?;
         // Bodies are PHI: what is deleted (a deleted destination's logs) is overwritten with
         // zeros in the database file, not left on free pages until they are reused.
         conn.pragma_update(None, "secure_delete", true)?;

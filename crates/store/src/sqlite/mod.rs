@@ -275,9 +275,19 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    open_with_page_size(path, None)
+}
+
+/// [`open`], creating a new database with pages of `page_size` bytes (an existing database
+/// keeps the size it was made with).
+pub fn open_with_page_size(path: &Path, page_size: Option<u32>) -> Result<Connection, StoreError> {
     crate::private::database_file(path)?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    if let Some(bytes) = page_size {
+        // Only takes effect before the first write (and before WAL mode, which is one).
+        conn.pragma_update(None, "page_size", bytes)?;
+    }
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
