@@ -15,7 +15,7 @@ use crate::postgres::engine::PgEngine;
 use crate::sqlite::checkpoint::WalState;
 use crate::sqlite::engine::SqliteEngine;
 use crate::writer::{
-    Batch, BatchObserver, Channels, KeepError, Limits, Refused, shared_failure, spawn_thread,
+    Batch, BatchObserver, Channels, KeepError, Limits, shared_failure, spawn_thread,
 };
 use crate::{Database, StoreError};
 use std::path::Path;
@@ -421,11 +421,7 @@ impl EngineStore {
     pub fn try_commit(&self, write: Write) -> Result<Committed, KeepError> {
         let (reply, committed) = oneshot::channel();
         self.writer
-            .try_request((vec![write], Answer::Async(reply)))
-            .map_err(|refused| match refused {
-                Refused::Full => KeepError::Busy,
-                Refused::Stopped => KeepError::Store(StoreError::WriterStopped),
-            })?;
+            .try_request((vec![write], Answer::Async(reply)))?;
         Ok(committed)
     }
 

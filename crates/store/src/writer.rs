@@ -197,14 +197,18 @@ impl<I> Channels<I> {
 #[derive(Clone)]
 pub(crate) struct WriterHandle(Channels<Item>);
 
+impl From<Refused> for KeepError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Full => KeepError::Busy,
+            Refused::Stopped => KeepError::Store(StoreError::WriterStopped),
+        }
+    }
+}
+
 impl WriterHandle {
     pub fn try_keep(&self, request: KeepRequest) -> Result<(), KeepError> {
-        self.0
-            .try_request(Item::Keep(request))
-            .map_err(|refused| match refused {
-                Refused::Full => KeepError::Busy,
-                Refused::Stopped => KeepError::Store(StoreError::WriterStopped),
-            })
+        Ok(self.0.try_request(Item::Keep(request))?)
     }
 
     pub fn bookkeeping(&self, item: Bookkeeping) -> Result<(), StoreError> {
