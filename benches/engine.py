@@ -303,95 +303,108 @@ def read_sends(path):
         return [tuple(int(x) for x in line.split()) for line in f]
 
 
-def one_round(wharf, work, backend, database_url):
+def one_round(wharf, work, backend, database_url, phases=frozenset(range(1, 7))):
     b = Bench(wharf, work, backend, database_url)
     r = {"backend": backend, "date": time.strftime("%Y-%m-%d")}
-    r["ceiling_destination_acks"] = b.destination_ceiling()["per_second"]
+    if 1 in phases:
+        r["ceiling_destination_acks"] = b.destination_ceiling()["per_second"]
     nginx = Nginx(tempfile.mkdtemp(dir=work))
     b.start_engine()
     try:
         ids = b.destinations(nginx, 100)
+        bodies = 0
         path = {i: f"/d{i}" for i in range(100)}
 
-        # 1. ingestion, each message to one of 100 destinations.
-        start = nginx.requests()
-        res = b.load(b.ingest_url(), 64, token=SOURCE_KEY, destinations=ids)
-        r["ingest_per_s"] = res["per_second"]
-        r["ingest_errors"] = res["errors"]
-        bodies = res["ok_total"]
-        wait_delivered(nginx, start + res["ok_total"])
+        if 1 in phases:
+            # 1. ingestion, each message to one of 100 destinations.
+            start = nginx.requests()
+            res = b.load(b.ingest_url(), 64, token=SOURCE_KEY, destinations=ids)
+            r["ingest_per_s"] = res["per_second"]
+            r["ingest_errors"] = res["errors"]
+            bodies += res["ok_total"]
+            wait_delivered(nginx, start + res["ok_total"])
 
-        # 2. one destination, 64 connections, 10 s.
-        start = nginx.requests()
-        t0 = time.time()
-        res = b.load(b.ingest_url(), 64, token=SOURCE_KEY, destinations=[ids[0]], warmup="0s")
-        stopped = nginx.requests() - start
-        accepted = res["ok_total"]
-        bodies += accepted
-        done = wait_delivered(nginx, start + accepted)
-        r["one_accepted_per_s"] = res["per_second"]
-        r["one_delivered_while_ingesting"] = round(stopped / max(accepted, 1), 3)
-        r["one_end_to_end_per_s"] = round(accepted / (done - t0))
-        arrivals = [a for a in nginx.arrivals(t0) if a[1] == "/d0"]
-        r["one_delivered"] = len(arrivals)
-
-        # 3. backlog drain against one serial client to the same nginx.
-        r["ceiling_serial_client"] = b.load(f"http://127.0.0.1:{nginx.port}/ceiling", 1,
-                                            duration="5s")["per_second"]
-        b.pause([ids[1]], True)
-        res = b.load(b.ingest_url(), 64, token=SOURCE_KEY, destinations=[ids[1]],
-                     messages=20000)
-        start = nginx.requests()
-        t0 = time.time()
-        b.pause([ids[1]], False)
-        done = wait_delivered(nginx, start + res["ok"])
-        bodies += res["ok"]
-        r["drain_per_s"] = round(res["ok"] / (done - t0))
-
-        # 4. fan-out x50.
-        start = nginx.requests()
-        t0 = time.time()
-        res = b.load(b.ingest_url(), 16, token=SOURCE_KEY, destinations=ids[:50], fan_out=True,
-                     messages=1000)
-        done = wait_delivered(nginx, start + res["ok"] * 50)
-        bodies += res["ok"]
-        r["fanout_accepted_per_s"] = res["per_second"]
-        r["fanout_deliveries_per_s"] = round(res["ok"] * 50 / (done - t0))
-
-        # 5. latency, open loop.
-        for name, rate, targets in (("lat500", 500, ids[2:3]), ("lat1000", 1000, ids[3:4]),
-                                    ("lat5000x100", 5000, ids)):
-            send_log = os.path.join(work, f"{name}.sends")
+        r["peak_rss_mib_before_2"] = round(b.peak_rss_mib())
+        if 2 in phases:
+            # 2. one destination, 64 connections, 10 s.
             start = nginx.requests()
             t0 = time.time()
-            res = b.load(b.ingest_url(), 64, token=SOURCE_KEY, destinations=targets, rate=rate,
-                         duration="10s", warmup="0s", send_log=send_log)
-            delivered_by_end = nginx.requests() - start
-            wait_delivered(nginx, start + res["ok_total"])
-            bodies += res["ok_total"]
-            sends = read_sends(send_log)
-            index_path = {k: path[ids.index(t)] for k, t in enumerate(targets)}
-            lat = latencies(nginx.arrivals(t0), sends, index_path)
-            r[name] = {"offered_per_s": rate, "accepted": res["ok"], "errors": res["errors"],
-                       "delivered_within_run": round(delivered_by_end / max(res["ok_total"], 1), 3),
-                       "p50_ms": round(pct(lat, 0.5), 2), "p99_ms": round(pct(lat, 0.99), 2),
-                       "max_ms": round(lat[-1], 2) if lat else None,
-                       "ingest_p99_ms": res["p99_ms"]}
+            res = b.load(b.ingest_url(), 64, token=SOURCE_KEY, destinations=[ids[0]], warmup="0s")
+            stopped = nginx.requests() - start
+            accepted = res["ok_total"]
+            bodies += accepted
+            done = wait_delivered(nginx, start + accepted)
+            r["one_accepted_per_s"] = res["per_second"]
+            r["one_delivered_while_ingesting"] = round(stopped / max(accepted, 1), 3)
+            r["one_end_to_end_per_s"] = round(accepted / (done - t0))
+            arrivals = [a for a in nginx.arrivals(t0) if a[1] == "/d0"]
+            r["one_delivered"] = len(arrivals)
 
-        # 6. 200,000 queued across 100 destinations, then drained.
-        b.pause(ids, True)
-        res = b.load(b.ingest_url(), 64, token=SOURCE_KEY, destinations=ids, messages=200000)
-        start = nginx.requests()
-        t0 = time.time()
-        b.pause(ids, False)
-        done = wait_delivered(nginx, start + res["ok"], timeout=900)
-        r["ingest_paused_per_s"] = res["per_second"]
-        r["drain200k_per_s"] = round(res["ok"] / (done - t0))
-        r["peak_rss_mib"] = round(b.peak_rss_mib())
-        bodies += res["ok"]
-        r["store_bytes"] = b.store_bytes(b.data)
-        r["wal_bytes"] = b.wal_bytes(b.data)
-        r["bodies_bytes"] = bodies * BODY
+        r["peak_rss_mib_before_3"] = round(b.peak_rss_mib())
+        if 3 in phases:
+            # 3. backlog drain against one serial client to the same nginx.
+            r["ceiling_serial_client"] = b.load(f"http://127.0.0.1:{nginx.port}/ceiling", 1,
+                                                duration="5s")["per_second"]
+            b.pause([ids[1]], True)
+            res = b.load(b.ingest_url(), 64, token=SOURCE_KEY, destinations=[ids[1]],
+                         messages=20000)
+            start = nginx.requests()
+            t0 = time.time()
+            b.pause([ids[1]], False)
+            done = wait_delivered(nginx, start + res["ok"])
+            bodies += res["ok"]
+            r["drain_per_s"] = round(res["ok"] / (done - t0))
+
+        r["peak_rss_mib_before_4"] = round(b.peak_rss_mib())
+        if 4 in phases:
+            # 4. fan-out x50.
+            start = nginx.requests()
+            t0 = time.time()
+            res = b.load(b.ingest_url(), 16, token=SOURCE_KEY, destinations=ids[:50], fan_out=True,
+                         messages=1000)
+            done = wait_delivered(nginx, start + res["ok"] * 50)
+            bodies += res["ok"]
+            r["fanout_accepted_per_s"] = res["per_second"]
+            r["fanout_deliveries_per_s"] = round(res["ok"] * 50 / (done - t0))
+
+        r["peak_rss_mib_before_5"] = round(b.peak_rss_mib())
+        if 5 in phases:
+            # 5. latency, open loop.
+            for name, rate, targets in (("lat500", 500, ids[2:3]), ("lat1000", 1000, ids[3:4]),
+                                        ("lat5000x100", 5000, ids)):
+                send_log = os.path.join(work, f"{name}.sends")
+                start = nginx.requests()
+                t0 = time.time()
+                res = b.load(b.ingest_url(), 64, token=SOURCE_KEY, destinations=targets, rate=rate,
+                             duration="10s", warmup="0s", send_log=send_log)
+                delivered_by_end = nginx.requests() - start
+                wait_delivered(nginx, start + res["ok_total"])
+                bodies += res["ok_total"]
+                sends = read_sends(send_log)
+                index_path = {k: path[ids.index(t)] for k, t in enumerate(targets)}
+                lat = latencies(nginx.arrivals(t0), sends, index_path)
+                r[name] = {"offered_per_s": rate, "accepted": res["ok"], "errors": res["errors"],
+                           "delivered_within_run": round(delivered_by_end / max(res["ok_total"], 1), 3),
+                           "p50_ms": round(pct(lat, 0.5), 2), "p99_ms": round(pct(lat, 0.99), 2),
+                           "max_ms": round(lat[-1], 2) if lat else None,
+                           "ingest_p99_ms": res["p99_ms"]}
+
+        r["peak_rss_mib_before_6"] = round(b.peak_rss_mib())
+        if 6 in phases:
+            # 6. 200,000 queued across 100 destinations, then drained.
+            b.pause(ids, True)
+            res = b.load(b.ingest_url(), 64, token=SOURCE_KEY, destinations=ids, messages=200000)
+            start = nginx.requests()
+            t0 = time.time()
+            b.pause(ids, False)
+            done = wait_delivered(nginx, start + res["ok"], timeout=900)
+            r["ingest_paused_per_s"] = res["per_second"]
+            r["drain200k_per_s"] = round(res["ok"] / (done - t0))
+            r["peak_rss_mib"] = round(b.peak_rss_mib())
+            bodies += res["ok"]
+            r["store_bytes"] = b.store_bytes(b.data)
+            r["wal_bytes"] = b.wal_bytes(b.data)
+            r["bodies_bytes"] = bodies * BODY
     finally:
         b.stop_engine()
         nginx.stop()
@@ -403,6 +416,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--backend", default="both", choices=["sqlite", "postgres", "both"])
     ap.add_argument("--bin", default=None)
+    ap.add_argument("--phases", default="1,2,3,4,5,6",
+                    help="which of the measurements 1-6 to run (for profiling one of them)")
     args = ap.parse_args()
     if shutil.which("nginx") is None:
         raise SystemExit("nginx is needed: apt-get install -y nginx")
@@ -420,7 +435,8 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         for n in range(args.rounds):
             for backend in backends:
-                r = one_round(wharf, work, backend, database_url)
+                r = one_round(wharf, work, backend, database_url,
+                              frozenset(int(p) for p in args.phases.split(",")))
                 results[backend].append(r)
                 with open(os.path.join(out_dir, f"engine-{backend}.jsonl"), "a") as f:
                     f.write(json.dumps(r) + "\n")
@@ -431,7 +447,7 @@ def main():
 
 def report(backend, rows):
     def med(key, sub=None):
-        vals = [(r[key][sub] if sub else r[key]) for r in rows]
+        vals = [((r.get(key) or {}).get(sub) if sub else r.get(key)) for r in rows]
         vals = [v for v in vals if v is not None]
         return statistics.median(vals) if vals else float("nan")
     body_bytes = med("bodies_bytes")
@@ -460,7 +476,7 @@ def report(backend, rows):
     line("5. 200k drain across 100 destinations msgs/s", med("drain200k_per_s"), 1, ratio=False)
     print(f"{'5. store bytes / bodies bytes (goal <= 1.5)':<58}"
           f"{med('store_bytes') / 1e6:>10,.0f}MB{body_bytes / 1e6:>14,.0f}MB"
-          f"{med('store_bytes') / body_bytes:>8.2f}")
+          f"{med('store_bytes') / body_bytes if body_bytes else float('nan'):>8.2f}")
     print(f"{'5. SQLite WAL file after the run (MB)':<58}{med('wal_bytes') / 1e6:>10,.0f}MB")
 
 

@@ -27,6 +27,8 @@ use crate::app::commit::Pending;
 use crate::app::credentials::Credential;
 use crate::app::{Engine, EngineError, rfc3339_text};
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use wharf_delivery::push::PushOutcome;
@@ -34,9 +36,22 @@ use wharf_store::engine::{AttemptOutcome, AttemptRecord, LogRecord, Write};
 
 /// Longest the worker sleeps with nothing due (a new message wakes it at once).
 const IDLE: Duration = Duration::from_secs(60);
-/// Logs a drain reads from its queue at a time: their attempts are committed together
+/// Most logs a drain reads from its queue at a time: their attempts are committed together
 /// before it reads again, so this also bounds how many accepted attempts a crash can forget.
 const BATCH: usize = 128;
+/// Fewest logs a drain reads at a time, however many drains run.
+const MIN_BATCH: usize = 16;
+/// Logs (each with its body) all drains together hold at once, shared out among the drains
+/// running: 100 destinations draining 128 logs each held 12,800 bodies and raised the
+/// engine's peak RSS by about 90 MiB (docs/experiments/engine-throughput.md, "Memory").
+const LOGS_IN_MEMORY: usize = 2048;
+
+/// How many logs a drain reads next, with `drains` drains running: a power of two, so the
+/// store's reads come in four shapes whose prepared statements stay cached.
+fn batch_size(drains: usize) -> usize {
+    let share = (LOGS_IN_MEMORY / drains.max(1)).clamp(MIN_BATCH, BATCH);
+    1 << share.ilog2()
+}
 /// How soon a queue is looked at again after its store read failed.
 const STORE_RETRY: i64 = 1_000;
 
@@ -84,6 +99,8 @@ async fn run(engine: Engine, shutdown: watch::Receiver<bool>) {
 /// The destinations being drained, and the drains' reports.
 struct Drains {
     in_flight: HashSet<String>,
+    /// How many drains run now (`in_flight.len()`, read by the drains for their batch size).
+    running: Arc<AtomicUsize>,
     /// Logs were queued to these while their drain ran: start them again when it ends, or
     /// the new logs could wait for the next full look at every head.
     again: HashSet<String>,
@@ -96,11 +113,18 @@ impl Drains {
             self.again.insert(destination);
             return;
         }
+        self.running.store(self.in_flight.len(), Ordering::Relaxed);
         let (engine, done, stop) = (engine.clone(), self.done_tx.clone(), stop.clone());
+        let running = self.running.clone();
         tokio::spawn(async move {
-            let due = drain(&engine, &destination, &stop).await;
+            let due = drain(&engine, &destination, &stop, &running).await;
             let _ = done.send((destination, due));
         });
+    }
+
+    fn ended(&mut self, destination: &str) {
+        self.in_flight.remove(destination);
+        self.running.store(self.in_flight.len(), Ordering::Relaxed);
     }
 }
 
@@ -108,6 +132,7 @@ async fn work(engine: &Engine, mut shutdown: watch::Receiver<bool>) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let mut drains = Drains {
         in_flight: HashSet::new(),
+        running: Arc::new(AtomicUsize::new(0)),
         again: HashSet::new(),
         done_tx,
     };
@@ -157,7 +182,7 @@ async fn work(engine: &Engine, mut shutdown: watch::Receiver<bool>) {
             _ = engine.signals.wake.notified() => look = true,
             _ = changes.changed() => look = true,
             Some((destination, due)) = done_rx.recv() => {
-                drains.in_flight.remove(&destination);
+                drains.ended(&destination);
                 if drains.again.remove(&destination) {
                     drains.start(engine, destination, &shutdown);
                 } else if let Some(due) = due {
@@ -174,9 +199,7 @@ async fn work(engine: &Engine, mut shutdown: watch::Receiver<bool>) {
     let finish = async {
         while !drains.in_flight.is_empty() {
             match done_rx.recv().await {
-                Some((destination, _)) => {
-                    drains.in_flight.remove(&destination);
-                }
+                Some((destination, _)) => drains.ended(&destination),
                 None => break,
             }
         }
@@ -190,11 +213,17 @@ async fn work(engine: &Engine, mut shutdown: watch::Receiver<bool>) {
 /// accepted. Returns when the queue is empty (`None`), when its head is not due or just
 /// failed (`Some(when it is due)`), when this process may no longer work it, or at shutdown;
 /// every attempt made is committed (or kept trying to be, see [`record_when_back`]) first.
-async fn drain(engine: &Engine, destination: &str, stop: &watch::Receiver<bool>) -> Option<i64> {
+async fn drain(
+    engine: &Engine,
+    destination: &str,
+    stop: &watch::Receiver<bool>,
+    running: &AtomicUsize,
+) -> Option<i64> {
     loop {
         let epoch = engine.signals.epoch();
         let id = destination.to_owned();
-        let batch = match engine.db(move |s| s.queue_front(&id, BATCH)).await {
+        let size = batch_size(running.load(Ordering::Relaxed));
+        let batch = match engine.db(move |s| s.queue_front(&id, size)).await {
             Ok(batch) if batch.is_empty() => return None,
             Ok(batch) => batch,
             Err(_) => return Some(engine.now_millis() + STORE_RETRY),

@@ -32,6 +32,7 @@ pub mod logs;
 pub mod present;
 pub mod queues;
 pub mod signals;
+mod store_threads;
 
 pub use error::EngineError;
 
@@ -68,14 +69,9 @@ pub struct Inner {
     pub store_health: error::StoreHealth,
     /// What every timestamp the core writes, and every credential it presents, is judged by.
     pub clock: Arc<dyn Clock>,
-    /// Store operations running at once (see [`Engine::db`]).
-    store_slots: tokio::sync::Semaphore,
+    /// Where [`Engine::db`] runs store operations.
+    store_threads: store_threads::StoreThreads,
 }
-
-/// Most store operations [`Engine::db`] runs at once. Each runs on a blocking thread; without
-/// a bound, a burst of requests waiting on the store's connections grew the blocking pool to a
-/// hundred threads, each with its own allocator heap (peak RSS over 350 MiB).
-const STORE_SLOTS: usize = 8;
 
 impl Inner {
     /// A client for `url`: checked and pinned, reused while fresh.
@@ -163,25 +159,27 @@ impl Engine {
             worker_running: Default::default(),
             store_health,
             clock,
-            store_slots: tokio::sync::Semaphore::new(STORE_SLOTS),
+            store_threads: Default::default(),
         }))
     }
 
-    /// Runs a store operation off the async threads. A failure becomes an [`EngineError`]
-    /// (an unavailable store is 503, never 500) and is logged once per state change.
+    /// Runs a store operation off the async threads, on the store's own threads
+    /// ([`store_threads`]). A failure becomes an [`EngineError`] (an unavailable store is 503,
+    /// never 500) and is logged once per state change.
     pub async fn db<T: Send + 'static>(
         &self,
         f: impl FnOnce(&EngineStore) -> Result<T, wharf_store::StoreError> + Send + 'static,
     ) -> Result<T, EngineError> {
         let inner = self.0.clone();
-        let _slot = self
-            .store_slots
-            .acquire()
+        let (answer, result) = tokio::sync::oneshot::channel();
+        self.store_threads
+            .run(Box::new(move || {
+                let _ = answer.send(f(&inner.store));
+            }))
+            .map_err(EngineError::Internal)?;
+        let result = result
             .await
-            .map_err(|_| EngineError::Unavailable)?;
-        let result = tokio::task::spawn_blocking(move || f(&inner.store))
-            .await
-            .map_err(|e| EngineError::Internal(format!("store task failed: {e}")))?;
+            .map_err(|_| EngineError::Internal("a store operation panicked".to_owned()))?;
         match result {
             Ok(value) => {
                 self.store_health.succeeded();
