@@ -520,10 +520,14 @@ dispatch! {
     /// The head (oldest pending log) of every destination's queue that an operator has not
     /// paused and this process may work, due or not.
     pub fn queue_heads(&self) -> Result<Vec<LogRecord>, StoreError>;
-    /// The first `limit` pending logs of one destination's queue (its head first), in queue
-    /// order; none if an operator paused it or this process may not work it. The delivery
-    /// worker reads a batch at a time and sends them one by one.
-    pub fn queue_front(&self, destination_id: &str, limit: usize) -> Result<Vec<LogRecord>, StoreError>;
+    /// The first `limit` pending logs of one destination's queue in queue order, from its head,
+    /// or, with `after`, from the first log behind that `seq`; none if an operator paused it or
+    /// this process may not work it. The delivery worker reads a batch at a time and sends
+    /// them one by one, reading the next batch (`after` the last one sent) while the previous
+    /// batch's attempts are still being committed. A log's `seq` follows commit order on both
+    /// backends (PostgreSQL takes a lock to queue logs), so reading behind a `seq` never skips
+    /// a log committed later.
+    pub fn queue_front(&self, destination_id: &str, after: Option<i64>, limit: usize) -> Result<Vec<LogRecord>, StoreError>;
     /// Pauses (or resumes) a destination's queue on an operator's request. Resuming also
     /// makes its head due at once.
     pub fn set_paused(&self, destination_id: &str, paused: bool) -> Result<(), StoreError>;

@@ -85,6 +85,7 @@ conformance! {
         queue_stats_and_state,
         deleting_a_destination_erases_its_logs_and_attempts,
         a_message_to_several_destinations_is_stored_once,
+        a_queue_is_read_behind_a_seq,
         log_filters,
         a_newer_schema_is_refused,
         migrations_run_once,
@@ -540,6 +541,50 @@ fn a_message_to_several_destinations_is_stored_once(db: &Db) {
         drop(store);
         assert_eq!(sqlite_copies(dir, b"Fanned-Out-Once"), 0);
     }
+}
+
+/// The delivery worker reads its next batch behind the last log it sent, while that batch's
+/// attempts are still being committed (the logs are still pending).
+fn a_queue_is_read_behind_a_seq(db: &Db) {
+    let store = db.engine();
+    let org = store.ensure_organization("o").unwrap();
+    let env = &store.environments(&org.id).unwrap()[0];
+    let d = record(&org, env, "https://behind.example/r");
+    store.insert_destination(&d).unwrap();
+    let logs: Vec<LogRecord> = (0..5)
+        .map(|i| LogRecord {
+            organization_id: org.id.clone(),
+            ..queued(&format!("b{i}"), &d.id)
+        })
+        .collect();
+    enqueue(&store, &logs);
+    let ids = |logs: Vec<LogRecord>| logs.into_iter().map(|l| l.id).collect::<Vec<_>>();
+    // As the worker does: a look at every head first (on PostgreSQL it takes the queue's lease).
+    assert_eq!(store.queue_heads().unwrap()[0].id, "b0");
+    let first = store.queue_front(&d.id, None, 2).unwrap();
+    assert_eq!(ids(first.clone()), ["b0", "b1"]);
+    let next = store.queue_front(&d.id, Some(first[1].seq), 2).unwrap();
+    assert_eq!(ids(next.clone()), ["b2", "b3"]);
+    let last = store.queue_front(&d.id, Some(next[1].seq), 2).unwrap();
+    assert_eq!(ids(last.clone()), ["b4"]);
+    assert!(
+        store
+            .queue_front(&d.id, Some(last[0].seq), 2)
+            .unwrap()
+            .is_empty()
+    );
+    // From the head again, the first two are still there: nothing was recorded for them.
+    assert_eq!(
+        ids(store.queue_front(&d.id, None, 2).unwrap()),
+        ["b0", "b1"]
+    );
+    store.set_paused(&d.id, true).unwrap();
+    assert!(
+        store
+            .queue_front(&d.id, Some(first[1].seq), 2)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn queue_stats_and_state(db: &Db) {

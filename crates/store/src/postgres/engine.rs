@@ -636,15 +636,17 @@ impl PgEngine {
     pub(crate) fn queue_front(
         &self,
         destination_id: &str,
+        after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<LogRecord>, StoreError> {
         let logs = self.query(
             &format!(
                 "SELECT {LOG_COLUMNS} FROM {LOGS} WHERE destination_id = $1 AND status = 'PENDING'
+                   AND seq > $3
                    AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE destination_id = $1)
                  ORDER BY seq LIMIT $2"
             ),
-            &[&destination_id, &(limit as i64)],
+            &[&destination_id, &(limit as i64), &after.unwrap_or(i64::MIN)],
             log,
         )?;
         // Checked after the read: a lease released meanwhile is then already seen as gone.

@@ -662,6 +662,7 @@ impl SqliteEngine {
     pub(crate) fn queue_front(
         &self,
         destination_id: &str,
+        after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<LogRecord>, StoreError> {
         self.read(|conn| {
@@ -675,12 +676,16 @@ impl SqliteEngine {
                 return Ok(Vec::new());
             }
             // The limit is part of the text: a bound LIMIT made SQLite prepare the statement
-            // again on every run (seen in the delivery path's profile).
+            // again on every run (seen in the delivery path's profile). For the same reason
+            // `+seq` keeps the bound `after` out of the index range (a value the planner would
+            // look at): the index is walked from the queue's head, and `after` skips at most
+            // the two batches whose attempts are being committed.
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {LOG_COLUMNS} FROM {LOGS} WHERE destination_id = ?1 AND status = 'PENDING'
+                   AND +seq > ?2
                  ORDER BY seq LIMIT {limit}"
             ))?;
-            let rows = stmt.query_map(params![destination_id], log)?;
+            let rows = stmt.query_map(params![destination_id, after.unwrap_or(i64::MIN)], log)?;
             rows.collect()
         })
     }
