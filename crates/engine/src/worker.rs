@@ -386,7 +386,8 @@ async fn attempt(
     head: LogRecord,
     records: &mut Records,
 ) -> Attempted {
-    let attempt_id = uuid::Uuid::new_v4().to_string();
+    // Time-ordered, as Log IDs are (see `app::ingest`): the attempts' index grows at its end.
+    let attempt_id = uuid::Uuid::now_v7().to_string();
     let started_at = engine.now_millis();
     let outcome = match target {
         // Several engines on one database: the queue's lease must outlast this attempt, or
