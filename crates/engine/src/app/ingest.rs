@@ -240,6 +240,13 @@ async fn route(
         let from_config = sources
             .iter()
             .find(|s| s.config_name.is_some() && s.environment_id == destination.environment_id);
+        // Subscribed only once it may receive: a refused message leaves no subscription.
+        if from_config.is_some() && destination.verified_at.is_none() {
+            return Err(EngineError::conflict(format!(
+                "destination {id} ({}) is not verified and receives no data: run Verify and Save first",
+                destination.name
+            )));
+        }
         let Some(source) = from_config else {
             return Err(EngineError::bad_request(format!(
                 "source {name:?} has no subscription to destination {id} ({}) for {data_model}: create one (POST /platform/v1/environments/{{environmentId}}/subscriptions) with the source and destination in one environment",
