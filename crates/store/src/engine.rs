@@ -617,7 +617,7 @@ dispatch! {
     pub fn check_writable(&self) -> Result<(), StoreError>;
     /// A destination's queue: operator-paused or not, depth, and its head.
     pub fn queue(&self, destination_id: &str) -> Result<QueueState, StoreError>;
-    /// Stops a pending log: it becomes FAILED and its queue moves on. False if it was not
+    /// Stops a pending (or held) log: it becomes FAILED and its queue moves on. False if it was not
     /// pending.
     pub fn stop(&self, log_id: &str) -> Result<bool, StoreError>;
     /// Puts a finished log back at the end of its destination's queue, with the same Log ID

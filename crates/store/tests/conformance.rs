@@ -1547,6 +1547,14 @@ fn sources_subscriptions_filters_and_held_logs(db: &Db) {
         Some(sub.id)
     );
     assert!(store.set_subscription_paused(sub.id, false).unwrap());
+    // (PostgreSQL: reading the heads takes the queues' leases, which `queue_front` needs.)
+    let head = store
+        .queue_heads()
+        .unwrap()
+        .into_iter()
+        .find(|l| l.destination_id == destination.id)
+        .map(|l| l.id);
+    assert_eq!(head.as_deref(), Some("h1"));
     let front: Vec<_> = store
         .queue_front(&destination.id, 10)
         .unwrap()
@@ -1562,6 +1570,7 @@ fn sources_subscriptions_filters_and_held_logs(db: &Db) {
     assert_eq!(store.filters(sub.id, true).unwrap()[0].deleted_at, Some(3));
     assert!(store.delete_source("src").unwrap());
     assert!(store.subscription(sub.id).unwrap().is_none());
+    store.queue_heads().unwrap();
     assert_eq!(store.queue_front(&destination.id, 10).unwrap().len(), 2);
     assert!(!store.set_subscription_paused(sub.id, false).unwrap());
 }

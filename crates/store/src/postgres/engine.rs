@@ -883,7 +883,8 @@ impl PgEngine {
 
     pub(crate) fn stop(&self, log_id: &str) -> Result<bool, StoreError> {
         Ok(self.queue_write(
-            "UPDATE logs SET status = 'FAILED', updated_at = $2 WHERE id = $1 AND status = 'PENDING'",
+            "UPDATE logs SET status = 'FAILED', updated_at = $2
+             WHERE id = $1 AND status IN ('PENDING', 'HELD')",
             &[&log_id, &now_millis()],
         )? == 1)
     }
@@ -959,7 +960,7 @@ impl PgEngine {
             &format!(
                 "SELECT {LOG_COLUMNS} FROM {LOGS} WHERE organization_id = $1
                    AND ($2::text IS NULL OR destination_id = $2)
-                   AND ($3::text IS NULL OR status = $3)
+                   AND ($3::text IS NULL OR status = $3 OR ($3 = 'PENDING' AND status = 'HELD'))
                    AND ($4::text IS NULL OR data_model = $4)
                    AND ($5::text IS NULL OR event_type = $5)
                    AND ($6::int8 IS NULL OR created_at >= $6)

@@ -798,7 +798,8 @@ impl SqliteEngine {
     pub(crate) fn stop(&self, log_id: &str) -> Result<bool, StoreError> {
         self.with(|conn| {
             Ok(conn.execute(
-                "UPDATE logs SET status = 'FAILED', updated_at = ?2 WHERE id = ?1 AND status = 'PENDING'",
+                "UPDATE logs SET status = 'FAILED', updated_at = ?2
+                 WHERE id = ?1 AND status IN ('PENDING', 'HELD')",
                 params![log_id, now_millis()],
             )? == 1)
         })
@@ -875,7 +876,8 @@ impl SqliteEngine {
         self.with(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {LOG_COLUMNS} FROM {LOGS} WHERE organization_id = ?1
-                   AND (?2 IS NULL OR destination_id = ?2) AND (?3 IS NULL OR status = ?3)
+                   AND (?2 IS NULL OR destination_id = ?2)
+                   AND (?3 IS NULL OR status = ?3 OR (?3 = 'PENDING' AND status = 'HELD'))
                    AND (?4 IS NULL OR data_model = ?4) AND (?5 IS NULL OR event_type = ?5)
                    AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at <= ?7)
                    AND (?8 IS NULL OR log_type = ?8)
