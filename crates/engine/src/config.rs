@@ -421,7 +421,7 @@ impl EngineConfig {
                 .environment
                 .map(|e| {
                     e.parse::<wharf_protocol::Environment>()
-                        .map_err(|e| err(format!("sources[{i}].environment"), &e.to_string()))
+                        .map_err(|e| err(format!("sources[{i}].environment"), e.to_string()))
                 })
                 .transpose()?;
             sources.push(Source {

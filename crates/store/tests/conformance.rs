@@ -1428,7 +1428,7 @@ fn sources_subscriptions_filters_and_held_logs(db: &Db) {
         updated_at: 1,
     };
     store.insert_apikey(&key).unwrap();
-    assert_eq!(store.apikeys(&env.id).unwrap(), [key.clone()]);
+    assert_eq!(store.apikeys(&env.id).unwrap(), [key]);
     assert!(store.delete_apikey("client-1").unwrap());
     assert!(store.apikey("client-1").unwrap().is_none());
     let source = SourceRecord {

@@ -37,9 +37,10 @@ fn checked_set(set: &Value) -> Result<String, EngineError> {
             return Err(bad(format!("keys[{i}] is not an object")));
         };
         for member in ["kid", "kty"] {
-            if !object
+            if object
                 .get(member)
-                .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
             {
                 return Err(bad(format!("keys[{i}].{member} is required")));
             }

@@ -331,7 +331,7 @@ pub fn holds(rule: &Rule, message: &Value) -> bool {
     let found = path.select(message);
     let listed = found
         .iter()
-        .any(|v| scalar_text(v).is_some_and(|text| rule.values.iter().any(|want| *want == text)));
+        .any(|v| scalar_text(v).is_some_and(|text| rule.values.contains(&text)));
     listed == rule.allow_list
 }
 
