@@ -188,6 +188,9 @@ impl std::fmt::Debug for Operator {
 pub struct Source {
     pub name: String,
     pub api_key: String,
+    /// The environment it sends into; `None`: every environment (a source record in each, as
+    /// before sources had environments).
+    pub environment: Option<wharf_protocol::Environment>,
 }
 
 #[derive(Deserialize)]
@@ -289,6 +292,7 @@ struct RawSource {
     name: Option<String>,
     api_key: Option<String>,
     api_key_env: Option<String>,
+    environment: Option<String>,
 }
 
 /// Exactly one of `key` and `key_env` (an environment variable's name) gives the value.
@@ -413,7 +417,18 @@ impl EngineConfig {
                 s.api_key_env,
                 env,
             )?;
-            sources.push(Source { name, api_key });
+            let environment = s
+                .environment
+                .map(|e| {
+                    e.parse::<wharf_protocol::Environment>()
+                        .map_err(|e| err(format!("sources[{i}].environment"), e.to_string()))
+                })
+                .transpose()?;
+            sources.push(Source {
+                name,
+                api_key,
+                environment,
+            });
         }
         check_keys(&api_keys, &sources)?;
         let private_endpoints = wharf_delivery::ssrf::PrivateAccess {

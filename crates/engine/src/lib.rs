@@ -53,6 +53,8 @@ pub enum StartError {
     },
     #[error("cannot start the delivery worker's threads: {0}")]
     Worker(std::io::Error),
+    #[error("cannot record the configuration's [[sources]] as sources: {0}")]
+    Sources(app::EngineError),
 }
 
 /// A running engine.
@@ -128,6 +130,9 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
     let leases = store.clone();
     let clock = std::sync::Arc::new(wharf_auth::clock::SystemClock);
     let engine = app::Engine::new(store, config, organization, clock);
+    app::sources::sync_config(&engine)
+        .await
+        .map_err(StartError::Sources)?;
     let router = api::router(engine.clone());
     let (shutdown, signal) = watch::channel(false);
     let worker = worker::spawn(engine, signal.clone()).map_err(StartError::Worker)?;

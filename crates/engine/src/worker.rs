@@ -29,7 +29,7 @@ use crate::app::credentials::Credential;
 use crate::app::{Engine, EngineError, rfc3339_text};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use wharf_delivery::push::PushOutcome;
@@ -100,8 +100,8 @@ async fn run(engine: Engine, shutdown: watch::Receiver<bool>) {
 /// The destinations being drained, and the drains' reports.
 struct Drains {
     in_flight: HashSet<String>,
-    /// How many drains run now (`in_flight.len()`, read by the drains for their batch size).
-    running: Arc<AtomicUsize>,
+    /// What the drains read of the worker's state.
+    shared: Arc<Shared>,
     /// Logs were queued to these while their drain ran: start them again when it ends, or
     /// the new logs could wait for the next full look at every head.
     again: HashSet<String>,
@@ -114,26 +114,42 @@ impl Drains {
             self.again.insert(destination);
             return;
         }
-        self.running.store(self.in_flight.len(), Ordering::Relaxed);
+        self.shared
+            .running
+            .store(self.in_flight.len(), Ordering::Relaxed);
         let (engine, done, stop) = (engine.clone(), self.done_tx.clone(), stop.clone());
-        let running = self.running.clone();
+        let shared = self.shared.clone();
         tokio::spawn(async move {
-            let due = drain(&engine, &destination, &stop, &running).await;
+            let due = drain(&engine, &destination, &stop, &shared).await;
             let _ = done.send((destination, due));
         });
     }
 
     fn ended(&mut self, destination: &str) {
         self.in_flight.remove(destination);
-        self.running.store(self.in_flight.len(), Ordering::Relaxed);
+        self.shared
+            .running
+            .store(self.in_flight.len(), Ordering::Relaxed);
     }
+}
+
+/// The worker's state its drains read.
+#[derive(Default)]
+struct Shared {
+    /// How many drains run now (for their batch size).
+    running: AtomicUsize,
+    /// Counts the queue changes announced on a shared PostgreSQL database (every engine's,
+    /// this one's included). Another engine may have put a log back in a queue ahead of where
+    /// a drain reads (a subscription resumed there): the drain then reads its queue from the
+    /// head again.
+    elsewhere: AtomicU64,
 }
 
 async fn work(engine: &Engine, mut shutdown: watch::Receiver<bool>) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let mut drains = Drains {
         in_flight: HashSet::new(),
-        running: Arc::new(AtomicUsize::new(0)),
+        shared: Arc::default(),
         again: HashSet::new(),
         done_tx,
     };
@@ -181,7 +197,10 @@ async fn work(engine: &Engine, mut shutdown: watch::Receiver<bool>) {
                 }
             }
             _ = engine.signals.wake.notified() => look = true,
-            _ = changes.changed() => look = true,
+            _ = changes.changed() => {
+                drains.shared.elsewhere.fetch_add(1, Ordering::Relaxed);
+                look = true;
+            }
             Some((destination, due)) = done_rx.recv() => {
                 drains.ended(&destination);
                 if drains.again.remove(&destination) {
@@ -224,7 +243,7 @@ async fn drain(
     engine: &Engine,
     destination: &str,
     stop: &watch::Receiver<bool>,
-    running: &AtomicUsize,
+    shared: &Shared,
 ) -> Option<i64> {
     // The previous batch's attempts, being committed while this batch is read and sent.
     let mut committing = Records::default();
@@ -232,8 +251,9 @@ async fn drain(
     let mut after = None;
     loop {
         let epoch = engine.signals.epoch();
+        let elsewhere = shared.elsewhere.load(Ordering::Relaxed);
         let id = destination.to_owned();
-        let size = batch_size(running.load(Ordering::Relaxed));
+        let size = batch_size(shared.running.load(Ordering::Relaxed));
         let batch = match engine.db(move |s| s.queue_front(&id, after, size)).await {
             Ok(batch) if batch.is_empty() => return settle(engine, committing, stop, None).await,
             Ok(batch) => batch,
@@ -284,9 +304,10 @@ async fn drain(
             let retry = Some(engine.now_millis() + STORE_RETRY);
             return settle(engine, records, stop, retry).await;
         }
-        if reordered {
-            // An operator's change (a stop, a resend, a pause) may have reordered the queue:
-            // read it again from its head, once every attempt made is committed.
+        if reordered || shared.elsewhere.load(Ordering::Relaxed) != elsewhere {
+            // An operator's change (a stop, a resend, a pause, a subscription resumed), here or
+            // in another engine, may have reordered the queue: read it again from its head,
+            // once every attempt made is committed.
             if !records.finish(engine, stop).await {
                 return Some(engine.now_millis() + STORE_RETRY);
             }

@@ -94,7 +94,7 @@ api_values! {
         Succeeded = "succeeded",
         /// Given up on: an operator stopped it, or a query failed.
         Failed = "failed",
-        /// Dropped by a filter (Redox's status; Wharf has no filters yet, so no log has it).
+        /// Blocked by its subscription's filter: kept, never delivered.
         Filtered = "filtered",
     }
 }
@@ -108,6 +108,24 @@ api_values! {
         Request = "request",
         Respond = "respond",
         Unknown = "unknown",
+    }
+}
+
+api_values! {
+    /// What a subscription's filter does (Redox's v0 filters): `send` delivers a message only
+    /// when every rule holds; `block-all` delivers none.
+    FilterAction, "filter action" {
+        Send = "send",
+        BlockAll = "block-all",
+    }
+}
+
+api_values! {
+    /// Whether a subscription's messages flow or are held in order (Wharf's
+    /// `PATCH /v1/subscriptions/{id}`; Redox's dashboard shows Active / Paused).
+    SubscriptionStatus, "subscription status" {
+        Active = "active",
+        Paused = "paused",
     }
 }
 

@@ -5,7 +5,7 @@
 use std::error::Error;
 use wharf_auth::strategy::Strategy;
 use wharf_protocol::Environment;
-use wharf_protocol::platform::{DataFormat, LogStatus, LogType, VerificationMethod};
+use wharf_protocol::platform::{DataFormat, FilterAction, LogStatus, LogType, VerificationMethod};
 
 /// A value kept in a text column.
 pub(crate) trait Column: Sized + Copy {
@@ -63,10 +63,28 @@ impl Column for LogStatus {
         }
     }
     fn from_column(text: &str) -> Option<Self> {
+        // `HELD`: pending behind a paused subscription. Only the queue's queries tell it from
+        // PENDING (they see PENDING alone, so a held log is never sent); to everyone else it
+        // is a pending log, as Redox has no other status for it.
+        if text == HELD {
+            return Some(LogStatus::Pending);
+        }
         LogStatus::ALL
             .iter()
             .copied()
             .find(|s| s.to_column() == text)
+    }
+}
+
+/// The stored status of a log held while its subscription is paused (read as pending).
+pub(crate) const HELD: &str = "HELD";
+
+impl Column for FilterAction {
+    fn to_column(self) -> &'static str {
+        self.as_str()
+    }
+    fn from_column(text: &str) -> Option<Self> {
+        text.parse().ok()
     }
 }
 

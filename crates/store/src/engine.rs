@@ -1,6 +1,6 @@
 //! The engine's records (organizations, their three environments, destinations, auth
-//! credentials, logs and attempts, the audit log) and [`EngineStore`], the one handle the
-//! engine uses.
+//! credentials, OAuth API keys, sources, subscriptions and their filters, logs and attempts,
+//! the audit log) and [`EngineStore`], the one handle the engine uses.
 //!
 //! `EngineStore` dispatches to a backend chosen at open: SQLite (`sqlite::engine`, the default,
 //! one process) or PostgreSQL (`postgres::engine`, several engine processes on one database,
@@ -24,7 +24,9 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 pub use wharf_auth::strategy::Strategy;
 pub use wharf_protocol::Environment;
-pub use wharf_protocol::platform::{DataFormat, LogStatus, LogType, VerificationMethod};
+pub use wharf_protocol::platform::{
+    DataFormat, FilterAction, LogStatus, LogType, VerificationMethod,
+};
 
 /// The file name of the engine database inside its `data_dir`.
 pub const ENGINE_FILE: &str = "engine.db";
@@ -89,11 +91,89 @@ pub enum CredentialDeletion {
     InUse(Vec<String>),
 }
 
+/// An OAuth API key of an environment (Redox's `apikeys`): the public keys a client signs its
+/// token requests with, as a JWK set, or a JWKS URL (which wins when both are kept). Its `id`
+/// is the client ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub organization_id: String,
+    pub environment_id: String,
+    pub name: String,
+    pub jwks_url: Option<String>,
+    /// JSON text of `{"keys": [...]}`, public keys only.
+    pub jwk_set: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A system that sends data into one environment. Its `apiKey` is kept only as its SHA-256
+/// (`api_key_digest`), so the store cannot show it again; a source from the configuration's
+/// `[[sources]]` has `config_name` and keeps its key in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRecord {
+    pub id: String,
+    pub organization_id: String,
+    pub environment_id: String,
+    pub name: String,
+    pub api_key_digest: Option<Vec<u8>>,
+    /// The `[[sources]]` name it was made from; `None` for a source made by the API.
+    pub config_name: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The routing rule: messages of `data_model` from a source go to a destination (both in
+/// one environment). Numeric id, as Redox shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRecord {
+    /// Assigned by the store ([`EngineStore::insert_subscription`] ignores it).
+    pub id: i64,
+    pub organization_id: String,
+    pub environment_id: String,
+    pub source_id: String,
+    pub destination_id: String,
+    pub data_model: String,
+    /// Paused: its new messages are held (kept in order, not sent) until it is resumed.
+    pub paused: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Which subscriptions a listing returns; `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriptionFilter {
+    pub source_id: Option<String>,
+    pub destination_id: Option<String>,
+    pub data_model: Option<String>,
+}
+
+/// A subscription's filter (at most one that is not deleted per subscription). `rules` is
+/// the JSON text of `[{"path", "values", "allowList"}]`, checked by the engine before it is
+/// kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterRecord {
+    pub id: String,
+    pub subscription_id: i64,
+    pub organization_id: String,
+    pub environment_id: String,
+    pub name: String,
+    pub action: FilterAction,
+    pub rules: String,
+    /// How many times it was saved (Redox's `version`), from 1.
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub deleted_at: Option<i64>,
+}
+
 /// One message to one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {
     /// Queue order.
     pub seq: i64,
+    /// The subscription that routed it (`None` for logs from before subscriptions).
+    pub subscription_id: Option<i64>,
     /// `Send` for a queued notification, `Request` for a relayed query.
     pub log_type: LogType,
     pub id: String,
@@ -151,8 +231,10 @@ pub struct AuditRecord {
 /// One write of a group commit.
 #[derive(Debug, Clone)]
 pub enum Write {
-    /// Queue these logs at the back of their destinations' queues (`seq` and `status` of
-    /// the records are ignored: new logs are PENDING, in the order given).
+    /// Queue these logs at the back of their destinations' queues, in the order given (`seq`
+    /// is ignored). A log with status `Filtered` is kept as such and never queued; any other
+    /// is PENDING, or held (read back as pending, not sent) while its subscription is paused,
+    /// decided in the same transaction as the pause so none slips past it.
     Enqueue(Vec<LogRecord>),
     /// Record an attempt and move its log on: to SUCCEEDED, or to its next try.
     Attempt(AttemptRecord, AttemptOutcome),
@@ -539,7 +621,7 @@ dispatch! {
     pub fn check_writable(&self) -> Result<(), StoreError>;
     /// A destination's queue: operator-paused or not, depth, and its head.
     pub fn queue(&self, destination_id: &str) -> Result<QueueState, StoreError>;
-    /// Stops a pending log: it becomes FAILED and its queue moves on. False if it was not
+    /// Stops a pending (or held) log: it becomes FAILED and its queue moves on. False if it was not
     /// pending.
     pub fn stop(&self, log_id: &str) -> Result<bool, StoreError>;
     /// Puts a finished log back at the end of its destination's queue, with the same Log ID
@@ -557,4 +639,48 @@ dispatch! {
     /// The organization's audit entries at or after `since` (ms since the epoch), newest
     /// first, skipping `offset`, at most `limit`.
     pub fn audit(&self, organization_id: &str, since: Option<i64>, offset: usize, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+    pub fn insert_apikey(&self, k: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// Replaces name, keys and updated_at of an OAuth API key. False if it is gone.
+    pub fn update_apikey(&self, k: &ApiKeyRecord) -> Result<bool, StoreError>;
+    pub fn apikey(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// An environment's OAuth API keys, oldest first.
+    pub fn apikeys(&self, environment_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    pub fn delete_apikey(&self, id: &str) -> Result<bool, StoreError>;
+    pub fn insert_source(&self, s: &SourceRecord) -> Result<(), StoreError>;
+    /// Replaces name, key digest and updated_at of a source. False if it is gone.
+    pub fn update_source(&self, s: &SourceRecord) -> Result<bool, StoreError>;
+    pub fn source(&self, id: &str) -> Result<Option<SourceRecord>, StoreError>;
+    /// An environment's sources, oldest first.
+    pub fn sources(&self, environment_id: &str) -> Result<Vec<SourceRecord>, StoreError>;
+    /// The source whose `apiKey` has this SHA-256.
+    pub fn source_by_key_digest(&self, digest: &[u8]) -> Result<Option<SourceRecord>, StoreError>;
+    /// The sources made from the configuration's `[[sources]]` entry of this name (one per
+    /// environment it sends into), oldest first.
+    pub fn config_sources(&self, organization_id: &str, name: &str) -> Result<Vec<SourceRecord>, StoreError>;
+    /// Deletes a source with its subscriptions and their filters; its held messages are
+    /// released to their queues. False if it did not exist.
+    pub fn delete_source(&self, id: &str) -> Result<bool, StoreError>;
+    /// Inserts a subscription and returns it with its id; an existing one of the same
+    /// (source, destination, data model) is returned as it is.
+    pub fn insert_subscription(&self, s: &SubscriptionRecord) -> Result<SubscriptionRecord, StoreError>;
+    pub fn subscription(&self, id: i64) -> Result<Option<SubscriptionRecord>, StoreError>;
+    /// An environment's subscriptions matching `filter`, by id, skipping `offset`, at most `limit`.
+    pub fn subscriptions(&self, environment_id: &str, filter: &SubscriptionFilter, offset: usize, limit: usize) -> Result<Vec<SubscriptionRecord>, StoreError>;
+    /// A source's subscriptions for one data model, each with its filter (if it has one):
+    /// where a message goes.
+    pub fn routes(&self, source_id: &str, data_model: &str) -> Result<Vec<(SubscriptionRecord, Option<FilterRecord>)>, StoreError>;
+    /// Deletes a subscription and its filter; its held messages are released to their queue
+    /// (they were accepted while it existed). False if it did not exist.
+    pub fn delete_subscription(&self, id: i64) -> Result<bool, StoreError>;
+    /// Pauses (its pending messages held, in order) or resumes (held messages queued again
+    /// where they were, due at once) a subscription. False if it does not exist.
+    pub fn set_subscription_paused(&self, id: i64, paused: bool) -> Result<bool, StoreError>;
+    /// Creates a subscription's filter, or replaces the one it has (the record's id must be
+    /// that filter's; its version goes up by one). Returns the filter as kept.
+    pub fn save_filter(&self, f: &FilterRecord) -> Result<FilterRecord, StoreError>;
+    /// A subscription's filters: its current one, and with `deleted` also those deleted.
+    pub fn filters(&self, subscription_id: i64, deleted: bool) -> Result<Vec<FilterRecord>, StoreError>;
+    /// Marks a subscription's filter deleted (kept for `showDeleted`). False if it is not
+    /// that subscription's current filter.
+    pub fn delete_filter(&self, subscription_id: i64, filter_id: &str, at: i64) -> Result<bool, StoreError>;
 }

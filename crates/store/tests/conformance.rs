@@ -90,6 +90,7 @@ conformance! {
         a_newer_schema_is_refused,
         migrations_run_once,
         the_audit_log_is_append_only,
+        sources_subscriptions_filters_and_held_logs,
     ],
     async: [
         keeps_once_per_duplicate_key_and_destination,
@@ -1451,4 +1452,170 @@ async fn a_probe_write_needs_space(db: &Db) {
     inbox.probe_write(64 * 1024).await.unwrap();
     inbox.probe_write(1).await.unwrap();
     inbox.keep(message("d", "after")).await.unwrap();
+}
+
+/// Sources, OAuth API keys, subscriptions (routes with their filter), a paused subscription's
+/// logs held out of the queue and released in place, and a filtered log never queued.
+fn sources_subscriptions_filters_and_held_logs(db: &Db) {
+    let store = db.engine();
+    let org = store.ensure_organization("Acme").unwrap();
+    let env = store.environments(&org.id).unwrap().remove(0);
+    let destination = record(&org, &env, "https://a.example/x");
+    store.insert_destination(&destination).unwrap();
+    let key = ApiKeyRecord {
+        id: "client-1".into(),
+        organization_id: org.id.clone(),
+        environment_id: env.id.clone(),
+        name: "ehr".into(),
+        jwks_url: None,
+        jwk_set: Some("{\"keys\":[]}".into()),
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.insert_apikey(&key).unwrap();
+    assert_eq!(store.apikeys(&env.id).unwrap(), [key]);
+    assert!(store.delete_apikey("client-1").unwrap());
+    assert!(store.apikey("client-1").unwrap().is_none());
+    let source = SourceRecord {
+        id: "src".into(),
+        organization_id: org.id.clone(),
+        environment_id: env.id.clone(),
+        name: "feed".into(),
+        api_key_digest: Some(vec![7; 32]),
+        config_name: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.insert_source(&source).unwrap();
+    assert_eq!(
+        store.source_by_key_digest(&[7; 32]).unwrap(),
+        Some(source.clone())
+    );
+    assert!(store.source_by_key_digest(&[8; 32]).unwrap().is_none());
+    let mut config = source.clone();
+    config.id = "cfg".into();
+    config.api_key_digest = None;
+    config.config_name = Some("EHR".into());
+    store.insert_source(&config).unwrap();
+    assert_eq!(store.config_sources(&org.id, "EHR").unwrap(), [config]);
+    assert_eq!(store.sources(&env.id).unwrap().len(), 2);
+    let new = SubscriptionRecord {
+        id: 0,
+        organization_id: org.id.clone(),
+        environment_id: env.id.clone(),
+        source_id: "src".into(),
+        destination_id: destination.id.clone(),
+        data_model: "PatientAdmin".into(),
+        paused: false,
+        created_at: 1,
+        updated_at: 1,
+    };
+    let sub = store.insert_subscription(&new).unwrap();
+    assert!(sub.id > 0);
+    assert_eq!(
+        store.insert_subscription(&new).unwrap().id,
+        sub.id,
+        "one per triple"
+    );
+    let filter = FilterRecord {
+        id: "f1".into(),
+        subscription_id: sub.id,
+        organization_id: org.id.clone(),
+        environment_id: env.id.clone(),
+        name: "only".into(),
+        action: FilterAction::Send,
+        rules: "[]".into(),
+        version: 1,
+        created_at: 2,
+        updated_at: 2,
+        deleted_at: None,
+    };
+    store.save_filter(&filter).unwrap();
+    let saved = store
+        .save_filter(&FilterRecord {
+            action: FilterAction::BlockAll,
+            ..filter.clone()
+        })
+        .unwrap();
+    assert_eq!((saved.version, saved.action), (2, FilterAction::BlockAll));
+    let routes = store.routes("src", "PatientAdmin").unwrap();
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].1.as_ref().map(|f| f.id.as_str()), Some("f1"));
+    assert!(store.routes("src", "Scheduling").unwrap().is_empty());
+    let filtered_by =
+        |f: &SubscriptionFilter| store.subscriptions(&env.id, f, 0, 50).unwrap().len();
+    assert_eq!(filtered_by(&SubscriptionFilter::default()), 1);
+    assert_eq!(
+        filtered_by(&SubscriptionFilter {
+            source_id: Some("other".into()),
+            ..Default::default()
+        }),
+        0
+    );
+    // Logs of the subscription: the first queued, then paused: held (pending to readers,
+    // not in the queue); one more arrives held; another destination's flows; a filtered log
+    // is never queued.
+    let log = |id: &str, status: LogStatus| LogRecord {
+        subscription_id: Some(sub.id),
+        status,
+        ..queued(id, &destination.id)
+    };
+    enqueue(&store, &[log("h1", PENDING)]);
+    assert!(store.set_subscription_paused(sub.id, true).unwrap());
+    assert!(store.subscription(sub.id).unwrap().unwrap().paused);
+    enqueue(
+        &store,
+        &[
+            log("h2", PENDING),
+            log("x", LogStatus::Filtered),
+            queued("o1", "other"),
+        ],
+    );
+    let heads: Vec<_> = store
+        .queue_heads()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(heads, ["o1"]);
+    assert_eq!(
+        store.log("h2").unwrap().unwrap().0.status,
+        PENDING,
+        "read as pending"
+    );
+    assert_eq!(
+        store.log("x").unwrap().unwrap().0.status,
+        LogStatus::Filtered
+    );
+    assert_eq!(
+        store.log("h1").unwrap().unwrap().0.subscription_id,
+        Some(sub.id)
+    );
+    assert!(store.set_subscription_paused(sub.id, false).unwrap());
+    // (PostgreSQL: reading the heads takes the queues' leases, which `queue_front` needs.)
+    let head = store
+        .queue_heads()
+        .unwrap()
+        .into_iter()
+        .find(|l| l.destination_id == destination.id)
+        .map(|l| l.id);
+    assert_eq!(head.as_deref(), Some("h1"));
+    let front: Vec<_> = store
+        .queue_front(&destination.id, 10)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(front, ["h1", "h2"], "released in place, in order");
+    // Paused again, then deleted: its held logs are queued, its filter gone.
+    store.set_subscription_paused(sub.id, true).unwrap();
+    assert!(store.queue_front(&destination.id, 10).unwrap().is_empty());
+    assert!(store.delete_filter(sub.id, "f1", 3).unwrap());
+    assert!(store.filters(sub.id, false).unwrap().is_empty());
+    assert_eq!(store.filters(sub.id, true).unwrap()[0].deleted_at, Some(3));
+    assert!(store.delete_source("src").unwrap());
+    assert!(store.subscription(sub.id).unwrap().is_none());
+    store.queue_heads().unwrap();
+    assert_eq!(store.queue_front(&destination.id, 10).unwrap().len(), 2);
+    assert!(!store.set_subscription_paused(sub.id, false).unwrap());
 }

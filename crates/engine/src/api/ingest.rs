@@ -98,14 +98,14 @@ async fn submit(
     query: Option<&str>,
     body: Body,
 ) -> Result<Ingested, EngineError> {
-    let source = crate::app::ingest::authenticate(engine, bearer(headers))?;
+    let sender = crate::app::ingest::authenticate(engine, bearer(headers)).await?;
     let body = read_body(headers, body).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or(wharf_protocol::CONTENT_TYPE_JSON);
     let submission = Submission {
-        source,
+        sender,
         content_type,
         query_targets: query_targets(query),
         body: &body,

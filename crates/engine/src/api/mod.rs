@@ -13,6 +13,7 @@
 //! Handlers only translate: they parse the request into the core's typed values (strings into
 //! enums here, at the edge), call `crate::app`, and shape the answer.
 
+mod apikeys;
 mod audit;
 mod authcredentials;
 mod destinations;
@@ -21,6 +22,9 @@ mod logs;
 pub mod models;
 mod organizations;
 mod queues;
+mod sources;
+mod subscriptions;
+mod token;
 
 use crate::app::audit::Access;
 use crate::app::{Engine, EngineError, find_secret};
@@ -95,6 +99,18 @@ fn management() -> OpenApiRouter<Engine> {
         .routes(routes!(queues::pause))
         .routes(routes!(queues::resume))
         .routes(routes!(audit::export))
+        .routes(routes!(apikeys::list, apikeys::create))
+        .routes(routes!(apikeys::read, apikeys::update, apikeys::remove))
+        .routes(routes!(sources::list, sources::create))
+        .routes(routes!(sources::read, sources::update, sources::remove))
+        .routes(routes!(subscriptions::list, subscriptions::create))
+        .routes(routes!(
+            subscriptions::read,
+            subscriptions::update,
+            subscriptions::remove
+        ))
+        .routes(routes!(subscriptions::filters, subscriptions::save_filter))
+        .routes(routes!(subscriptions::remove_filter))
 }
 
 /// The routes anyone may call (ingestion checks its own source key), also described.
@@ -102,6 +118,7 @@ fn public() -> OpenApiRouter<Engine> {
     OpenApiRouter::new()
         .routes(routes!(ingest::ingest))
         .routes(routes!(authcredentials::jwks))
+        .routes(routes!(token::issue))
 }
 
 /// The whole API as a router (with the dashboard and the health routes) and its OpenAPI
@@ -293,6 +310,27 @@ async fn require_key(
             "missing management key: send Authorization: Bearer <api key>",
         );
     };
+    // An access token from `/v2/auth/token` (an OAuth API key's): Wharf has no user-level
+    // keys, so it authorizes the Platform API as a management key does.
+    if crate::app::token::is_token(presented) {
+        return match crate::app::token::check(&engine, presented) {
+            Ok(holder) => {
+                let access =
+                    Access::oauth_client(&holder.client_id, crate::http::peer_address(&request));
+                let mut request = request;
+                request.extensions_mut().insert(access);
+                next.run(request).await
+            }
+            Err(e) => {
+                tracing::warn!(reason = "wrong_access_token", "management request refused");
+                let mut response = e.into_response();
+                response
+                    .extensions_mut()
+                    .insert(AuthFailure("wrong_access_token"));
+                response
+            }
+        };
+    }
     let Some(index) = find_secret(presented, engine.config.api_keys.iter().map(String::as_str))
     else {
         tracing::warn!(reason = "wrong_api_key", "management request refused");

@@ -261,7 +261,7 @@ pub struct MessagePayload {
 }
 
 /// Reads a field that may be absent (`None`), `null` (`Some(None)`) or a value.
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+pub(crate) fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)

@@ -19,6 +19,8 @@ pub enum ActorKind {
     Operator,
     /// A named management key (`api_keys`), over the API or signed in to the dashboard.
     ApiKey,
+    /// An OAuth API key's access token (`/v2/auth/token`), named by its client ID.
+    OAuthClient,
 }
 
 impl ActorKind {
@@ -26,6 +28,7 @@ impl ActorKind {
         match self {
             ActorKind::Operator => "operator",
             ActorKind::ApiKey => "api_key",
+            ActorKind::OAuthClient => "oauth_client",
         }
     }
 }
@@ -60,6 +63,21 @@ impl Access {
             actor: Actor {
                 kind: ActorKind::ApiKey,
                 name,
+                may_view_phi: true,
+            },
+            address,
+        }
+    }
+}
+
+impl Access {
+    /// The holder of an access token of the OAuth API key `client_id`. It may read PHI, as a
+    /// management key may: the token authorizes the whole Platform API.
+    pub fn oauth_client(client_id: &str, address: Option<IpAddr>) -> Access {
+        Access {
+            actor: Actor {
+                kind: ActorKind::OAuthClient,
+                name: client_id.to_owned(),
                 may_view_phi: true,
             },
             address,

@@ -2,9 +2,12 @@
 //! and either queued durably (one log per target destination, committed before the answer) or,
 //! for a query, relayed to its one destination and answered synchronously.
 //!
-//! A data model message names its targets in `Meta.Destinations[].ID`; a FHIR bundle names
-//! them with `destination` query parameters. Every target must be a destination of this
-//! organization that passed Verify and Save, or nothing is queued.
+//! Subscriptions route (see [`super::subscriptions`]): a message of a data model goes to every
+//! destination its source subscribes to for it, or, when it names targets
+//! (`Meta.Destinations[].ID`; `destination` query parameters for a FHIR bundle), to those,
+//! each of which must be subscribed. Every target must be a destination of this organization
+//! that passed Verify and Save, or nothing is queued. A subscription's filter may block a
+//! message for its destination: it is kept as a `filtered` log and not queued.
 //!
 //! A query that fails at the destination is answered as Redox documents ("Responding to
 //! queries"): 200 with `Meta.Errors`, whose item carries `DestinationStatusCode` and `Details`
@@ -12,25 +15,23 @@
 //! time is 504, and one that could not be reached 502, each with `Meta.Errors` too.
 
 use super::credentials::Credential;
-use super::{Engine, EngineError, find_secret, open_token, rfc3339_text};
+use super::sources::Sender;
+use super::{Engine, EngineError, open_token, rfc3339_text};
 use serde_json::{Value, json};
 use wharf_protocol::envelope::{self, EnvelopeKind, Interaction};
 use wharf_protocol::platform::{LogStatus, LogType};
-use wharf_store::engine::{AttemptRecord, DestinationRecord, LogRecord, Write};
+use wharf_store::engine::{
+    AttemptRecord, DestinationRecord, FilterRecord, LogRecord, SourceRecord, SubscriptionRecord,
+    Write,
+};
 
 /// How long a query may take end to end (PROTOCOL.md section 6).
 pub const QUERY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// A source whose key was checked: what ingestion needs before it reads a body, so a stranger
-/// is refused at the headers and cannot make the engine buffer 40 MiB first.
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub name: String,
-}
-
 /// A message as an authenticated source submitted it.
 pub struct Submission<'a> {
-    pub source: Source,
+    /// Who the request's bearer credential says is sending.
+    pub sender: Sender,
     pub content_type: &'a str,
     /// Targets named outside the body (`?destination=` for FHIR bundles).
     pub query_targets: Vec<String>,
@@ -58,61 +59,46 @@ pub struct QueryAnswer {
     pub body: Vec<u8>,
 }
 
-/// Why a source was refused before anything was read into the queue.
-fn unauthorized(message: &str) -> EngineError {
-    EngineError::Unauthorized(message.to_owned())
-}
-
-/// The source whose key was presented, compared in constant time against every configured
-/// source key. Called on the request's headers, before its body is read.
-pub fn authenticate(engine: &Engine, key: Option<&str>) -> Result<Source, EngineError> {
-    let Some(presented) = key else {
-        return Err(unauthorized(
-            "missing source key: send Authorization: Bearer <source api_key>",
-        ));
-    };
-    let Some(index) = find_secret(
-        presented,
-        engine.config.sources.iter().map(|s| s.api_key.as_str()),
-    ) else {
-        tracing::warn!(reason = "wrong_source_key", "ingestion refused");
-        return Err(unauthorized("the source key is not valid"));
-    };
-    Ok(Source {
-        name: engine.config.sources[index].name.clone(),
-    })
+/// The sender of a request with this bearer credential (see [`super::sources::authenticate`]).
+/// Called on the request's headers, before its body is read.
+pub async fn authenticate(engine: &Engine, key: Option<&str>) -> Result<Sender, EngineError> {
+    super::sources::authenticate(engine, key).await
 }
 
 /// Takes a source's message: queued for every target, or relayed if it is a query.
 pub async fn ingest(engine: &Engine, submission: Submission<'_>) -> Result<Ingested, EngineError> {
-    let source = submission.source.name.as_str();
     let env = envelope::parse(submission.body)
         .map_err(|e| EngineError::bad_request(format!("cannot deliver this message: {e}")))?;
     let is_query = env.interaction == Interaction::Query;
-    let targets = match env.kind {
-        EnvelopeKind::DataModel => data_model_targets(submission.body),
-        EnvelopeKind::FhirMessage => submission.query_targets.clone(),
+    let (named, value) = match env.kind {
+        EnvelopeKind::DataModel => {
+            let value: Value = serde_json::from_slice(submission.body).unwrap_or(Value::Null);
+            (data_model_targets(&value), value)
+        }
+        EnvelopeKind::FhirMessage => (submission.query_targets.clone(), Value::Null),
         EnvelopeKind::OtherJson => {
             return Err(EngineError::bad_request(
                 "the body is neither a Redox data model message (with Meta) nor a FHIR message bundle",
             ));
         }
     };
-    if targets.is_empty() {
-        return Err(EngineError::bad_request(match env.kind {
-            EnvelopeKind::FhirMessage => "name the target with ?destination=<destination id>",
-            _ => "Meta.Destinations names no destination: add [{\"ID\": \"<destination id>\"}]",
-        }));
-    }
-    if is_query && targets.len() != 1 {
+    let Some(data_model) = env.data_model.clone() else {
+        return Err(EngineError::bad_request(
+            "Meta.DataModel is missing: subscriptions route messages by data model, e.g. \"PatientAdmin\"",
+        ));
+    };
+    let sources = sending_sources(engine, submission.sender, &value).await?;
+    let routed = route(engine, &sources, &data_model, &named).await?;
+    if is_query && routed.len() != 1 {
         return Err(EngineError::bad_request(format!(
-            "a query ({}) must name exactly one destination in Meta.Destinations; it names {}",
+            "a query ({}) goes to exactly one destination: name it in Meta.Destinations (it would go to {})",
             env.event_type.as_deref().unwrap_or("query"),
-            targets.len()
+            routed.len()
         )));
     }
-    let mut records = Vec::with_capacity(targets.len());
-    for id in &targets {
+    let mut records = Vec::with_capacity(routed.len());
+    for (_, subscription, _) in &routed {
+        let id = &subscription.destination_id;
         let record = engine
             .recent_destination(id)
             .await?
@@ -126,33 +112,151 @@ pub async fn ingest(engine: &Engine, submission: Submission<'_>) -> Result<Inges
         }
         records.push(record);
     }
-    let message = Message {
-        source,
-        content_type: submission.content_type,
-        body: submission.body,
-        env: &env,
-    };
+    let now = engine.now_millis();
     if is_query {
+        let (source, subscription, _) = &routed[0];
+        let message = Message {
+            source: &source.name,
+            subscription_id: Some(subscription.id),
+            content_type: submission.content_type,
+            body: submission.body,
+            env: &env,
+        };
         return Ok(Ingested::Answered(
             relay_query(engine, &records[0], &message).await,
         ));
     }
-    let now = engine.now_millis();
-    let logs: Vec<LogRecord> = targets
-        .iter()
-        .map(|destination| message.log(engine, destination, LogType::Send, now))
-        .collect();
+    let mut logs: Vec<LogRecord> = Vec::with_capacity(routed.len());
+    for (source, subscription, filter) in &routed {
+        let message = Message {
+            source: &source.name,
+            subscription_id: Some(subscription.id),
+            content_type: submission.content_type,
+            body: submission.body,
+            env: &env,
+        };
+        let mut log = message.log(engine, &subscription.destination_id, LogType::Send, now);
+        // A blocked message is kept as a filtered log, never queued (so it holds nothing up).
+        if filter
+            .as_ref()
+            .is_some_and(|f| !super::subscriptions::passes(f, &value))
+        {
+            log.status = LogStatus::Filtered;
+        }
+        logs.push(log);
+    }
     let answer = logs
         .iter()
         .map(|l| (l.id.clone(), l.destination_id.clone()))
         .collect();
+    let queued: Vec<String> = logs
+        .iter()
+        .filter(|l| l.status != LogStatus::Filtered)
+        .map(|l| l.destination_id.clone())
+        .collect();
     engine.committer.try_commit(Write::Enqueue(logs)).await?;
-    engine.signals.queued(targets.iter().map(String::as_str));
+    engine.signals.queued(queued.iter().map(String::as_str));
     Ok(Ingested::Queued {
         data_model: env.data_model.clone(),
         event_type: env.event_type.clone(),
         logs: answer,
     })
+}
+
+/// The source records a message is sent as: a source key's (one, or one per environment for
+/// a `[[sources]]` entry of every environment); for an access token, the source its
+/// `Meta.Source.ID` names in the token's environment.
+async fn sending_sources(
+    engine: &Engine,
+    sender: Sender,
+    message: &Value,
+) -> Result<Vec<SourceRecord>, EngineError> {
+    match sender {
+        Sender::Sources(records) => Ok(records),
+        Sender::Token(holder) => {
+            let Some(id) = message["Meta"]["Source"]["ID"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+            else {
+                return Err(EngineError::bad_request(
+                    "Meta.Source.ID is missing: a message sent with an OAuth access token names its source's id there",
+                ));
+            };
+            let (source, _) = super::sources::read(engine, id).await.map_err(|_| {
+                EngineError::bad_request(format!("Meta.Source.ID: source {id} does not exist"))
+            })?;
+            if source.environment_id != holder.environment_id {
+                return Err(EngineError::Forbidden(format!(
+                    "Meta.Source.ID: source {id} is not in the environment of OAuth API key {}",
+                    holder.client_id
+                )));
+            }
+            Ok(vec![source])
+        }
+    }
+}
+
+/// One delivery of a message: as which source, by which subscription, through which filter.
+type Routed = (SourceRecord, SubscriptionRecord, Option<FilterRecord>);
+
+/// Where a message of `data_model` from `sources` goes: every subscribed destination, or of
+/// those the ones `named` (each of which must be subscribed). A `[[sources]]` source
+/// subscribes itself to a named destination of its environment on first use, so the
+/// configuration's sources route as they did before subscriptions.
+async fn route(
+    engine: &Engine,
+    sources: &[SourceRecord],
+    data_model: &str,
+    named: &[String],
+) -> Result<Vec<Routed>, EngineError> {
+    let mut all: Vec<Routed> = Vec::new();
+    for source in sources {
+        for (subscription, filter) in
+            super::subscriptions::routes(engine, &source.id, data_model).await?
+        {
+            all.push((source.clone(), subscription, filter));
+        }
+    }
+    let name = sources.first().map(|s| s.name.as_str()).unwrap_or_default();
+    if named.is_empty() {
+        if all.is_empty() {
+            return Err(EngineError::bad_request(format!(
+                "source {name:?} has no subscription for {data_model}: subscribe it to a destination (POST /platform/v1/environments/{{environmentId}}/subscriptions), or name the destination in Meta.Destinations"
+            )));
+        }
+        return Ok(all);
+    }
+    let mut chosen = Vec::with_capacity(named.len());
+    for id in named {
+        if let Some(found) = all.iter().find(|(_, s, _)| s.destination_id == *id) {
+            chosen.push(found.clone());
+            continue;
+        }
+        let destination = engine
+            .recent_destination(id)
+            .await?
+            .filter(|d| d.organization_id == engine.organization.id)
+            .ok_or_else(|| EngineError::bad_request(format!("destination {id} does not exist")))?;
+        let from_config = sources
+            .iter()
+            .find(|s| s.config_name.is_some() && s.environment_id == destination.environment_id);
+        // Subscribed only once it may receive: a refused message leaves no subscription.
+        if from_config.is_some() && destination.verified_at.is_none() {
+            return Err(EngineError::conflict(format!(
+                "destination {id} ({}) is not verified and receives no data: run Verify and Save first",
+                destination.name
+            )));
+        }
+        let Some(source) = from_config else {
+            return Err(EngineError::bad_request(format!(
+                "source {name:?} has no subscription to destination {id} ({}) for {data_model}: create one (POST /platform/v1/environments/{{environmentId}}/subscriptions) with the source and destination in one environment",
+                destination.name
+            )));
+        };
+        let subscription = super::subscriptions::subscribe(engine, source, id, data_model).await?;
+        chosen.push((source.clone(), subscription, None));
+    }
+    Ok(chosen)
 }
 
 /// Where a destination's messages go, with which token and auth credential, or why they
@@ -277,6 +381,7 @@ async fn relay_query(
 /// What a source submitted, from which every log of it is made.
 struct Message<'a> {
     source: &'a str,
+    subscription_id: Option<i64>,
     content_type: &'a str,
     body: &'a [u8],
     env: &'a envelope::Envelope,
@@ -287,6 +392,7 @@ impl Message<'_> {
     fn log(&self, engine: &Engine, destination_id: &str, log_type: LogType, now: i64) -> LogRecord {
         LogRecord {
             seq: 0,
+            subscription_id: self.subscription_id,
             log_type,
             // Time-ordered (UUIDv7), like the attempts' ids: the store's indexes on them then
             // grow at their end instead of touching a random page per row. With random ids,
@@ -348,8 +454,7 @@ async fn record_query(
 }
 
 /// `Meta.Destinations[].ID`, in order, without repeats.
-fn data_model_targets(body: &[u8]) -> Vec<String> {
-    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+fn data_model_targets(value: &Value) -> Vec<String> {
     let mut ids: Vec<String> = Vec::new();
     for d in value["Meta"]["Destinations"]
         .as_array()

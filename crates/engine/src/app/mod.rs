@@ -9,7 +9,15 @@
 //!
 //! * [`destinations`]: create, change, move, delete, Verify and Save.
 //! * [`credentials`]: auth credentials: strategy fields checked, secrets sealed.
-//! * [`ingest`]: a source's message: authenticated, classified, queued durably or relayed.
+//! * [`ingest`]: a source's message: authenticated, classified, routed by its subscriptions
+//!   (and their filters), queued durably or relayed.
+//! * [`apikeys`]: OAuth API keys (JWK sets or JWKS URLs) per environment.
+//! * [`token`]: `/v2/auth/token`: client assertions exchanged for five-minute bearer tokens,
+//!   and those tokens checked.
+//! * [`sources`]: sources (API-made with an `apiKey` shown once, or from `[[sources]]`), and
+//!   who a request's bearer credential says is sending.
+//! * [`subscriptions`]: the routing rule (source, destination, data model), pause and resume,
+//!   and each subscription's filter.
 //! * [`logs`]: list, read (without PHI, or with it: recorded in the audit log first), stop,
 //!   resend.
 //! * [`audit`]: who read PHI, when, from where (append-only).
@@ -22,6 +30,7 @@
 //! * [`error`]: [`EngineError`], and the store's failures logged once per state change.
 
 pub mod alerts;
+pub mod apikeys;
 pub mod audit;
 pub mod commit;
 pub mod credentials;
@@ -32,7 +41,10 @@ pub mod logs;
 pub mod present;
 pub mod queues;
 pub mod signals;
+pub mod sources;
 mod store_threads;
+pub mod subscriptions;
+pub mod token;
 
 pub use error::EngineError;
 
@@ -71,6 +83,12 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     /// Where [`Engine::db`] runs store operations.
     store_threads: store_threads::StoreThreads,
+    /// The token endpoint's fetched JWKS and used `jti`s.
+    pub oauth: token::OAuth,
+    /// Senders authenticated by a source key, kept a second.
+    pub senders: sources::SenderCache,
+    /// Sources' routes (subscriptions with filters) by data model, kept a second.
+    pub routes: subscriptions::RouteCache,
 }
 
 impl Inner {
@@ -160,6 +178,9 @@ impl Engine {
             store_health,
             clock,
             store_threads: Default::default(),
+            oauth: Default::default(),
+            senders: Default::default(),
+            routes: Default::default(),
         }))
     }
 

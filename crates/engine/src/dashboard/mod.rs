@@ -16,6 +16,8 @@
 //!   the audit log.
 //! * `audit`: the audit log, newest first.
 //! * `queues`: queue state per destination, pause and resume.
+//! * `sources`: sources (the API key shown once), subscriptions (pause, resume) and their
+//!   filters.
 //!
 //! Every answer carries a strict Content-Security-Policy (no inline script or style), and pages
 //! are `Cache-Control: no-store`: they show PHI and must not linger in caches.
@@ -27,6 +29,7 @@ mod logs;
 mod queues;
 mod session;
 mod signin_limit;
+mod sources;
 
 use crate::app::{Engine as EngineState, EngineError};
 use askama::Template;
@@ -99,6 +102,7 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(engine: EngineState) -> R
         .merge(credentials::routes())
         .merge(logs::routes())
         .merge(queues::routes())
+        .merge(sources::routes())
         .merge(audit::routes())
         // The engine's fallback answers in JSON; under /dashboard a person reads the answer.
         .route("/dashboard/{*rest}", axum::routing::any(not_found))
@@ -164,7 +168,7 @@ pub(crate) struct Page {
     pub organization: String,
     pub csrf: String,
     /// Which navigation entry is current: `destinations`, `credentials`, `logs`, `queues`,
-    /// `audit`.
+    /// `sources`, `audit`.
     pub nav: &'static str,
 }
 

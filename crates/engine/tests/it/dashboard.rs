@@ -7,6 +7,7 @@
 mod browser;
 mod phi;
 mod signin;
+mod sources;
 
 use super::*;
 use browser::{

@@ -16,6 +16,7 @@ mod outage;
 mod platform_api;
 mod queries;
 mod rate_limit;
+mod routing;
 mod security;
 mod ssrf;
 

@@ -62,6 +62,37 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/platform/v1/logs/{logId}/resend"),
     ("GET", "/platform/v1/audit"),
     ("POST", "/endpoint"),
+    ("GET", "/platform/v1/environments/{environmentId}/apikeys"),
+    ("POST", "/platform/v1/environments/{environmentId}/apikeys"),
+    ("GET", "/platform/v1/apikeys/{apikeyId}"),
+    ("PATCH", "/platform/v1/apikeys/{apikeyId}"),
+    ("DELETE", "/platform/v1/apikeys/{apikeyId}"),
+    ("POST", "/v2/auth/token"),
+    ("GET", "/platform/v1/environments/{environmentId}/sources"),
+    ("POST", "/platform/v1/environments/{environmentId}/sources"),
+    ("GET", "/platform/v1/sources/{sourceId}"),
+    ("PATCH", "/platform/v1/sources/{sourceId}"),
+    ("DELETE", "/platform/v1/sources/{sourceId}"),
+    (
+        "GET",
+        "/platform/v1/environments/{environmentId}/subscriptions",
+    ),
+    (
+        "POST",
+        "/platform/v1/environments/{environmentId}/subscriptions",
+    ),
+    ("GET", "/platform/v1/subscriptions/{subscriptionId}"),
+    ("PATCH", "/platform/v1/subscriptions/{subscriptionId}"),
+    ("DELETE", "/platform/v1/subscriptions/{subscriptionId}"),
+    ("GET", "/platform/v0/subscriptions/{subscriptionId}/filters"),
+    (
+        "POST",
+        "/platform/v0/subscriptions/{subscriptionId}/filters",
+    ),
+    (
+        "DELETE",
+        "/platform/v0/subscriptions/{subscriptionId}/filters/{filterId}",
+    ),
 ];
 
 /// Served under `/platform/v1` but not an operation of the API: the document itself.

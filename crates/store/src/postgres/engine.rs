@@ -22,9 +22,10 @@ use super::{
 };
 use crate::column::{Col, Column};
 use crate::engine::{
-    AttemptOutcome, AttemptRecord, AuditRecord, AuthCredentialRecord, CredentialDeletion,
-    DestinationRecord, EngineStoreOptions, EnvironmentRecord, LogFilter, LogRecord, Organization,
-    QueueState, QueueStats, Write,
+    ApiKeyRecord, AttemptOutcome, AttemptRecord, AuditRecord, AuthCredentialRecord,
+    CredentialDeletion, DestinationRecord, EngineStoreOptions, EnvironmentRecord, FilterRecord,
+    LogFilter, LogRecord, LogStatus, Organization, QueueState, QueueStats, SourceRecord,
+    SubscriptionFilter, SubscriptionRecord, Write,
 };
 use crate::{StoreError, now_millis};
 use std::sync::{Arc, Weak};
@@ -149,7 +150,7 @@ fn organization(row: &Row) -> Organization {
 /// message, or its own (older logs).
 const LOG_COLUMNS: &str = "seq, id, organization_id, destination_id, source, data_model,
     event_type, content_type, COALESCE(content, body), status, attempts, next_attempt_at, created_at, updated_at,
-    log_type";
+    log_type, subscription_id";
 
 /// Logs with their message's body.
 const LOGS: &str = "logs LEFT JOIN messages USING (message_id)";
@@ -184,6 +185,7 @@ fn log(row: &Row) -> LogRecord {
         created_at: row.get(12),
         updated_at: row.get(13),
         log_type: row.get::<_, Col<_>>(14).0,
+        subscription_id: row.get(15),
     }
 }
 
@@ -478,6 +480,14 @@ impl PgEngine {
             tx.execute("DELETE FROM logs WHERE destination_id = $1", &[&id])
                 .await?;
             tx.execute("DELETE FROM paused_queues WHERE destination_id = $1", &[&id])
+                .await?;
+            tx.execute(
+                "DELETE FROM filters WHERE subscription_id IN (
+                    SELECT id FROM subscriptions WHERE destination_id = $1)",
+                &[&id],
+            )
+            .await?;
+            tx.execute("DELETE FROM subscriptions WHERE destination_id = $1", &[&id])
                 .await?;
             let deleted = tx
                 .execute("DELETE FROM destinations WHERE id = $1", &[&id])
@@ -875,7 +885,8 @@ impl PgEngine {
 
     pub(crate) fn stop(&self, log_id: &str) -> Result<bool, StoreError> {
         Ok(self.queue_write(
-            "UPDATE logs SET status = 'FAILED', updated_at = $2 WHERE id = $1 AND status = 'PENDING'",
+            "UPDATE logs SET status = 'FAILED', updated_at = $2
+             WHERE id = $1 AND status IN ('PENDING', 'HELD')",
             &[&log_id, &now_millis()],
         )? == 1)
     }
@@ -884,7 +895,7 @@ impl PgEngine {
         Ok(self.queue_write(
             "UPDATE logs SET seq = nextval(pg_get_serial_sequence('logs', 'seq')),
                 status = 'PENDING', next_attempt_at = $2, updated_at = $2
-             WHERE id = $1 AND status <> 'PENDING'",
+             WHERE id = $1 AND status NOT IN ('PENDING', 'HELD')",
             &[&log_id, &now_millis()],
         )? == 1)
     }
@@ -951,7 +962,7 @@ impl PgEngine {
             &format!(
                 "SELECT {LOG_COLUMNS} FROM {LOGS} WHERE organization_id = $1
                    AND ($2::text IS NULL OR destination_id = $2)
-                   AND ($3::text IS NULL OR status = $3)
+                   AND ($3::text IS NULL OR status = $3 OR ($3 = 'PENDING' AND status = 'HELD'))
                    AND ($4::text IS NULL OR data_model = $4)
                    AND ($5::text IS NULL OR event_type = $5)
                    AND ($6::int8 IS NULL OR created_at >= $6)
@@ -1026,6 +1037,7 @@ async fn insert_logs(
     let types: Vec<&str> = logs.iter().map(|l| l.content_type.as_str()).collect();
     let next: Vec<i64> = logs.iter().map(|l| l.next_attempt_at).collect();
     let created: Vec<i64> = logs.iter().map(|l| l.created_at).collect();
+    let subscriptions: Vec<Option<i64>> = logs.iter().map(|l| l.subscription_id).collect();
     if queries {
         let statuses: Vec<&str> = logs.iter().map(|l| l.status.to_column()).collect();
         let bodies: Vec<&[u8]> = logs.iter().map(|l| l.body.as_slice()).collect();
@@ -1033,20 +1045,31 @@ async fn insert_logs(
             .prepare_cached(
                 "INSERT INTO logs (id, organization_id, destination_id, source, data_model,
                     event_type, content_type, body, status, attempts, next_attempt_at,
-                    created_at, updated_at, log_type)
-                 SELECT id, org, dest, src, dm, et, ct, body, st, 1, ca, ca, ca, 'REQUEST'
+                    created_at, updated_at, log_type, subscription_id)
+                 SELECT id, org, dest, src, dm, et, ct, body, st, 1, ca, ca, ca, 'REQUEST', sub
                  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                              $6::text[], $7::text[], $8::bytea[], $9::text[], $10::int8[],
-                             $11::int8[])
-                      WITH ORDINALITY AS t(id, org, dest, src, dm, et, ct, body, st, nat, ca, ord)
+                             $11::int8[], $12::int8[])
+                      WITH ORDINALITY AS t(id, org, dest, src, dm, et, ct, body, st, nat, ca, sub,
+                                           ord)
                  ORDER BY ord",
             )
             .await?;
         tx.execute(
             &statement,
             &[
-                &ids, &orgs, &dests, &sources, &models, &events, &types, &bodies, &statuses, &next,
+                &ids,
+                &orgs,
+                &dests,
+                &sources,
+                &models,
+                &events,
+                &types,
+                &bodies,
+                &statuses,
+                &next,
                 &created,
+                &subscriptions,
             ],
         )
         .await?;
@@ -1083,15 +1106,27 @@ async fn insert_logs(
     tx.execute(&insert_messages, &[&message_ids, &bodies])
         .await?;
     let log_messages: Vec<i64> = body_of.iter().map(|&i| message_ids[i]).collect();
+    let filtered: Vec<bool> = logs
+        .iter()
+        .map(|l| l.status == LogStatus::Filtered)
+        .collect();
     let statement = tx
         .prepare_cached(
             "INSERT INTO logs (id, organization_id, destination_id, source, data_model,
                 event_type, content_type, body, status, attempts, next_attempt_at, created_at,
-                updated_at, message_id)
-             SELECT id, org, dest, src, dm, et, ct, ''::bytea, 'PENDING', 0, nat, ca, ca, mid
+                updated_at, message_id, subscription_id)
+             SELECT id, org, dest, src, dm, et, ct, ''::bytea,
+                    -- FILTERED when a filter blocked it; HELD while its subscription is paused
+                    -- (pausing takes the same lock as this transaction, so none slips past).
+                    CASE WHEN filtered THEN 'FILTERED'
+                         WHEN EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = sub AND s.paused)
+                         THEN 'HELD'
+                         ELSE 'PENDING' END,
+                    0, nat, ca, ca, mid, sub
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::text[], $8::int8[], $9::int8[], $10::int8[])
-                  WITH ORDINALITY AS t(id, org, dest, src, dm, et, ct, nat, ca, mid, ord)
+                         $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::bool[])
+                  WITH ORDINALITY AS t(id, org, dest, src, dm, et, ct, nat, ca, mid, sub, filtered,
+                                       ord)
              ORDER BY ord",
         )
         .await?;
@@ -1108,6 +1143,8 @@ async fn insert_logs(
             &next,
             &created,
             &log_messages,
+            &subscriptions,
+            &filtered,
         ],
     )
     .await?;
@@ -1347,5 +1384,468 @@ impl Inner {
             }
         }
         Ok(())
+    }
+}
+
+const APIKEY_COLUMNS: &str =
+    "id, organization_id, environment_id, name, jwks_url, jwk_set, created_at, updated_at";
+
+fn apikey(r: &Row) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: r.get(0),
+        organization_id: r.get(1),
+        environment_id: r.get(2),
+        name: r.get(3),
+        jwks_url: r.get(4),
+        jwk_set: r.get(5),
+        created_at: r.get(6),
+        updated_at: r.get(7),
+    }
+}
+
+const SOURCE_COLUMNS: &str = "id, organization_id, environment_id, name, api_key_digest,
+    config_name, created_at, updated_at";
+
+fn source(r: &Row) -> SourceRecord {
+    SourceRecord {
+        id: r.get(0),
+        organization_id: r.get(1),
+        environment_id: r.get(2),
+        name: r.get(3),
+        api_key_digest: r.get(4),
+        config_name: r.get(5),
+        created_at: r.get(6),
+        updated_at: r.get(7),
+    }
+}
+
+const SUBSCRIPTION_COLUMNS: &str = "s.id, s.organization_id, s.environment_id, s.source_id,
+    s.destination_id, s.data_model, s.paused, s.created_at, s.updated_at";
+
+fn subscription(r: &Row) -> SubscriptionRecord {
+    SubscriptionRecord {
+        id: r.get(0),
+        organization_id: r.get(1),
+        environment_id: r.get(2),
+        source_id: r.get(3),
+        destination_id: r.get(4),
+        data_model: r.get(5),
+        paused: r.get(6),
+        created_at: r.get(7),
+        updated_at: r.get(8),
+    }
+}
+
+const FILTER_COLUMNS: &str = "f.id, f.subscription_id, f.organization_id, f.environment_id,
+    f.name, f.action, f.rules, f.version, f.created_at, f.updated_at, f.deleted_at";
+
+/// A filter row read from `FILTER_COLUMNS` starting at column `at`.
+fn filter_at(r: &Row, at: usize) -> FilterRecord {
+    FilterRecord {
+        id: r.get(at),
+        subscription_id: r.get(at + 1),
+        organization_id: r.get(at + 2),
+        environment_id: r.get(at + 3),
+        name: r.get(at + 4),
+        action: r.get::<_, Col<_>>(at + 5).0,
+        rules: r.get(at + 6),
+        version: r.get(at + 7),
+        created_at: r.get(at + 8),
+        updated_at: r.get(at + 9),
+        deleted_at: r.get(at + 10),
+    }
+}
+
+/// Deletes subscriptions (with their filters), queueing their held logs again where they were.
+async fn delete_subscriptions_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ids: &[i64],
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE logs SET status = 'PENDING', next_attempt_at = $2
+         WHERE subscription_id = ANY($1) AND status = 'HELD'",
+        &[&ids, &now_millis()],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM filters WHERE subscription_id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
+    tx.execute("DELETE FROM subscriptions WHERE id = ANY($1)", &[&ids])
+        .await?;
+    Ok(())
+}
+
+impl PgEngine {
+    pub(crate) fn insert_apikey(&self, k: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.execute(
+            &format!(
+                "INSERT INTO apikeys ({APIKEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
+            &[
+                &k.id,
+                &k.organization_id,
+                &k.environment_id,
+                &k.name,
+                &k.jwks_url,
+                &k.jwk_set,
+                &k.created_at,
+                &k.updated_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn update_apikey(&self, k: &ApiKeyRecord) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "UPDATE apikeys SET name = $2, jwks_url = $3, jwk_set = $4, updated_at = $5
+             WHERE id = $1",
+            &[&k.id, &k.name, &k.jwks_url, &k.jwk_set, &k.updated_at],
+        )? == 1)
+    }
+
+    pub(crate) fn apikey(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.query_opt(
+            &format!("SELECT {APIKEY_COLUMNS} FROM apikeys WHERE id = $1"),
+            &[&id],
+            apikey,
+        )
+    }
+
+    pub(crate) fn apikeys(&self, environment_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {APIKEY_COLUMNS} FROM apikeys WHERE environment_id = $1
+                 ORDER BY created_at, id"
+            ),
+            &[&environment_id],
+            apikey,
+        )
+    }
+
+    pub(crate) fn delete_apikey(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.execute("DELETE FROM apikeys WHERE id = $1", &[&id])? == 1)
+    }
+
+    pub(crate) fn insert_source(&self, s: &SourceRecord) -> Result<(), StoreError> {
+        self.execute(
+            &format!(
+                "INSERT INTO sources ({SOURCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
+            &[
+                &s.id,
+                &s.organization_id,
+                &s.environment_id,
+                &s.name,
+                &s.api_key_digest,
+                &s.config_name,
+                &s.created_at,
+                &s.updated_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn update_source(&self, s: &SourceRecord) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "UPDATE sources SET name = $2, api_key_digest = $3, updated_at = $4 WHERE id = $1",
+            &[&s.id, &s.name, &s.api_key_digest, &s.updated_at],
+        )? == 1)
+    }
+
+    pub(crate) fn source(&self, id: &str) -> Result<Option<SourceRecord>, StoreError> {
+        self.query_opt(
+            &format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE id = $1"),
+            &[&id],
+            source,
+        )
+    }
+
+    pub(crate) fn sources(&self, environment_id: &str) -> Result<Vec<SourceRecord>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {SOURCE_COLUMNS} FROM sources WHERE environment_id = $1
+                 ORDER BY created_at, id"
+            ),
+            &[&environment_id],
+            source,
+        )
+    }
+
+    pub(crate) fn source_by_key_digest(
+        &self,
+        digest: &[u8],
+    ) -> Result<Option<SourceRecord>, StoreError> {
+        self.query_opt(
+            &format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE api_key_digest = $1"),
+            &[&digest],
+            source,
+        )
+    }
+
+    pub(crate) fn config_sources(
+        &self,
+        organization_id: &str,
+        name: &str,
+    ) -> Result<Vec<SourceRecord>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {SOURCE_COLUMNS} FROM sources WHERE organization_id = $1 AND config_name = $2
+                 ORDER BY created_at, id"
+            ),
+            &[&organization_id, &name],
+            source,
+        )
+    }
+
+    pub(crate) fn delete_source(&self, id: &str) -> Result<bool, StoreError> {
+        self.pg().run(async {
+            let mut client = self.pg().client().await?;
+            let tx = client.transaction().await?;
+            tx.batch_execute(&xact_lock("logs")).await?;
+            let ids: Vec<i64> = tx
+                .query("SELECT id FROM subscriptions WHERE source_id = $1", &[&id])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            delete_subscriptions_in(&tx, &ids).await?;
+            let deleted = tx
+                .execute("DELETE FROM sources WHERE id = $1", &[&id])
+                .await?
+                == 1;
+            tx.batch_execute(&notify(CHANNEL)).await?;
+            commit(tx).await?;
+            self.inner.queue_changed_here();
+            Ok(deleted)
+        })
+    }
+
+    pub(crate) fn insert_subscription(
+        &self,
+        s: &SubscriptionRecord,
+    ) -> Result<SubscriptionRecord, StoreError> {
+        self.pg().run(async {
+            let client = self.pg().client().await?;
+            client
+                .execute(
+                    "INSERT INTO subscriptions (organization_id, environment_id, source_id,
+                        destination_id, data_model, paused, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                     ON CONFLICT (source_id, data_model, destination_id) DO NOTHING",
+                    &[
+                        &s.organization_id,
+                        &s.environment_id,
+                        &s.source_id,
+                        &s.destination_id,
+                        &s.data_model,
+                        &s.paused,
+                        &s.created_at,
+                    ],
+                )
+                .await?;
+            let row = client
+                .query_one(
+                    &format!(
+                        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s
+                         WHERE source_id = $1 AND data_model = $2 AND destination_id = $3"
+                    ),
+                    &[&s.source_id, &s.data_model, &s.destination_id],
+                )
+                .await?;
+            Ok(subscription(&row))
+        })
+    }
+
+    pub(crate) fn subscription(&self, id: i64) -> Result<Option<SubscriptionRecord>, StoreError> {
+        self.query_opt(
+            &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE id = $1"),
+            &[&id],
+            subscription,
+        )
+    }
+
+    pub(crate) fn subscriptions(
+        &self,
+        environment_id: &str,
+        filter: &SubscriptionFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<SubscriptionRecord>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE environment_id = $1
+                   AND ($2::text IS NULL OR source_id = $2)
+                   AND ($3::text IS NULL OR destination_id = $3)
+                   AND ($4::text IS NULL OR data_model = $4)
+                 ORDER BY id LIMIT $5 OFFSET $6"
+            ),
+            &[
+                &environment_id,
+                &filter.source_id,
+                &filter.destination_id,
+                &filter.data_model,
+                &(limit as i64),
+                &(offset as i64),
+            ],
+            subscription,
+        )
+    }
+
+    pub(crate) fn routes(
+        &self,
+        source_id: &str,
+        data_model: &str,
+    ) -> Result<Vec<(SubscriptionRecord, Option<FilterRecord>)>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {SUBSCRIPTION_COLUMNS}, {FILTER_COLUMNS} FROM subscriptions s
+                 LEFT JOIN filters f ON f.subscription_id = s.id AND f.deleted_at IS NULL
+                 WHERE s.source_id = $1 AND s.data_model = $2 ORDER BY s.id"
+            ),
+            &[&source_id, &data_model],
+            |r| {
+                let filter = r.get::<_, Option<String>>(9).map(|_| filter_at(r, 9));
+                (subscription(r), filter)
+            },
+        )
+    }
+
+    pub(crate) fn delete_subscription(&self, id: i64) -> Result<bool, StoreError> {
+        self.pg().run(async {
+            let mut client = self.pg().client().await?;
+            let tx = client.transaction().await?;
+            tx.batch_execute(&xact_lock("logs")).await?;
+            let exists = tx
+                .query_opt("SELECT 1 FROM subscriptions WHERE id = $1", &[&id])
+                .await?
+                .is_some();
+            delete_subscriptions_in(&tx, &[id]).await?;
+            tx.batch_execute(&notify(CHANNEL)).await?;
+            commit(tx).await?;
+            self.inner.queue_changed_here();
+            Ok(exists)
+        })
+    }
+
+    pub(crate) fn set_subscription_paused(
+        &self,
+        id: i64,
+        paused: bool,
+    ) -> Result<bool, StoreError> {
+        self.pg().run(async {
+            let mut client = self.pg().client().await?;
+            let tx = client.transaction().await?;
+            // The lock ingestion takes to queue logs: a log queued after this commits sees the
+            // pause, one queued before is held by the UPDATE below.
+            tx.batch_execute(&xact_lock("logs")).await?;
+            let now = now_millis();
+            let changed = tx
+                .execute(
+                    "UPDATE subscriptions SET paused = $2, updated_at = $3 WHERE id = $1",
+                    &[&id, &paused, &now],
+                )
+                .await?
+                == 1;
+            if changed {
+                if paused {
+                    tx.execute(
+                        "UPDATE logs SET status = 'HELD'
+                         WHERE subscription_id = $1 AND status = 'PENDING'",
+                        &[&id],
+                    )
+                    .await?;
+                } else {
+                    tx.execute(
+                        "UPDATE logs SET status = 'PENDING', next_attempt_at = $2
+                         WHERE subscription_id = $1 AND status = 'HELD'",
+                        &[&id, &now],
+                    )
+                    .await?;
+                }
+                tx.batch_execute(&notify(CHANNEL)).await?;
+            }
+            commit(tx).await?;
+            self.inner.queue_changed_here();
+            Ok(changed)
+        })
+    }
+
+    pub(crate) fn save_filter(&self, f: &FilterRecord) -> Result<FilterRecord, StoreError> {
+        self.pg().run(async {
+            let mut client = self.pg().client().await?;
+            let tx = client.transaction().await?;
+            let updated = tx
+                .execute(
+                    "UPDATE filters SET name = $3, action = $4, rules = $5, version = version + 1,
+                        updated_at = $6
+                     WHERE id = $1 AND subscription_id = $2 AND deleted_at IS NULL",
+                    &[
+                        &f.id,
+                        &f.subscription_id,
+                        &f.name,
+                        &f.action.to_column(),
+                        &f.rules,
+                        &f.updated_at,
+                    ],
+                )
+                .await?;
+            if updated == 0 {
+                tx.execute(
+                    "INSERT INTO filters (id, subscription_id, organization_id, environment_id,
+                        name, action, rules, version, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
+                    &[
+                        &f.id,
+                        &f.subscription_id,
+                        &f.organization_id,
+                        &f.environment_id,
+                        &f.name,
+                        &f.action.to_column(),
+                        &f.rules,
+                        &f.created_at,
+                    ],
+                )
+                .await?;
+            }
+            let row = tx
+                .query_one(
+                    &format!("SELECT {FILTER_COLUMNS} FROM filters f WHERE id = $1"),
+                    &[&f.id],
+                )
+                .await?;
+            commit(tx).await?;
+            Ok(filter_at(&row, 0))
+        })
+    }
+
+    pub(crate) fn filters(
+        &self,
+        subscription_id: i64,
+        deleted: bool,
+    ) -> Result<Vec<FilterRecord>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {FILTER_COLUMNS} FROM filters f WHERE subscription_id = $1
+                   AND ($2 OR deleted_at IS NULL)
+                 ORDER BY created_at, id"
+            ),
+            &[&subscription_id, &deleted],
+            |r| filter_at(r, 0),
+        )
+    }
+
+    pub(crate) fn delete_filter(
+        &self,
+        subscription_id: i64,
+        filter_id: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "UPDATE filters SET deleted_at = $3, updated_at = $3
+             WHERE id = $2 AND subscription_id = $1 AND deleted_at IS NULL",
+            &[&subscription_id, &filter_id, &at],
+        )? == 1)
     }
 }

@@ -12,9 +12,10 @@
 
 use crate::column::{Col, Column};
 use crate::engine::{
-    AttemptOutcome, AttemptRecord, AuditRecord, AuthCredentialRecord, CredentialDeletion,
-    DestinationRecord, ENGINE_FILE, EnvironmentRecord, LogFilter, LogRecord, Organization,
-    QueueState, QueueStats, Write,
+    ApiKeyRecord, AttemptOutcome, AttemptRecord, AuditRecord, AuthCredentialRecord,
+    CredentialDeletion, DestinationRecord, ENGINE_FILE, EnvironmentRecord, FilterRecord, LogFilter,
+    LogRecord, LogStatus, Organization, QueueState, QueueStats, SourceRecord, SubscriptionFilter,
+    SubscriptionRecord, Write,
 };
 use crate::sqlite::checkpoint::{self, WalState};
 use crate::{StoreError, now_millis, sqlite as schema};
@@ -351,6 +352,12 @@ impl SqliteEngine {
             )?;
             tx.execute("DELETE FROM logs WHERE destination_id = ?1", params![id])?;
             tx.execute("DELETE FROM paused_queues WHERE destination_id = ?1", params![id])?;
+            tx.execute(
+                "DELETE FROM filters WHERE subscription_id IN (
+                    SELECT id FROM subscriptions WHERE destination_id = ?1)",
+                params![id],
+            )?;
+            tx.execute("DELETE FROM subscriptions WHERE destination_id = ?1", params![id])?;
             let deleted = tx.execute("DELETE FROM destinations WHERE id = ?1", params![id])? == 1;
             tx.commit()?;
             Ok(deleted)
@@ -498,11 +505,17 @@ pub(crate) fn apply_on(conn: &mut Connection, writes: &[Write]) -> Result<(), St
 /// share one `messages` row.
 fn enqueue_in(tx: &rusqlite::Transaction<'_>, logs: &[LogRecord]) -> rusqlite::Result<()> {
     let mut message = tx.prepare_cached("INSERT INTO messages (content) VALUES (?1)")?;
+    // FILTERED when a filter blocked it; otherwise PENDING, or HELD while its subscription
+    // is paused (read in this transaction, so a pause committed before it holds it).
     let mut insert = tx.prepare_cached(
         "INSERT INTO logs (id, organization_id, destination_id, source, data_model,
             event_type, content_type, body, status, attempts, next_attempt_at,
-            created_at, updated_at, message_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, x'', 'PENDING', 0, ?8, ?9, ?9, ?10)",
+            created_at, updated_at, message_id, subscription_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, x'',
+            CASE WHEN ?12 THEN 'FILTERED'
+                 WHEN EXISTS (SELECT 1 FROM subscriptions WHERE id = ?11 AND paused) THEN 'HELD'
+                 ELSE 'PENDING' END,
+            0, ?8, ?9, ?9, ?10, ?11)",
     )?;
     let mut stored: Option<(&[u8], i64)> = None;
     for l in logs {
@@ -525,7 +538,9 @@ fn enqueue_in(tx: &rusqlite::Transaction<'_>, logs: &[LogRecord]) -> rusqlite::R
             l.content_type,
             l.next_attempt_at,
             l.created_at,
-            message_id
+            message_id,
+            l.subscription_id,
+            l.status == LogStatus::Filtered
         ])?;
     }
     Ok(())
@@ -557,8 +572,9 @@ fn query_in(
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO logs (id, organization_id, destination_id, source, data_model, event_type,
-            content_type, body, status, attempts, next_attempt_at, created_at, updated_at, log_type)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?10, 'REQUEST')",
+            content_type, body, status, attempts, next_attempt_at, created_at, updated_at, log_type,
+            subscription_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?10, 'REQUEST', ?11)",
     )?
     .execute(params![
         log.id,
@@ -570,7 +586,8 @@ fn query_in(
         log.content_type,
         log.body,
         log.status.to_column(),
-        log.created_at
+        log.created_at,
+        log.subscription_id
     ])?;
     insert_attempt(tx, attempt)?;
     Ok(())
@@ -603,7 +620,7 @@ fn attempt_in(
 /// A log's columns, read from [`LOGS`]: the body from its message, or its own (older logs).
 const LOG_COLUMNS: &str = "seq, id, organization_id, destination_id, source, data_model,
     event_type, content_type, COALESCE(content, body), status, attempts, next_attempt_at, created_at, updated_at,
-    log_type";
+    log_type, subscription_id";
 
 /// Logs with their message's body.
 const LOGS: &str = "logs LEFT JOIN messages USING (message_id)";
@@ -638,6 +655,7 @@ fn log(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
         created_at: row.get(12)?,
         updated_at: row.get(13)?,
         log_type: row.get::<_, Col<_>>(14)?.0,
+        subscription_id: row.get(15)?,
     })
 }
 
@@ -785,7 +803,8 @@ impl SqliteEngine {
     pub(crate) fn stop(&self, log_id: &str) -> Result<bool, StoreError> {
         self.with(|conn| {
             Ok(conn.execute(
-                "UPDATE logs SET status = 'FAILED', updated_at = ?2 WHERE id = ?1 AND status = 'PENDING'",
+                "UPDATE logs SET status = 'FAILED', updated_at = ?2
+                 WHERE id = ?1 AND status IN ('PENDING', 'HELD')",
                 params![log_id, now_millis()],
             )? == 1)
         })
@@ -799,7 +818,7 @@ impl SqliteEngine {
             Ok(conn.execute(
                 "UPDATE logs SET seq = (SELECT max(seq) FROM logs) + 1, status = 'PENDING',
                     next_attempt_at = ?2, updated_at = ?2
-                 WHERE id = ?1 AND status <> 'PENDING'",
+                 WHERE id = ?1 AND status NOT IN ('PENDING', 'HELD')",
                 params![log_id, now],
             )? == 1)
         })
@@ -862,7 +881,8 @@ impl SqliteEngine {
         self.with(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {LOG_COLUMNS} FROM {LOGS} WHERE organization_id = ?1
-                   AND (?2 IS NULL OR destination_id = ?2) AND (?3 IS NULL OR status = ?3)
+                   AND (?2 IS NULL OR destination_id = ?2)
+                   AND (?3 IS NULL OR status = ?3 OR (?3 = 'PENDING' AND status = 'HELD'))
                    AND (?4 IS NULL OR data_model = ?4) AND (?5 IS NULL OR event_type = ?5)
                    AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at <= ?7)
                    AND (?8 IS NULL OR log_type = ?8)
@@ -938,6 +958,461 @@ impl SqliteEngine {
                 },
             )?;
             rows.collect()
+        })
+    }
+}
+
+const APIKEY_COLUMNS: &str =
+    "id, organization_id, environment_id, name, jwks_url, jwk_set, created_at, updated_at";
+
+fn apikey(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: r.get(0)?,
+        organization_id: r.get(1)?,
+        environment_id: r.get(2)?,
+        name: r.get(3)?,
+        jwks_url: r.get(4)?,
+        jwk_set: r.get(5)?,
+        created_at: r.get(6)?,
+        updated_at: r.get(7)?,
+    })
+}
+
+const SOURCE_COLUMNS: &str = "id, organization_id, environment_id, name, api_key_digest,
+    config_name, created_at, updated_at";
+
+fn source(r: &Row<'_>) -> rusqlite::Result<SourceRecord> {
+    Ok(SourceRecord {
+        id: r.get(0)?,
+        organization_id: r.get(1)?,
+        environment_id: r.get(2)?,
+        name: r.get(3)?,
+        api_key_digest: r.get(4)?,
+        config_name: r.get(5)?,
+        created_at: r.get(6)?,
+        updated_at: r.get(7)?,
+    })
+}
+
+const SUBSCRIPTION_COLUMNS: &str = "s.id, s.organization_id, s.environment_id, s.source_id,
+    s.destination_id, s.data_model, s.paused, s.created_at, s.updated_at";
+
+fn subscription(r: &Row<'_>) -> rusqlite::Result<SubscriptionRecord> {
+    Ok(SubscriptionRecord {
+        id: r.get(0)?,
+        organization_id: r.get(1)?,
+        environment_id: r.get(2)?,
+        source_id: r.get(3)?,
+        destination_id: r.get(4)?,
+        data_model: r.get(5)?,
+        paused: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+const FILTER_COLUMNS: &str = "f.id, f.subscription_id, f.organization_id, f.environment_id,
+    f.name, f.action, f.rules, f.version, f.created_at, f.updated_at, f.deleted_at";
+
+/// A filter row read from `FILTER_COLUMNS` starting at column `at`.
+fn filter_at(r: &Row<'_>, at: usize) -> rusqlite::Result<FilterRecord> {
+    Ok(FilterRecord {
+        id: r.get(at)?,
+        subscription_id: r.get(at + 1)?,
+        organization_id: r.get(at + 2)?,
+        environment_id: r.get(at + 3)?,
+        name: r.get(at + 4)?,
+        action: r.get::<_, Col<_>>(at + 5)?.0,
+        rules: r.get(at + 6)?,
+        version: r.get(at + 7)?,
+        created_at: r.get(at + 8)?,
+        updated_at: r.get(at + 9)?,
+        deleted_at: r.get(at + 10)?,
+    })
+}
+
+/// Queues a subscription's held logs again where they were (their `seq` unchanged), due now.
+fn release_held(tx: &rusqlite::Transaction<'_>, subscription_id: i64) -> rusqlite::Result<usize> {
+    tx.execute(
+        "UPDATE logs SET status = 'PENDING', next_attempt_at = ?2
+         WHERE subscription_id = ?1 AND status = 'HELD'",
+        params![subscription_id, now_millis()],
+    )
+}
+
+/// Deletes subscriptions (with their filters), releasing their held logs.
+fn delete_subscriptions_in(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> rusqlite::Result<()> {
+    for id in ids {
+        release_held(tx, *id)?;
+        tx.execute(
+            "DELETE FROM filters WHERE subscription_id = ?1",
+            params![id],
+        )?;
+        tx.execute("DELETE FROM subscriptions WHERE id = ?1", params![id])?;
+    }
+    Ok(())
+}
+
+impl SqliteEngine {
+    pub(crate) fn insert_apikey(&self, k: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                &format!(
+                    "INSERT INTO apikeys ({APIKEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    k.id,
+                    k.organization_id,
+                    k.environment_id,
+                    k.name,
+                    k.jwks_url,
+                    k.jwk_set,
+                    k.created_at,
+                    k.updated_at
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn update_apikey(&self, k: &ApiKeyRecord) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE apikeys SET name = ?2, jwks_url = ?3, jwk_set = ?4, updated_at = ?5
+                 WHERE id = ?1",
+                params![k.id, k.name, k.jwks_url, k.jwk_set, k.updated_at],
+            )? == 1)
+        })
+    }
+
+    pub(crate) fn apikey(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {APIKEY_COLUMNS} FROM apikeys WHERE id = ?1"),
+                params![id],
+                apikey,
+            )
+            .optional()
+        })
+    }
+
+    pub(crate) fn apikeys(&self, environment_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {APIKEY_COLUMNS} FROM apikeys WHERE environment_id = ?1
+                 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map(params![environment_id], apikey)?;
+            rows.collect()
+        })
+    }
+
+    pub(crate) fn delete_apikey(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|conn| Ok(conn.execute("DELETE FROM apikeys WHERE id = ?1", params![id])? == 1))
+    }
+
+    pub(crate) fn insert_source(&self, s: &SourceRecord) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                &format!(
+                    "INSERT INTO sources ({SOURCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    s.id,
+                    s.organization_id,
+                    s.environment_id,
+                    s.name,
+                    s.api_key_digest,
+                    s.config_name,
+                    s.created_at,
+                    s.updated_at
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn update_source(&self, s: &SourceRecord) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE sources SET name = ?2, api_key_digest = ?3, updated_at = ?4 WHERE id = ?1",
+                params![s.id, s.name, s.api_key_digest, s.updated_at],
+            )? == 1)
+        })
+    }
+
+    pub(crate) fn source(&self, id: &str) -> Result<Option<SourceRecord>, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                &format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE id = ?1"),
+                params![id],
+                source,
+            )
+            .optional()
+        })
+    }
+
+    pub(crate) fn sources(&self, environment_id: &str) -> Result<Vec<SourceRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {SOURCE_COLUMNS} FROM sources WHERE environment_id = ?1
+                 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map(params![environment_id], source)?;
+            rows.collect()
+        })
+    }
+
+    pub(crate) fn source_by_key_digest(
+        &self,
+        digest: &[u8],
+    ) -> Result<Option<SourceRecord>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SOURCE_COLUMNS} FROM sources WHERE api_key_digest = ?1"
+            ))?
+            .query_row(params![digest], source)
+            .optional()
+        })
+    }
+
+    pub(crate) fn config_sources(
+        &self,
+        organization_id: &str,
+        name: &str,
+    ) -> Result<Vec<SourceRecord>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {SOURCE_COLUMNS} FROM sources
+                 WHERE organization_id = ?1 AND config_name = ?2 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map(params![organization_id, name], source)?;
+            rows.collect()
+        })
+    }
+
+    pub(crate) fn delete_source(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let ids: Vec<i64> = tx
+                .prepare("SELECT id FROM subscriptions WHERE source_id = ?1")?
+                .query_map(params![id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            delete_subscriptions_in(&tx, &ids)?;
+            let deleted = tx.execute("DELETE FROM sources WHERE id = ?1", params![id])? == 1;
+            tx.commit()?;
+            Ok(deleted)
+        })
+    }
+
+    pub(crate) fn insert_subscription(
+        &self,
+        s: &SubscriptionRecord,
+    ) -> Result<SubscriptionRecord, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO subscriptions (organization_id, environment_id, source_id,
+                    destination_id, data_model, paused, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+                 ON CONFLICT (source_id, data_model, destination_id) DO NOTHING",
+                params![
+                    s.organization_id,
+                    s.environment_id,
+                    s.source_id,
+                    s.destination_id,
+                    s.data_model,
+                    s.paused,
+                    s.created_at
+                ],
+            )?;
+            let kept = tx.query_row(
+                &format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s
+                     WHERE source_id = ?1 AND data_model = ?2 AND destination_id = ?3"
+                ),
+                params![s.source_id, s.data_model, s.destination_id],
+                subscription,
+            )?;
+            tx.commit()?;
+            Ok(kept)
+        })
+    }
+
+    pub(crate) fn subscription(&self, id: i64) -> Result<Option<SubscriptionRecord>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE id = ?1"),
+                params![id],
+                subscription,
+            )
+            .optional()
+        })
+    }
+
+    pub(crate) fn subscriptions(
+        &self,
+        environment_id: &str,
+        filter: &SubscriptionFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<SubscriptionRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE environment_id = ?1
+                   AND (?2 IS NULL OR source_id = ?2) AND (?3 IS NULL OR destination_id = ?3)
+                   AND (?4 IS NULL OR data_model = ?4)
+                 ORDER BY id LIMIT ?5 OFFSET ?6"
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    environment_id,
+                    filter.source_id,
+                    filter.destination_id,
+                    filter.data_model,
+                    limit as i64,
+                    offset as i64
+                ],
+                subscription,
+            )?;
+            rows.collect()
+        })
+    }
+
+    pub(crate) fn routes(
+        &self,
+        source_id: &str,
+        data_model: &str,
+    ) -> Result<Vec<(SubscriptionRecord, Option<FilterRecord>)>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {SUBSCRIPTION_COLUMNS}, {FILTER_COLUMNS} FROM subscriptions s
+                 LEFT JOIN filters f ON f.subscription_id = s.id AND f.deleted_at IS NULL
+                 WHERE s.source_id = ?1 AND s.data_model = ?2 ORDER BY s.id"
+            ))?;
+            let rows = stmt.query_map(params![source_id, data_model], |r| {
+                let filter = match r.get::<_, Option<String>>(9)? {
+                    Some(_) => Some(filter_at(r, 9)?),
+                    None => None,
+                };
+                Ok((subscription(r)?, filter))
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub(crate) fn delete_subscription(&self, id: i64) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE id = ?1)",
+                params![id],
+                |r| r.get(0),
+            )?;
+            delete_subscriptions_in(&tx, &[id])?;
+            tx.commit()?;
+            Ok(exists)
+        })
+    }
+
+    pub(crate) fn set_subscription_paused(
+        &self,
+        id: i64,
+        paused: bool,
+    ) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let changed = tx.execute(
+                "UPDATE subscriptions SET paused = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, paused, now_millis()],
+            )? == 1;
+            if changed {
+                if paused {
+                    tx.execute(
+                        "UPDATE logs SET status = 'HELD'
+                         WHERE subscription_id = ?1 AND status = 'PENDING'",
+                        params![id],
+                    )?;
+                } else {
+                    release_held(&tx, id)?;
+                }
+            }
+            tx.commit()?;
+            Ok(changed)
+        })
+    }
+
+    pub(crate) fn save_filter(&self, f: &FilterRecord) -> Result<FilterRecord, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let updated = tx.execute(
+                "UPDATE filters SET name = ?3, action = ?4, rules = ?5, version = version + 1,
+                    updated_at = ?6
+                 WHERE id = ?1 AND subscription_id = ?2 AND deleted_at IS NULL",
+                params![
+                    f.id,
+                    f.subscription_id,
+                    f.name,
+                    f.action.to_column(),
+                    f.rules,
+                    f.updated_at
+                ],
+            )?;
+            if updated == 0 {
+                tx.execute(
+                    "INSERT INTO filters (id, subscription_id, organization_id, environment_id,
+                        name, action, rules, version, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8)",
+                    params![
+                        f.id,
+                        f.subscription_id,
+                        f.organization_id,
+                        f.environment_id,
+                        f.name,
+                        f.action.to_column(),
+                        f.rules,
+                        f.created_at
+                    ],
+                )?;
+            }
+            let kept = tx.query_row(
+                &format!("SELECT {FILTER_COLUMNS} FROM filters f WHERE id = ?1"),
+                params![f.id],
+                |r| filter_at(r, 0),
+            )?;
+            tx.commit()?;
+            Ok(kept)
+        })
+    }
+
+    pub(crate) fn filters(
+        &self,
+        subscription_id: i64,
+        deleted: bool,
+    ) -> Result<Vec<FilterRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {FILTER_COLUMNS} FROM filters f WHERE subscription_id = ?1
+                   AND (?2 OR deleted_at IS NULL)
+                 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map(params![subscription_id, deleted], |r| filter_at(r, 0))?;
+            rows.collect()
+        })
+    }
+
+    pub(crate) fn delete_filter(
+        &self,
+        subscription_id: i64,
+        filter_id: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE filters SET deleted_at = ?3, updated_at = ?3
+                 WHERE id = ?2 AND subscription_id = ?1 AND deleted_at IS NULL",
+                params![subscription_id, filter_id, at],
+            )? == 1)
         })
     }
 }

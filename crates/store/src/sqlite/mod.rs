@@ -271,6 +271,61 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE logs ADD COLUMN message_id INTEGER;
     CREATE INDEX logs_by_message ON logs (message_id) WHERE message_id IS NOT NULL;",
+    // 9: OAuth API keys, sources, subscriptions (the routing rule) and their filters; each log
+    // names the subscription that routed it, and a paused subscription's logs wait as HELD.
+    "CREATE TABLE apikeys (
+        id              TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL,
+        environment_id  TEXT NOT NULL REFERENCES environments (id),
+        name            TEXT NOT NULL,
+        jwks_url        TEXT,
+        jwk_set         TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE INDEX apikeys_by_environment ON apikeys (environment_id, created_at);
+    CREATE TABLE sources (
+        id              TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL,
+        environment_id  TEXT NOT NULL REFERENCES environments (id),
+        name            TEXT NOT NULL,
+        api_key_digest  BLOB UNIQUE,
+        config_name     TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        UNIQUE (environment_id, config_name)
+    );
+    CREATE INDEX sources_by_environment ON sources (environment_id, created_at);
+    CREATE TABLE subscriptions (
+        id              INTEGER PRIMARY KEY,
+        organization_id TEXT NOT NULL,
+        environment_id  TEXT NOT NULL,
+        source_id       TEXT NOT NULL REFERENCES sources (id),
+        destination_id  TEXT NOT NULL REFERENCES destinations (id),
+        data_model      TEXT NOT NULL,
+        paused          INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        UNIQUE (source_id, data_model, destination_id)
+    );
+    CREATE INDEX subscriptions_by_environment ON subscriptions (environment_id, id);
+    CREATE INDEX subscriptions_by_destination ON subscriptions (destination_id);
+    CREATE TABLE filters (
+        id              TEXT PRIMARY KEY,
+        subscription_id INTEGER NOT NULL,
+        organization_id TEXT NOT NULL,
+        environment_id  TEXT NOT NULL,
+        name            TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        rules           TEXT NOT NULL,
+        version         INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        deleted_at      INTEGER
+    );
+    CREATE UNIQUE INDEX filters_current ON filters (subscription_id) WHERE deleted_at IS NULL;
+    ALTER TABLE logs ADD COLUMN subscription_id INTEGER;
+    CREATE INDEX logs_held ON logs (subscription_id, seq) WHERE status = 'HELD';",
 ];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.

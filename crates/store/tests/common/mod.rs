@@ -6,6 +6,7 @@ use wharf_store::engine::{LogRecord, LogStatus, LogType};
 pub fn queued(id: &str, destination: &str) -> LogRecord {
     LogRecord {
         seq: 0,
+        subscription_id: None,
         log_type: LogType::Send,
         id: id.into(),
         organization_id: "o".into(),
