@@ -31,6 +31,7 @@ pub mod ingest;
 pub mod logs;
 pub mod present;
 pub mod queues;
+pub mod retention;
 pub mod signals;
 
 pub use error::EngineError;

@@ -5,6 +5,7 @@
 //! the screenshots in docs/screenshots/ when `WHARF_SCREENSHOTS=1`.
 
 mod browser;
+mod logsearch;
 mod phi;
 mod signin;
 

@@ -10,6 +10,7 @@ mod authcredentials;
 mod dashboard;
 mod delivery;
 mod faults;
+mod log_search;
 mod openapi;
 mod operations;
 mod outage;

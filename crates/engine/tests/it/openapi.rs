@@ -60,6 +60,18 @@ const ROUTES: &[(&str, &str)] = &[
     ),
     ("POST", "/platform/v1/logs/{logId}/stop"),
     ("POST", "/platform/v1/logs/{logId}/resend"),
+    (
+        "POST",
+        "/platform/v1/environments/{environmentId}/logs/search/payloads",
+    ),
+    (
+        "POST",
+        "/platform/v1/environments/{environmentId}/logs/search/metadata",
+    ),
+    (
+        "POST",
+        "/platform/v1/environments/{environmentId}/logs/resend",
+    ),
     ("GET", "/platform/v1/audit"),
     ("POST", "/endpoint"),
 ];
