@@ -33,6 +33,7 @@ pub mod present;
 pub mod queues;
 pub mod retention;
 pub mod signals;
+pub mod traffic;
 
 pub use error::EngineError;
 
