@@ -240,6 +240,33 @@ pub struct WindowCounts {
     pub retried: i64,
 }
 
+/// A traffic alert rule (issue 29). Its type, configuration, notification, weekdays and
+/// status are kept as the engine wrote them (text and JSON text: the engine parses them into
+/// its own types and checks them before they are stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRuleRecord {
+    pub id: String,
+    pub organization_id: String,
+    pub environment_id: String,
+    pub name: String,
+    pub alert_type: String,
+    /// JSON object text.
+    pub configuration: String,
+    /// JSON object text.
+    pub notification: String,
+    /// JSON list text.
+    pub ignore_days: String,
+    pub ignore_holidays: bool,
+    pub time_zone: String,
+    pub status: String,
+    /// JSON list text: the subscriptions it is linked to, as given.
+    pub subscription_ids: String,
+    /// Since when it is in breach (ms since the epoch); `None` when it is not.
+    pub breached_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 /// A destination's queue as an operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueState {
@@ -630,6 +657,17 @@ dispatch! {
     /// Logs created at or after `since` to these destinations (all of the organization's when
     /// `None`), counted for alert rules.
     pub fn window_counts(&self, organization_id: &str, destination_ids: Option<&[String]>, since: i64) -> Result<WindowCounts, StoreError>;
+    pub fn insert_alert_rule(&self, rule: &AlertRuleRecord) -> Result<(), StoreError>;
+    /// Replaces every mutable field of a rule (all but its ids and `created_at`). False if it
+    /// is gone.
+    pub fn update_alert_rule(&self, rule: &AlertRuleRecord) -> Result<bool, StoreError>;
+    pub fn alert_rule(&self, id: &str) -> Result<Option<AlertRuleRecord>, StoreError>;
+    /// An environment's rules (every environment's when `None`), oldest first.
+    pub fn alert_rules(&self, environment_id: Option<&str>) -> Result<Vec<AlertRuleRecord>, StoreError>;
+    pub fn delete_alert_rule(&self, id: &str) -> Result<bool, StoreError>;
+    /// Records that a rule went into breach (`Some(since)`) or recovered (`None`), unless it
+    /// is already so: true when this call changed it (so one process notifies, once).
+    pub fn set_alert_breach(&self, id: &str, breached_at: Option<i64>) -> Result<bool, StoreError>;
     /// Appends one entry to the audit log (its `seq` is assigned here). There is no way to
     /// change or delete one.
     pub fn append_audit(&self, entry: &AuditRecord) -> Result<(), StoreError>;

@@ -57,6 +57,7 @@ both! {
     payload_retention_erases_bodies_answers_and_index_entries,
     log_retention_deletes_old_finished_logs,
     traffic_and_window_counts,
+    alert_rules_round_trip_and_breach_changes_once,
 }
 
 fn log(id: &str, destination: &str, body: &str, created_at: i64) -> LogRecord {
@@ -444,4 +445,49 @@ fn traffic_and_window_counts(db: &Db) {
     assert_eq!((only_a.total, only_a.failed, only_a.retried), (2, 0, 0));
     let none = store.window_counts("o", Some(&[]), 0).unwrap();
     assert_eq!(none.total, 0);
+}
+
+fn alert_rules_round_trip_and_breach_changes_once(db: &Db) {
+    let store = db.engine();
+    let rule = AlertRuleRecord {
+        id: "r1".into(),
+        organization_id: "o".into(),
+        environment_id: "env".into(),
+        name: "Quiet feed".into(),
+        alert_type: "no-traffic".into(),
+        configuration: r#"{"alertLookbackISODuration":"PT1H"}"#.into(),
+        notification: r#"{"type":"email","configuration":{"to":["a@example.com"]}}"#.into(),
+        ignore_days: r#"["SATURDAY"]"#.into(),
+        ignore_holidays: false,
+        time_zone: "America/Adak".into(),
+        status: "active".into(),
+        subscription_ids: "[66426]".into(),
+        breached_at: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.insert_alert_rule(&rule).unwrap();
+    assert_eq!(store.alert_rule("r1").unwrap().unwrap(), rule);
+    assert_eq!(store.alert_rules(Some("env")).unwrap(), vec![rule.clone()]);
+    assert!(store.alert_rules(Some("other")).unwrap().is_empty());
+    assert_eq!(store.alert_rules(None).unwrap().len(), 1);
+    // Into breach once, out of it once.
+    assert!(store.set_alert_breach("r1", Some(5)).unwrap());
+    assert!(!store.set_alert_breach("r1", Some(6)).unwrap());
+    assert_eq!(
+        store.alert_rule("r1").unwrap().unwrap().breached_at,
+        Some(5)
+    );
+    assert!(store.set_alert_breach("r1", None).unwrap());
+    assert!(!store.set_alert_breach("r1", None).unwrap());
+    let paused = AlertRuleRecord {
+        status: "paused".into(),
+        updated_at: 2,
+        ..rule
+    };
+    assert!(store.update_alert_rule(&paused).unwrap());
+    assert_eq!(store.alert_rule("r1").unwrap().unwrap().status, "paused");
+    assert!(store.delete_alert_rule("r1").unwrap());
+    assert!(!store.delete_alert_rule("r1").unwrap());
+    assert!(store.alert_rule("r1").unwrap().is_none());
 }

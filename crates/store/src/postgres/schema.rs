@@ -161,6 +161,25 @@ pub(crate) const ENGINE: &[&str] = &[
         RETURN plainto_tsquery('simple'::regconfig, convert_from(convert_to(term, 'UTF8'), 'LATIN1'));
     CREATE INDEX message_terms ON messages USING gin (wharf_body_terms(content));
     CREATE INDEX logs_bodies_by_age ON logs (created_at) WHERE message_id IS NOT NULL;",
+    // 5: traffic alert rules (SQLite's engine migration 10).
+    "CREATE TABLE alert_rules (
+        id               TEXT PRIMARY KEY,
+        organization_id  TEXT NOT NULL,
+        environment_id   TEXT NOT NULL,
+        name             TEXT NOT NULL,
+        alert_type       TEXT NOT NULL,   -- no-traffic, error-threshold, low-traffic, retry-threshold
+        configuration    TEXT NOT NULL,   -- JSON: alertLookbackISODuration and the threshold
+        notification     TEXT NOT NULL,   -- JSON: {type, configuration}
+        ignore_days      TEXT NOT NULL,   -- JSON list of weekdays
+        ignore_holidays  BOOLEAN NOT NULL,
+        time_zone        TEXT NOT NULL,
+        status           TEXT NOT NULL,   -- active, paused
+        subscription_ids TEXT NOT NULL,   -- JSON list, as linked
+        breached_at      BIGINT,              -- NULL: not in breach (fired once, recovered once)
+        created_at       BIGINT NOT NULL,
+        updated_at       BIGINT NOT NULL
+    );
+    CREATE INDEX alert_rules_by_environment ON alert_rules (environment_id, created_at);",
 ];
 
 /// The destination inbox's tables.

@@ -12,9 +12,10 @@
 
 use crate::column::{Col, Column};
 use crate::engine::{
-    AttemptOutcome, AttemptRecord, AuditRecord, AuthCredentialRecord, CredentialDeletion,
-    DestinationRecord, ENGINE_FILE, EnvironmentRecord, Erased, LogFilter, LogRecord, LogSearch,
-    Organization, QueueState, QueueStats, ResendRange, TrafficCount, WindowCounts, Write,
+    AlertRuleRecord, AttemptOutcome, AttemptRecord, AuditRecord, AuthCredentialRecord,
+    CredentialDeletion, DestinationRecord, ENGINE_FILE, EnvironmentRecord, Erased, LogFilter,
+    LogRecord, LogSearch, Organization, QueueState, QueueStats, ResendRange, TrafficCount,
+    WindowCounts, Write,
 };
 use crate::sqlite::checkpoint::{self, WalState};
 use crate::{StoreError, now_millis, sqlite as schema};
@@ -1200,6 +1201,129 @@ impl SqliteEngine {
                     retried: sum.retried + one.retried,
                 })
             }),
+        })
+    }
+}
+
+const ALERT_COLUMNS: &str = "id, organization_id, environment_id, name, alert_type, configuration, notification, ignore_days, ignore_holidays, time_zone, status, subscription_ids, breached_at, created_at, updated_at";
+
+fn alert_rule(r: &Row<'_>) -> rusqlite::Result<AlertRuleRecord> {
+    Ok(AlertRuleRecord {
+        id: r.get(0)?,
+        organization_id: r.get(1)?,
+        environment_id: r.get(2)?,
+        name: r.get(3)?,
+        alert_type: r.get(4)?,
+        configuration: r.get(5)?,
+        notification: r.get(6)?,
+        ignore_days: r.get(7)?,
+        ignore_holidays: r.get(8)?,
+        time_zone: r.get(9)?,
+        status: r.get(10)?,
+        subscription_ids: r.get(11)?,
+        breached_at: r.get(12)?,
+        created_at: r.get(13)?,
+        updated_at: r.get(14)?,
+    })
+}
+
+impl SqliteEngine {
+    pub(crate) fn insert_alert_rule(&self, a: &AlertRuleRecord) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                &format!(
+                    "INSERT INTO alert_rules ({ALERT_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                ),
+                params![
+                    a.id,
+                    a.organization_id,
+                    a.environment_id,
+                    a.name,
+                    a.alert_type,
+                    a.configuration,
+                    a.notification,
+                    a.ignore_days,
+                    a.ignore_holidays,
+                    a.time_zone,
+                    a.status,
+                    a.subscription_ids,
+                    a.breached_at,
+                    a.created_at,
+                    a.updated_at
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn update_alert_rule(&self, a: &AlertRuleRecord) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE alert_rules SET name = ?2, alert_type = ?3, configuration = ?4,
+                    notification = ?5, ignore_days = ?6, ignore_holidays = ?7, time_zone = ?8,
+                    status = ?9, subscription_ids = ?10, breached_at = ?11, updated_at = ?12
+                 WHERE id = ?1",
+                params![
+                    a.id,
+                    a.name,
+                    a.alert_type,
+                    a.configuration,
+                    a.notification,
+                    a.ignore_days,
+                    a.ignore_holidays,
+                    a.time_zone,
+                    a.status,
+                    a.subscription_ids,
+                    a.breached_at,
+                    a.updated_at
+                ],
+            )? == 1)
+        })
+    }
+
+    pub(crate) fn alert_rule(&self, id: &str) -> Result<Option<AlertRuleRecord>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {ALERT_COLUMNS} FROM alert_rules WHERE id = ?1"),
+                params![id],
+                alert_rule,
+            )
+            .optional()
+        })
+    }
+
+    pub(crate) fn alert_rules(
+        &self,
+        environment_id: Option<&str>,
+    ) -> Result<Vec<AlertRuleRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {ALERT_COLUMNS} FROM alert_rules WHERE ?1 IS NULL OR environment_id = ?1
+                 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map(params![environment_id], alert_rule)?;
+            rows.collect()
+        })
+    }
+
+    pub(crate) fn delete_alert_rule(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn.execute("DELETE FROM alert_rules WHERE id = ?1", params![id])? == 1)
+        })
+    }
+
+    pub(crate) fn set_alert_breach(
+        &self,
+        id: &str,
+        breached_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE alert_rules SET breached_at = ?2
+                 WHERE id = ?1 AND (breached_at IS NULL) <> (?2 IS NULL)",
+                params![id, breached_at],
+            )? == 1)
         })
     }
 }

@@ -302,6 +302,27 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
             VALUES ('delete', old.message_id, CAST(old.content AS TEXT));
     END;
     CREATE INDEX logs_bodies_by_age ON logs (created_at) WHERE message_id IS NOT NULL;",
+    // 10: traffic alert rules (issue 29), evaluated by the engine on a schedule; `breached_at`
+    // is whether (since when) a rule is in breach, so it notifies once per breach and once
+    // on recovery, across restarts.
+    "CREATE TABLE alert_rules (
+        id               TEXT PRIMARY KEY,
+        organization_id  TEXT NOT NULL,
+        environment_id   TEXT NOT NULL,
+        name             TEXT NOT NULL,
+        alert_type       TEXT NOT NULL,   -- no-traffic, error-threshold, low-traffic, retry-threshold
+        configuration    TEXT NOT NULL,   -- JSON: alertLookbackISODuration and the threshold
+        notification     TEXT NOT NULL,   -- JSON: {type, configuration}
+        ignore_days      TEXT NOT NULL,   -- JSON list of weekdays
+        ignore_holidays  BOOLEAN NOT NULL,
+        time_zone        TEXT NOT NULL,
+        status           TEXT NOT NULL,   -- active, paused
+        subscription_ids TEXT NOT NULL,   -- JSON list, as linked
+        breached_at      INTEGER,              -- NULL: not in breach (fired once, recovered once)
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL
+    );
+    CREATE INDEX alert_rules_by_environment ON alert_rules (environment_id, created_at);",
 ];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.
