@@ -8,5 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); commit $(git rev-parse --short HEAD); $(date -u +%FT%TZ)"
-BENCH_DIR="${BENCH_DIR:-$(pwd)/target}" cargo run --release -q -p wharf-store --example bench_search -- "$@"
+BENCH_DIR="${BENCH_DIR:-${CARGO_TARGET_DIR:-$(pwd)/target}}"
+mkdir -p "$BENCH_DIR"
+BENCH_DIR="$BENCH_DIR" cargo run --release -q -p wharf-store --example bench_search -- "$@"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

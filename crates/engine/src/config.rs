@@ -92,6 +92,8 @@ pub struct EngineConfig {
     pub alerts: AlertConfig,
     /// What the retention sweep erases, and how often it runs.
     pub retention: RetentionConfig,
+    /// How often alert rules are evaluated (`alert_interval`).
+    pub alert_interval: Duration,
     /// Connection cap and read timeouts (`max_connections`, `header_read_timeout`,
     /// `idle_timeout`, `body_read_timeout`), as for the destination.
     pub serve: wharf_serve::ServeOptions,
@@ -262,6 +264,7 @@ struct Raw {
     payload_retention: Option<String>,
     log_retention: Option<String>,
     retention_interval: Option<String>,
+    alert_interval: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -545,6 +548,11 @@ impl EngineConfig {
             metrics_token,
             alerts,
             retention,
+            alert_interval: wharf_config::duration(
+                "alert_interval",
+                raw.alert_interval.as_deref(),
+                Duration::from_secs(60),
+            )?,
             serve,
             listen,
             data_dir,

@@ -21,6 +21,7 @@
 //! * [`alerts`]: queue paused / recovered notifications.
 //! * [`error`]: [`EngineError`], and the store's failures logged once per state change.
 
+pub mod alert_rules;
 pub mod alerts;
 pub mod audit;
 pub mod commit;

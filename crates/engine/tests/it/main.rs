@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use wharf_engine::{EngineConfig, Running};
 use wharf_testkit::{Received, Recorder, Reply};
 
+mod alert_rules;
 mod authcredentials;
 mod dashboard;
 mod delivery;

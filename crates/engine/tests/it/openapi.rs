@@ -68,6 +68,20 @@ const ROUTES: &[(&str, &str)] = &[
         "POST",
         "/platform/v1/environments/{environmentId}/logs/search/metadata",
     ),
+    ("GET", "/platform/v2/environments/{environmentId}/alerts"),
+    ("POST", "/platform/v2/environments/{environmentId}/alerts"),
+    (
+        "GET",
+        "/platform/v2/environments/{environmentId}/alerts/{alertId}",
+    ),
+    (
+        "PATCH",
+        "/platform/v2/environments/{environmentId}/alerts/{alertId}",
+    ),
+    (
+        "DELETE",
+        "/platform/v2/environments/{environmentId}/alerts/{alertId}",
+    ),
     (
         "POST",
         "/platform/v1/environments/{environmentId}/logs/resend",
