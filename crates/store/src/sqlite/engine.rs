@@ -961,8 +961,11 @@ impl SqliteEngine {
         limit: usize,
     ) -> Result<Vec<LogRecord>, StoreError> {
         let f = &search.filter;
+        // Without terms, `+organization_id` keeps the planner off the (organization, created)
+        // index, which would read every log of the organization to sort them: walking the
+        // logs newest first and stopping at the page's end is what a page costs.
         let (from, matching) = if search.terms.is_empty() {
-            (LOGS.to_owned(), "?14 IS NULL")
+            (LOGS.to_owned(), "?14 IS NULL AND +organization_id = ?1")
         } else {
             (
                 "(SELECT rowid AS hit FROM message_terms WHERE message_terms MATCH ?14) AS hits
