@@ -972,12 +972,12 @@ impl SqliteEngine {
                  CROSS JOIN logs ON logs.message_id = hits.hit
                  LEFT JOIN messages USING (message_id)"
                     .to_owned(),
-                "1",
+                "organization_id = ?1",
             )
         };
         self.with(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {LOG_COLUMNS} FROM {from} WHERE {matching} AND organization_id = ?1
+                "SELECT {LOG_COLUMNS} FROM {from} WHERE {matching}
                    AND (?2 IS NULL OR destination_id = ?2) AND (?3 IS NULL OR status = ?3)
                    AND (?4 IS NULL OR data_model = ?4) AND (?5 IS NULL OR event_type = ?5)
                    AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at <= ?7)
