@@ -81,7 +81,7 @@ async fn payload_and_metadata_search_through_the_api() {
     let (_, one) = engine
         .post(&payloads, json!({"searchTerms": [{"value": "bixby"}]}))
         .await;
-    assert_eq!(ids(&one), [timothy.clone()]);
+    assert_eq!(ids(&one), [timothy.as_str()]);
     // With metadata filters beside the terms.
     let (_, none) = engine
         .post(
@@ -112,7 +112,7 @@ async fn payload_and_metadata_search_through_the_api() {
     let (_, second) = engine
         .post(&format!("{metadata}?_count=2&_cursor={cursor}"), json!({}))
         .await;
-    assert_eq!(ids(&second), [nila.clone()]);
+    assert_eq!(ids(&second), [nila.as_str()]);
     assert!(
         second["meta"]["page"].get("cursor").is_none(),
         "the last page"
