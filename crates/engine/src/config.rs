@@ -30,6 +30,11 @@ pub const DEFAULT_SIGNIN_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60)
 pub const DEFAULT_SIGNIN_CONCURRENT_HASHES: usize = 2;
 /// The operator account `dashboard_password_hash` signs in as.
 pub const ADMIN_OPERATOR: &str = "admin";
+/// How long a log's payload (its body and its attempts' answers) is kept by default
+/// (`payload_retention`).
+pub const DEFAULT_PAYLOAD_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+/// How often the retention sweep runs by default (`retention_interval`).
+pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A validated engine configuration.
 #[derive(Debug, Clone)]
@@ -85,6 +90,10 @@ pub struct EngineConfig {
     pub metrics_token: Option<Arc<wharf_protocol::VerificationToken>>,
     /// Where queue alerts go (PROTOCOL.md section 6).
     pub alerts: AlertConfig,
+    /// What the retention sweep erases, and how often it runs.
+    pub retention: RetentionConfig,
+    /// How often alert rules are evaluated (`alert_interval`).
+    pub alert_interval: Duration,
     /// Connection cap and read timeouts (`max_connections`, `header_read_timeout`,
     /// `idle_timeout`, `body_read_timeout`), as for the destination.
     pub serve: wharf_serve::ServeOptions,
@@ -98,6 +107,25 @@ pub struct EngineConfig {
     /// How long a pinned outbound client (and the DNS answer behind it) is reused before the
     /// name is resolved and checked again. Not read from the file; tests shorten it.
     pub client_ttl: Duration,
+}
+
+/// Retention of logs (issue 29): payloads (PHI) are erased after `payload_retention`; the
+/// metadata is kept for `log_retention` (for ever when unset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionConfig {
+    pub payload: Duration,
+    pub logs: Option<Duration>,
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            payload: DEFAULT_PAYLOAD_RETENTION,
+            logs: None,
+            interval: DEFAULT_RETENTION_INTERVAL,
+        }
+    }
 }
 
 /// Queue alerts: the organization's alert contact and how to reach it.
@@ -236,6 +264,10 @@ struct Raw {
     alert_webhook_url: Option<String>,
     alert_email: Option<Vec<String>>,
     smtp: Option<RawSmtp>,
+    payload_retention: Option<String>,
+    log_retention: Option<String>,
+    retention_interval: Option<String>,
+    alert_interval: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -487,6 +519,31 @@ impl EngineConfig {
             raw.rate_limit_window.as_deref(),
             DEFAULT_RATE_LIMIT_WINDOW,
         )?;
+        let retention = RetentionConfig {
+            payload: wharf_config::duration(
+                "payload_retention",
+                raw.payload_retention.as_deref(),
+                DEFAULT_PAYLOAD_RETENTION,
+            )?,
+            logs: raw
+                .log_retention
+                .as_deref()
+                .map(|text| wharf_config::duration("log_retention", Some(text), Duration::ZERO))
+                .transpose()?,
+            interval: wharf_config::duration(
+                "retention_interval",
+                raw.retention_interval.as_deref(),
+                DEFAULT_RETENTION_INTERVAL,
+            )?,
+        };
+        if let Some(logs) = retention.logs
+            && logs < retention.payload
+        {
+            return Err(err(
+                "log_retention",
+                "is shorter than payload_retention: a log's metadata is kept at least as long as its payload; raise log_retention or lower payload_retention",
+            ));
+        }
         let alerts = alert_config(
             raw.alert_environments,
             raw.alert_webhook_url,
@@ -505,6 +562,12 @@ impl EngineConfig {
             tls,
             metrics_token,
             alerts,
+            retention,
+            alert_interval: wharf_config::duration(
+                "alert_interval",
+                raw.alert_interval.as_deref(),
+                Duration::from_secs(60),
+            )?,
             serve,
             listen,
             data_dir,
@@ -832,6 +895,37 @@ mod tests {
 api_keys = ["management-key-0123456789-0123456"]
 master_key = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 "#;
+
+    #[test]
+    fn retention() {
+        let c = EngineConfig::parse(MINIMAL, &NoEnv).unwrap();
+        assert_eq!(c.retention, RetentionConfig::default());
+        assert_eq!(c.retention.payload, Duration::from_secs(30 * 86_400));
+        let c = EngineConfig::parse(
+            &format!("{MINIMAL}payload_retention = \"7d\"\nlog_retention = \"365d\"\nretention_interval = \"10m\"\n"),
+            &NoEnv,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.retention.payload, c.retention.logs, c.retention.interval),
+            (
+                Duration::from_secs(7 * 86_400),
+                Some(Duration::from_secs(365 * 86_400)),
+                Duration::from_secs(600)
+            )
+        );
+        let e = EngineConfig::parse(&format!("{MINIMAL}log_retention = \"1d\"\n"), &NoEnv)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("log_retention") && e.contains("payload_retention"),
+            "{e}"
+        );
+        let e = EngineConfig::parse(&format!("{MINIMAL}payload_retention = \"soon\"\n"), &NoEnv)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("payload_retention"), "{e}");
+    }
 
     #[test]
     fn defaults() {

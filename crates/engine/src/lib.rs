@@ -28,6 +28,7 @@ pub mod dashboard;
 mod http;
 mod metrics;
 mod rate_limit;
+mod schedule;
 pub mod secrets;
 mod worker;
 
@@ -135,6 +136,7 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
         .map_err(StartError::Sources)?;
     let router = api::router(engine.clone());
     let (shutdown, signal) = watch::channel(false);
+    let schedule = schedule::spawn(engine.clone(), signal.clone());
     let worker = worker::spawn(engine, signal.clone()).map_err(StartError::Worker)?;
     let serving_tls = tls.clone();
     let task = tokio::spawn(async move {
@@ -142,6 +144,7 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
         // worker finishes the attempts it has in flight and records them.
         wharf_serve::serve_with(listener, serving_tls, router, signal, serve_options).await;
         let _ = worker.await;
+        let _ = schedule.await;
         // Other engines on the same database take this one's queues over at once.
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || leases.release_leases()).await {
             tracing::warn!(error = %e, "could not release queue leases; they expire by themselves");

@@ -260,6 +260,95 @@ pub struct LogFilter {
     pub updated_before: Option<i64>,
 }
 
+/// A search of an organization's logs: the listing's filters, narrowed further, newest first,
+/// a page at a time by keyset (`before_seq`), not by offset, so a deep page costs what the
+/// first does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSearch {
+    pub filter: LogFilter,
+    /// Only logs to destinations of this environment.
+    pub environment_id: Option<String>,
+    /// Only logs from this source.
+    pub source: Option<String>,
+    /// Terms whose every word must occur in the log's body, in any order, case-insensitive,
+    /// as the full-text index splits words. Empty: the body is not searched.
+    pub terms: Vec<String>,
+    /// Only logs before this one in queue order (the cursor of the previous page).
+    pub before_seq: Option<i64>,
+}
+
+/// Which logs [`EngineStore::resend_range`] puts back at the end of their queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResendRange {
+    pub organization_id: String,
+    /// Created at or after (ms since the epoch).
+    pub created_after: i64,
+    /// Created at or before (ms since the epoch).
+    pub created_before: i64,
+    /// Only logs to destinations of this environment.
+    pub environment_id: Option<String>,
+    pub destination_id: Option<String>,
+    /// Only logs with this status (never `Pending`: those are queued already).
+    pub status: Option<LogStatus>,
+}
+
+/// What one retention sweep erased.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// Message bodies deleted (each may have been shared by several logs).
+    pub bodies: u64,
+    /// Logs whose body (and their attempts' answers) are gone; their metadata stays.
+    pub payloads: u64,
+    /// Logs deleted whole, metadata and attempts.
+    pub logs: u64,
+}
+
+/// Logs of one destination created in one hour with one status, for the dashboard's charts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficCount {
+    pub destination_id: String,
+    /// The hour's start (ms since the epoch, a multiple of 3,600,000).
+    pub hour: i64,
+    pub status: LogStatus,
+    pub count: i64,
+}
+
+/// Logs created in a window, for alert rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowCounts {
+    pub total: i64,
+    pub failed: i64,
+    /// Logs that needed more than one attempt.
+    pub retried: i64,
+}
+
+/// A traffic alert rule (issue 29). Its type, configuration, notification, weekdays and
+/// status are kept as the engine wrote them (text and JSON text: the engine parses them into
+/// its own types and checks them before they are stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRuleRecord {
+    pub id: String,
+    pub organization_id: String,
+    pub environment_id: String,
+    pub name: String,
+    pub alert_type: String,
+    /// JSON object text.
+    pub configuration: String,
+    /// JSON object text.
+    pub notification: String,
+    /// JSON list text.
+    pub ignore_days: String,
+    pub ignore_holidays: bool,
+    pub time_zone: String,
+    pub status: String,
+    /// JSON list text: the subscriptions it is linked to, as given.
+    pub subscription_ids: String,
+    /// Since when it is in breach (ms since the epoch); `None` when it is not.
+    pub breached_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 /// A destination's queue as an operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueState {
@@ -633,6 +722,38 @@ dispatch! {
     pub fn log(&self, id: &str) -> Result<Option<(LogRecord, Vec<AttemptRecord>)>, StoreError>;
     /// The organization's logs matching `filter`, newest first, skipping `offset`, at most `limit`.
     pub fn logs(&self, organization_id: &str, filter: &LogFilter, offset: usize, limit: usize) -> Result<Vec<LogRecord>, StoreError>;
+    /// The organization's logs matching `search`, newest first (queue order), at most `limit`.
+    /// A payload search reads the full-text index (SQLite FTS5, PostgreSQL GIN over a
+    /// `tsvector`), never every body.
+    pub fn search_logs(&self, organization_id: &str, search: &LogSearch, limit: usize) -> Result<Vec<LogRecord>, StoreError>;
+    /// Puts every finished log of `range` back at the end of its destination's queue, in the
+    /// order they were first created, each with its Log ID and attempts kept; one transaction.
+    /// Returns how many were queued.
+    pub fn resend_range(&self, range: &ResendRange) -> Result<u64, StoreError>;
+    /// Erases up to `limit` message bodies whose every log was created before `before` and
+    /// is finished (a pending log's body is still to be delivered), with their entries in the
+    /// search index and the answers of those logs' attempts. The logs keep their metadata.
+    pub fn erase_payloads(&self, before: i64, limit: usize) -> Result<Erased, StoreError>;
+    /// Deletes up to `limit` of the organization's finished logs created before `before`,
+    /// their attempts and any body no other log shares.
+    pub fn delete_logs_before(&self, organization_id: &str, before: i64, limit: usize) -> Result<Erased, StoreError>;
+    /// The organization's logs created at or after `since`, counted per destination, hour
+    /// and status.
+    pub fn traffic(&self, organization_id: &str, since: i64) -> Result<Vec<TrafficCount>, StoreError>;
+    /// Logs created at or after `since` to these destinations (all of the organization's when
+    /// `None`), counted for alert rules.
+    pub fn window_counts(&self, organization_id: &str, destination_ids: Option<&[String]>, since: i64) -> Result<WindowCounts, StoreError>;
+    pub fn insert_alert_rule(&self, rule: &AlertRuleRecord) -> Result<(), StoreError>;
+    /// Replaces every mutable field of a rule (all but its ids and `created_at`). False if it
+    /// is gone.
+    pub fn update_alert_rule(&self, rule: &AlertRuleRecord) -> Result<bool, StoreError>;
+    pub fn alert_rule(&self, id: &str) -> Result<Option<AlertRuleRecord>, StoreError>;
+    /// An environment's rules (every environment's when `None`), oldest first.
+    pub fn alert_rules(&self, environment_id: Option<&str>) -> Result<Vec<AlertRuleRecord>, StoreError>;
+    pub fn delete_alert_rule(&self, id: &str) -> Result<bool, StoreError>;
+    /// Records that a rule went into breach (`Some(since)`) or recovered (`None`), unless it
+    /// is already so: true when this call changed it (so one process notifies, once).
+    pub fn set_alert_breach(&self, id: &str, breached_at: Option<i64>) -> Result<bool, StoreError>;
     /// Appends one entry to the audit log (its `seq` is assigned here). There is no way to
     /// change or delete one.
     pub fn append_audit(&self, entry: &AuditRecord) -> Result<(), StoreError>;

@@ -6,10 +6,21 @@
 //! through the core's `read_phi`, which records it (the key's name, the client's address) in
 //! the audit log first.
 //!
+//! Searching: `POST /platform/v1/environments/{environmentId}/logs/search/payloads` (Redox's
+//! search payloads: `searchTerms`, every one found in the body through the store's full-text
+//! index) and `.../logs/search/metadata` (the filters alone), both cursor-paged (`_count`,
+//! `_cursor`, the next cursor in `meta.page.cursor`) and answering metadata only, never a
+//! body; and Wharf's bulk resend, `POST .../logs/resend` (Redox documents none: UNCONFIRMED,
+//! Wharf's shape from the reference).
+//!
 //! Statuses and types are spelled as Redox spells them (`succeeded`, `send`, ...), in answers
 //! and in filters; times are ISO 8601 (RFC 3339).
 
-use super::models::{Envelope, ErrorBody, LogPayload, LogQuery, LogView, LogsPayload, PageMeta};
+use super::Body;
+use super::models::{
+    Envelope, ErrorBody, LogPayload, LogQuery, LogSearchBody, LogView, LogsPayload, PageMeta,
+    ResendBody, ResendPayload, SearchQuery,
+};
 use super::{check_organization, ok};
 use crate::app::audit::Access;
 use crate::app::logs::{self as core, Page, parse_time as time_filter};
@@ -22,7 +33,7 @@ use std::collections::HashMap;
 /// Most logs one page holds: Redox's maximum `_count`; larger counts are taken as this.
 pub const MAX_PAGE_SIZE: usize = 50;
 use wharf_protocol::platform::{LogStatus, LogType};
-use wharf_store::engine::{LogFilter, LogRecord};
+use wharf_store::engine::{LogFilter, LogRecord, LogSearch, ResendRange};
 
 /// Views of `logs`, each with its destination's name and its latest attempt.
 async fn views(engine: &Engine, logs: &[LogRecord]) -> Result<Vec<LogView>, EngineError> {
@@ -157,4 +168,152 @@ pub(super) async fn resend(
     let log = core::resend(&engine, &log_id).await?;
     let result = views(&engine, &[log]).await?.remove(0);
     Ok(ok(LogPayload { result }))
+}
+
+/// A status or type as Redox spells it, parsed at the edge.
+fn parse_enum<T: std::str::FromStr<Err = wharf_protocol::platform::UnknownValue>>(
+    value: Option<&str>,
+) -> Result<Option<T>, EngineError> {
+    value
+        .map(str::parse::<T>)
+        .transpose()
+        .map_err(|e| EngineError::bad_request(e.to_string()))
+}
+
+/// A search body's filters as the store's search of `environment_id`.
+fn search_of(environment_id: String, body: LogSearchBody) -> Result<LogSearch, EngineError> {
+    if body.facility_code.is_some() {
+        return Err(EngineError::bad_request(
+            "`facilityCode`: Wharf keeps no facility code with its logs, so it cannot search by one; leave it out",
+        ));
+    }
+    if let Some(mode) = body.data_mode.as_deref()
+        && !matches!(mode, "realtime" | "backfill")
+    {
+        return Err(EngineError::bad_request(format!(
+            "`dataMode` {mode:?} is not one of realtime, backfill"
+        )));
+    }
+    if let Some(region) = body.service_region.as_deref()
+        && !matches!(
+            region,
+            "AWS_USA_EAST_1" | "AWS_CAN_CENTRAL" | "GCP_USA_CENTRAL_1"
+        )
+    {
+        return Err(EngineError::bad_request(format!(
+            "`serviceRegion` {region:?} is not one of AWS_USA_EAST_1, AWS_CAN_CENTRAL, GCP_USA_CENTRAL_1"
+        )));
+    }
+    let terms = core::search_terms(
+        body.search_terms
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| t.value)
+            .collect(),
+    )?;
+    Ok(LogSearch {
+        filter: LogFilter {
+            destination_id: body.destination_id,
+            status: parse_enum::<LogStatus>(body.status.as_deref())?,
+            log_type: parse_enum::<LogType>(body.log_type.as_deref())?,
+            data_model: body.data_model,
+            event_type: body.event_type,
+            created_after: time_filter("createdAfter", body.created_after.as_deref())?,
+            created_before: time_filter("createdBefore", body.created_before.as_deref())?,
+            updated_after: time_filter("updatedAfter", body.updated_after.as_deref())?,
+            updated_before: time_filter("updatedBefore", body.updated_before.as_deref())?,
+        },
+        environment_id: Some(environment_id),
+        source: body.source_id,
+        terms,
+        before_seq: None,
+    })
+}
+
+/// Runs a search of the environment's logs, one cursor page.
+async fn run_search(
+    engine: &Engine,
+    env_id: &str,
+    query: Result<Query<SearchQuery>, QueryRejection>,
+    body: LogSearchBody,
+) -> Result<Json<Envelope<LogsPayload>>, EngineError> {
+    let env = crate::app::destinations::environment(engine, env_id).await?;
+    let Query(q) = query
+        .map_err(|e| EngineError::bad_request(format!("{e}; query parameters: _count, _cursor")))?;
+    let mut search = search_of(env.id, body)?;
+    search.before_seq = core::parse_cursor(q.cursor.as_deref())?;
+    let count = q.count.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
+    let found = core::search(engine, search, count).await?;
+    let results = views(engine, &found.logs).await?;
+    let mut envelope = ok(LogsPayload { results });
+    envelope.0.meta.page = Some(PageMeta::cursor(count, found.next_cursor));
+    Ok(envelope)
+}
+
+/// Redox's search payloads: the environment's logs whose body holds every word of every
+/// `searchTerms[].value` (case-insensitive, any order), newest first, metadata only.
+#[utoipa::path(operation_id = "logs_search_payloads", post,
+    path = "/platform/v1/environments/{environmentId}/logs/search/payloads", tag = "Logs",
+    params(("environmentId" = String, Path), SearchQuery), request_body = LogSearchBody,
+    responses((status = 200, body = Envelope<LogsPayload>), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub(super) async fn search_payloads(
+    State(engine): State<Engine>,
+    Path(env_id): Path<String>,
+    query: Result<Query<SearchQuery>, QueryRejection>,
+    Body(body): Body<LogSearchBody>,
+) -> Result<Json<Envelope<LogsPayload>>, EngineError> {
+    if body.search_terms.as_ref().is_none_or(Vec::is_empty) {
+        return Err(EngineError::bad_request(
+            "`searchTerms` is required: [{\"value\": \"Nila Jonkel\", \"category\": \"patient\"}]; to search by metadata alone use .../logs/search/metadata",
+        ));
+    }
+    run_search(&engine, &env_id, query, body).await
+}
+
+/// Redox's search metadata: the environment's logs matching the filters, newest first.
+#[utoipa::path(operation_id = "logs_search_metadata", post,
+    path = "/platform/v1/environments/{environmentId}/logs/search/metadata", tag = "Logs",
+    params(("environmentId" = String, Path), SearchQuery), request_body = LogSearchBody,
+    responses((status = 200, body = Envelope<LogsPayload>), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub(super) async fn search_metadata(
+    State(engine): State<Engine>,
+    Path(env_id): Path<String>,
+    query: Result<Query<SearchQuery>, QueryRejection>,
+    Body(body): Body<LogSearchBody>,
+) -> Result<Json<Envelope<LogsPayload>>, EngineError> {
+    if body.search_terms.is_some() {
+        return Err(EngineError::bad_request(
+            "`searchTerms` belongs to .../logs/search/payloads; the metadata search takes the filters only",
+        ));
+    }
+    run_search(&engine, &env_id, query, body).await
+}
+
+/// Wharf's bulk resend: every finished log of the environment created in the range (of one
+/// destination and status, if given) goes to the back of its queue with the same Log ID, in
+/// the order they were created; answers how many.
+#[utoipa::path(operation_id = "logs_resend_range", post,
+    path = "/platform/v1/environments/{environmentId}/logs/resend", tag = "Logs",
+    params(("environmentId" = String, Path)), request_body = ResendBody,
+    responses((status = 200, body = Envelope<ResendPayload>), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub(super) async fn resend_range(
+    State(engine): State<Engine>,
+    Path(env_id): Path<String>,
+    Body(body): Body<ResendBody>,
+) -> Result<Json<Envelope<ResendPayload>>, EngineError> {
+    let env = crate::app::destinations::environment(&engine, &env_id).await?;
+    let range = ResendRange {
+        organization_id: engine.organization.id.clone(),
+        created_after: time_filter("createdAfter", Some(&body.created_after))?.unwrap_or(0),
+        created_before: time_filter("createdBefore", Some(&body.created_before))?
+            .unwrap_or(i64::MAX),
+        environment_id: Some(env.id),
+        destination_id: body.destination_id,
+        status: parse_enum::<LogStatus>(body.status.as_deref())?,
+    };
+    let count = core::resend_range(&engine, range).await?;
+    Ok(ok(ResendPayload { count }))
 }

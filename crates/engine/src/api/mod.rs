@@ -13,6 +13,7 @@
 //! Handlers only translate: they parse the request into the core's typed values (strings into
 //! enums here, at the edge), call `crate::app`, and shape the answer.
 
+mod alerts;
 mod apikeys;
 mod audit;
 mod authcredentials;
@@ -95,6 +96,11 @@ fn management() -> OpenApiRouter<Engine> {
         .routes(routes!(logs::read))
         .routes(routes!(logs::stop))
         .routes(routes!(logs::resend))
+        .routes(routes!(logs::search_payloads))
+        .routes(routes!(logs::search_metadata))
+        .routes(routes!(logs::resend_range))
+        .routes(routes!(alerts::list, alerts::create))
+        .routes(routes!(alerts::read, alerts::update, alerts::remove))
         .routes(routes!(queues::read))
         .routes(routes!(queues::pause))
         .routes(routes!(queues::resume))

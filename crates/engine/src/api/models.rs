@@ -67,17 +67,24 @@ pub struct ErrorItem {
     pub message: String,
 }
 
-/// `meta.page` of a paged listing (offset paging, as Redox's).
+/// `meta.page` of a paged listing: offset paging, as Redox's listings (`currentPage`,
+/// `links`), or cursor paging, as its log searches (`cursor`: pass it back as `_cursor` for
+/// the next page; absent on the last page; Wharf's place for it, UNCONFIRMED in Redox's docs).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PageMeta {
-    /// 1 for the first page.
-    pub current_page: usize,
-    /// Always `offset`.
+    /// 1 for the first page (offset paging).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_page: Option<usize>,
+    /// `offset` or `cursor`.
     #[schema(example = "offset")]
     pub page_type: &'static str,
     pub page_size: usize,
-    pub links: PageLinks,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub links: Option<PageLinks>,
+    /// The next page's `_cursor` (cursor paging); absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 impl PageMeta {
@@ -88,14 +95,26 @@ impl PageMeta {
         link: impl Fn(usize) -> String,
     ) -> Self {
         PageMeta {
-            current_page: page.number,
+            current_page: Some(page.number),
             page_type: "offset",
             page_size: page.size,
-            links: PageLinks {
+            links: Some(PageLinks {
                 this: link(page.number),
                 next: has_next.then(|| link(page.number + 1)),
                 first: link(1),
-            },
+            }),
+            cursor: None,
+        }
+    }
+
+    /// The meta of a cursor-paged search: `cursor` fetches the next page.
+    pub fn cursor(page_size: usize, cursor: Option<String>) -> Self {
+        PageMeta {
+            current_page: None,
+            page_type: "cursor",
+            page_size,
+            links: None,
+            cursor,
         }
     }
 }
@@ -607,6 +626,91 @@ pub struct LogQuery {
     #[serde(rename = "_count")]
     #[param(rename = "_count")]
     pub count: Option<usize>,
+}
+
+/// One term of a payload search: every word of `value` somewhere in the body, in any order
+/// (case-insensitive; "Nila Jonkel" finds a body whose FirstName is Nila and LastName Jonkel). Redox's `category` (e.g. `patient`) is accepted; Wharf searches the
+/// whole body whatever it says.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SearchTerm {
+    #[schema(example = "Nila Jonkel")]
+    pub value: String,
+    #[schema(example = "patient")]
+    #[allow(
+        dead_code,
+        reason = "accepted from Redox's clients; Wharf searches the whole body"
+    )]
+    pub category: Option<String>,
+}
+
+/// The body of a log search: Redox's search-payloads body (`searchTerms` and the metadata
+/// filters) or its search-metadata body (the filters alone).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogSearchBody {
+    /// Payload search only: every term must be found in the body.
+    pub search_terms: Option<Vec<SearchTerm>>,
+    /// Redox's facility code: Wharf keeps none, so a search naming one is refused.
+    pub facility_code: Option<String>,
+    /// `realtime` or `backfill`: accepted; Wharf has one mode.
+    pub data_mode: Option<String>,
+    /// `AWS_USA_EAST_1`, `AWS_CAN_CENTRAL` or `GCP_USA_CENTRAL_1`: accepted; Wharf is one
+    /// region.
+    pub service_region: Option<String>,
+    pub data_model: Option<String>,
+    pub event_type: Option<String>,
+    /// ISO 8601; created at or after.
+    pub created_after: Option<String>,
+    /// ISO 8601; created at or before.
+    pub created_before: Option<String>,
+    /// ISO 8601; last changed at or after.
+    pub updated_after: Option<String>,
+    /// ISO 8601; last changed at or before.
+    pub updated_before: Option<String>,
+    /// The source's id (its name in the engine's configuration).
+    pub source_id: Option<String>,
+    pub destination_id: Option<String>,
+    /// `send`, `receive`, `request`, `respond` or `unknown`.
+    #[serde(rename = "type")]
+    pub log_type: Option<String>,
+    /// `succeeded`, `failed`, `filtered` or `pending`.
+    pub status: Option<String>,
+}
+
+/// A search's paging, as query parameters.
+#[derive(Debug, Default, Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// Logs per page, at most 50 (larger counts are taken as 50); 50 by default.
+    #[serde(rename = "_count")]
+    #[param(rename = "_count")]
+    pub count: Option<usize>,
+    /// `meta.page.cursor` of the previous answer: the next page.
+    #[serde(rename = "_cursor")]
+    #[param(rename = "_cursor")]
+    pub cursor: Option<String>,
+}
+
+/// Wharf's bulk resend: the finished logs created in the range (both ends included), of one
+/// destination and one status if given.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResendBody {
+    /// ISO 8601; created at or after.
+    pub created_after: String,
+    /// ISO 8601; created at or before.
+    pub created_before: String,
+    pub destination_id: Option<String>,
+    /// `succeeded`, `failed` or `filtered` (pending logs are queued already).
+    pub status: Option<String>,
+}
+
+/// How many logs a bulk resend put back in their queues.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResendPayload {
+    pub count: u64,
 }
 
 // ---- audit (Wharf) ----

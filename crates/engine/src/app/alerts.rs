@@ -140,16 +140,47 @@ impl Alerts {
         tokio::spawn(async move {
             tracing::warn!(event = alert.event(), destination = %alert.destination_id, environment = %alert.environment, "queue alert");
             if let Some(url) = &alerts.config.webhook_url {
-                alerts.webhook(url, &alert).await;
+                alerts
+                    .webhook(url, &alert.json(&alerts.organization), alert.event())
+                    .await;
             }
             if !alerts.config.email_to.is_empty() {
-                alerts.email(&alert).await;
+                alerts
+                    .email(
+                        &alerts.config.email_to,
+                        &alert.subject(),
+                        &alert.text(),
+                        alert.event(),
+                    )
+                    .await;
             }
         });
     }
 
-    async fn webhook(&self, url: &reqwest::Url, alert: &Alert) {
-        let body = alert.json(&self.organization);
+    /// Sends a notice (an alert rule firing or recovering) to its own channels, in the
+    /// background, with the same tries as a queue alert: a webhook, and email through the
+    /// engine's `[smtp]`.
+    pub fn send_notice(
+        self: &std::sync::Arc<Self>,
+        webhook: Option<reqwest::Url>,
+        email_to: Vec<String>,
+        notice: Notice,
+    ) {
+        let alerts = self.clone();
+        tokio::spawn(async move {
+            tracing::warn!(event = notice.event, "alert rule notice");
+            if let Some(url) = &webhook {
+                alerts.webhook(url, &notice.json, notice.event).await;
+            }
+            if !email_to.is_empty() {
+                alerts
+                    .email(&email_to, &notice.subject, &notice.text, notice.event)
+                    .await;
+            }
+        });
+    }
+
+    async fn webhook(&self, url: &reqwest::Url, body: &serde_json::Value, event: &'static str) {
         for attempt in 1..=TRIES {
             let sent = self
                 .http
@@ -171,18 +202,19 @@ impl Alerts {
             }
             tokio::time::sleep(Duration::from_secs(attempt as u64)).await;
         }
-        tracing::error!(
-            event = alert.event(),
-            "giving up on the alert webhook after {TRIES} tries"
-        );
+        tracing::error!(event, "giving up on the alert webhook after {TRIES} tries");
     }
 
-    async fn email(&self, alert: &Alert) {
+    async fn email(&self, to: &[String], subject: &str, text: &str, event: &'static str) {
         use lettre::AsyncTransport;
         let Some(smtp) = &self.config.smtp else {
+            tracing::error!(
+                event,
+                "an alert goes by email but the engine has no [smtp]: configure [smtp] (docs/CONFIG.md)"
+            );
             return;
         };
-        let message = match build_message(smtp, &self.config.email_to, alert) {
+        let message = match build_message(smtp, to, subject, text) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "could not build the alert email");
@@ -203,21 +235,28 @@ impl Alerts {
             }
             tokio::time::sleep(Duration::from_secs(attempt as u64)).await;
         }
-        tracing::error!(
-            event = alert.event(),
-            "giving up on the alert email after {TRIES} tries"
-        );
+        tracing::error!(event, "giving up on the alert email after {TRIES} tries");
     }
+}
+
+/// An alert rule's notice: what its webhook gets (`json`) and its email says.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub event: &'static str,
+    pub subject: String,
+    pub text: String,
+    pub json: serde_json::Value,
 }
 
 fn build_message(
     smtp: &crate::config::SmtpConfig,
     to: &[String],
-    alert: &Alert,
+    subject: &str,
+    text: &str,
 ) -> Result<lettre::Message, String> {
     let mut builder = lettre::Message::builder()
         .from(smtp.from.parse().map_err(|e| format!("smtp.from: {e}"))?)
-        .subject(alert.subject());
+        .subject(subject);
     for address in to {
         builder = builder.to(address
             .parse()
@@ -225,7 +264,7 @@ fn build_message(
     }
     builder
         .header(lettre::message::header::ContentType::TEXT_PLAIN)
-        .body(alert.text())
+        .body(text.to_owned())
         .map_err(|e| e.to_string())
 }
 

@@ -149,3 +149,97 @@ pub async fn resend(engine: &Engine, log_id: &str) -> Result<LogRecord, EngineEr
     )
     .await
 }
+
+/// A search's page: the logs, newest first, and the cursor of the next page (`None` on the
+/// last). The cursor is the last log's queue position, so a next page costs what the first
+/// did however deep it is (`_cursor`, Redox's search paging).
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    pub logs: Vec<LogRecord>,
+    pub next_cursor: Option<String>,
+}
+
+/// The terms of a payload search, checked: each must hold a word (a term of punctuation
+/// alone would match nothing, or everything, depending on the backend).
+pub fn search_terms(values: Vec<String>) -> Result<Vec<String>, EngineError> {
+    values
+        .into_iter()
+        .map(|value| {
+            let value = value.trim().to_owned();
+            if value.chars().any(char::is_alphanumeric) {
+                Ok(value)
+            } else {
+                Err(EngineError::bad_request(format!(
+                    "search term {value:?} holds no word: give each searchTerms[].value a name, an identifier or another word to find"
+                )))
+            }
+        })
+        .collect()
+}
+
+/// A `_cursor` as a caller sent it back.
+pub fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>, EngineError> {
+    cursor
+        .map(|text| {
+            text.parse::<i64>().map_err(|_| {
+                EngineError::bad_request(format!(
+                    "`_cursor` {text:?} is not one this API gave: pass meta.page.cursor of the previous answer unchanged"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// The organization's logs matching `search` (metadata, and the body's words when it has
+/// terms), newest first, `count` at most.
+pub async fn search(
+    engine: &Engine,
+    search: wharf_store::engine::LogSearch,
+    count: usize,
+) -> Result<SearchPage, EngineError> {
+    let org_id = engine.organization.id.clone();
+    // One more than the page holds tells whether a next page exists.
+    let mut logs = engine
+        .db(move |s| s.search_logs(&org_id, &search, count + 1))
+        .await?;
+    let next_cursor = if logs.len() > count {
+        logs.truncate(count);
+        logs.last().map(|l| l.seq.to_string())
+    } else {
+        None
+    };
+    Ok(SearchPage { logs, next_cursor })
+}
+
+/// Puts every finished log of `range` at the back of its queue, in the order they were
+/// created, with the same Log IDs; answers how many. A range of pending logs is refused:
+/// they are queued already.
+pub async fn resend_range(
+    engine: &Engine,
+    range: wharf_store::engine::ResendRange,
+) -> Result<u64, EngineError> {
+    if range.status == Some(wharf_store::engine::LogStatus::Pending) {
+        return Err(EngineError::bad_request(
+            "`status` pending names logs that are queued already: resend failed, succeeded or filtered logs",
+        ));
+    }
+    if range.created_after > range.created_before {
+        return Err(EngineError::bad_request(
+            "`createdAfter` is later than `createdBefore`: give the range's start first",
+        ));
+    }
+    if let Some(id) = &range.destination_id {
+        let lookup = id.clone();
+        engine
+            .db(move |s| s.destination(&lookup))
+            .await?
+            .filter(|d| d.organization_id == engine.organization.id)
+            .ok_or_else(|| EngineError::not_found(format!("destination {id}")))?;
+    }
+    let count = engine.db(move |s| s.resend_range(&range)).await?;
+    if count > 0 {
+        engine.signals.changed();
+    }
+    tracing::info!(count, "operator resent logs in bulk");
+    Ok(count)
+}

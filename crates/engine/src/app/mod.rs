@@ -29,6 +29,7 @@
 //! * [`alerts`]: queue paused / recovered notifications.
 //! * [`error`]: [`EngineError`], and the store's failures logged once per state change.
 
+pub mod alert_rules;
 pub mod alerts;
 pub mod apikeys;
 pub mod audit;
@@ -40,11 +41,13 @@ pub mod ingest;
 pub mod logs;
 pub mod present;
 pub mod queues;
+pub mod retention;
 pub mod signals;
 pub mod sources;
 mod store_threads;
 pub mod subscriptions;
 pub mod token;
+pub mod traffic;
 
 pub use error::EngineError;
 

@@ -1,5 +1,7 @@
-//! Logs in the dashboard: search by destination, status, data model, event type and time; one
-//! log with every attempt; stop and resend. Searching, stopping and resending are the core's
+//! Logs in the dashboard: search by destination, status, data model, event type and time, and
+//! by words in the body (the search box: the core's payload search, through the store's
+//! full-text index); one log with every attempt; stop and resend, one log or every finished
+//! log of a time range (bulk resend). Searching, stopping and resending are the core's
 //! (`crate::app::logs`), as the management API's are.
 //!
 //! PHI (the message body, and the destination's answers, which may echo it or answer a query
@@ -43,6 +45,7 @@ pub(super) fn routes() -> Router<Dash> {
         .route("/dashboard/logs/{id}/phi", get(read_phi))
         .route("/dashboard/logs/{id}/stop", post(stop))
         .route("/dashboard/logs/{id}/resend", post(resend))
+        .route("/dashboard/logs/resend", post(resend_range))
 }
 
 /// The search form's fields; empty means "any".
@@ -57,6 +60,10 @@ struct SearchForm {
     event_type: String,
     after: String,
     before: String,
+    /// Words to find in the body, every one of them.
+    q: String,
+    /// Set after a bulk resend: how many logs went back to their queues.
+    resent: Option<u64>,
 }
 
 /// A time from the search form: RFC 3339, or the browser's `datetime-local` form
@@ -106,6 +113,7 @@ struct SearchPage {
     rows: Vec<Row>,
     limit: usize,
     error: String,
+    resent: Option<u64>,
 }
 
 /// Every destination of the organization by id, with its name and environment.
@@ -130,6 +138,7 @@ async fn search(
     Query(form): Query<SearchForm>,
 ) -> Result<Response, Failure> {
     let names = destination_names(&dash).await?;
+    let form_resent = form.resent;
     let optional = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
     let filter = form_time("after", &form.after).and_then(|after| {
         Ok(LogFilter {
@@ -145,11 +154,28 @@ async fn search(
             ..Default::default()
         })
     });
-    let (logs, error) = match filter {
-        Ok(filter) => match core::list(&dash, filter, FIRST_PAGE).await {
-            Ok(found) => (found.logs, String::new()),
-            Err(e) => (Vec::new(), e.to_string()),
+    let words = form.q.trim().to_owned();
+    let found = match filter {
+        Ok(filter) if words.is_empty() => core::list(&dash, filter, FIRST_PAGE)
+            .await
+            .map(|found| found.logs),
+        Ok(filter) => match core::search_terms(vec![words]) {
+            Ok(terms) => {
+                let search = wharf_store::engine::LogSearch {
+                    filter,
+                    terms,
+                    ..Default::default()
+                };
+                core::search(&dash, search, SEARCH_LIMIT)
+                    .await
+                    .map(|found| found.logs)
+            }
+            Err(e) => Err(e),
         },
+        Err(e) => Err(e),
+    };
+    let (logs, error) = match found {
+        Ok(logs) => (logs, String::new()),
         Err(e) => (Vec::new(), e.to_string()),
     };
     let rows = logs
@@ -199,6 +225,7 @@ async fn search(
             rows,
             limit: SEARCH_LIMIT,
             error,
+            resent: form_resent,
         },
     ))
 }
@@ -356,6 +383,63 @@ async fn read_phi(
 ) -> Result<Response, Failure> {
     let page = log_page(&dash, &signed_in, id, true).await?;
     Ok(render(StatusCode::OK, &page))
+}
+
+/// The bulk resend form: the search's range, destination and status.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ResendForm {
+    destination: String,
+    status: String,
+    after: String,
+    before: String,
+}
+
+/// Resends every finished log created in the range (of the destination and status, if
+/// chosen), then shows the logs with how many went.
+async fn resend_range(
+    State(dash): State<Dash>,
+    axum::Form(form): axum::Form<ResendForm>,
+) -> Result<Response, Failure> {
+    let optional = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let range = (|| {
+        let (Some(after), Some(before)) = (
+            form_time("after", &form.after)?,
+            form_time("before", &form.before)?,
+        ) else {
+            return Err(EngineError::bad_request(
+                "choose both ends of the range (Created from and Created before) to resend logs",
+            ));
+        };
+        Ok(wharf_store::engine::ResendRange {
+            organization_id: dash.organization.id.clone(),
+            created_after: after,
+            created_before: before,
+            environment_id: None,
+            destination_id: optional(&form.destination),
+            status: optional(&form.status)
+                .map(|s| s.parse::<LogStatus>())
+                .transpose()
+                .map_err(|e| EngineError::bad_request(e.to_string()))?,
+        })
+    })();
+    let outcome = match range {
+        Ok(range) => core::resend_range(&dash, range).await,
+        Err(e) => Err(e),
+    };
+    let query = serde_urlencoded::to_string([
+        ("destination", form.destination.as_str()),
+        ("status", form.status.as_str()),
+        ("after", form.after.as_str()),
+        ("before", form.before.as_str()),
+    ])
+    .unwrap_or_default();
+    match outcome {
+        Ok(count) => Ok(see_other(&format!(
+            "/dashboard/logs?{query}&resent={count}"
+        ))),
+        Err(e) => Err(Failure::from(e)),
+    }
 }
 
 async fn stop(

@@ -30,6 +30,7 @@ mod queues;
 mod session;
 mod signin_limit;
 mod sources;
+mod traffic;
 
 use crate::app::{Engine as EngineState, EngineError};
 use askama::Template;
@@ -92,11 +93,9 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(engine: EngineState) -> R
         signin_limits,
         secure_cookies,
     };
-    let home = || async { Redirect::to("/dashboard/destinations") };
     Router::new()
-        .route("/dashboard", get(home))
-        .route("/dashboard/", get(home))
         .route("/dashboard/static/{file}", get(static_file))
+        .merge(traffic::routes())
         .merge(session::routes())
         .merge(destinations::routes())
         .merge(credentials::routes())

@@ -5,9 +5,11 @@
 //! the screenshots in docs/screenshots/ when `WHARF_SCREENSHOTS=1`.
 
 mod browser;
+mod logsearch;
 mod phi;
 mod signin;
 mod sources;
+mod traffic;
 
 use super::*;
 use browser::{
@@ -216,8 +218,11 @@ async fn sign_in_sessions_and_the_headers_every_page_carries() {
     let id = session["wharf_session=".len()..].split(';').next().unwrap();
     assert_eq!(id.len(), 64, "a 256-bit session id");
 
+    // Home is traffic at a glance (issue 29), under the same headers.
     let home = visitor.get("/dashboard").await;
-    assert_eq!(home.headers()["location"], "/dashboard/destinations");
+    assert_eq!(home.status(), StatusCode::OK);
+    assert_eq!(home.headers()["content-security-policy"], CSP);
+    assert!(home.text().await.unwrap().contains("<h1>Traffic</h1>"));
     let missing = visitor.get("/dashboard/nothing").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_eq!(missing.headers()["content-security-policy"], CSP);

@@ -6,10 +6,12 @@ use serde_json::{Value, json};
 use wharf_engine::{EngineConfig, Running};
 use wharf_testkit::{Received, Recorder, Reply};
 
+mod alert_rules;
 mod authcredentials;
 mod dashboard;
 mod delivery;
 mod faults;
+mod log_search;
 mod openapi;
 mod operations;
 mod outage;

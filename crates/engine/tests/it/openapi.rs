@@ -60,6 +60,32 @@ const ROUTES: &[(&str, &str)] = &[
     ),
     ("POST", "/platform/v1/logs/{logId}/stop"),
     ("POST", "/platform/v1/logs/{logId}/resend"),
+    (
+        "POST",
+        "/platform/v1/environments/{environmentId}/logs/search/payloads",
+    ),
+    (
+        "POST",
+        "/platform/v1/environments/{environmentId}/logs/search/metadata",
+    ),
+    ("GET", "/platform/v2/environments/{environmentId}/alerts"),
+    ("POST", "/platform/v2/environments/{environmentId}/alerts"),
+    (
+        "GET",
+        "/platform/v2/environments/{environmentId}/alerts/{alertId}",
+    ),
+    (
+        "PATCH",
+        "/platform/v2/environments/{environmentId}/alerts/{alertId}",
+    ),
+    (
+        "DELETE",
+        "/platform/v2/environments/{environmentId}/alerts/{alertId}",
+    ),
+    (
+        "POST",
+        "/platform/v1/environments/{environmentId}/logs/resend",
+    ),
     ("GET", "/platform/v1/audit"),
     ("POST", "/endpoint"),
     ("GET", "/platform/v1/environments/{environmentId}/apikeys"),

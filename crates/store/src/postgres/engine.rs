@@ -22,10 +22,11 @@ use super::{
 };
 use crate::column::{Col, Column};
 use crate::engine::{
-    ApiKeyRecord, AttemptOutcome, AttemptRecord, AuditRecord, AuthCredentialRecord,
-    CredentialDeletion, DestinationRecord, EngineStoreOptions, EnvironmentRecord, FilterRecord,
-    LogFilter, LogRecord, LogStatus, Organization, QueueState, QueueStats, SourceRecord,
-    SubscriptionFilter, SubscriptionRecord, Write,
+    AlertRuleRecord, ApiKeyRecord, AttemptOutcome, AttemptRecord, AuditRecord,
+    AuthCredentialRecord, CredentialDeletion, DestinationRecord, EngineStoreOptions,
+    EnvironmentRecord, Erased, FilterRecord, LogFilter, LogRecord, LogSearch, LogStatus,
+    Organization, QueueState, QueueStats, ResendRange, SourceRecord, SubscriptionFilter,
+    SubscriptionRecord, TrafficCount, WindowCounts, Write,
 };
 use crate::{StoreError, now_millis};
 use std::sync::{Arc, Weak};
@@ -1018,6 +1019,394 @@ impl PgEngine {
                 address: r.get(7),
             },
         )
+    }
+}
+
+impl PgEngine {
+    /// The organization's logs matching `search`, newest first. With terms, the GIN index
+    /// finds the bodies and only their logs are read.
+    pub(crate) fn search_logs(
+        &self,
+        organization_id: &str,
+        search: &LogSearch,
+        limit: usize,
+    ) -> Result<Vec<LogRecord>, StoreError> {
+        let f = &search.filter;
+        let limit = limit as i64;
+        let status = f.status.map(Column::to_column);
+        let log_type = f.log_type.map(Column::to_column);
+        let terms: Option<&[String]> = (!search.terms.is_empty()).then_some(&search.terms[..]);
+        let params: Params<'_> = vec![
+            &organization_id,
+            &f.destination_id,
+            &status,
+            &f.data_model,
+            &f.event_type,
+            &f.created_after,
+            &f.created_before,
+            &log_type,
+            &f.updated_after,
+            &f.updated_before,
+            &search.before_seq,
+            &search.environment_id,
+            &search.source,
+            &terms,
+            &limit,
+        ];
+        // Each term a `tsquery` of its words, all of them required.
+        let matching = if terms.is_some() {
+            "wharf_body_terms(content) @@ (SELECT string_agg('(' || wharf_terms(t)::text || ')', ' & ')
+                 FROM unnest($14::text[]) AS t)::tsquery"
+        } else {
+            "$14::text[] IS NULL"
+        };
+        self.query(
+            &format!(
+                "SELECT {LOG_COLUMNS} FROM {LOGS} WHERE {matching} AND organization_id = $1
+                   AND ($2::text IS NULL OR destination_id = $2)
+                   AND ($3::text IS NULL OR status = $3)
+                   AND ($4::text IS NULL OR data_model = $4)
+                   AND ($5::text IS NULL OR event_type = $5)
+                   AND ($6::int8 IS NULL OR created_at >= $6)
+                   AND ($7::int8 IS NULL OR created_at <= $7)
+                   AND ($8::text IS NULL OR log_type = $8)
+                   AND ($9::int8 IS NULL OR updated_at >= $9)
+                   AND ($10::int8 IS NULL OR updated_at <= $10)
+                   AND ($11::int8 IS NULL OR seq < $11)
+                   AND ($12::text IS NULL OR destination_id IN
+                        (SELECT id FROM destinations WHERE environment_id = $12))
+                   AND ($13::text IS NULL OR source = $13)
+                 ORDER BY seq DESC LIMIT $15"
+            ),
+            &params,
+            log,
+        )
+    }
+
+    /// Requeues the finished logs of `range` in creation order, one transaction under the
+    /// queue lock: new `seq`s drawn in that order, so they go to the back as they came.
+    pub(crate) fn resend_range(&self, range: &ResendRange) -> Result<u64, StoreError> {
+        self.pg().run(async {
+            let mut client = self.pg().client().await?;
+            let tx = client.transaction().await?;
+            tx.batch_execute(&xact_lock("logs")).await?;
+            let status = range.status.map(Column::to_column);
+            let ids: Vec<String> = tx
+                .query(
+                    "SELECT id FROM logs WHERE organization_id = $1 AND status <> 'PENDING'
+                       AND log_type = 'SEND' AND created_at >= $2 AND created_at <= $3
+                       AND ($4::text IS NULL OR destination_id = $4)
+                       AND ($5::text IS NULL OR status = $5)
+                       AND ($6::text IS NULL OR destination_id IN
+                            (SELECT id FROM destinations WHERE environment_id = $6))
+                     ORDER BY created_at, seq",
+                    &[
+                        &range.organization_id,
+                        &range.created_after,
+                        &range.created_before,
+                        &range.destination_id,
+                        &status,
+                        &range.environment_id,
+                    ],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if ids.is_empty() {
+                tx.commit().await?;
+                return Ok(0);
+            }
+            let mut seqs: Vec<i64> = tx
+                .query(
+                    "SELECT nextval(pg_get_serial_sequence('logs', 'seq'))
+                     FROM generate_series(1, $1::int8)",
+                    &[&(ids.len() as i64)],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            seqs.sort_unstable();
+            tx.execute(
+                "UPDATE logs l SET seq = t.seq, status = 'PENDING', next_attempt_at = $3,
+                    updated_at = $3
+                 FROM unnest($1::text[], $2::int8[]) AS t(id, seq) WHERE l.id = t.id",
+                &[&ids, &seqs, &now_millis()],
+            )
+            .await?;
+            tx.batch_execute(&notify(CHANNEL)).await?;
+            commit(tx).await?;
+            self.inner.queue_changed_here();
+            Ok(ids.len() as u64)
+        })
+    }
+
+    /// Erases up to `limit` bodies past retention whose logs are all finished, with their
+    /// index entries (the GIN index's go with the row) and their logs' attempts' answers.
+    /// PostgreSQL has no secure delete: the bytes leave the table's pages when vacuum
+    /// reclaims them, which a sweep that erased anything asks for at once.
+    pub(crate) fn erase_payloads(&self, before: i64, limit: usize) -> Result<Erased, StoreError> {
+        let erased = self.pg().run(async {
+            let mut client = self.pg().client().await?;
+            let tx = client.transaction().await?;
+            let messages: Vec<i64> = tx
+                .query(
+                    "SELECT DISTINCT message_id FROM logs
+                     WHERE message_id IS NOT NULL AND created_at < $1
+                       AND NOT EXISTS (SELECT 1 FROM logs o WHERE o.message_id = logs.message_id
+                                         AND (o.status = 'PENDING' OR o.created_at >= $1))
+                     LIMIT $2",
+                    &[&before, &(limit as i64)],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            tx.execute(
+                "UPDATE attempts SET response = NULL WHERE response IS NOT NULL
+                   AND log_id IN (SELECT id FROM logs WHERE message_id = ANY($1))",
+                &[&messages],
+            )
+            .await?;
+            let payloads = tx
+                .execute(
+                    "UPDATE logs SET message_id = NULL WHERE message_id = ANY($1)",
+                    &[&messages],
+                )
+                .await?;
+            let bodies = tx
+                .execute(
+                    "DELETE FROM messages WHERE message_id = ANY($1)",
+                    &[&messages],
+                )
+                .await?;
+            commit(tx).await?;
+            Ok(Erased {
+                bodies,
+                payloads,
+                logs: 0,
+            })
+        })?;
+        if erased.bodies > 0 {
+            self.vacuum("messages, attempts");
+        }
+        Ok(erased)
+    }
+
+    /// Deletes up to `limit` finished logs created before `before`, their attempts and
+    /// unshared bodies.
+    pub(crate) fn delete_logs_before(
+        &self,
+        organization_id: &str,
+        before: i64,
+        limit: usize,
+    ) -> Result<Erased, StoreError> {
+        let erased = self.pg().run(async {
+            let mut client = self.pg().client().await?;
+            let tx = client.transaction().await?;
+            let rows = tx
+                .query(
+                    "SELECT id, message_id FROM logs WHERE organization_id = $3 AND created_at < $1
+                       AND status <> 'PENDING' LIMIT $2",
+                    &[&before, &(limit as i64), &organization_id],
+                )
+                .await?;
+            let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            let messages: Vec<i64> = rows.iter().filter_map(|r| r.get(1)).collect();
+            tx.execute("DELETE FROM attempts WHERE log_id = ANY($1)", &[&ids])
+                .await?;
+            let logs = tx
+                .execute("DELETE FROM logs WHERE id = ANY($1)", &[&ids])
+                .await?;
+            let bodies = tx
+                .execute(
+                    "DELETE FROM messages WHERE message_id = ANY($1)
+                       AND NOT EXISTS (SELECT 1 FROM logs o WHERE o.message_id = messages.message_id)",
+                    &[&messages],
+                )
+                .await?;
+            commit(tx).await?;
+            Ok(Erased {
+                bodies,
+                payloads: 0,
+                logs,
+            })
+        })?;
+        if erased.logs > 0 {
+            self.vacuum("messages, attempts, logs");
+        }
+        Ok(erased)
+    }
+
+    /// Asks PostgreSQL to reclaim the dead rows of `tables` now rather than when autovacuum
+    /// comes round. Best effort: a failure is logged and autovacuum still will.
+    fn vacuum(&self, tables: &str) {
+        let sql = format!("VACUUM {tables}");
+        if let Err(e) = self.pg().run(async {
+            let client = self.pg().client().await?;
+            client.batch_execute(&sql).await?;
+            Ok::<_, StoreError>(())
+        }) {
+            tracing::warn!(error = %e, "could not vacuum after erasing payloads; autovacuum will");
+        }
+    }
+
+    pub(crate) fn traffic(
+        &self,
+        organization_id: &str,
+        since: i64,
+    ) -> Result<Vec<TrafficCount>, StoreError> {
+        self.query(
+            "SELECT destination_id, (created_at / 3600000) * 3600000 AS hour, status, count(*)
+             FROM logs WHERE organization_id = $1 AND created_at >= $2
+             GROUP BY destination_id, hour, status ORDER BY destination_id, hour",
+            &[&organization_id, &since],
+            |r| TrafficCount {
+                destination_id: r.get(0),
+                hour: r.get(1),
+                status: r.get::<_, Col<_>>(2).0,
+                count: r.get(3),
+            },
+        )
+    }
+
+    pub(crate) fn window_counts(
+        &self,
+        organization_id: &str,
+        destination_ids: Option<&[String]>,
+        since: i64,
+    ) -> Result<WindowCounts, StoreError> {
+        let ids: Option<Vec<&str>> =
+            destination_ids.map(|ids| ids.iter().map(String::as_str).collect());
+        Ok(self
+            .query(
+                "SELECT count(*), count(*) FILTER (WHERE status = 'FAILED'),
+                        count(*) FILTER (WHERE attempts > 1)
+                 FROM logs WHERE organization_id = $1 AND created_at >= $2 AND log_type = 'SEND'
+                   AND ($3::text[] IS NULL OR destination_id = ANY($3))",
+                &[&organization_id, &since, &ids],
+                |r| WindowCounts {
+                    total: r.get(0),
+                    failed: r.get(1),
+                    retried: r.get(2),
+                },
+            )?
+            .into_iter()
+            .next()
+            .unwrap_or_default())
+    }
+}
+
+const ALERT_COLUMNS: &str = "id, organization_id, environment_id, name, alert_type, configuration, notification, ignore_days, ignore_holidays, time_zone, status, subscription_ids, breached_at, created_at, updated_at";
+
+fn alert_rule(r: &Row) -> AlertRuleRecord {
+    AlertRuleRecord {
+        id: r.get(0),
+        organization_id: r.get(1),
+        environment_id: r.get(2),
+        name: r.get(3),
+        alert_type: r.get(4),
+        configuration: r.get(5),
+        notification: r.get(6),
+        ignore_days: r.get(7),
+        ignore_holidays: r.get(8),
+        time_zone: r.get(9),
+        status: r.get(10),
+        subscription_ids: r.get(11),
+        breached_at: r.get(12),
+        created_at: r.get(13),
+        updated_at: r.get(14),
+    }
+}
+
+impl PgEngine {
+    pub(crate) fn insert_alert_rule(&self, a: &AlertRuleRecord) -> Result<(), StoreError> {
+        self.execute(
+            &format!(
+                "INSERT INTO alert_rules ({ALERT_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ),
+            &[
+                &a.id,
+                &a.organization_id,
+                &a.environment_id,
+                &a.name,
+                &a.alert_type,
+                &a.configuration,
+                &a.notification,
+                &a.ignore_days,
+                &a.ignore_holidays,
+                &a.time_zone,
+                &a.status,
+                &a.subscription_ids,
+                &a.breached_at,
+                &a.created_at,
+                &a.updated_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn update_alert_rule(&self, a: &AlertRuleRecord) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "UPDATE alert_rules SET name = $2, alert_type = $3, configuration = $4,
+                notification = $5, ignore_days = $6, ignore_holidays = $7, time_zone = $8,
+                status = $9, subscription_ids = $10, breached_at = $11, updated_at = $12
+             WHERE id = $1",
+            &[
+                &a.id,
+                &a.name,
+                &a.alert_type,
+                &a.configuration,
+                &a.notification,
+                &a.ignore_days,
+                &a.ignore_holidays,
+                &a.time_zone,
+                &a.status,
+                &a.subscription_ids,
+                &a.breached_at,
+                &a.updated_at,
+            ],
+        )? == 1)
+    }
+
+    pub(crate) fn alert_rule(&self, id: &str) -> Result<Option<AlertRuleRecord>, StoreError> {
+        self.query_opt(
+            &format!("SELECT {ALERT_COLUMNS} FROM alert_rules WHERE id = $1"),
+            &[&id],
+            alert_rule,
+        )
+    }
+
+    pub(crate) fn alert_rules(
+        &self,
+        environment_id: Option<&str>,
+    ) -> Result<Vec<AlertRuleRecord>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {ALERT_COLUMNS} FROM alert_rules
+                 WHERE $1::text IS NULL OR environment_id = $1 ORDER BY created_at, id"
+            ),
+            &[&environment_id],
+            alert_rule,
+        )
+    }
+
+    pub(crate) fn delete_alert_rule(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.execute("DELETE FROM alert_rules WHERE id = $1", &[&id])? == 1)
+    }
+
+    pub(crate) fn set_alert_breach(
+        &self,
+        id: &str,
+        breached_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "UPDATE alert_rules SET breached_at = $2
+             WHERE id = $1 AND (breached_at IS NULL) <> ($2::int8 IS NULL)",
+            &[&id, &breached_at],
+        )? == 1)
     }
 }
 

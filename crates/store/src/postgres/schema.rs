@@ -188,6 +188,54 @@ pub(crate) const ENGINE: &[&str] = &[
     CREATE UNIQUE INDEX filters_current ON filters (subscription_id) WHERE deleted_at IS NULL;
     ALTER TABLE logs ADD COLUMN subscription_id BIGINT;
     CREATE INDEX logs_held ON logs (subscription_id, seq) WHERE status = 'HELD';",
+    // 5: payload search and retention (SQLite's engine migration 10). Every body lives in
+    // `messages` (inline ones move there under `-seq`, and a trigger moves a query's body as
+    // it is written), indexed by a GIN index over `wharf_body_terms`: its words, with the
+    // `simple` configuration (no stemming, no stop words: names are not English). A body is
+    // read as Latin-1, which never fails whatever its bytes (a UTF-8 decode would refuse a
+    // non-UTF-8 body, and so its ingestion), and a searched term is read the same way
+    // (`wharf_terms`: every word of it required), so both sides split the same bytes into the same words. Only the first
+    // 400,000 bytes are indexed: a `tsvector` holds at most 1 MB.
+    "INSERT INTO messages (message_id, content)
+        SELECT -seq, body FROM logs WHERE message_id IS NULL AND octet_length(body) > 0;
+    UPDATE logs SET message_id = -seq, body = ''::bytea
+        WHERE message_id IS NULL AND octet_length(body) > 0;
+    CREATE FUNCTION logs_body_to_messages() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO messages (content) VALUES (NEW.body) RETURNING message_id INTO NEW.message_id;
+        NEW.body := ''::bytea;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER logs_body_to_messages BEFORE INSERT ON logs
+        FOR EACH ROW WHEN (octet_length(NEW.body) > 0) EXECUTE FUNCTION logs_body_to_messages();
+    CREATE FUNCTION wharf_body_terms(content bytea) RETURNS tsvector
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        RETURN to_tsvector('simple'::regconfig,
+                           convert_from(substring(content FROM 1 FOR 400000), 'LATIN1'));
+    CREATE FUNCTION wharf_terms(term text) RETURNS tsquery
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        RETURN plainto_tsquery('simple'::regconfig, convert_from(convert_to(term, 'UTF8'), 'LATIN1'));
+    CREATE INDEX message_terms ON messages USING gin (wharf_body_terms(content));
+    CREATE INDEX logs_bodies_by_age ON logs (created_at) WHERE message_id IS NOT NULL;",
+    // 6: traffic alert rules (SQLite's engine migration 11).
+    "CREATE TABLE alert_rules (
+        id               TEXT PRIMARY KEY,
+        organization_id  TEXT NOT NULL,
+        environment_id   TEXT NOT NULL,
+        name             TEXT NOT NULL,
+        alert_type       TEXT NOT NULL,   -- no-traffic, error-threshold, low-traffic, retry-threshold
+        configuration    TEXT NOT NULL,   -- JSON: alertLookbackISODuration and the threshold
+        notification     TEXT NOT NULL,   -- JSON: {type, configuration}
+        ignore_days      TEXT NOT NULL,   -- JSON list of weekdays
+        ignore_holidays  BOOLEAN NOT NULL,
+        time_zone        TEXT NOT NULL,
+        status           TEXT NOT NULL,   -- active, paused
+        subscription_ids TEXT NOT NULL,   -- JSON list, as linked
+        breached_at      BIGINT,              -- NULL: not in breach (fired once, recovered once)
+        created_at       BIGINT NOT NULL,
+        updated_at       BIGINT NOT NULL
+    );
+    CREATE INDEX alert_rules_by_environment ON alert_rules (environment_id, created_at);",
 ];
 
 /// The destination inbox's tables.

@@ -12,10 +12,11 @@
 
 use crate::column::{Col, Column};
 use crate::engine::{
-    ApiKeyRecord, AttemptOutcome, AttemptRecord, AuditRecord, AuthCredentialRecord,
-    CredentialDeletion, DestinationRecord, ENGINE_FILE, EnvironmentRecord, FilterRecord, LogFilter,
-    LogRecord, LogStatus, Organization, QueueState, QueueStats, SourceRecord, SubscriptionFilter,
-    SubscriptionRecord, Write,
+    AlertRuleRecord, ApiKeyRecord, AttemptOutcome, AttemptRecord, AuditRecord,
+    AuthCredentialRecord, CredentialDeletion, DestinationRecord, ENGINE_FILE, EnvironmentRecord,
+    Erased, FilterRecord, LogFilter, LogRecord, LogSearch, LogStatus, Organization, QueueState,
+    QueueStats, ResendRange, SourceRecord, SubscriptionFilter, SubscriptionRecord, TrafficCount,
+    WindowCounts, Write,
 };
 use crate::sqlite::checkpoint::{self, WalState};
 use crate::{StoreError, now_millis, sqlite as schema};
@@ -1412,6 +1413,399 @@ impl SqliteEngine {
                 "UPDATE filters SET deleted_at = ?3, updated_at = ?3
                  WHERE id = ?2 AND subscription_id = ?1 AND deleted_at IS NULL",
                 params![subscription_id, filter_id, at],
+            )? == 1)
+        })
+    }
+}
+
+/// An FTS5 query for `terms`: every word of every term required, in any order (a patient's
+/// first and last names sit in separate fields of a body); each word quoted, so none is read
+/// as an operator.
+pub(crate) fn fts_query(terms: &[String]) -> String {
+    terms
+        .iter()
+        .flat_map(|t| t.split_whitespace())
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+impl SqliteEngine {
+    /// The organization's logs matching `search`, newest first. With terms, the matching
+    /// bodies come from the full-text index first and only their logs are read (`CROSS JOIN`
+    /// keeps that order: the planner would otherwise walk every log newest first and probe).
+    pub(crate) fn search_logs(
+        &self,
+        organization_id: &str,
+        search: &LogSearch,
+        limit: usize,
+    ) -> Result<Vec<LogRecord>, StoreError> {
+        let f = &search.filter;
+        // Without terms, `+organization_id` keeps the planner off the (organization, created)
+        // index, which would read every log of the organization to sort them: walking the
+        // logs newest first and stopping at the page's end is what a page costs.
+        let (from, matching) = if search.terms.is_empty() {
+            (LOGS.to_owned(), "?14 IS NULL AND +organization_id = ?1")
+        } else {
+            (
+                "(SELECT rowid AS hit FROM message_terms WHERE message_terms MATCH ?14) AS hits
+                 CROSS JOIN logs ON logs.message_id = hits.hit
+                 LEFT JOIN messages USING (message_id)"
+                    .to_owned(),
+                "organization_id = ?1",
+            )
+        };
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {LOG_COLUMNS} FROM {from} WHERE {matching}
+                   AND (?2 IS NULL OR destination_id = ?2) AND (?3 IS NULL OR status = ?3)
+                   AND (?4 IS NULL OR data_model = ?4) AND (?5 IS NULL OR event_type = ?5)
+                   AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at <= ?7)
+                   AND (?8 IS NULL OR log_type = ?8)
+                   AND (?9 IS NULL OR updated_at >= ?9) AND (?10 IS NULL OR updated_at <= ?10)
+                   AND (?11 IS NULL OR seq < ?11)
+                   AND (?12 IS NULL OR destination_id IN
+                        (SELECT id FROM destinations WHERE environment_id = ?12))
+                   AND (?13 IS NULL OR source = ?13)
+                 ORDER BY seq DESC LIMIT ?15"
+            ))?;
+            let terms = (!search.terms.is_empty()).then(|| fts_query(&search.terms));
+            let rows = stmt.query_map(
+                params![
+                    organization_id,
+                    f.destination_id,
+                    f.status.map(Column::to_column),
+                    f.data_model,
+                    f.event_type,
+                    f.created_after,
+                    f.created_before,
+                    f.log_type.map(Column::to_column),
+                    f.updated_after,
+                    f.updated_before,
+                    search.before_seq,
+                    search.environment_id,
+                    search.source,
+                    terms,
+                    limit as i64
+                ],
+                log,
+            )?;
+            rows.collect()
+        })
+    }
+
+    /// Requeues the finished logs of `range` in creation order, one transaction.
+    pub(crate) fn resend_range(&self, range: &ResendRange) -> Result<u64, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let ids: Vec<i64> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT seq FROM logs WHERE organization_id = ?1 AND status <> 'PENDING'
+                       AND log_type = 'SEND' AND created_at >= ?2 AND created_at <= ?3
+                       AND (?4 IS NULL OR destination_id = ?4) AND (?5 IS NULL OR status = ?5)
+                       AND (?6 IS NULL OR destination_id IN
+                            (SELECT id FROM destinations WHERE environment_id = ?6))
+                     ORDER BY created_at, seq",
+                )?;
+                let rows = stmt.query_map(
+                    params![
+                        range.organization_id,
+                        range.created_after,
+                        range.created_before,
+                        range.destination_id,
+                        range.status.map(Column::to_column),
+                        range.environment_id
+                    ],
+                    |r| r.get(0),
+                )?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let now = now_millis();
+            let mut requeue = tx.prepare_cached(
+                "UPDATE logs SET seq = (SELECT max(seq) FROM logs) + 1, status = 'PENDING',
+                    next_attempt_at = ?2, updated_at = ?2
+                 WHERE seq = ?1",
+            )?;
+            for seq in &ids {
+                requeue.execute(params![seq, now])?;
+            }
+            drop(requeue);
+            tx.commit()?;
+            Ok(ids.len() as u64)
+        })
+    }
+
+    /// Erases up to `limit` bodies past retention whose logs are all finished.
+    pub(crate) fn erase_payloads(&self, before: i64, limit: usize) -> Result<Erased, StoreError> {
+        let erased = self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let messages: Vec<i64> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT DISTINCT message_id FROM logs
+                     WHERE message_id IS NOT NULL AND created_at < ?1
+                       AND NOT EXISTS (SELECT 1 FROM logs o WHERE o.message_id = logs.message_id
+                                         AND (o.status = 'PENDING' OR o.created_at >= ?1))
+                     LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![before, limit as i64], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut erased = Erased::default();
+            for message_id in &messages {
+                tx.prepare_cached(
+                    "UPDATE attempts SET response = NULL WHERE response IS NOT NULL
+                       AND log_id IN (SELECT id FROM logs WHERE message_id = ?1)",
+                )?
+                .execute(params![message_id])?;
+                erased.payloads += tx
+                    .prepare_cached("UPDATE logs SET message_id = NULL WHERE message_id = ?1")?
+                    .execute(params![message_id])? as u64;
+                // The trigger deletes its entry in `message_terms` as well.
+                erased.bodies += tx
+                    .prepare_cached("DELETE FROM messages WHERE message_id = ?1")?
+                    .execute(params![message_id])? as u64;
+            }
+            tx.commit()?;
+            Ok(erased)
+        })?;
+        if erased.bodies > 0 {
+            self.truncate_wal();
+        }
+        Ok(erased)
+    }
+
+    /// Deletes up to `limit` finished logs created before `before` with their attempts and
+    /// unshared bodies.
+    pub(crate) fn delete_logs_before(
+        &self,
+        organization_id: &str,
+        before: i64,
+        limit: usize,
+    ) -> Result<Erased, StoreError> {
+        let erased = self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS expired (seq INTEGER PRIMARY KEY, id TEXT, message_id INTEGER)",
+                [],
+            )?;
+            tx.execute("DELETE FROM temp.expired", [])?;
+            tx.execute(
+                "INSERT INTO temp.expired SELECT seq, id, message_id FROM logs
+                 WHERE organization_id = ?3 AND created_at < ?1 AND status <> 'PENDING' LIMIT ?2",
+                params![before, limit as i64, organization_id],
+            )?;
+            tx.execute(
+                "DELETE FROM attempts WHERE log_id IN (SELECT id FROM temp.expired)",
+                [],
+            )?;
+            let logs = tx.execute("DELETE FROM logs WHERE seq IN (SELECT seq FROM temp.expired)", [])?;
+            let bodies = tx.execute(
+                "DELETE FROM messages WHERE message_id IN (SELECT message_id FROM temp.expired)
+                   AND NOT EXISTS (SELECT 1 FROM logs o WHERE o.message_id = messages.message_id)",
+                [],
+            )?;
+            tx.execute("DELETE FROM temp.expired", [])?;
+            tx.commit()?;
+            Ok(Erased {
+                bodies: bodies as u64,
+                payloads: 0,
+                logs: logs as u64,
+            })
+        })?;
+        if erased.logs > 0 {
+            self.truncate_wal();
+        }
+        Ok(erased)
+    }
+
+    /// After erasing PHI: `secure_delete` zeroed the rows in the database file, but the pages
+    /// as they were are still frames of the WAL until a checkpoint copies the new ones back
+    /// and the WAL is truncated. Best effort, as after deleting a destination.
+    fn truncate_wal(&self) {
+        if let Err(e) =
+            self.with(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+        {
+            tracing::warn!(error = %e, "could not truncate the WAL after erasing payloads; the next checkpoint will");
+        }
+    }
+
+    /// The organization's logs since `since`, per destination, hour and status.
+    pub(crate) fn traffic(
+        &self,
+        organization_id: &str,
+        since: i64,
+    ) -> Result<Vec<TrafficCount>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT destination_id, (created_at / 3600000) * 3600000 AS hour, status, count(*)
+                 FROM logs WHERE organization_id = ?1 AND created_at >= ?2
+                 GROUP BY destination_id, hour, status ORDER BY destination_id, hour",
+            )?;
+            let rows = stmt.query_map(params![organization_id, since], |r| {
+                Ok(TrafficCount {
+                    destination_id: r.get(0)?,
+                    hour: r.get(1)?,
+                    status: r.get::<_, Col<_>>(2)?.0,
+                    count: r.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Logs since `since` to these destinations (all when `None`), for alert rules.
+    pub(crate) fn window_counts(
+        &self,
+        organization_id: &str,
+        destination_ids: Option<&[String]>,
+        since: i64,
+    ) -> Result<WindowCounts, StoreError> {
+        let count = |conn: &Connection, destination: Option<&str>| {
+            conn.prepare_cached(
+                "SELECT count(*), COALESCE(sum(status = 'FAILED'), 0), COALESCE(sum(attempts > 1), 0)
+                 FROM logs WHERE organization_id = ?1 AND created_at >= ?2 AND log_type = 'SEND'
+                   AND (?3 IS NULL OR destination_id = ?3)",
+            )?
+            .query_row(params![organization_id, since, destination], |r| {
+                Ok(WindowCounts {
+                    total: r.get(0)?,
+                    failed: r.get(1)?,
+                    retried: r.get(2)?,
+                })
+            })
+        };
+        self.with(|conn| match destination_ids {
+            None => count(conn, None),
+            Some(ids) => ids.iter().try_fold(WindowCounts::default(), |sum, id| {
+                let one = count(conn, Some(id))?;
+                Ok(WindowCounts {
+                    total: sum.total + one.total,
+                    failed: sum.failed + one.failed,
+                    retried: sum.retried + one.retried,
+                })
+            }),
+        })
+    }
+}
+
+const ALERT_COLUMNS: &str = "id, organization_id, environment_id, name, alert_type, configuration, notification, ignore_days, ignore_holidays, time_zone, status, subscription_ids, breached_at, created_at, updated_at";
+
+fn alert_rule(r: &Row<'_>) -> rusqlite::Result<AlertRuleRecord> {
+    Ok(AlertRuleRecord {
+        id: r.get(0)?,
+        organization_id: r.get(1)?,
+        environment_id: r.get(2)?,
+        name: r.get(3)?,
+        alert_type: r.get(4)?,
+        configuration: r.get(5)?,
+        notification: r.get(6)?,
+        ignore_days: r.get(7)?,
+        ignore_holidays: r.get(8)?,
+        time_zone: r.get(9)?,
+        status: r.get(10)?,
+        subscription_ids: r.get(11)?,
+        breached_at: r.get(12)?,
+        created_at: r.get(13)?,
+        updated_at: r.get(14)?,
+    })
+}
+
+impl SqliteEngine {
+    pub(crate) fn insert_alert_rule(&self, a: &AlertRuleRecord) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                &format!(
+                    "INSERT INTO alert_rules ({ALERT_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                ),
+                params![
+                    a.id,
+                    a.organization_id,
+                    a.environment_id,
+                    a.name,
+                    a.alert_type,
+                    a.configuration,
+                    a.notification,
+                    a.ignore_days,
+                    a.ignore_holidays,
+                    a.time_zone,
+                    a.status,
+                    a.subscription_ids,
+                    a.breached_at,
+                    a.created_at,
+                    a.updated_at
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn update_alert_rule(&self, a: &AlertRuleRecord) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE alert_rules SET name = ?2, alert_type = ?3, configuration = ?4,
+                    notification = ?5, ignore_days = ?6, ignore_holidays = ?7, time_zone = ?8,
+                    status = ?9, subscription_ids = ?10, breached_at = ?11, updated_at = ?12
+                 WHERE id = ?1",
+                params![
+                    a.id,
+                    a.name,
+                    a.alert_type,
+                    a.configuration,
+                    a.notification,
+                    a.ignore_days,
+                    a.ignore_holidays,
+                    a.time_zone,
+                    a.status,
+                    a.subscription_ids,
+                    a.breached_at,
+                    a.updated_at
+                ],
+            )? == 1)
+        })
+    }
+
+    pub(crate) fn alert_rule(&self, id: &str) -> Result<Option<AlertRuleRecord>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {ALERT_COLUMNS} FROM alert_rules WHERE id = ?1"),
+                params![id],
+                alert_rule,
+            )
+            .optional()
+        })
+    }
+
+    pub(crate) fn alert_rules(
+        &self,
+        environment_id: Option<&str>,
+    ) -> Result<Vec<AlertRuleRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {ALERT_COLUMNS} FROM alert_rules WHERE ?1 IS NULL OR environment_id = ?1
+                 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map(params![environment_id], alert_rule)?;
+            rows.collect()
+        })
+    }
+
+    pub(crate) fn delete_alert_rule(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn.execute("DELETE FROM alert_rules WHERE id = ?1", params![id])? == 1)
+        })
+    }
+
+    pub(crate) fn set_alert_breach(
+        &self,
+        id: &str,
+        breached_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE alert_rules SET breached_at = ?2
+                 WHERE id = ?1 AND (breached_at IS NULL) <> (?2 IS NULL)",
+                params![id, breached_at],
             )? == 1)
         })
     }

@@ -326,6 +326,58 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX filters_current ON filters (subscription_id) WHERE deleted_at IS NULL;
     ALTER TABLE logs ADD COLUMN subscription_id INTEGER;
     CREATE INDEX logs_held ON logs (subscription_id, seq) WHERE status = 'HELD';",
+    // 10: payload search and retention (issue 29). Every body lives in `messages`, so one index
+    // covers them and one delete erases them: bodies still inline (relayed queries, logs from
+    // before migration 8) move there, under ids that cannot meet the table's own (`-seq`;
+    // its own are positive), and a trigger moves a query's body as it is written.
+    // `message_terms` is the full-text index of the bodies: contentless (it keeps the words'
+    // positions, not the text) with `secure-delete`, so deleting a body's entry (FTS5's
+    // `delete` command, given the words it indexed) removes its words from the index's pages
+    // instead of leaving them behind a delete marker. (`contentless_delete = 1` would not need
+    // the body to delete, but it leaves the words in the index behind a tombstone.)
+    // `logs_bodies_by_age` finds the bodies past their retention without reading the logs
+    // already erased.
+    "INSERT INTO messages (message_id, content)
+        SELECT -seq, body FROM logs WHERE message_id IS NULL AND length(body) > 0;
+    UPDATE logs SET message_id = -seq, body = x'' WHERE message_id IS NULL AND length(body) > 0;
+    CREATE TRIGGER logs_body_to_messages AFTER INSERT ON logs WHEN length(new.body) > 0 BEGIN
+        INSERT INTO messages (content) VALUES (new.body);
+        UPDATE logs SET message_id = last_insert_rowid(), body = x'' WHERE seq = new.seq;
+    END;
+    CREATE VIRTUAL TABLE message_terms USING fts5(
+        content, content = '', tokenize = 'unicode61 remove_diacritics 2');
+    INSERT INTO message_terms (message_terms, rank) VALUES ('secure-delete', 1);
+    INSERT INTO message_terms (rowid, content)
+        SELECT message_id, CAST(content AS TEXT) FROM messages;
+    CREATE TRIGGER messages_terms_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO message_terms (rowid, content) VALUES (new.message_id, CAST(new.content AS TEXT));
+    END;
+    CREATE TRIGGER messages_terms_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO message_terms (message_terms, rowid, content)
+            VALUES ('delete', old.message_id, CAST(old.content AS TEXT));
+    END;
+    CREATE INDEX logs_bodies_by_age ON logs (created_at) WHERE message_id IS NOT NULL;",
+    // 11: traffic alert rules (issue 29), evaluated by the engine on a schedule; `breached_at`
+    // is whether (since when) a rule is in breach, so it notifies once per breach and once
+    // on recovery, across restarts.
+    "CREATE TABLE alert_rules (
+        id               TEXT PRIMARY KEY,
+        organization_id  TEXT NOT NULL,
+        environment_id   TEXT NOT NULL,
+        name             TEXT NOT NULL,
+        alert_type       TEXT NOT NULL,   -- no-traffic, error-threshold, low-traffic, retry-threshold
+        configuration    TEXT NOT NULL,   -- JSON: alertLookbackISODuration and the threshold
+        notification     TEXT NOT NULL,   -- JSON: {type, configuration}
+        ignore_days      TEXT NOT NULL,   -- JSON list of weekdays
+        ignore_holidays  BOOLEAN NOT NULL,
+        time_zone        TEXT NOT NULL,
+        status           TEXT NOT NULL,   -- active, paused
+        subscription_ids TEXT NOT NULL,   -- JSON list, as linked
+        breached_at      INTEGER,              -- NULL: not in breach (fired once, recovered once)
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL
+    );
+    CREATE INDEX alert_rules_by_environment ON alert_rules (environment_id, created_at);",
 ];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.

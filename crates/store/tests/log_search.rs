@@ -1,0 +1,493 @@
+//! Issue 29 in the store, on SQLite and PostgreSQL alike: payload and metadata search, bulk
+//! resend, payload and log retention, and the counts the dashboard's charts and alert rules
+//! read. (A test binary of its own, with the conformance suite's two-backend pattern.)
+
+mod common;
+
+use common::queued;
+use wharf_store::Database;
+use wharf_store::engine::*;
+use wharf_testkit::postgres::PgSchema;
+
+struct Db {
+    database: Database,
+    _dir: Option<tempfile::TempDir>,
+    _schema: Option<PgSchema>,
+}
+
+impl Db {
+    fn sqlite() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        Db {
+            database: Database::Sqlite(dir.path().to_owned()),
+            _dir: Some(dir),
+            _schema: None,
+        }
+    }
+
+    fn postgres() -> Db {
+        let schema = PgSchema::create();
+        Db {
+            database: Database::Postgres(schema.url.clone()),
+            _dir: None,
+            _schema: Some(schema),
+        }
+    }
+
+    fn engine(&self) -> EngineStore {
+        EngineStore::open_database(&self.database, &EngineStoreOptions::default()).unwrap()
+    }
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(&super::Db::sqlite()) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name(&super::Db::postgres()) } )*
+        }
+    };
+}
+
+both! {
+    payload_search_finds_phrases_through_the_index,
+    metadata_search_pages_by_cursor_and_scopes,
+    bulk_resend_requeues_a_range_in_creation_order,
+    payload_retention_erases_bodies_answers_and_index_entries,
+    log_retention_deletes_old_finished_logs,
+    traffic_and_window_counts,
+    alert_rules_round_trip_and_breach_changes_once,
+}
+
+fn log(id: &str, destination: &str, body: &str, created_at: i64) -> LogRecord {
+    LogRecord {
+        body: body.as_bytes().to_vec(),
+        created_at,
+        next_attempt_at: created_at,
+        ..queued(id, destination)
+    }
+}
+
+fn enqueue(store: &EngineStore, logs: &[LogRecord]) {
+    store.apply(&[Write::Enqueue(logs.to_vec())]).unwrap();
+}
+
+fn finish(store: &EngineStore, log_id: &str, n: u32, outcome: AttemptOutcome) {
+    let attempt = AttemptRecord {
+        id: format!("{log_id}-{n}"),
+        log_id: log_id.into(),
+        started_at: n as i64,
+        duration_ms: 1,
+        status_code: Some(200),
+        error: None,
+        response: Some(b"{\"Echo\":\"Answer-Phi-Marker\"}".to_vec()),
+    };
+    store.apply(&[Write::Attempt(attempt, outcome)]).unwrap();
+}
+
+fn search(store: &EngineStore, terms: &[&str]) -> Vec<String> {
+    let search = LogSearch {
+        terms: terms.iter().map(|t| t.to_string()).collect(),
+        ..Default::default()
+    };
+    store
+        .search_logs("o", &search, 50)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect()
+}
+
+fn payload_search_finds_phrases_through_the_index(db: &Db) {
+    let store = db.engine();
+    enqueue(
+        &store,
+        &[
+            log(
+                "a",
+                "A",
+                r#"{"Patient":{"FirstName":"Nila","LastName":"Jonkel"}}"#,
+                1,
+            ),
+            log(
+                "b",
+                "B",
+                r#"{"Patient":{"FirstName":"Jonkel","LastName":"Nila"}}"#,
+                2,
+            ),
+            log(
+                "c",
+                "A",
+                r#"{"Patient":{"FirstName":"José","LastName":"Ørsted"}}"#,
+                3,
+            ),
+        ],
+    );
+    // One message to two destinations: one body, two logs found.
+    let fanned = [
+        log("d1", "A", r#"{"Note":"shared Kettleby body"}"#, 4),
+        log("d2", "B", r#"{"Note":"shared Kettleby body"}"#, 4),
+    ];
+    enqueue(&store, &fanned);
+    // A relayed query keeps its body searchable too.
+    let mut query = log("q", "A", r#"{"Search":"Kettleby"}"#, 5);
+    query.status = LogStatus::Succeeded;
+    let attempt = AttemptRecord {
+        id: "q-1".into(),
+        log_id: "q".into(),
+        started_at: 5,
+        duration_ms: 1,
+        status_code: Some(200),
+        error: None,
+        response: None,
+    };
+    store
+        .apply(&[Write::Query(Box::new((query, attempt)))])
+        .unwrap();
+    assert_eq!(
+        store.log("q").unwrap().unwrap().0.body,
+        br#"{"Search":"Kettleby"}"#
+    );
+
+    assert_eq!(search(&store, &["Nila"]), ["b", "a"]);
+    // Every word of a term, in any order: a name's parts sit in separate fields.
+    assert_eq!(search(&store, &["Nila Jonkel"]), ["b", "a"]);
+    assert_eq!(
+        search(&store, &["nila JONKEL"]),
+        ["b", "a"],
+        "case-insensitive"
+    );
+    assert!(search(&store, &["Nila Bixby"]).is_empty());
+    // Every term must match.
+    assert_eq!(search(&store, &["Nila", "Jonkel"]), ["b", "a"]);
+    assert!(search(&store, &["Nila", "Nobody"]).is_empty());
+    assert_eq!(search(&store, &["José"]), ["c"]);
+    assert_eq!(search(&store, &["Kettleby"]), ["q", "d2", "d1"]);
+    // A quote in a term is a character to find, not syntax.
+    assert!(search(&store, &["Nila\" OR \"x"]).is_empty());
+    // Terms and metadata together.
+    let scoped = LogSearch {
+        terms: vec!["Kettleby".into()],
+        filter: LogFilter {
+            destination_id: Some("B".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let found: Vec<_> = store
+        .search_logs("o", &scoped, 50)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(found, ["d2"]);
+    assert!(store.search_logs("other", &scoped, 50).unwrap().is_empty());
+}
+
+fn metadata_search_pages_by_cursor_and_scopes(db: &Db) {
+    let store = db.engine();
+    let org = store.ensure_organization("Acme").unwrap();
+    let envs = store.environments(&org.id).unwrap();
+    let destination = |env: &EnvironmentRecord, id: &str| DestinationRecord {
+        id: id.into(),
+        organization_id: org.id.clone(),
+        environment_id: env.id.clone(),
+        name: id.into(),
+        data_format: DataFormat::Json,
+        endpoint: Some(format!("https://{id}.example/r")),
+        verification_token: None,
+        verification_method: VerificationMethod::Post,
+        auth_credential: None,
+        verified_at: Some(1),
+        created_at: 1,
+        updated_at: 1,
+        setup_step: None,
+    };
+    store
+        .insert_destination(&destination(&envs[0], "dev"))
+        .unwrap();
+    store
+        .insert_destination(&destination(&envs[2], "prod"))
+        .unwrap();
+    let logs: Vec<LogRecord> = (0..5)
+        .map(|i| LogRecord {
+            organization_id: org.id.clone(),
+            source: if i % 2 == 0 { "emr" } else { "lab" }.into(),
+            ..log(
+                &format!("l{i}"),
+                if i < 3 { "dev" } else { "prod" },
+                "{}",
+                i,
+            )
+        })
+        .collect();
+    enqueue(&store, &logs);
+    let page = |search: &LogSearch, limit| -> Vec<LogRecord> {
+        store.search_logs(&org.id, search, limit).unwrap()
+    };
+    let ids = |logs: &[LogRecord]| logs.iter().map(|l| l.id.clone()).collect::<Vec<_>>();
+    let first = page(&LogSearch::default(), 2);
+    assert_eq!(ids(&first), ["l4", "l3"]);
+    let next = LogSearch {
+        before_seq: Some(first[1].seq),
+        ..Default::default()
+    };
+    assert_eq!(ids(&page(&next, 2)), ["l2", "l1"]);
+    let dev = LogSearch {
+        environment_id: Some(envs[0].id.clone()),
+        ..Default::default()
+    };
+    assert_eq!(ids(&page(&dev, 10)), ["l2", "l1", "l0"]);
+    let lab = LogSearch {
+        source: Some("lab".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(&page(&lab, 10)), ["l3", "l1"]);
+    let window = LogSearch {
+        filter: LogFilter {
+            updated_after: Some(1),
+            updated_before: Some(3),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    assert_eq!(ids(&page(&window, 10)), ["l3", "l2", "l1"]);
+}
+
+fn bulk_resend_requeues_a_range_in_creation_order(db: &Db) {
+    let store = db.engine();
+    // Created out of queue order on purpose: b2 was created before b1 but queued after.
+    enqueue(
+        &store,
+        &[
+            log("a1", "A", "{}", 10),
+            log("b1", "B", "{}", 30),
+            log("b2", "B", "{}", 20),
+            log("a2", "A", "{}", 40),
+            log("late", "A", "{}", 90),
+        ],
+    );
+    for id in ["a1", "b1", "b2", "late"] {
+        finish(&store, id, 1, AttemptOutcome::Succeeded);
+    }
+    assert!(store.stop("a2").unwrap());
+    enqueue(&store, &[log("waiting", "A", "{}", 50)]);
+    let range = ResendRange {
+        organization_id: "o".into(),
+        created_after: 0,
+        created_before: 60,
+        environment_id: None,
+        destination_id: None,
+        status: None,
+    };
+    // Finished logs in the range; the pending one is queued already, `late` is outside.
+    assert_eq!(store.resend_range(&range).unwrap(), 4);
+    // Queue order, read without a queue's lease (PostgreSQL's `queue_front` needs one).
+    let queued = |destination: &str| -> Vec<String> {
+        let filter = LogFilter {
+            destination_id: Some(destination.into()),
+            status: Some(LogStatus::Pending),
+            ..Default::default()
+        };
+        let mut logs = store.logs("o", &filter, 0, 10).unwrap();
+        logs.reverse();
+        logs.into_iter().map(|l| l.id).collect()
+    };
+    let a = queued("A");
+    assert_eq!(
+        a,
+        ["waiting", "a1", "a2"],
+        "behind what was queued, same ids"
+    );
+    let b = queued("B");
+    assert_eq!(b, ["b2", "b1"], "in creation order");
+    // The attempts are kept with the same Log ID.
+    assert_eq!(store.log("a1").unwrap().unwrap().1.len(), 1);
+    // Narrowed to one destination and one status.
+    finish(&store, "b2", 2, AttemptOutcome::Succeeded);
+    store.stop("b1").unwrap();
+    let failed_b = ResendRange {
+        destination_id: Some("B".into()),
+        status: Some(LogStatus::Failed),
+        ..range
+    };
+    assert_eq!(store.resend_range(&failed_b).unwrap(), 1);
+    assert_eq!(store.queue("B").unwrap().head.unwrap().id, "b1");
+    assert_eq!(
+        store.log("b2").unwrap().unwrap().0.status,
+        LogStatus::Succeeded
+    );
+}
+
+fn payload_retention_erases_bodies_answers_and_index_entries(db: &Db) {
+    let store = db.engine();
+    const OLD: &str = r#"{"Patient":{"Name":"Quimbyoldpatient"}}"#;
+    enqueue(
+        &store,
+        &[log("old1", "A", OLD, 10), log("old2", "B", OLD, 10)],
+    );
+    enqueue(
+        &store,
+        &[log("shared-new", "A", r#"{"N":"Zedsharednew"}"#, 10)],
+    );
+    enqueue(
+        &store,
+        &[log("recent", "A", r#"{"N":"Recentpatient"}"#, 500)],
+    );
+    enqueue(
+        &store,
+        &[log("stuck", "C", r#"{"N":"Pendingpatient"}"#, 10)],
+    );
+    for id in ["old1", "old2", "shared-new", "recent"] {
+        finish(&store, id, 1, AttemptOutcome::Succeeded);
+    }
+    // A body shared with a log still pending stays: it is still to be delivered.
+    store.resend("shared-new").unwrap();
+    assert_eq!(search(&store, &["Quimbyoldpatient"]), ["old2", "old1"]);
+
+    let erased = store.erase_payloads(100, 1000).unwrap();
+    assert_eq!((erased.bodies, erased.payloads), (1, 2));
+    for id in ["old1", "old2"] {
+        let (record, attempts) = store.log(id).unwrap().unwrap();
+        assert!(record.body.is_empty(), "{id}'s body is erased");
+        assert_eq!(record.status, LogStatus::Succeeded, "its metadata stays");
+        assert_eq!(attempts.len(), 1);
+        assert!(attempts[0].response.is_none(), "the answer was PHI too");
+    }
+    assert!(search(&store, &["Quimbyoldpatient"]).is_empty());
+    assert!(!store.log("recent").unwrap().unwrap().0.body.is_empty());
+    assert!(!store.log("stuck").unwrap().unwrap().0.body.is_empty());
+    assert!(!store.log("shared-new").unwrap().unwrap().0.body.is_empty());
+    assert_eq!(search(&store, &["Pendingpatient"]), ["stuck"]);
+    assert_eq!(store.erase_payloads(100, 1000).unwrap(), Erased::default());
+
+    // On SQLite, nothing of it is left in the file: not the body, not the words the index
+    // kept (lower-cased), not the answer.
+    if let Database::Sqlite(dir) = &db.database {
+        drop(store);
+        let mut bytes = std::fs::read(dir.join(ENGINE_FILE)).unwrap();
+        if let Ok(wal) = std::fs::read(dir.join("engine.db-wal")) {
+            bytes.extend(wal);
+        }
+        let count = |marker: &[u8]| bytes.windows(marker.len()).filter(|w| *w == marker).count();
+        assert_eq!(count(b"Quimbyoldpatient"), 0);
+        assert_eq!(
+            count(b"quimbyoldpatient"),
+            0,
+            "the index's words are erased"
+        );
+        assert_eq!(
+            count(b"recentpatient"),
+            1,
+            "a kept body's words stay indexed"
+        );
+    }
+}
+
+fn log_retention_deletes_old_finished_logs(db: &Db) {
+    let store = db.engine();
+    enqueue(&store, &[log("old", "A", "{\"N\":\"Oldlog\"}", 10)]);
+    enqueue(&store, &[log("pending", "B", "{}", 10)]);
+    enqueue(&store, &[log("new", "A", "{}", 500)]);
+    finish(&store, "old", 1, AttemptOutcome::Succeeded);
+    finish(&store, "new", 1, AttemptOutcome::Succeeded);
+    let erased = store.delete_logs_before("o", 100, 1000).unwrap();
+    assert_eq!((erased.logs, erased.bodies), (1, 1));
+    assert!(store.log("old").unwrap().is_none());
+    assert!(store.latest_attempts(&["old".into()]).unwrap().is_empty());
+    assert!(store.log("pending").unwrap().is_some());
+    assert!(store.log("new").unwrap().is_some());
+    assert!(search(&store, &["Oldlog"]).is_empty());
+}
+
+fn traffic_and_window_counts(db: &Db) {
+    let store = db.engine();
+    const HOUR: i64 = 3_600_000;
+    enqueue(
+        &store,
+        &[
+            log("a", "A", "{}", HOUR + 5),
+            log("b", "A", "{}", HOUR + 10),
+            log("c", "B", "{}", 2 * HOUR + 1),
+            log("d", "B", "{}", 3),
+        ],
+    );
+    finish(&store, "a", 1, AttemptOutcome::Succeeded);
+    finish(&store, "c", 1, AttemptOutcome::RetryAt(9_999_999_999));
+    finish(&store, "c", 2, AttemptOutcome::RetryAt(9_999_999_999));
+    store.stop("c").unwrap();
+    let mut traffic = store.traffic("o", HOUR).unwrap();
+    traffic.sort_by(|x, y| {
+        (&x.destination_id, x.hour, x.status.as_str()).cmp(&(
+            &y.destination_id,
+            y.hour,
+            y.status.as_str(),
+        ))
+    });
+    let seen: Vec<(&str, i64, LogStatus, i64)> = traffic
+        .iter()
+        .map(|t| (t.destination_id.as_str(), t.hour, t.status, t.count))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("A", HOUR, LogStatus::Pending, 1),
+            ("A", HOUR, LogStatus::Succeeded, 1),
+            ("B", 2 * HOUR, LogStatus::Failed, 1),
+        ]
+    );
+    let all = store.window_counts("o", None, HOUR).unwrap();
+    assert_eq!((all.total, all.failed, all.retried), (3, 1, 1));
+    let only_a = store
+        .window_counts("o", Some(&["A".to_owned()]), 0)
+        .unwrap();
+    assert_eq!((only_a.total, only_a.failed, only_a.retried), (2, 0, 0));
+    let none = store.window_counts("o", Some(&[]), 0).unwrap();
+    assert_eq!(none.total, 0);
+}
+
+fn alert_rules_round_trip_and_breach_changes_once(db: &Db) {
+    let store = db.engine();
+    let rule = AlertRuleRecord {
+        id: "r1".into(),
+        organization_id: "o".into(),
+        environment_id: "env".into(),
+        name: "Quiet feed".into(),
+        alert_type: "no-traffic".into(),
+        configuration: r#"{"alertLookbackISODuration":"PT1H"}"#.into(),
+        notification: r#"{"type":"email","configuration":{"to":["a@example.com"]}}"#.into(),
+        ignore_days: r#"["SATURDAY"]"#.into(),
+        ignore_holidays: false,
+        time_zone: "America/Adak".into(),
+        status: "active".into(),
+        subscription_ids: "[66426]".into(),
+        breached_at: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.insert_alert_rule(&rule).unwrap();
+    assert_eq!(store.alert_rule("r1").unwrap().unwrap(), rule);
+    assert_eq!(store.alert_rules(Some("env")).unwrap(), vec![rule.clone()]);
+    assert!(store.alert_rules(Some("other")).unwrap().is_empty());
+    assert_eq!(store.alert_rules(None).unwrap().len(), 1);
+    // Into breach once, out of it once.
+    assert!(store.set_alert_breach("r1", Some(5)).unwrap());
+    assert!(!store.set_alert_breach("r1", Some(6)).unwrap());
+    assert_eq!(
+        store.alert_rule("r1").unwrap().unwrap().breached_at,
+        Some(5)
+    );
+    assert!(store.set_alert_breach("r1", None).unwrap());
+    assert!(!store.set_alert_breach("r1", None).unwrap());
+    let paused = AlertRuleRecord {
+        status: "paused".into(),
+        updated_at: 2,
+        ..rule
+    };
+    assert!(store.update_alert_rule(&paused).unwrap());
+    assert_eq!(store.alert_rule("r1").unwrap().unwrap().status, "paused");
+    assert!(store.delete_alert_rule("r1").unwrap());
+    assert!(!store.delete_alert_rule("r1").unwrap());
+    assert!(store.alert_rule("r1").unwrap().is_none());
+}
