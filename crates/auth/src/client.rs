@@ -111,7 +111,7 @@ fn encode_body(pairs: Vec<(String, String)>, json: bool) -> (&'static str, Vec<u
     }
 }
 
-/// The OAuth 2.0 2-legged token request, honouring every field of PROTOCOL.md section 5:
+/// The OAuth 2.0 2-legged token request, honouring every field of docs/PROTOCOL.md section 5:
 /// renamed parameters, `noBasic`, `contentType`, `scopes`, `audience`, `resource` and the
 /// custom field. `fields` are the credential's non-secret fields, `secrets` its secret ones.
 pub fn oauth_2_legged_request(

@@ -15,7 +15,7 @@ use wharf_config::{err, toml_error};
 pub use wharf_protocol::ladder::parse_duration;
 use wharf_protocol::{Environment, VerificationToken};
 
-/// Default largest accepted body: 40 MiB (PROTOCOL.md section 4).
+/// Default largest accepted body: 40 MiB (docs/PROTOCOL.md section 4).
 pub const DEFAULT_MAX_BODY_BYTES: usize = wharf_protocol::MAX_BODY_BYTES;
 /// Default time the application has to answer a query. Redox gives the whole round trip 120 s;
 /// 110 s leaves it time to relay our answer.

@@ -14,9 +14,9 @@ use wharf_protocol::ladder::{RetryLadder, parse_duration};
 /// How long a pinned outbound client (and the DNS answer behind it) is reused by default.
 pub const CLIENT_TTL: Duration = Duration::from_secs(60);
 
-/// Default time a destination has to answer one delivery (PROTOCOL.md section 6, our choice).
+/// Default time a destination has to answer one delivery (docs/PROTOCOL.md section 6, our choice).
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default requests per client per [`DEFAULT_RATE_LIMIT_WINDOW`] (PROTOCOL.md section 6).
+/// Default requests per client per [`DEFAULT_RATE_LIMIT_WINDOW`] (docs/PROTOCOL.md section 6).
 pub const DEFAULT_RATE_LIMIT_REQUESTS: u32 = 10_000;
 /// Default window of the rate limit.
 pub const DEFAULT_RATE_LIMIT_WINDOW: Duration = Duration::from_secs(300);
@@ -83,7 +83,7 @@ pub struct EngineConfig {
     pub tls: Option<wharf_serve::TlsFiles>,
     /// Bearer token `/metrics` requires (`metrics_token`); open without one.
     pub metrics_token: Option<Arc<wharf_protocol::VerificationToken>>,
-    /// Where queue alerts go (PROTOCOL.md section 6).
+    /// Where queue alerts go (docs/PROTOCOL.md section 6).
     pub alerts: AlertConfig,
     /// Connection cap and read timeouts (`max_connections`, `header_read_timeout`,
     /// `idle_timeout`, `body_read_timeout`), as for the destination.

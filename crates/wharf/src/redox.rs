@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use wharf_protocol::{CONTENT_TYPE_FHIR_JSON, CONTENT_TYPE_JSON, VERIFICATION_TOKEN_HEADER};
-/// How long `send` waits for each message (PROTOCOL.md section 6).
+/// How long `send` waits for each message (docs/PROTOCOL.md section 6).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -134,7 +134,7 @@ pub(crate) fn router(engine: Engine) -> Router {
         // The operators' web pages: their own sign-in, sessions, CSRF and CSP.
         .merge(crate::dashboard::router(engine.clone()))
         .fallback(|| async { EngineError::not_found("no such API route") })
-        // Messages up to 40 MiB must be accepted (PROTOCOL.md section 4).
+        // Messages up to 40 MiB must be accepted (docs/PROTOCOL.md section 4).
         .layer(axum::extract::DefaultBodyLimit::max(
             wharf_protocol::MAX_BODY_BYTES,
         ))

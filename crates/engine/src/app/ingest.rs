@@ -1,4 +1,4 @@
-//! Ingestion (PROTOCOL.md section 6): a source's message, authenticated by its key, classified,
+//! Ingestion (docs/PROTOCOL.md section 6): a source's message, authenticated by its key, classified,
 //! and either queued durably (one log per target destination, committed before the answer) or,
 //! for a query, relayed to its one destination and answered synchronously.
 //!
@@ -18,7 +18,7 @@ use wharf_protocol::envelope::{self, EnvelopeKind, Interaction};
 use wharf_protocol::platform::{LogStatus, LogType};
 use wharf_store::engine::{AttemptRecord, DestinationRecord, LogRecord, Write};
 
-/// How long a query may take end to end (PROTOCOL.md section 6).
+/// How long a query may take end to end (docs/PROTOCOL.md section 6).
 pub const QUERY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A source whose key was checked: what ingestion needs before it reads a body, so a stranger
