@@ -474,22 +474,16 @@ fn destination(
         .auth
         .map(|a| crate::strategy::config::parse(&format!("destinations[{i}]"), a, env))
         .transpose()?;
-    let token_text = match (raw.verification_token, raw.verification_token_env) {
-        (Some(_), Some(_)) => {
-            return Err(err(
-                key("verification_token"),
-                "set either verification_token or verification_token_env, not both",
-            ));
-        }
-        (Some(token), None) => Some(token),
-        (None, Some(var)) => Some(env.var(&var).ok_or_else(|| {
-            err(
-                key("verification_token_env"),
-                format!("names the environment variable {var:?}, which is not set"),
-            )
-        })?),
-        (None, None) if auth.is_some() => None,
-        (None, None) => {
+    let given = wharf_config::value_or_env(
+        env,
+        &key("verification_token"),
+        raw.verification_token,
+        raw.verification_token_env,
+    )?;
+    let token_text = match given {
+        Some(given) => Some(given.value),
+        None if auth.is_some() => None,
+        None => {
             return Err(err(
                 key("verification_token"),
                 "is required (or verification_token_env, or an [destinations.auth] strategy): the token Redox sends with every request",
