@@ -12,6 +12,7 @@
 //! * [`errors`]: Redox-shaped `Meta.Errors` bodies.
 //! * [`ladder`]: durations in configs and Redox's retry ladder.
 //! * [`platform`]: Redox's Platform API values as types (data format, log status and type, ...).
+//! * [`report`]: an error and its causes on one line, as every crate says errors.
 
 pub mod challenge;
 pub mod envelope;
@@ -19,10 +20,12 @@ pub mod environment;
 pub mod errors;
 pub mod ladder;
 pub mod platform;
+pub mod report;
 pub mod token;
 
 pub use envelope::{DuplicateKey, Envelope, EnvelopeError, EnvelopeKind, Interaction};
 pub use environment::Environment;
+pub use report::error_chain;
 pub use token::VerificationToken;
 
 /// The `Content-Type` of Redox data model messages.
