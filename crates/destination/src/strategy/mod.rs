@@ -115,6 +115,16 @@ impl Refusal {
     }
 }
 
+/// A single-use credential is accepted the first time only; a replay is refused with `replayed`,
+/// which tells the client what to do instead.
+fn first_use_only(first_use: bool, replayed: &'static str) -> Result<(), Refusal> {
+    if first_use {
+        Ok(())
+    } else {
+        Err(Refusal::wrong(replayed))
+    }
+}
+
 fn jwt_refusal(e: JwtError) -> Refusal {
     Refusal::wrong(e.to_string())
 }
@@ -287,13 +297,10 @@ impl Guard {
                     }
                 }
                 .map_err(|Unavailable| Refusal::unavailable())?;
-                if first_use {
-                    Ok(())
-                } else {
-                    Err(Refusal::wrong(
-                        "the token was already used (replayed): mint a fresh JWT for every request",
-                    ))
-                }
+                first_use_only(
+                    first_use,
+                    "the token was already used (replayed): mint a fresh JWT for every request",
+                )
             }
         }
     }
@@ -353,13 +360,10 @@ impl Guard {
             )
             .await
             .map_err(|Unavailable| Refusal::unavailable())?;
-        if first_use {
-            Ok(())
-        } else {
-            Err(Refusal::wrong(
-                "replayed request: this signature was already received; sign every request afresh",
-            ))
-        }
+        first_use_only(
+            first_use,
+            "replayed request: this signature was already received; sign every request afresh",
+        )
     }
 
     /// Verifies a JWT against keys from `source`, fetching or refreshing them as the cache
