@@ -199,6 +199,14 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// The `database_url = "..."` line of a generated configuration (`wharf up`, the benchmarks),
+/// or nothing for SQLite when no URL (or an empty one) was given.
+pub fn database_toml(url: Option<&str>) -> String {
+    url.filter(|url| !url.is_empty())
+        .map(|url| format!("database_url = {}\n", toml::Value::String(url.to_owned())))
+        .unwrap_or_default()
+}
+
 /// A value given under a configuration key, and the key it was read under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Given {

@@ -2,9 +2,6 @@
 //! each command to its module. Exit status: 0 success, 1 failure, 2 a usage or configuration
 //! mistake the user must fix.
 
-mod bench;
-mod bench_engine;
-mod bench_soak;
 mod check_config;
 mod destination_cmd;
 mod engine_cmd;
@@ -69,7 +66,7 @@ enum Command {
     HashPassword,
     /// Load generators for the benchmarks in docs/BENCHMARKS.md.
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Bench(wharf_bench::BenchCommand),
 }
 
 #[derive(Subcommand)]
@@ -142,7 +139,7 @@ fn main() -> ExitCode {
             Command::Examples(args) => examples::run(&args),
             Command::CheckConfig { file } => check_config::run(&file),
             Command::HashPassword => engine_cmd::hash_password(),
-            Command::Bench(command) => bench::run(command).await,
+            Command::Bench(command) => wharf_bench::run(command).await,
         }
     })
 }

@@ -95,14 +95,6 @@ fn toml_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
 }
 
-/// The `database_url = "..."` line of a generated configuration (`up`, the benchmarks), or
-/// nothing for SQLite when no URL (or an empty one) was given.
-pub fn database_toml(url: Option<&str>) -> String {
-    url.filter(|url| !url.is_empty())
-        .map(|url| format!("database_url = {}\n", toml_string(url)))
-        .unwrap_or_default()
-}
-
 pub async fn up(args: &UpArgs) -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,7 +110,7 @@ async fn run(args: &UpArgs) -> Result<(), String> {
     let data_dir = std::path::absolute(&args.data_dir)
         .map_err(|e| format!("--data-dir {}: {e}", args.data_dir.display()))?;
     let s = secrets(&data_dir)?;
-    let database = database_toml(args.database_url.as_deref());
+    let database = wharf_config::database_toml(args.database_url.as_deref());
     let destination_config = wharf_destination::Config::parse(
         &format!(
             "listen = {}\ndata_dir = {}\n{database}[[destinations]]\nname = {}\npath = {}\nenvironment = \"Development\"\nverification_token = {}\n",
