@@ -66,6 +66,14 @@ fn text<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// A field the strategy cannot do without, or the error naming it.
+fn required<'a>(
+    fields: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a str, ClientError> {
+    text(fields, name).ok_or(ClientError::MissingField(name))
+}
+
 /// Scopes given as an array or a space/comma-separated string, joined with spaces.
 pub fn scopes(fields: &Map<String, Value>, name: &str) -> Option<String> {
     let joined = match fields.get(name)? {
@@ -111,7 +119,7 @@ fn encode_body(pairs: Vec<(String, String)>, json: bool) -> (&'static str, Vec<u
     }
 }
 
-/// The OAuth 2.0 2-legged token request, honouring every field of PROTOCOL.md section 5:
+/// The OAuth 2.0 2-legged token request, honouring every field of docs/PROTOCOL.md section 5:
 /// renamed parameters, `noBasic`, `contentType`, `scopes`, `audience`, `resource` and the
 /// custom field. `fields` are the credential's non-secret fields, `secrets` its secret ones.
 pub fn oauth_2_legged_request(
@@ -123,9 +131,9 @@ pub fn oauth_2_legged_request(
     if grant != CLIENT_CREDENTIALS {
         return Err(ClientError::UnsupportedGrant);
     }
-    let url = text(fields, "url").ok_or(ClientError::MissingField("url"))?;
-    let client_id = text(fields, "clientId").ok_or(ClientError::MissingField("clientId"))?;
-    let secret = text(secrets, "clientSecret").ok_or(ClientError::MissingField("clientSecret"))?;
+    let url = required(fields, "url")?;
+    let client_id = required(fields, "clientId")?;
+    let secret = required(secrets, "clientSecret")?;
     let json = match text(fields, "contentType") {
         None | Some("application/x-www-form-urlencoded") => false,
         Some("application/json") => true,
@@ -205,8 +213,8 @@ pub fn smart_request(
     key: &SigningKey,
     clock: &dyn Clock,
 ) -> Result<TokenRequest, ClientError> {
-    let url = text(fields, "url").ok_or(ClientError::MissingField("url"))?;
-    let client_id = text(fields, "clientId").ok_or(ClientError::MissingField("clientId"))?;
+    let url = required(fields, "url")?;
+    let client_id = required(fields, "clientId")?;
     let mut pairs = vec![
         ("grant_type".to_string(), CLIENT_CREDENTIALS.to_string()),
         (
@@ -241,8 +249,7 @@ pub fn gcp_request(
     key: &SigningKey,
     clock: &dyn Clock,
 ) -> Result<TokenRequest, ClientError> {
-    let email = text(fields, "serviceAccountEmail")
-        .ok_or(ClientError::MissingField("serviceAccountEmail"))?;
+    let email = required(fields, "serviceAccountEmail")?;
     let url = text(fields, "tokenUrl").unwrap_or(GOOGLE_TOKEN_URL);
     let now = clock.unix_seconds();
     let mut claims = json!({
@@ -273,8 +280,8 @@ pub fn jwt_bearer_token(
     key: &SigningKey,
     clock: &dyn Clock,
 ) -> Result<String, ClientError> {
-    let issuer = text(fields, "issuer").ok_or(ClientError::MissingField("issuer"))?;
-    let audience = text(fields, "audience").ok_or(ClientError::MissingField("audience"))?;
+    let issuer = required(fields, "issuer")?;
+    let audience = required(fields, "audience")?;
     let subject = text(fields, "subject").unwrap_or(issuer);
     let lifetime = fields
         .get("lifetimeSeconds")
@@ -301,7 +308,7 @@ pub fn wif_exchange_request(
     default_issuer: &str,
     clock: &dyn Clock,
 ) -> Result<TokenRequest, ClientError> {
-    let audience = text(fields, "audience").ok_or(ClientError::MissingField("audience"))?;
+    let audience = required(fields, "audience")?;
     let url = text(fields, "token_url").unwrap_or(GOOGLE_STS_URL);
     let issuer = text(fields, "subjectIssuer").unwrap_or(default_issuer);
     let now = clock.unix_seconds();

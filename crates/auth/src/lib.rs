@@ -1,7 +1,7 @@
 //! Wharf's auth strategies, both directions, as pure code.
 //!
 //! The engine is the client that obtains and presents credentials; the destination is the
-//! server that checks them (PROTOCOL.md section 5). Everything here is signing, verifying and
+//! server that checks them (docs/PROTOCOL.md section 5). Everything here is signing, verifying and
 //! deciding: no HTTP server, no database, no network I/O. Callers fetch JWKS documents and
 //! token responses themselves and hand the bytes in; every time-dependent check reads a
 //! [`clock::Clock`] so tests can move time without sleeping.

@@ -1,6 +1,6 @@
 //! AWS Signature Version 4, both directions: the engine signs requests to a destination
 //! configured with the `AwsSigv4` strategy, and the destination verifies them
-//! (PROTOCOL.md section 5).
+//! (docs/PROTOCOL.md section 5).
 //!
 //! * Signing ([`sign`]) is done by the `aws-sigv4` crate, the AWS SDK's own signer, with its
 //!   non-S3 defaults plus `x-amz-content-sha256`: we choose settings, it computes.

@@ -1,4 +1,4 @@
-//! The six auth strategy keys and the fields each one takes (PROTOCOL.md section 5).
+//! The six auth strategy keys and the fields each one takes (docs/PROTOCOL.md section 5).
 //!
 //! The engine's `GET /platform/v1/authcredentials/strategies` lists this catalogue, its
 //! create and update routes accept exactly these fields, and it seals every field marked

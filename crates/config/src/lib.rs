@@ -199,6 +199,59 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// The `database_url = "..."` line of a generated configuration (`wharf up`, the benchmarks),
+/// or nothing for SQLite when no URL (or an empty one) was given.
+pub fn database_toml(url: Option<&str>) -> String {
+    url.filter(|url| !url.is_empty())
+        .map(|url| format!("database_url = {}\n", toml::Value::String(url.to_owned())))
+        .unwrap_or_default()
+}
+
+/// A value given under a configuration key, and the key it was read under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Given {
+    pub value: String,
+    /// `key` when the file holds the value, `key_env` when an environment variable does: the
+    /// key to name in an error about the value itself.
+    pub key: String,
+}
+
+/// The one rule for every `x` / `x_env` pair of keys: the value is written in the file as `x`,
+/// or `x_env` names the environment variable that holds it (so secrets can stay out of the
+/// file); never both. `key` is the full key of the value (`destinations[0].verification_token`),
+/// its twin is `{key}_env`. An environment variable that is unset or empty is refused naming
+/// `{key}_env`. `Ok(None)` when neither key is set.
+pub fn value_or_env(
+    env: &dyn Env,
+    key: &str,
+    value: Option<String>,
+    var: Option<String>,
+) -> Result<Option<Given>, ConfigError> {
+    match (value, var) {
+        (Some(_), Some(_)) => Err(err(key, format!("set either {key} or {key}_env, not both"))),
+        (Some(value), None) => Ok(Some(Given {
+            value,
+            key: key.to_owned(),
+        })),
+        (None, Some(var)) => {
+            let env_key = format!("{key}_env");
+            match env.var(&var).filter(|v| !v.is_empty()) {
+                Some(value) => Ok(Some(Given {
+                    value,
+                    key: env_key,
+                })),
+                None => Err(err(
+                    env_key,
+                    format!(
+                        "names the environment variable {var:?}, which is not set (or is empty)"
+                    ),
+                )),
+            }
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 /// `database_url` (or `database_url_env`, an environment variable's name): a PostgreSQL URL
 /// puts the server's data in that database, shared with other processes; neither keeps the
 /// embedded SQLite files in `data_dir`. `WHARF_DATABASE_URL`, when set, overrides both, as
@@ -211,23 +264,10 @@ pub fn database_url(
     if let Some(url) = env.var("WHARF_DATABASE_URL").filter(|u| !u.is_empty()) {
         return checked_database_url("WHARF_DATABASE_URL", url).map(Some);
     }
-    let url = match (url, url_env) {
-        (Some(_), Some(_)) => {
-            return Err(err(
-                "database_url",
-                "set either database_url or database_url_env, not both",
-            ));
-        }
-        (Some(url), None) => url,
-        (None, Some(var)) => env.var(&var).ok_or_else(|| {
-            err(
-                "database_url_env",
-                format!("names the environment variable {var:?}, which is not set"),
-            )
-        })?,
-        (None, None) => return Ok(None),
-    };
-    checked_database_url("database_url", url).map(Some)
+    match value_or_env(env, "database_url", url, url_env)? {
+        Some(given) => checked_database_url("database_url", given.value).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// `database_max_connections`: the most connections one process opens to its PostgreSQL
@@ -270,24 +310,10 @@ pub fn secret_token(
     value: Option<String>,
     var: Option<String>,
 ) -> Result<Option<VerificationToken>, ConfigError> {
-    let (text, from) = match (value, var) {
-        (Some(_), Some(_)) => {
-            return Err(err(key, format!("set either {key} or {key}_env, not both")));
-        }
-        (Some(t), None) => (t, key.to_owned()),
-        (None, Some(var)) => {
-            let from = format!("{key}_env");
-            let text = env.var(&var).ok_or_else(|| {
-                err(
-                    &from,
-                    format!("names the environment variable {var:?}, which is not set"),
-                )
-            })?;
-            (text, from)
-        }
-        (None, None) => return Ok(None),
+    let Some(Given { value, key: from }) = value_or_env(env, key, value, var)? else {
+        return Ok(None);
     };
-    let token = VerificationToken::new(text).map_err(|e| err(&from, e.to_string()))?;
+    let token = VerificationToken::new(value).map_err(|e| err(&from, e.to_string()))?;
     strong_secret(&from, token.expose())?;
     Ok(Some(token))
 }

@@ -5,20 +5,30 @@ use std::time::Duration;
 /// An outbound client as Redox's is: redirects are never followed (a destination that
 /// redirects is answering something other than 2xx), connections time out after 10 s, and
 /// `extra_roots` (PEM) are trusted besides the system's roots.
-pub fn build(extra_roots: Option<&[u8]>) -> Result<reqwest::Client, String> {
-    builder(extra_roots)?
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+pub fn build(extra_roots: Option<&[u8]>) -> Result<reqwest::Client, ClientError> {
+    builder(extra_roots)?.build().map_err(ClientError::Build)
+}
+
+/// Why an outbound client could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The extra trusted roots are not PEM certificates.
+    #[error(
+        "not a PEM certificate bundle: {0}; give a file of one or more `-----BEGIN CERTIFICATE-----` blocks"
+    )]
+    NotPem(reqwest::Error),
+    /// The TLS backend refused the settings (it has no usable roots, say).
+    #[error("cannot build the HTTP client: {0}; check the system's CA certificates")]
+    Build(reqwest::Error),
 }
 
 /// The builder behind [`build`], for callers that add to it (such as pinning an address).
-pub fn builder(extra_roots: Option<&[u8]>) -> Result<reqwest::ClientBuilder, String> {
+pub fn builder(extra_roots: Option<&[u8]>) -> Result<reqwest::ClientBuilder, ClientError> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10));
     if let Some(pem) = extra_roots {
-        let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(ClientError::NotPem)?;
         builder = builder.tls_certs_merge(certs);
     }
     Ok(builder)
@@ -74,21 +84,7 @@ pub async fn read_limited(
     Ok(body)
 }
 
-/// An error and its causes on one line: reqwest's own message alone says only "error sending
-/// request", while the cause says "connection refused".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
-}
+pub use wharf_protocol::error_chain;
 
 /// Names the kind of transport failure first (timeout, DNS, TLS, refused, reset), then the
 /// details, as Verify and Save shows it to the user.

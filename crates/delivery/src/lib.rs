@@ -4,7 +4,7 @@
 //!   are described to a person.
 //! * [`push`]: one delivery attempt and what it found.
 //! * [`ssrf`]: which addresses the engine refuses to call, checked after resolving.
-//! * [`verify`]: Verify and Save (PROTOCOL.md section 2) as the sender performs it.
+//! * [`verify`]: Verify and Save (docs/PROTOCOL.md section 2) as the sender performs it.
 //!
 //! The engine's durable push worker joins this crate with issue 3's delivery work, so the
 //! destination's forwarder and the engine share one implementation.

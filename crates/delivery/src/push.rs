@@ -1,5 +1,5 @@
 //! One delivery attempt: POST a message to a destination with its verification token, and
-//! report what happened (PROTOCOL.md sections 3 and 6).
+//! report what happened (docs/PROTOCOL.md sections 3 and 6).
 
 use crate::client::describe_transport_error;
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ impl PushOutcome {
     }
 }
 
-/// How a request authenticates (PROTOCOL.md sections 3 and 5).
+/// How a request authenticates (docs/PROTOCOL.md sections 3 and 5).
 #[derive(Clone, Copy, Debug)]
 pub struct Credentials<'a> {
     /// The verification token, sent as `verification-token`, and also as

@@ -170,9 +170,35 @@ impl PrivateAccess {
     }
 }
 
+/// Why an endpoint may not be called. Said to the operator as the reason an attempt or a
+/// Verify and Save failed, so each names the host and what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("the endpoint URL has no host: give one like https://dest.example.com/redox")]
+    NoHost,
+    #[error("the endpoint URL has no port and its scheme has none: use http or https")]
+    NoPort,
+    #[error("DNS error: cannot resolve {host}: {source}")]
+    Dns {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("DNS error: {host} has no address")]
+    NoAddress { host: String },
+    /// The host resolves to an address this process may not reach (private, loopback, ...).
+    #[error("refused to connect to {host} ({ip}): {why}")]
+    Address {
+        host: String,
+        ip: IpAddr,
+        why: &'static str,
+    },
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+}
+
 /// Resolves `url`'s host with the system's resolver and checks every address; returns the
 /// address to connect to.
-pub async fn resolve(url: &reqwest::Url, private: &PrivateAccess) -> Result<SocketAddr, String> {
+pub async fn resolve(url: &reqwest::Url, private: &PrivateAccess) -> Result<SocketAddr, Refused> {
     resolve_with(&SystemResolver, url, private).await
 }
 
@@ -181,31 +207,33 @@ pub async fn resolve_with(
     resolver: &dyn Resolve,
     url: &reqwest::Url,
     private: &PrivateAccess,
-) -> Result<SocketAddr, String> {
-    let host = url
-        .host_str()
-        .ok_or_else(|| "the endpoint URL has no host".to_owned())?;
-    let port = url
-        .port_or_known_default()
-        .ok_or_else(|| "the endpoint URL has no port".to_owned())?;
+) -> Result<SocketAddr, Refused> {
+    let host = url.host_str().ok_or(Refused::NoHost)?;
+    let port = url.port_or_known_default().ok_or(Refused::NoPort)?;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => resolver
             .lookup(bare, port)
             .await
-            .map_err(|e| format!("DNS error: cannot resolve {host}: {e}"))?,
+            .map_err(|source| Refused::Dns {
+                host: host.to_owned(),
+                source,
+            })?,
     };
     if addrs.is_empty() {
-        return Err(format!("DNS error: {host} has no address"));
+        return Err(Refused::NoAddress {
+            host: host.to_owned(),
+        });
     }
     // Any refused address refuses the host: otherwise which one is used would be luck.
     for addr in &addrs {
         if let Some(why) = refusal(addr.ip(), private.allows(addr)) {
-            return Err(format!(
-                "refused to connect to {host} ({}): {why}",
-                addr.ip()
-            ));
+            return Err(Refused::Address {
+                host: host.to_owned(),
+                ip: addr.ip(),
+                why,
+            });
         }
     }
     Ok(addrs[0])
@@ -215,7 +243,7 @@ pub async fn resolve_with(
 pub async fn pinned_client(
     url: &reqwest::Url,
     private: &PrivateAccess,
-) -> Result<reqwest::Client, String> {
+) -> Result<reqwest::Client, Refused> {
     pinned_client_with(&SystemResolver, url, private).await
 }
 
@@ -224,7 +252,7 @@ pub async fn pinned_client_with(
     resolver: &dyn Resolve,
     url: &reqwest::Url,
     private: &PrivateAccess,
-) -> Result<reqwest::Client, String> {
+) -> Result<reqwest::Client, Refused> {
     let addr = resolve_with(resolver, url, private).await?;
     let host = url.host_str().unwrap_or_default().to_owned();
     crate::client::builder(None)?
@@ -232,7 +260,7 @@ pub async fn pinned_client_with(
         .no_proxy()
         .resolve(&host, addr)
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        .map_err(|e| Refused::Client(crate::client::ClientError::Build(e)))
 }
 
 #[cfg(test)]
@@ -287,7 +315,7 @@ mod tests {
             "http://127.0.0.2:8443/",
             "http://10.0.0.1:8443/",
         ] {
-            let e = resolve(&to(other), &private).await.unwrap_err();
+            let e = resolve(&to(other), &private).await.unwrap_err().to_string();
             assert!(e.contains("allow_private_endpoints"), "{other}: {e}");
         }
         let metadata = PrivateAccess {
@@ -352,7 +380,10 @@ mod tests {
             ("http://[::ffff:169.254.169.254]/x", false),
         ] {
             let url: reqwest::Url = url.parse().unwrap();
-            let refused = resolve(&url, &PrivateAccess::all(false)).await.unwrap_err();
+            let refused = resolve(&url, &PrivateAccess::all(false))
+                .await
+                .unwrap_err()
+                .to_string();
             assert!(
                 refused.starts_with("refused to connect"),
                 "{url}: {refused}"
@@ -368,6 +399,7 @@ mod tests {
             resolve(&url, &PrivateAccess::all(false))
                 .await
                 .unwrap_err()
+                .to_string()
                 .contains("allow_private_endpoints")
         );
         assert_eq!(
@@ -433,7 +465,8 @@ mod tests {
         );
         let second = pinned_client_with(&dns, &url, &PrivateAccess::all(false))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             second,
             "refused to connect to partner.test (127.0.0.1): a loopback or private address (set allow_private_endpoints to allow it)"
@@ -446,13 +479,15 @@ mod tests {
         let dns = Scripted::new(&[&["93.184.216.34", "169.254.169.254"]]);
         let refused = pinned_client_with(&dns, &url, &PrivateAccess::all(true))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("169.254.169.254"), "{refused}");
         let dns = Scripted::new(&[&[]]);
         assert!(
             resolve_with(&dns, &url, &PrivateAccess::all(true))
                 .await
                 .unwrap_err()
+                .to_string()
                 .contains("has no address")
         );
     }
@@ -478,7 +513,8 @@ mod tests {
         // The next client for the name is checked against the new answer, and refused.
         let refused = pinned_client_with(&dns, &url, &PrivateAccess::all(true))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("link-local"), "{refused}");
     }
 

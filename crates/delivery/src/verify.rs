@@ -1,4 +1,4 @@
-//! Verify and Save (PROTOCOL.md section 2) from the sender's side: send a fresh challenge with
+//! Verify and Save (docs/PROTOCOL.md section 2) from the sender's side: send a fresh challenge with
 //! the verification token, and pass only a 2xx whose body contains it.
 //!
 //! The token travels twice: in the body (POST) or the query (GET), where Redox puts it, and in
@@ -14,7 +14,7 @@ use wharf_protocol::{
     APPLICATION_NAME, APPLICATION_NAME_HEADER, CONTENT_TYPE_JSON, VERIFICATION_TOKEN_HEADER,
 };
 
-/// How long Verify and Save waits for the endpoint (PROTOCOL.md section 2, our choice).
+/// How long Verify and Save waits for the endpoint (docs/PROTOCOL.md section 2, our choice).
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How the challenge travels.

@@ -126,7 +126,7 @@ impl Alerts {
                         }
                         outcome.describe("the alert webhook")
                     }
-                    Err(e) => e,
+                    Err(e) => e.to_string(),
                 };
                 tracing::warn!(attempt, error = %outcome, "could not send a forwarding alert to alert_webhook_url");
                 tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;

@@ -1,4 +1,4 @@
-//! Authenticating a request by its verification token (PROTOCOL.md section 3).
+//! Authenticating a request by its verification token (docs/PROTOCOL.md section 3).
 //!
 //! The token may arrive as `verification-token: <token>` or `Authorization: Bearer <token>`
 //! (Redox sends both when no auth credential is linked). Every value presented must match, in

@@ -15,7 +15,7 @@ use wharf_config::{err, toml_error};
 pub use wharf_protocol::ladder::parse_duration;
 use wharf_protocol::{Environment, VerificationToken};
 
-/// Default largest accepted body: 40 MiB (PROTOCOL.md section 4).
+/// Default largest accepted body: 40 MiB (docs/PROTOCOL.md section 4).
 pub const DEFAULT_MAX_BODY_BYTES: usize = wharf_protocol::MAX_BODY_BYTES;
 /// Default time the application has to answer a query. Redox gives the whole round trip 120 s;
 /// 110 s leaves it time to relay our answer.
@@ -474,22 +474,16 @@ fn destination(
         .auth
         .map(|a| crate::strategy::config::parse(&format!("destinations[{i}]"), a, env))
         .transpose()?;
-    let token_text = match (raw.verification_token, raw.verification_token_env) {
-        (Some(_), Some(_)) => {
-            return Err(err(
-                key("verification_token"),
-                "set either verification_token or verification_token_env, not both",
-            ));
-        }
-        (Some(token), None) => Some(token),
-        (None, Some(var)) => Some(env.var(&var).ok_or_else(|| {
-            err(
-                key("verification_token_env"),
-                format!("names the environment variable {var:?}, which is not set"),
-            )
-        })?),
-        (None, None) if auth.is_some() => None,
-        (None, None) => {
+    let given = wharf_config::value_or_env(
+        env,
+        &key("verification_token"),
+        raw.verification_token,
+        raw.verification_token_env,
+    )?;
+    let token_text = match given {
+        Some(given) => Some(given.value),
+        None if auth.is_some() => None,
+        None => {
             return Err(err(
                 key("verification_token"),
                 "is required (or verification_token_env, or an [destinations.auth] strategy): the token Redox sends with every request",

@@ -76,7 +76,9 @@ impl Client {
         {
             return Ok(client.clone());
         }
-        let client = pinned_client(&self.url, &PrivateAccess::all(true)).await?;
+        let client = pinned_client(&self.url, &PrivateAccess::all(true))
+            .await
+            .map_err(|e| e.to_string())?;
         self.pinned = Some((client.clone(), Instant::now()));
         Ok(client)
     }

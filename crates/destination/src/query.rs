@@ -1,4 +1,4 @@
-//! Synchronous queries (PROTOCOL.md section 6): relayed to the application's `query_url`, whose
+//! Synchronous queries (docs/PROTOCOL.md section 6): relayed to the application's `query_url`, whose
 //! answer goes back in the same HTTP response, within `query_timeout`.
 //!
 //! Queries are never kept or forwarded: they are questions, not events. When the application

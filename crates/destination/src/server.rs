@@ -29,33 +29,25 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("cannot listen on {addr}: {source} (is another server using it? change `listen`)")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("{0}; change `listen`")]
+    Bind(#[from] wharf_serve::BindError),
 }
 
-/// A running destination server.
+/// A running destination server: the shared server handle and its inbox.
 pub struct Running {
-    local_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    server: wharf_serve::Server,
     inbox: Inbox,
-    tls: Option<Arc<TlsReloader>>,
 }
 
 impl Running {
-    /// The server's TLS certificate holder, to reload `tls_cert` and `tls_key` (on SIGHUP):
-    /// new connections get the new certificate, open ones finish on the old; a failed reload
-    /// keeps the old one. `None` without TLS.
+    /// The server's TLS certificate holder ([`wharf_serve::Server::tls`]).
     pub fn tls(&self) -> Option<Arc<TlsReloader>> {
-        self.tls.clone()
+        self.server.tls()
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
     }
 
     /// The server's inbox.
@@ -65,15 +57,12 @@ impl Running {
 
     /// Stops accepting, drains in-flight requests, stops the forwarders, and returns when done.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        self.server.shutdown().await
     }
 
     /// Runs until `signal` completes, then shuts down gracefully.
     pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
-        signal.await;
-        tracing::info!("shutting down: draining in-flight requests");
-        self.shutdown().await;
+        self.server.run_until(signal).await
     }
 }
 
@@ -102,16 +91,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             ..InboxOptions::default()
         },
     )?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen,
-        source,
-    })?;
+    let (listener, local_addr) = wharf_serve::running::bind(config.listen).await?;
 
     let http =
         wharf_delivery::client::build(None).expect("the HTTP client's fixed settings are valid");
@@ -203,11 +183,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         background,
     ));
     Ok(Running {
-        local_addr,
-        shutdown: shutdown_tx,
-        task,
+        server: wharf_serve::Server::new("destination server", local_addr, shutdown_tx, task, tls),
         inbox,
-        tls,
     })
 }
 

@@ -14,9 +14,9 @@ use wharf_protocol::ladder::{RetryLadder, parse_duration};
 /// How long a pinned outbound client (and the DNS answer behind it) is reused by default.
 pub const CLIENT_TTL: Duration = Duration::from_secs(60);
 
-/// Default time a destination has to answer one delivery (PROTOCOL.md section 6, our choice).
+/// Default time a destination has to answer one delivery (docs/PROTOCOL.md section 6, our choice).
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default requests per client per [`DEFAULT_RATE_LIMIT_WINDOW`] (PROTOCOL.md section 6).
+/// Default requests per client per [`DEFAULT_RATE_LIMIT_WINDOW`] (docs/PROTOCOL.md section 6).
 pub const DEFAULT_RATE_LIMIT_REQUESTS: u32 = 10_000;
 /// Default window of the rate limit.
 pub const DEFAULT_RATE_LIMIT_WINDOW: Duration = Duration::from_secs(300);
@@ -88,7 +88,7 @@ pub struct EngineConfig {
     pub tls: Option<wharf_serve::TlsFiles>,
     /// Bearer token `/metrics` requires (`metrics_token`); open without one.
     pub metrics_token: Option<Arc<wharf_protocol::VerificationToken>>,
-    /// Where queue alerts go (PROTOCOL.md section 6).
+    /// Where queue alerts go (docs/PROTOCOL.md section 6).
     pub alerts: AlertConfig,
     /// What the retention sweep erases, and how often it runs.
     pub retention: RetentionConfig,
@@ -327,25 +327,16 @@ struct RawSource {
     environment: Option<String>,
 }
 
-/// Exactly one of `key` and `key_env` (an environment variable's name) gives the value.
-fn one_of(
+/// A required value, given as `key` or `key_env` ([`wharf_config::value_or_env`]).
+fn required(
+    env: &dyn Env,
     key: &str,
     value: Option<String>,
-    env_key: &str,
-    env_name: Option<String>,
-    env: &dyn Env,
+    var: Option<String>,
 ) -> Result<String, ConfigError> {
-    match (value, env_name) {
-        (Some(_), Some(_)) => Err(err(key, format!("set either {key} or {env_key}, not both"))),
-        (Some(v), None) => Ok(v),
-        (None, Some(var)) => env.var(&var).ok_or_else(|| {
-            err(
-                env_key,
-                format!("names the environment variable {var:?}, which is not set"),
-            )
-        }),
-        (None, None) => Err(err(key, format!("is required (or {env_key})"))),
-    }
+    wharf_config::value_or_env(env, key, value, var)?
+        .map(|given| given.value)
+        .ok_or_else(|| err(key, format!("is required (or {key}_env)")))
 }
 
 impl EngineConfig {
@@ -370,34 +361,28 @@ impl EngineConfig {
         if organization.trim().is_empty() {
             return Err(err("organization", "must not be empty"));
         }
-        let api_keys = match (raw.api_keys, raw.api_keys_env) {
-            (Some(_), Some(_)) => {
-                return Err(err(
-                    "api_keys",
-                    "set either api_keys or api_keys_env, not both",
-                ));
-            }
-            (Some(keys), None) => keys
-                .into_iter()
-                .enumerate()
-                .map(|(i, k)| api_key(i, k))
-                .collect::<Result<_, _>>()?,
-            (None, Some(var)) => env
-                .var(&var)
-                .ok_or_else(|| {
-                    err(
-                        "api_keys_env",
-                        format!("names the environment variable {var:?}, which is not set"),
-                    )
-                })?
-                .split(',')
-                .map(|k| k.trim().to_owned())
-                .filter(|k| !k.is_empty())
-                .enumerate()
-                .map(|(i, k)| (format!("key-{}", i + 1), k))
-                .collect(),
-            (None, None) => Vec::new(),
-        };
+        // `api_keys` is a list in the file, a comma-separated string in the environment: the
+        // x/x_env rule decides which one is given, from a marker for the file's list.
+        let from_file = raw.api_keys.is_some().then(String::new);
+        let api_keys =
+            match wharf_config::value_or_env(env, "api_keys", from_file, raw.api_keys_env)? {
+                Some(given) if given.key == "api_keys" => raw
+                    .api_keys
+                    .unwrap_or_default()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, k)| api_key(i, k))
+                    .collect::<Result<_, _>>()?,
+                Some(given) => given
+                    .value
+                    .split(',')
+                    .map(|k| k.trim().to_owned())
+                    .filter(|k| !k.is_empty())
+                    .enumerate()
+                    .map(|(i, k)| (format!("key-{}", i + 1), k))
+                    .collect(),
+                None => Vec::new(),
+            };
         let (api_key_names, api_keys): (Vec<String>, Vec<String>) = api_keys.into_iter().unzip();
         check_names("api_keys", &api_key_names)?;
         if api_keys.is_empty() {
@@ -406,13 +391,7 @@ impl EngineConfig {
                 "at least one management API key is required (or api_keys_env)",
             ));
         }
-        let master = one_of(
-            "master_key",
-            raw.master_key,
-            "master_key_env",
-            raw.master_key_env,
-            env,
-        )?;
+        let master = required(env, "master_key", raw.master_key, raw.master_key_env)?;
         let master_key = MasterKey::parse(&master).map_err(|e| err("master_key", e.to_string()))?;
         let retry_ladder = match raw.retry_ladder {
             None => RetryLadder::redox(),
@@ -442,12 +421,11 @@ impl EngineConfig {
                 .name
                 .filter(|n| !n.trim().is_empty())
                 .ok_or_else(|| err(format!("sources[{i}].name"), "is required"))?;
-            let api_key = one_of(
+            let api_key = required(
+                env,
                 &format!("sources[{i}].api_key"),
                 s.api_key,
-                &format!("sources[{i}].api_key_env"),
                 s.api_key_env,
-                env,
             )?;
             let environment = s
                 .environment
@@ -672,22 +650,9 @@ fn alert_config(
                 SmtpSecurity::Tls => 465,
                 SmtpSecurity::None => 25,
             });
-            let password = match (raw.password, raw.password_env) {
-                (Some(_), Some(_)) => {
-                    return Err(err(
-                        "smtp.password",
-                        "set either password or password_env, not both",
-                    ));
-                }
-                (Some(p), None) => Some(p),
-                (None, Some(var)) => Some(env.var(&var).ok_or_else(|| {
-                    err(
-                        "smtp.password_env",
-                        format!("names the environment variable {var:?}, which is not set"),
-                    )
-                })?),
-                (None, None) => None,
-            };
+            let password =
+                wharf_config::value_or_env(env, "smtp.password", raw.password, raw.password_env)?
+                    .map(|given| given.value);
             Ok(SmtpConfig {
                 host,
                 port,

@@ -35,7 +35,6 @@ mod worker;
 pub use api::{OPENAPI_PATH, openapi_document};
 pub use config::EngineConfig;
 
-use std::net::SocketAddr;
 use tokio::sync::watch;
 use wharf_store::StoreError;
 use wharf_store::engine::EngineStore;
@@ -47,11 +46,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tls(#[from] wharf_serve::TlsError),
-    #[error("cannot listen on {addr}: {source} (is another server using it? change `listen`)")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("{0}; change `listen`")]
+    Bind(#[from] wharf_serve::BindError),
     #[error("cannot start the delivery worker's threads: {0}")]
     Worker(std::io::Error),
     #[error("cannot record the configuration's [[sources]] as sources: {0}")]
@@ -59,36 +55,7 @@ pub enum StartError {
 }
 
 /// A running engine.
-pub struct Running {
-    local_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-    tls: Option<std::sync::Arc<wharf_serve::TlsReloader>>,
-}
-
-impl Running {
-    /// The engine's TLS certificate holder, to reload on SIGHUP; `None` without TLS.
-    pub fn tls(&self) -> Option<std::sync::Arc<wharf_serve::TlsReloader>> {
-        self.tls.clone()
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Stops accepting, lets in-flight requests finish, and returns when done.
-    pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.task.await;
-    }
-
-    /// Runs until `signal` completes, then shuts down gracefully.
-    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
-        signal.await;
-        tracing::info!("shutting down the engine");
-        self.shutdown().await;
-    }
-}
+pub type Running = wharf_serve::Server;
 
 /// Opens the store (creating the default organization on first start) and serves the API.
 pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
@@ -106,16 +73,7 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
     };
     let store = EngineStore::open_database(&database, &options)?;
     let organization = store.ensure_organization(&config.organization)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen,
-        source,
-    })?;
+    let (listener, local_addr) = wharf_serve::running::bind(config.listen).await?;
     let tls = config
         .tls
         .clone()
@@ -151,10 +109,7 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
         }
         tracing::info!("engine stopped");
     });
-    Ok(Running {
-        local_addr,
-        shutdown,
-        task,
-        tls,
-    })
+    Ok(wharf_serve::Server::new(
+        "engine", local_addr, shutdown, task, tls,
+    ))
 }

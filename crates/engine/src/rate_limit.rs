@@ -1,6 +1,6 @@
 //! Rate limits on what the engine serves to others: ingestion (`POST /endpoint`), the
 //! management API (`/platform/v1/...`) and the dashboard's sign-in form. Each client may make
-//! `rate_limit_requests` requests per `rate_limit_window` (Redox's limit, PROTOCOL.md section 6:
+//! `rate_limit_requests` requests per `rate_limit_window` (Redox's limit, docs/PROTOCOL.md section 6:
 //! 10,000 per 5 minutes); beyond that it gets 429 with `Retry-After` (whole seconds until its
 //! next request would pass) and an error body in the API's envelope, counted in
 //! `wharf_rate_limited_total{kind}`.

@@ -1,5 +1,5 @@
 //! The delivery queue worker: first in, first out per destination, one message in flight per
-//! destination, retried on the retry ladder until it is accepted (PROTOCOL.md section 6).
+//! destination, retried on the retry ladder until it is accepted (docs/PROTOCOL.md section 6).
 //!
 //! The queue lives in the store (`logs`, in `seq` order); this worker only decides what to try
 //! next. It starts a destination's queue (a *drain*) when ingestion queued logs for it, and

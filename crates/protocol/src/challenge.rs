@@ -1,4 +1,4 @@
-//! The Verify and Save challenge (PROTOCOL.md section 2), from both ends.
+//! The Verify and Save challenge (docs/PROTOCOL.md section 2), from both ends.
 //!
 //! The engine sends a fresh random challenge with the verification token; the destination
 //! checks the token and echoes the challenge. This module builds and recognises the request and

@@ -1,6 +1,6 @@
 //! What a message body is: the classification of everything a destination receives.
 //!
-//! Redox sends two shapes of JSON (PROTOCOL.md section 4): its own data model, with a
+//! Redox sends two shapes of JSON (docs/PROTOCOL.md section 4): its own data model, with a
 //! top-level `Meta`, and FHIR R4 message bundles whose first entry is a `MessageHeader`. Either
 //! can be an asynchronous notification or a synchronous query (section 6). This module reads
 //! just enough of a body to tell which, to pull out the fields an operator searches by, and to
@@ -69,7 +69,7 @@ impl EnvelopeKind {
     }
 }
 
-/// Whether the sender waits for an answer in the same HTTP response (PROTOCOL.md section 6).
+/// Whether the sender waits for an answer in the same HTTP response (docs/PROTOCOL.md section 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interaction {
     /// Asynchronous: keep it durably, answer 2xx, hand it on later in order.
@@ -450,7 +450,7 @@ fn fhir_message(body: &[u8], bundle: &HashMap<String, &RawValue>) -> Envelope {
     }
 }
 
-/// What the engine writes into a data model message as it delivers it (PROTOCOL.md section 4).
+/// What the engine writes into a data model message as it delivers it (docs/PROTOCOL.md section 4).
 #[derive(Debug, Clone, Copy)]
 pub struct Stamp<'a> {
     pub log_id: &'a str,
@@ -464,7 +464,7 @@ pub struct Stamp<'a> {
     pub now_rfc3339: &'a str,
 }
 
-/// Stamps a data model message as the engine delivers it (PROTOCOL.md section 4):
+/// Stamps a data model message as the engine delivers it (docs/PROTOCOL.md section 4):
 /// `Meta.Logs` becomes `[{ID: log_id, AttemptID: attempt_id}]`, `Meta.Destinations` becomes
 /// `[{ID, Name}]` of the one destination this copy goes to (a message fanned out to several
 /// reaches each naming only itself, as Redox delivers it), and `Meta.Source` and

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Where a destination sits in the customer's lifecycle. Staging and Production carry real PHI
-/// and therefore must be reached over HTTPS (PROTOCOL.md section 1).
+/// and therefore must be reached over HTTPS (docs/PROTOCOL.md section 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Environment {
     Development,

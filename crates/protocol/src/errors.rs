@@ -1,6 +1,6 @@
 //! Redox-shaped error bodies: `{"Meta": {..., "Errors": [{ID, Text, Type, Module}]}}`.
 //!
-//! Used wherever a synchronous answer fails (PROTOCOL.md section 6), so a requester that reads
+//! Used wherever a synchronous answer fails (docs/PROTOCOL.md section 6), so a requester that reads
 //! Redox's format finds the reason where it expects it.
 
 use serde_json::{Value, json};

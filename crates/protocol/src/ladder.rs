@@ -1,4 +1,4 @@
-//! Durations as configs write them, and Redox's retry ladder (PROTOCOL.md section 6).
+//! Durations as configs write them, and Redox's retry ladder (docs/PROTOCOL.md section 6).
 
 use std::time::Duration;
 

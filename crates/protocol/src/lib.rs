@@ -1,7 +1,7 @@
 //! The wire contract of Redox-style destination delivery, as pure types and rules.
 //!
 //! Both halves of Wharf (the engine that pushes and the destination that receives) speak the
-//! protocol described in `PROTOCOL.md`; this crate is the one place its rules live. It does no
+//! protocol described in `docs/PROTOCOL.md`; this crate is the one place its rules live. It does no
 //! I/O and has no async: everything here can be tested with plain values.
 //!
 //! * [`envelope`]: what a message body is (Redox data model, FHIR message bundle, query) and its
@@ -12,6 +12,7 @@
 //! * [`errors`]: Redox-shaped `Meta.Errors` bodies.
 //! * [`ladder`]: durations in configs and Redox's retry ladder.
 //! * [`platform`]: Redox's Platform API values as types (data format, log status and type, ...).
+//! * [`report`]: an error and its causes on one line, as every crate says errors.
 
 pub mod challenge;
 pub mod envelope;
@@ -19,21 +20,23 @@ pub mod environment;
 pub mod errors;
 pub mod ladder;
 pub mod platform;
+pub mod report;
 pub mod token;
 
 pub use envelope::{DuplicateKey, Envelope, EnvelopeError, EnvelopeKind, Interaction};
 pub use environment::Environment;
+pub use report::error_chain;
 pub use token::VerificationToken;
 
 /// The `Content-Type` of Redox data model messages.
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 /// The `Content-Type` of FHIR messages.
 pub const CONTENT_TYPE_FHIR_JSON: &str = "application/fhir+json";
-/// Header that carries the verification token on every request (PROTOCOL.md section 3).
+/// Header that carries the verification token on every request (docs/PROTOCOL.md section 3).
 pub const VERIFICATION_TOKEN_HEADER: &str = "verification-token";
 /// Header Redox sends to identify itself on the verification request.
 pub const APPLICATION_NAME_HEADER: &str = "application-name";
 /// The value of [`APPLICATION_NAME_HEADER`] Redox sends.
 pub const APPLICATION_NAME: &str = "RedoxEngine";
-/// Bodies up to this size must be accepted (PROTOCOL.md section 4): 40 MiB.
+/// Bodies up to this size must be accepted (docs/PROTOCOL.md section 4): 40 MiB.
 pub const MAX_BODY_BYTES: usize = 40 * 1024 * 1024;

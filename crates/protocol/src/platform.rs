@@ -78,7 +78,7 @@ api_values! {
 }
 
 api_values! {
-    /// How Verify and Save sends its challenge (PROTOCOL.md section 2).
+    /// How Verify and Save sends its challenge (docs/PROTOCOL.md section 2).
     VerificationMethod, "verification method" {
         Post = "POST",
         Get = "GET",

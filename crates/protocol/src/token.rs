@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 use subtle::ConstantTimeEq;
 
-/// A destination's verification token (PROTOCOL.md sections 2 and 3).
+/// A destination's verification token (docs/PROTOCOL.md sections 2 and 3).
 #[derive(Clone, PartialEq, Eq)]
 pub struct VerificationToken(String);
 

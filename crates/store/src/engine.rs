@@ -66,7 +66,7 @@ pub struct DestinationRecord {
     pub setup_step: Option<i64>,
 }
 
-/// An auth credential (PROTOCOL.md section 5). `fields` is the JSON object of its non-secret
+/// An auth credential (docs/PROTOCOL.md section 5). `fields` is the JSON object of its non-secret
 /// fields; `secrets` is the JSON object of its secret fields, sealed (ciphertext), never clear.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthCredentialRecord {

@@ -131,10 +131,26 @@ impl InboxLocation {
         if let wharf_store::Database::Sqlite(data_dir) = &database {
             let db = data_dir.join(wharf_store::INBOX_FILE);
             if !db.exists() {
-                eprintln!(
-                    "no inbox at {}: the server has not run with this data_dir yet",
-                    db.display()
-                );
+                // A relative --data-dir is taken from the current directory, which is the
+                // usual reason a running server's inbox is "not there": say where we looked.
+                let looked = std::path::absolute(&db).unwrap_or(db);
+                let relative = self
+                    .data_dir
+                    .as_ref()
+                    .filter(|dir| dir.is_relative())
+                    .map(|dir| {
+                        let here = std::env::current_dir()
+                            .map(|d| d.display().to_string())
+                            .unwrap_or_else(|_| "the current directory".into());
+                        format!(
+                            " --data-dir {} is relative, so it was taken from {here}; give the absolute path (`wharf up` prints it) or run this where the server was started.",
+                            dir.display()
+                        )
+                    })
+                    .unwrap_or_else(|| {
+                        " No destination server has run with this data_dir yet.".into()
+                    });
+                eprintln!("no inbox at {}.{relative}", looked.display());
                 return Err(ExitCode::FAILURE);
             }
         }

@@ -2,12 +2,10 @@
 //! each command to its module. Exit status: 0 success, 1 failure, 2 a usage or configuration
 //! mistake the user must fix.
 
-mod bench;
-mod bench_engine;
-mod bench_soak;
 mod check_config;
 mod destination_cmd;
 mod engine_cmd;
+mod examples;
 mod logging;
 mod redox;
 mod up;
@@ -52,8 +50,11 @@ enum Command {
     Engine(EngineCommand),
     /// Perform Verify and Save against an endpoint, as Redox does: prints `Success!` or the reason.
     Verify(redox::VerifyArgs),
-    /// POST message files to an endpoint as Redox would, in order, and report each status.
+    /// POST message files (or the bundled examples) to an endpoint as Redox would, in order,
+    /// and report each status.
     Send(redox::SendArgs),
+    /// List the example messages bundled in this binary, or write them out with --write DIR.
+    Examples(examples::ExamplesArgs),
     /// Validate an engine or destination configuration file without starting anything:
     /// prints a summary and exits 0, or names the key that is wrong and exits 2.
     CheckConfig {
@@ -65,7 +66,7 @@ enum Command {
     HashPassword,
     /// Load generators for the benchmarks in docs/BENCHMARKS.md.
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Bench(wharf_bench::BenchCommand),
 }
 
 #[derive(Subcommand)]
@@ -135,9 +136,10 @@ fn main() -> ExitCode {
             Command::Engine(EngineCommand::Serve { config }) => engine_cmd::serve(&config).await,
             Command::Verify(args) => redox::verify_cmd(&args).await,
             Command::Send(args) => redox::send_cmd(&args).await,
+            Command::Examples(args) => examples::run(&args),
             Command::CheckConfig { file } => check_config::run(&file),
             Command::HashPassword => engine_cmd::hash_password(),
-            Command::Bench(command) => bench::run(command).await,
+            Command::Bench(command) => wharf_bench::run(command).await,
         }
     })
 }

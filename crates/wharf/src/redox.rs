@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use wharf_protocol::{CONTENT_TYPE_FHIR_JSON, CONTENT_TYPE_JSON, VERIFICATION_TOKEN_HEADER};
-/// How long `send` waits for each message (PROTOCOL.md section 6).
+/// How long `send` waits for each message (docs/PROTOCOL.md section 6).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -33,9 +33,14 @@ pub struct VerifyArgs {
 pub struct SendArgs {
     /// Straight to a destination: `URL FILE...` (with --token). Through an engine (with
     /// --engine and --key): `FILE...`. Files are Redox data model JSON or FHIR bundles, sent in
-    /// this order.
-    #[arg(required = true, value_name = "URL|FILE")]
+    /// this order, before any --example.
+    #[arg(required_unless_present = "example", value_name = "URL|FILE")]
     targets: Vec<String>,
+    /// Also send these bundled examples, which travel inside the binary (so this works from any
+    /// directory): adt, scheduling, fhir, query; several as `--example adt,fhir`. See
+    /// `wharf examples`.
+    #[arg(long, value_name = "NAME", value_delimiter = ',', value_parser = crate::examples::parse)]
+    example: Vec<&'static crate::examples::Example>,
     /// The destination's verification token (sending straight to a destination).
     #[arg(long, env = "WHARF_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -72,15 +77,29 @@ fn usage(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Why `--ca-cert` could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaCertError {
+    #[error("cannot read --ca-cert {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--ca-cert: {0}")]
+    Client(#[from] wharf_delivery::client::ClientError),
+}
+
 /// The outbound client, trusting `--ca-cert` too when given.
-pub fn client(ca_cert: Option<&PathBuf>) -> Result<reqwest::Client, String> {
+fn client(ca_cert: Option<&PathBuf>) -> Result<reqwest::Client, CaCertError> {
     let pem = ca_cert
         .map(|path| {
-            std::fs::read(path)
-                .map_err(|e| format!("cannot read --ca-cert {}: {e}", path.display()))
+            std::fs::read(path).map_err(|source| CaCertError::Read {
+                path: path.clone(),
+                source,
+            })
         })
         .transpose()?;
-    wharf_delivery::client::build(pem.as_deref()).map_err(|e| format!("--ca-cert: {e}"))
+    Ok(wharf_delivery::client::build(pem.as_deref())?)
 }
 
 /// [`client`], or exit status 2 after saying why (a bad `--ca-cert` is a usage mistake).
@@ -165,14 +184,16 @@ pub async fn send_cmd(args: &SendArgs) -> ExitCode {
                     "sending straight to a destination needs --token (or use --engine and --key)",
                 );
             };
-            let Ok(url) = args.targets[0].parse::<reqwest::Url>() else {
+            let Some(first) = args.targets.first() else {
+                return usage("give the destination's URL (or use --engine and --key)");
+            };
+            let Ok(url) = first.parse::<reqwest::Url>() else {
                 return usage(&format!(
-                    "{:?} is not a URL: give the destination's URL before the files",
-                    args.targets[0]
+                    "{first:?} is not a URL: give the destination's URL before the files"
                 ));
             };
-            if args.targets.len() < 2 {
-                return usage("no files to send after the URL");
+            if args.targets.len() < 2 && args.example.is_empty() {
+                return usage("no files to send after the URL (or add --example NAME)");
             }
             (SendTo::Destination { url, token }, &args.targets[1..])
         }
@@ -181,15 +202,30 @@ pub async fn send_cmd(args: &SendArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let progress = Progress::new(files.len());
-    for (n, path) in files.iter().enumerate() {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
+    // Every file is read before anything is sent, so a missing one stops nothing half way.
+    let mut messages: Vec<(String, Vec<u8>)> = Vec::with_capacity(files.len());
+    for path in files {
+        match std::fs::read(path) {
+            Ok(bytes) => messages.push((path.clone(), bytes)),
             Err(e) => {
-                eprintln!("error: cannot read {path}: {e}");
+                let here = std::env::current_dir()
+                    .map(|d| format!(" (relative paths are taken from {})", d.display()))
+                    .unwrap_or_default();
+                eprintln!(
+                    "error: cannot read {path}: {e}{here}; the bundled examples need no file: --example NAME"
+                );
                 return ExitCode::from(2);
             }
-        };
+        }
+    }
+    messages.extend(
+        args.example
+            .iter()
+            .map(|e| (format!("example {}", e.name), e.body.as_bytes().to_vec())),
+    );
+    let total = messages.len();
+    let progress = Progress::new(total);
+    for (n, (path, bytes)) in messages.into_iter().enumerate() {
         let (body, content_type) = prepare_message(bytes);
         let request = match &to {
             SendTo::Destination { url, token } => client
@@ -244,7 +280,7 @@ pub async fn send_cmd(args: &SendArgs) -> ExitCode {
                 let text = response.text().await.unwrap_or_default();
                 progress.line(&format!("{path}: {status} {}", text.trim()));
                 progress.abandon();
-                stop_note(files.len() - n - 1);
+                stop_note(total - n - 1);
                 return ExitCode::FAILURE;
             }
             Err(e) => {
@@ -253,7 +289,7 @@ pub async fn send_cmd(args: &SendArgs) -> ExitCode {
                     wharf_delivery::describe_transport_error(&e)
                 ));
                 progress.abandon();
-                stop_note(files.len() - n - 1);
+                stop_note(total - n - 1);
                 return ExitCode::FAILURE;
             }
         }

@@ -95,14 +95,6 @@ fn toml_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
 }
 
-/// The `database_url = "..."` line of a generated configuration (`up`, the benchmarks), or
-/// nothing for SQLite when no URL (or an empty one) was given.
-pub fn database_toml(url: Option<&str>) -> String {
-    url.filter(|url| !url.is_empty())
-        .map(|url| format!("database_url = {}\n", toml_string(url)))
-        .unwrap_or_default()
-}
-
 pub async fn up(args: &UpArgs) -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,13 +106,16 @@ pub async fn up(args: &UpArgs) -> ExitCode {
 }
 
 async fn run(args: &UpArgs) -> Result<(), String> {
-    let s = secrets(&args.data_dir)?;
-    let database = database_toml(args.database_url.as_deref());
+    // Absolute from here on: the paths printed below must work from any directory.
+    let data_dir = std::path::absolute(&args.data_dir)
+        .map_err(|e| format!("--data-dir {}: {e}", args.data_dir.display()))?;
+    let s = secrets(&data_dir)?;
+    let database = wharf_config::database_toml(args.database_url.as_deref());
     let destination_config = wharf_destination::Config::parse(
         &format!(
             "listen = {}\ndata_dir = {}\n{database}[[destinations]]\nname = {}\npath = {}\nenvironment = \"Development\"\nverification_token = {}\n",
             toml_string(&args.destination_listen),
-            toml_string(&args.data_dir.join("destination").to_string_lossy()),
+            toml_string(&data_dir.join("destination").to_string_lossy()),
             toml_string(DESTINATION_NAME),
             toml_string(DESTINATION_PATH),
             toml_string(&s.verification_token),
@@ -129,14 +124,20 @@ async fn run(args: &UpArgs) -> Result<(), String> {
     )
     .map_err(|e| format!("--destination-listen or --database-url: {e}"))?;
     let destination_config_database = destination_config.database_url.clone();
+    // Errors in the words of this command: its flags, not the configuration keys they fill.
     let destination = wharf_destination::start(destination_config)
         .await
-        .map_err(|e| format!("cannot start the destination server: {e}"))?;
+        .map_err(|e| match e {
+            wharf_destination::StartError::Bind(bind) => {
+                format!("the destination server {bind}; choose another address with --destination-listen")
+            }
+            e => format!("cannot start the destination server: {e}"),
+        })?;
     let engine_config = wharf_engine::EngineConfig::parse(
         &format!(
             "listen = {}\ndata_dir = {}\n{database}organization = \"Local\"\napi_keys = [{}]\nmaster_key = {}\nprivate_endpoints = [{}]\n[[sources]]\nname = \"wharf send\"\napi_key = {}\n",
             toml_string(&args.engine_listen),
-            toml_string(&args.data_dir.join("engine").to_string_lossy()),
+            toml_string(&data_dir.join("engine").to_string_lossy()),
             toml_string(&s.management_key),
             toml_string(&s.master_key),
             // The engine may reach its own loopback destination, and no other private address.
@@ -149,46 +150,73 @@ async fn run(args: &UpArgs) -> Result<(), String> {
 
     let engine = wharf_engine::start(engine_config)
         .await
-        .map_err(|e| format!("cannot start the engine: {e}"))?;
+        .map_err(|e| match e {
+            wharf_engine::StartError::Bind(bind) => {
+                format!("the engine {bind}; choose another address with --engine-listen")
+            }
+            e => format!("cannot start the engine: {e}"),
+        })?;
     let api = format!("http://{}", engine.local_addr());
     let endpoint = format!("http://{}{DESTINATION_PATH}", destination.local_addr());
     let id = ensure_verified_destination(&api, &s, &endpoint).await?;
 
+    // Every command printed works as printed, from any directory: the binary by its absolute
+    // path, the data directory absolute, the examples from inside the binary.
+    let wharf = this_binary();
     // Written so that a closed stdout (`wharf up | head`) does not stop the servers.
     let mut out = std::io::stdout().lock();
     say!(out, "Wharf is up.");
     say!(
         out,
-        "  engine API:        {api}/platform/v1  (Authorization: Bearer {})",
+        "  engine API:          {api}/platform/v1  (Authorization: Bearer {})",
         s.management_key
     );
     say!(
         out,
-        "  dashboard:         {api}/dashboard  (sign in with the management key)"
+        "  dashboard:           {api}/dashboard  (sign in with the management key above)"
     );
-    say!(out, "  destination:       {endpoint}  (id {id}, verified)");
+    say!(
+        out,
+        "  destination:         {endpoint}  (id {id}, verified)"
+    );
+    say!(
+        out,
+        "  verification token:  {}  (the destination's; the dashboard's wizard asks for one)",
+        s.verification_token
+    );
+    say!(
+        out,
+        "  data:                {}  (keys in {})",
+        data_dir.display(),
+        data_dir.join("up.json").display()
+    );
     match &destination_config_database {
         // The URL as given may carry a password: show it masked, as the logs do.
         Some(url) => say!(
             out,
-            "  inbox:             wharf destination inbox --database-url {}",
+            "  inbox:               {wharf} destination inbox --database-url {}",
             url.masked()
         ),
         None => say!(
             out,
-            "  inbox:             wharf destination inbox --data-dir {}",
-            args.data_dir.join("destination").display()
+            "  inbox:               {wharf} destination inbox --data-dir {}",
+            shell_word(&data_dir.join("destination").to_string_lossy())
         ),
     }
     say!(out, "");
     say!(
         out,
-        "Push the bundled examples through the engine to the destination:"
+        "Push the bundled examples through the engine to the destination (from any directory):"
     );
     say!(
         out,
-        "  wharf send --engine {api} --key {} --destination {id} examples/patient-admin-arrival.json examples/scheduling-new.json examples/fhir-patient-admin.json",
-        s.source_key
+        "  {wharf} send --engine {api} --key {} --destination {id} --example {}",
+        s.source_key,
+        crate::examples::ASYNC_NAMES
+    );
+    say!(
+        out,
+        "(`cargo install --path crates/wharf` puts `wharf` on your PATH, to type it short.)"
     );
     say!(out, "");
     say!(out, "Ctrl-C stops both.");
@@ -197,6 +225,24 @@ async fn run(args: &UpArgs) -> Result<(), String> {
     destination.run_until(shutdown_signal()).await;
     let _ = engine_stop.await;
     Ok(())
+}
+
+/// This binary's absolute path as a shell word, or plain `wharf` when it cannot be known.
+fn this_binary() -> String {
+    std::env::current_exe()
+        .map(|path| shell_word(&path.to_string_lossy()))
+        .unwrap_or_else(|_| "wharf".to_owned())
+}
+
+/// `word` as one word of a POSIX shell command: as it is when nothing in it is special,
+/// else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@%=,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// Finds (or creates) the local destination through the management API and verifies it if it

@@ -1,9 +1,9 @@
 //! The engine side of SigV4: the headers to add to a request so an AWS-style destination
 //! accepts it.
 //!
-//! Signing is delegated to `aws-sigv4` (DESIGN.md): the AWS SDK's own signer is the reference
-//! every AWS-compatible verifier is tested against. This module only chooses its settings and
-//! guards its inputs.
+//! Signing is delegated to `aws-sigv4` (docs/ARCHITECTURE.md, "Decisions"): the AWS SDK's own
+//! signer is the reference every AWS-compatible verifier is tested against. This module only
+//! chooses its settings and guards its inputs.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -16,7 +16,7 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 
-/// The credential fields of the `AwsSigv4` strategy (PROTOCOL.md section 5).
+/// The credential fields of the `AwsSigv4` strategy (docs/PROTOCOL.md section 5).
 #[derive(Clone, PartialEq, Eq)]
 pub struct SigningCredentials {
     /// `accessKey`.

@@ -19,7 +19,7 @@ use super::canonical::{
     push_trimmed_header_value, sha256_hex, signing_key,
 };
 
-/// How far `X-Amz-Date` may be from the destination's clock, either way (PROTOCOL.md section 5).
+/// How far `X-Amz-Date` may be from the destination's clock, either way (docs/PROTOCOL.md section 5).
 pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(5 * 60);
 
 const X_AMZ_DATE: &str = "x-amz-date";

@@ -160,21 +160,10 @@ fn secret(
     var: Option<String>,
     env: &dyn Env,
 ) -> Result<Option<String>, ConfigError> {
-    match (value, var) {
-        (Some(_), Some(_)) => Err(err(key, format!("set either {key} or {key}_env, not both"))),
-        (Some(v), None) if v.is_empty() => Err(err(key, "must not be empty")),
-        (Some(v), None) => Ok(Some(v)),
-        (None, Some(var)) => env
-            .var(&var)
-            .filter(|v| !v.is_empty())
-            .map(Some)
-            .ok_or_else(|| {
-                err(
-                    format!("{key}_env"),
-                    format!("names the environment variable {var:?}, which is not set"),
-                )
-            }),
-        (None, None) => Ok(None),
+    match wharf_config::value_or_env(env, key, value, var)? {
+        Some(given) if given.value.is_empty() => Err(err(given.key, "must not be empty")),
+        Some(given) => Ok(Some(given.value)),
+        None => Ok(None),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Checking a destination's auth strategy (PROTOCOL.md section 5) on every request, and the
+//! Checking a destination's auth strategy (docs/PROTOCOL.md section 5) on every request, and the
 //! token endpoint the token-based strategies need.
 //!
 //! The signing and verifying is `wharf-auth`'s; this module owns what needs I/O and state:
@@ -15,7 +15,7 @@
 //! | `AwsSigv4` | `Authorization: AWS4-HMAC-SHA256 ...` | the signature over the request and body, not seen before |
 //!
 //! Replays: a JWT Bearer token and a SigV4 signature are made for one request, so each is
-//! accepted once. A JWT Bearer token without `jti` is still accepted (PROTOCOL.md asks only for
+//! accepted once. A JWT Bearer token without `jti` is still accepted (docs/PROTOCOL.md asks only for
 //! a fresh short-lived token; Wharf's engine always sends a `jti`), and the token itself is
 //! remembered instead until it expires. A SigV4 signature is remembered for twice the allowed
 //! clock skew (10 minutes), the longest it could pass the `X-Amz-Date` check. The trade-off:
@@ -112,6 +112,16 @@ impl Refusal {
             .extensions_mut()
             .insert(wharf_serve::metrics::AuthFailure(reason));
         response
+    }
+}
+
+/// A single-use credential is accepted the first time only; a replay is refused with `replayed`,
+/// which tells the client what to do instead.
+fn first_use_only(first_use: bool, replayed: &'static str) -> Result<(), Refusal> {
+    if first_use {
+        Ok(())
+    } else {
+        Err(Refusal::wrong(replayed))
     }
 }
 
@@ -287,13 +297,10 @@ impl Guard {
                     }
                 }
                 .map_err(|Unavailable| Refusal::unavailable())?;
-                if first_use {
-                    Ok(())
-                } else {
-                    Err(Refusal::wrong(
-                        "the token was already used (replayed): mint a fresh JWT for every request",
-                    ))
-                }
+                first_use_only(
+                    first_use,
+                    "the token was already used (replayed): mint a fresh JWT for every request",
+                )
             }
         }
     }
@@ -353,13 +360,10 @@ impl Guard {
             )
             .await
             .map_err(|Unavailable| Refusal::unavailable())?;
-        if first_use {
-            Ok(())
-        } else {
-            Err(Refusal::wrong(
-                "replayed request: this signature was already received; sign every request afresh",
-            ))
-        }
+        first_use_only(
+            first_use,
+            "replayed request: this signature was already received; sign every request afresh",
+        )
     }
 
     /// Verifies a JWT against keys from `source`, fetching or refreshing them as the cache

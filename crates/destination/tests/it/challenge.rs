@@ -1,4 +1,4 @@
-//! Verify and Save challenges (PROTOCOL.md section 2), by POST and by GET.
+//! Verify and Save challenges (docs/PROTOCOL.md section 2), by POST and by GET.
 
 use super::*;
 use reqwest::StatusCode;

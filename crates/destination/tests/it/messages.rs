@@ -1,4 +1,4 @@
-//! Authentication of messages (PROTOCOL.md section 3) and keeping them (section 4).
+//! Authentication of messages (docs/PROTOCOL.md section 3) and keeping them (section 4).
 
 use super::*;
 use reqwest::StatusCode;

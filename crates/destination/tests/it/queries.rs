@@ -1,4 +1,4 @@
-//! Synchronous queries relayed to the application (PROTOCOL.md section 6).
+//! Synchronous queries relayed to the application (docs/PROTOCOL.md section 6).
 
 use super::*;
 use reqwest::StatusCode;

@@ -1,4 +1,4 @@
-//! The `[destinations.auth]` strategies (PROTOCOL.md section 5), end to end over real HTTP:
+//! The `[destinations.auth]` strategies (docs/PROTOCOL.md section 5), end to end over real HTTP:
 //! for each one, what it accepts (and keeps) and what it refuses (and does not keep).
 //!
 //! Tokens, assertions and signatures are made with `wharf_auth`'s client side, the code the

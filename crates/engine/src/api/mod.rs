@@ -156,8 +156,8 @@ pub(crate) fn router(engine: Engine) -> Router {
         )
         // The operators' web pages: their own sign-in, sessions, CSRF and CSP.
         .merge(crate::dashboard::router(engine.clone()))
-        .fallback(|| async { EngineError::not_found("no such API route") })
-        // Messages up to 40 MiB must be accepted (PROTOCOL.md section 4).
+        .fallback(unknown_route)
+        // Messages up to 40 MiB must be accepted (docs/PROTOCOL.md section 4).
         .layer(axum::extract::DefaultBodyLimit::max(
             wharf_protocol::MAX_BODY_BYTES,
         ))
@@ -172,6 +172,22 @@ pub(crate) fn router(engine: Engine) -> Router {
         ))
         .layer(middleware::from_fn(wharf_serve::request_id::layer))
         .with_state(engine)
+}
+
+/// Any route the engine does not have: a JSON 404 in the API's envelope, except that a
+/// browser opening the engine's bare address (`GET /`, asking for HTML) lands on the dashboard,
+/// where a person who typed the address wants to be. API clients (`Accept: application/json`,
+/// `*/*` or none) keep the JSON error.
+async fn unknown_route(request: Request) -> Response {
+    let wants_html = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if request.method() == axum::http::Method::GET && request.uri().path() == "/" && wants_html {
+        return axum::response::Redirect::to("/dashboard").into_response();
+    }
+    EngineError::not_found("no such API route").into_response()
 }
 
 /// The OpenAPI document as served (for tests and the CLI).

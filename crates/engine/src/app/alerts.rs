@@ -1,4 +1,4 @@
-//! Alerts (PROTOCOL.md section 6): when a destination's queue pauses (a delivery failed, so
+//! Alerts (docs/PROTOCOL.md section 6): when a destination's queue pauses (a delivery failed, so
 //! the queue is held and the message retried) and when it recovers (the held message, or the
 //! next one after an operator stopped it, was accepted), the organization's alert contact is
 //! told, by a webhook (a JSON POST) and/or an email over SMTP.

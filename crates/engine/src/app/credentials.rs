@@ -1,4 +1,4 @@
-//! Auth credentials (PROTOCOL.md section 5): how the engine authenticates itself to a
+//! Auth credentials (docs/PROTOCOL.md section 5): how the engine authenticates itself to a
 //! destination.
 //!
 //! A credential accepts exactly its strategy's fields ([`Strategy::fields`], spelled as

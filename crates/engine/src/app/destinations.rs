@@ -1,4 +1,4 @@
-//! Destinations (PROTOCOL.md sections 1 and 2): create, change, move between environments (the
+//! Destinations (docs/PROTOCOL.md sections 1 and 2): create, change, move between environments (the
 //! setup wizard only), delete, and Verify and Save.
 //!
 //! The verification token is sealed with the master key before it is stored and is never
@@ -131,7 +131,7 @@ async fn check_credential(
     Ok(())
 }
 
-/// Endpoint rules of PROTOCOL.md section 1.
+/// Endpoint rules of docs/PROTOCOL.md section 1.
 async fn check_endpoint(
     engine: &Engine,
     endpoint: &str,

@@ -1,4 +1,4 @@
-//! Ingestion (PROTOCOL.md section 6): a source's message, authenticated by its key, classified,
+//! Ingestion (docs/PROTOCOL.md section 6): a source's message, authenticated by its key, classified,
 //! and either queued durably (one log per target destination, committed before the answer) or,
 //! for a query, relayed to its one destination and answered synchronously.
 //!
@@ -25,7 +25,7 @@ use wharf_store::engine::{
     Write,
 };
 
-/// How long a query may take end to end (PROTOCOL.md section 6).
+/// How long a query may take end to end (docs/PROTOCOL.md section 6).
 pub const QUERY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A message as an authenticated source submitted it.

@@ -124,6 +124,8 @@ impl Inner {
             &self.config.private_endpoints,
         )
         .await
+        // The reason is recorded on the attempt and shown to the operator as text.
+        .map_err(|e| e.to_string())
     }
 
     /// Whether the store's filesystem has room (1 MiB) for writes: SQLite's data directory;

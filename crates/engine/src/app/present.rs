@@ -1,4 +1,4 @@
-//! Presenting a destination's auth credential on an outgoing request (PROTOCOL.md section 5):
+//! Presenting a destination's auth credential on an outgoing request (docs/PROTOCOL.md section 5):
 //! the headers each strategy adds, and the access tokens the token-based strategies fetch and
 //! cache.
 //!

@@ -1,7 +1,7 @@
 //! A destination's queue as an operator sees it, and the operator's pause and resume.
 //!
 //! A queue is paused when an operator paused it, or when its head is failing (the queue is
-//! held while the head is retried on the ladder, PROTOCOL.md section 6); [`PausedBy`] says
+//! held while the head is retried on the ladder, docs/PROTOCOL.md section 6); [`PausedBy`] says
 //! which. Resume lifts an operator's pause and retries a failing head at once.
 
 use super::{Engine, EngineError};

@@ -20,7 +20,7 @@
 //!   another site is refused before anything else, so a cross-site form cannot reach a handler
 //!   even with a token.
 
-use super::{Dash, Failure, hex, random_bytes, render, see_other};
+use super::{Dash, Failure, random_bytes, render, see_other};
 use crate::app::audit::{Access, Actor, ActorKind};
 use crate::config::ADMIN_OPERATOR;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -105,9 +105,9 @@ impl Sessions {
     /// Starts a session; returns its id (the cookie's value). Expired sessions are dropped
     /// here, so the map holds only live ones plus those expired since the last sign-in.
     fn create(&self, who: Actor, now: Instant) -> String {
-        let id = hex(&random_bytes::<32>());
+        let id = hex::encode(random_bytes::<32>());
         let session = Session {
-            csrf: hex(&random_bytes::<32>()),
+            csrf: hex::encode(random_bytes::<32>()),
             who,
             created: now,
             last_seen: now,
@@ -147,28 +147,40 @@ pub(super) fn routes() -> Router<Dash> {
 
 /// Hashes a dashboard password for `dashboard_password_hash` (argon2id with the argon2 crate's
 /// defaults: 19 MiB, 2 passes, as OWASP recommends).
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, HashError> {
     let params = argon2::Params::default();
     hash_password_with(password, params.m_cost(), params.t_cost())
 }
 
+/// Why a dashboard password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("the password is empty: give the passphrase on standard input")]
+    Empty,
+    /// The costs are outside what argon2 accepts (only tests choose them).
+    #[error("argon2 refused the cost parameters: {0}")]
+    Params(argon2::Error),
+    #[error("argon2 could not hash the password: {0}; a shorter passphrase may help")]
+    Hash(argon2::password_hash::Error),
+}
+
 /// [`hash_password`] with a given memory (KiB) and time cost; tests use small ones.
-pub fn hash_password_with(password: &str, m_cost: u32, t_cost: u32) -> Result<String, String> {
+pub fn hash_password_with(password: &str, m_cost: u32, t_cost: u32) -> Result<String, HashError> {
     if password.is_empty() {
-        return Err("the password is empty".into());
+        return Err(HashError::Empty);
     }
-    let params = argon2::Params::new(m_cost, t_cost, 1, None).map_err(|e| e.to_string())?;
+    let params = argon2::Params::new(m_cost, t_cost, 1, None).map_err(HashError::Params)?;
     let argon2 = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     argon2
         .hash_password_with_salt(password.as_bytes(), &random_bytes::<16>())
         .map(|hash| hash.to_string())
-        .map_err(|e| e.to_string())
+        .map_err(HashError::Hash)
 }
 
 /// A hash no password matches, verified for an account name that does not exist so that the
 /// answer takes as long as for one that does (the name is not revealed by timing).
 static UNKNOWN_ACCOUNT: LazyLock<String> = LazyLock::new(|| {
-    hash_password(&hex(&random_bytes::<32>())).expect("hashing a random password")
+    hash_password(&hex::encode(random_bytes::<32>())).expect("hashing a random password")
 });
 
 /// Whether `password` matches the PHC string (argon2's comparison is constant time).
@@ -367,7 +379,7 @@ async fn signin_form(State(dash): State<Dash>, headers: HeaderMap) -> Response {
     {
         return see_other("/dashboard/destinations");
     }
-    let token = hex(&random_bytes::<32>());
+    let token = hex::encode(random_bytes::<32>());
     let mut response = signin_page(&dash, StatusCode::OK, token.clone(), "");
     response.headers_mut().append(
         header::SET_COOKIE,

@@ -1,5 +1,5 @@
 //! Integration tests of the engine's management API over real sockets: every route, the
-//! destination rules of PROTOCOL.md section 1, and Verify and Save against real endpoints.
+//! destination rules of docs/PROTOCOL.md section 1, and Verify and Save against real endpoints.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};

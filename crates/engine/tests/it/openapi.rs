@@ -829,3 +829,42 @@ async fn answers_validate_against_the_document() {
         &deleted,
     );
 }
+
+/// A person who opens the engine's bare address in a browser lands on the dashboard; an API
+/// client asking the same address gets the API's JSON 404, as for any route it does not have.
+#[tokio::test]
+async fn the_bare_address_sends_browsers_to_the_dashboard_and_api_clients_a_json_404() {
+    let engine = Engine::start(true).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let root = format!("{}/", engine.base);
+    let browser = client
+        .get(&root)
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(browser.status(), StatusCode::SEE_OTHER);
+    assert_eq!(browser.headers()["location"], "/dashboard");
+
+    for accept in [Some("application/json"), Some("*/*"), None] {
+        let mut request = client.get(&root);
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{accept:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["errors"][0]["message"], FALLBACK_MESSAGE, "{accept:?}");
+    }
+    // Only the bare address redirects: a browser on an unknown path gets the 404.
+    let elsewhere = client
+        .get(format!("{}/nothing", engine.base))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND);
+}

@@ -165,7 +165,12 @@ fn split_root_cert(url: &str) -> (String, Option<String>) {
         .split('&')
         .filter(|pair| match pair.strip_prefix("sslrootcert=") {
             Some(path) => {
-                root = Some(percent_decode(path).unwrap_or_else(|| path.to_owned()));
+                root = Some(
+                    percent_encoding::percent_decode_str(path)
+                        .decode_utf8()
+                        .map(|p| p.into_owned())
+                        .unwrap_or_else(|_| path.to_owned()),
+                );
                 false
             }
             None => true,
@@ -176,23 +181,6 @@ fn split_root_cert(url: &str) -> (String, Option<String>) {
     } else {
         (format!("{base}?{}", rest.join("&")), root)
     }
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// TLS to the database: with `sslmode=require` the server's certificate is verified against the
@@ -412,21 +400,7 @@ pub(crate) fn connection_failed(e: &tokio_postgres::Error) -> bool {
         || text.starts_with("error communicating with the server")
 }
 
-/// An error with its causes, each once (`a: b: c`): tokio-postgres keeps the useful part (the
-/// refused certificate, the refused connection) in the source chain.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use wharf_protocol::error_chain;
 
 /// Runs `sql` (several statements allowed) on its own connection to `url`: for tools and test
 /// harnesses that create or drop a schema.

@@ -1,6 +1,6 @@
 //! The SQLite inbox's duplicate keys, held in memory by the writer.
 //!
-//! A retry of a message already kept (same destination and duplicate key, PROTOCOL.md
+//! A retry of a message already kept (same destination and duplicate key, docs/PROTOCOL.md
 //! section 4) must be answered with the first copy's message id and not kept twice. A unique
 //! index on `(destination, duplicate_key)` did that until inbox migration 6, but Redox's log
 //! ids are random UUIDs, so every new message landed on a random page of that index: about 1.4

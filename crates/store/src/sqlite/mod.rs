@@ -217,7 +217,7 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
     );",
     // 4: log types: SEND (queued notifications) and REQUEST (relayed queries).
     "ALTER TABLE logs ADD COLUMN log_type TEXT NOT NULL DEFAULT 'SEND';",
-    // 5: auth credentials (PROTOCOL.md section 5). `fields` holds the non-secret fields as a
+    // 5: auth credentials (docs/PROTOCOL.md section 5). `fields` holds the non-secret fields as a
     // JSON object; `secrets` the secret ones, sealed as one blob. A destination may only link a
     // credential that exists (the triggers), and the store refuses to delete a linked one.
     "CREATE TABLE auth_credentials (

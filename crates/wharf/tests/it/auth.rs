@@ -1,5 +1,5 @@
 //! Auth credentials end to end: a real engine delivers to a real destination over HTTP with
-//! each of the six strategies (PROTOCOL.md section 5). For each: Verify and Save fails with
+//! each of the six strategies (docs/PROTOCOL.md section 5). For each: Verify and Save fails with
 //! a wrong credential and says why, succeeds with the right one, and a message is delivered
 //! and kept. Token strategies also show the 401 -> new token -> one retry rule, and a token
 //! endpoint that refuses shows its reason in the attempt's log.

@@ -162,6 +162,86 @@ async fn send_pushes_files_in_order_and_inbox_lists_them() {
     );
 }
 
+#[tokio::test]
+async fn the_examples_travel_inside_the_binary() {
+    let dir = TestDir::new();
+    let (_server, addr) = serve(&dir).await;
+    let url = format!("http://{addr}/redox");
+    // From a directory with no examples/ in it.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = wharf()
+        .args([
+            "send",
+            &url,
+            "--token",
+            TOKEN,
+            "--example",
+            "adt,scheduling",
+        ])
+        .args(["--example", "fhir"])
+        .current_dir(elsewhere.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let said = stdout(&out);
+    let order: Vec<_> = [
+        "example adt: 200",
+        "example scheduling: 200",
+        "example fhir: 200",
+    ]
+    .iter()
+    .map(|line| {
+        said.find(line)
+            .unwrap_or_else(|| panic!("{line:?} in {said}"))
+    })
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{said}");
+    let config = dir.path().join("destination.toml");
+    let rows = inbox_json(config.to_str().unwrap(), &[]).await;
+    let models: Vec<_> = rows.iter().map(|r| r["dataModel"].clone()).collect();
+    assert_eq!(models, ["PatientAdmin", "Scheduling", "FHIR"]);
+
+    // `wharf examples` lists them; --write puts out the repository's files byte for byte.
+    let out = run(&["examples"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    for name in ["adt", "scheduling", "fhir", "query"] {
+        assert!(stdout(&out).contains(name), "{}", stdout(&out));
+    }
+    let written = elsewhere.path().join("out");
+    let out = run(&["examples", "--write", written.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut names = 0;
+    for entry in std::fs::read_dir(&repo).unwrap() {
+        let entry = entry.unwrap();
+        let copy = std::fs::read(written.join(entry.file_name())).unwrap();
+        assert_eq!(
+            copy,
+            std::fs::read(entry.path()).unwrap(),
+            "{:?}",
+            entry.file_name()
+        );
+        names += 1;
+    }
+    assert_eq!(names, 4, "every file in examples/ is bundled");
+
+    // An unknown name is a usage mistake that lists the known ones.
+    let out = run(&["send", &url, "--token", TOKEN, "--example", "nope"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("adt, scheduling, fhir, query"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// `wharf destination SUBCOMMAND --config CONFIG ARGS...`.
 async fn destination(subcommand: &str, config: &str, args: &[&str]) -> Output {
     let mut all = vec!["destination", subcommand, "--config", config];

@@ -11,6 +11,10 @@ struct Up {
     engine: String,
     key: String,
     destination: String,
+    /// Everything printed, up to and including the send command.
+    printed: Vec<String>,
+    /// The ready-to-paste send command, as printed.
+    send: String,
 }
 
 /// Starts `wharf up` (on the test's database) and reads what it prints until the
@@ -35,13 +39,15 @@ async fn up(dir: &TestDir, data_dir: &Path, engine_port: u16, destination_port: 
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
     let send = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if line.trim_start().starts_with("wharf send") {
-                return line;
+            printed.push(line.clone());
+            if line.contains(" send --engine ") {
+                return line.trim().to_owned();
             }
         }
-        panic!("wharf up exited without printing the send command");
+        panic!("wharf up exited without printing the send command: {printed:?}");
     })
     .await
     .expect("wharf up did not become ready");
@@ -53,7 +59,35 @@ async fn up(dir: &TestDir, data_dir: &Path, engine_port: u16, destination_port: 
         engine: after("--engine"),
         key: after("--key"),
         destination: after("--destination"),
+        printed,
+        send,
     }
+}
+
+/// A printed command run exactly as printed, by a shell, in `cwd`.
+async fn run_as_printed(command: &str, cwd: &Path) -> std::process::Output {
+    tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap()
+}
+
+/// The value printed after `label` (`  verification token:  VALUE  (...)`).
+fn printed_value(up: &Up, label: &str) -> String {
+    let line = up
+        .printed
+        .iter()
+        .find(|l| l.trim_start().starts_with(label))
+        .unwrap_or_else(|| panic!("wharf up printed no {label:?} line: {:?}", up.printed));
+    line.trim_start()[label.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 /// `wharf destination inbox --json` as `wharf up` tells the user to run it.
@@ -74,26 +108,17 @@ async fn up_then_the_printed_send_command_delivers_the_examples_in_order() {
     let data = dir.path().join("wharf-data");
     let (engine_port, destination_port) = (free_port(), free_port());
     let mut first = up(&dir, &data, engine_port, destination_port).await;
-    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
-    let files: Vec<String> = [
-        "patient-admin-arrival.json",
-        "scheduling-new.json",
-        "fhir-patient-admin.json",
-    ]
-    .iter()
-    .map(|f| format!("{examples}/{f}"))
-    .collect();
-    let mut args = vec![
-        "send",
-        "--engine",
-        &first.engine,
-        "--key",
-        &first.key,
-        "--destination",
-        &first.destination,
-    ];
-    args.extend(files.iter().map(String::as_str));
-    let out = run(&args).await;
+
+    // The command works as printed from a directory with no examples/ in it: the binary by its
+    // absolute path, the examples from inside the binary.
+    let elsewhere = tempfile::tempdir().unwrap();
+    assert!(
+        first.send.starts_with(env!("CARGO_BIN_EXE_wharf")),
+        "{}",
+        first.send
+    );
+    assert!(!first.send.contains("examples/"), "{}", first.send);
+    let out = run_as_printed(&first.send, elsewhere.path()).await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -117,6 +142,34 @@ async fn up_then_the_printed_send_command_delivers_the_examples_in_order() {
         .collect();
     assert_eq!(models, ["PatientAdmin", "Scheduling", "FHIR"]);
 
+    // The printed inbox command works from elsewhere too (an absolute data path, on SQLite).
+    if dir.database_url().is_none() {
+        let line = first
+            .printed
+            .iter()
+            .find(|l| l.trim_start().starts_with("inbox:"))
+            .expect("an inbox line");
+        let command = line.trim_start().trim_start_matches("inbox:").trim();
+        assert!(
+            command.contains(&*data.join("destination").to_string_lossy()),
+            "{command}"
+        );
+        let out = run_as_printed(command, elsewhere.path()).await;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(stdout(&out).contains("3 message(s)"), "{}", stdout(&out));
+    }
+
+    // The verification token the wizard asks for is printed, and the destination takes it.
+    let token = printed_value(&first, "verification token:");
+    let verify = run(&[
+        "verify",
+        &format!("http://127.0.0.1:{destination_port}/redox"),
+        "--token",
+        &token,
+    ])
+    .await;
+    assert_eq!(stdout(&verify).trim(), "Success!", "{}", stderr(&verify));
+
     // A restart finds the same destination, still verified: nothing to set up again.
     first.child.start_kill().unwrap();
     first.child.wait().await.unwrap();
@@ -124,6 +177,76 @@ async fn up_then_the_printed_send_command_delivers_the_examples_in_order() {
     assert_eq!(second.destination, first.destination);
     assert_eq!(second.key, first.key);
     second.child.start_kill().unwrap();
+}
+
+#[tokio::test]
+async fn a_taken_port_is_named_by_the_flag_that_chose_it() {
+    let dir = TestDir::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    for (flag, engine, destination) in [
+        ("--destination-listen", free_port(), port),
+        ("--engine-listen", port, free_port()),
+    ] {
+        let data = dir.path().join(format!("data{}", flag.len()));
+        let mut command = wharf();
+        command.args([
+            "up",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--engine-listen",
+            &format!("127.0.0.1:{engine}"),
+            "--destination-listen",
+            &format!("127.0.0.1:{destination}"),
+        ]);
+        if let Some(url) = dir.database_url() {
+            command.args(["--database-url", url]);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(30), command.output())
+            .await
+            .expect("wharf up should fail at once")
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let said = stderr(&out);
+        assert!(said.contains(&format!("127.0.0.1:{port}")), "{said}");
+        assert!(said.contains(flag), "{said}");
+        assert!(!said.contains("`listen`"), "{said}");
+    }
+}
+
+#[tokio::test]
+async fn a_relative_data_dir_from_elsewhere_is_explained() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = wharf()
+        .args([
+            "destination",
+            "inbox",
+            "--data-dir",
+            "wharf-data/destination",
+        ])
+        .current_dir(elsewhere.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = stderr(&out);
+    let looked = elsewhere
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("wharf-data/destination");
+    assert!(
+        said.contains(&*looked.to_string_lossy())
+            || said.contains(
+                &*elsewhere
+                    .path()
+                    .join("wharf-data/destination")
+                    .to_string_lossy()
+            ),
+        "{said}"
+    );
+    assert!(said.contains("relative"), "{said}");
+    assert!(said.contains("absolute path"), "{said}");
 }
 
 #[tokio::test]
