@@ -155,7 +155,8 @@ fn main() {
             .map(|n| {
                 let (body, p) = body(&mut rng, n);
                 names[p] += 1;
-                let id = uuid::Uuid::new_v4().to_string();
+                // Time-ordered, as the engine's Log IDs are.
+                let id = uuid::Uuid::now_v7().to_string();
                 ids.push(id.clone());
                 LogRecord {
                     seq: 0,
@@ -173,6 +174,7 @@ fn main() {
                     next_attempt_at: n as i64,
                     created_at: n as i64,
                     updated_at: n as i64,
+                    subscription_id: None,
                 }
             })
             .collect();

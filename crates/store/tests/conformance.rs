@@ -1601,7 +1601,7 @@ fn sources_subscriptions_filters_and_held_logs(db: &Db) {
         .map(|l| l.id);
     assert_eq!(head.as_deref(), Some("h1"));
     let front: Vec<_> = store
-        .queue_front(&destination.id, 10)
+        .queue_front(&destination.id, None, 10)
         .unwrap()
         .into_iter()
         .map(|l| l.id)
@@ -1609,13 +1609,21 @@ fn sources_subscriptions_filters_and_held_logs(db: &Db) {
     assert_eq!(front, ["h1", "h2"], "released in place, in order");
     // Paused again, then deleted: its held logs are queued, its filter gone.
     store.set_subscription_paused(sub.id, true).unwrap();
-    assert!(store.queue_front(&destination.id, 10).unwrap().is_empty());
+    assert!(
+        store
+            .queue_front(&destination.id, None, 10)
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.delete_filter(sub.id, "f1", 3).unwrap());
     assert!(store.filters(sub.id, false).unwrap().is_empty());
     assert_eq!(store.filters(sub.id, true).unwrap()[0].deleted_at, Some(3));
     assert!(store.delete_source("src").unwrap());
     assert!(store.subscription(sub.id).unwrap().is_none());
     store.queue_heads().unwrap();
-    assert_eq!(store.queue_front(&destination.id, 10).unwrap().len(), 2);
+    assert_eq!(
+        store.queue_front(&destination.id, None, 10).unwrap().len(),
+        2
+    );
     assert!(!store.set_subscription_paused(sub.id, false).unwrap());
 }

@@ -293,6 +293,7 @@ async fn retention_erases_old_payloads_and_keeps_their_metadata() {
         next_attempt_at: two_days_ago,
         created_at: two_days_ago,
         updated_at: two_days_ago,
+        subscription_id: None,
     };
     store
         .apply(&[wharf_store::engine::Write::Enqueue(vec![old])])
