@@ -1421,13 +1421,22 @@ impl SqliteEngine {
 /// An FTS5 query for `terms`: every word of every term required, in any order (a patient's
 /// first and last names sit in separate fields of a body); each word quoted, so none is read
 /// as an operator.
+///
+/// Words are split where the index's tokenizer splits them (at every character that is not a
+/// letter or a digit), because the index keeps no positions (`detail = none`, migration 10) and
+/// so cannot match a phrase: `O'Brien` is the words `O` and `Brien`, both required. A term
+/// with no word at all matches nothing (`""`).
 pub(crate) fn fts_query(terms: &[String]) -> String {
-    terms
+    let words: Vec<String> = terms
         .iter()
-        .flat_map(|t| t.split_whitespace())
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(" AND ")
+        .flat_map(|t| t.split(|c: char| !c.is_alphanumeric()))
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{w}\""))
+        .collect();
+    if words.is_empty() {
+        return "\"\"".to_owned();
+    }
+    words.join(" AND ")
 }
 
 impl SqliteEngine {
