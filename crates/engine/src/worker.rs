@@ -17,9 +17,10 @@
 //! drain ends. A crash in between loses only the record of an accepted attempt (at most two
 //! batches' worth): the message is sent again after the restart with the same Log ID (at
 //! least once), and never out of order, because the queue's order is the store's and the
-//! resending starts at the oldest unrecorded log. Several engines on one PostgreSQL database each work only the queues
-//! whose lease they hold: the store shows only those, and an attempt starts only with enough
-//! lease left (`EngineStore::holds_queue`), so FIFO and one-in-flight hold across processes.
+//! resending starts at the oldest unrecorded log. Several engines on one PostgreSQL database
+//! each work only the queues whose lease they hold: the store shows only those, and an
+//! attempt starts only with enough lease left (`EngineStore::holds_queue`), so FIFO and
+//! one-in-flight hold across processes.
 //!
 //! The worker calls the core (`crate::app`) for everything it needs: where a destination's
 //! messages go, presenting its credential, committing attempts, alerts.
