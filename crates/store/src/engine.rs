@@ -767,6 +767,9 @@ dispatch! {
     /// An environment's OAuth API keys, oldest first.
     pub fn apikeys(&self, environment_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError>;
     pub fn delete_apikey(&self, id: &str) -> Result<bool, StoreError>;
+    /// Records a source. A configuration's source (`config_name`) that another engine on the
+    /// same database recorded first, starting at the same moment, is left as that engine wrote
+    /// it.
     pub fn insert_source(&self, s: &SourceRecord) -> Result<(), StoreError>;
     /// Replaces name, key digest and updated_at of a source. False if it is gone.
     pub fn update_source(&self, s: &SourceRecord) -> Result<bool, StoreError>;

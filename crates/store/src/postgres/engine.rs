@@ -1920,7 +1920,8 @@ impl PgEngine {
     pub(crate) fn insert_source(&self, s: &SourceRecord) -> Result<(), StoreError> {
         self.execute(
             &format!(
-                "INSERT INTO sources ({SOURCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                "INSERT INTO sources ({SOURCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (environment_id, config_name) DO NOTHING"
             ),
             &[
                 &s.id,

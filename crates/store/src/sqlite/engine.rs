@@ -1116,7 +1116,8 @@ impl SqliteEngine {
         self.with(|conn| {
             conn.execute(
                 &format!(
-                    "INSERT INTO sources ({SOURCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                    "INSERT INTO sources ({SOURCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (environment_id, config_name) DO NOTHING"
                 ),
                 params![
                     s.id,
