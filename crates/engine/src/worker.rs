@@ -167,6 +167,10 @@ async fn work(engine: &Engine, mut shutdown: watch::Receiver<bool>) {
                 Ok(heads) => {
                     for head in heads {
                         if drains.in_flight.contains(&head.destination_id) {
+                            // Its drain may have read its queue before this change (a resend,
+                            // a stop) and be about to end: look at it again when it does, or
+                            // the change would wait for the next full look.
+                            drains.again.insert(head.destination_id);
                             continue;
                         }
                         if head.next_attempt_at <= now {
