@@ -10,7 +10,7 @@ mod common;
 const PENDING: LogStatus = LogStatus::Pending;
 const SUCCEEDED: LogStatus = LogStatus::Succeeded;
 const FAILED: LogStatus = LogStatus::Failed;
-use common::queued;
+use common::{Db, queued};
 use std::time::Duration;
 use wharf_store::engine::*;
 use wharf_store::engine::{
@@ -20,42 +20,6 @@ use wharf_store::{
     Body, Database, Inbox, InboxOptions, InboxReader, ListQuery, MessageStatus, NewMessage,
     StoreError,
 };
-use wharf_testkit::postgres::PgSchema;
-
-/// One backend's database for one test.
-struct Db {
-    database: Database,
-    _dir: Option<tempfile::TempDir>,
-    _schema: Option<PgSchema>,
-}
-
-impl Db {
-    fn sqlite() -> Db {
-        let dir = tempfile::tempdir().unwrap();
-        Db {
-            database: Database::Sqlite(dir.path().to_owned()),
-            _dir: Some(dir),
-            _schema: None,
-        }
-    }
-
-    fn postgres() -> Db {
-        let schema = PgSchema::create();
-        Db {
-            database: Database::Postgres(schema.url.clone()),
-            _dir: None,
-            _schema: Some(schema),
-        }
-    }
-
-    fn engine(&self) -> EngineStore {
-        EngineStore::open_database(&self.database, &EngineStoreOptions::default()).unwrap()
-    }
-
-    fn inbox(&self) -> Inbox {
-        Inbox::open_database(&self.database, InboxOptions::default()).unwrap()
-    }
-}
 
 /// Instantiates each test function once per backend.
 macro_rules! conformance {

@@ -4,40 +4,9 @@
 
 mod common;
 
-use common::queued;
+use common::{Db, queued};
 use wharf_store::Database;
 use wharf_store::engine::*;
-use wharf_testkit::postgres::PgSchema;
-
-struct Db {
-    database: Database,
-    _dir: Option<tempfile::TempDir>,
-    _schema: Option<PgSchema>,
-}
-
-impl Db {
-    fn sqlite() -> Db {
-        let dir = tempfile::tempdir().unwrap();
-        Db {
-            database: Database::Sqlite(dir.path().to_owned()),
-            _dir: Some(dir),
-            _schema: None,
-        }
-    }
-
-    fn postgres() -> Db {
-        let schema = PgSchema::create();
-        Db {
-            database: Database::Postgres(schema.url.clone()),
-            _dir: None,
-            _schema: Some(schema),
-        }
-    }
-
-    fn engine(&self) -> EngineStore {
-        EngineStore::open_database(&self.database, &EngineStoreOptions::default()).unwrap()
-    }
-}
 
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
