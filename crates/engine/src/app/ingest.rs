@@ -18,6 +18,7 @@ use super::credentials::Credential;
 use super::sources::Sender;
 use super::{Engine, EngineError, open_token, rfc3339_text};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use wharf_protocol::envelope::{self, EnvelopeKind, Interaction};
 use wharf_protocol::platform::{LogStatus, LogType};
 use wharf_store::engine::{
@@ -70,9 +71,11 @@ pub async fn ingest(engine: &Engine, submission: Submission<'_>) -> Result<Inges
     let env = envelope::parse(submission.body)
         .map_err(|e| EngineError::bad_request(format!("cannot deliver this message: {e}")))?;
     let is_query = env.interaction == Interaction::Query;
+    // Routing reads only `Meta`; the whole message is read into a tree only if a filter needs
+    // it (a full `Value` of every 2 KiB body was a visible share of the request path).
     let (named, value) = match env.kind {
         EnvelopeKind::DataModel => {
-            let value: Value = serde_json::from_slice(submission.body).unwrap_or(Value::Null);
+            let value = meta_only(submission.body);
             (data_model_targets(&value), value)
         }
         EnvelopeKind::FhirMessage => (submission.query_targets.clone(), Value::Null),
@@ -127,6 +130,7 @@ pub async fn ingest(engine: &Engine, submission: Submission<'_>) -> Result<Inges
         ));
     }
     let mut logs: Vec<LogRecord> = Vec::with_capacity(routed.len());
+    let mut whole: Option<Value> = None;
     for (source, subscription, filter) in &routed {
         let message = Message {
             source: &source.name,
@@ -137,9 +141,16 @@ pub async fn ingest(engine: &Engine, submission: Submission<'_>) -> Result<Inges
         };
         let mut log = message.log(engine, &subscription.destination_id, LogType::Send, now);
         // A blocked message is kept as a filtered log, never queued (so it holds nothing up).
-        if filter
-            .as_ref()
-            .is_some_and(|f| !super::subscriptions::passes(f, &value))
+        if let Some(filter) = filter
+            && !super::subscriptions::passes(
+                filter,
+                whole.get_or_insert_with(|| match env.kind {
+                    EnvelopeKind::DataModel => {
+                        serde_json::from_slice(submission.body).unwrap_or(Value::Null)
+                    }
+                    _ => Value::Null,
+                }),
+            )
         {
             log.status = LogStatus::Filtered;
         }
@@ -170,7 +181,7 @@ async fn sending_sources(
     engine: &Engine,
     sender: Sender,
     message: &Value,
-) -> Result<Vec<SourceRecord>, EngineError> {
+) -> Result<Arc<[SourceRecord]>, EngineError> {
     match sender {
         Sender::Sources(records) => Ok(records),
         Sender::Token(holder) => {
@@ -191,7 +202,7 @@ async fn sending_sources(
                     holder.client_id
                 )));
             }
-            Ok(vec![source])
+            Ok(Arc::from([source]))
         }
     }
 }
@@ -209,16 +220,30 @@ async fn route(
     data_model: &str,
     named: &[String],
 ) -> Result<Vec<Routed>, EngineError> {
-    let mut all: Vec<Routed> = Vec::new();
+    let mut subscribed = Vec::with_capacity(sources.len());
     for source in sources {
-        for (subscription, filter) in
-            super::subscriptions::routes(engine, &source.id, data_model).await?
-        {
-            all.push((source.clone(), subscription, filter));
-        }
+        subscribed.push((
+            source,
+            super::subscriptions::routes(engine, &source.id, data_model).await?,
+        ));
     }
+    // Every route, borrowed: a source may subscribe to many destinations and only the routes
+    // taken are copied.
+    let every = || {
+        subscribed.iter().flat_map(|(source, routes)| {
+            routes
+                .iter()
+                .map(move |(subscription, filter)| (*source, subscription, filter))
+        })
+    };
+    let taken = |(source, subscription, filter): (
+        &SourceRecord,
+        &SubscriptionRecord,
+        &Option<FilterRecord>,
+    )| { (source.clone(), subscription.clone(), filter.clone()) };
     let name = sources.first().map(|s| s.name.as_str()).unwrap_or_default();
     if named.is_empty() {
+        let all: Vec<Routed> = every().map(taken).collect();
         if all.is_empty() {
             return Err(EngineError::bad_request(format!(
                 "source {name:?} has no subscription for {data_model}: subscribe it to a destination (POST /platform/v1/environments/{{environmentId}}/subscriptions), or name the destination in Meta.Destinations"
@@ -228,8 +253,8 @@ async fn route(
     }
     let mut chosen = Vec::with_capacity(named.len());
     for id in named {
-        if let Some(found) = all.iter().find(|(_, s, _)| s.destination_id == *id) {
-            chosen.push(found.clone());
+        if let Some(found) = every().find(|(_, s, _)| s.destination_id == *id) {
+            chosen.push(taken(found));
             continue;
         }
         let destination = engine
@@ -450,6 +475,19 @@ async fn record_query(
         .await
     {
         tracing::warn!(log = %log_id, error = %e, "could not record a query log");
+    }
+}
+
+/// A data model message with only its `Meta` read (the other members are skipped, not built).
+fn meta_only(body: &[u8]) -> Value {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(rename = "Meta", default)]
+        meta: Value,
+    }
+    match serde_json::from_slice::<Head>(body) {
+        Ok(head) => json!({ "Meta": head.meta }),
+        Err(_) => Value::Null,
     }
 }
 

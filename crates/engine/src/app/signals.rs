@@ -40,15 +40,21 @@ pub struct QueueSignals {
 impl QueueSignals {
     /// Logs were committed to these destinations' queues.
     pub fn queued<'a>(&self, destinations: impl IntoIterator<Item = &'a str>) {
-        {
+        let was_empty = {
             let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+            let was_empty = queued.is_empty();
             for destination in destinations {
                 if !queued.contains(destination) {
                     queued.insert(destination.to_owned());
                 }
             }
+            was_empty
+        };
+        // Whoever made the set non-empty woke the worker, which has not taken it yet: one
+        // wake-up per batch the worker takes, not one per message (each was a futex call).
+        if was_empty {
+            self.queued_notify.notify_one();
         }
-        self.queued_notify.notify_one();
     }
 
     /// The destinations that got logs since the last call.

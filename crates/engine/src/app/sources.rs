@@ -15,6 +15,7 @@
 use super::token::{self, TokenHolder};
 use super::{Engine, EngineError, find_secret};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use wharf_store::engine::{EnvironmentRecord, SourceRecord};
@@ -28,14 +29,14 @@ const CACHE_TTL: Duration = Duration::from_secs(1);
 pub enum Sender {
     /// A source key: the source's records (several for a `[[sources]]` entry of every
     /// environment).
-    Sources(Vec<SourceRecord>),
+    Sources(Arc<[SourceRecord]>),
     /// An OAuth API key's token: the source is named in the message (`Meta.Source.ID`).
     Token(TokenHolder),
 }
 
 /// Authenticated senders by the SHA-256 of their key, with when they were read.
 pub type SenderCache =
-    std::sync::Mutex<std::collections::HashMap<[u8; 32], (Vec<SourceRecord>, Instant)>>;
+    std::sync::Mutex<std::collections::HashMap<[u8; 32], (Arc<[SourceRecord]>, Instant)>>;
 
 fn unauthorized(message: &str) -> EngineError {
     EngineError::Unauthorized(message.to_owned())
@@ -87,6 +88,7 @@ pub async fn authenticate(engine: &Engine, key: Option<&str>) -> Result<Sender, 
         tracing::warn!(reason = "wrong_source_key", "ingestion refused");
         return Err(unauthorized("the source key is not valid"));
     }
+    let records: Arc<[SourceRecord]> = records.into();
     engine
         .senders
         .lock()

@@ -29,7 +29,9 @@ pub const MAX_PAGE: usize = 50;
 const ROUTES_TTL: Duration = Duration::from_secs(1);
 
 /// A source's subscriptions for one data model, each with its filter.
-pub type Routes = Vec<(SubscriptionRecord, Option<FilterRecord>)>;
+/// Shared: ingestion reads a source's routes for every message, and a source subscribed to
+/// many destinations has many (copying them per message was a quarter of the request path).
+pub type Routes = std::sync::Arc<Vec<(SubscriptionRecord, Option<FilterRecord>)>>;
 
 /// Routes by (source id, data model), with when they were read.
 pub type RouteCache =
@@ -89,7 +91,7 @@ pub async fn routes(
         return Ok(routes.clone());
     }
     let (source, model) = key.clone();
-    let routes = engine.db(move |s| s.routes(&source, &model)).await?;
+    let routes = std::sync::Arc::new(engine.db(move |s| s.routes(&source, &model)).await?);
     engine
         .routes
         .lock()

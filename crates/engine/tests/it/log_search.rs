@@ -298,6 +298,10 @@ async fn retention_erases_old_payloads_and_keeps_their_metadata() {
     store
         .apply(&[wharf_store::engine::Write::Enqueue(vec![old])])
         .unwrap();
+    // A log written straight into the store wakes no drain: the next message to the same
+    // destination does (its drain reads the queue from its head), instead of the worker's
+    // periodic look, which a loaded machine can push past the wait below.
+    send_patient(&engine, &destination, "Later Patient").await;
     // Delivered by the engine, then erased by its next sweep.
     assert!(
         wait_until(Duration::from_secs(15), || {

@@ -505,7 +505,6 @@ pub(crate) fn apply_on(conn: &mut Connection, writes: &[Write]) -> Result<(), St
 /// Queues `logs`; consecutive logs with the same body (one message to several destinations)
 /// share one `messages` row.
 fn enqueue_in(tx: &rusqlite::Transaction<'_>, logs: &[LogRecord]) -> rusqlite::Result<()> {
-    let mut message = tx.prepare_cached("INSERT INTO messages (content) VALUES (?1)")?;
     // FILTERED when a filter blocked it; otherwise PENDING, or HELD while its subscription
     // is paused (read in this transaction, so a pause committed before it holds it).
     let mut insert = tx.prepare_cached(
@@ -523,8 +522,7 @@ fn enqueue_in(tx: &rusqlite::Transaction<'_>, logs: &[LogRecord]) -> rusqlite::R
         let message_id = match stored {
             Some((body, id)) if body == l.body.as_slice() => id,
             _ => {
-                message.execute(params![l.body])?;
-                let id = tx.last_insert_rowid();
+                let id = store_body(tx, &l.body)?;
                 stored = Some((&l.body, id));
                 id
             }
@@ -545,6 +543,17 @@ fn enqueue_in(tx: &rusqlite::Transaction<'_>, logs: &[LogRecord]) -> rusqlite::R
         ])?;
     }
     Ok(())
+}
+
+/// Keeps a body in `messages` with its entry in the full-text index, and answers its id.
+fn store_body(tx: &rusqlite::Transaction<'_>, body: &[u8]) -> rusqlite::Result<i64> {
+    tx.prepare_cached("INSERT INTO messages (content) VALUES (?1)")?
+        .execute(params![body])?;
+    let id = tx.last_insert_rowid();
+    // The same text the index was built from in migration 10: the bytes read as TEXT.
+    tx.prepare_cached("INSERT INTO message_terms (rowid, content) VALUES (?1, CAST(?2 AS TEXT))")?
+        .execute(params![id, body])?;
+    Ok(id)
 }
 
 fn insert_attempt(tx: &rusqlite::Transaction<'_>, attempt: &AttemptRecord) -> rusqlite::Result<()> {
@@ -571,11 +580,16 @@ fn query_in(
     log: &LogRecord,
     attempt: &AttemptRecord,
 ) -> rusqlite::Result<()> {
+    let message_id = if log.body.is_empty() {
+        None
+    } else {
+        Some(store_body(tx, &log.body)?)
+    };
     tx.prepare_cached(
         "INSERT INTO logs (id, organization_id, destination_id, source, data_model, event_type,
             content_type, body, status, attempts, next_attempt_at, created_at, updated_at, log_type,
-            subscription_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?10, 'REQUEST', ?11)",
+            subscription_id, message_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, x'', ?8, 1, ?9, ?9, ?9, 'REQUEST', ?10, ?11)",
     )?
     .execute(params![
         log.id,
@@ -585,10 +599,10 @@ fn query_in(
         log.data_model,
         log.event_type,
         log.content_type,
-        log.body,
         log.status.to_column(),
         log.created_at,
-        log.subscription_id
+        log.subscription_id,
+        message_id
     ])?;
     insert_attempt(tx, attempt)?;
     Ok(())
