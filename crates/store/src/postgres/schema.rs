@@ -547,7 +547,7 @@ mod tests {
                  INSERT INTO subscriptions (id, organization_id, environment_id, source_id,
                      destination_id, data_model, created_at, updated_at)
                      VALUES (7, 'o', 'env', 's', 'd', 'PatientAdmin', 1, 1),
-                            (8, 'o', 'other', 's', 'd', 'PatientAdmin', 1, 1);
+                            (8, 'o', 'other', 's', 'd2', 'PatientAdmin', 1, 1);
                  INSERT INTO alert_rules (id, organization_id, environment_id, name, alert_type,
                      configuration, notification, ignore_days, ignore_holidays, time_zone, status,
                      subscription_ids, breached_at, created_at, updated_at)
