@@ -432,19 +432,19 @@ pub(super) async fn update_link(
     Body(body): Body<AlertLinkBody>,
 ) -> Result<Json<Envelope<AlertLinkPayload>>, EngineError> {
     let link = core::link(&engine, &env_id, &id).await?;
-    if let Some(a) = &body.assignment {
-        if assigned_alert(a)? != link.alert_id {
-            return Err(EngineError::bad_request(
-                "a link's `assignment` cannot change: delete the link and link the other alert",
-            ));
-        }
+    if let Some(a) = &body.assignment
+        && assigned_alert(a)? != link.alert_id
+    {
+        return Err(EngineError::bad_request(
+            "a link's `assignment` cannot change: delete the link and link the other alert",
+        ));
     }
-    if let Some(s) = &body.subscription {
-        if subscription_id(s)? != link.subscription_id {
-            return Err(EngineError::bad_request(
-                "a link's `subscription` cannot change: delete the link and link the other subscription",
-            ));
-        }
+    if let Some(s) = &body.subscription
+        && subscription_id(s)? != link.subscription_id
+    {
+        return Err(EngineError::bad_request(
+            "a link's `subscription` cannot change: delete the link and link the other subscription",
+        ));
     }
     let link = match body.status.as_deref() {
         Some(status) => {

@@ -237,7 +237,7 @@ pub(super) async fn remove(
     Path(id): Path<i64>,
 ) -> Result<Json<Envelope<MessagePayload>>, EngineError> {
     core::delete(&engine, id).await?;
-    Ok(ok(MessagePayload::deleted("Subscription", &id)))
+    Ok(ok(MessagePayload::deleted("Subscription", id)))
 }
 
 // ---- filters (v0) ----
