@@ -10,12 +10,13 @@
 
 use super::models::{Envelope, ErrorBody, MessagePayload};
 use super::{Body, ok};
-use crate::app::alert_rules::{self as core, Link, Notification, Rule, RuleInput};
+use crate::app::alert_rules::{self as core, Notification, Rule, RuleInput};
 use crate::app::{Engine, EngineError};
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use wharf_store::engine::AlertLinkRecord;
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct AlertTypeCode {
@@ -113,7 +114,7 @@ pub struct AlertsPayload {
     pub alerts: Vec<AlertView>,
 }
 
-fn view(engine: &Engine, r: Rule, links: &[Link]) -> AlertView {
+fn view(engine: &Engine, r: Rule, links: &[AlertLinkRecord]) -> AlertView {
     let alert_links = links
         .iter()
         .filter(|l| l.alert_id == r.id)
@@ -323,7 +324,7 @@ pub struct AlertLinksPayload {
     pub alert_links: Vec<AlertLinkView>,
 }
 
-fn link_view(l: &Link) -> AlertLinkView {
+fn link_view(l: &AlertLinkRecord) -> AlertLinkView {
     AlertLinkView {
         id: l.id.clone(),
         assignment: Assignment {

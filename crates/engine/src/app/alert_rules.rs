@@ -499,32 +499,6 @@ pub async fn delete(engine: &Engine, environment_id: &str, id: &str) -> Result<(
     Ok(())
 }
 
-/// A rule applied to a subscription (Redox's alert link).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Link {
-    pub id: String,
-    pub environment_id: String,
-    pub alert_id: String,
-    pub subscription_id: i64,
-    pub active: bool,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-impl From<AlertLinkRecord> for Link {
-    fn from(r: AlertLinkRecord) -> Self {
-        Link {
-            id: r.id,
-            environment_id: r.environment_id,
-            alert_id: r.alert_id,
-            subscription_id: r.subscription_id,
-            active: r.active,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        }
-    }
-}
-
 /// `status` of a rule or a link (`active` or `paused`) as whether it is active.
 pub fn status_active(status: &str) -> Result<bool, EngineError> {
     match status {
@@ -541,24 +515,27 @@ pub async fn links(
     engine: &Engine,
     environment_id: &str,
     alert_id: Option<&str>,
-) -> Result<Vec<Link>, EngineError> {
+) -> Result<Vec<AlertLinkRecord>, EngineError> {
     let env = super::destinations::environment(engine, environment_id).await?;
     let alert_id = alert_id.map(str::to_owned);
     let records = engine
         .db(move |s| s.alert_links(&env.id, alert_id.as_deref()))
         .await?;
-    Ok(records.into_iter().map(Link::from).collect())
+    Ok(records)
 }
 
 /// One link of the environment, or `NotFound`.
-pub async fn link(engine: &Engine, environment_id: &str, id: &str) -> Result<Link, EngineError> {
+pub async fn link(
+    engine: &Engine,
+    environment_id: &str,
+    id: &str,
+) -> Result<AlertLinkRecord, EngineError> {
     let env = super::destinations::environment(engine, environment_id).await?;
     let lookup = id.to_owned();
     engine
         .db(move |s| s.alert_link(&lookup))
         .await?
         .filter(|l| l.environment_id == env.id && l.organization_id == engine.organization.id)
-        .map(Link::from)
         .ok_or_else(|| EngineError::not_found(format!("alert link {id}")))
 }
 
@@ -570,7 +547,7 @@ pub async fn create_link(
     alert_id: &str,
     subscription_id: i64,
     active: bool,
-) -> Result<Link, EngineError> {
+) -> Result<AlertLinkRecord, EngineError> {
     let rule = get(engine, environment_id, alert_id).await?;
     let subscription = super::subscriptions::read(engine, subscription_id).await?;
     if subscription.environment_id != rule.environment_id {
@@ -592,7 +569,7 @@ pub async fn create_link(
     };
     let kept = engine.db(move |s| s.insert_alert_link(&record)).await?;
     tracing::info!(alert = %kept.alert_id, subscription = kept.subscription_id, link = %kept.id, "alert link created");
-    Ok(kept.into())
+    Ok(kept)
 }
 
 /// Activates or pauses a link.
@@ -601,7 +578,7 @@ pub async fn set_link_active(
     environment_id: &str,
     id: &str,
     active: bool,
-) -> Result<Link, EngineError> {
+) -> Result<AlertLinkRecord, EngineError> {
     link(engine, environment_id, id).await?;
     let (lookup, at) = (id.to_owned(), engine.now_millis());
     if !engine

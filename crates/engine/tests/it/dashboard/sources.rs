@@ -168,10 +168,7 @@ async fn a_source_is_created_renamed_and_deleted_in_a_browser_with_its_key_shown
     let browser = driver.browser().await;
     let shots = Screenshots::from_env();
     let at = |path: &str| format!("{}{path}", engine.base);
-    browser.goto(&at("/dashboard/signin")).await.unwrap();
-    fill(&browser, "#secret", PASSWORD).await;
-    click(&browser, "#signin").await;
-    find(&browser, "#new-destination").await;
+    sign_in_browser(&browser, &engine).await;
     browser.goto(&at("/dashboard/sources")).await.unwrap();
     wait_for_text(&browser, "#sources", "EHR feed").await;
 
