@@ -376,10 +376,23 @@ impl SeenJtis {
         // Remembered until the assertion would be refused as expired (expiry plus leeway):
         // remembering its jti longer buys nothing.
         self.seen.first_use(
-            &[b"jti", client_id.as_bytes(), jti.as_bytes()],
+            &Self::parts(client_id, jti),
             expires_at + crate::jwt::DEFAULT_LEEWAY_SECONDS,
             clock,
         )
+    }
+
+    /// The digest and the time (Unix seconds) until which `jti` of `client_id` is remembered,
+    /// as [`SeenJtis::first_use`] remembers it: for a memory several servers share.
+    pub fn shared_key(client_id: &str, jti: &str, expires_at: u64) -> ([u8; 32], u64) {
+        (
+            crate::replay::digest(&Self::parts(client_id, jti)),
+            expires_at + crate::jwt::DEFAULT_LEEWAY_SECONDS,
+        )
+    }
+
+    fn parts<'a>(client_id: &'a str, jti: &'a str) -> [&'a [u8]; 3] {
+        [b"jti", client_id.as_bytes(), jti.as_bytes()]
     }
 }
 

@@ -341,12 +341,34 @@ pub struct AlertRuleRecord {
     pub ignore_holidays: bool,
     pub time_zone: String,
     pub status: String,
-    /// JSON list text: the subscriptions it is linked to, as given.
-    pub subscription_ids: String,
     /// Since when it is in breach (ms since the epoch); `None` when it is not.
     pub breached_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// An alert link (Redox's `alertLinks`): one rule applied to one subscription, active or
+/// paused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertLinkRecord {
+    pub id: String,
+    pub organization_id: String,
+    pub environment_id: String,
+    pub alert_id: String,
+    pub subscription_id: i64,
+    /// A paused link is kept but does not count: the rule does not watch that subscription.
+    pub active: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Which logs an alert rule counts.
+#[derive(Debug, Clone, Copy)]
+pub enum CountScope<'a> {
+    /// The logs to these destinations (an unlinked rule: its environment's destinations).
+    Destinations(&'a [String]),
+    /// The logs routed by these subscriptions (a rule's active links).
+    Subscriptions(&'a [i64]),
 }
 
 /// A destination's queue as an operator sees it.
@@ -620,6 +642,27 @@ impl EngineStore {
         let _ = self.on_batch.set(observe);
     }
 
+    /// Records the single-use credential `digest` (the token endpoint's client assertion
+    /// `jti`) until `expires_at` (Unix seconds) where every engine of a shared PostgreSQL
+    /// database sees it: `Ok(Some(true))` for its first use, `Ok(Some(false))` for a replay.
+    /// `Ok(None)` on SQLite, where one engine owns the file and remembers them in its memory.
+    /// An error means the database could not say: refuse, as accepting could let a replay
+    /// through.
+    pub fn first_use(
+        &self,
+        digest: &[u8; 32],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<Option<bool>, StoreError> {
+        let secs = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+        match &self.backend {
+            Backend::Sqlite(..) => Ok(None),
+            Backend::Postgres(store) => store
+                .first_use(digest, secs(expires_at), secs(now))
+                .map(Some),
+        }
+    }
+
     /// `"sqlite"` or `"postgres"`.
     pub fn backend_name(&self) -> &'static str {
         match &self.backend {
@@ -740,9 +783,9 @@ dispatch! {
     /// The organization's logs created at or after `since`, counted per destination, hour
     /// and status.
     pub fn traffic(&self, organization_id: &str, since: i64) -> Result<Vec<TrafficCount>, StoreError>;
-    /// Logs created at or after `since` to these destinations (all of the organization's when
-    /// `None`), counted for alert rules.
-    pub fn window_counts(&self, organization_id: &str, destination_ids: Option<&[String]>, since: i64) -> Result<WindowCounts, StoreError>;
+    /// The organization's logs created at or after `since` within `scope`, counted for alert
+    /// rules.
+    pub fn window_counts(&self, organization_id: &str, scope: CountScope<'_>, since: i64) -> Result<WindowCounts, StoreError>;
     pub fn insert_alert_rule(&self, rule: &AlertRuleRecord) -> Result<(), StoreError>;
     /// Replaces every mutable field of a rule (all but its ids and `created_at`). False if it
     /// is gone.
@@ -750,7 +793,16 @@ dispatch! {
     pub fn alert_rule(&self, id: &str) -> Result<Option<AlertRuleRecord>, StoreError>;
     /// An environment's rules (every environment's when `None`), oldest first.
     pub fn alert_rules(&self, environment_id: Option<&str>) -> Result<Vec<AlertRuleRecord>, StoreError>;
+    /// Deletes a rule and its links.
     pub fn delete_alert_rule(&self, id: &str) -> Result<bool, StoreError>;
+    /// Links a rule to a subscription; an existing link of the same pair is returned as it is.
+    pub fn insert_alert_link(&self, link: &AlertLinkRecord) -> Result<AlertLinkRecord, StoreError>;
+    pub fn alert_link(&self, id: &str) -> Result<Option<AlertLinkRecord>, StoreError>;
+    /// An environment's links (one rule's when `alert_id` is given), oldest first.
+    pub fn alert_links(&self, environment_id: &str, alert_id: Option<&str>) -> Result<Vec<AlertLinkRecord>, StoreError>;
+    /// Activates or pauses a link. False if it is gone.
+    pub fn set_alert_link_active(&self, id: &str, active: bool, at: i64) -> Result<bool, StoreError>;
+    pub fn delete_alert_link(&self, id: &str) -> Result<bool, StoreError>;
     /// Records that a rule went into breach (`Some(since)`) or recovered (`None`), unless it
     /// is already so: true when this call changed it (so one process notifies, once).
     pub fn set_alert_breach(&self, id: &str, breached_at: Option<i64>) -> Result<bool, StoreError>;

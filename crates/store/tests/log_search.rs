@@ -27,6 +27,7 @@ both! {
     log_retention_deletes_old_finished_logs,
     traffic_and_window_counts,
     alert_rules_round_trip_and_breach_changes_once,
+    alert_links_round_trip_and_go_with_their_rule_or_subscription,
 }
 
 fn log(id: &str, destination: &str, body: &str, created_at: i64) -> LogRecord {
@@ -406,14 +407,43 @@ fn traffic_and_window_counts(db: &Db) {
             ("B", 2 * HOUR, LogStatus::Failed, 1),
         ]
     );
-    let all = store.window_counts("o", None, HOUR).unwrap();
+    let both = ["A".to_owned(), "B".to_owned()];
+    let all = store
+        .window_counts("o", CountScope::Destinations(&both), HOUR)
+        .unwrap();
     assert_eq!((all.total, all.failed, all.retried), (3, 1, 1));
     let only_a = store
-        .window_counts("o", Some(&["A".to_owned()]), 0)
+        .window_counts("o", CountScope::Destinations(&["A".to_owned()]), 0)
         .unwrap();
     assert_eq!((only_a.total, only_a.failed, only_a.retried), (2, 0, 0));
-    let none = store.window_counts("o", Some(&[]), 0).unwrap();
+    let none = store
+        .window_counts("o", CountScope::Destinations(&[]), 0)
+        .unwrap();
     assert_eq!(none.total, 0);
+    // By subscription: the logs each routed, whatever their destination.
+    let routed = |id: &str, destination: &str, subscription: i64| LogRecord {
+        subscription_id: Some(subscription),
+        ..log(id, destination, "{}", HOUR + 20)
+    };
+    enqueue(
+        &store,
+        &[
+            routed("s1", "A", 11),
+            routed("s2", "B", 11),
+            routed("s3", "A", 12),
+        ],
+    );
+    let by = |ids: &[i64]| {
+        store
+            .window_counts("o", CountScope::Subscriptions(ids), HOUR)
+            .unwrap()
+            .total
+    };
+    assert_eq!(by(&[11]), 2);
+    assert_eq!(by(&[12]), 1);
+    assert_eq!(by(&[11, 12]), 3);
+    assert_eq!(by(&[13]), 0);
+    assert_eq!(by(&[]), 0);
 }
 
 fn alert_rules_round_trip_and_breach_changes_once(db: &Db) {
@@ -430,7 +460,6 @@ fn alert_rules_round_trip_and_breach_changes_once(db: &Db) {
         ignore_holidays: false,
         time_zone: "America/Adak".into(),
         status: "active".into(),
-        subscription_ids: "[66426]".into(),
         breached_at: None,
         created_at: 1,
         updated_at: 1,
@@ -459,4 +488,127 @@ fn alert_rules_round_trip_and_breach_changes_once(db: &Db) {
     assert!(store.delete_alert_rule("r1").unwrap());
     assert!(!store.delete_alert_rule("r1").unwrap());
     assert!(store.alert_rule("r1").unwrap().is_none());
+}
+
+/// A rule, a subscription, the link between them (one per pair, active or paused), and the
+/// link going when its rule or its subscription goes.
+fn alert_links_round_trip_and_go_with_their_rule_or_subscription(db: &Db) {
+    let store = db.engine();
+    let org = store.ensure_organization("Acme").unwrap();
+    let env = store.environments(&org.id).unwrap().remove(0);
+    let destination = DestinationRecord {
+        id: "dest".into(),
+        organization_id: org.id.clone(),
+        environment_id: env.id.clone(),
+        name: "Acme".into(),
+        data_format: DataFormat::Json,
+        endpoint: Some("https://a.example/x".into()),
+        verification_token: None,
+        verification_method: VerificationMethod::Post,
+        auth_credential: None,
+        verified_at: None,
+        created_at: 1,
+        updated_at: 1,
+        setup_step: None,
+    };
+    store.insert_destination(&destination).unwrap();
+    store
+        .insert_source(&SourceRecord {
+            id: "src".into(),
+            organization_id: org.id.clone(),
+            environment_id: env.id.clone(),
+            name: "feed".into(),
+            api_key_digest: None,
+            config_name: None,
+            created_at: 1,
+            updated_at: 1,
+        })
+        .unwrap();
+    let subscribe = |model: &str| {
+        store
+            .insert_subscription(&SubscriptionRecord {
+                id: 0,
+                organization_id: org.id.clone(),
+                environment_id: env.id.clone(),
+                source_id: "src".into(),
+                destination_id: "dest".into(),
+                data_model: model.into(),
+                paused: false,
+                created_at: 1,
+                updated_at: 1,
+            })
+            .unwrap()
+            .id
+    };
+    let (s1, s2) = (subscribe("PatientAdmin"), subscribe("Scheduling"));
+    let rule = |id: &str| AlertRuleRecord {
+        id: id.into(),
+        organization_id: org.id.clone(),
+        environment_id: env.id.clone(),
+        name: "r".into(),
+        alert_type: "no-traffic".into(),
+        configuration: r#"{"alertLookbackISODuration":"PT1H"}"#.into(),
+        notification: r#"{"type":"webhook","configuration":{"url":"https://h.example/"}}"#.into(),
+        ignore_days: "[]".into(),
+        ignore_holidays: false,
+        time_zone: "UTC".into(),
+        status: "active".into(),
+        breached_at: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.insert_alert_rule(&rule("r1")).unwrap();
+    store.insert_alert_rule(&rule("r2")).unwrap();
+    let link = |id: &str, alert: &str, subscription: i64, at: i64| AlertLinkRecord {
+        id: id.into(),
+        organization_id: org.id.clone(),
+        environment_id: env.id.clone(),
+        alert_id: alert.into(),
+        subscription_id: subscription,
+        active: true,
+        created_at: at,
+        updated_at: at,
+    };
+    let l1 = store.insert_alert_link(&link("l1", "r1", s1, 1)).unwrap();
+    assert_eq!(l1, link("l1", "r1", s1, 1));
+    assert_eq!(
+        store
+            .insert_alert_link(&link("again", "r1", s1, 2))
+            .unwrap(),
+        l1,
+        "one link per rule and subscription"
+    );
+    store.insert_alert_link(&link("l2", "r1", s2, 3)).unwrap();
+    store.insert_alert_link(&link("l3", "r2", s2, 4)).unwrap();
+    let ids = |links: Vec<AlertLinkRecord>| links.into_iter().map(|l| l.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.alert_links(&env.id, None).unwrap()),
+        ["l1", "l2", "l3"]
+    );
+    assert_eq!(
+        ids(store.alert_links(&env.id, Some("r1")).unwrap()),
+        ["l1", "l2"]
+    );
+    assert!(store.alert_links("elsewhere", None).unwrap().is_empty());
+    // Paused, then active again.
+    assert!(store.set_alert_link_active("l2", false, 9).unwrap());
+    let paused = store.alert_link("l2").unwrap().unwrap();
+    assert_eq!((paused.active, paused.updated_at), (false, 9));
+    assert!(store.set_alert_link_active("l2", true, 10).unwrap());
+    assert!(!store.set_alert_link_active("gone", true, 10).unwrap());
+    // A subscription's deletion takes its links (l2, l3), not its rules.
+    assert!(store.delete_subscription(s2).unwrap());
+    assert_eq!(ids(store.alert_links(&env.id, None).unwrap()), ["l1"]);
+    assert!(store.alert_rule("r2").unwrap().is_some());
+    // A rule's deletion takes its links.
+    assert!(store.delete_alert_rule("r1").unwrap());
+    assert!(store.alert_link("l1").unwrap().is_none());
+    // A link deleted by itself.
+    store.insert_alert_link(&link("l4", "r2", s1, 5)).unwrap();
+    assert!(store.delete_alert_link("l4").unwrap());
+    assert!(!store.delete_alert_link("l4").unwrap());
+    // A destination's deletion takes its subscriptions' links.
+    store.insert_alert_link(&link("l5", "r2", s1, 6)).unwrap();
+    store.delete_destination("dest").unwrap();
+    assert!(store.alert_link("l5").unwrap().is_none());
 }

@@ -4,9 +4,11 @@
 
 mod check_config;
 mod destination_cmd;
+mod engine_api;
 mod engine_cmd;
 mod examples;
 mod logging;
+mod platform_cmd;
 mod redox;
 mod up;
 
@@ -98,6 +100,16 @@ enum EngineCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// A running engine's sources: list, create (its apiKey shown once), rename, delete.
+    #[command(subcommand)]
+    Sources(platform_cmd::SourcesCommand),
+    /// A running engine's subscriptions: list, create, delete, pause, resume.
+    #[command(subcommand)]
+    Subscriptions(platform_cmd::SubscriptionsCommand),
+    /// A running engine's alert rules: list, create (optionally linked to subscriptions),
+    /// delete.
+    #[command(subcommand)]
+    Alerts(platform_cmd::AlertsCommand),
 }
 
 fn main() -> ExitCode {
@@ -134,6 +146,13 @@ fn main() -> ExitCode {
             }
             Command::Up(args) => up::up(&args).await,
             Command::Engine(EngineCommand::Serve { config }) => engine_cmd::serve(&config).await,
+            Command::Engine(EngineCommand::Sources(command)) => {
+                platform_cmd::sources(&command).await
+            }
+            Command::Engine(EngineCommand::Subscriptions(command)) => {
+                platform_cmd::subscriptions(&command).await
+            }
+            Command::Engine(EngineCommand::Alerts(command)) => platform_cmd::alerts(&command).await,
             Command::Verify(args) => redox::verify_cmd(&args).await,
             Command::Send(args) => redox::send_cmd(&args).await,
             Command::Examples(args) => examples::run(&args),

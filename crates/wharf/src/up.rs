@@ -11,8 +11,9 @@
 //! destination already verified.
 
 use crate::destination_cmd::shutdown_signal;
+use crate::engine_api::EngineApi;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -252,62 +253,11 @@ async fn ensure_verified_destination(
     s: &Secrets,
     endpoint: &str,
 ) -> Result<String, String> {
-    let client = reqwest::Client::new();
-    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
-        let mut request = client
-            .request(method, format!("{api}{path}"))
-            .bearer_auth(&s.management_key);
-        if let Some(body) = body {
-            request = request.json(&json!({"meta": {"version": "1.0.0"}, "payload": body}));
-        }
-        async move {
-            let response = request
-                .send()
-                .await
-                .map_err(|e| format!("the engine API did not answer: {e}"))?;
-            let status = response.status();
-            let body: Value = response
-                .json()
-                .await
-                .map_err(|e| format!("the engine API answered garbage: {e}"))?;
-            if status.is_success() {
-                Ok(body["payload"].clone())
-            } else {
-                Err(format!(
-                    "the engine API answered {status}: {}",
-                    body["errors"][0]["message"]
-                ))
-            }
-        }
-    };
-    let orgs = call(
-        reqwest::Method::GET,
-        "/platform/v1/organizations".into(),
-        None,
-    )
-    .await?;
-    let org = orgs["organizations"][0]["id"]
-        .as_str()
-        .ok_or("the engine has no organization")?
-        .to_owned();
-    let envs = call(
-        reqwest::Method::GET,
-        format!("/platform/v1/organizations/{org}/environments"),
-        None,
-    )
-    .await?;
-    let dev = envs["environments"]
-        .as_array()
-        .and_then(|e| e.iter().find(|e| e["environmentFlag"] == "Development"))
-        .and_then(|e| e["id"].as_str())
-        .ok_or("the organization has no Development environment")?
-        .to_owned();
-    let existing = call(
-        reqwest::Method::GET,
-        format!("/platform/v1/environments/{dev}/destinations"),
-        None,
-    )
-    .await?;
+    let engine = EngineApi::new(api, &s.management_key);
+    let dev = engine.environment("Development").await?;
+    let existing = engine
+        .get(&format!("/platform/v1/environments/{dev}/destinations"))
+        .await?;
     let found = existing["destinations"]
         .as_array()
         .and_then(|d| d.iter().find(|d| d["name"] == DESTINATION_NAME))
@@ -315,12 +265,12 @@ async fn ensure_verified_destination(
     let destination = match found {
         Some(d) => d,
         None => {
-            call(
-                reqwest::Method::POST,
-                format!("/platform/v1/environments/{dev}/destinations"),
-                Some(json!({"name": DESTINATION_NAME, "endpoint": endpoint, "verificationToken": s.verification_token})),
-            )
-            .await?["destination"]
+            engine
+                .post(
+                    &format!("/platform/v1/environments/{dev}/destinations"),
+                    json!({"name": DESTINATION_NAME, "endpoint": endpoint, "verificationToken": s.verification_token}),
+                )
+                .await?["destination"]
                 .clone()
         }
     };
@@ -329,13 +279,13 @@ async fn ensure_verified_destination(
         .ok_or("the destination has no id")?
         .to_owned();
     if destination["verified"] != true || destination["endpoint"] != endpoint {
-        call(
-            reqwest::Method::POST,
-            format!("/platform/v1/destinations/{id}/verify"),
-            Some(json!({"endpoint": endpoint, "verificationToken": s.verification_token})),
-        )
-        .await
-        .map_err(|e| format!("Verify and Save of the local destination failed: {e}"))?;
+        engine
+            .post(
+                &format!("/platform/v1/destinations/{id}/verify"),
+                json!({"endpoint": endpoint, "verificationToken": s.verification_token}),
+            )
+            .await
+            .map_err(|e| format!("Verify and Save of the local destination failed: {e}"))?;
     }
     Ok(id)
 }

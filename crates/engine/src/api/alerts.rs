@@ -1,12 +1,14 @@
 //! Traffic alert rules, as Redox's alerts v2: `GET|POST
 //! /platform/v2/environments/{environmentId}/alerts` and `GET|PATCH|DELETE
 //! .../alerts/{alertId}`, answering `payload.alerts[]` and `payload.alert` (the single key is
-//! UNCONFIRMED in Redox's docs). Wharf adds `notification.type` `webhook` (with
-//! `configuration.url`), `status` (`active`|`paused`, which Redox sets on its alert links) and
-//! `subscriptions` (`[{"id": ...}]`, the links, kept as given), and the thresholds of
+//! UNCONFIRMED in Redox's docs); and their links to subscriptions, as Redox's alert links:
+//! `GET|POST .../alertLinks` and `GET|PATCH|DELETE .../alertLinks/{alertLinkId}`, answering
+//! `payload.alertLinks[]` and `payload.alertLink`. Wharf adds `notification.type` `webhook`
+//! (with `configuration.url`), `status` on a rule (`active`|`paused`, as on a link), a
+//! rule's `alertLinks` (its links, read only) and `breached`, and the thresholds of
 //! `low-traffic` and `retry-threshold` (`trafficThreshold`, `retryThreshold`).
 
-use super::models::{Envelope, ErrorBody};
+use super::models::{Envelope, ErrorBody, MessagePayload};
 use super::{Body, ok};
 use crate::app::alert_rules::{self as core, Notification, Rule, RuleInput};
 use crate::app::{Engine, EngineError};
@@ -14,6 +16,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use wharf_store::engine::AlertLinkRecord;
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct AlertTypeCode {
@@ -46,12 +49,6 @@ pub struct NotificationView {
     pub configuration: NotificationConfiguration,
 }
 
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-pub struct AlertLink {
-    #[schema(value_type = Object)]
-    pub id: serde_json::Value,
-}
-
 /// The body of a create (`name`, `alertType`, `alertConfiguration` and `notification`
 /// required) or a change (any of them).
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -71,8 +68,6 @@ pub struct AlertBody {
     pub time_zone: Option<String>,
     /// Wharf: `active` (default) or `paused`.
     pub status: Option<String>,
-    /// Wharf: the subscriptions the rule is linked to, `[{"id": 66426}]`.
-    pub subscriptions: Option<Vec<AlertLink>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -102,8 +97,9 @@ pub struct AlertView {
     pub time_zone: String,
     /// Wharf: `active` or `paused`.
     pub status: &'static str,
-    /// Wharf: the linked subscriptions, as given.
-    pub subscriptions: Vec<AlertLink>,
+    /// The rule's links to subscriptions (made through `alertLinks`). With none, the rule
+    /// counts every log of its environment; with some, only its active links' logs.
+    pub alert_links: Vec<AlertLinkView>,
     /// Wharf: whether the rule is in breach now (it notified when it went in).
     pub breached: bool,
 }
@@ -118,7 +114,12 @@ pub struct AlertsPayload {
     pub alerts: Vec<AlertView>,
 }
 
-fn view(engine: &Engine, r: Rule) -> AlertView {
+fn view(engine: &Engine, r: Rule, links: &[AlertLinkRecord]) -> AlertView {
+    let alert_links = links
+        .iter()
+        .filter(|l| l.alert_id == r.id)
+        .map(link_view)
+        .collect();
     let notification = match &r.notification {
         Notification::Email { to } => NotificationView {
             id: None,
@@ -156,11 +157,7 @@ fn view(engine: &Engine, r: Rule) -> AlertView {
         ignore_holidays: r.ignore_holidays,
         time_zone: r.time_zone,
         status: if r.active { "active" } else { "paused" },
-        subscriptions: r
-            .subscriptions
-            .into_iter()
-            .map(|id| AlertLink { id })
-            .collect(),
+        alert_links,
         breached: r.breached_at.is_some(),
     }
 }
@@ -192,9 +189,6 @@ fn input(body: AlertBody) -> Result<RuleInput, EngineError> {
         ignore_holidays: body.ignore_holidays,
         time_zone: body.time_zone,
         status: body.status,
-        subscriptions: body
-            .subscriptions
-            .map(|s| s.into_iter().map(|r| r.id).collect()),
     })
 }
 
@@ -207,8 +201,12 @@ pub(super) async fn list(
     Path(env_id): Path<String>,
 ) -> Result<Json<Envelope<AlertsPayload>>, EngineError> {
     let rules = core::list(&engine, &env_id).await?;
+    let links = core::links(&engine, &env_id, None).await?;
     Ok(ok(AlertsPayload {
-        alerts: rules.into_iter().map(|r| view(&engine, r)).collect(),
+        alerts: rules
+            .into_iter()
+            .map(|r| view(&engine, r, &links))
+            .collect(),
     }))
 }
 
@@ -223,7 +221,7 @@ pub(super) async fn create(
 ) -> Result<Json<Envelope<AlertPayload>>, EngineError> {
     let rule = core::create(&engine, &env_id, input(body)?).await?;
     Ok(ok(AlertPayload {
-        alert: view(&engine, rule),
+        alert: view(&engine, rule, &[]),
     }))
 }
 
@@ -236,8 +234,9 @@ pub(super) async fn read(
     Path((env_id, id)): Path<(String, String)>,
 ) -> Result<Json<Envelope<AlertPayload>>, EngineError> {
     let rule = core::get(&engine, &env_id, &id).await?;
+    let links = core::links(&engine, &env_id, Some(&id)).await?;
     Ok(ok(AlertPayload {
-        alert: view(&engine, rule),
+        alert: view(&engine, rule, &links),
     }))
 }
 
@@ -251,12 +250,13 @@ pub(super) async fn update(
     Body(body): Body<AlertBody>,
 ) -> Result<Json<Envelope<AlertPayload>>, EngineError> {
     let rule = core::update(&engine, &env_id, &id, input(body)?).await?;
+    let links = core::links(&engine, &env_id, Some(&id)).await?;
     Ok(ok(AlertPayload {
-        alert: view(&engine, rule),
+        alert: view(&engine, rule, &links),
     }))
 }
 
-/// Deletes an alert rule.
+/// Deletes an alert rule and its links.
 #[utoipa::path(operation_id = "alerts_delete", delete, path = "/platform/v2/environments/{environmentId}/alerts/{alertId}",
     tag = "Alerts", params(("environmentId" = String, Path), ("alertId" = String, Path)),
     responses((status = 200, body = Envelope<serde_json::Value>), (status = 404, body = ErrorBody)))]
@@ -266,4 +266,206 @@ pub(super) async fn remove(
 ) -> Result<Json<Envelope<serde_json::Value>>, EngineError> {
     core::delete(&engine, &env_id, &id).await?;
     Ok(ok(serde_json::json!({})))
+}
+
+/// What a link is assigned to: an alert rule (`kind` is always `alert`).
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Assignment {
+    pub id: String,
+    /// `alert`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// A subscription by id: a number, or its digits as a string (Redox's examples write both).
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionRef {
+    #[schema(value_type = i64, example = 8675309)]
+    pub id: serde_json::Value,
+}
+
+/// The body of a link's create (`assignment` and `subscription` required; `status` Wharf's,
+/// `active` by default) or change (`status`; `assignment` and `subscription`, if given, must
+/// be the link's own: a link is not moved, it is deleted and made again).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertLinkBody {
+    pub assignment: Option<Assignment>,
+    pub subscription: Option<SubscriptionRef>,
+    /// `active` or `paused`: a paused link is kept, but its subscription is not watched.
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertLinkView {
+    pub id: String,
+    pub assignment: Assignment,
+    pub subscription: LinkedSubscription,
+    /// `active` or `paused`.
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkedSubscription {
+    pub id: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertLinkPayload {
+    pub alert_link: AlertLinkView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertLinksPayload {
+    pub alert_links: Vec<AlertLinkView>,
+}
+
+fn link_view(l: &AlertLinkRecord) -> AlertLinkView {
+    AlertLinkView {
+        id: l.id.clone(),
+        assignment: Assignment {
+            id: l.alert_id.clone(),
+            kind: Some("alert".to_owned()),
+        },
+        subscription: LinkedSubscription {
+            id: l.subscription_id,
+        },
+        status: if l.active { "active" } else { "paused" },
+    }
+}
+
+fn subscription_id(s: &SubscriptionRef) -> Result<i64, EngineError> {
+    s.id.as_i64()
+        .or_else(|| s.id.as_str().and_then(|t| t.parse().ok()))
+        .ok_or_else(|| {
+            EngineError::bad_request(format!(
+                "`subscription.id` {} is not a subscription id: give the number GET .../subscriptions answers",
+                s.id
+            ))
+        })
+}
+
+fn assigned_alert(a: &Assignment) -> Result<&str, EngineError> {
+    match a.kind.as_deref() {
+        None | Some("alert") => Ok(&a.id),
+        Some(other) => Err(EngineError::bad_request(format!(
+            "`assignment.kind` {other:?} is not alert: a link assigns an alert rule"
+        ))),
+    }
+}
+
+/// The environment's alert links.
+#[utoipa::path(operation_id = "alert_links_list", get, path = "/platform/v2/environments/{environmentId}/alertLinks",
+    tag = "Alerts", params(("environmentId" = String, Path)),
+    responses((status = 200, body = Envelope<AlertLinksPayload>), (status = 404, body = ErrorBody)))]
+pub(super) async fn list_links(
+    State(engine): State<Engine>,
+    Path(env_id): Path<String>,
+) -> Result<Json<Envelope<AlertLinksPayload>>, EngineError> {
+    let links = core::links(&engine, &env_id, None).await?;
+    Ok(ok(AlertLinksPayload {
+        alert_links: links.iter().map(link_view).collect(),
+    }))
+}
+
+/// Links an alert rule to a subscription of its environment: the rule then watches that
+/// subscription's logs (with its other active links'), not the whole environment's.
+#[utoipa::path(operation_id = "alert_links_create", post, path = "/platform/v2/environments/{environmentId}/alertLinks",
+    tag = "Alerts", params(("environmentId" = String, Path)), request_body = AlertLinkBody,
+    responses((status = 200, body = Envelope<AlertLinkPayload>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn create_link(
+    State(engine): State<Engine>,
+    Path(env_id): Path<String>,
+    Body(body): Body<AlertLinkBody>,
+) -> Result<Json<Envelope<AlertLinkPayload>>, EngineError> {
+    let assignment = body.assignment.ok_or_else(|| {
+        EngineError::bad_request(
+            "`assignment` is required: {\"id\": \"<alert id>\", \"kind\": \"alert\"}",
+        )
+    })?;
+    let subscription = body.subscription.ok_or_else(|| {
+        EngineError::bad_request("`subscription` is required: {\"id\": <subscription id>}")
+    })?;
+    let active = body
+        .status
+        .as_deref()
+        .map(core::status_active)
+        .transpose()?
+        .unwrap_or(true);
+    let link = core::create_link(
+        &engine,
+        &env_id,
+        assigned_alert(&assignment)?,
+        subscription_id(&subscription)?,
+        active,
+    )
+    .await?;
+    Ok(ok(AlertLinkPayload {
+        alert_link: link_view(&link),
+    }))
+}
+
+/// One alert link.
+#[utoipa::path(operation_id = "alert_links_read", get, path = "/platform/v2/environments/{environmentId}/alertLinks/{alertLinkId}",
+    tag = "Alerts", params(("environmentId" = String, Path), ("alertLinkId" = String, Path)),
+    responses((status = 200, body = Envelope<AlertLinkPayload>), (status = 404, body = ErrorBody)))]
+pub(super) async fn read_link(
+    State(engine): State<Engine>,
+    Path((env_id, id)): Path<(String, String)>,
+) -> Result<Json<Envelope<AlertLinkPayload>>, EngineError> {
+    let link = core::link(&engine, &env_id, &id).await?;
+    Ok(ok(AlertLinkPayload {
+        alert_link: link_view(&link),
+    }))
+}
+
+/// Activates or pauses an alert link (`status`).
+#[utoipa::path(operation_id = "alert_links_update", patch, path = "/platform/v2/environments/{environmentId}/alertLinks/{alertLinkId}",
+    tag = "Alerts", params(("environmentId" = String, Path), ("alertLinkId" = String, Path)), request_body = AlertLinkBody,
+    responses((status = 200, body = Envelope<AlertLinkPayload>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn update_link(
+    State(engine): State<Engine>,
+    Path((env_id, id)): Path<(String, String)>,
+    Body(body): Body<AlertLinkBody>,
+) -> Result<Json<Envelope<AlertLinkPayload>>, EngineError> {
+    let link = core::link(&engine, &env_id, &id).await?;
+    if let Some(a) = &body.assignment
+        && assigned_alert(a)? != link.alert_id
+    {
+        return Err(EngineError::bad_request(
+            "a link's `assignment` cannot change: delete the link and link the other alert",
+        ));
+    }
+    if let Some(s) = &body.subscription
+        && subscription_id(s)? != link.subscription_id
+    {
+        return Err(EngineError::bad_request(
+            "a link's `subscription` cannot change: delete the link and link the other subscription",
+        ));
+    }
+    let link = match body.status.as_deref() {
+        Some(status) => {
+            core::set_link_active(&engine, &env_id, &id, core::status_active(status)?).await?
+        }
+        None => link,
+    };
+    Ok(ok(AlertLinkPayload {
+        alert_link: link_view(&link),
+    }))
+}
+
+/// Deletes an alert link; its alert rule stays.
+#[utoipa::path(operation_id = "alert_links_delete", delete, path = "/platform/v2/environments/{environmentId}/alertLinks/{alertLinkId}",
+    tag = "Alerts", params(("environmentId" = String, Path), ("alertLinkId" = String, Path)),
+    responses((status = 200, body = Envelope<MessagePayload>), (status = 404, body = ErrorBody)))]
+pub(super) async fn remove_link(
+    State(engine): State<Engine>,
+    Path((env_id, id)): Path<(String, String)>,
+) -> Result<Json<Envelope<MessagePayload>>, EngineError> {
+    core::delete_link(&engine, &env_id, &id).await?;
+    Ok(ok(MessagePayload::deleted("Alert link", &id)))
 }

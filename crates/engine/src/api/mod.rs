@@ -101,6 +101,12 @@ fn management() -> OpenApiRouter<Engine> {
         .routes(routes!(logs::resend_range))
         .routes(routes!(alerts::list, alerts::create))
         .routes(routes!(alerts::read, alerts::update, alerts::remove))
+        .routes(routes!(alerts::list_links, alerts::create_link))
+        .routes(routes!(
+            alerts::read_link,
+            alerts::update_link,
+            alerts::remove_link
+        ))
         .routes(routes!(queues::read))
         .routes(routes!(queues::pause))
         .routes(routes!(queues::resume))

@@ -5,13 +5,16 @@
 //! when a rule goes into breach and once when it recovers; the breach is recorded in the store
 //! first, so one process notifies, once, and a restart does not notify again.
 //!
-//! What a rule counts: the logs to the destinations of its environment created within the
-//! window. Its linked subscriptions are kept as given; once subscriptions exist (issue 29,
-//! part 3), a rule with links counts the logs of those subscriptions only.
+//! Alert links (Redox's `alertLinks`) apply a rule to subscriptions, one link per
+//! subscription, each active or paused. What a rule counts is the logs created within the
+//! window by its actively linked subscriptions; a rule whose links are all paused watches
+//! nothing (it is not evaluated, as a paused rule is not); a rule with no link at all counts
+//! every log to the destinations of its environment (Wharf's choice: one rule for a whole
+//! environment without linking each subscription).
 
 use super::{Engine, EngineError};
 use std::str::FromStr;
-use wharf_store::engine::{AlertRuleRecord, WindowCounts};
+use wharf_store::engine::{AlertLinkRecord, AlertRuleRecord, CountScope, WindowCounts};
 
 /// What a rule watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +105,6 @@ pub struct Rule {
     pub ignore_holidays: bool,
     pub time_zone: String,
     pub active: bool,
-    /// As linked (Redox shows numbers; kept as given).
-    pub subscriptions: Vec<serde_json::Value>,
     pub breached_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -166,7 +167,6 @@ pub struct RuleInput {
     pub ignore_holidays: Option<bool>,
     pub time_zone: Option<String>,
     pub status: Option<String>,
-    pub subscriptions: Option<Vec<serde_json::Value>>,
 }
 
 fn config_of(rule: &Rule) -> serde_json::Map<String, serde_json::Value> {
@@ -314,13 +314,7 @@ fn build(
         ))
     })?;
     let active = match (input.status.as_deref(), existing) {
-        (Some("active"), _) => true,
-        (Some("paused"), _) => false,
-        (Some(other), _) => {
-            return Err(EngineError::bad_request(format!(
-                "`status` {other:?} is not one of active, paused"
-            )));
-        }
+        (Some(status), _) => status_active(status)?,
         (None, Some(e)) => e.active,
         (None, None) => true,
     };
@@ -341,10 +335,6 @@ fn build(
             .unwrap_or(false),
         time_zone,
         active,
-        subscriptions: input
-            .subscriptions
-            .or_else(|| existing.map(|e| e.subscriptions.clone()))
-            .unwrap_or_default(),
         // A rule of another type starts afresh.
         breached_at: existing
             .and_then(|e| e.breached_at)
@@ -375,7 +365,6 @@ fn to_record(engine: &Engine, r: &Rule) -> AlertRuleRecord {
         ignore_holidays: r.ignore_holidays,
         time_zone: r.time_zone.clone(),
         status: if r.active { "active" } else { "paused" }.to_owned(),
-        subscription_ids: serde_json::to_string(&r.subscriptions).unwrap_or_default(),
         breached_at: r.breached_at,
         created_at: r.created_at,
         updated_at: r.updated_at,
@@ -413,7 +402,6 @@ fn from_record(engine: &Engine, rec: AlertRuleRecord) -> Result<Rule, EngineErro
         ignore_holidays: Some(rec.ignore_holidays),
         time_zone: Some(rec.time_zone.clone()),
         status: Some(rec.status.clone()),
-        subscriptions: serde_json::from_str(&rec.subscription_ids).ok(),
     };
     // Stored rules were checked when written; reading one back does not need [smtp] again.
     let mut rule = match build_unchecked(engine, &rec, input) {
@@ -503,11 +491,116 @@ pub async fn update(
     Ok(rule)
 }
 
-/// Deletes a rule.
+/// Deletes a rule and its links.
 pub async fn delete(engine: &Engine, environment_id: &str, id: &str) -> Result<(), EngineError> {
     get(engine, environment_id, id).await?;
     let lookup = id.to_owned();
     engine.db(move |s| s.delete_alert_rule(&lookup)).await?;
+    Ok(())
+}
+
+/// `status` of a rule or a link (`active` or `paused`) as whether it is active.
+pub fn status_active(status: &str) -> Result<bool, EngineError> {
+    match status {
+        "active" => Ok(true),
+        "paused" => Ok(false),
+        other => Err(EngineError::bad_request(format!(
+            "`status` {other:?} is not one of active, paused"
+        ))),
+    }
+}
+
+/// The environment's links, or one rule's.
+pub async fn links(
+    engine: &Engine,
+    environment_id: &str,
+    alert_id: Option<&str>,
+) -> Result<Vec<AlertLinkRecord>, EngineError> {
+    let env = super::destinations::environment(engine, environment_id).await?;
+    let alert_id = alert_id.map(str::to_owned);
+    let records = engine
+        .db(move |s| s.alert_links(&env.id, alert_id.as_deref()))
+        .await?;
+    Ok(records)
+}
+
+/// One link of the environment, or `NotFound`.
+pub async fn link(
+    engine: &Engine,
+    environment_id: &str,
+    id: &str,
+) -> Result<AlertLinkRecord, EngineError> {
+    let env = super::destinations::environment(engine, environment_id).await?;
+    let lookup = id.to_owned();
+    engine
+        .db(move |s| s.alert_link(&lookup))
+        .await?
+        .filter(|l| l.environment_id == env.id && l.organization_id == engine.organization.id)
+        .ok_or_else(|| EngineError::not_found(format!("alert link {id}")))
+}
+
+/// Links a rule of the environment to a subscription of the same environment (active unless
+/// `active` says otherwise). Linking a pair already linked answers that link as it is.
+pub async fn create_link(
+    engine: &Engine,
+    environment_id: &str,
+    alert_id: &str,
+    subscription_id: i64,
+    active: bool,
+) -> Result<AlertLinkRecord, EngineError> {
+    let rule = get(engine, environment_id, alert_id).await?;
+    let subscription = super::subscriptions::read(engine, subscription_id).await?;
+    if subscription.environment_id != rule.environment_id {
+        return Err(EngineError::bad_request(format!(
+            "subscription {subscription_id} is in another environment than alert {alert_id}: link a subscription of environment {}",
+            rule.environment_id
+        )));
+    }
+    let now = engine.now_millis();
+    let record = AlertLinkRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        organization_id: engine.organization.id.clone(),
+        environment_id: rule.environment_id.clone(),
+        alert_id: rule.id.clone(),
+        subscription_id,
+        active,
+        created_at: now,
+        updated_at: now,
+    };
+    let kept = engine.db(move |s| s.insert_alert_link(&record)).await?;
+    tracing::info!(alert = %kept.alert_id, subscription = kept.subscription_id, link = %kept.id, "alert link created");
+    Ok(kept)
+}
+
+/// Activates or pauses a link.
+pub async fn set_link_active(
+    engine: &Engine,
+    environment_id: &str,
+    id: &str,
+    active: bool,
+) -> Result<AlertLinkRecord, EngineError> {
+    link(engine, environment_id, id).await?;
+    let (lookup, at) = (id.to_owned(), engine.now_millis());
+    if !engine
+        .db(move |s| s.set_alert_link_active(&lookup, active, at))
+        .await?
+    {
+        return Err(EngineError::not_found(format!("alert link {id}")));
+    }
+    link(engine, environment_id, id).await
+}
+
+/// Deletes a link (its rule stays).
+pub async fn delete_link(
+    engine: &Engine,
+    environment_id: &str,
+    id: &str,
+) -> Result<(), EngineError> {
+    link(engine, environment_id, id).await?;
+    let lookup = id.to_owned();
+    if !engine.db(move |s| s.delete_alert_link(&lookup)).await? {
+        return Err(EngineError::not_found(format!("alert link {id}")));
+    }
     Ok(())
 }
 
@@ -551,16 +644,31 @@ pub async fn evaluate(engine: &Engine) -> Result<Vec<(String, &'static str)>, En
             continue;
         }
         let since = now.saturating_sub(window);
-        let (env_id, org_id) = (rule.environment_id.clone(), org.clone());
-        let (counts, environment) = engine
+        let (env_id, org_id, rule_id) = (rule.environment_id.clone(), org.clone(), rule.id.clone());
+        let counted = engine
             .db(move |s| {
-                let ids: Vec<String> = s.destinations(&env_id)?.into_iter().map(|d| d.id).collect();
-                Ok((
-                    s.window_counts(&org_id, Some(&ids), since)?,
-                    s.environment(&env_id)?,
-                ))
+                let links = s.alert_links(&env_id, Some(&rule_id))?;
+                let linked: Vec<i64> = links
+                    .iter()
+                    .filter(|l| l.active)
+                    .map(|l| l.subscription_id)
+                    .collect();
+                let counts = if links.is_empty() {
+                    let ids: Vec<String> =
+                        s.destinations(&env_id)?.into_iter().map(|d| d.id).collect();
+                    s.window_counts(&org_id, CountScope::Destinations(&ids), since)?
+                } else if linked.is_empty() {
+                    // Every link paused: the rule watches nothing.
+                    return Ok(None);
+                } else {
+                    s.window_counts(&org_id, CountScope::Subscriptions(&linked), since)?
+                };
+                Ok(Some((counts, s.environment(&env_id)?)))
             })
             .await?;
+        let Some((counts, environment)) = counted else {
+            continue;
+        };
         let breached = rule
             .alert_type
             .breached(counts, rule.threshold.unwrap_or(0));

@@ -15,7 +15,9 @@
 //! Verification, key sets and the JWKS refresh policy, and `jti` replay are `wharf-auth`'s
 //! (`jwt`, `jwks`, `oauth::SeenJtis`). The issued token is sealed with the master key
 //! (AES-256-GCM: client ID, environment and expiry), so every engine on a shared database
-//! accepts it without a table of tokens; `jti`s are remembered in this process.
+//! accepts it without a table of tokens. `jti`s are remembered in this process on SQLite, and
+//! in the database on PostgreSQL (`used_jtis`), so an assertion is used once across every
+//! engine sharing it.
 
 use super::{Engine, EngineError};
 use base64::Engine as _;
@@ -258,11 +260,21 @@ pub async fn issue(
         .exp
         .unwrap_or_default()
         .max(claims.iat.unwrap_or_default() + MAX_ASSERTION_AGE_SECONDS + SKEW_SECONDS);
-    if !engine
-        .oauth
-        .jtis
-        .first_use(&client_id, jti, remember_until, clock)
-    {
+    // Engines sharing a PostgreSQL database share the jtis they accepted there; on SQLite,
+    // where one engine owns the file, this process remembers them.
+    let (key, until) = SeenJtis::shared_key(&client_id, jti, remember_until);
+    let shared = engine
+        .db(move |s| s.first_use(&key, until, now))
+        .await
+        .map_err(|e| TokenRefusal::unavailable(&e))?;
+    let first = match shared {
+        Some(first) => first,
+        None => engine
+            .oauth
+            .jtis
+            .first_use(&client_id, jti, remember_until, clock),
+    };
+    if !first {
         return Err(TokenRefusal::claim(
             "jti",
             "this jti was already used: sign every assertion with a new jti",

@@ -1,5 +1,5 @@
 //! Sources and subscriptions in the dashboard: every environment's sources (create, with the
-//! `apiKey` shown once on the page that answers the form; delete), its subscriptions (create,
+//! `apiKey` shown once on the page that answers the form; rename; delete), its subscriptions (create,
 //! pause, resume, delete) and each subscription's filter (set, replace, delete). Every form
 //! calls the core (`crate::app::sources`, `crate::app::subscriptions`), as the API does.
 
@@ -18,6 +18,7 @@ use wharf_protocol::platform::FilterAction;
 pub(super) fn routes() -> Router<Dash> {
     Router::new()
         .route("/dashboard/sources", get(list).post(create_source))
+        .route("/dashboard/sources/{id}/rename", post(rename_source))
         .route("/dashboard/sources/{id}/delete", post(delete_source))
         .route("/dashboard/subscriptions", post(create_subscription))
         .route("/dashboard/subscriptions/{id}/pause", post(pause))
@@ -204,6 +205,21 @@ async fn create_source(
         axum::http::HeaderValue::from_static("no-store"),
     );
     Ok(response)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RenameForm {
+    name: String,
+}
+
+async fn rename_source(
+    State(dash): State<Dash>,
+    Path(id): Path<String>,
+    Form(form): Form<RenameForm>,
+) -> Result<Response, Failure> {
+    crate::app::sources::rename(&dash, &id, Some(form.name)).await?;
+    Ok(see_other("/dashboard/sources"))
 }
 
 async fn delete_source(

@@ -38,6 +38,18 @@ async fn engine_with_dashboard(extra: &str) -> Engine {
     .await
 }
 
+/// Signs `browser` in to `engine`'s dashboard with the password, as a person would, and waits
+/// for the home page.
+async fn sign_in_browser(browser: &fantoccini::Client, engine: &Engine) {
+    browser
+        .goto(&format!("{}/dashboard/signin", engine.base))
+        .await
+        .unwrap();
+    fill(browser, "#secret", PASSWORD).await;
+    click(browser, "#signin").await;
+    find(browser, "#new-destination").await;
+}
+
 /// A dashboard user without a browser: keeps the cookies it is given, follows no redirect.
 struct Visitor {
     base: String,

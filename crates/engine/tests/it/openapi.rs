@@ -83,6 +83,26 @@ const ROUTES: &[(&str, &str)] = &[
         "/platform/v2/environments/{environmentId}/alerts/{alertId}",
     ),
     (
+        "GET",
+        "/platform/v2/environments/{environmentId}/alertLinks",
+    ),
+    (
+        "POST",
+        "/platform/v2/environments/{environmentId}/alertLinks",
+    ),
+    (
+        "GET",
+        "/platform/v2/environments/{environmentId}/alertLinks/{alertLinkId}",
+    ),
+    (
+        "PATCH",
+        "/platform/v2/environments/{environmentId}/alertLinks/{alertLinkId}",
+    ),
+    (
+        "DELETE",
+        "/platform/v2/environments/{environmentId}/alertLinks/{alertLinkId}",
+    ),
+    (
         "POST",
         "/platform/v1/environments/{environmentId}/logs/resend",
     ),

@@ -336,6 +336,65 @@ async fn every_refusal_of_the_token_endpoint_in_redox_words() {
     }
 }
 
+/// Two engines on one PostgreSQL database (whatever the suite's backend) share the `jti`s
+/// their token endpoints accepted: an assertion used at one is refused at the other, as a
+/// replay to the same engine is.
+#[tokio::test]
+async fn a_jti_is_used_once_across_engines_sharing_a_database() {
+    let schema = wharf_testkit::postgres::PgSchema::create();
+    let url = schema.url.clone();
+    // One public URL for both, as behind a load balancer: the assertion's `aud` is good at both.
+    let public = "public_url = \"https://wharf.example.com\"\n";
+    let first = Engine::start_on(
+        tempfile::tempdir().unwrap(),
+        Some(schema),
+        true,
+        public,
+        |_| {},
+    )
+    .await;
+    let second = Engine::start_on(
+        tempfile::tempdir().unwrap(),
+        None,
+        true,
+        &format!("{public}database_url = \"{url}\"\n"),
+        |_| {},
+    )
+    .await;
+    let dev = first.environment("Development").await;
+    let signer = key("RS384", "k1");
+    let client = apikey(&first, &dev, &[&signer]).await;
+    let assertion = |jti: &str| {
+        let t = now();
+        signer
+            .sign(&json!({"iss": client, "sub": client,
+                          "aud": "https://wharf.example.com/v2/auth/token",
+                          "iat": t, "exp": t + 300, "jti": jti}))
+            .unwrap()
+    };
+    let used = assertion("jti-one");
+    let (status, body) = token_request(&first, FORM, form(&used)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for engine in [&second, &first] {
+        let (status, body) = token_request(engine, FORM, form(&used)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"], "invalid_request", "{body}");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("Unexpected jti claim value"),
+            "{body}"
+        );
+    }
+    // Another jti is fine at the second engine, and then used there for both.
+    let other = assertion("jti-two");
+    let (status, body) = token_request(&second, FORM, form(&other)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = token_request(&first, FORM, form(&other)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
 #[tokio::test]
 async fn a_jwks_url_is_fetched_and_fetched_again_for_an_unknown_kid() {
     let engine = Engine::start(true).await;
@@ -369,7 +428,7 @@ async fn a_jwks_url_is_fetched_and_fetched_again_for_an_unknown_kid() {
     assert_eq!(jwks.received().len(), 2, "refreshed for the unknown kid");
 }
 
-async fn create_source(engine: &Engine, env: &str, name: &str) -> (String, String) {
+pub(crate) async fn create_source(engine: &Engine, env: &str, name: &str) -> (String, String) {
     let (status, body) = engine
         .post(
             &format!("/platform/v1/environments/{env}/sources"),
@@ -384,7 +443,7 @@ async fn create_source(engine: &Engine, env: &str, name: &str) -> (String, Strin
     )
 }
 
-async fn subscribe(engine: &Engine, env: &str, source: &str, destination: &str) -> i64 {
+pub(crate) async fn subscribe(engine: &Engine, env: &str, source: &str, destination: &str) -> i64 {
     let (status, body) = engine
         .post(
             &format!("/platform/v1/environments/{env}/subscriptions"),
@@ -400,7 +459,7 @@ async fn subscribe(engine: &Engine, env: &str, source: &str, destination: &str) 
     s["id"].as_i64().unwrap()
 }
 
-async fn send(engine: &Engine, key: &str, message: Value) -> (StatusCode, Value) {
+pub(crate) async fn send(engine: &Engine, key: &str, message: Value) -> (StatusCode, Value) {
     let response = engine
         .client
         .post(format!("{}/endpoint", engine.base))
@@ -412,7 +471,7 @@ async fn send(engine: &Engine, key: &str, message: Value) -> (StatusCode, Value)
     (response.status(), response.json().await.unwrap())
 }
 
-fn arrival(first_name: &str, destinations: &[&str]) -> Value {
+pub(crate) fn arrival(first_name: &str, destinations: &[&str]) -> Value {
     json!({"Meta": {"DataModel": "PatientAdmin", "EventType": "Arrival",
                     "Destinations": destinations.iter().map(|d| json!({"ID": d})).collect::<Vec<_>>()},
            "Patient": {"Demographics": {"FirstName": first_name}}})

@@ -18,12 +18,13 @@
 
 use super::lease::{HEARTBEAT, Leases};
 use super::{
-    Pg, RETRY_MAX, RETRY_PAUSE, block_on, commit, notify, runtime, schema, sent, xact_lock,
+    Pg, RETRY_MAX, RETRY_PAUSE, SingleUse, block_on, commit, notify, runtime, schema, sent,
+    xact_lock,
 };
 use crate::column::{Col, Column};
 use crate::engine::{
-    AlertRuleRecord, ApiKeyRecord, AttemptOutcome, AttemptRecord, AuditRecord,
-    AuthCredentialRecord, CredentialDeletion, DestinationRecord, EngineStoreOptions,
+    AlertLinkRecord, AlertRuleRecord, ApiKeyRecord, AttemptOutcome, AttemptRecord, AuditRecord,
+    AuthCredentialRecord, CountScope, CredentialDeletion, DestinationRecord, EngineStoreOptions,
     EnvironmentRecord, Erased, FilterRecord, LogFilter, LogRecord, LogSearch, LogStatus,
     Organization, QueueState, QueueStats, ResendRange, SourceRecord, SubscriptionFilter,
     SubscriptionRecord, TrafficCount, WindowCounts, Write,
@@ -87,6 +88,8 @@ struct Inner {
     released: std::sync::atomic::AtomicBool,
     /// When a round of taking leases last ran from `queue_heads`.
     last_take: std::sync::Mutex<Option<Instant>>,
+    /// The token endpoint's client assertions (`jti`s) any engine accepted (`used_jtis`).
+    jtis: SingleUse,
 }
 
 type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
@@ -212,6 +215,7 @@ impl PgEngine {
             work_queues: options.work_queues,
             released: Default::default(),
             round: Default::default(),
+            jtis: SingleUse::new("used_jtis", &[]),
         });
         super::spawn_listener(&pg, CHANNEL, changes);
         if options.work_queues {
@@ -279,6 +283,38 @@ impl PgEngine {
         map: impl Fn(&Row) -> T,
     ) -> Result<Option<T>, StoreError> {
         Ok(self.query(sql, params, map)?.into_iter().next())
+    }
+
+    /// The row of `table` with this `id` (`columns` read by `map`): the engine's records by id.
+    fn row_by_id<T>(
+        &self,
+        table: &str,
+        columns: &str,
+        id: &str,
+        map: fn(&Row) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        self.query_opt(
+            &format!("SELECT {columns} FROM {table} WHERE id = $1"),
+            &[&id],
+            map,
+        )
+    }
+
+    /// An environment's rows of `table`, oldest first: the engine's records by environment.
+    fn rows_of_environment<T>(
+        &self,
+        table: &str,
+        columns: &str,
+        environment_id: &str,
+        map: fn(&Row) -> T,
+    ) -> Result<Vec<T>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {columns} FROM {table} WHERE environment_id = $1 ORDER BY created_at, id"
+            ),
+            &[&environment_id],
+            map,
+        )
     }
 
     fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
@@ -420,23 +456,17 @@ impl PgEngine {
     }
 
     pub(crate) fn destination(&self, id: &str) -> Result<Option<DestinationRecord>, StoreError> {
-        self.query_opt(
-            &format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = $1"),
-            &[&id],
-            destination,
-        )
+        self.row_by_id("destinations", DESTINATION_COLUMNS, id, destination)
     }
 
     pub(crate) fn destinations(
         &self,
         environment_id: &str,
     ) -> Result<Vec<DestinationRecord>, StoreError> {
-        self.query(
-            &format!(
-                "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE environment_id = $1
-                 ORDER BY created_at, id"
-            ),
-            &[&environment_id],
+        self.rows_of_environment(
+            "destinations",
+            DESTINATION_COLUMNS,
+            environment_id,
             destination,
         )
     }
@@ -484,6 +514,12 @@ impl PgEngine {
                 .await?;
             tx.execute(
                 "DELETE FROM filters WHERE subscription_id IN (
+                    SELECT id FROM subscriptions WHERE destination_id = $1)",
+                &[&id],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM alert_links WHERE subscription_id IN (
                     SELECT id FROM subscriptions WHERE destination_id = $1)",
                 &[&id],
             )
@@ -538,23 +574,17 @@ impl PgEngine {
         &self,
         id: &str,
     ) -> Result<Option<AuthCredentialRecord>, StoreError> {
-        self.query_opt(
-            &format!("SELECT {CREDENTIAL_COLUMNS} FROM auth_credentials WHERE id = $1"),
-            &[&id],
-            auth_credential,
-        )
+        self.row_by_id("auth_credentials", CREDENTIAL_COLUMNS, id, auth_credential)
     }
 
     pub(crate) fn auth_credentials(
         &self,
         environment_id: &str,
     ) -> Result<Vec<AuthCredentialRecord>, StoreError> {
-        self.query(
-            &format!(
-                "SELECT {CREDENTIAL_COLUMNS} FROM auth_credentials WHERE environment_id = $1
-                 ORDER BY created_at, id"
-            ),
-            &[&environment_id],
+        self.rows_of_environment(
+            "auth_credentials",
+            CREDENTIAL_COLUMNS,
+            environment_id,
             auth_credential,
         )
     }
@@ -1274,18 +1304,21 @@ impl PgEngine {
     pub(crate) fn window_counts(
         &self,
         organization_id: &str,
-        destination_ids: Option<&[String]>,
+        scope: CountScope<'_>,
         since: i64,
     ) -> Result<WindowCounts, StoreError> {
-        let ids: Option<Vec<&str>> =
-            destination_ids.map(|ids| ids.iter().map(String::as_str).collect());
+        let (destinations, subscriptions): (Option<Vec<&str>>, Option<&[i64]>) = match scope {
+            CountScope::Destinations(ids) => (Some(ids.iter().map(String::as_str).collect()), None),
+            CountScope::Subscriptions(ids) => (None, Some(ids)),
+        };
         Ok(self
             .query(
                 "SELECT count(*), count(*) FILTER (WHERE status = 'FAILED'),
                         count(*) FILTER (WHERE attempts > 1)
                  FROM logs WHERE organization_id = $1 AND created_at >= $2 AND log_type = 'SEND'
-                   AND ($3::text[] IS NULL OR destination_id = ANY($3))",
-                &[&organization_id, &since, &ids],
+                   AND ($3::text[] IS NULL OR destination_id = ANY($3))
+                   AND ($4::bigint[] IS NULL OR subscription_id = ANY($4))",
+                &[&organization_id, &since, &destinations, &subscriptions],
                 |r| WindowCounts {
                     total: r.get(0),
                     failed: r.get(1),
@@ -1298,7 +1331,7 @@ impl PgEngine {
     }
 }
 
-const ALERT_COLUMNS: &str = "id, organization_id, environment_id, name, alert_type, configuration, notification, ignore_days, ignore_holidays, time_zone, status, subscription_ids, breached_at, created_at, updated_at";
+const ALERT_COLUMNS: &str = "id, organization_id, environment_id, name, alert_type, configuration, notification, ignore_days, ignore_holidays, time_zone, status, breached_at, created_at, updated_at";
 
 fn alert_rule(r: &Row) -> AlertRuleRecord {
     AlertRuleRecord {
@@ -1313,10 +1346,24 @@ fn alert_rule(r: &Row) -> AlertRuleRecord {
         ignore_holidays: r.get(8),
         time_zone: r.get(9),
         status: r.get(10),
-        subscription_ids: r.get(11),
-        breached_at: r.get(12),
-        created_at: r.get(13),
-        updated_at: r.get(14),
+        breached_at: r.get(11),
+        created_at: r.get(12),
+        updated_at: r.get(13),
+    }
+}
+
+const ALERT_LINK_COLUMNS: &str = "id, organization_id, environment_id, alert_id, subscription_id, active, created_at, updated_at";
+
+fn alert_link(r: &Row) -> AlertLinkRecord {
+    AlertLinkRecord {
+        id: r.get(0),
+        organization_id: r.get(1),
+        environment_id: r.get(2),
+        alert_id: r.get(3),
+        subscription_id: r.get(4),
+        active: r.get(5),
+        created_at: r.get(6),
+        updated_at: r.get(7),
     }
 }
 
@@ -1325,7 +1372,7 @@ impl PgEngine {
         self.execute(
             &format!(
                 "INSERT INTO alert_rules ({ALERT_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
             ),
             &[
                 &a.id,
@@ -1339,7 +1386,6 @@ impl PgEngine {
                 &a.ignore_holidays,
                 &a.time_zone,
                 &a.status,
-                &a.subscription_ids,
                 &a.breached_at,
                 &a.created_at,
                 &a.updated_at,
@@ -1352,7 +1398,7 @@ impl PgEngine {
         Ok(self.execute(
             "UPDATE alert_rules SET name = $2, alert_type = $3, configuration = $4,
                 notification = $5, ignore_days = $6, ignore_holidays = $7, time_zone = $8,
-                status = $9, subscription_ids = $10, breached_at = $11, updated_at = $12
+                status = $9, breached_at = $10, updated_at = $11
              WHERE id = $1",
             &[
                 &a.id,
@@ -1364,7 +1410,6 @@ impl PgEngine {
                 &a.ignore_holidays,
                 &a.time_zone,
                 &a.status,
-                &a.subscription_ids,
                 &a.breached_at,
                 &a.updated_at,
             ],
@@ -1372,11 +1417,7 @@ impl PgEngine {
     }
 
     pub(crate) fn alert_rule(&self, id: &str) -> Result<Option<AlertRuleRecord>, StoreError> {
-        self.query_opt(
-            &format!("SELECT {ALERT_COLUMNS} FROM alert_rules WHERE id = $1"),
-            &[&id],
-            alert_rule,
-        )
+        self.row_by_id("alert_rules", ALERT_COLUMNS, id, alert_rule)
     }
 
     pub(crate) fn alert_rules(
@@ -1394,7 +1435,99 @@ impl PgEngine {
     }
 
     pub(crate) fn delete_alert_rule(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.execute("DELETE FROM alert_rules WHERE id = $1", &[&id])? == 1)
+        // One statement: its links go with it (the foreign key is checked at its end).
+        Ok(self.execute(
+            "WITH links AS (DELETE FROM alert_links WHERE alert_id = $1)
+             DELETE FROM alert_rules WHERE id = $1",
+            &[&id],
+        )? == 1)
+    }
+
+    pub(crate) fn insert_alert_link(
+        &self,
+        l: &AlertLinkRecord,
+    ) -> Result<AlertLinkRecord, StoreError> {
+        self.pg().run(async {
+            let client = self.pg().client().await?;
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO alert_links ({ALERT_LINK_COLUMNS})
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                         ON CONFLICT (alert_id, subscription_id) DO NOTHING"
+                    ),
+                    &[
+                        &l.id,
+                        &l.organization_id,
+                        &l.environment_id,
+                        &l.alert_id,
+                        &l.subscription_id,
+                        &l.active,
+                        &l.created_at,
+                        &l.updated_at,
+                    ],
+                )
+                .await?;
+            let row = client
+                .query_one(
+                    &format!(
+                        "SELECT {ALERT_LINK_COLUMNS} FROM alert_links
+                         WHERE alert_id = $1 AND subscription_id = $2"
+                    ),
+                    &[&l.alert_id, &l.subscription_id],
+                )
+                .await?;
+            Ok(alert_link(&row))
+        })
+    }
+
+    pub(crate) fn alert_link(&self, id: &str) -> Result<Option<AlertLinkRecord>, StoreError> {
+        self.row_by_id("alert_links", ALERT_LINK_COLUMNS, id, alert_link)
+    }
+
+    pub(crate) fn alert_links(
+        &self,
+        environment_id: &str,
+        alert_id: Option<&str>,
+    ) -> Result<Vec<AlertLinkRecord>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {ALERT_LINK_COLUMNS} FROM alert_links
+                 WHERE environment_id = $1 AND ($2::text IS NULL OR alert_id = $2)
+                 ORDER BY created_at, id"
+            ),
+            &[&environment_id, &alert_id],
+            alert_link,
+        )
+    }
+
+    pub(crate) fn set_alert_link_active(
+        &self,
+        id: &str,
+        active: bool,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "UPDATE alert_links SET active = $2, updated_at = $3 WHERE id = $1",
+            &[&id, &active, &at],
+        )? == 1)
+    }
+
+    /// Records a single-use credential every engine of the database must refuse a second
+    /// time (the token endpoint's `jti`s).
+    pub(crate) fn first_use(
+        &self,
+        digest: &[u8; 32],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .jtis
+            .first_use(self.pg(), digest, expires_at, now)
+    }
+
+    pub(crate) fn delete_alert_link(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.execute("DELETE FROM alert_links WHERE id = $1", &[&id])? == 1)
     }
 
     pub(crate) fn set_alert_breach(
@@ -1861,6 +1994,11 @@ async fn delete_subscriptions_in(
         &[&ids],
     )
     .await?;
+    tx.execute(
+        "DELETE FROM alert_links WHERE subscription_id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
     tx.execute("DELETE FROM subscriptions WHERE id = ANY($1)", &[&ids])
         .await?;
     Ok(())
@@ -1895,22 +2033,11 @@ impl PgEngine {
     }
 
     pub(crate) fn apikey(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        self.query_opt(
-            &format!("SELECT {APIKEY_COLUMNS} FROM apikeys WHERE id = $1"),
-            &[&id],
-            apikey,
-        )
+        self.row_by_id("apikeys", APIKEY_COLUMNS, id, apikey)
     }
 
     pub(crate) fn apikeys(&self, environment_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        self.query(
-            &format!(
-                "SELECT {APIKEY_COLUMNS} FROM apikeys WHERE environment_id = $1
-                 ORDER BY created_at, id"
-            ),
-            &[&environment_id],
-            apikey,
-        )
+        self.rows_of_environment("apikeys", APIKEY_COLUMNS, environment_id, apikey)
     }
 
     pub(crate) fn delete_apikey(&self, id: &str) -> Result<bool, StoreError> {
@@ -1945,22 +2072,11 @@ impl PgEngine {
     }
 
     pub(crate) fn source(&self, id: &str) -> Result<Option<SourceRecord>, StoreError> {
-        self.query_opt(
-            &format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE id = $1"),
-            &[&id],
-            source,
-        )
+        self.row_by_id("sources", SOURCE_COLUMNS, id, source)
     }
 
     pub(crate) fn sources(&self, environment_id: &str) -> Result<Vec<SourceRecord>, StoreError> {
-        self.query(
-            &format!(
-                "SELECT {SOURCE_COLUMNS} FROM sources WHERE environment_id = $1
-                 ORDER BY created_at, id"
-            ),
-            &[&environment_id],
-            source,
-        )
+        self.rows_of_environment("sources", SOURCE_COLUMNS, environment_id, source)
     }
 
     pub(crate) fn source_by_key_digest(

@@ -12,13 +12,14 @@
 //! taken when free or expired and renewed by a heartbeat (see `lease` for the safety margin).
 
 use super::lease::{HEARTBEAT, Leases};
-use super::{Pg, RETRY_MAX, RETRY_PAUSE, block_on, commit, notify, runtime, schema, xact_lock};
+use super::{
+    Pg, RETRY_MAX, RETRY_PAUSE, SingleUse, block_on, commit, notify, runtime, schema, xact_lock,
+};
 use crate::StoreError;
 use crate::inbox::{Kept, ListQuery, MessageStatus, MessageSummary, OperatorChange, StoredMessage};
 use crate::now_millis;
 use crate::writer::{BatchOutcome, Bookkeeping, Item, KeepRequest};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
@@ -31,12 +32,14 @@ const CHANNEL: &str = "wharf_inbox";
 pub(crate) struct PgInbox {
     pg: Arc<Pg>,
     forwarders: Option<Arc<Forwarders>>,
-    /// When (Unix seconds) this process last swept expired rows of `replay_seen`.
-    replay_swept: AtomicI64,
+    /// Single-use credentials accepted by the servers (`replay_seen`); expired issued tokens
+    /// are swept with them.
+    replays: SingleUse,
 }
 
-/// How often (seconds) a process sweeps expired rows of `replay_seen`, at most.
-const REPLAY_SWEEP_INTERVAL: i64 = 60;
+fn replays() -> SingleUse {
+    SingleUse::new("replay_seen", &["issued_tokens"])
+}
 
 /// The forwarder leases of this process.
 struct Forwarders {
@@ -120,7 +123,7 @@ impl PgInbox {
         Ok(PgInbox {
             pg,
             forwarders: Some(forwarders),
-            replay_swept: AtomicI64::new(0),
+            replays: replays(),
         })
     }
 
@@ -129,7 +132,7 @@ impl PgInbox {
         Ok(PgInbox {
             pg: Pg::connect(url, 2)?,
             forwarders: None,
-            replay_swept: AtomicI64::new(0),
+            replays: replays(),
         })
     }
 
@@ -226,52 +229,14 @@ impl PgInbox {
 
     /// Records the single-use credential `digest` until `expires_at` (Unix seconds), unless it
     /// is recorded already and not expired at `now`: true for its first use, false for a
-    /// replay. One statement, so of several servers racing on the same digest exactly one is
-    /// told "first": the others wait on the primary key's row and then see it. A row that has
-    /// expired is taken over (its credential could not pass its other checks any more anyway).
+    /// replay ([`SingleUse::first_use`]).
     pub(crate) fn first_use(
         &self,
         digest: &[u8; 32],
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let first = self.pg.run(async {
-            let client = self.pg.client().await?;
-            let statement = client
-                .prepare_cached(
-                    "INSERT INTO replay_seen (digest, expires_at) VALUES ($1, $2)
-                     ON CONFLICT (digest) DO UPDATE SET expires_at = EXCLUDED.expires_at
-                         WHERE replay_seen.expires_at <= $3
-                     RETURNING 1",
-                )
-                .await?;
-            super::sent();
-            let rows = client
-                .query(&statement, &[&digest.as_slice(), &expires_at, &now])
-                .await?;
-            Ok(!rows.is_empty())
-        })?;
-        let last = self.replay_swept.load(Ordering::Relaxed);
-        if now >= last + REPLAY_SWEEP_INTERVAL
-            && self
-                .replay_swept
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            && let Err(e) = self.pg.run(async {
-                let client = self.pg.client().await?;
-                client
-                    .execute("DELETE FROM replay_seen WHERE expires_at <= $1", &[&now])
-                    .await?;
-                client
-                    .execute("DELETE FROM issued_tokens WHERE expires_at <= $1", &[&now])
-                    .await?;
-                Ok(())
-            })
-        {
-            // The rows stay until the next sweep; nothing is accepted wrongly meanwhile.
-            tracing::debug!(error = %e, "could not sweep expired replay_seen rows");
-        }
-        Ok(first)
+        self.replays.first_use(&self.pg, digest, expires_at, now)
     }
 
     /// Records an access token issued by `destination`'s token endpoint (its SHA-256 `digest`)

@@ -39,7 +39,7 @@ pub use schema::{Component, probe};
 use crate::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -560,6 +560,84 @@ pub(crate) fn holder_name() -> String {
         .unwrap_or_else(|_| "host".to_owned());
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{host}:{}:{}", std::process::id(), &random[..8])
+}
+
+/// How often (seconds) a process sweeps the expired rows of a [`SingleUse`] table, at most.
+const SINGLE_USE_SWEEP_INTERVAL: i64 = 60;
+
+/// Single-use credentials several processes share through one table of `(digest BYTEA
+/// PRIMARY KEY, expires_at BIGINT)`: the destination servers' `replay_seen`, the engines'
+/// `used_jtis`.
+pub(crate) struct SingleUse {
+    table: &'static str,
+    /// Tables of other expiring rows (`expires_at`) swept with it.
+    also_sweep: &'static [&'static str],
+    /// When (Unix seconds) this process last swept.
+    swept: AtomicI64,
+}
+
+impl SingleUse {
+    pub(crate) const fn new(table: &'static str, also_sweep: &'static [&'static str]) -> Self {
+        Self {
+            table,
+            also_sweep,
+            swept: AtomicI64::new(0),
+        }
+    }
+
+    /// Records the single-use credential `digest` until `expires_at` (Unix seconds), unless it
+    /// is recorded already and not expired at `now`: true for its first use, false for a
+    /// replay. One statement, so of several processes racing on the same digest exactly one is
+    /// told "first": the others wait on the primary key's row and then see it. A row that has
+    /// expired is taken over (its credential could not pass its other checks any more anyway).
+    pub(crate) fn first_use(
+        &self,
+        pg: &Pg,
+        digest: &[u8; 32],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let table = self.table;
+        let first = pg.run(async {
+            let client = pg.client().await?;
+            let statement = client
+                .prepare_cached(&format!(
+                    "INSERT INTO {table} (digest, expires_at) VALUES ($1, $2)
+                     ON CONFLICT (digest) DO UPDATE SET expires_at = EXCLUDED.expires_at
+                         WHERE {table}.expires_at <= $3
+                     RETURNING 1"
+                ))
+                .await?;
+            sent();
+            let rows = client
+                .query(&statement, &[&digest.as_slice(), &expires_at, &now])
+                .await?;
+            Ok(!rows.is_empty())
+        })?;
+        let last = self.swept.load(Ordering::Relaxed);
+        if now >= last + SINGLE_USE_SWEEP_INTERVAL
+            && self
+                .swept
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            && let Err(e) = pg.run(async {
+                let client = pg.client().await?;
+                for table in std::iter::once(&table).chain(self.also_sweep) {
+                    client
+                        .execute(
+                            &format!("DELETE FROM {table} WHERE expires_at <= $1"),
+                            &[&now],
+                        )
+                        .await?;
+                }
+                Ok(())
+            })
+        {
+            // The rows stay until the next sweep; nothing is accepted wrongly meanwhile.
+            tracing::debug!(error = %e, table, "could not sweep expired single-use rows");
+        }
+        Ok(first)
+    }
 }
 
 #[cfg(test)]

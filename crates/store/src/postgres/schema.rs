@@ -236,6 +236,39 @@ pub(crate) const ENGINE: &[&str] = &[
         updated_at       BIGINT NOT NULL
     );
     CREATE INDEX alert_rules_by_environment ON alert_rules (environment_id, created_at);",
+    // 7: alert links (SQLite's engine migration 13).
+    "CREATE TABLE alert_links (
+        id              TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL,
+        environment_id  TEXT NOT NULL,
+        alert_id        TEXT NOT NULL REFERENCES alert_rules (id),
+        subscription_id BIGINT NOT NULL REFERENCES subscriptions (id),
+        active          BOOLEAN NOT NULL,
+        created_at      BIGINT NOT NULL,
+        updated_at      BIGINT NOT NULL,
+        UNIQUE (alert_id, subscription_id)
+    );
+    CREATE INDEX alert_links_by_environment ON alert_links (environment_id, created_at);
+    CREATE INDEX alert_links_by_subscription ON alert_links (subscription_id);
+    INSERT INTO alert_links
+        SELECT gen_random_uuid()::text, a.organization_id, a.environment_id, a.id, s.id, TRUE,
+               a.updated_at, a.updated_at
+        FROM alert_rules a
+        CROSS JOIN LATERAL jsonb_array_elements_text(
+            CASE WHEN jsonb_typeof(a.subscription_ids::jsonb) = 'array'
+                 THEN a.subscription_ids::jsonb ELSE '[]'::jsonb END) j(value)
+        JOIN subscriptions s ON s.id::text = j.value AND s.environment_id = a.environment_id
+        ON CONFLICT DO NOTHING;
+    ALTER TABLE alert_rules DROP COLUMN subscription_ids;",
+    // 8: the client assertions (`jti`s, as SHA-256 digests of client and jti) the token
+    // endpoints of the engines sharing this database accepted, each until it could no longer
+    // pass its `iat` and `exp` checks, so an assertion is used once across all of them.
+    // (PostgreSQL only: on SQLite one engine owns the file and remembers them in memory.)
+    "CREATE TABLE used_jtis (
+        digest     BYTEA PRIMARY KEY,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX used_jtis_expiry ON used_jtis (expires_at);",
 ];
 
 /// The destination inbox's tables.
@@ -487,4 +520,63 @@ pub fn probe(url: &str, component: Component) -> Result<String, StoreError> {
             component.name()
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postgres::{block_on, execute};
+
+    /// Engine migration 7: what a rule kept as its `subscription_ids` becomes active links
+    /// where it named a subscription of the rule's environment, and the column goes.
+    #[test]
+    fn linked_subscriptions_of_old_rules_become_alert_links() {
+        let schema = wharf_testkit::postgres::PgSchema::create();
+        let before = ENGINE[..6].join(";\n");
+        // Rows as an engine before alert links left them (parents left out: no foreign keys
+        // are checked under the replica role).
+        execute(
+            &schema.url,
+            &format!(
+                "{before};
+                 CREATE TABLE schema_migrations (component TEXT NOT NULL, version BIGINT NOT NULL,
+                     applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (component, version));
+                 INSERT INTO schema_migrations (component, version)
+                     SELECT 'engine', v FROM generate_series(1, 6) v;
+                 SET session_replication_role = replica;
+                 INSERT INTO subscriptions (id, organization_id, environment_id, source_id,
+                     destination_id, data_model, created_at, updated_at)
+                     VALUES (7, 'o', 'env', 's', 'd', 'PatientAdmin', 1, 1),
+                            (8, 'o', 'other', 's', 'd2', 'PatientAdmin', 1, 1);
+                 INSERT INTO alert_rules (id, organization_id, environment_id, name, alert_type,
+                     configuration, notification, ignore_days, ignore_holidays, time_zone, status,
+                     subscription_ids, breached_at, created_at, updated_at)
+                     VALUES ('r1', 'o', 'env', 'r', 'no-traffic', '{{}}', '{{}}', '[]', FALSE, 'UTC',
+                             'active', '[7, \"7\", 8, 999, {{\"id\": 7}}]', NULL, 1, 5),
+                            ('r2', 'o', 'env', 'r', 'no-traffic', '{{}}', '{{}}', '[]', FALSE, 'UTC',
+                             'active', '{{\"id\": 7}}', NULL, 1, 5);"
+            ),
+        )
+        .unwrap();
+        let pg = Pg::connect(&schema.url, 1).unwrap();
+        block_on(migrate(&pg, Component::Engine)).unwrap();
+        let links = pg
+            .query(
+                "SELECT id, alert_id, subscription_id, active, created_at FROM alert_links",
+                &[],
+                |r| {
+                    let id: String = r.get(0);
+                    let rest: (String, i64, bool, i64) = (r.get(1), r.get(2), r.get(3), r.get(4));
+                    (id, rest)
+                },
+            )
+            .unwrap();
+        assert_eq!(links.len(), 1, "{links:?}");
+        assert_eq!(links[0].1, ("r1".to_owned(), 7, true, 5));
+        assert_eq!(links[0].0.len(), 36, "a UUID");
+        assert!(
+            pg.query("SELECT subscription_ids FROM alert_rules", &[], |_| ())
+                .is_err()
+        );
+    }
 }

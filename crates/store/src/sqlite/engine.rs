@@ -12,11 +12,11 @@
 
 use crate::column::{Col, Column};
 use crate::engine::{
-    AlertRuleRecord, ApiKeyRecord, AttemptOutcome, AttemptRecord, AuditRecord,
-    AuthCredentialRecord, CredentialDeletion, DestinationRecord, ENGINE_FILE, EnvironmentRecord,
-    Erased, FilterRecord, LogFilter, LogRecord, LogSearch, LogStatus, Organization, QueueState,
-    QueueStats, ResendRange, SourceRecord, SubscriptionFilter, SubscriptionRecord, TrafficCount,
-    WindowCounts, Write,
+    AlertLinkRecord, AlertRuleRecord, ApiKeyRecord, AttemptOutcome, AttemptRecord, AuditRecord,
+    AuthCredentialRecord, CountScope, CredentialDeletion, DestinationRecord, ENGINE_FILE,
+    EnvironmentRecord, Erased, FilterRecord, LogFilter, LogRecord, LogSearch, LogStatus,
+    Organization, QueueState, QueueStats, ResendRange, SourceRecord, SubscriptionFilter,
+    SubscriptionRecord, TrafficCount, WindowCounts, Write,
 };
 use crate::sqlite::checkpoint::{self, WalState};
 use crate::{StoreError, now_millis, sqlite as schema};
@@ -295,14 +295,7 @@ impl SqliteEngine {
     }
 
     pub(crate) fn destination(&self, id: &str) -> Result<Option<DestinationRecord>, StoreError> {
-        self.read(|conn| {
-            conn.query_row(
-                &format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = ?1"),
-                params![id],
-                destination,
-            )
-            .optional()
-        })
+        self.read(|conn| row_by_id(conn, "destinations", DESTINATION_COLUMNS, id, destination))
     }
 
     pub(crate) fn destinations(
@@ -310,12 +303,13 @@ impl SqliteEngine {
         environment_id: &str,
     ) -> Result<Vec<DestinationRecord>, StoreError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE environment_id = ?1
-                 ORDER BY created_at, id"
-            ))?;
-            let rows = stmt.query_map(params![environment_id], destination)?;
-            rows.collect()
+            rows_of_environment(
+                conn,
+                "destinations",
+                DESTINATION_COLUMNS,
+                environment_id,
+                destination,
+            )
         })
     }
 
@@ -355,6 +349,11 @@ impl SqliteEngine {
             tx.execute("DELETE FROM paused_queues WHERE destination_id = ?1", params![id])?;
             tx.execute(
                 "DELETE FROM filters WHERE subscription_id IN (
+                    SELECT id FROM subscriptions WHERE destination_id = ?1)",
+                params![id],
+            )?;
+            tx.execute(
+                "DELETE FROM alert_links WHERE subscription_id IN (
                     SELECT id FROM subscriptions WHERE destination_id = ?1)",
                 params![id],
             )?;
@@ -422,12 +421,13 @@ impl SqliteEngine {
         id: &str,
     ) -> Result<Option<AuthCredentialRecord>, StoreError> {
         self.with(|conn| {
-            conn.query_row(
-                &format!("SELECT {CREDENTIAL_COLUMNS} FROM auth_credentials WHERE id = ?1"),
-                params![id],
+            row_by_id(
+                conn,
+                "auth_credentials",
+                CREDENTIAL_COLUMNS,
+                id,
                 auth_credential,
             )
-            .optional()
         })
     }
 
@@ -437,12 +437,13 @@ impl SqliteEngine {
         environment_id: &str,
     ) -> Result<Vec<AuthCredentialRecord>, StoreError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {CREDENTIAL_COLUMNS} FROM auth_credentials WHERE environment_id = ?1
-                 ORDER BY created_at, id"
-            ))?;
-            let rows = stmt.query_map(params![environment_id], auth_credential)?;
-            rows.collect()
+            rows_of_environment(
+                conn,
+                "auth_credentials",
+                CREDENTIAL_COLUMNS,
+                environment_id,
+                auth_credential,
+            )
         })
     }
 
@@ -1063,6 +1064,10 @@ fn delete_subscriptions_in(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> rusql
             "DELETE FROM filters WHERE subscription_id = ?1",
             params![id],
         )?;
+        tx.execute(
+            "DELETE FROM alert_links WHERE subscription_id = ?1",
+            params![id],
+        )?;
         tx.execute("DELETE FROM subscriptions WHERE id = ?1", params![id])?;
     }
     Ok(())
@@ -1101,24 +1106,12 @@ impl SqliteEngine {
     }
 
     pub(crate) fn apikey(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        self.with(|conn| {
-            conn.query_row(
-                &format!("SELECT {APIKEY_COLUMNS} FROM apikeys WHERE id = ?1"),
-                params![id],
-                apikey,
-            )
-            .optional()
-        })
+        self.with(|conn| row_by_id(conn, "apikeys", APIKEY_COLUMNS, id, apikey))
     }
 
     pub(crate) fn apikeys(&self, environment_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {APIKEY_COLUMNS} FROM apikeys WHERE environment_id = ?1
-                 ORDER BY created_at, id"
-            ))?;
-            let rows = stmt.query_map(params![environment_id], apikey)?;
-            rows.collect()
+            rows_of_environment(conn, "apikeys", APIKEY_COLUMNS, environment_id, apikey)
         })
     }
 
@@ -1158,24 +1151,12 @@ impl SqliteEngine {
     }
 
     pub(crate) fn source(&self, id: &str) -> Result<Option<SourceRecord>, StoreError> {
-        self.read(|conn| {
-            conn.query_row(
-                &format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE id = ?1"),
-                params![id],
-                source,
-            )
-            .optional()
-        })
+        self.read(|conn| row_by_id(conn, "sources", SOURCE_COLUMNS, id, source))
     }
 
     pub(crate) fn sources(&self, environment_id: &str) -> Result<Vec<SourceRecord>, StoreError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {SOURCE_COLUMNS} FROM sources WHERE environment_id = ?1
-                 ORDER BY created_at, id"
-            ))?;
-            let rows = stmt.query_map(params![environment_id], source)?;
-            rows.collect()
+            rows_of_environment(conn, "sources", SOURCE_COLUMNS, environment_id, source)
         })
     }
 
@@ -1681,38 +1662,72 @@ impl SqliteEngine {
     pub(crate) fn window_counts(
         &self,
         organization_id: &str,
-        destination_ids: Option<&[String]>,
+        scope: CountScope<'_>,
         since: i64,
     ) -> Result<WindowCounts, StoreError> {
-        let count = |conn: &Connection, destination: Option<&str>| {
-            conn.prepare_cached(
-                "SELECT count(*), COALESCE(sum(status = 'FAILED'), 0), COALESCE(sum(attempts > 1), 0)
-                 FROM logs WHERE organization_id = ?1 AND created_at >= ?2 AND log_type = 'SEND'
-                   AND (?3 IS NULL OR destination_id = ?3)",
-            )?
-            .query_row(params![organization_id, since, destination], |r| {
-                Ok(WindowCounts {
-                    total: r.get(0)?,
-                    failed: r.get(1)?,
-                    retried: r.get(2)?,
-                })
-            })
+        // One count per destination or subscription, summed: SQLite binds no lists.
+        let (sql, keys): (&str, Vec<rusqlite::types::Value>) = match scope {
+            CountScope::Destinations(ids) => (
+                "AND destination_id = ?3",
+                ids.iter().map(|id| id.clone().into()).collect(),
+            ),
+            CountScope::Subscriptions(ids) => (
+                "AND subscription_id = ?3",
+                ids.iter().map(|id| (*id).into()).collect(),
+            ),
         };
-        self.with(|conn| match destination_ids {
-            None => count(conn, None),
-            Some(ids) => ids.iter().try_fold(WindowCounts::default(), |sum, id| {
-                let one = count(conn, Some(id))?;
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT count(*), COALESCE(sum(status = 'FAILED'), 0), COALESCE(sum(attempts > 1), 0)
+                 FROM logs WHERE organization_id = ?1 AND created_at >= ?2 AND log_type = 'SEND' {sql}"
+            ))?;
+            keys.iter().try_fold(WindowCounts::default(), |sum, key| {
+                let one = stmt.query_row(params![organization_id, since, key], |r| {
+                    Ok(WindowCounts {
+                        total: r.get(0)?,
+                        failed: r.get(1)?,
+                        retried: r.get(2)?,
+                    })
+                })?;
                 Ok(WindowCounts {
                     total: sum.total + one.total,
                     failed: sum.failed + one.failed,
                     retried: sum.retried + one.retried,
                 })
-            }),
+            })
         })
     }
 }
 
-const ALERT_COLUMNS: &str = "id, organization_id, environment_id, name, alert_type, configuration, notification, ignore_days, ignore_holidays, time_zone, status, subscription_ids, breached_at, created_at, updated_at";
+/// The row of `table` with this `id` (`columns` read by `map`): the engine's records by id.
+fn row_by_id<T>(
+    conn: &Connection,
+    table: &str,
+    columns: &str,
+    id: &str,
+    map: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Option<T>> {
+    conn.prepare_cached(&format!("SELECT {columns} FROM {table} WHERE id = ?1"))?
+        .query_row(params![id], map)
+        .optional()
+}
+
+/// An environment's rows of `table`, oldest first: the engine's records by environment.
+fn rows_of_environment<T>(
+    conn: &Connection,
+    table: &str,
+    columns: &str,
+    environment_id: &str,
+    map: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    conn.prepare_cached(&format!(
+        "SELECT {columns} FROM {table} WHERE environment_id = ?1 ORDER BY created_at, id"
+    ))?
+    .query_map(params![environment_id], map)?
+    .collect()
+}
+
+const ALERT_COLUMNS: &str = "id, organization_id, environment_id, name, alert_type, configuration, notification, ignore_days, ignore_holidays, time_zone, status, breached_at, created_at, updated_at";
 
 fn alert_rule(r: &Row<'_>) -> rusqlite::Result<AlertRuleRecord> {
     Ok(AlertRuleRecord {
@@ -1727,10 +1742,24 @@ fn alert_rule(r: &Row<'_>) -> rusqlite::Result<AlertRuleRecord> {
         ignore_holidays: r.get(8)?,
         time_zone: r.get(9)?,
         status: r.get(10)?,
-        subscription_ids: r.get(11)?,
-        breached_at: r.get(12)?,
-        created_at: r.get(13)?,
-        updated_at: r.get(14)?,
+        breached_at: r.get(11)?,
+        created_at: r.get(12)?,
+        updated_at: r.get(13)?,
+    })
+}
+
+const ALERT_LINK_COLUMNS: &str = "id, organization_id, environment_id, alert_id, subscription_id, active, created_at, updated_at";
+
+fn alert_link(r: &Row<'_>) -> rusqlite::Result<AlertLinkRecord> {
+    Ok(AlertLinkRecord {
+        id: r.get(0)?,
+        organization_id: r.get(1)?,
+        environment_id: r.get(2)?,
+        alert_id: r.get(3)?,
+        subscription_id: r.get(4)?,
+        active: r.get(5)?,
+        created_at: r.get(6)?,
+        updated_at: r.get(7)?,
     })
 }
 
@@ -1740,7 +1769,7 @@ impl SqliteEngine {
             conn.execute(
                 &format!(
                     "INSERT INTO alert_rules ({ALERT_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
                 ),
                 params![
                     a.id,
@@ -1754,7 +1783,6 @@ impl SqliteEngine {
                     a.ignore_holidays,
                     a.time_zone,
                     a.status,
-                    a.subscription_ids,
                     a.breached_at,
                     a.created_at,
                     a.updated_at
@@ -1769,7 +1797,7 @@ impl SqliteEngine {
             Ok(conn.execute(
                 "UPDATE alert_rules SET name = ?2, alert_type = ?3, configuration = ?4,
                     notification = ?5, ignore_days = ?6, ignore_holidays = ?7, time_zone = ?8,
-                    status = ?9, subscription_ids = ?10, breached_at = ?11, updated_at = ?12
+                    status = ?9, breached_at = ?10, updated_at = ?11
                  WHERE id = ?1",
                 params![
                     a.id,
@@ -1781,7 +1809,6 @@ impl SqliteEngine {
                     a.ignore_holidays,
                     a.time_zone,
                     a.status,
-                    a.subscription_ids,
                     a.breached_at,
                     a.updated_at
                 ],
@@ -1790,14 +1817,7 @@ impl SqliteEngine {
     }
 
     pub(crate) fn alert_rule(&self, id: &str) -> Result<Option<AlertRuleRecord>, StoreError> {
-        self.with(|conn| {
-            conn.query_row(
-                &format!("SELECT {ALERT_COLUMNS} FROM alert_rules WHERE id = ?1"),
-                params![id],
-                alert_rule,
-            )
-            .optional()
-        })
+        self.with(|conn| row_by_id(conn, "alert_rules", ALERT_COLUMNS, id, alert_rule))
     }
 
     pub(crate) fn alert_rules(
@@ -1816,7 +1836,87 @@ impl SqliteEngine {
 
     pub(crate) fn delete_alert_rule(&self, id: &str) -> Result<bool, StoreError> {
         self.with(|conn| {
-            Ok(conn.execute("DELETE FROM alert_rules WHERE id = ?1", params![id])? == 1)
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM alert_links WHERE alert_id = ?1", params![id])?;
+            let deleted = tx.execute("DELETE FROM alert_rules WHERE id = ?1", params![id])? == 1;
+            tx.commit()?;
+            Ok(deleted)
+        })
+    }
+
+    pub(crate) fn insert_alert_link(
+        &self,
+        l: &AlertLinkRecord,
+    ) -> Result<AlertLinkRecord, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO alert_links ({ALERT_LINK_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (alert_id, subscription_id) DO NOTHING"
+                ),
+                params![
+                    l.id,
+                    l.organization_id,
+                    l.environment_id,
+                    l.alert_id,
+                    l.subscription_id,
+                    l.active,
+                    l.created_at,
+                    l.updated_at
+                ],
+            )?;
+            let kept = tx.query_row(
+                &format!(
+                    "SELECT {ALERT_LINK_COLUMNS} FROM alert_links
+                     WHERE alert_id = ?1 AND subscription_id = ?2"
+                ),
+                params![l.alert_id, l.subscription_id],
+                alert_link,
+            )?;
+            tx.commit()?;
+            Ok(kept)
+        })
+    }
+
+    pub(crate) fn alert_link(&self, id: &str) -> Result<Option<AlertLinkRecord>, StoreError> {
+        self.with(|conn| row_by_id(conn, "alert_links", ALERT_LINK_COLUMNS, id, alert_link))
+    }
+
+    pub(crate) fn alert_links(
+        &self,
+        environment_id: &str,
+        alert_id: Option<&str>,
+    ) -> Result<Vec<AlertLinkRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {ALERT_LINK_COLUMNS} FROM alert_links
+                 WHERE environment_id = ?1 AND (?2 IS NULL OR alert_id = ?2)
+                 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map(params![environment_id, alert_id], alert_link)?;
+            rows.collect()
+        })
+    }
+
+    pub(crate) fn set_alert_link_active(
+        &self,
+        id: &str,
+        active: bool,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE alert_links SET active = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, active, at],
+            )? == 1)
+        })
+    }
+
+    pub(crate) fn delete_alert_link(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn.execute("DELETE FROM alert_links WHERE id = ?1", params![id])? == 1)
         })
     }
 

@@ -388,6 +388,36 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
     // them, one group commit's bodies are indexed in one flush at its end.
     "DROP TRIGGER logs_body_to_messages;
     DROP TRIGGER messages_terms_insert;",
+    // 13: alert links (issue 29; Redox's `alertLinks`): a rule applied to a subscription,
+    // active or paused, replacing the list of subscriptions a rule kept as given. Those that
+    // name a subscription of the rule's environment become active links; the rest named
+    // nothing the engine has, and go. A rule counts its links' logs through `logs_by_org`
+    // (the window's logs, then their subscription): no index more for ingestion to write.
+    "CREATE TABLE alert_links (
+        id              TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL,
+        environment_id  TEXT NOT NULL,
+        alert_id        TEXT NOT NULL REFERENCES alert_rules (id),
+        subscription_id INTEGER NOT NULL REFERENCES subscriptions (id),
+        active          BOOLEAN NOT NULL,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        UNIQUE (alert_id, subscription_id)
+    );
+    CREATE INDEX alert_links_by_environment ON alert_links (environment_id, created_at);
+    CREATE INDEX alert_links_by_subscription ON alert_links (subscription_id);
+    INSERT OR IGNORE INTO alert_links
+        SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' ||
+                     substr(hex(randomblob(2)), 2) || '-' ||
+                     substr('89ab', 1 + (abs(random()) % 4), 1) ||
+                     substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))),
+               a.organization_id, a.environment_id, a.id, s.id, 1, a.updated_at, a.updated_at
+        FROM alert_rules a,
+             json_each(CASE WHEN json_valid(a.subscription_ids) THEN a.subscription_ids
+                            ELSE '[]' END) j
+        JOIN subscriptions s ON s.id = CAST(j.value AS INTEGER)
+                            AND s.environment_id = a.environment_id;
+    ALTER TABLE alert_rules DROP COLUMN subscription_ids;",
 ];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.
@@ -443,6 +473,54 @@ pub fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Engine migration 13: what a rule kept as its `subscription_ids` becomes active links
+    /// where it named a subscription of the rule's environment, and the column goes.
+    #[test]
+    fn linked_subscriptions_of_old_rules_become_alert_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engine.db");
+        let mut conn = open(&path).unwrap();
+        migrate(&mut conn, &path, &ENGINE_MIGRATIONS[..11]).unwrap();
+        // Rows as an engine before alert links left them (parents left out).
+        conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO subscriptions (id, organization_id, environment_id, source_id,
+                   destination_id, data_model, created_at, updated_at)
+                   VALUES (7, 'o', 'env', 's', 'd', 'PatientAdmin', 1, 1),
+                          (8, 'o', 'other', 's', 'd2', 'PatientAdmin', 1, 1);
+               INSERT INTO alert_rules (id, organization_id, environment_id, name, alert_type,
+                   configuration, notification, ignore_days, ignore_holidays, time_zone, status,
+                   subscription_ids, breached_at, created_at, updated_at)
+                   VALUES ('r1', 'o', 'env', 'r', 'no-traffic', '{}', '{}', '[]', 0, 'UTC',
+                           'active', '[7, "7", 8, 999, {"id": 7}]', NULL, 1, 5),
+                          ('r2', 'o', 'env', 'r', 'no-traffic', '{}', '{}', '[]', 0, 'UTC',
+                           'active', 'not json', NULL, 1, 5);"#,
+        )
+        .unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        migrate(&mut conn, &path, ENGINE_MIGRATIONS).unwrap();
+        let links: Vec<(String, String, i64, bool, i64)> = conn
+            .prepare("SELECT id, alert_id, subscription_id, active, created_at FROM alert_links")
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(links.len(), 1, "{links:?}");
+        let (id, alert, subscription, active, created_at) = &links[0];
+        assert_eq!(
+            (alert.as_str(), *subscription, *active, *created_at),
+            ("r1", 7, true, 5)
+        );
+        assert_eq!(id.len(), 36, "a UUID: {id}");
+        assert!(
+            conn.prepare("SELECT subscription_ids FROM alert_rules")
+                .is_err()
+        );
+    }
 
     #[test]
     fn migrates_once_and_refuses_newer_schema() {

@@ -20,10 +20,7 @@ async fn an_operator_searches_message_words_and_resends_a_range_in_a_browser() {
     let browser = driver.browser().await;
     let shots = Screenshots::from_env();
     let at = |path: &str| format!("{}{path}", engine.base);
-    browser.goto(&at("/dashboard/signin")).await.unwrap();
-    fill(&browser, "#secret", PASSWORD).await;
-    click(&browser, "#signin").await;
-    find(&browser, "#new-destination").await;
+    sign_in_browser(&browser, &engine).await;
 
     // The search box: every word, in any order, any case.
     browser.goto(&at("/dashboard/logs")).await.unwrap();

@@ -40,10 +40,7 @@ async fn the_home_page_charts_traffic_per_environment_and_destination_in_a_brows
     let browser = driver.browser().await;
     let shots = Screenshots::from_env();
     let at = |path: &str| format!("{}{path}", engine.base);
-    browser.goto(&at("/dashboard/signin")).await.unwrap();
-    fill(&browser, "#secret", PASSWORD).await;
-    click(&browser, "#signin").await;
-    find(&browser, "#new-destination").await;
+    sign_in_browser(&browser, &engine).await;
     browser.goto(&at("/dashboard")).await.unwrap();
     let overall = find(&browser, "#traffic-Development #env-Development").await;
     assert_eq!(
