@@ -12,6 +12,7 @@ mod ops;
 mod shared_database;
 mod soak;
 mod ssrf;
+mod setup_dev;
 mod up;
 
 use std::net::SocketAddr;
