@@ -165,7 +165,5 @@ pub(super) async fn remove(
     Path(id): Path<String>,
 ) -> Result<Json<Envelope<MessagePayload>>, EngineError> {
     core::delete(&engine, &id).await?;
-    Ok(ok(MessagePayload {
-        message: format!("API key id [{id}] was successfully deleted."),
-    }))
+    Ok(ok(MessagePayload::deleted("API key", &id)))
 }

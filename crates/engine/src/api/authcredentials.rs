@@ -141,9 +141,7 @@ pub(super) async fn remove(
     Path(id): Path<String>,
 ) -> Result<Json<Envelope<MessagePayload>>, EngineError> {
     core::delete(&engine, &id).await?;
-    Ok(ok(MessagePayload {
-        message: format!("Auth credential id [{id}] was successfully deleted."),
-    }))
+    Ok(ok(MessagePayload::deleted("Auth credential", &id)))
 }
 
 /// The public half of a credential's signing key, as a JWKS document (not enveloped, no

@@ -151,9 +151,7 @@ pub(super) async fn remove(
     Path(id): Path<String>,
 ) -> Result<Json<Envelope<MessagePayload>>, EngineError> {
     core::delete(&engine, &id).await?;
-    Ok(ok(MessagePayload {
-        message: format!("Destination id [{id}] was successfully deleted."),
-    }))
+    Ok(ok(MessagePayload::deleted("Destination", &id)))
 }
 
 /// Verify and Save: sends the challenge to the endpoint (with the body's endpoint, token and

@@ -279,6 +279,15 @@ pub struct MessagePayload {
     pub message: String,
 }
 
+impl MessagePayload {
+    /// Redox's answer to a delete: `"{what} id [{id}] was successfully deleted."`.
+    pub fn deleted(what: &str, id: impl std::fmt::Display) -> Self {
+        MessagePayload {
+            message: format!("{what} id [{id}] was successfully deleted."),
+        }
+    }
+}
+
 /// Reads a field that may be absent (`None`), `null` (`Some(None)`) or a value.
 pub(crate) fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,

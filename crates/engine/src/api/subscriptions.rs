@@ -237,9 +237,7 @@ pub(super) async fn remove(
     Path(id): Path<i64>,
 ) -> Result<Json<Envelope<MessagePayload>>, EngineError> {
     core::delete(&engine, id).await?;
-    Ok(ok(MessagePayload {
-        message: format!("Subscription id [{id}] was successfully deleted."),
-    }))
+    Ok(ok(MessagePayload::deleted("Subscription", id)))
 }
 
 // ---- filters (v0) ----
@@ -422,7 +420,7 @@ pub(super) async fn remove_filter(
 ) -> Result<Json<Envelope<FilterDeleted>>, EngineError> {
     core::delete_filter(&engine, id, &filter_id).await?;
     Ok(ok(FilterDeleted {
-        message: format!("Filter id [{filter_id}] was successfully deleted."),
+        message: MessagePayload::deleted("Filter", &filter_id).message,
         filter_id,
         subscription_id: id,
     }))
