@@ -9,10 +9,10 @@ mod cli;
 mod crash;
 mod faults;
 mod ops;
+mod setup_dev;
 mod shared_database;
 mod soak;
 mod ssrf;
-mod setup_dev;
 mod up;
 
 use std::net::SocketAddr;

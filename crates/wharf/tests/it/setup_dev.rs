@@ -17,5 +17,9 @@ fn setup_dev_installs_what_is_missing_and_nothing_twice() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Every case ran (a case list cut short by a typo would otherwise pass).
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok: ")).count(), 10, "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok: ")).count(),
+        10,
+        "{stdout}"
+    );
 }
