@@ -296,3 +296,45 @@ impl StoreHealth {
         engine_error
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SendError;
+
+    /// What an operator reads on a failed attempt: each reason the engine finds before sending
+    /// says what to change, not only what is wrong.
+    #[test]
+    fn reasons_found_before_sending_say_what_to_do() {
+        let cases = [
+            (SendError::NotVerified, "run Verify and Save"),
+            (SendError::NoEndpoint, "give it one and run Verify and Save"),
+            (
+                SendError::NoVerificationToken,
+                "give it one and run Verify and Save",
+            ),
+            (SendError::SealedToken, "master_key it was sealed with"),
+            (
+                SendError::NotUrl {
+                    what: "the endpoint",
+                    url: "dest example".into(),
+                    reason: "relative URL without a base".into(),
+                },
+                "\"dest example\" is not a URL: relative URL without a base; correct it",
+            ),
+            (SendError::CredentialGone("c1".into()), "link another one"),
+            (SendError::NoKey, "give it one"),
+            (
+                SendError::TokenEndpointStatus {
+                    url: "https://auth.example/token".into(),
+                    status: 401,
+                    excerpt: "{\"error\":\"invalid_client\"}".into(),
+                },
+                "the token endpoint https://auth.example/token answered HTTP 401: {\"error\":\"invalid_client\"}",
+            ),
+        ];
+        for (error, says) in cases {
+            let text = error.to_string();
+            assert!(text.contains(says), "{text:?} does not say {says:?}");
+        }
+    }
+}
