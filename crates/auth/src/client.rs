@@ -104,8 +104,14 @@ fn form(pairs: &[(String, String)]) -> Vec<u8> {
         .into_bytes()
 }
 
-fn encode_body(pairs: Vec<(String, String)>, json: bool) -> (&'static str, Vec<u8>) {
-    if json {
+/// A token request to `url`: `pairs` as a form body, or as a JSON object when `json`.
+fn token_request(
+    url: &str,
+    headers: Vec<(String, String)>,
+    pairs: Vec<(String, String)>,
+    json: bool,
+) -> TokenRequest {
+    let (content_type, body) = if json {
         let object: Map<String, Value> = pairs
             .into_iter()
             .map(|(k, v)| (k, Value::String(v)))
@@ -116,6 +122,12 @@ fn encode_body(pairs: Vec<(String, String)>, json: bool) -> (&'static str, Vec<u
         )
     } else {
         ("application/x-www-form-urlencoded", form(&pairs))
+    };
+    TokenRequest {
+        url: url.to_string(),
+        headers,
+        content_type,
+        body,
     }
 }
 
@@ -179,13 +191,7 @@ pub fn oauth_2_legged_request(
             .unwrap_or_default();
         pairs.push((custom.to_string(), value.to_string()));
     }
-    let (content_type, body) = encode_body(pairs, json);
-    Ok(TokenRequest {
-        url: url.to_string(),
-        headers,
-        content_type,
-        body,
-    })
+    Ok(token_request(url, headers, pairs, json))
 }
 
 /// A SMART Backend client assertion (RFC 7523 section 2.2, SMART Backend Services):
@@ -229,13 +235,7 @@ pub fn smart_request(
     if let Some(scope) = scopes(fields, "scopes") {
         pairs.push(("scope".to_string(), scope));
     }
-    let (content_type, body) = encode_body(pairs, false);
-    Ok(TokenRequest {
-        url: url.to_string(),
-        headers: Vec::new(),
-        content_type,
-        body,
-    })
+    Ok(token_request(url, Vec::new(), pairs, false))
 }
 
 /// Google's OAuth token endpoint, the default for the GCP JWT grant.
@@ -265,13 +265,7 @@ pub fn gcp_request(
         ("grant_type".to_string(), JWT_BEARER_GRANT.to_string()),
         ("assertion".to_string(), key.sign(&claims)?),
     ];
-    let (content_type, body) = encode_body(pairs, false);
-    Ok(TokenRequest {
-        url: url.to_string(),
-        headers: Vec::new(),
-        content_type,
-        body,
-    })
+    Ok(token_request(url, Vec::new(), pairs, false))
 }
 
 /// A JWT Bearer token for one request: fresh, short-lived, with a unique `jti`.
@@ -339,13 +333,7 @@ pub fn wif_exchange_request(
             "urn:ietf:params:oauth:token-type:jwt".to_string(),
         ),
     ];
-    let (content_type, body) = encode_body(pairs, false);
-    Ok(TokenRequest {
-        url: url.to_string(),
-        headers: Vec::new(),
-        content_type,
-        body,
-    })
+    Ok(token_request(url, Vec::new(), pairs, false))
 }
 
 /// The service-account impersonation request that follows a GoogleWIF exchange, if the

@@ -9,6 +9,7 @@
 //! and the ceiling route (a health check) in the same run, so their ratio is meaningful on a
 //! shared, noisy machine where absolute figures are not. It reports only what it measured.
 
+use crate::BenchError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -133,15 +134,18 @@ pub async fn run(command: BenchCommand) -> std::process::ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            std::process::ExitCode::from(2)
+            std::process::ExitCode::from(match e {
+                BenchError::Usage(_) => 2,
+                _ => 1,
+            })
         }
     }
 }
 
-async fn load(args: LoadArgs) -> Result<serde_json::Value, String> {
+async fn load(args: LoadArgs) -> Result<serde_json::Value, BenchError> {
     let parse = |s: &str| {
         wharf_destination::config::parse_duration(s)
-            .ok_or_else(|| format!("{s:?} is not a duration like 10s"))
+            .ok_or_else(|| BenchError::Usage(format!("{s:?} is not a duration like 10s")))
     };
     let duration = parse(&args.duration)?;
     let warmup = parse(&args.warmup)?;
@@ -149,7 +153,7 @@ async fn load(args: LoadArgs) -> Result<serde_json::Value, String> {
         .pool_max_idle_per_host(args.concurrency)
         .http1_only()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| BenchError::Traffic(format!("cannot build the HTTP client: {e}")))?;
     // GET when there is no body to send; one template per destination addressed in turn.
     let bodies: Arc<Vec<MessageBodies>> = Arc::new(if args.body_bytes == 0 {
         Vec::new()
@@ -249,7 +253,8 @@ async fn load(args: LoadArgs) -> Result<serde_json::Value, String> {
     let mut sends = Vec::new();
     let mut errors = 0;
     while let Some(result) = workers.join_next().await {
-        let (latencies, sent, e) = result.map_err(|e| e.to_string())?;
+        let (latencies, sent, e) =
+            result.map_err(|e| BenchError::Traffic(format!("a sender failed: {e}")))?;
         all.extend(latencies);
         sends.extend(sent);
         errors += e;
@@ -265,7 +270,7 @@ async fn load(args: LoadArgs) -> Result<serde_json::Value, String> {
             .iter()
             .map(|(which, due, done)| format!("{which} {due} {done}\n"))
             .collect();
-        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(path, text).map_err(BenchError::io(path.display().to_string()))?;
     }
     all.sort_unstable();
     let pct = |p: f64| -> f64 {

@@ -12,12 +12,14 @@
 //!   paced at half the throughput just measured (an engine that is keeping up, not a backlog
 //!   draining); each carries its send time, and the sink records arrival minus send time.
 
+use crate::BenchError;
 use axum::body::Bytes;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use wharf_engine::client::ManagementClient;
 
 #[derive(clap::Args)]
 pub struct EngineBenchArgs {
@@ -64,12 +66,14 @@ async fn sink_handler(
     (axum::http::StatusCode::OK, Vec::new())
 }
 
-pub async fn run(args: EngineBenchArgs) -> Result<Value, String> {
+pub async fn run(args: EngineBenchArgs) -> Result<Value, BenchError> {
     let sink = Arc::new(Sink::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| e.to_string())?;
-    let sink_addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(BenchError::io("binding the sink's port"))?;
+    let sink_addr = listener
+        .local_addr()
+        .map_err(BenchError::io("the sink's address"))?;
     let app = axum::Router::new()
         .fallback(axum::routing::post(sink_handler))
         .with_state(sink.clone());
@@ -88,21 +92,18 @@ pub async fn run(args: EngineBenchArgs) -> Result<Value, String> {
         ),
         &wharf_config::ProcessEnv,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| BenchError::Servers(format!("the engine's configuration: {e}")))?;
     let engine = wharf_engine::start(config)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| BenchError::Servers(format!("cannot start the engine: {e}")))?;
     let api = format!("http://{}", engine.local_addr());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
-        .map_err(|e| e.to_string())?;
-    let api_client = ManagementApi {
-        client: &client,
-        base: &api,
-        key,
-    };
-    let call = |method, path, body| api_client.call(method, path, body);
+        .map_err(|e| BenchError::Traffic(format!("cannot build the HTTP client: {e}")))?;
+    let api_client = &ManagementClient::new(client.clone(), &api, key);
+    let call =
+        move |method, path: String, body| async move { api_client.call(method, &path, body).await };
     let dev = api_client.development().await?;
     let mut destinations = Vec::with_capacity(args.destinations);
     for i in 0..args.destinations {
@@ -121,7 +122,7 @@ pub async fn run(args: EngineBenchArgs) -> Result<Value, String> {
     for id in &destinations {
         call(
             reqwest::Method::POST,
-            format!("/platform/v1/destinations/{id}/queue/pause"),
+            format!("/destinations/{id}/queue/pause"),
             Some(json!({})),
         )
         .await?;
@@ -142,7 +143,7 @@ pub async fn run(args: EngineBenchArgs) -> Result<Value, String> {
     for id in &destinations {
         call(
             reqwest::Method::POST,
-            format!("/platform/v1/destinations/{id}/queue/resume"),
+            format!("/destinations/{id}/queue/resume"),
             Some(json!({})),
         )
         .await?;
@@ -209,7 +210,7 @@ async fn ingest(
     destinations: &[String],
     messages: usize,
     rate: Option<f64>,
-) -> Result<(), String> {
+) -> Result<(), BenchError> {
     let next = Arc::new(AtomicU64::new(0));
     let start = tokio::time::Instant::now();
     let mut senders = tokio::task::JoinSet::new();
@@ -220,7 +221,7 @@ async fn ingest(
             loop {
                 let n = next.fetch_add(1, Ordering::SeqCst) as usize;
                 if n >= messages {
-                    return Ok::<(), String>(());
+                    return Ok::<(), BenchError>(());
                 }
                 if let Some(rate) = rate {
                     tokio::time::sleep_until(start + Duration::from_secs_f64(n as f64 / rate)).await;
@@ -231,124 +232,36 @@ async fn ingest(
                 if rate.is_some() {
                     body["Bench"] = json!({"SentAtMicros": micros_now()});
                 }
-                let response = client.post(&url).bearer_auth(&key).json(&body).send().await.map_err(|e| e.to_string())?;
+                let response = client.post(&url).bearer_auth(&key).json(&body).send().await
+                    .map_err(|e| BenchError::Traffic(format!("ingestion did not answer: {e}")))?;
                 if !response.status().is_success() {
-                    return Err(format!("ingestion answered {}", response.status()));
+                    return Err(BenchError::Traffic(format!("ingestion answered {}", response.status())));
                 }
             }
         });
     }
     while let Some(result) = senders.join_next().await {
-        result.map_err(|e| e.to_string())??;
+        result.map_err(|e| BenchError::Traffic(format!("a sender failed: {e}")))??;
     }
     Ok(())
 }
 
-async fn wait_for(sink: &Sink, target: u64, limit: Duration) -> Result<(), String> {
+async fn wait_for(sink: &Sink, target: u64, limit: Duration) -> Result<(), BenchError> {
     let started = Instant::now();
     while sink.delivered.load(Ordering::SeqCst) < target {
         if started.elapsed() > limit {
-            return Err(format!(
-                "only {} of {target} delivered after {limit:?}",
+            return Err(BenchError::Traffic(format!(
+                "only {} of {target} delivered after {limit:?}; the engine's log says why",
                 sink.delivered.load(Ordering::SeqCst)
-            ));
+            )));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Ok(())
 }
 
-fn tempfile_dir() -> Result<std::path::PathBuf, String> {
+fn tempfile_dir() -> Result<std::path::PathBuf, BenchError> {
     let dir = std::env::temp_dir().join(format!("wharf-bench-engine-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&dir).map_err(BenchError::io(format!("creating {}", dir.display())))?;
     Ok(dir)
-}
-
-/// The engine's management API as the benchmarks drive it: one call, the Development
-/// environment, a verified destination.
-pub(crate) struct ManagementApi<'a> {
-    pub client: &'a reqwest::Client,
-    /// `http://host:port` of the engine.
-    pub base: &'a str,
-    pub key: &'a str,
-}
-
-impl ManagementApi<'_> {
-    /// One call; the payload on 2xx, else the path, status and body.
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: String,
-        body: Option<Value>,
-    ) -> Result<Value, String> {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(self.key);
-        if let Some(body) = body {
-            request = request.json(&json!({"payload": body}));
-        }
-        let response = request.send().await.map_err(|e| e.to_string())?;
-        let status = response.status();
-        let body: Value = response.json().await.map_err(|e| e.to_string())?;
-        if status.is_success() {
-            Ok(body["payload"].clone())
-        } else {
-            Err(format!("{path}: {status}: {body}"))
-        }
-    }
-
-    /// The id of the organization's Development environment.
-    pub async fn development(&self) -> Result<String, String> {
-        let orgs = self
-            .call(
-                reqwest::Method::GET,
-                "/platform/v1/organizations".into(),
-                None,
-            )
-            .await?;
-        let org = orgs["organizations"][0]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let envs = self
-            .call(
-                reqwest::Method::GET,
-                format!("/platform/v1/organizations/{org}/environments"),
-                None,
-            )
-            .await?;
-        Ok(envs["environments"][0]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned())
-    }
-
-    /// Creates a destination in environment `env` and runs Verify and Save; returns its id.
-    pub async fn verified_destination(
-        &self,
-        env: &str,
-        name: &str,
-        endpoint: &str,
-        token: &str,
-    ) -> Result<String, String> {
-        let created = self
-            .call(
-                reqwest::Method::POST,
-                format!("/platform/v1/environments/{env}/destinations"),
-                Some(json!({"name": name, "endpoint": endpoint, "verificationToken": token})),
-            )
-            .await?;
-        let id = created["destination"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        self.call(
-            reqwest::Method::POST,
-            format!("/platform/v1/destinations/{id}/verify"),
-            Some(json!({})),
-        )
-        .await?;
-        Ok(id)
-    }
 }

@@ -16,6 +16,7 @@
 //! and records latency into fixed log-scale buckets: the generator's own memory does not grow
 //! with the run, and neither should the servers'.
 
+use crate::BenchError;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -178,17 +179,18 @@ fn memory_kib(pid: u32) -> Option<(u64, u64)> {
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> Result<u16, String> {
+fn free_port() -> Result<u16, BenchError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free port: {e}"))
+        .map_err(BenchError::io("finding a free port"))
 }
 
 /// Starts `wharf <args>` with its log in `log`.
-fn spawn(args: &[&str], log: &Path) -> Result<Child, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-    let log = std::fs::File::create(log).map_err(|e| format!("cannot create {log:?}: {e}"))?;
+fn spawn(args: &[&str], log: &Path) -> Result<Child, BenchError> {
+    let exe = std::env::current_exe().map_err(BenchError::io("finding this binary"))?;
+    let log = std::fs::File::create(log)
+        .map_err(BenchError::io(format!("creating {}", log.display())))?;
     tokio::process::Command::new(exe)
         .args(args)
         .env("RUST_LOG", "warn")
@@ -196,14 +198,14 @@ fn spawn(args: &[&str], log: &Path) -> Result<Child, String> {
         .stderr(log)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start wharf {}: {e}", args.join(" ")))
+        .map_err(BenchError::io(format!("starting wharf {}", args.join(" "))))
 }
 
 async fn wait_healthy(
     client: &reqwest::Client,
     base: &str,
     child: &mut Child,
-) -> Result<(), String> {
+) -> Result<(), BenchError> {
     for _ in 0..1500 {
         if let Ok(r) = client.get(format!("{base}/healthz")).send().await
             && r.status().is_success()
@@ -211,11 +213,15 @@ async fn wait_healthy(
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("{base} exited at start ({status})"));
+            return Err(BenchError::Servers(format!(
+                "{base} exited at start ({status}); its log is in the run's directory"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Err(format!("{base} did not become healthy within 30 s"))
+    Err(BenchError::Servers(format!(
+        "{base} did not become healthy within 30 s"
+    )))
 }
 
 /// The two servers and where they keep their logs.
@@ -226,16 +232,16 @@ struct Servers {
 }
 
 impl Servers {
-    fn check_alive(&mut self) -> Result<(), String> {
+    fn check_alive(&mut self) -> Result<(), BenchError> {
         for (name, child) in [
             ("engine", &mut self.engine),
             ("destination", &mut self.destination),
         ] {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
+                return Err(BenchError::Servers(format!(
                     "the {name} exited during the soak ({status}); its log is {}",
                     self.dir.join(format!("{name}.log")).display()
-                ));
+                )));
             }
         }
         Ok(())
@@ -249,11 +255,13 @@ async fn start(
     client: &reqwest::Client,
     application: Arc<Application>,
     database_url: Option<&str>,
-) -> Result<(Servers, String, String), String> {
+) -> Result<(Servers, String, String), BenchError> {
     let sink = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| e.to_string())?;
-    let sink_addr = sink.local_addr().map_err(|e| e.to_string())?;
+        .map_err(BenchError::io("binding the application's port"))?;
+    let sink_addr = sink
+        .local_addr()
+        .map_err(BenchError::io("the application's address"))?;
     let app = axum::Router::new()
         .fallback(axum::routing::post(receive))
         .with_state(application);
@@ -262,8 +270,9 @@ async fn start(
     let (engine_port, destination_port) = (free_port()?, free_port()?);
     let write = |name: &str, text: String| {
         let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| format!("cannot write {path:?}: {e}"))?;
-        Ok::<_, String>(path)
+        std::fs::write(&path, text)
+            .map_err(BenchError::io(format!("writing {}", path.display())))?;
+        Ok::<_, BenchError>(path)
     };
     let database = crate::up::database_toml(database_url);
     let destination_config = write(
@@ -300,11 +309,8 @@ async fn start(
     wait_healthy(client, &destination_base, &mut destination).await?;
     wait_healthy(client, &engine_base, &mut engine).await?;
 
-    let api = crate::bench_engine::ManagementApi {
-        client,
-        base: &engine_base,
-        key: MANAGEMENT_KEY,
-    };
+    let api =
+        wharf_engine::client::ManagementClient::new(client.clone(), &engine_base, MANAGEMENT_KEY);
     let dev = api.development().await?;
     let id = api
         .verified_destination(&dev, "Soak", &format!("{destination_base}/redox"), TOKEN)
@@ -378,17 +384,19 @@ async fn send(
     }
 }
 
-pub async fn run(args: SoakArgs) -> Result<Value, String> {
+pub async fn run(args: SoakArgs) -> Result<Value, BenchError> {
     let parse = |s: &str| {
         wharf_protocol::ladder::parse_duration(s)
             .filter(|d| !d.is_zero())
-            .ok_or_else(|| format!("{s:?} is not a duration like 30s or 10m"))
+            .ok_or_else(|| BenchError::Usage(format!("{s:?} is not a duration like 30s or 10m")))
     };
     let duration = parse(&args.duration)?;
     let report_every = parse(&args.report_every)?;
     let drain = parse(&args.drain)?;
     if args.rate == 0 {
-        return Err("--rate must be at least 1 message per second".into());
+        return Err(BenchError::Usage(
+            "--rate must be at least 1 message per second".into(),
+        ));
     }
     let rate = f64::from(args.rate);
     // Room for every number the senders can take (each takes at most one past the end).
@@ -400,12 +408,12 @@ pub async fn run(args: SoakArgs) -> Result<Value, String> {
         latency: Mutex::new((Histogram::new(), Histogram::new())),
     });
     let dir = std::env::temp_dir().join(format!("wharf-soak-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {dir:?}: {e}"))?;
+    std::fs::create_dir_all(&dir).map_err(BenchError::io(format!("creating {}", dir.display())))?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(SENDERS)
         .timeout(Duration::from_secs(60))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| BenchError::Traffic(format!("cannot build the HTTP client: {e}")))?;
     let result = soak(
         &args,
         duration,
@@ -434,7 +442,7 @@ async fn soak(
     dir: &Path,
     client: &reqwest::Client,
     application: Arc<Application>,
-) -> Result<Value, String> {
+) -> Result<Value, BenchError> {
     let (mut servers, destination, engine_base) = start(
         dir,
         client,
@@ -620,9 +628,9 @@ async fn soak(
         "samples": samples,
     });
     if lost > 0 || distinct < acknowledged {
-        return Err(format!(
+        return Err(BenchError::Traffic(format!(
             "{lost} acknowledged messages never reached the application: {report}"
-        ));
+        )));
     }
     Ok(report)
 }

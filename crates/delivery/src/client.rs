@@ -1,4 +1,5 @@
-//! The outbound HTTP client and its error descriptions.
+//! The outbound HTTP client, its error descriptions, and remote answers read within limits
+//! (`read_limited`; `fetch_jwks`, the one JWKS fetch both servers use).
 
 use std::time::Duration;
 
@@ -85,6 +86,48 @@ pub async fn read_limited(
 }
 
 pub use wharf_protocol::error_chain;
+
+/// How long a JWKS fetch may take.
+pub const JWKS_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest JWKS document read: a key set is a few KiB.
+pub const JWKS_MAX_BYTES: usize = 1 << 20;
+
+/// Why a JWKS document could not be fetched. The caller keeps the keys it already knows and
+/// tries again later; the message says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksFetchError {
+    /// The request did not get an answer (timeout, DNS, TLS, refused connection).
+    #[error("{0}; check that the JWKS URL is reachable from this server")]
+    Transport(String),
+    /// The server answered, but not with 2xx.
+    #[error("the JWKS URL answered {0}; check that it serves the key set")]
+    Status(reqwest::StatusCode),
+    /// The answer broke off or was larger than [`JWKS_MAX_BYTES`].
+    #[error("reading the JWKS document: {0}")]
+    Read(ReadError),
+}
+
+/// GETs the JWKS document at `url` with `client` (which decides where it may connect: the
+/// engine passes an SSRF-checked, pinned one), within [`JWKS_TIMEOUT`] and [`JWKS_MAX_BYTES`].
+/// Both servers fetch key sets this way: the engine for OAuth API keys, the destination for
+/// its JWT strategies.
+pub async fn fetch_jwks(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+) -> Result<Vec<u8>, JwksFetchError> {
+    let response = client
+        .get(url.clone())
+        .timeout(JWKS_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| JwksFetchError::Transport(error_chain(&e)))?;
+    if !response.status().is_success() {
+        return Err(JwksFetchError::Status(response.status()));
+    }
+    read_limited(response, JWKS_MAX_BYTES)
+        .await
+        .map_err(JwksFetchError::Read)
+}
 
 /// Names the kind of transport failure first (timeout, DNS, TLS, refused, reset), then the
 /// details, as Verify and Save shows it to the user.

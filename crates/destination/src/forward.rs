@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use wharf_delivery::push::{Credentials, push};
-use wharf_delivery::ssrf::{PrivateAccess, pinned_client};
+use wharf_delivery::ssrf::{PrivateAccess, Refused, pinned_client};
 use wharf_store::{Inbox, MessageStatus, StoredMessage};
 
 /// Header with Wharf's identifier of the message (stable across forwarding attempts).
@@ -70,15 +70,13 @@ struct Client {
 }
 
 impl Client {
-    async fn get(&mut self) -> Result<reqwest::Client, String> {
+    async fn get(&mut self) -> Result<reqwest::Client, Refused> {
         if let Some((client, made)) = &self.pinned
             && made.elapsed() < CLIENT_TTL
         {
             return Ok(client.clone());
         }
-        let client = pinned_client(&self.url, &PrivateAccess::all(true))
-            .await
-            .map_err(|e| e.to_string())?;
+        let client = pinned_client(&self.url, &PrivateAccess::all(true)).await?;
         self.pinned = Some((client.clone(), Instant::now()));
         Ok(client)
     }
@@ -233,7 +231,8 @@ impl Forwarder<'_> {
                 return Delivery::LeaseLost;
             }
             let attempt = async {
-                let http = client.get().await?;
+                // Said as the attempt's error, like the application's own answers.
+                let http = client.get().await.map_err(|e| e.to_string())?;
                 let outcome = push(
                     &http,
                     &client.url,

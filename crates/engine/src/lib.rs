@@ -19,10 +19,13 @@
 //! Beside them: `http` (the one mapping of `EngineError` to HTTP, for the API and the
 //! dashboard), [`config`] (the TOML configuration and its validation), [`secrets`] (sealing
 //! secrets at rest with the master key), `metrics` (the Prometheus series) and `rate_limit`
-//! (requests per client per window on ingestion, the API and the sign-in form).
+//! (requests per client per window on ingestion, the API and the sign-in form). Apart from
+//! the server: [`client`], a client of the management API for the commands that drive an
+//! engine over HTTP (`wharf up`, the benchmarks).
 
 mod api;
 mod app;
+pub mod client;
 pub mod config;
 pub mod dashboard;
 mod http;

@@ -27,7 +27,7 @@
 
 use crate::app::commit::Pending;
 use crate::app::credentials::Credential;
-use crate::app::{Engine, EngineError, rfc3339_text};
+use crate::app::{Engine, EngineError, SendError, rfc3339_text};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -408,7 +408,7 @@ impl Records {
 /// happens.
 async fn attempt(
     engine: &Engine,
-    target: &Result<Target, String>,
+    target: &Result<Target, SendError>,
     head: LogRecord,
     records: &mut Records,
 ) -> Attempted {
@@ -445,7 +445,7 @@ async fn attempt(
             )
             .await
         }
-        Err(reason) => crate::app::present::failed(reason.clone()),
+        Err(reason) => crate::app::present::failed(reason),
     };
     let accepted = outcome.accepted();
     if outcome.status.is_some() || outcome.error.is_some() {
@@ -576,12 +576,12 @@ async fn alert_if_changed(engine: &Engine, head: &LogRecord, outcome: &PushOutco
 
 /// Where a destination's logs go (its name, endpoint, token, auth credential and a client
 /// for the endpoint), or why they cannot go now.
-async fn target(engine: &Engine, destination: &str) -> Result<Target, String> {
+async fn target(engine: &Engine, destination: &str) -> Result<Target, SendError> {
     let id = destination.to_owned();
     let Some(record) = engine
         .db(move |s| s.destination(&id))
         .await
-        .map_err(|_| "the destination record could not be read".to_owned())?
+        .map_err(|_| SendError::RecordUnreadable)?
     else {
         // Queued by an ingestion that raced the destination's deletion: erase it as the
         // deletion erased the rest (the attempt recorded next finds no log and is dropped).
@@ -589,7 +589,7 @@ async fn target(engine: &Engine, destination: &str) -> Result<Target, String> {
         if let Err(e) = engine.db(move |s| s.delete_destination(&id)).await {
             tracing::warn!(destination = %destination, error = %e, "could not erase a deleted destination's log; retrying later");
         }
-        return Err("the destination was deleted".to_owned());
+        return Err(SendError::Deleted);
     };
     let (url, token, credential) = crate::app::ingest::target(engine, &record).await?;
     let client = engine.client_for(&url).await?;

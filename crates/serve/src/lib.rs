@@ -8,10 +8,12 @@
 //! | [`metrics`] | the Prometheus registry, per-route request counts and latency, the `/metrics` text |
 //! | [`running`] | a started server's handle (address, TLS, graceful stop) and binding its address |
 //! | [`request_id`] | an `x-request-id` on every request and response, in every log line of the request |
+//! | [`page`] | the security headers of both servers' HTML pages |
 
 pub mod limit;
 pub mod listener;
 pub mod metrics;
+pub mod page;
 pub mod request_id;
 pub mod running;
 pub mod tls;

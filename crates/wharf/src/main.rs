@@ -4,7 +4,6 @@
 
 mod check_config;
 mod destination_cmd;
-mod engine_api;
 mod engine_cmd;
 mod examples;
 mod logging;

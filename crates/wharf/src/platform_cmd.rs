@@ -4,7 +4,7 @@
 //! configured address with its first management key (or `--url` and `WHARF_MANAGEMENT_KEY`).
 
 use crate::destination_cmd::EXIT_CONFIG;
-use crate::engine_api::EngineApi;
+use wharf_engine::client::{ApiError, ManagementClient};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -137,7 +137,7 @@ pub struct AlertArgs {
 }
 
 /// The API client and the environment's id a command needs.
-async fn connect(c: &Connection) -> Result<(EngineApi, String), Failure> {
+async fn connect(c: &Connection) -> Result<(ManagementClient, String), Failure> {
     let from_env = std::env::var("WHARF_MANAGEMENT_KEY")
         .ok()
         .filter(|k| !k.is_empty());
@@ -164,11 +164,11 @@ async fn connect(c: &Connection) -> Result<(EngineApi, String), Failure> {
                 "no management key: set WHARF_MANAGEMENT_KEY (or give --config of an engine with api_keys)".into(),
             )
         })?;
-    let api = EngineApi::new(&base, &key);
+    let api = ManagementClient::new(reqwest::Client::new(), base.trim_end_matches('/'), key);
     let env = api
         .environment(&c.environment)
         .await
-        .map_err(Failure::Api)?;
+        .map_err(Failure::api)?;
     Ok((api, env))
 }
 
@@ -197,6 +197,12 @@ fn base_url(config: &wharf_engine::EngineConfig) -> String {
 enum Failure {
     Usage(String),
     Api(String),
+}
+
+impl Failure {
+    fn api(e: ApiError) -> Self {
+        Failure::Api(e.to_string())
+    }
 }
 
 fn finish(result: Result<(), Failure>) -> ExitCode {
@@ -231,7 +237,7 @@ async fn run_sources(command: &SourcesCommand) -> Result<(), Failure> {
             let listed = api
                 .get(&format!("/platform/v1/environments/{env}/sources"))
                 .await
-                .map_err(Failure::Api)?;
+                .map_err(Failure::api)?;
             for s in listed["sources"].as_array().into_iter().flatten() {
                 let origin = if s["fromConfig"] == true {
                     "config"
@@ -249,7 +255,7 @@ async fn run_sources(command: &SourcesCommand) -> Result<(), Failure> {
                     json!({"name": name}),
                 )
                 .await
-                .map_err(Failure::Api)?;
+                .map_err(Failure::api)?;
             let source = &created["source"];
             println!(
                 "source {} created: {}",
@@ -269,14 +275,14 @@ async fn run_sources(command: &SourcesCommand) -> Result<(), Failure> {
             let (api, _) = connect(connection).await?;
             api.patch(&format!("/platform/v1/sources/{id}"), json!({"name": name}))
                 .await
-                .map_err(Failure::Api)?;
+                .map_err(Failure::api)?;
             println!("source {id} renamed: {name}");
         }
         SourcesCommand::Delete { id, connection } => {
             let (api, _) = connect(connection).await?;
             api.delete(&format!("/platform/v1/sources/{id}"))
                 .await
-                .map_err(Failure::Api)?;
+                .map_err(Failure::api)?;
             println!("source {id} deleted");
         }
     }
@@ -291,7 +297,7 @@ async fn set_status(id: i64, status: &str, connection: &Connection) -> Result<()
         json!({"status": status}),
     )
     .await
-    .map_err(Failure::Api)?;
+    .map_err(Failure::api)?;
     println!("subscription {id} {status}");
     Ok(())
 }
@@ -311,7 +317,7 @@ async fn run_subscriptions(command: &SubscriptionsCommand) -> Result<(), Failure
                         "/platform/v1/environments/{env}/subscriptions?page={page}&count={PAGE}"
                     ))
                     .await
-                    .map_err(Failure::Api)?;
+                    .map_err(Failure::api)?;
                 let subscriptions = listed["subscriptions"]
                     .as_array()
                     .cloned()
@@ -344,14 +350,14 @@ async fn run_subscriptions(command: &SubscriptionsCommand) -> Result<(), Failure
                     json!({"source": {"id": source}, "destination": {"id": destination}, "dataModel": data_model}),
                 )
                 .await
-                .map_err(Failure::Api)?;
+                .map_err(Failure::api)?;
             println!("subscription {} created", created["subscription"]["id"]);
         }
         SubscriptionsCommand::Delete { id, connection } => {
             let (api, _) = connect(connection).await?;
             api.delete(&format!("/platform/v1/subscriptions/{id}"))
                 .await
-                .map_err(Failure::Api)?;
+                .map_err(Failure::api)?;
             println!("subscription {id} deleted");
         }
         SubscriptionsCommand::Pause { id, connection } => {
@@ -375,7 +381,7 @@ async fn run_alerts(command: &AlertsCommand) -> Result<(), Failure> {
             let listed = api
                 .get(&format!("/platform/v2/environments/{env}/alerts"))
                 .await
-                .map_err(Failure::Api)?;
+                .map_err(Failure::api)?;
             for a in listed["alerts"].as_array().into_iter().flatten() {
                 let links: Vec<String> = a["alertLinks"]
                     .as_array()
@@ -429,7 +435,7 @@ async fn run_alerts(command: &AlertsCommand) -> Result<(), Failure> {
             let created = api
                 .post(&format!("/platform/v2/environments/{env}/alerts"), body)
                 .await
-                .map_err(Failure::Api)?;
+                .map_err(Failure::api)?;
             let id = text(&created["alert"]["id"]).to_owned();
             println!("alert {id} created");
             for subscription in &args.subscription {
@@ -454,7 +460,7 @@ async fn run_alerts(command: &AlertsCommand) -> Result<(), Failure> {
             let (api, env) = connect(connection).await?;
             api.delete(&format!("/platform/v2/environments/{env}/alerts/{id}"))
                 .await
-                .map_err(Failure::Api)?;
+                .map_err(Failure::api)?;
             println!("alert {id} deleted");
         }
     }

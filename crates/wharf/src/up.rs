@@ -11,11 +11,11 @@
 //! destination already verified.
 
 use crate::destination_cmd::shutdown_signal;
-use crate::engine_api::EngineApi;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use wharf_engine::client::{ApiError, ManagementClient};
 
 /// `writeln!` that ignores a closed standard output.
 macro_rules! say {
@@ -54,21 +54,55 @@ struct Secrets {
     verification_token: String,
 }
 
+/// Why `wharf up` could not start, in the words of this command: its flags, not the
+/// configuration keys they fill.
+#[derive(Debug, thiserror::Error)]
+enum UpError {
+    #[error("--data-dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is damaged ({source}); move it away to start afresh")]
+    Damaged {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Private(#[from] wharf_store::StoreError),
+    #[error("cannot write {path}: {source}; check the data directory's owner and free space")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--destination-listen or --database-url: {0}")]
+    DestinationConfig(wharf_config::ConfigError),
+    #[error("the destination server {0}; choose another address with --destination-listen")]
+    DestinationBind(wharf_serve::BindError),
+    #[error("cannot start the destination server: {0}")]
+    Destination(wharf_destination::StartError),
+    #[error("--engine-listen or --database-url: {0}")]
+    EngineConfig(wharf_config::ConfigError),
+    #[error("the engine {0}; choose another address with --engine-listen")]
+    EngineBind(wharf_serve::BindError),
+    #[error("cannot start the engine: {0}")]
+    Engine(wharf_engine::StartError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("Verify and Save of the local destination failed: {0}")]
+    Verify(ApiError),
+}
+
 fn random_secret() -> String {
     wharf_engine::secrets::random_key()
 }
 
-fn secrets(data_dir: &Path) -> Result<Secrets, String> {
+fn secrets(data_dir: &Path) -> Result<Secrets, UpError> {
     let path = data_dir.join("up.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        return serde_json::from_str(&text).map_err(|e| {
-            format!(
-                "{} is damaged ({e}); move it away to start afresh",
-                path.display()
-            )
-        });
+        return serde_json::from_str(&text).map_err(|source| UpError::Damaged { path, source });
     }
-    wharf_store::private::dir(data_dir).map_err(|e| e.to_string())?;
+    wharf_store::private::dir(data_dir)?;
     let s = Secrets {
         management_key: random_secret(),
         master_key: random_secret(),
@@ -79,7 +113,10 @@ fn secrets(data_dir: &Path) -> Result<Secrets, String> {
         &path,
         &serde_json::to_vec_pretty(&s).expect("secrets serialise"),
     )
-    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    .map_err(|source| UpError::Write {
+        path: path.clone(),
+        source,
+    })?;
     Ok(s)
 }
 
@@ -106,10 +143,12 @@ pub async fn up(args: &UpArgs) -> ExitCode {
     }
 }
 
-async fn run(args: &UpArgs) -> Result<(), String> {
+async fn run(args: &UpArgs) -> Result<(), UpError> {
     // Absolute from here on: the paths printed below must work from any directory.
-    let data_dir = std::path::absolute(&args.data_dir)
-        .map_err(|e| format!("--data-dir {}: {e}", args.data_dir.display()))?;
+    let data_dir = std::path::absolute(&args.data_dir).map_err(|source| UpError::DataDir {
+        path: args.data_dir.clone(),
+        source,
+    })?;
     let s = secrets(&data_dir)?;
     let database = wharf_config::database_toml(args.database_url.as_deref());
     let destination_config = wharf_destination::Config::parse(
@@ -123,16 +162,14 @@ async fn run(args: &UpArgs) -> Result<(), String> {
         ),
         &wharf_destination::config::ProcessEnv,
     )
-    .map_err(|e| format!("--destination-listen or --database-url: {e}"))?;
+    .map_err(UpError::DestinationConfig)?;
     let destination_config_database = destination_config.database_url.clone();
     // Errors in the words of this command: its flags, not the configuration keys they fill.
     let destination = wharf_destination::start(destination_config)
         .await
         .map_err(|e| match e {
-            wharf_destination::StartError::Bind(bind) => {
-                format!("the destination server {bind}; choose another address with --destination-listen")
-            }
-            e => format!("cannot start the destination server: {e}"),
+            wharf_destination::StartError::Bind(bind) => UpError::DestinationBind(bind),
+            e => UpError::Destination(e),
         })?;
     let engine_config = wharf_engine::EngineConfig::parse(
         &format!(
@@ -147,15 +184,13 @@ async fn run(args: &UpArgs) -> Result<(), String> {
         ),
         &wharf_config::ProcessEnv,
     )
-    .map_err(|e| format!("--engine-listen or --database-url: {e}"))?;
+    .map_err(UpError::EngineConfig)?;
 
     let engine = wharf_engine::start(engine_config)
         .await
         .map_err(|e| match e {
-            wharf_engine::StartError::Bind(bind) => {
-                format!("the engine {bind}; choose another address with --engine-listen")
-            }
-            e => format!("cannot start the engine: {e}"),
+            wharf_engine::StartError::Bind(bind) => UpError::EngineBind(bind),
+            e => UpError::Engine(e),
         })?;
     let api = format!("http://{}", engine.local_addr());
     let endpoint = format!("http://{}{DESTINATION_PATH}", destination.local_addr());
@@ -252,40 +287,35 @@ async fn ensure_verified_destination(
     api: &str,
     s: &Secrets,
     endpoint: &str,
-) -> Result<String, String> {
-    let engine = EngineApi::new(api, &s.management_key);
-    let dev = engine.environment("Development").await?;
-    let existing = engine
-        .get(&format!("/platform/v1/environments/{dev}/destinations"))
-        .await?;
-    let found = existing["destinations"]
-        .as_array()
-        .and_then(|d| d.iter().find(|d| d["name"] == DESTINATION_NAME))
-        .cloned();
+) -> Result<String, UpError> {
+    let api = ManagementClient::new(reqwest::Client::new(), api, &s.management_key);
+    let dev = api.development().await?;
+    let found = api
+        .destinations(&dev)
+        .await?
+        .into_iter()
+        .find(|d| d["name"] == DESTINATION_NAME);
     let destination = match found {
         Some(d) => d,
         None => {
-            engine
-                .post(
-                    &format!("/platform/v1/environments/{dev}/destinations"),
-                    json!({"name": DESTINATION_NAME, "endpoint": endpoint, "verificationToken": s.verification_token}),
-                )
-                .await?["destination"]
-                .clone()
+            api.create_destination(&dev, DESTINATION_NAME, endpoint, &s.verification_token)
+                .await?
         }
     };
     let id = destination["id"]
         .as_str()
-        .ok_or("the destination has no id")?
+        .ok_or(ApiError::Missing {
+            path: format!("/platform/v1/environments/{dev}/destinations"),
+            what: "destination id",
+        })?
         .to_owned();
     if destination["verified"] != true || destination["endpoint"] != endpoint {
-        engine
-            .post(
-                &format!("/platform/v1/destinations/{id}/verify"),
-                json!({"endpoint": endpoint, "verificationToken": s.verification_token}),
-            )
-            .await
-            .map_err(|e| format!("Verify and Save of the local destination failed: {e}"))?;
+        api.verify(
+            &id,
+            json!({"endpoint": endpoint, "verificationToken": s.verification_token}),
+        )
+        .await
+        .map_err(UpError::Verify)?;
     }
     Ok(id)
 }

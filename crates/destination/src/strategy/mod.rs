@@ -40,18 +40,12 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method, StatusCode};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use wharf_auth::clock::Clock;
 use wharf_auth::jwks::{JwksCache, KeySet};
 use wharf_auth::jwt::{self, JwtError, Rules};
 use wharf_auth::oauth::{self, IssuedTokens};
 use wharf_auth::sigv4;
 use wharf_auth::strategy::Strategy;
-
-/// How long a JWKS fetch may take.
-const JWKS_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest JWKS document accepted.
-const JWKS_MAX_BYTES: usize = 1024 * 1024;
 
 /// A request the strategy refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -404,10 +398,13 @@ impl Guard {
             }
             cache.attempted(now);
         }
-        let fetched = fetch_jwks(http, url).await;
+        let fetched = wharf_delivery::client::fetch_jwks(http, url).await;
         let mut caches = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
         let cache = caches.entry(url.to_string()).or_default();
-        match fetched.and_then(|bytes| cache.store(&bytes, now).map_err(|e| e.to_string())) {
+        let stored = fetched
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| cache.store(&bytes, now).map_err(|e| e.to_string()));
+        match stored {
             Ok(()) => tracing::debug!(%url, "JWKS fetched"),
             Err(e) => {
                 tracing::warn!(%url, error = %e, "could not refresh a JWKS; keeping the keys already known")
@@ -484,21 +481,6 @@ fn sigv4_signature(value: &str) -> Option<&str> {
         .split(',')
         .map(str::trim)
         .find_map(|part| part.strip_prefix("Signature="))
-}
-
-async fn fetch_jwks(http: &reqwest::Client, url: &reqwest::Url) -> Result<Vec<u8>, String> {
-    let response = http
-        .get(url.clone())
-        .timeout(JWKS_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| wharf_delivery::error_chain(&e))?;
-    if !response.status().is_success() {
-        return Err(format!("the JWKS URL answered {}", response.status()));
-    }
-    wharf_delivery::client::read_limited(response, JWKS_MAX_BYTES)
-        .await
-        .map_err(|e| format!("reading the JWKS document: {e}"))
 }
 
 #[cfg(test)]

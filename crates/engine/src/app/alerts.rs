@@ -248,29 +248,47 @@ pub struct Notice {
     pub json: serde_json::Value,
 }
 
+/// Why an alert email could not be made ready to send. Logged (alerts have no caller to
+/// answer); each says which configuration key to correct.
+#[derive(Debug, thiserror::Error)]
+enum EmailError {
+    #[error("smtp.from {0:?} is not an email address: {1}; correct it in the configuration")]
+    From(String, lettre::address::AddressError),
+    #[error("alert_email {0:?} is not an email address: {1}; correct it in the configuration")]
+    To(String, lettre::address::AddressError),
+    #[error("the email could not be built: {0}")]
+    Build(lettre::error::Error),
+    #[error("the SMTP relay {0} cannot be used: {1}; check smtp.host and smtp.security")]
+    Relay(String, lettre::transport::smtp::Error),
+}
+
 fn build_message(
     smtp: &crate::config::SmtpConfig,
     to: &[String],
     subject: &str,
     text: &str,
-) -> Result<lettre::Message, String> {
+) -> Result<lettre::Message, EmailError> {
     let mut builder = lettre::Message::builder()
-        .from(smtp.from.parse().map_err(|e| format!("smtp.from: {e}"))?)
+        .from(
+            smtp.from
+                .parse()
+                .map_err(|e| EmailError::From(smtp.from.clone(), e))?,
+        )
         .subject(subject);
     for address in to {
         builder = builder.to(address
             .parse()
-            .map_err(|e| format!("alert_email {address}: {e}"))?);
+            .map_err(|e| EmailError::To(address.clone(), e))?);
     }
     builder
         .header(lettre::message::header::ContentType::TEXT_PLAIN)
         .body(text.to_owned())
-        .map_err(|e| e.to_string())
+        .map_err(EmailError::Build)
 }
 
 fn transport(
     smtp: &crate::config::SmtpConfig,
-) -> Result<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>, String> {
+) -> Result<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>, EmailError> {
     use lettre::AsyncSmtpTransport;
     use lettre::transport::smtp::authentication::Credentials;
     let builder = match smtp.security {
@@ -279,10 +297,10 @@ fn transport(
         }
         SmtpSecurity::StartTls => {
             AsyncSmtpTransport::<lettre::Tokio1Executor>::starttls_relay(&smtp.host)
-                .map_err(|e| e.to_string())?
+                .map_err(|e| EmailError::Relay(smtp.host.clone(), e))?
         }
         SmtpSecurity::Tls => AsyncSmtpTransport::<lettre::Tokio1Executor>::relay(&smtp.host)
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| EmailError::Relay(smtp.host.clone(), e))?,
     };
     let mut builder = builder
         .port(smtp.port)

@@ -130,12 +130,13 @@ pub async fn list(
     page: Page,
 ) -> Result<AuditPage, EngineError> {
     let org_id = engine.organization.id.clone();
-    let offset = page.number.saturating_sub(1).saturating_mul(page.size);
-    let mut entries = engine
-        .db(move |s| s.audit(&org_id, since, offset, page.size + 1))
+    let (entries, has_next) = page
+        .read(async |offset, limit| {
+            engine
+                .db(move |s| s.audit(&org_id, since, offset, limit))
+                .await
+        })
         .await?;
-    let has_next = entries.len() > page.size;
-    entries.truncate(page.size);
     Ok(AuditPage {
         entries,
         page,

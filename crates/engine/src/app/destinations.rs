@@ -6,7 +6,7 @@
 //! environment, or none) clears the verified mark. Verify and Save saves nothing unless
 //! verification succeeds.
 
-use super::{Engine, EngineError, open_token, token_context};
+use super::{Engine, EngineError, SendError, open_token, token_context};
 use wharf_delivery::Method;
 use wharf_protocol::VerificationToken;
 use wharf_protocol::platform::{DataFormat, VerificationMethod};
@@ -378,9 +378,9 @@ pub async fn verify_and_save(
         VerificationMethod::Get => Method::Get,
         VerificationMethod::Post => Method::Post,
     };
-    let failed = |reason: String| {
+    let failed = |reason: SendError| {
         tracing::info!(destination = %record.id, %reason, "verification failed");
-        EngineError::VerificationFailed(reason)
+        EngineError::VerificationFailed(reason.to_string())
     };
     // Read before anything is sent: a store that cannot be read is 503, not a failed check.
     let credential = match &record.auth_credential {
@@ -388,12 +388,13 @@ pub async fn verify_and_save(
         Some(id) => Some(
             super::credentials::load_credential(engine, id)
                 .await?
-                .ok_or_else(|| {
-                    failed(format!("the linked auth credential {id} no longer exists"))
-                })?,
+                .ok_or_else(|| failed(SendError::CredentialGone(id.clone())))?,
         ),
     };
-    let client = engine.fresh_client(&url).await.map_err(failed)?;
+    let client = engine
+        .fresh_client(&url)
+        .await
+        .map_err(|e| failed(e.into()))?;
     super::present::verify(engine, &client, &url, &token, method, credential.as_ref())
         .await
         .map_err(failed)?;

@@ -1,6 +1,8 @@
-//! [`EngineError`]: why a use case could not be done, in words a person can act on; and
-//! [`StoreHealth`], which turns the store's failures into errors and logs them once per state
-//! change instead of once per request.
+//! [`EngineError`]: why a use case could not be done, in words a person can act on;
+//! [`SendError`]: why the engine could not send to a destination (or get what sending needs),
+//! which is recorded on the attempt rather than answered; and [`StoreHealth`], which turns the
+//! store's failures into errors and logs them once per state change instead of once per
+//! request.
 //!
 //! The one mapping of these errors to HTTP statuses lives in `crate::http`, shared by the API
 //! and the dashboard.
@@ -93,6 +95,90 @@ impl EngineError {
             _ => None,
         }
     }
+}
+
+/// Why the engine could not send to a destination, or fetch what sending needs (a credential, an
+/// access token, a key set). Never mapped to an HTTP status of its own: the delivery worker
+/// records it as the attempt's error, a query answers it in `Meta.Errors`, and Verify and Save
+/// says it as [`EngineError::VerificationFailed`]. Each says what failed and what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("the destination is not verified: run Verify and Save")]
+    NotVerified,
+    #[error("the destination has no endpoint: give it one and run Verify and Save")]
+    NoEndpoint,
+    #[error("the destination has no verification token: give it one and run Verify and Save")]
+    NoVerificationToken,
+    /// The sealed token does not open under this engine's master key.
+    #[error(
+        "the verification token cannot be opened: start the engine with the master_key it was sealed with, or set the destination's token again"
+    )]
+    SealedToken,
+    /// A URL the engine was given (an endpoint, a token endpoint, a JWKS URL) does not parse.
+    #[error("{what} {url:?} is not a URL: {reason}; correct it")]
+    NotUrl {
+        what: &'static str,
+        url: String,
+        reason: String,
+    },
+    /// The store did not answer; the store's own error is in the engine's log.
+    #[error("the destination record could not be read; the attempt is made again later")]
+    RecordUnreadable,
+    #[error("the destination was deleted")]
+    Deleted,
+    #[error("the auth credential {0} could not be read; the attempt is made again later")]
+    CredentialUnreadable(String),
+    #[error(
+        "the linked auth credential {0} no longer exists: link another one to the destination, or none"
+    )]
+    CredentialGone(String),
+    /// The address may not be called (SSRF rules), or no client could be made for it.
+    #[error(transparent)]
+    Refused(#[from] wharf_delivery::ssrf::Refused),
+    #[error("the auth credential's key cannot be used: {0}; give the credential a valid key")]
+    Key(wharf_auth::keys::KeyError),
+    #[error("the auth credential has no private key: give it one")]
+    NoKey,
+    #[error(transparent)]
+    Sign(#[from] wharf_auth::sigv4::SignError),
+    /// The credential's fields cannot make a token request (the message names the field), or
+    /// the token endpoint's answer has no token.
+    #[error(transparent)]
+    Credential(#[from] wharf_auth::client::ClientError),
+    /// A token-based strategy's token endpoint could not be reached.
+    #[error("could not reach the token endpoint {url}: {source}")]
+    TokenEndpointRefused {
+        url: String,
+        source: wharf_delivery::ssrf::Refused,
+    },
+    /// The token endpoint gave no usable answer; `reason` says which part failed.
+    #[error("could not get an access token from {url}: {reason}")]
+    TokenEndpointFailed { url: String, reason: String },
+    /// The token endpoint answered with an error status (an OAuth error body says why).
+    #[error(
+        "could not get an access token: the token endpoint {url} answered HTTP {status}: {excerpt}"
+    )]
+    TokenEndpointStatus {
+        url: String,
+        status: u16,
+        excerpt: String,
+    },
+    /// The token (or impersonation) endpoint's answer is not the token response expected.
+    #[error("the {endpoint} {url}: {source}")]
+    TokenAnswer {
+        endpoint: &'static str,
+        url: String,
+        source: wharf_auth::client::ClientError,
+    },
+    /// Asked for an access token of a strategy that has none (a bug in the caller).
+    #[error("the {0} strategy fetches no access token")]
+    NoAccessToken(&'static str),
+    /// Verify and Save's challenge was not passed.
+    #[error("{0}")]
+    Verify(wharf_delivery::VerifyFailure),
+    /// A JWKS (an OAuth API key's key set) could not be fetched.
+    #[error(transparent)]
+    Jwks(#[from] wharf_delivery::client::JwksFetchError),
 }
 
 /// How often a continuing store outage is summed up in the log.
@@ -208,5 +294,47 @@ impl StoreHealth {
             }
         }
         engine_error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SendError;
+
+    /// What an operator reads on a failed attempt: each reason the engine finds before sending
+    /// says what to change, not only what is wrong.
+    #[test]
+    fn reasons_found_before_sending_say_what_to_do() {
+        let cases = [
+            (SendError::NotVerified, "run Verify and Save"),
+            (SendError::NoEndpoint, "give it one and run Verify and Save"),
+            (
+                SendError::NoVerificationToken,
+                "give it one and run Verify and Save",
+            ),
+            (SendError::SealedToken, "master_key it was sealed with"),
+            (
+                SendError::NotUrl {
+                    what: "the endpoint",
+                    url: "dest example".into(),
+                    reason: "relative URL without a base".into(),
+                },
+                "\"dest example\" is not a URL: relative URL without a base; correct it",
+            ),
+            (SendError::CredentialGone("c1".into()), "link another one"),
+            (SendError::NoKey, "give it one"),
+            (
+                SendError::TokenEndpointStatus {
+                    url: "https://auth.example/token".into(),
+                    status: 401,
+                    excerpt: "{\"error\":\"invalid_client\"}".into(),
+                },
+                "the token endpoint https://auth.example/token answered HTTP 401: {\"error\":\"invalid_client\"}",
+            ),
+        ];
+        for (error, says) in cases {
+            let text = error.to_string();
+            assert!(text.contains(says), "{text:?} does not say {says:?}");
+        }
     }
 }

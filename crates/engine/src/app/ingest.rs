@@ -16,7 +16,7 @@
 
 use super::credentials::Credential;
 use super::sources::Sender;
-use super::{Engine, EngineError, open_token, rfc3339_text};
+use super::{Engine, EngineError, SendError, open_token, rfc3339_text};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use wharf_protocol::envelope::{self, EnvelopeKind, Interaction};
@@ -289,22 +289,21 @@ async fn route(
 pub async fn target(
     engine: &Engine,
     record: &DestinationRecord,
-) -> Result<(reqwest::Url, String, Option<Credential>), String> {
+) -> Result<(reqwest::Url, String, Option<Credential>), SendError> {
     if record.verified_at.is_none() {
-        return Err("the destination is not verified: run Verify and Save".into());
+        return Err(SendError::NotVerified);
     }
-    let endpoint = record
-        .endpoint
-        .clone()
-        .ok_or("the destination has no endpoint")?;
+    let endpoint = record.endpoint.clone().ok_or(SendError::NoEndpoint)?;
     let sealed = record
         .verification_token
         .as_ref()
-        .ok_or("the destination has no verification token")?;
-    let token = open_token(engine, record, sealed)
-        .map_err(|_| "the verification token cannot be opened".to_owned())?;
-    let url =
-        reqwest::Url::parse(&endpoint).map_err(|e| format!("the endpoint is not a URL: {e}"))?;
+        .ok_or(SendError::NoVerificationToken)?;
+    let token = open_token(engine, record, sealed).map_err(|_| SendError::SealedToken)?;
+    let url = reqwest::Url::parse(&endpoint).map_err(|e| SendError::NotUrl {
+        what: "the endpoint",
+        url: endpoint.clone(),
+        reason: e.to_string(),
+    })?;
     let credential = super::present::linked_credential(engine, record).await?;
     Ok((url, token, credential))
 }
@@ -339,11 +338,11 @@ async fn relay_query(
     };
     let (url, token, credential) = match target(engine, destination).await {
         Ok(target) => target,
-        Err(reason) => return fail(502, reason, None),
+        Err(reason) => return fail(502, reason.to_string(), None),
     };
     let client = match engine.client_for(&url).await {
         Ok(c) => c,
-        Err(reason) => return fail(502, reason, None),
+        Err(reason) => return fail(502, reason.to_string(), None),
     };
     let started_at = engine.now_millis();
     let log = message.log(engine, &destination.id, LogType::Request, started_at);

@@ -34,6 +34,19 @@ impl Page {
             size: count.unwrap_or(max).clamp(1, max),
         })
     }
+
+    /// Reads this page with `read(offset, limit)`, asking for one row more than the page holds:
+    /// that row only tells whether a next page exists. Returns the page's rows and that.
+    pub async fn read<T, F>(self, read: F) -> Result<(Vec<T>, bool), EngineError>
+    where
+        F: AsyncFnOnce(usize, usize) -> Result<Vec<T>, EngineError>,
+    {
+        let offset = self.number.saturating_sub(1).saturating_mul(self.size);
+        let mut rows = read(offset, self.size + 1).await?;
+        let has_next = rows.len() > self.size;
+        rows.truncate(self.size);
+        Ok((rows, has_next))
+    }
 }
 
 /// An ISO 8601 (RFC 3339) time, as milliseconds since the epoch; `key` names it in the error.
@@ -62,13 +75,13 @@ pub struct LogPage {
 /// The organization's logs matching `filter`, newest first, one page.
 pub async fn list(engine: &Engine, filter: LogFilter, page: Page) -> Result<LogPage, EngineError> {
     let org_id = engine.organization.id.clone();
-    let offset = page.number.saturating_sub(1).saturating_mul(page.size);
-    // One more than the page holds tells whether a next page exists.
-    let mut logs = engine
-        .db(move |s| s.logs(&org_id, &filter, offset, page.size + 1))
+    let (logs, has_next) = page
+        .read(async |offset, limit| {
+            engine
+                .db(move |s| s.logs(&org_id, &filter, offset, limit))
+                .await
+        })
         .await?;
-    let has_next = logs.len() > page.size;
-    logs.truncate(page.size);
     Ok(LogPage {
         logs,
         page,

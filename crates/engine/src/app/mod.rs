@@ -49,7 +49,7 @@ pub mod subscriptions;
 pub mod token;
 pub mod traffic;
 
-pub use error::EngineError;
+pub use error::{EngineError, SendError};
 
 use crate::config::EngineConfig;
 use sha2::{Digest, Sha256};
@@ -96,7 +96,10 @@ pub struct Inner {
 
 impl Inner {
     /// A client for `url`: checked and pinned, reused while fresh.
-    pub async fn client_for(&self, url: &reqwest::Url) -> Result<reqwest::Client, String> {
+    pub async fn client_for(
+        &self,
+        url: &reqwest::Url,
+    ) -> Result<reqwest::Client, wharf_delivery::ssrf::Refused> {
         let key = url.origin().ascii_serialization();
         if let Some((client, made)) = self
             .clients
@@ -117,15 +120,16 @@ impl Inner {
 
     /// A new client for `url`: its host resolved now, every address checked, the connection
     /// pinned to the checked one (Verify and Save always uses a fresh one).
-    pub async fn fresh_client(&self, url: &reqwest::Url) -> Result<reqwest::Client, String> {
+    pub async fn fresh_client(
+        &self,
+        url: &reqwest::Url,
+    ) -> Result<reqwest::Client, wharf_delivery::ssrf::Refused> {
         wharf_delivery::ssrf::pinned_client_with(
             &self.config.resolver,
             url,
             &self.config.private_endpoints,
         )
         .await
-        // The reason is recorded on the attempt and shown to the operator as text.
-        .map_err(|e| e.to_string())
     }
 
     /// Whether the store's filesystem has room (1 MiB) for writes: SQLite's data directory;
@@ -198,11 +202,9 @@ impl Engine {
     ) -> Result<T, EngineError> {
         let inner = self.0.clone();
         let (answer, result) = tokio::sync::oneshot::channel();
-        self.store_threads
-            .run(Box::new(move || {
-                let _ = answer.send(f(&inner.store));
-            }))
-            .map_err(EngineError::Internal)?;
+        self.store_threads.run(Box::new(move || {
+            let _ = answer.send(f(&inner.store));
+        }))?;
         let result = result
             .await
             .map_err(|_| EngineError::Internal("a store operation panicked".to_owned()))?;

@@ -13,8 +13,8 @@
 //! Token endpoints are URLs users type, so they are reached through the same SSRF-checked,
 //! pinned clients as destinations. A failing token endpoint fails the attempt with the reason.
 
-use super::Engine;
 use super::credentials::Credential;
+use super::{Engine, SendError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -81,27 +81,20 @@ impl Presenter {
         engine: &Engine,
         credential: &Credential,
         request: Outgoing<'_>,
-    ) -> Result<Vec<(String, String)>, String> {
+    ) -> Result<Vec<(String, String)>, SendError> {
         let clock = engine.clock.as_ref();
         let runtime = self.runtime(credential);
         // Held across a token fetch on purpose: concurrent requests for one credential wait
         // for one fetch instead of each hitting the token endpoint.
         let mut runtime = runtime.lock().await;
         if runtime.updated_at != credential.updated_at {
-            runtime.key = credential
-                .signing_key()
-                .map_err(|e| format!("the auth credential's key cannot be used: {e}"))?;
+            runtime.key = credential.signing_key().map_err(SendError::Key)?;
             runtime.tokens.forget();
             runtime.updated_at = credential.updated_at;
         }
         let field = |name: &str| credential.fields.get(name).and_then(|v| v.as_str());
         let secret = |name: &str| credential.secrets.get(name).and_then(|v| v.as_str());
-        let key = || {
-            runtime
-                .key
-                .clone()
-                .ok_or_else(|| "the auth credential has no private key".to_string())
-        };
+        let key = || runtime.key.clone().ok_or(SendError::NoKey);
         let bearer = |token: &str| vec![("authorization".to_string(), format!("Bearer {token}"))];
         match credential.strategy {
             Strategy::AwsSigv4 => {
@@ -127,13 +120,11 @@ impl Presenter {
                     request.body,
                     &credentials,
                     clock.now(),
-                )
-                .map_err(|e| e.to_string())?;
+                )?;
                 Ok(signed)
             }
             Strategy::JwtBearer => {
-                let token = oauth_client::jwt_bearer_token(&credential.fields, &key()?, clock)
-                    .map_err(|e| e.to_string())?;
+                let token = oauth_client::jwt_bearer_token(&credential.fields, &key()?, clock)?;
                 Ok(bearer(&token))
             }
             Strategy::OAuth2Legged
@@ -167,17 +158,12 @@ async fn fetch_token(
     credential: &Credential,
     key: Option<SigningKey>,
     clock: &dyn Clock,
-) -> Result<oauth_client::FetchedToken, String> {
+) -> Result<oauth_client::FetchedToken, SendError> {
     let fields = &credential.fields;
-    let need_key = || {
-        key.clone()
-            .ok_or_else(|| "the auth credential has no private key".to_string())
-    };
-    let err = |e: oauth_client::ClientError| e.to_string();
+    let need_key = || key.clone().ok_or(SendError::NoKey);
     match credential.strategy {
         Strategy::OAuth2Legged => {
-            let request =
-                oauth_client::oauth_2_legged_request(fields, &credential.secrets).map_err(err)?;
+            let request = oauth_client::oauth_2_legged_request(fields, &credential.secrets)?;
             let body = post(engine, &request).await?;
             let name = |f: &str, default: &'static str| {
                 fields
@@ -197,32 +183,40 @@ async fn fetch_token(
                 &name("expiresFieldName", "expires_in"),
                 default_seconds,
             )
-            .map_err(|e| format!("the token endpoint {}: {e}", request.url))
+            .map_err(|source| SendError::TokenAnswer {
+                endpoint: "token endpoint",
+                url: request.url.clone(),
+                source,
+            })
         }
         Strategy::SmartBackend => {
-            let request = oauth_client::smart_request(fields, &need_key()?, clock).map_err(err)?;
+            let request = oauth_client::smart_request(fields, &need_key()?, clock)?;
             read_standard(&request, &post(engine, &request).await?)
         }
         Strategy::OAuthJwtBearerGcp => {
-            let request = oauth_client::gcp_request(fields, &need_key()?, clock).map_err(err)?;
+            let request = oauth_client::gcp_request(fields, &need_key()?, clock)?;
             read_standard(&request, &post(engine, &request).await?)
         }
         Strategy::GoogleWif => {
             let issuer = engine.public_url();
-            let request = oauth_client::wif_exchange_request(fields, &need_key()?, &issuer, clock)
-                .map_err(err)?;
+            let request = oauth_client::wif_exchange_request(fields, &need_key()?, &issuer, clock)?;
             let sts = read_standard(&request, &post(engine, &request).await?)?;
             match oauth_client::wif_impersonation_request(fields, &sts.token) {
                 None => Ok(sts),
                 Some(impersonate) => {
                     let body = post(engine, &impersonate).await?;
-                    oauth_client::read_impersonation_response(&body, clock)
-                        .map_err(|e| format!("the impersonation endpoint {}: {e}", impersonate.url))
+                    oauth_client::read_impersonation_response(&body, clock).map_err(|source| {
+                        SendError::TokenAnswer {
+                            endpoint: "impersonation endpoint",
+                            url: impersonate.url.clone(),
+                            source,
+                        }
+                    })
                 }
             }
         }
         Strategy::AwsSigv4 | Strategy::JwtBearer => {
-            Err("this strategy fetches no access token".into())
+            Err(SendError::NoAccessToken(credential.strategy.key()))
         }
     }
 }
@@ -230,20 +224,32 @@ async fn fetch_token(
 fn read_standard(
     request: &TokenRequest,
     body: &[u8],
-) -> Result<oauth_client::FetchedToken, String> {
-    oauth_client::read_token_response(body, "access_token", "expires_in", 3600)
-        .map_err(|e| format!("the token endpoint {}: {e}", request.url))
+) -> Result<oauth_client::FetchedToken, SendError> {
+    oauth_client::read_token_response(body, "access_token", "expires_in", 3600).map_err(|source| {
+        SendError::TokenAnswer {
+            endpoint: "token endpoint",
+            url: request.url.clone(),
+            source,
+        }
+    })
 }
 
 /// POSTs a token request through an SSRF-checked client; a non-2xx answer is an error that
 /// quotes the beginning of the endpoint's answer (an OAuth error body says what is wrong).
-async fn post(engine: &Engine, request: &TokenRequest) -> Result<Vec<u8>, String> {
-    let url = reqwest::Url::parse(&request.url)
-        .map_err(|e| format!("the token endpoint {:?} is not a URL: {e}", request.url))?;
-    let client = engine
-        .client_for(&url)
-        .await
-        .map_err(|e| format!("could not reach the token endpoint {url}: {e}"))?;
+async fn post(engine: &Engine, request: &TokenRequest) -> Result<Vec<u8>, SendError> {
+    let url = reqwest::Url::parse(&request.url).map_err(|e| SendError::NotUrl {
+        what: "the token endpoint",
+        url: request.url.clone(),
+        reason: e.to_string(),
+    })?;
+    let client =
+        engine
+            .client_for(&url)
+            .await
+            .map_err(|source| SendError::TokenEndpointRefused {
+                url: url.to_string(),
+                source,
+            })?;
     let mut builder = client
         .post(url.clone())
         .timeout(TOKEN_TIMEOUT)
@@ -256,23 +262,25 @@ async fn post(engine: &Engine, request: &TokenRequest) -> Result<Vec<u8>, String
         .body(request.body.clone())
         .send()
         .await
-        .map_err(|e| {
-            format!(
-                "could not get an access token from {url}: {}",
-                wharf_delivery::client::describe_transport_error(&e)
-            )
+        .map_err(|e| SendError::TokenEndpointFailed {
+            url: url.to_string(),
+            reason: wharf_delivery::client::describe_transport_error(&e),
         })?;
     let status = response.status();
     let body = wharf_delivery::client::read_limited(response, MAX_TOKEN_ANSWER_BYTES)
         .await
-        .map_err(|e| format!("could not read the token endpoint's answer from {url}: {e}"))?;
+        .map_err(|e| SendError::TokenEndpointFailed {
+            url: url.to_string(),
+            reason: format!("its answer could not be read: {e}"),
+        })?;
     if !status.is_success() {
         let excerpt =
             String::from_utf8_lossy(&body[..body.len().min(TOKEN_ERROR_EXCERPT)]).into_owned();
-        return Err(format!(
-            "could not get an access token: the token endpoint {url} answered HTTP {}: {excerpt}",
-            status.as_u16()
-        ));
+        return Err(SendError::TokenEndpointStatus {
+            url: url.to_string(),
+            status: status.as_u16(),
+            excerpt,
+        });
     }
     Ok(body)
 }
@@ -281,15 +289,15 @@ async fn post(engine: &Engine, request: &TokenRequest) -> Result<Vec<u8>, String
 pub(crate) async fn linked_credential(
     engine: &Engine,
     record: &wharf_store::engine::DestinationRecord,
-) -> Result<Option<Credential>, String> {
+) -> Result<Option<Credential>, SendError> {
     let Some(id) = &record.auth_credential else {
         return Ok(None);
     };
     super::credentials::load_credential(engine, id)
         .await
-        .map_err(|_| format!("the auth credential {id} could not be read"))?
+        .map_err(|_| SendError::CredentialUnreadable(id.clone()))?
         .map(Some)
-        .ok_or_else(|| format!("the linked auth credential {id} no longer exists"))
+        .ok_or_else(|| SendError::CredentialGone(id.clone()))
 }
 
 /// POSTs `body` to a destination with its verification token and, if linked, its auth
@@ -332,7 +340,7 @@ pub(crate) async fn push(
         };
         let headers = match engine.presenter.headers(engine, credential, outgoing).await {
             Ok(headers) => headers,
-            Err(reason) => return failed(reason),
+            Err(reason) => return failed(&reason),
         };
         let credentials = Credentials {
             token: Some(token),
@@ -367,12 +375,12 @@ pub(crate) async fn verify(
     token: &str,
     method: wharf_delivery::Method,
     credential: Option<&Credential>,
-) -> Result<(), String> {
+) -> Result<(), SendError> {
     use wharf_delivery::verify::{Challenge, VerifyFailure, send};
     let Some(credential) = credential else {
         return wharf_delivery::verify(client, url, token, method)
             .await
-            .map_err(|e| e.to_string());
+            .map_err(SendError::Verify);
     };
     let mut retried = false;
     loop {
@@ -397,16 +405,17 @@ pub(crate) async fn verify(
                 engine.presenter.forget_token(credential).await;
                 retried = true;
             }
-            other => return other.map_err(|e| e.to_string()),
+            other => return other.map_err(SendError::Verify),
         }
     }
 }
 
-/// An attempt that never reached the destination, with the reason.
-pub fn failed(reason: String) -> wharf_delivery::push::PushOutcome {
+/// An attempt that never reached the destination, with the reason (kept on the attempt as
+/// text, as the destination's own errors are).
+pub fn failed(reason: &SendError) -> wharf_delivery::push::PushOutcome {
     wharf_delivery::push::PushOutcome {
         status: None,
-        error: Some(reason),
+        error: Some(reason.to_string()),
         response: Vec::new(),
         truncated: false,
         duration: std::time::Duration::ZERO,

@@ -9,6 +9,7 @@
 //! fixed set of [`THREADS`] threads, started on first use, keeps that bounded; callers beyond
 //! them wait their turn in [`super::Engine::db`].
 
+use super::EngineError;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -20,19 +21,23 @@ type Job = Box<dyn FnOnce() + Send>;
 /// The store threads' queue. Dropping it ends them once their current job is done.
 #[derive(Default)]
 pub(crate) struct StoreThreads {
-    jobs: OnceLock<Result<mpsc::Sender<Job>, String>>,
+    jobs: OnceLock<Result<mpsc::Sender<Job>, EngineError>>,
 }
 
 impl StoreThreads {
     /// Runs `job` on a store thread. Fails only if the threads could not be started.
-    pub(crate) fn run(&self, job: Job) -> Result<(), String> {
-        let jobs = self.jobs.get_or_init(start).as_ref()?;
+    pub(crate) fn run(&self, job: Job) -> Result<(), EngineError> {
+        let jobs = self
+            .jobs
+            .get_or_init(start)
+            .as_ref()
+            .map_err(Clone::clone)?;
         jobs.send(job)
-            .map_err(|_| "the store threads have stopped".to_owned())
+            .map_err(|_| EngineError::internal("the store threads have stopped"))
     }
 }
 
-fn start() -> Result<mpsc::Sender<Job>, String> {
+fn start() -> Result<mpsc::Sender<Job>, EngineError> {
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
     for n in 0..THREADS {
@@ -40,7 +45,7 @@ fn start() -> Result<mpsc::Sender<Job>, String> {
         std::thread::Builder::new()
             .name(format!("wharf-store-{n}"))
             .spawn(move || serve(&rx))
-            .map_err(|e| format!("could not start a store thread: {e}"))?;
+            .map_err(|e| EngineError::internal(format!("could not start a store thread: {e}")))?;
     }
     Ok(tx)
 }

@@ -361,10 +361,12 @@ enum Step {
 }
 
 impl Path {
-    /// Parses a path, or says what is wrong with it.
-    pub fn parse(text: &str) -> Result<Path, String> {
+    /// Parses a path, or says what is wrong with it (a bad request: the path came from one).
+    pub fn parse(text: &str) -> Result<Path, EngineError> {
         let rest = text.strip_prefix('$').ok_or_else(|| {
-            format!("{text:?} must start with `$`, e.g. $.Patient.Demographics.FirstName")
+            EngineError::bad_request(format!(
+                "{text:?} must start with `$`, e.g. $.Patient.Demographics.FirstName"
+            ))
         })?;
         let mut steps = Vec::new();
         let mut chars = rest.char_indices().peekable();
@@ -382,16 +384,19 @@ impl Path {
                     }
                     let name = &rest[start..end.max(start)];
                     match name {
-                        "" => return Err(format!("{text:?} has an empty name after `.`")),
+                        "" => {
+                            return Err(EngineError::bad_request(format!(
+                                "{text:?} has an empty name after `.`"
+                            )));
+                        }
                         "*" => steps.push(Step::All),
                         _ => steps.push(Step::Name(name.to_owned())),
                     }
                 }
                 '[' => {
-                    let close = rest[i..]
-                        .find(']')
-                        .map(|k| i + k)
-                        .ok_or_else(|| format!("{text:?} has a `[` without `]`"))?;
+                    let close = rest[i..].find(']').map(|k| i + k).ok_or_else(|| {
+                        EngineError::bad_request(format!("{text:?} has a `[` without `]`"))
+                    })?;
                     let inner = rest[i + 1..close].trim();
                     let step = if inner == "*" {
                         Step::All
@@ -403,7 +408,9 @@ impl Path {
                         Step::Name(quoted.to_owned())
                     } else {
                         Step::Index(inner.parse().map_err(|_| {
-                            format!("{text:?}: `[{inner}]` is not an index, `*` or a quoted name")
+                            EngineError::bad_request(format!(
+                                "{text:?}: `[{inner}]` is not an index, `*` or a quoted name"
+                            ))
                         })?)
                     };
                     steps.push(step);
@@ -412,9 +419,9 @@ impl Path {
                     }
                 }
                 _ => {
-                    return Err(format!(
+                    return Err(EngineError::bad_request(format!(
                         "{text:?}: unexpected {c:?}; write steps as .name, ['name'], [n] or [*]"
-                    ));
+                    )));
                 }
             }
         }

@@ -19,13 +19,12 @@
 //! in the database on PostgreSQL (`used_jtis`), so an assertion is used once across every
 //! engine sharing it.
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, SendError};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 use wharf_auth::jwks::{JwksCache, KeySet};
 use wharf_auth::jwt::{self, JwtError, Rules};
 use wharf_auth::oauth::{CLIENT_CREDENTIALS, JWT_CLIENT_ASSERTION, SeenJtis};
@@ -45,9 +44,6 @@ pub const ERROR_URI: &str =
 /// Redox's answer when no key matches the assertion's `iss` and `kid`.
 const KEY_NOT_FOUND: &str =
     "Public key not found, check client_id, kid and Redox dashboard settings";
-/// How long a JWKS fetch may take, and how large its document may be.
-const JWKS_TIMEOUT: Duration = Duration::from_secs(10);
-const JWKS_MAX_BYTES: usize = 1024 * 1024;
 /// What the sealed token is bound to (the associated data of its seal).
 const TOKEN_CONTEXT: &str = "oauth/access-token";
 /// The prefix of an issued token, so a token is told from a static key at a glance.
@@ -350,7 +346,10 @@ async fn keys_for(engine: &Engine, apikey: &ApiKeyRecord, kid: &str) -> Option<K
             let fetched = fetch_jwks(engine, url).await;
             let mut caches = engine.oauth.jwks.lock().unwrap_or_else(|p| p.into_inner());
             let cache = caches.entry(apikey.id.clone()).or_default();
-            match fetched.and_then(|bytes| cache.store(&bytes, now).map_err(|e| e.to_string())) {
+            let stored = fetched
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| cache.store(&bytes, now).map_err(|e| e.to_string()));
+            match stored {
                 Ok(()) => tracing::debug!(apikey = %apikey.id, %url, "JWKS fetched"),
                 Err(e) => {
                     tracing::warn!(apikey = %apikey.id, %url, error = %e, "could not fetch an OAuth API key's JWKS; keeping the keys already known")
@@ -365,19 +364,12 @@ async fn keys_for(engine: &Engine, apikey: &ApiKeyRecord, kid: &str) -> Option<K
 }
 
 /// Fetches a JWKS through a client pinned to an SSRF-checked address.
-async fn fetch_jwks(engine: &Engine, url: &str) -> Result<Vec<u8>, String> {
-    let url = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+async fn fetch_jwks(engine: &Engine, url: &str) -> Result<Vec<u8>, SendError> {
+    let url = reqwest::Url::parse(url).map_err(|e| SendError::NotUrl {
+        what: "the JWKS URL",
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
     let client = engine.fresh_client(&url).await?;
-    let response = client
-        .get(url)
-        .timeout(JWKS_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| wharf_delivery::error_chain(&e))?;
-    if !response.status().is_success() {
-        return Err(format!("the JWKS URL answered {}", response.status()));
-    }
-    wharf_delivery::client::read_limited(response, JWKS_MAX_BYTES)
-        .await
-        .map_err(|e| format!("reading the JWKS document: {e}"))
+    Ok(wharf_delivery::client::fetch_jwks(&client, &url).await?)
 }

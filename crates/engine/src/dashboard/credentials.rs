@@ -9,6 +9,7 @@
 use super::Notice;
 use super::session::SignedIn;
 use super::{Dash, Failure, Page, render, see_other};
+use crate::app::EngineError;
 use crate::app::credentials as core;
 use askama::Template;
 use axum::extract::{Extension, Path, Query, State};
@@ -35,6 +36,14 @@ fn input_name(field: &str) -> String {
     format!("field-{field}")
 }
 
+/// The JWKS URL a credential publishes its public keys at (empty for a strategy with none).
+fn jwks_url(view: &Map<String, Value>) -> String {
+    view.get("jwksUrl")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The name of the checkbox that removes an optional stored secret.
 fn clear_name(field: &str) -> String {
     format!("clear-{field}")
@@ -47,7 +56,7 @@ fn strategy_input(
     strategy: Strategy,
     form: &HashMap<String, String>,
     current: Option<&Map<String, Value>>,
-) -> Result<Map<String, Value>, String> {
+) -> Result<Map<String, Value>, EngineError> {
     let mut input = Map::new();
     for field in strategy.fields() {
         let raw = form.get(&input_name(field.name)).map_or("", |v| v.trim());
@@ -85,9 +94,12 @@ fn strategy_input(
             continue;
         }
         let value = if field.kind == "integer" {
-            let n: u64 = raw
-                .parse()
-                .map_err(|_| format!("`{}` must be a whole number, like 3600", field.name))?;
+            let n: u64 = raw.parse().map_err(|_| {
+                EngineError::bad_request(format!(
+                    "`{}` must be a whole number, like 3600",
+                    field.name
+                ))
+            })?;
             Value::from(n)
         } else {
             // `string[]` travels as one space- or comma-separated string; the API splits it.
@@ -244,11 +256,7 @@ async fn list(
                 name: record.name,
                 strategy: record.strategy.key().to_owned(),
                 secrets: secrets.join(", "),
-                jwks_url: view
-                    .get("jwksUrl")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
+                jwks_url: jwks_url(&view),
                 used_by: used_by.join(", "),
             });
         }
@@ -409,7 +417,7 @@ async fn create(
                 .await
                 .map_err(|e| (crate::http::status(&e), e.to_string()))
         }
-        Err(message) => Err((StatusCode::BAD_REQUEST, message)),
+        Err(e) => Err((crate::http::status(&e), e.to_string())),
     };
     match outcome {
         Ok((record, _)) => Ok(see_other(&format!(
@@ -471,11 +479,7 @@ async fn edit_page(
         environment_id: record.environment_id,
         environment: env.map(|e| e.flag.to_string()).unwrap_or_default(),
         fields: field_inputs(credential.strategy, &view, submitted, false),
-        jwks_url: view
-            .get("jwksUrl")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        jwks_url: jwks_url(&view),
         used_by: used_by.join(", "),
         error: String::new(),
         notice: "",
@@ -511,7 +515,7 @@ async fn update(
                 .await
                 .map_err(|e| (crate::http::status(&e), e.to_string()))
         }
-        Err(message) => Err((StatusCode::BAD_REQUEST, message)),
+        Err(e) => Err((crate::http::status(&e), e.to_string())),
     };
     match outcome {
         Ok(_) => Ok(see_other(&format!(
@@ -580,7 +584,7 @@ mod tests {
             &form(&[("field-defaultExpirationSeconds", "soon")]),
             None,
         );
-        assert!(wrong.unwrap_err().contains("whole number"));
+        assert!(wrong.unwrap_err().to_string().contains("whole number"));
     }
 
     #[test]

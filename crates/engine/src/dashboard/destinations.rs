@@ -25,7 +25,7 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use wharf_protocol::Environment;
 use wharf_protocol::platform::{DataFormat, VerificationMethod};
-use wharf_store::engine::{DestinationRecord, EnvironmentRecord};
+use wharf_store::engine::{AuthCredentialRecord, DestinationRecord, EnvironmentRecord};
 
 use crate::app::destinations::SETUP_STEPS as STEPS;
 
@@ -69,6 +69,18 @@ fn resume_step(d: &DestinationRecord) -> usize {
         None if d.verification_token.is_none() => 5,
         None => 7,
     }
+}
+
+/// The name of the linked credential `id` among `credentials`, or the id itself when it is not
+/// among them (a credential of another environment); empty when none is linked.
+fn credential_name(credentials: &[AuthCredentialRecord], id: Option<&String>) -> String {
+    id.map(|id| {
+        credentials
+            .iter()
+            .find(|c| &c.id == id)
+            .map_or_else(|| id.clone(), |c| c.name.clone())
+    })
+    .unwrap_or_default()
 }
 
 fn wizard_url(id: &str, step: usize) -> String {
@@ -144,16 +156,7 @@ async fn list(
                 } else {
                     ("Not verified", "unverified")
                 };
-                let credential = d
-                    .auth_credential
-                    .as_ref()
-                    .map(|id| {
-                        credentials
-                            .iter()
-                            .find(|c| &c.id == id)
-                            .map_or_else(|| id.clone(), |c| c.name.clone())
-                    })
-                    .unwrap_or_default();
+                let credential = credential_name(&credentials, d.auth_credential.as_ref());
                 Row {
                     href: wizard_url(&d.id, resume_step(&d)),
                     progress: if d.setup_step.is_some() {
@@ -331,15 +334,7 @@ async fn wizard(
         })
         .collect();
     let linked = record.and_then(|d| d.auth_credential.clone());
-    let credential_name = linked
-        .as_ref()
-        .map(|id| {
-            credentials
-                .iter()
-                .find(|c| &c.id == id)
-                .map_or_else(|| id.clone(), |c| c.name.clone())
-        })
-        .unwrap_or_default();
+    let credential_name = credential_name(&credentials, linked.as_ref());
     let credentials = credentials
         .into_iter()
         .map(|c| Choice {

@@ -8,6 +8,7 @@ use wharf_testkit::{Received, Recorder, Reply};
 
 mod alert_rules;
 mod authcredentials;
+mod client;
 mod dashboard;
 mod delivery;
 mod faults;

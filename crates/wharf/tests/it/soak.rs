@@ -42,3 +42,26 @@ async fn a_short_soak_delivers_everything_and_reports_memory() {
     // Progress went to standard error as it happened, one JSON line per report.
     assert!(stderr(&out).lines().filter(|l| l.starts_with('{')).count() >= 3);
 }
+
+#[tokio::test]
+async fn a_benchmark_exits_2_for_a_wrong_flag_and_1_when_it_cannot_run() {
+    let out = run(&["bench", "soak", "--rate", "0"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--rate must be at least 1 message per second"),
+        "{}",
+        stderr(&out)
+    );
+    // Servers that cannot start (nothing listens on port 1): a failure, not a usage mistake.
+    let out = run(&[
+        "bench",
+        "soak",
+        "--duration",
+        "2s",
+        "--database-url",
+        "postgres://postgres@127.0.0.1:1/none",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("exited at start"), "{}", stderr(&out));
+}
