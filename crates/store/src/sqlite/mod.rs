@@ -380,6 +380,12 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
         updated_at       INTEGER NOT NULL
     );
     CREATE INDEX alert_rules_by_environment ON alert_rules (environment_id, created_at);",
+    // 12: how often an operator resent each log (issue 30): deliveries of a resend carry the
+    // count, so a receiver that drops retries by Log ID delivers a resend again.
+    "ALTER TABLE logs ADD COLUMN resends INTEGER NOT NULL DEFAULT 0;",
+    // 13: who paused a queue and why (issue 30), shown beside the pause.
+    "ALTER TABLE paused_queues ADD COLUMN paused_by TEXT;
+    ALTER TABLE paused_queues ADD COLUMN reason TEXT;",
 ];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.

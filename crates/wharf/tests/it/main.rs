@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod faults;
 mod ops;
+mod resend;
 mod shared_database;
 mod soak;
 mod ssrf;
