@@ -600,6 +600,27 @@ async fn signout(State(dash): State<Dash>, headers: HeaderMap) -> Response {
 mod tests {
     use super::*;
 
+    #[test]
+    fn sign_in_sends_back_only_to_dashboard_pages() {
+        assert_eq!(
+            safe_next("/dashboard/logs/x?done=1"),
+            Some("/dashboard/logs/x?done=1")
+        );
+        assert_eq!(safe_next("/dashboard"), Some("/dashboard"));
+        for refused in [
+            "https://evil.example/",
+            "//evil.example/dashboard",
+            "/dashboard//evil.example",
+            "/dashboardx",
+            "/dashboard/\\evil",
+            "/dashboard/signout",
+            "/dashboard/signin?next=/dashboard",
+            "/platform/v1/logs",
+        ] {
+            assert_eq!(safe_next(refused), None, "{refused}");
+        }
+    }
+
     fn actor(name: &str) -> Actor {
         Actor {
             kind: ActorKind::Operator,
