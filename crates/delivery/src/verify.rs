@@ -29,21 +29,67 @@ pub enum Method {
 /// Why Verify and Save failed, in words for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerifyFailure {
-    /// The endpoint answered, but not with 2xx.
-    Status(u16),
-    /// 2xx, but the body does not contain the challenge.
-    NoChallenge(u16),
+    /// The endpoint answered, but not with 2xx; with the beginning of what it said.
+    Status(u16, Said),
+    /// 2xx, but the body does not contain the challenge; with the beginning of the body.
+    NoChallenge(u16, Said),
     /// No HTTP answer: refused, timeout, TLS, DNS...
     Transport(String),
+}
+
+/// The first bytes of an endpoint's answer to a challenge, as text safe to show: at most
+/// [`SAID_BYTES`] bytes, invalid UTF-8 replaced, control characters escaped (`\n`, `\u{1b}`).
+/// An endpoint's own explanation ("token mismatch", "missing Authorization") is usually what
+/// tells an operator why verification failed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Said(pub String);
+
+/// How much of a refusing endpoint's answer is kept for the user.
+pub const SAID_BYTES: usize = 300;
+
+impl Said {
+    /// The first [`SAID_BYTES`] of `body`, escaped; "…" marks a cut.
+    pub fn of(body: &[u8]) -> Said {
+        let cut = body.len() > SAID_BYTES;
+        let text = String::from_utf8_lossy(&body[..body.len().min(SAID_BYTES)]);
+        let mut shown: String = text
+            .trim()
+            .chars()
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect();
+        if cut {
+            shown.push('…');
+        }
+        Said(shown)
+    }
+}
+
+impl std::fmt::Display for Said {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            write!(f, "with an empty body")
+        } else {
+            write!(f, "saying: {}", self.0)
+        }
+    }
 }
 
 impl std::fmt::Display for VerifyFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            VerifyFailure::Status(s) => write!(f, "the endpoint answered HTTP {s}, not 2xx"),
-            VerifyFailure::NoChallenge(s) => write!(
+            VerifyFailure::Status(s, said) => {
+                write!(f, "the endpoint answered HTTP {s}, not 2xx, {said}")
+            }
+            VerifyFailure::NoChallenge(s, said) => write!(
                 f,
-                "the endpoint answered HTTP {s} but its body does not contain the challenge"
+                "the endpoint answered HTTP {s} but its body does not contain the challenge; it answered {said}"
             ),
             VerifyFailure::Transport(e) => write!(f, "{e}"),
         }
@@ -166,7 +212,10 @@ pub async fn send(
         .map_err(|e| VerifyFailure::Transport(describe_transport_error(&e)))?;
     let status = response.status();
     if !status.is_success() {
-        return Err(VerifyFailure::Status(status.as_u16()));
+        return Err(VerifyFailure::Status(
+            status.as_u16(),
+            Said::of(&first_bytes(response).await),
+        ));
     }
     let body = crate::client::read_limited(response, MAX_ANSWER_BYTES)
         .await
@@ -176,8 +225,22 @@ pub async fn send(
     if challenge::answer_contains(&body, challenge) {
         Ok(())
     } else {
-        Err(VerifyFailure::NoChallenge(status.as_u16()))
+        Err(VerifyFailure::NoChallenge(status.as_u16(), Said::of(&body)))
     }
+}
+
+/// The beginning of a refusal's body (a little more than [`SAID_BYTES`], so a cut shows), read
+/// no further: what follows is not shown, and a refusal can be any size. Empty if it cannot
+/// be read.
+async fn first_bytes(mut response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() <= SAID_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body
 }
 
 #[cfg(test)]
@@ -230,7 +293,10 @@ mod tests {
         let client = crate::client::build(None).unwrap();
         // The recorder does not echo, so verification fails; what matters is what was sent.
         let result = verify(&client, &url, "tok", Method::Get).await;
-        assert_eq!(result, Err(VerifyFailure::NoChallenge(200)));
+        assert!(
+            matches!(result, Err(VerifyFailure::NoChallenge(200, _))),
+            "{result:?}"
+        );
         let sent = &endpoint.received()[0];
         assert_eq!(sent.path, "/hook");
         let query = sent.query.as_deref().unwrap();
@@ -300,7 +366,10 @@ mod tests {
         );
         // A wrong token is refused by the header check, and verification says so.
         let refused = verify(&client, &url, "other-token", Method::Post).await;
-        assert_eq!(refused, Err(VerifyFailure::Status(403)));
+        assert!(
+            matches!(refused, Err(VerifyFailure::Status(403, _))),
+            "{refused:?}"
+        );
     }
 
     #[tokio::test]
@@ -318,5 +387,19 @@ mod tests {
         send(&client, &challenge, &signed).await.unwrap();
         let sent = &endpoint.received()[0];
         assert_eq!(sent.headers.get_all("verification-token").iter().count(), 1);
+    }
+
+    #[test]
+    fn what_a_refusing_endpoint_said_is_kept_short_and_escaped() {
+        assert_eq!(Said::of(b"").to_string(), "with an empty body");
+        assert_eq!(
+            Said::of(b"token mismatch\n").to_string(),
+            "saying: token mismatch"
+        );
+        assert_eq!(Said::of(b"a\x1bb\tc").0, "a\\u{1b}b\\tc");
+        let long = Said::of(&[b'x'; SAID_BYTES + 50]);
+        assert_eq!(long.0.chars().count(), SAID_BYTES + 1);
+        assert!(long.0.ends_with('…'));
+        assert_eq!(Said::of(&[0xff, b'o', b'k']).0, "\u{fffd}ok");
     }
 }

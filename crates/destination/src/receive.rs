@@ -305,13 +305,14 @@ async fn message(
         .and_then(|v| v.to_str().ok())
         .unwrap_or(CONTENT_TYPE_JSON)
         .to_owned();
+    let resend = resend_mark(headers);
     let new = match envelope::parse(&body) {
         Ok(env) if env.interaction == Interaction::Query => {
             return query::relay(&app.http, destination, &content_type, body, &env).await;
         }
         Ok(env) => NewMessage {
             destination: destination.name.clone(),
-            duplicate_key: env.duplicate_key.as_str().to_owned(),
+            duplicate_key: resend_key(env.duplicate_key.as_str(), resend),
             kind: env.kind.as_str().to_owned(),
             status: MessageStatus::Received,
             data_model: env.data_model,
@@ -323,7 +324,7 @@ async fn message(
         },
         Err(problem) => NewMessage {
             destination: destination.name.clone(),
-            duplicate_key: DuplicateKey::of_bytes(&body).as_str().to_owned(),
+            duplicate_key: resend_key(DuplicateKey::of_bytes(&body).as_str(), resend),
             kind: "malformed".to_owned(),
             status: MessageStatus::Malformed,
             data_model: None,
@@ -407,6 +408,26 @@ fn refused(destination: &str, check: TokenCheck) -> Response {
     tracing::warn!(destination, reason, "request refused");
     response.extensions_mut().insert(AuthFailure(reason));
     response
+}
+
+/// Which resend of its log a message is (`wharf-resend`, docs/PROTOCOL.md section 4): 0 for
+/// a first delivery or a retry, and for a value that is not a positive number.
+fn resend_mark(headers: &HeaderMap) -> u64 {
+    headers
+        .get(wharf_protocol::RESEND_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// The duplicate key of resend `resend` of a message keyed `key`: a resend is kept (and so
+/// delivered to the application) once more, while retries of it, which carry the same count,
+/// are dropped like any retry.
+fn resend_key(key: &str, resend: u64) -> String {
+    match resend {
+        0 => key.to_owned(),
+        n => format!("{key}#resend-{n}"),
+    }
 }
 
 /// A JSON error body: `{"error": "..."}`.

@@ -432,12 +432,19 @@ async fn attempt(
                     now_rfc3339: &rfc3339_text(started_at),
                 },
             );
-            crate::app::present::push(
+            // A resent log says so (docs/PROTOCOL.md section 4): a receiver that drops
+            // retries by Log ID delivers it again.
+            let marks = match head.resends {
+                0 => Vec::new(),
+                n => vec![(wharf_protocol::RESEND_HEADER.to_owned(), n.to_string())],
+            };
+            crate::app::present::push_marked(
                 engine,
                 &target.client,
                 &target.url,
                 &target.token,
                 target.credential.as_ref(),
+                &marks,
                 &head.content_type,
                 body,
                 engine.config.delivery_timeout,

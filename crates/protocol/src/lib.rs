@@ -34,6 +34,11 @@ pub const CONTENT_TYPE_JSON: &str = "application/json";
 pub const CONTENT_TYPE_FHIR_JSON: &str = "application/fhir+json";
 /// Header that carries the verification token on every request (docs/PROTOCOL.md section 3).
 pub const VERIFICATION_TOKEN_HEADER: &str = "verification-token";
+/// Header on every delivery attempt of a log an operator resent, holding how many times it
+/// was resent (1 for the first resend). Absent on first deliveries and their automatic
+/// retries. A receiver that drops retries by Log ID (which a resend keeps) delivers a
+/// resend again: **Wharf's addition** (docs/PROTOCOL.md section 4), Redox documents none.
+pub const RESEND_HEADER: &str = "wharf-resend";
 /// Header Redox sends to identify itself on the verification request.
 pub const APPLICATION_NAME_HEADER: &str = "application-name";
 /// The value of [`APPLICATION_NAME_HEADER`] Redox sends.

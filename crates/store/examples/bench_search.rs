@@ -175,6 +175,7 @@ fn main() {
                     created_at: n as i64,
                     updated_at: n as i64,
                     subscription_id: None,
+                    resends: 0,
                 }
             })
             .collect();

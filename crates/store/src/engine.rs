@@ -189,6 +189,10 @@ pub struct LogRecord {
     pub next_attempt_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// How often an operator resent it (0: never). Each resend's attempts carry the count in
+    /// the `wharf-resend` header, so a receiver that drops retries by Log ID can tell a
+    /// deliberate resend from a retry (docs/PROTOCOL.md section 4).
+    pub resends: i64,
 }
 
 /// One try at delivering a log.
@@ -375,10 +379,21 @@ pub enum CountScope<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueState {
     pub paused_by_operator: bool,
+    /// When an operator paused it, who and why (`None` while it is not paused).
+    pub pause: Option<PauseNote>,
     /// Pending logs.
     pub depth: i64,
     /// The oldest pending log: the one being delivered or retried.
     pub head: Option<LogRecord>,
+}
+
+/// An operator's pause of a queue: when (ms since the epoch), who, and why. Pauses from
+/// before these were recorded have neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PauseNote {
+    pub at: i64,
+    pub by: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// One queue's numbers, for metrics.
@@ -745,6 +760,8 @@ dispatch! {
     /// Pauses (or resumes) a destination's queue on an operator's request. Resuming also
     /// makes its head due at once.
     pub fn set_paused(&self, destination_id: &str, paused: bool) -> Result<(), StoreError>;
+    /// Records who paused a paused queue and why (nothing if it is not paused).
+    pub fn note_pause(&self, destination_id: &str, by: &str, reason: &str) -> Result<(), StoreError>;
     /// Every queue with pending logs or an operator pause, for metrics: destination id,
     /// pending logs, whether its head has failed at least once (the queue is held), and
     /// whether an operator paused it.
@@ -765,6 +782,8 @@ dispatch! {
     pub fn log(&self, id: &str) -> Result<Option<(LogRecord, Vec<AttemptRecord>)>, StoreError>;
     /// The organization's logs matching `filter`, newest first, skipping `offset`, at most `limit`.
     pub fn logs(&self, organization_id: &str, filter: &LogFilter, offset: usize, limit: usize) -> Result<Vec<LogRecord>, StoreError>;
+    /// How many of the organization's logs match `filter` (the listing's total).
+    pub fn count_logs(&self, organization_id: &str, filter: &LogFilter) -> Result<u64, StoreError>;
     /// The organization's logs matching `search`, newest first (queue order), at most `limit`.
     /// A payload search reads the full-text index (SQLite FTS5, PostgreSQL GIN over a
     /// `tsvector`), never every body.

@@ -4,11 +4,11 @@
 //! configured address with its first management key (or `--url` and `WHARF_MANAGEMENT_KEY`).
 
 use crate::destination_cmd::EXIT_CONFIG;
-use wharf_engine::client::{ApiError, ManagementClient};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use wharf_engine::client::{ApiError, ManagementClient};
 
 /// Where the engine is, and which environment a command works in.
 #[derive(Args)]

@@ -200,7 +200,10 @@ async fn wharf_delivery_verify_passes_by_post_and_get() {
             .await
             .unwrap_or_else(|e| panic!("{method:?}: {e}"));
         let wrong = verify(&client, &url, "not-the-token-at-all", method).await;
-        assert_eq!(wrong, Err(VerifyFailure::Status(403)), "{method:?}");
+        assert!(
+            matches!(wrong, Err(VerifyFailure::Status(403, _))),
+            "{method:?}: {wrong:?}"
+        );
     }
     assert!(h.inbox().is_empty());
 }

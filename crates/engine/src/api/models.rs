@@ -786,10 +786,16 @@ pub struct AuditQuery {
 #[serde(rename_all = "camelCase")]
 pub struct QueueView {
     pub destination_id: String,
-    /// `running` or `paused`.
+    /// `running`, `held` (its head failed and is retried on the ladder; the messages behind
+    /// it wait) or `paused` (by an operator), as the dashboard and `/metrics` say.
     pub state: &'static str,
-    /// `operator` or `delivery failing` while paused.
+    /// `operator` (paused) or `delivery failing` (held).
     pub reason: Option<&'static str>,
+    /// When an operator paused it.
+    pub paused_at: Option<String>,
+    /// Who paused it, and why (recorded by the dashboard's Pause).
+    pub paused_by: Option<String>,
+    pub pause_reason: Option<String>,
     /// Pending logs.
     pub depth: i64,
     pub head_log_id: Option<String>,
@@ -801,12 +807,11 @@ impl QueueView {
     pub fn new(id: &str, q: &QueueState, paused: Option<PausedBy>) -> Self {
         QueueView {
             destination_id: id.to_owned(),
-            state: if paused.is_some() {
-                "paused"
-            } else {
-                "running"
-            },
+            state: crate::app::queues::QueueCondition::of(q).as_str(),
             reason: paused.map(PausedBy::as_str),
+            paused_at: q.pause.as_ref().map(|p| rfc3339_text(p.at)),
+            paused_by: q.pause.as_ref().and_then(|p| p.by.clone()),
+            pause_reason: q.pause.as_ref().and_then(|p| p.reason.clone()),
             depth: q.depth,
             head_log_id: q.head.as_ref().map(|h| h.id.clone()),
             head_attempts: q.head.as_ref().map(|h| h.attempts),

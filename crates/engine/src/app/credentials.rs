@@ -695,3 +695,104 @@ mod tests {
         assert!(checked(url, &json!("file:///etc/passwd")).is_err());
     }
 }
+
+/// What trying a credential showed: the headers it adds to a request, with secret parts
+/// shortened (an access token or a session token is a secret; the scheme, the signed headers
+/// and the first characters are enough to see it works).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trial {
+    pub headers: Vec<(String, String)>,
+}
+
+/// The address the trial request is built for: never sent, only signed or authorized.
+const TRIAL_URL: &str = "https://destination.invalid/wharf-credential-test";
+
+/// Tries credential `id` as the delivery path would: a token strategy fetches a new access
+/// token from its token endpoint (the cached one is dropped first), a signing strategy signs
+/// a request to [`TRIAL_URL`]. Nothing is sent to a destination. `Ok(Err(reason))` when the
+/// credential does not work, with the reason (the token endpoint's answer, a bad key).
+pub async fn try_out(
+    engine: &Engine,
+    id: &str,
+) -> Result<Result<Trial, super::error::SendError>, EngineError> {
+    let (_, credential) = read(engine, id).await?;
+    engine.presenter.forget_token(&credential).await;
+    let url = reqwest::Url::parse(TRIAL_URL).expect("the trial URL is valid");
+    let outgoing = super::present::Outgoing {
+        method: "POST",
+        url: &url,
+        content_type: wharf_protocol::CONTENT_TYPE_JSON,
+        token: None,
+        body: b"{}",
+    };
+    let tried = engine
+        .presenter
+        .headers(engine, &credential, outgoing)
+        .await
+        .map(|headers| Trial {
+            headers: headers
+                .into_iter()
+                .filter(|(name, _)| !name.eq_ignore_ascii_case("content-type"))
+                .map(|(name, value)| {
+                    let shown = shorten_header(&name, &value);
+                    (name, shown)
+                })
+                .collect(),
+        });
+    tracing::info!(credential = %id, works = tried.is_ok(), "auth credential tried");
+    Ok(tried)
+}
+
+/// A header value as a trial shows it: secrets cut to their first characters.
+fn shorten_header(name: &str, value: &str) -> String {
+    let cut = |secret: &str| {
+        let head: String = secret.chars().take(8).collect();
+        format!("{head}… ({} characters)", secret.chars().count())
+    };
+    if name.eq_ignore_ascii_case("x-amz-security-token") {
+        return format!("(the session token, {} characters)", value.chars().count());
+    }
+    if !name.eq_ignore_ascii_case("authorization") {
+        return value.to_owned();
+    }
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return format!("Bearer {}", cut(token));
+    }
+    match value.split_once("Signature=") {
+        Some((scope, signature)) => format!("{scope}Signature={}", cut(signature)),
+        None => cut(value),
+    }
+}
+
+#[cfg(test)]
+mod trial_tests {
+    use super::shorten_header;
+
+    #[test]
+    fn a_trial_shows_no_whole_secret() {
+        assert_eq!(
+            shorten_header("authorization", "Bearer abcdefghijklmnop"),
+            "Bearer abcdefgh… (16 characters)"
+        );
+        let signed = shorten_header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKID/20261208/us-east-1/execute-api/aws4_request, SignedHeaders=host, Signature=0123456789abcdef",
+        );
+        assert!(
+            signed.starts_with("AWS4-HMAC-SHA256 Credential=AKID/"),
+            "{signed}"
+        );
+        assert!(
+            signed.ends_with("Signature=01234567… (16 characters)"),
+            "{signed}"
+        );
+        assert_eq!(
+            shorten_header("X-Amz-Security-Token", "session-secret"),
+            "(the session token, 14 characters)"
+        );
+        assert_eq!(
+            shorten_header("x-amz-date", "20261208T000000Z"),
+            "20261208T000000Z"
+        );
+    }
+}

@@ -417,6 +417,7 @@ impl Message<'_> {
         LogRecord {
             seq: 0,
             subscription_id: self.subscription_id,
+            resends: 0,
             log_type,
             // Time-ordered (UUIDv7), like the attempts' ids: the store's indexes on them then
             // grow at their end instead of touching a random page per row. With random ids,

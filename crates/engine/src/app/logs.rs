@@ -89,6 +89,28 @@ pub async fn list(engine: &Engine, filter: LogFilter, page: Page) -> Result<LogP
     })
 }
 
+/// How many of the organization's logs match `filter` (a listing's total).
+pub async fn count(engine: &Engine, filter: LogFilter) -> Result<u64, EngineError> {
+    let org_id = engine.organization.id.clone();
+    engine.db(move |s| s.count_logs(&org_id, &filter)).await
+}
+
+/// The newest attempt of each of these logs that has one, by log id: what a listing shows as
+/// a log's last outcome (its failure reason). Answers are PHI and are dropped here.
+pub async fn latest_attempts(
+    engine: &Engine,
+    log_ids: Vec<String>,
+) -> Result<std::collections::HashMap<String, AttemptRecord>, EngineError> {
+    let latest = engine.db(move |s| s.latest_attempts(&log_ids)).await?;
+    Ok(latest
+        .into_iter()
+        .map(|mut a| {
+            a.response = None;
+            (a.log_id.clone(), a)
+        })
+        .collect())
+}
+
 /// One log of this organization with its attempts, oldest first, PHI included, for `access`:
 /// refused (`Forbidden`) unless the actor may see PHI, and recorded in the audit log before it
 /// is returned. If the record cannot be written the PHI is not returned (`Unavailable`, 503).

@@ -316,12 +316,46 @@ pub(crate) async fn push(
     timeout: Duration,
     keep: usize,
 ) -> wharf_delivery::push::PushOutcome {
+    push_marked(
+        engine,
+        client,
+        url,
+        token,
+        credential,
+        &[],
+        content_type,
+        body,
+        timeout,
+        keep,
+    )
+    .await
+}
+
+/// [`push`] with `marks` added to the request's headers as they are, after the credential's
+/// (the delivery worker's `wharf-resend` on a resent log). Not signed by a signing strategy:
+/// a mark says how Wharf sends, not what.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn push_marked(
+    engine: &Engine,
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    token: &str,
+    credential: Option<&Credential>,
+    marks: &[(String, String)],
+    content_type: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+    keep: usize,
+) -> wharf_delivery::push::PushOutcome {
     use wharf_delivery::push::{Credentials, push};
     let Some(credential) = credential else {
         return push(
             client,
             url,
-            Credentials::token(token),
+            Credentials {
+                token: Some(token),
+                headers: marks,
+            },
             content_type,
             body,
             timeout,
@@ -338,10 +372,11 @@ pub(crate) async fn push(
             token: Some(token),
             body: &body,
         };
-        let headers = match engine.presenter.headers(engine, credential, outgoing).await {
+        let mut headers = match engine.presenter.headers(engine, credential, outgoing).await {
             Ok(headers) => headers,
             Err(reason) => return failed(&reason),
         };
+        headers.extend(marks.iter().cloned());
         let credentials = Credentials {
             token: Some(token),
             headers: &headers,
@@ -399,7 +434,7 @@ pub(crate) async fn verify(
             .headers(engine, credential, outgoing)
             .await?;
         match send(client, &challenge, &headers).await {
-            Err(VerifyFailure::Status(401))
+            Err(VerifyFailure::Status(401, _))
                 if !retried && refetches_on_401(credential.strategy) =>
             {
                 engine.presenter.forget_token(credential).await;

@@ -28,6 +28,100 @@ pub(super) fn routes() -> Router<Dash> {
         .route("/dashboard/credentials/new", get(new_form).post(create))
         .route("/dashboard/credentials/{id}", get(edit_form).post(update))
         .route("/dashboard/credentials/{id}/delete", post(delete))
+        .route("/dashboard/credentials/{id}/test", post(test))
+        .route("/dashboard/credentials/{id}/link", get(link))
+}
+
+/// The names Redox's dashboard gives the strategies (its "Set up auth credentials" page), in
+/// the order it lists them; the API keeps the keys (`AwsSigv4`...).
+pub(super) fn strategy_label(strategy: Strategy) -> &'static str {
+    match strategy {
+        Strategy::AwsSigv4 => "AWS Signature Version 4",
+        Strategy::GoogleWif => "Google Workload Identity Federation (WIF)",
+        Strategy::JwtBearer => "JWT bearer",
+        Strategy::OAuth2Legged => "OAuth 2.0 Two-Legged with secrets",
+        Strategy::OAuthJwtBearerGcp => "OAuth 2.0 2-legged with JWT for GCP",
+        Strategy::SmartBackend => "SMART backend",
+    }
+}
+
+/// The strategies in the order Redox's dashboard lists them.
+const STRATEGY_ORDER: [Strategy; 6] = [
+    Strategy::AwsSigv4,
+    Strategy::GoogleWif,
+    Strategy::JwtBearer,
+    Strategy::OAuth2Legged,
+    Strategy::OAuthJwtBearerGcp,
+    Strategy::SmartBackend,
+];
+
+/// A field's label for people, and whether it is an advanced setting (folded away: most
+/// credentials never need it). Required fields are never folded.
+fn field_label(name: &str) -> (&'static str, bool) {
+    match name {
+        "accessKey" => ("Access key ID", false),
+        "secretKey" => ("Secret access key", false),
+        "serviceName" => ("Service name", false),
+        "awsRegion" => ("AWS region", false),
+        "sessionToken" => ("Session token", true),
+        "url" | "tokenUrl" | "token_url" => ("Token URL", false),
+        "clientId" => ("Client ID", false),
+        "clientSecret" => ("Client secret", false),
+        "scopes" => ("Scopes", false),
+        "scope" => ("Scope", false),
+        "audience" => ("Audience", false),
+        "grantType" => ("Grant type", true),
+        "resource" => ("Resource", true),
+        "contentType" => ("Token request format (content type)", true),
+        "noBasic" => (
+            "Send the client ID and secret in the request body, not as HTTP Basic",
+            true,
+        ),
+        "grantTypeName" => ("Name of the grant type field", true),
+        "clientIdName" => ("Name of the client ID field", true),
+        "clientSecretName" => ("Name of the client secret field", true),
+        "accessTokenName" => ("Name of the access token field in the answer", true),
+        "expiresFieldName" => ("Name of the expiry field in the answer", true),
+        "customFieldName" => ("Extra field: name", true),
+        "customFieldValue" => ("Extra field: value", true),
+        "defaultExpirationSeconds" => ("Token lifetime when the answer gives none (seconds)", true),
+        "username" => ("Username", true),
+        "password" => ("Password", true),
+        "refreshTokenName" => ("Name of the refresh token field", true),
+        "refreshGrantType" => ("Refresh grant type", true),
+        "issuer" => ("Issuer", false),
+        "subject" => ("Subject", true),
+        "lifetimeSeconds" => ("Token lifetime (seconds)", true),
+        "serviceAccountEmail" => ("Service account email", false),
+        "sts_scope" => ("Security Token Service scope", true),
+        "service_account_impersonation_url" => ("Service account impersonation URL", false),
+        "delegates" => ("Delegates", true),
+        "lifetime" => ("Impersonated token lifetime", true),
+        "idTokenAudience" => ("ID token audience", true),
+        "subjectIssuer" => ("Subject token issuer", true),
+        "privateKey" => ("Private key (PEM)", true),
+        "kid" => ("Key ID (kid)", true),
+        "algorithm" => ("Signing algorithm", true),
+        _ => ("", true),
+    }
+}
+
+/// The label of `field` (its API name when it has none).
+fn label_of(field: &str) -> &str {
+    match field_label(field).0 {
+        "" => field,
+        label => label,
+    }
+}
+
+/// An error of the core as the credential form says it: a field quoted by its API name
+/// (`clientId`) is named by its label (Client ID).
+fn plain_error(strategy: Strategy, message: &str) -> String {
+    let mut plain = message.replace(strategy.key(), strategy_label(strategy));
+    for field in strategy.fields() {
+        plain = plain.replace(&format!("`{}`", field.name), label_of(field.name));
+    }
+    super::plain_words(&plain, &[("name", "Name"), ("authStrategy", "Strategy")])
 }
 
 /// The form's name of a strategy field's input (prefixed, so no field can collide with the
@@ -96,8 +190,8 @@ fn strategy_input(
         let value = if field.kind == "integer" {
             let n: u64 = raw.parse().map_err(|_| {
                 EngineError::bad_request(format!(
-                    "`{}` must be a whole number, like 3600",
-                    field.name
+                    "{} must be a whole number, like 3600",
+                    label_of(field.name)
                 ))
             })?;
             Value::from(n)
@@ -113,6 +207,9 @@ fn strategy_input(
 /// One input of a credential form.
 struct FieldInput {
     name: &'static str,
+    label: &'static str,
+    /// Folded under "Advanced settings".
+    advanced: bool,
     input: String,
     clear: String,
     /// `text`, `number`, `checkbox`, `password` or `textarea`.
@@ -126,8 +223,10 @@ struct FieldInput {
     description: &'static str,
 }
 
-/// The inputs for `strategy`, filled from the API's `view` of a credential (never a secret),
-/// or from what was just submitted when the submission was refused.
+/// The inputs for `strategy`, filled from the API's `view` of a credential (never a stored
+/// secret), or from what was just submitted when the submission was refused: then a secret
+/// typed in that very request is given back to the one who typed it, so a refused form does
+/// not lose it (a stored secret is never shown).
 fn field_inputs(
     strategy: Strategy,
     view: &Map<String, Value>,
@@ -141,8 +240,8 @@ fn field_inputs(
             let is_set = view.get(&has_name(f.name)) == Some(&Value::Bool(true));
             let stored = view.get(f.name);
             let value = match (submitted, stored) {
-                _ if f.secret => String::new(),
                 (Some(form), _) => form.get(&input_name(f.name)).cloned().unwrap_or_default(),
+                _ if f.secret => String::new(),
                 (None, Some(Value::String(s))) => s.clone(),
                 (None, Some(Value::Array(items))) => items
                     .iter()
@@ -172,8 +271,11 @@ fn field_inputs(
             } else {
                 String::new()
             };
+            let (label, advanced) = field_label(f.name);
             FieldInput {
                 name: f.name,
+                label: if label.is_empty() { f.name } else { label },
+                advanced: advanced && !f.required,
                 input: input_name(f.name),
                 clear: clear_name(f.name),
                 kind,
@@ -254,8 +356,12 @@ async fn list(
             rows.push(Row {
                 id: record.id,
                 name: record.name,
-                strategy: record.strategy.key().to_owned(),
-                secrets: secrets.join(", "),
+                strategy: strategy_label(record.strategy).to_owned(),
+                secrets: secrets
+                    .iter()
+                    .map(|f| label_of(f))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 jwks_url: jwks_url(&view),
                 used_by: used_by.join(", "),
             });
@@ -292,6 +398,17 @@ struct ChoosePage {
     page: Page,
     environments: Vec<Choice>,
     strategies: Vec<Choice>,
+    /// Whether a strategy is chosen already (else the placeholder is).
+    any_chosen: bool,
+    /// The destination whose setup sent here (step 6), to go back to.
+    destination: String,
+}
+
+/// What trying the credential showed, on its page.
+struct TrialShown {
+    works: bool,
+    headers: Vec<(String, String)>,
+    reason: String,
 }
 
 #[derive(Template)]
@@ -302,20 +419,59 @@ struct FormPage {
     action: String,
     id: String,
     name: String,
+    /// The strategy's key (the form's hidden input).
     strategy: String,
+    /// Its name in Redox's dashboard.
+    strategy_label: &'static str,
     environment_id: String,
     environment: String,
     fields: Vec<FieldInput>,
+    /// Whether an advanced field holds a value (its fold opens).
+    advanced_open: bool,
     jwks_url: String,
     used_by: String,
     error: String,
     notice: &'static str,
+    /// The destination whose setup sent here, and its name: the way back to step 6.
+    destination: String,
+    destination_name: String,
+    /// Destinations of the environment that do not use this credential: "link to".
+    link_choices: Vec<Choice>,
+    trial: Option<TrialShown>,
 }
 
-#[derive(Deserialize)]
+impl FormPage {
+    fn has_advanced(&self) -> bool {
+        self.fields.iter().any(|f| f.advanced)
+    }
+}
+
+/// Whether any advanced input of `fields` holds something.
+fn advanced_filled(fields: &[FieldInput]) -> bool {
+    fields.iter().any(|f| {
+        f.advanced && (!f.value.is_empty() || f.checked || f.placeholder.starts_with("set"))
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct NewQuery {
     strategy: Option<String>,
     environment: Option<String>,
+    /// The destination whose setup sent here.
+    destination: String,
+}
+
+/// The name of destination `id` of this organization, if it is one (a way back to its setup).
+async fn destination_name(dash: &Dash, id: &str) -> Result<String, Failure> {
+    if id.is_empty() {
+        return Ok(String::new());
+    }
+    match crate::app::destinations::destination(dash, id).await {
+        Ok((d, _)) => Ok(d.name),
+        Err(crate::app::EngineError::NotFound(_)) => Ok(String::new()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The environment of this organization with id `id`, if destinations may be created there.
@@ -340,6 +496,12 @@ async fn new_form(
         Some(id) => enabled_environment(&dash, id).await?,
         None => None,
     };
+    let destination_name = destination_name(&dash, &query.destination).await?;
+    let destination = if destination_name.is_empty() {
+        String::new()
+    } else {
+        query.destination.clone()
+    };
     let (Some(strategy), Some(env)) = (strategy, env) else {
         let org = dash.organization.id.clone();
         let environments = dash
@@ -353,11 +515,11 @@ async fn new_form(
                 value: e.id,
             })
             .collect();
-        let strategies = Strategy::ALL
+        let strategies = STRATEGY_ORDER
             .iter()
             .map(|s| Choice {
                 value: s.key().to_owned(),
-                label: s.key().to_owned(),
+                label: strategy_label(*s).to_owned(),
                 checked: Some(*s) == strategy,
             })
             .collect();
@@ -366,10 +528,13 @@ async fn new_form(
             &ChoosePage {
                 page: Page::new(&dash, &signed_in, "credentials"),
                 environments,
+                any_chosen: strategy.is_some(),
                 strategies,
+                destination,
             },
         ));
     };
+    let fields = field_inputs(strategy, &Map::new(), None, true);
     let page = FormPage {
         page: Page::new(&dash, &signed_in, "credentials"),
         creating: true,
@@ -377,13 +542,19 @@ async fn new_form(
         id: String::new(),
         name: String::new(),
         strategy: strategy.key().to_owned(),
+        strategy_label: strategy_label(strategy),
         environment_id: env.id,
         environment: env.flag.to_string(),
-        fields: field_inputs(strategy, &Map::new(), None, true),
+        advanced_open: false,
+        fields,
         jwks_url: String::new(),
         used_by: String::new(),
         error: String::new(),
         notice: "",
+        destination,
+        destination_name,
+        link_choices: Vec::new(),
+        trial: None,
     };
     Ok(render(StatusCode::OK, &page))
 }
@@ -408,23 +579,37 @@ async fn create(
                 "Choose one of the environments offered on the new credential page.",
             )
         })?;
+    let destination_name = destination_name(&dash, &get("destination")).await?;
+    let destination = if destination_name.is_empty() {
+        String::new()
+    } else {
+        get("destination")
+    };
     let outcome = match strategy_input(strategy, &form, None) {
         Ok(mut input) => {
             input.insert("name".into(), Value::String(get("name")));
             input.insert("environmentId".into(), Value::String(env.id.clone()));
             input.insert("authStrategy".into(), Value::String(strategy.key().into()));
-            core::create(&dash, &input)
-                .await
-                .map_err(|e| (crate::http::status(&e), e.to_string()))
+            core::create(&dash, &input).await.map_err(|e| {
+                (
+                    crate::http::status(&e),
+                    plain_error(strategy, &e.to_string()),
+                )
+            })
         }
         Err(e) => Err((crate::http::status(&e), e.to_string())),
     };
     match outcome {
-        Ok((record, _)) => Ok(see_other(&format!(
-            "/dashboard/credentials/{}?done=saved",
-            record.id
-        ))),
+        Ok((record, _)) => Ok(see_other(&if destination.is_empty() {
+            format!("/dashboard/credentials/{}?done=saved", record.id)
+        } else {
+            format!(
+                "/dashboard/credentials/{}?done=saved&destination={destination}",
+                record.id
+            )
+        })),
         Err((status, message)) => {
+            let fields = field_inputs(strategy, &Map::new(), Some(&form), true);
             let page = FormPage {
                 page: Page::new(&dash, &signed_in, "credentials"),
                 creating: true,
@@ -432,13 +617,19 @@ async fn create(
                 id: String::new(),
                 name: get("name"),
                 strategy: strategy.key().to_owned(),
+                strategy_label: strategy_label(strategy),
                 environment_id: env.id,
                 environment: env.flag.to_string(),
-                fields: field_inputs(strategy, &Map::new(), Some(&form), true),
+                advanced_open: advanced_filled(&fields),
+                fields,
                 jwks_url: String::new(),
                 used_by: String::new(),
-                error: format!("{message} (secrets you typed were not kept: enter them again)"),
+                error: message,
                 notice: "",
+                destination,
+                destination_name,
+                link_choices: Vec::new(),
+                trial: None,
             };
             Ok(render(status, &page))
         }
@@ -456,17 +647,24 @@ async fn edit_page(
     let view = core::public_fields(dash, &record, &credential);
     let env_id = record.environment_id.clone();
     let target = record.id.clone();
-    let (env, used_by) = dash
+    let (env, used_by, others) = dash
         .db(move |s| {
-            let names: Vec<String> = s
-                .destinations_using(&target)?
+            let using = s.destinations_using(&target)?;
+            let names: Vec<String> = using
                 .iter()
                 .filter_map(|d| s.destination(d).transpose())
                 .map(|d| d.map(|d| d.name))
                 .collect::<Result<_, _>>()?;
-            Ok((s.environment(&env_id)?, names))
+            let others: Vec<(String, String)> = s
+                .destinations(&env_id)?
+                .into_iter()
+                .filter(|d| !using.contains(&d.id))
+                .map(|d| (d.id, d.name))
+                .collect();
+            Ok((s.environment(&env_id)?, names, others))
         })
         .await?;
+    let fields = field_inputs(credential.strategy, &view, submitted, false);
     Ok(FormPage {
         page: Page::new(dash, signed_in, "credentials"),
         creating: false,
@@ -476,25 +674,50 @@ async fn edit_page(
             .unwrap_or_else(|| record.name.clone()),
         id: record.id,
         strategy: credential.strategy.key().to_owned(),
+        strategy_label: strategy_label(credential.strategy),
         environment_id: record.environment_id,
         environment: env.map(|e| e.flag.to_string()).unwrap_or_default(),
-        fields: field_inputs(credential.strategy, &view, submitted, false),
+        advanced_open: submitted.is_some() && advanced_filled(&fields),
+        fields,
         jwks_url: jwks_url(&view),
         used_by: used_by.join(", "),
         error: String::new(),
         notice: "",
+        destination: String::new(),
+        destination_name: String::new(),
+        link_choices: others
+            .into_iter()
+            .map(|(value, label)| Choice {
+                value,
+                label,
+                checked: false,
+            })
+            .collect(),
+        trial: None,
     })
+}
+
+/// `?done=` after a save, and the destination whose setup sent here.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct EditQuery {
+    done: Option<String>,
+    destination: String,
 }
 
 async fn edit_form(
     State(dash): State<Dash>,
     Extension(signed_in): Extension<SignedIn>,
     Path(id): Path<String>,
-    Query(notice): Query<Notice>,
+    Query(query): Query<EditQuery>,
 ) -> Result<Response, Failure> {
     let mut page = edit_page(&dash, &signed_in, id, None).await?;
-    if notice.done.as_deref() == Some("saved") {
+    if query.done.as_deref() == Some("saved") {
         page.notice = "Saved.";
+    }
+    page.destination_name = destination_name(&dash, &query.destination).await?;
+    if !page.destination_name.is_empty() {
+        page.destination = query.destination;
     }
     Ok(render(StatusCode::OK, &page))
 }
@@ -507,13 +730,17 @@ async fn update(
 ) -> Result<Response, Failure> {
     let (record, credential) = core::read(&dash, &id).await?;
     let view = core::public_fields(&dash, &record, &credential);
-    let outcome = match strategy_input(credential.strategy, &form, Some(&view)) {
+    let strategy = credential.strategy;
+    let outcome = match strategy_input(strategy, &form, Some(&view)) {
         Ok(mut input) => {
             let name = form.get("name").map_or("", |n| n.trim());
             input.insert("name".into(), Value::String(name.to_owned()));
-            core::update(&dash, &id, &input)
-                .await
-                .map_err(|e| (crate::http::status(&e), e.to_string()))
+            core::update(&dash, &id, &input).await.map_err(|e| {
+                (
+                    crate::http::status(&e),
+                    plain_error(strategy, &e.to_string()),
+                )
+            })
         }
         Err(e) => Err((crate::http::status(&e), e.to_string())),
     };
@@ -529,6 +756,52 @@ async fn update(
     }
 }
 
+/// "Test this credential": fetches a token or signs a request as a delivery would, and shows
+/// what came of it on the credential's page.
+async fn test(
+    State(dash): State<Dash>,
+    Extension(signed_in): Extension<SignedIn>,
+    Path(id): Path<String>,
+) -> Result<Response, Failure> {
+    let tried = core::try_out(&dash, &id).await?;
+    let mut page = edit_page(&dash, &signed_in, id, None).await?;
+    page.trial = Some(match tried {
+        Ok(trial) => TrialShown {
+            works: true,
+            headers: trial.headers,
+            reason: String::new(),
+        },
+        Err(reason) => TrialShown {
+            works: false,
+            headers: Vec::new(),
+            reason: reason.to_string(),
+        },
+    });
+    Ok(render(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LinkQuery {
+    destination: String,
+}
+
+/// "Link to a destination": the destination's setup at its auth credential step, with this
+/// credential chosen, so the change (which clears its verification) is saved there, warned.
+async fn link(
+    State(dash): State<Dash>,
+    Path(id): Path<String>,
+    Query(query): Query<LinkQuery>,
+) -> Result<Response, Failure> {
+    let (record, _) = core::read(&dash, &id).await?;
+    let (destination, _) =
+        crate::app::destinations::destination(&dash, query.destination.trim()).await?;
+    Ok(see_other(&format!(
+        "/dashboard/destinations/{}/setup/6?credential={}",
+        destination.id, record.id
+    )))
+}
+
 async fn delete(
     State(dash): State<Dash>,
     Extension(signed_in): Extension<SignedIn>,
@@ -538,10 +811,15 @@ async fn delete(
         Ok(()) => Ok(see_other("/dashboard/credentials?done=deleted")),
         Err(e) => {
             let mut page = edit_page(&dash, &signed_in, id, None).await?;
-            page.error = e.to_string();
+            page.error = plain_error(page_strategy(&page), &e.to_string());
             Ok(render(crate::http::status(&e), &page))
         }
     }
+}
+
+/// The strategy of a form page (its key is always one of the catalogue's).
+fn page_strategy(page: &FormPage) -> Strategy {
+    Strategy::from_key(&page.strategy).unwrap_or(Strategy::AwsSigv4)
 }
 
 #[cfg(test)]
@@ -613,6 +891,27 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_fields_and_strategies_as_the_form_does() {
+        assert_eq!(
+            plain_error(
+                Strategy::OAuth2Legged,
+                "OAuth_2.0_2-legged requires `clientId`, `clientSecret`"
+            ),
+            "OAuth 2.0 Two-Legged with secrets requires Client ID, Client secret"
+        );
+        for strategy in Strategy::ALL {
+            assert!(STRATEGY_ORDER.contains(&strategy));
+            for field in strategy.fields() {
+                assert!(
+                    !field_label(field.name).0.is_empty(),
+                    "{} has a label",
+                    field.name
+                );
+            }
+        }
+    }
+
+    #[test]
     fn forms_never_show_a_secret_and_say_when_one_is_set() {
         let view = json!({"accessKey": "AKID", "hasSecretKey": true, "hasSessionToken": false});
         let inputs = field_inputs(Strategy::AwsSigv4, view.as_object().unwrap(), None, false);
@@ -636,6 +935,10 @@ mod tests {
             Some(&submitted),
             false,
         );
-        assert!(again.iter().all(|f| f.value != "typed-secret"));
+        // A secret typed in a refused request is given back to its typist; a stored one never.
+        let typed = again.iter().find(|f| f.name == "secretKey").unwrap();
+        assert_eq!(typed.value, "typed-secret");
+        let session = again.iter().find(|f| f.name == "sessionToken").unwrap();
+        assert_eq!(session.value, "");
     }
 }

@@ -1,4 +1,5 @@
-//! Destinations in the dashboard: the list per environment and the setup wizard.
+//! Destinations in the dashboard: the list per environment, a page per destination (its ID
+//! to copy, whether it receives, its queue and recent traffic), and the setup wizard.
 //!
 //! The wizard has Redox's seven steps: name, environment, data format, endpoint, verification
 //! token, auth credential, Verify and Save. Every step is saved as it is submitted (the first
@@ -98,8 +99,9 @@ struct Row {
     /// "step 4 of 7" for one in progress.
     progress: String,
     href: String,
-    paused: bool,
-    queue: String,
+    /// `running`, `held` or `paused` (the queue vocabulary).
+    queue_class: &'static str,
+    queue: &'static str,
     depth: i64,
     credential: String,
 }
@@ -148,7 +150,7 @@ async fn list(
         let rows = rows
             .into_iter()
             .map(|(d, q)| {
-                let reason = crate::app::queues::paused_by(&q).map(|p| p.as_str());
+                let condition = crate::app::queues::QueueCondition::of(&q);
                 let (status, status_class) = if d.setup_step.is_some() {
                     ("In progress", "in-progress")
                 } else if d.verified_at.is_some() {
@@ -158,7 +160,11 @@ async fn list(
                 };
                 let credential = credential_name(&credentials, d.auth_credential.as_ref());
                 Row {
-                    href: wizard_url(&d.id, resume_step(&d)),
+                    href: if d.setup_step.is_some() {
+                        wizard_url(&d.id, resume_step(&d))
+                    } else {
+                        format!("/dashboard/destinations/{}", d.id)
+                    },
                     progress: if d.setup_step.is_some() {
                         format!("step {} of 7", resume_step(&d))
                     } else {
@@ -170,11 +176,8 @@ async fn list(
                     data_format: d.data_format.to_string(),
                     status,
                     status_class,
-                    paused: reason.is_some(),
-                    queue: match reason {
-                        Some(reason) => format!("Paused ({reason})"),
-                        None => "Running".into(),
-                    },
+                    queue_class: condition.as_str(),
+                    queue: condition.label(),
                     depth: q.depth,
                     credential,
                 }
@@ -216,6 +219,38 @@ struct Choice {
     label: String,
     checked: bool,
     enabled: bool,
+    /// What it means, under it (empty: nothing to add).
+    help: &'static str,
+}
+
+/// What each data format is, for step 3.
+fn format_help(format: DataFormat) -> &'static str {
+    match format {
+        DataFormat::Json => {
+            "Redox data model messages: JSON with a Meta section (data model, event type), e.g. PatientAdmin Arrival."
+        }
+        DataFormat::Fhir => {
+            "FHIR R4 message bundles (application/fhir+json), whose event is a URL."
+        }
+        DataFormat::Hl7v2 => "HL7 v2 messages, for an endpoint that takes pipe-delimited HL7.",
+        DataFormat::Xml => "XML documents, such as C-CDA.",
+    }
+}
+
+/// The API's field names in the wizard's words (its errors quote the API).
+const WIZARD_LABELS: &[(&str, &str)] = &[
+    ("name", "Name"),
+    ("endpoint", "Endpoint URL"),
+    ("verificationToken", "Verification token"),
+    ("verificationMethod", "Verification method"),
+    ("authCredential", "Auth credential"),
+    ("dataFormat", "Data format"),
+    ("environmentId", "Environment"),
+];
+
+/// An error of the core as the wizard says it.
+fn wizard_error(e: &EngineError) -> String {
+    super::plain_words(&e.to_string(), WIZARD_LABELS)
 }
 
 #[derive(Template)]
@@ -247,7 +282,12 @@ struct Wizard {
     method: String,
     verified_at: String,
     in_progress: bool,
+    /// What the last saved step changed, when it matters (verification cleared).
+    notice: String,
     error: String,
+    /// After a failed Verify and Save with a linked credential: that the credential, not the
+    /// verification token, fills the `Authorization` header.
+    credential_hint: String,
     success: bool,
 }
 
@@ -321,6 +361,7 @@ async fn wizard(
             enabled: dash.config.environment_enabled(e.flag),
             label: e.flag.to_string(),
             value: e.id,
+            help: "",
         })
         .collect();
     let data_format = record.map_or(DataFormat::Json, |d| d.data_format);
@@ -331,6 +372,7 @@ async fn wizard(
             label: f.to_string(),
             checked: *f == data_format,
             enabled: true,
+            help: format_help(*f),
         })
         .collect();
     let linked = record.and_then(|d| d.auth_credential.clone());
@@ -339,7 +381,12 @@ async fn wizard(
         .into_iter()
         .map(|c| Choice {
             checked: linked.as_ref() == Some(&c.id),
-            label: format!("{} ({})", c.name, c.strategy),
+            help: "",
+            label: format!(
+                "{} ({})",
+                c.name,
+                super::credentials::strategy_label(c.strategy)
+            ),
             value: c.id,
             enabled: true,
         })
@@ -374,7 +421,9 @@ async fn wizard(
             .map(when)
             .unwrap_or_default(),
         in_progress: record.is_some_and(|d| d.setup_step.is_some()),
+        notice: String::new(),
         error: String::new(),
+        credential_hint: String::new(),
         success: false,
     })
 }
@@ -443,30 +492,202 @@ async fn create(
         Err(e) => {
             let mut page = wizard(&dash, &signed_in, None, 1).await?;
             page.name = form.name;
-            page.error = e.to_string();
+            page.error = wizard_error(&e);
             Ok(render(crate::http::status(&e), &page))
         }
     }
 }
 
-/// A destination's page: the wizard where its setup stands.
-async fn resume(State(dash): State<Dash>, Path(id): Path<String>) -> Result<Response, Failure> {
-    let (record, _) = core::destination(&dash, &id).await?;
-    Ok(see_other(&wizard_url(&record.id, resume_step(&record))))
+/// One of a destination's recent logs.
+struct RecentLog {
+    id: String,
+    created: String,
+    data_model: String,
+    event_type: String,
+    status: String,
+}
+
+#[derive(Template)]
+#[template(path = "destination.html")]
+struct DestinationPage {
+    page: Page,
+    id: String,
+    name: String,
+    environment: String,
+    data_format: String,
+    endpoint: String,
+    verified_at: String,
+    verification_method: String,
+    credential_id: String,
+    credential_name: String,
+    queue_label: &'static str,
+    queue_class: &'static str,
+    queue_explain: &'static str,
+    /// Who paused the queue, when and why.
+    pause_note: String,
+    depth: i64,
+    head: String,
+    /// Logs of the last 24 hours by status: (label, status word, count).
+    counts: Vec<(&'static str, &'static str, u64)>,
+    last_success: String,
+    recent: Vec<RecentLog>,
+}
+
+/// How many recent logs the destination page lists.
+const RECENT_LOGS: usize = 10;
+
+/// A destination's page: what it is, whether it receives, its queue and its traffic. One
+/// whose setup is unfinished opens the wizard where it stopped.
+async fn resume(
+    State(dash): State<Dash>,
+    Extension(signed_in): Extension<SignedIn>,
+    Path(id): Path<String>,
+) -> Result<Response, Failure> {
+    use crate::app::logs as logs_core;
+    use wharf_protocol::platform::LogStatus;
+    let (record, env) = core::destination(&dash, &id).await?;
+    if record.setup_step.is_some() {
+        return Ok(see_other(&wizard_url(&record.id, resume_step(&record))));
+    }
+    let queue = crate::app::queues::read(&dash, &record.id).await?;
+    let condition = crate::app::queues::QueueCondition::of(&queue);
+    let credential = match &record.auth_credential {
+        Some(cid) => {
+            let lookup = cid.clone();
+            dash.db(move |s| s.auth_credential(&lookup)).await?
+        }
+        None => None,
+    };
+    let filter = |status: Option<LogStatus>, since: Option<i64>| wharf_store::engine::LogFilter {
+        destination_id: Some(record.id.clone()),
+        status,
+        created_after: since,
+        ..Default::default()
+    };
+    let day_ago = dash.now_millis() - 86_400_000;
+    let mut counts = Vec::new();
+    for (label, status) in [
+        ("Succeeded", LogStatus::Succeeded),
+        ("Pending", LogStatus::Pending),
+        ("Failed", LogStatus::Failed),
+        ("Filtered", LogStatus::Filtered),
+    ] {
+        let n = logs_core::count(&dash, filter(Some(status), Some(day_ago))).await?;
+        counts.push((label, status.as_str(), n));
+    }
+    let one = logs_core::Page { number: 1, size: 1 };
+    let last_success = logs_core::list(&dash, filter(Some(LogStatus::Succeeded), None), one)
+        .await?
+        .logs
+        .first()
+        .map(|l| when(l.updated_at))
+        .unwrap_or_default();
+    let recent = logs_core::list(
+        &dash,
+        filter(None, None),
+        logs_core::Page {
+            number: 1,
+            size: RECENT_LOGS,
+        },
+    )
+    .await?
+    .logs
+    .into_iter()
+    .map(|l| RecentLog {
+        created: when(l.created_at),
+        data_model: l.data_model.unwrap_or_default(),
+        event_type: l.event_type.unwrap_or_default(),
+        status: l.status.to_string(),
+        id: l.id,
+    })
+    .collect();
+    let page = DestinationPage {
+        page: Page::new(&dash, &signed_in, "destinations"),
+        environment: env.flag.to_string(),
+        data_format: record.data_format.to_string(),
+        endpoint: record.endpoint.clone().unwrap_or_default(),
+        verified_at: record.verified_at.map(when).unwrap_or_default(),
+        verification_method: record.verification_method.to_string(),
+        credential_id: credential
+            .as_ref()
+            .map(|c| c.id.clone())
+            .unwrap_or_default(),
+        credential_name: credential
+            .as_ref()
+            .map(|c| c.name.clone())
+            .or_else(|| record.auth_credential.clone())
+            .unwrap_or_default(),
+        queue_label: condition.label(),
+        queue_class: condition.as_str(),
+        queue_explain: condition.explain(),
+        pause_note: queue
+            .pause
+            .as_ref()
+            .map(super::queues::pause_note)
+            .unwrap_or_default(),
+        depth: queue.depth,
+        head: queue.head.map(|h| h.id).unwrap_or_default(),
+        counts,
+        last_success,
+        recent,
+        name: record.name,
+        id: record.id,
+    };
+    Ok(render(StatusCode::OK, &page))
 }
 
 async fn step_form(
     State(dash): State<Dash>,
     Extension(signed_in): Extension<SignedIn>,
     Path((id, step)): Path<(String, usize)>,
+    Query(query): Query<StepQuery>,
 ) -> Result<Response, Failure> {
     let step = check_step(step)?;
     let (record, env) = core::destination(&dash, &id).await?;
     if let Some(resume) = not_yet(&record, step) {
         return Ok(see_other(&resume));
     }
-    let page = wizard(&dash, &signed_in, Some((&record, &env)), step).await?;
+    let mut page = wizard(&dash, &signed_in, Some((&record, &env)), step).await?;
+    // Step 6 opened from a credential's "Link to a destination" (or its creation from here):
+    // that credential is chosen, to be saved with the warning.
+    if step == 6
+        && let Some(chosen) = &query.credential
+        && page.credentials.iter().any(|c| &c.value == chosen)
+    {
+        for c in &mut page.credentials {
+            c.checked = &c.value == chosen;
+        }
+    }
+    page.notice = match query.done.as_deref() {
+        Some("linked") => format!(
+            "Linked the auth credential {}: it now fills the Authorization header of every request to this endpoint, and the verification token travels only in the verification-token header. Linking it cleared the destination's verification: it receives no data until Verify and Save passes again.",
+            page.credential_name
+        ),
+        Some("unlinked") => "Unlinked the auth credential: requests carry the verification token as Authorization: Bearer again. This cleared the destination's verification: it receives no data until Verify and Save passes again.".into(),
+        Some("unverified") => "Saved. The change cleared the destination's verification: it receives no data until Verify and Save passes again.".into(),
+        _ => String::new(),
+    };
     Ok(render(StatusCode::OK, &page))
+}
+
+/// A wizard page's query: `done` after a saved step, and at step 6 a credential to choose.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StepQuery {
+    done: Option<String>,
+    credential: Option<String>,
+}
+
+/// What saving a step changed that the operator must know: `done` codes for the next page.
+fn change_notice(before: &DestinationRecord, after: &DestinationRecord) -> Option<&'static str> {
+    if before.auth_credential != after.auth_credential && before.setup_step.is_none() {
+        return Some(if after.auth_credential.is_some() {
+            "linked"
+        } else {
+            "unlinked"
+        });
+    }
+    (before.verified_at.is_some() && after.verified_at.is_none()).then_some("unverified")
 }
 
 /// A destination being set up goes through the steps in order: a later step than the one it
@@ -496,7 +717,14 @@ async fn save_step(
         return verify(&dash, &signed_in, id, form).await;
     }
     match apply_step(&dash, id.clone(), step, &form).await {
-        Ok(()) => Ok(see_other(&wizard_url(&id, step + 1))),
+        Ok(()) => {
+            let (after, _) = core::destination(&dash, &id).await?;
+            let next = wizard_url(&id, step + 1);
+            Ok(see_other(&match change_notice(&record, &after) {
+                Some(done) => format!("{next}?done={done}"),
+                None => next,
+            }))
+        }
         Err(e) => {
             let (record, env) = core::destination(&dash, &id).await?;
             let mut page = wizard(&dash, &signed_in, Some((&record, &env)), step).await?;
@@ -506,7 +734,7 @@ async fn save_step(
                 4 => page.endpoint = form.endpoint,
                 _ => {}
             }
-            page.error = e.to_string();
+            page.error = wizard_error(&e);
             Ok(render(crate::http::status(&e), &page))
         }
     }
@@ -626,7 +854,13 @@ async fn verify(
             if !form.method.is_empty() {
                 page.method = form.method;
             }
-            page.error = e.to_string();
+            if !page.credential_name.is_empty() {
+                page.credential_hint = format!(
+                    "The auth credential {} is linked: it fills the Authorization header of the challenge, so the endpoint receives the verification token only in the verification-token header (and in the challenge itself). An endpoint that reads the token from Authorization: Bearer refuses it: accept the credential there, or unlink it at step 6.",
+                    page.credential_name
+                );
+            }
+            page.error = wizard_error(&e);
             Ok(render(crate::http::status(&e), &page))
         }
     }

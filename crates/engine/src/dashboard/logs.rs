@@ -24,15 +24,10 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use std::collections::HashMap;
 use wharf_protocol::platform::LogStatus;
-use wharf_store::engine::LogFilter;
+use wharf_store::engine::{LogFilter, LogRecord};
 
-/// Most logs one search shows (newest first).
-const SEARCH_LIMIT: usize = 200;
-/// The page a search shows.
-const FIRST_PAGE: LogPageRange = LogPageRange {
-    number: 1,
-    size: SEARCH_LIMIT,
-};
+/// Logs per page of the list (newest first), as the Platform API's largest page.
+const PAGE_SIZE: usize = 50;
 /// Most of a message body the log page shows: bodies may be 40 MB.
 const BODY_SHOWN: usize = 256 * 1024;
 /// Most of a destination's answer shown per attempt.
@@ -48,27 +43,69 @@ pub(super) fn routes() -> Router<Dash> {
         .route("/dashboard/logs/resend", post(resend_range))
 }
 
+/// The time windows the list offers; the list opens on the last 24 hours.
+const WINDOWS: &[(&str, &str, i64)] = &[
+    ("1h", "Last hour", 3_600_000),
+    ("24h", "Last 24 hours", 86_400_000),
+    ("7d", "Last 7 days", 7 * 86_400_000),
+    ("30d", "Last 30 days", 30 * 86_400_000),
+    ("all", "Any time", 0),
+];
+const DEFAULT_WINDOW: &str = "24h";
+
 /// The search form's fields; empty means "any".
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct SearchForm {
+    /// A Log ID to open.
+    id: String,
     destination: String,
     status: String,
     #[serde(rename = "dataModel")]
     data_model: String,
     #[serde(rename = "eventType")]
     event_type: String,
+    /// One of [`WINDOWS`]; [`DEFAULT_WINDOW`] when absent. `after`/`before` override it.
+    window: String,
     after: String,
     before: String,
     /// Words to find in the body, every one of them.
     q: String,
+    /// The page of a metadata search (from 1).
+    page: Option<usize>,
+    /// The cursor of a body search's next page.
+    cursor: String,
     /// Set after a bulk resend: how many logs went back to their queues.
     resent: Option<u64>,
 }
 
+impl SearchForm {
+    /// This search's query string with `page`/`cursor` replaced: the links to other pages.
+    fn link(&self, page: Option<usize>, cursor: Option<&str>) -> String {
+        let page = page.map(|p| p.to_string()).unwrap_or_default();
+        let pairs = [
+            ("q", self.q.as_str()),
+            ("destination", &self.destination),
+            ("status", &self.status),
+            ("dataModel", &self.data_model),
+            ("eventType", &self.event_type),
+            ("window", &self.window),
+            ("after", &self.after),
+            ("before", &self.before),
+            ("page", &page),
+            ("cursor", cursor.unwrap_or_default()),
+        ];
+        let kept: Vec<_> = pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        format!(
+            "/dashboard/logs?{}",
+            serde_urlencoded::to_string(kept).unwrap_or_default()
+        )
+    }
+}
+
 /// A time from the search form: RFC 3339, or the browser's `datetime-local` form
 /// (`2026-11-23T14:00`, read as UTC, as the page says).
-fn form_time(key: &str, text: &str) -> Result<Option<i64>, EngineError> {
+fn form_time(label: &str, text: &str) -> Result<Option<i64>, EngineError> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
@@ -83,7 +120,30 @@ fn form_time(key: &str, text: &str) -> Result<Option<i64>, EngineError> {
         (false, 16) => format!("{text}:00Z"),
         (false, _) => format!("{text}Z"),
     };
-    core::parse_time(key, Some(&full))
+    core::parse_time(label, Some(&full)).map_err(|_| {
+        EngineError::bad_request(format!(
+            "{label} {text:?} is not a time: pick one in the date picker, or write it like 2026-11-23T14:00 (UTC)"
+        ))
+    })
+}
+
+/// A status as the list names it: what it means to an operator, not only its API word.
+fn status_label(status: LogStatus) -> &'static str {
+    match status {
+        LogStatus::Pending => "Pending (queued or retrying)",
+        LogStatus::Succeeded => "Succeeded (delivered)",
+        LogStatus::Failed => "Failed (stopped or given up)",
+        LogStatus::Filtered => "Filtered (blocked by a filter)",
+    }
+}
+
+/// The last part of a Log ID: Log IDs are time-ordered UUIDs whose first digits are shared
+/// by every log of the same minute, so their random tail tells them apart.
+fn short_id(id: &str) -> String {
+    match id.rsplit_once('-') {
+        Some((_, tail)) if tail.len() >= 8 => format!("…{tail}"),
+        _ => id.to_owned(),
+    }
 }
 
 struct Choice {
@@ -94,6 +154,7 @@ struct Choice {
 
 struct Row {
     id: String,
+    short_id: String,
     created: String,
     destination: String,
     log_type: String,
@@ -101,6 +162,8 @@ struct Row {
     event_type: String,
     status: String,
     attempts: i64,
+    /// Why it has not gone through (its latest attempt), for failed and retrying logs.
+    reason: String,
 }
 
 #[derive(Template)]
@@ -109,9 +172,13 @@ struct SearchPage {
     page: Page,
     destinations: Vec<Choice>,
     statuses: Vec<Choice>,
+    windows: Vec<Choice>,
     form: SearchForm,
     rows: Vec<Row>,
-    limit: usize,
+    /// What the list shows, e.g. "142 logs in the last 24 hours; 1–50, newest first".
+    summary: String,
+    previous: String,
+    next: String,
     error: String,
     resent: Option<u64>,
 }
@@ -132,52 +199,173 @@ async fn destination_names(dash: &Dash) -> Result<HashMap<String, (String, Strin
         .await?)
 }
 
+/// Why a log has not gone through, from its latest attempt; empty when it has.
+fn failure_reason(
+    status: LogStatus,
+    latest: Option<&wharf_store::engine::AttemptRecord>,
+) -> String {
+    if status == LogStatus::Filtered {
+        return "Blocked by its subscription's filter".into();
+    }
+    if status == LogStatus::Succeeded {
+        return String::new();
+    }
+    match latest {
+        Some(a) => match (&a.error, a.status_code) {
+            (Some(error), _) => error.clone(),
+            (None, Some(code)) if !(200..300).contains(&code) => {
+                format!("The destination answered HTTP {code}")
+            }
+            (None, Some(_)) => String::new(),
+            (None, None) => "No answer".into(),
+        },
+        None if status == LogStatus::Failed => "Stopped before any attempt".into(),
+        None => String::new(),
+    }
+}
+
 async fn search(
     State(dash): State<Dash>,
     Extension(signed_in): Extension<SignedIn>,
-    Query(form): Query<SearchForm>,
+    Query(mut form): Query<SearchForm>,
 ) -> Result<Response, Failure> {
+    // Find a log by its ID: open it, or say there is none.
+    let wanted = form.id.trim().to_owned();
+    let mut error = String::new();
+    if !wanted.is_empty() {
+        match core::read(&dash, &wanted).await {
+            Ok((log, _)) => return Ok(see_other(&format!("/dashboard/logs/{}", log.id))),
+            Err(EngineError::NotFound(_)) => {
+                error = format!(
+                    "No log has the ID {wanted}. Paste a whole Log ID (the copy button next to each one copies it), as a source's answer gives it in Meta.Logs[0].ID."
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let names = destination_names(&dash).await?;
-    let form_resent = form.resent;
+    if !WINDOWS.iter().any(|(key, ..)| *key == form.window) {
+        form.window = DEFAULT_WINDOW.to_owned();
+    }
+    let custom = !form.after.trim().is_empty() || !form.before.trim().is_empty();
+    let (window_label, window_ms) = WINDOWS
+        .iter()
+        .find(|(key, ..)| *key == form.window)
+        .map(|(_, label, ms)| (*label, *ms))
+        .unwrap_or(("Any time", 0));
     let optional = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-    let filter = form_time("after", &form.after).and_then(|after| {
+    let filter = (|| {
+        let (after, before) = if custom {
+            (
+                form_time("Created from", &form.after)?,
+                form_time("Created before", &form.before)?,
+            )
+        } else if window_ms > 0 {
+            (Some(dash.now_millis() - window_ms), None)
+        } else {
+            (None, None)
+        };
         Ok(LogFilter {
             created_after: after,
-            created_before: form_time("before", &form.before)?,
+            created_before: before,
             destination_id: optional(&form.destination),
             status: optional(&form.status)
                 .map(|s| s.parse::<LogStatus>())
                 .transpose()
-                .map_err(|e| EngineError::bad_request(e.to_string()))?,
+                .map_err(|_| {
+                    EngineError::bad_request("choose a status from the list, or Any status")
+                })?,
             data_model: optional(&form.data_model),
             event_type: optional(&form.event_type),
             ..Default::default()
         })
-    });
+    })();
     let words = form.q.trim().to_owned();
-    let found = match filter {
-        Ok(filter) if words.is_empty() => core::list(&dash, filter, FIRST_PAGE)
-            .await
-            .map(|found| found.logs),
-        Ok(filter) => match core::search_terms(vec![words]) {
-            Ok(terms) => {
+    let page_number = form.page.unwrap_or(1).max(1);
+    let range_words = if custom {
+        "in the chosen range".to_owned()
+    } else if window_ms > 0 {
+        format!("in the {}", window_label.to_lowercase())
+    } else {
+        "at any time".to_owned()
+    };
+    let (mut previous, mut next) = (String::new(), String::new());
+    let mut summary = String::new();
+    let found: Result<Vec<LogRecord>, EngineError> = match filter {
+        Ok(filter) if words.is_empty() => {
+            let page = LogPageRange {
+                number: page_number,
+                size: PAGE_SIZE,
+            };
+            let total = core::count(&dash, filter.clone()).await;
+            match (total, core::list(&dash, filter, page).await) {
+                (Ok(total), Ok(found)) => {
+                    let first = (page_number - 1) * PAGE_SIZE + 1;
+                    let last = first + found.logs.len().saturating_sub(1);
+                    let pages = (total as usize).div_ceil(PAGE_SIZE).max(1);
+                    summary = if found.logs.is_empty() {
+                        format!("{total} log{} {range_words}", plural(total))
+                    } else {
+                        format!(
+                            "{total} log{} {range_words}; showing {first}–{last}, newest first (page {page_number} of {pages})",
+                            plural(total)
+                        )
+                    };
+                    if page_number > 1 {
+                        previous = form.link(Some(page_number - 1), None);
+                    }
+                    if found.has_next {
+                        next = form.link(Some(page_number + 1), None);
+                    }
+                    Ok(found.logs)
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        }
+        Ok(filter) => match core::search_terms(vec![words]).and_then(|terms| {
+            core::parse_cursor(optional(&form.cursor).as_deref()).map(|cursor| (terms, cursor))
+        }) {
+            Ok((terms, before_seq)) => {
                 let search = wharf_store::engine::LogSearch {
                     filter,
                     terms,
+                    before_seq,
                     ..Default::default()
                 };
-                core::search(&dash, search, SEARCH_LIMIT)
-                    .await
-                    .map(|found| found.logs)
+                core::search(&dash, search, PAGE_SIZE).await.map(|found| {
+                    summary = format!(
+                        "{} log{} with these words {range_words} on this page, newest first",
+                        found.logs.len(),
+                        plural(found.logs.len() as u64)
+                    );
+                    if let Some(cursor) = &found.next_cursor {
+                        next = form.link(None, Some(cursor));
+                    }
+                    if !form.cursor.is_empty() {
+                        previous = form.link(None, None);
+                    }
+                    found.logs
+                })
             }
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
     };
-    let (logs, error) = match found {
-        Ok(logs) => (logs, String::new()),
-        Err(e) => (Vec::new(), e.to_string()),
+    let logs = match found {
+        Ok(logs) => logs,
+        Err(e) => {
+            error = e.to_string();
+            Vec::new()
+        }
     };
+    let latest = core::latest_attempts(
+        &dash,
+        logs.iter()
+            .filter(|l| l.status != LogStatus::Succeeded && l.attempts > 0)
+            .map(|l| l.id.clone())
+            .collect(),
+    )
+    .await?;
     let rows = logs
         .into_iter()
         .map(|l| Row {
@@ -185,6 +373,8 @@ async fn search(
             destination: names
                 .get(&l.destination_id)
                 .map_or_else(|| l.destination_id.clone(), |(n, _)| n.clone()),
+            reason: failure_reason(l.status, latest.get(&l.id)),
+            short_id: short_id(&l.id),
             id: l.id,
             log_type: l.log_type.to_string(),
             data_model: l.data_model.unwrap_or_default(),
@@ -206,28 +396,46 @@ async fn search(
         .iter()
         .map(|s| Choice {
             value: s.to_string(),
-            label: s.to_string(),
+            label: status_label(*s).to_owned(),
             checked: s.as_str() == form.status,
+        })
+        .collect();
+    let windows = WINDOWS
+        .iter()
+        .map(|(key, label, _)| Choice {
+            value: (*key).to_owned(),
+            label: (*label).to_owned(),
+            checked: *key == form.window,
         })
         .collect();
     let status = if error.is_empty() {
         StatusCode::OK
-    } else {
+    } else if wanted.is_empty() {
         StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::NOT_FOUND
     };
+    let resent = form.resent;
     Ok(render(
         status,
         &SearchPage {
             page: Page::new(&dash, &signed_in, "logs"),
             destinations,
             statuses,
+            windows,
             form,
             rows,
-            limit: SEARCH_LIMIT,
+            summary,
+            previous,
+            next,
             error,
-            resent: form_resent,
+            resent,
         },
     ))
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 struct AttemptRow {
@@ -252,6 +460,12 @@ struct LogPage {
     event_type: String,
     status: String,
     pending: bool,
+    /// How often an operator resent it.
+    resends: i64,
+    /// A pending log that is not first in its queue: the log it waits behind.
+    waits_behind: String,
+    /// A pending log whose queue an operator paused: who, when, why.
+    queue_paused: String,
     created: String,
     updated: String,
     next_attempt: String,
@@ -263,7 +477,7 @@ struct LogPage {
     body: String,
     body_note: String,
     attempts: Vec<AttemptRow>,
-    notice: &'static str,
+    notice: String,
     error: String,
 }
 
@@ -306,6 +520,16 @@ async fn log_page(
         core::read(dash, &id).await?
     };
     let names = destination_names(dash).await?;
+    let (mut waits_behind, mut queue_paused) = (String::new(), String::new());
+    if log.status == LogStatus::Pending {
+        let queue = crate::app::queues::read(dash, &log.destination_id).await?;
+        if let Some(pause) = &queue.pause {
+            queue_paused = super::queues::pause_note(pause);
+        }
+        if let Some(head) = queue.head.filter(|h| h.id != log.id) {
+            waits_behind = head.id;
+        }
+    }
     let (body, body_note) = if phi {
         readable_body(&log.body)
     } else {
@@ -323,6 +547,9 @@ async fn log_page(
         data_model: log.data_model.unwrap_or_default(),
         event_type: log.event_type.unwrap_or_default(),
         pending: log.status == LogStatus::Pending,
+        resends: log.resends,
+        waits_behind,
+        queue_paused,
         next_attempt: if log.status == LogStatus::Pending {
             when(log.next_attempt_at)
         } else {
@@ -354,7 +581,7 @@ async fn log_page(
                     .unwrap_or_default(),
             })
             .collect(),
-        notice: "",
+        notice: String::new(),
         error: String::new(),
     })
 }
@@ -367,9 +594,12 @@ async fn read(
 ) -> Result<Response, Failure> {
     let mut page = log_page(&dash, &signed_in, id, false).await?;
     page.notice = match notice.done.as_deref() {
-        Some("stopped") => "Stopped: the log is FAILED and its queue moved on.",
-        Some("resent") => "Resent: the log is back at the end of its destination's queue.",
-        _ => "",
+        Some("stopped") => "Stopped: the log is failed and its queue moved on.".to_owned(),
+        Some("resent") => format!(
+            "Resent: the log is back at the end of its destination's queue with the same Log ID, as resend {}. Its deliveries carry the header wharf-resend: {}, so a receiver that drops retries by Log ID (as Wharf's destination does) delivers it to its application again; a new attempt shows below once it is sent.",
+            page.resends, page.resends
+        ),
+        _ => String::new(),
     };
     Ok(render(StatusCode::OK, &page))
 }
@@ -404,8 +634,8 @@ async fn resend_range(
     let optional = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
     let range = (|| {
         let (Some(after), Some(before)) = (
-            form_time("after", &form.after)?,
-            form_time("before", &form.before)?,
+            form_time("Created from", &form.after)?,
+            form_time("Created before", &form.before)?,
         ) else {
             return Err(EngineError::bad_request(
                 "choose both ends of the range (Created from and Created before) to resend logs",
@@ -502,8 +732,21 @@ mod tests {
             form_time("after", "1970-01-01T01:00:00+01:00").unwrap(),
             Some(0)
         );
-        let e = form_time("before", "yesterday").unwrap_err();
-        assert!(e.to_string().contains("`before`"), "{e}");
+        let e = form_time("Created before", "yesterday").unwrap_err();
+        assert!(
+            e.to_string().contains("Created before \"yesterday\""),
+            "{e}"
+        );
+        assert!(!e.to_string().contains('`'), "{e}");
+    }
+
+    #[test]
+    fn short_ids_keep_the_random_tail_of_a_log_id() {
+        assert_eq!(
+            short_id("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"),
+            "…0c1d2e3f4a5b"
+        );
+        assert_eq!(short_id("log-1"), "log-1");
     }
 
     #[test]

@@ -110,8 +110,29 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(engine: EngineState) -> R
         .with_state(dash)
 }
 
-async fn not_found() -> Failure {
-    Failure::new(StatusCode::NOT_FOUND, "There is no such dashboard page.")
+#[derive(Template)]
+#[template(path = "not_found.html")]
+struct NotFoundPage {
+    page: Page,
+}
+
+/// 404 inside the dashboard: with its navigation for a signed-in operator (who followed a
+/// stale link and wants to go on), as a plain error page otherwise.
+async fn not_found(
+    axum::extract::State(dash): axum::extract::State<Dash>,
+    signed_in: Option<axum::extract::Extension<session::SignedIn>>,
+) -> Response {
+    match signed_in {
+        Some(axum::extract::Extension(signed_in)) => render(
+            StatusCode::NOT_FOUND,
+            &NotFoundPage {
+                page: Page::new(&dash, &signed_in, ""),
+            },
+        ),
+        None => {
+            Failure::new(StatusCode::NOT_FOUND, "There is no such dashboard page.").into_response()
+        }
+    }
 }
 
 /// Headers on every dashboard answer, including refusals and static files.
@@ -234,6 +255,17 @@ impl IntoResponse for Failure {
     }
 }
 
+/// A message of the core in the dashboard's words: an API field it quotes in backticks
+/// (`verificationToken`) becomes the label the form shows (Verification token), and other
+/// backticks go.
+pub(crate) fn plain_words(message: &str, labels: &[(&str, &str)]) -> String {
+    let mut plain = message.to_owned();
+    for (field, label) in labels {
+        plain = plain.replace(&format!("`{field}`"), label);
+    }
+    plain.replace('`', "")
+}
+
 /// 303 See Other: after a successful POST, the browser GETs the result (reloading does not
 /// post again).
 pub(crate) fn see_other(location: &str) -> Response {
@@ -269,6 +301,17 @@ mod tests {
     fn times_read_in_utc() {
         assert_eq!(when(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(when(1_795_442_405_123), "2026-11-23 14:00:05 UTC");
+    }
+
+    #[test]
+    fn messages_name_fields_by_their_labels() {
+        assert_eq!(
+            plain_words(
+                "`verificationToken`: too short; see `docs`",
+                &[("verificationToken", "Verification token")]
+            ),
+            "Verification token: too short; see docs"
+        );
     }
 
     #[test]

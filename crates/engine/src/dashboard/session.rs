@@ -330,7 +330,19 @@ pub(crate) async fn guard(State(dash): State<Dash>, mut request: Request, next: 
         if changes_state {
             return forbidden("You are not signed in, or your session expired. Sign in again.");
         }
-        return see_other("/dashboard/signin");
+        // Back to the page asked for once signed in (a link from an alert, a bookmark).
+        let asked = request
+            .uri()
+            .path_and_query()
+            .map_or(full, |p| p.as_str())
+            .to_owned();
+        return match safe_next(&asked) {
+            Some(next) if next != "/dashboard" && next != "/dashboard/" => see_other(&format!(
+                "/dashboard/signin?{}",
+                serde_urlencoded::to_string([("next", next)]).unwrap_or_default()
+            )),
+            _ => see_other("/dashboard/signin"),
+        };
     };
     let mut request = if changes_state {
         match check_csrf(request, Some(&session.csrf)).await {
@@ -350,6 +362,20 @@ pub(crate) async fn guard(State(dash): State<Dash>, mut request: Request, next: 
     next.run(request).await
 }
 
+/// Where sign-in may send back to: a dashboard page of this origin (never another site, never
+/// the sign-in or sign-out page), or `None`.
+fn safe_next(next: &str) -> Option<&str> {
+    let page = next.strip_prefix("/dashboard")?;
+    let ok = (page.is_empty() || page.starts_with('/') || page.starts_with('?'))
+        && !next.contains("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control)
+        && !page.starts_with("/signin")
+        && !page.starts_with("/signout")
+        && !page.starts_with("/static/");
+    ok.then_some(next)
+}
+
 #[derive(Template)]
 #[template(path = "signin.html")]
 struct SigninPage {
@@ -358,9 +384,12 @@ struct SigninPage {
     /// Whether any operator account is configured (else only management keys work).
     password_configured: bool,
     error: String,
+    /// The page to go to once signed in (checked by [`safe_next`]).
+    next: String,
+    notice: &'static str,
 }
 
-fn signin_page(dash: &Dash, status: StatusCode, csrf: String, error: &str) -> Response {
+fn signin_page(dash: &Dash, status: StatusCode, csrf: String, error: &str, next: &str) -> Response {
     render(
         status,
         &SigninPage {
@@ -368,19 +397,46 @@ fn signin_page(dash: &Dash, status: StatusCode, csrf: String, error: &str) -> Re
             organization: dash.organization.name.clone(),
             password_configured: !dash.config.operators.is_empty(),
             error: error.to_owned(),
+            next: safe_next(next).unwrap_or_default().to_owned(),
+            notice: "",
         },
     )
 }
 
-async fn signin_form(State(dash): State<Dash>, headers: HeaderMap) -> Response {
+/// The sign-in page's query: where to go next, or that the operator just signed out.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct SigninQuery {
+    next: String,
+    done: Option<String>,
+}
+
+async fn signin_form(
+    State(dash): State<Dash>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<SigninQuery>,
+) -> Response {
     if cookie(&headers, SESSION_COOKIE)
         .and_then(|id| dash.sessions.get(id, Instant::now()))
         .is_some()
     {
-        return see_other("/dashboard/destinations");
+        return see_other(safe_next(&query.next).unwrap_or("/dashboard/destinations"));
     }
     let token = hex::encode(random_bytes::<32>());
-    let mut response = signin_page(&dash, StatusCode::OK, token.clone(), "");
+    let mut response = render(
+        StatusCode::OK,
+        &SigninPage {
+            csrf: token.clone(),
+            organization: dash.organization.name.clone(),
+            password_configured: !dash.config.operators.is_empty(),
+            error: String::new(),
+            next: safe_next(&query.next).unwrap_or_default().to_owned(),
+            notice: match query.done.as_deref() {
+                Some("signedout") => "You are signed out. Sign in again to continue.",
+                _ => "",
+            },
+        },
+    );
     response.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(&dash, SIGNIN_COOKIE, &token, Some(3600)),
@@ -395,20 +451,29 @@ struct SigninForm {
     name: String,
     #[serde(default)]
     secret: String,
+    /// The page to go to once signed in.
+    #[serde(default)]
+    next: String,
 }
 
 /// The sign-in form again with `status` and `error`, keeping its double-submit token.
-fn signin_refused(dash: &Dash, headers: &HeaderMap, status: StatusCode, error: &str) -> Response {
+fn signin_refused(
+    dash: &Dash,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: &str,
+    next: &str,
+) -> Response {
     let csrf = cookie(headers, SIGNIN_COOKIE)
         .unwrap_or_default()
         .to_owned();
-    signin_page(dash, status, csrf, error)
+    signin_page(dash, status, csrf, error, next)
 }
 
 /// 429 with `Retry-After` (whole seconds, rounded up).
 fn too_many(dash: &Dash, headers: &HeaderMap, wait: Duration, error: &str) -> Response {
     let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-    let mut response = signin_refused(dash, headers, StatusCode::TOO_MANY_REQUESTS, error);
+    let mut response = signin_refused(dash, headers, StatusCode::TOO_MANY_REQUESTS, error, "");
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -421,6 +486,7 @@ async fn signin(
     headers: HeaderMap,
     axum::Form(form): axum::Form<SigninForm>,
 ) -> Response {
+    let next = form.next.clone();
     // Without a peer address (never, behind the engine's listener) all share one count.
     let counted = address.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let shown = address.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
@@ -495,13 +561,14 @@ async fn signin(
             &headers,
             StatusCode::UNAUTHORIZED,
             "That is neither the password of that operator account nor a management key. Check the account name and the password, and try again.",
+            &next,
         );
     };
     dash.signin_limits.succeeded(counted);
     // A fresh id at every sign-in, so an id planted before sign-in is worth nothing.
     tracing::info!(kind = who.kind.as_str(), name = %who.name, address = %shown, "dashboard sign-in");
     let id = dash.sessions.create(who, Instant::now());
-    let mut response = see_other("/dashboard/destinations");
+    let mut response = see_other(safe_next(&next).unwrap_or("/dashboard/destinations"));
     let cookies = response.headers_mut();
     cookies.append(
         header::SET_COOKIE,
@@ -521,7 +588,7 @@ async fn signout(State(dash): State<Dash>, headers: HeaderMap) -> Response {
         }
         dash.sessions.remove(id);
     }
-    let mut response = see_other("/dashboard/signin");
+    let mut response = see_other("/dashboard/signin?done=signedout");
     response.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(&dash, SESSION_COOKIE, "", Some(0)),
@@ -532,6 +599,27 @@ async fn signout(State(dash): State<Dash>, headers: HeaderMap) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sign_in_sends_back_only_to_dashboard_pages() {
+        assert_eq!(
+            safe_next("/dashboard/logs/x?done=1"),
+            Some("/dashboard/logs/x?done=1")
+        );
+        assert_eq!(safe_next("/dashboard"), Some("/dashboard"));
+        for refused in [
+            "https://evil.example/",
+            "//evil.example/dashboard",
+            "/dashboard//evil.example",
+            "/dashboardx",
+            "/dashboard/\\evil",
+            "/dashboard/signout",
+            "/dashboard/signin?next=/dashboard",
+            "/platform/v1/logs",
+        ] {
+            assert_eq!(safe_next(refused), None, "{refused}");
+        }
+    }
 
     fn actor(name: &str) -> Actor {
         Actor {

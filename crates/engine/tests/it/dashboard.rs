@@ -5,10 +5,15 @@
 //! the screenshots in docs/screenshots/ when `WHARF_SCREENSHOTS=1`.
 
 mod browser;
+mod credentialforms;
+mod credentiallink;
+mod destinationpage;
+mod loglist;
 mod logsearch;
 mod phi;
 mod signin;
 mod sources;
+mod tour;
 mod traffic;
 
 use super::*;
@@ -158,21 +163,31 @@ async fn sign_in_sessions_and_the_headers_every_page_carries() {
     let engine = engine_with_dashboard("").await;
     let mut visitor = Visitor::new(&engine);
 
-    // Not signed in: pages send to the sign-in page.
-    for page in [
-        "/dashboard",
-        "/dashboard/",
-        "/dashboard/destinations",
-        "/dashboard/logs/x",
+    // Not signed in: pages send to the sign-in page, which then sends back to them.
+    for (page, to) in [
+        ("/dashboard", "/dashboard/signin"),
+        ("/dashboard/", "/dashboard/signin"),
+        (
+            "/dashboard/destinations",
+            "/dashboard/signin?next=%2Fdashboard%2Fdestinations",
+        ),
+        (
+            "/dashboard/logs/x?done=1",
+            "/dashboard/signin?next=%2Fdashboard%2Flogs%2Fx%3Fdone%3D1",
+        ),
     ] {
         let response = visitor.get(page).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "{page}");
-        assert_eq!(
-            response.headers()["location"],
-            "/dashboard/signin",
-            "{page}"
-        );
+        assert_eq!(response.headers()["location"], to, "{page}");
     }
+    // Only to a dashboard page of this site.
+    let form = visitor
+        .get("/dashboard/signin?next=https://evil.example/")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!form.contains("evil.example"), "{form}");
 
     let response = visitor.get("/dashboard/signin").await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -389,12 +404,14 @@ async fn pages_escape_what_they_show_and_never_show_a_secret() {
     assert!(!pages.contains("client-secret-value-2"));
     assert!(pages.contains("set — leave empty to keep"));
     assert!(pages.contains("client-1"), "non-secret fields are shown");
-    // The destination made through the API lacks nothing but verification: it resumes there.
-    let resumed = visitor.get(&format!("/dashboard/destinations/{id}")).await;
-    assert_eq!(
-        resumed.headers()["location"],
-        format!("/dashboard/destinations/{id}/setup/7")
-    );
+    // The destination made through the API lacks nothing but verification: its page says
+    // so and links to Verify and Save.
+    let page = visitor.get(&format!("/dashboard/destinations/{id}")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Not verified"), "{page}");
+    assert!(page.contains(&format!("/dashboard/destinations/{id}/setup/7")));
+    assert!(!page.contains("<script>alert"));
 }
 
 #[tokio::test]
@@ -685,7 +702,6 @@ async fn an_operator_sets_up_a_destination_and_handles_a_failing_message_in_a_br
     click(&browser, "#search").await;
     wait_for_url(&browser, "status=succeeded").await;
     find(&browser, &format!("tr[data-log=\"{first}\"]")).await;
-    shots.take(&browser, "logs").await;
     click(&browser, &format!("tr[data-log=\"{first}\"] a")).await;
     assert_eq!(text(&browser, "#log-status").await, "succeeded");
     assert_eq!(
@@ -702,7 +718,6 @@ async fn an_operator_sets_up_a_destination_and_handles_a_failing_message_in_a_br
         !browser.source().await.unwrap().contains("Jane"),
         "PHI is not in the page until asked for"
     );
-    shots.take(&browser, "log").await;
     click(&browser, "#show-phi").await;
     assert!(text(&browser, "#message-body").await.contains("Jane"));
     assert!(path(&browser).await.ends_with("/phi"));
@@ -714,7 +729,6 @@ async fn an_operator_sets_up_a_destination_and_handles_a_failing_message_in_a_br
         audit.contains(&first) && audit.contains("admin") && audit.contains("log.phi.read"),
         "{audit}"
     );
-    shots.take(&browser, "audit").await;
 
     // The endpoint fails: the next message is retried and holds the queue.
     endpoint.failing.store(true, Ordering::SeqCst);
@@ -730,12 +744,40 @@ async fn an_operator_sets_up_a_destination_and_handles_a_failing_message_in_a_br
         page.contains(">500<")
     })
     .await;
-    shots.take(&browser, "log-failing").await;
+    // A message behind the failing one names what it waits behind.
+    let sent = send(&engine, &id, "Jim").await;
+    let third = sent["Meta"]["Logs"][0]["ID"].as_str().unwrap().to_owned();
+    browser
+        .goto(&at(&format!("/dashboard/logs/{third}")))
+        .await
+        .unwrap();
+    let waiting = text(&browser, "#next-attempt").await;
+    assert!(
+        waiting.contains("waits behind") && waiting.contains(&second),
+        "{waiting}"
+    );
+    assert!(text(&browser, "#no-attempt").await.contains(&second));
+    // The queue is held (one word for it everywhere), not paused: no Resume, but Retry now,
+    // which says what it did.
     browser.goto(&at("/dashboard/queues")).await.unwrap();
-    let row = find(&browser, &format!("tr[data-destination=\"{id}\"]")).await;
-    assert_eq!(row.attr("class").await.unwrap().as_deref(), Some("paused"));
-    assert!(row.text().await.unwrap().contains("Paused"));
-    shots.take(&browser, "queues").await;
+    let row_css = format!("tr[data-destination=\"{id}\"]");
+    let row = find(&browser, &row_css).await;
+    assert_eq!(row.attr("class").await.unwrap().as_deref(), Some("held"));
+    let shown = row.text().await.unwrap();
+    assert!(
+        shown.contains("Held") && !shown.contains("Paused"),
+        "{shown}"
+    );
+    assert!(
+        browser
+            .find(fantoccini::Locator::Css(&format!(
+                "{row_css} button.resume"
+            )))
+            .await
+            .is_err()
+    );
+    click(&browser, &format!("{row_css} button.retry")).await;
+    wait_for_text(&browser, "#notice", "Retrying Acme Scheduling").await;
 
     // Stop it (the page asks first), then resend it once the endpoint is back.
     browser.goto(&log).await.unwrap();
@@ -745,6 +787,7 @@ async fn an_operator_sets_up_a_destination_and_handles_a_failing_message_in_a_br
     assert_eq!(text(&browser, "#log-status").await, "failed");
     endpoint.failing.store(false, Ordering::SeqCst);
     click(&browser, "#resend").await;
+    browser.accept_alert().await.unwrap();
     wait_for_text(&browser, "#notice", "Resent").await;
     reload_until(&browser, &log, "the resent log to succeed", |page| {
         page.contains("id=\"log-status\">succeeded<")
@@ -756,14 +799,30 @@ async fn an_operator_sets_up_a_destination_and_handles_a_failing_message_in_a_br
         second.as_str(),
         "the resent message kept its Log ID"
     );
+    let last = endpoint.recorder.received().last().cloned().unwrap();
+    assert_eq!(last.header("wharf-resend"), Some("1"), "marked as a resend");
+    assert!(text(&browser, "#resends").await.contains("once"));
 
-    // An operator's pause and resume.
+    // An operator's pause says who, when and why; a paused queue offers Resume, not Pause.
     browser.goto(&at("/dashboard/queues")).await.unwrap();
     let row = format!("tr[data-destination=\"{id}\"]");
+    fill(&browser, &format!("#reason-{id}"), "partner maintenance").await;
     click(&browser, &format!("{row} button.pause")).await;
-    let paused = wait_for_text(&browser, &row, "paused by an operator").await;
-    assert!(paused.contains("Paused"), "{paused}");
+    wait_for_text(&browser, "#notice", "Paused Acme Scheduling").await;
+    let paused = wait_for_text(&browser, &row, "by admin at").await;
+    assert!(
+        paused.contains("Paused") && paused.contains("partner maintenance"),
+        "{paused}"
+    );
+    assert!(
+        browser
+            .find(fantoccini::Locator::Css(&format!("{row} button.pause")))
+            .await
+            .is_err(),
+        "no Pause on a paused queue"
+    );
     click(&browser, &format!("{row} button.resume")).await;
+    wait_for_text(&browser, "#notice", "Resumed Acme Scheduling").await;
     wait_for_text(&browser, &row, "Running").await;
 
     // Auth credentials: a form with the strategy's own fields; the secret is write-only.
@@ -788,7 +847,6 @@ async fn an_operator_sets_up_a_destination_and_handles_a_failing_message_in_a_br
     fill(&browser, "#field-url", "https://auth.example/token").await;
     fill(&browser, "#field-clientId", "wharf-client").await;
     fill(&browser, "#field-clientSecret", "client-secret-value-3").await;
-    shots.take(&browser, "credential-new").await;
     click(&browser, "#save").await;
     assert_eq!(text(&browser, "#notice").await, "Saved.");
     let secret = find(&browser, "#field-clientSecret").await;
@@ -804,17 +862,31 @@ async fn an_operator_sets_up_a_destination_and_handles_a_failing_message_in_a_br
             .unwrap()
             .contains("client-secret-value-3")
     );
-    shots.take(&browser, "credential-edit").await;
     browser.goto(&at("/dashboard/credentials")).await.unwrap();
     assert!(text(&browser, "main").await.contains("Token endpoint"));
-    shots.take(&browser, "credentials").await;
     browser.goto(&at("/dashboard/destinations")).await.unwrap();
     find(&browser, "#new-destination").await;
-    shots.take(&browser, "destinations").await;
 
+    // Signing out says so; a link followed afterwards is where signing in lands.
     click(&browser, "#signout").await;
-    find(&browser, "#secret").await;
+    assert!(
+        text(&browser, "#notice")
+            .await
+            .contains("You are signed out")
+    );
     browser.goto(&at("/dashboard/queues")).await.unwrap();
     assert_eq!(path(&browser).await, "/dashboard/signin");
+    fill(&browser, "#secret", PASSWORD).await;
+    click(&browser, "#signin").await;
+    wait_for_url(&browser, "/dashboard/queues").await;
+    find(&browser, "#queues").await;
+    // A page that does not exist keeps the navigation.
+    browser.goto(&at("/dashboard/no-such-page")).await.unwrap();
+    assert!(
+        text(&browser, "#error")
+            .await
+            .contains("no such dashboard page")
+    );
+    find(&browser, "header.top nav a[href=\"/dashboard/logs\"]").await;
     browser.close().await.unwrap();
 }

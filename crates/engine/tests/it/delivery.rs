@@ -347,7 +347,7 @@ async fn stop_moves_the_queue_on_and_resend_requeues_at_the_back() {
     let (_, queue) = engine
         .get(&format!("/platform/v1/destinations/{destination}/queue"))
         .await;
-    assert_eq!(queue["payload"]["queue"]["state"], "paused");
+    assert_eq!(queue["payload"]["queue"]["state"], "held");
     assert_eq!(queue["payload"]["queue"]["reason"], "delivery failing");
     assert_eq!(queue["payload"]["queue"]["headLogId"], first.as_str());
     assert!(

@@ -99,7 +99,7 @@ async fn a_hanging_destination_holds_its_queue_until_it_recovers() {
     let (_, queue) = engine
         .get(&format!("/platform/v1/destinations/{destination}/queue"))
         .await;
-    assert_eq!(queue["payload"]["queue"]["state"], "paused");
+    assert_eq!(queue["payload"]["queue"]["state"], "held");
     assert_eq!(queue["payload"]["queue"]["reason"], "delivery failing");
     assert_eq!(queue["payload"]["queue"]["depth"], 2);
     assert!(

@@ -294,6 +294,7 @@ async fn retention_erases_old_payloads_and_keeps_their_metadata() {
         created_at: two_days_ago,
         updated_at: two_days_ago,
         subscription_id: None,
+        resends: 0,
     };
     store
         .apply(&[wharf_store::engine::Write::Enqueue(vec![old])])

@@ -26,7 +26,7 @@ use crate::engine::{
     AlertLinkRecord, AlertRuleRecord, ApiKeyRecord, AttemptOutcome, AttemptRecord, AuditRecord,
     AuthCredentialRecord, CountScope, CredentialDeletion, DestinationRecord, EngineStoreOptions,
     EnvironmentRecord, Erased, FilterRecord, LogFilter, LogRecord, LogSearch, LogStatus,
-    Organization, QueueState, QueueStats, ResendRange, SourceRecord, SubscriptionFilter,
+    Organization, PauseNote, QueueState, QueueStats, ResendRange, SourceRecord, SubscriptionFilter,
     SubscriptionRecord, TrafficCount, WindowCounts, Write,
 };
 use crate::{StoreError, now_millis};
@@ -154,10 +154,23 @@ fn organization(row: &Row) -> Organization {
 /// message, or its own (older logs).
 const LOG_COLUMNS: &str = "seq, id, organization_id, destination_id, source, data_model,
     event_type, content_type, COALESCE(content, body), status, attempts, next_attempt_at, created_at, updated_at,
-    log_type, subscription_id";
+    log_type, subscription_id, resends";
 
 /// Logs with their message's body.
 const LOGS: &str = "logs LEFT JOIN messages USING (message_id)";
+
+/// A [`LogFilter`] as SQL over `logs`, with parameters `$1` (the organization) to `$10` in the
+/// order of its fields; shared by the listing and its count so they cannot disagree.
+const LOG_FILTER: &str = "organization_id = $1
+    AND ($2::text IS NULL OR destination_id = $2)
+    AND ($3::text IS NULL OR status = $3 OR ($3 = 'PENDING' AND status = 'HELD'))
+    AND ($4::text IS NULL OR data_model = $4)
+    AND ($5::text IS NULL OR event_type = $5)
+    AND ($6::int8 IS NULL OR created_at >= $6)
+    AND ($7::int8 IS NULL OR created_at <= $7)
+    AND ($8::text IS NULL OR log_type = $8)
+    AND ($9::int8 IS NULL OR updated_at >= $9)
+    AND ($10::int8 IS NULL OR updated_at <= $10)";
 
 /// An attempt row, as `id, log_id, started_at, duration_ms, status_code, error, response`.
 fn attempt(r: &Row) -> AttemptRecord {
@@ -190,6 +203,7 @@ fn log(row: &Row) -> LogRecord {
         updated_at: row.get(13),
         log_type: row.get::<_, Col<_>>(14).0,
         subscription_id: row.get(15),
+        resends: row.get(16),
     }
 }
 
@@ -882,13 +896,17 @@ impl PgEngine {
     pub(crate) fn queue(&self, destination_id: &str) -> Result<QueueState, StoreError> {
         self.pg().run(async {
             let client = self.pg().client().await?;
-            let paused: bool = client
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM paused_queues WHERE destination_id = $1)",
+            let pause = client
+                .query_opt(
+                    "SELECT paused_at, paused_by, reason FROM paused_queues WHERE destination_id = $1",
                     &[&destination_id],
                 )
                 .await?
-                .get(0);
+                .map(|r| PauseNote {
+                    at: r.get(0),
+                    by: r.get(1),
+                    reason: r.get(2),
+                });
             let depth: i64 = client
                 .query_one(
                     "SELECT count(*) FROM logs WHERE destination_id = $1 AND status = 'PENDING'",
@@ -907,11 +925,25 @@ impl PgEngine {
                 .await?
                 .map(|r| log(&r));
             Ok(QueueState {
-                paused_by_operator: paused,
+                paused_by_operator: pause.is_some(),
+                pause,
                 depth,
                 head,
             })
         })
+    }
+
+    pub(crate) fn note_pause(
+        &self,
+        destination_id: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE paused_queues SET paused_by = $2, reason = $3 WHERE destination_id = $1",
+            &[&destination_id, &by, &reason],
+        )?;
+        Ok(())
     }
 
     pub(crate) fn stop(&self, log_id: &str) -> Result<bool, StoreError> {
@@ -925,7 +957,7 @@ impl PgEngine {
     pub(crate) fn resend(&self, log_id: &str) -> Result<bool, StoreError> {
         Ok(self.queue_write(
             "UPDATE logs SET seq = nextval(pg_get_serial_sequence('logs', 'seq')),
-                status = 'PENDING', next_attempt_at = $2, updated_at = $2
+                status = 'PENDING', next_attempt_at = $2, updated_at = $2, resends = resends + 1
              WHERE id = $1 AND status NOT IN ('PENDING', 'HELD')",
             &[&log_id, &now_millis()],
         )? == 1)
@@ -983,29 +1015,48 @@ impl PgEngine {
             &filter.event_type,
             &filter.created_after,
             &filter.created_before,
-            &limit,
             &log_type,
             &filter.updated_after,
             &filter.updated_before,
+            &limit,
             &offset,
         ];
         self.query(
             &format!(
-                "SELECT {LOG_COLUMNS} FROM {LOGS} WHERE organization_id = $1
-                   AND ($2::text IS NULL OR destination_id = $2)
-                   AND ($3::text IS NULL OR status = $3 OR ($3 = 'PENDING' AND status = 'HELD'))
-                   AND ($4::text IS NULL OR data_model = $4)
-                   AND ($5::text IS NULL OR event_type = $5)
-                   AND ($6::int8 IS NULL OR created_at >= $6)
-                   AND ($7::int8 IS NULL OR created_at <= $7)
-                   AND ($9::text IS NULL OR log_type = $9)
-                   AND ($10::int8 IS NULL OR updated_at >= $10)
-                   AND ($11::int8 IS NULL OR updated_at <= $11)
-                 ORDER BY seq DESC LIMIT $8 OFFSET $12"
+                "SELECT {LOG_COLUMNS} FROM {LOGS} WHERE {LOG_FILTER}
+                 ORDER BY seq DESC LIMIT $11 OFFSET $12"
             ),
             &params,
             log,
         )
+    }
+
+    /// How many of the organization's logs match `filter`.
+    pub(crate) fn count_logs(
+        &self,
+        organization_id: &str,
+        filter: &LogFilter,
+    ) -> Result<u64, StoreError> {
+        let status = filter.status.map(Column::to_column);
+        let log_type = filter.log_type.map(Column::to_column);
+        let params: Params<'_> = vec![
+            &organization_id,
+            &filter.destination_id,
+            &status,
+            &filter.data_model,
+            &filter.event_type,
+            &filter.created_after,
+            &filter.created_before,
+            &log_type,
+            &filter.updated_after,
+            &filter.updated_before,
+        ];
+        let counted = self.query(
+            &format!("SELECT count(*) FROM logs WHERE {LOG_FILTER}"),
+            &params,
+            |r| r.get::<_, i64>(0),
+        )?;
+        Ok(counted.first().copied().unwrap_or(0) as u64)
     }
 
     pub(crate) fn append_audit(&self, e: &AuditRecord) -> Result<(), StoreError> {
@@ -1160,7 +1211,7 @@ impl PgEngine {
             seqs.sort_unstable();
             tx.execute(
                 "UPDATE logs l SET seq = t.seq, status = 'PENDING', next_attempt_at = $3,
-                    updated_at = $3
+                    updated_at = $3, resends = l.resends + 1
                  FROM unnest($1::text[], $2::int8[]) AS t(id, seq) WHERE l.id = t.id",
                 &[&ids, &seqs, &now_millis()],
             )

@@ -269,6 +269,11 @@ pub(crate) const ENGINE: &[&str] = &[
         expires_at BIGINT NOT NULL
     );
     CREATE INDEX used_jtis_expiry ON used_jtis (expires_at);",
+    // 9: how often an operator resent each log (issue 30): deliveries of a resend carry the
+    // count, so a receiver that drops retries by Log ID delivers a resend again.
+    "ALTER TABLE logs ADD COLUMN resends BIGINT NOT NULL DEFAULT 0;",
+    // 10: who paused a queue and why (issue 30), shown beside the pause.
+    "ALTER TABLE paused_queues ADD COLUMN paused_by TEXT, ADD COLUMN reason TEXT;",
 ];
 
 /// The destination inbox's tables.

@@ -15,7 +15,7 @@ use crate::engine::{
     AlertLinkRecord, AlertRuleRecord, ApiKeyRecord, AttemptOutcome, AttemptRecord, AuditRecord,
     AuthCredentialRecord, CountScope, CredentialDeletion, DestinationRecord, ENGINE_FILE,
     EnvironmentRecord, Erased, FilterRecord, LogFilter, LogRecord, LogSearch, LogStatus,
-    Organization, QueueState, QueueStats, ResendRange, SourceRecord, SubscriptionFilter,
+    Organization, PauseNote, QueueState, QueueStats, ResendRange, SourceRecord, SubscriptionFilter,
     SubscriptionRecord, TrafficCount, WindowCounts, Write,
 };
 use crate::sqlite::checkpoint::{self, WalState};
@@ -636,10 +636,20 @@ fn attempt_in(
 /// A log's columns, read from [`LOGS`]: the body from its message, or its own (older logs).
 const LOG_COLUMNS: &str = "seq, id, organization_id, destination_id, source, data_model,
     event_type, content_type, COALESCE(content, body), status, attempts, next_attempt_at, created_at, updated_at,
-    log_type, subscription_id";
+    log_type, subscription_id, resends";
 
 /// Logs with their message's body.
 const LOGS: &str = "logs LEFT JOIN messages USING (message_id)";
+
+/// A [`LogFilter`] as SQL over `logs`, with parameters `?1` (the organization) to `?10` in the
+/// order of its fields; shared by the listing and its count so they cannot disagree.
+const LOG_FILTER: &str = "organization_id = ?1
+    AND (?2 IS NULL OR destination_id = ?2)
+    AND (?3 IS NULL OR status = ?3 OR (?3 = 'PENDING' AND status = 'HELD'))
+    AND (?4 IS NULL OR data_model = ?4) AND (?5 IS NULL OR event_type = ?5)
+    AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at <= ?7)
+    AND (?8 IS NULL OR log_type = ?8)
+    AND (?9 IS NULL OR updated_at >= ?9) AND (?10 IS NULL OR updated_at <= ?10)";
 
 /// An attempt row, as `id, log_id, started_at, duration_ms, status_code, error, response`.
 fn attempt(r: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
@@ -672,6 +682,7 @@ fn log(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
         updated_at: row.get(13)?,
         log_type: row.get::<_, Col<_>>(14)?.0,
         subscription_id: row.get(15)?,
+        resends: row.get(16)?,
     })
 }
 
@@ -786,11 +797,19 @@ impl SqliteEngine {
     /// A destination's queue: operator-paused or not, depth, and its head.
     pub(crate) fn queue(&self, destination_id: &str) -> Result<QueueState, StoreError> {
         self.with(|conn| {
-            let paused: bool = conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM paused_queues WHERE destination_id = ?1)",
-                params![destination_id],
-                |r| r.get(0),
-            )?;
+            let pause = conn
+                .query_row(
+                    "SELECT paused_at, paused_by, reason FROM paused_queues WHERE destination_id = ?1",
+                    params![destination_id],
+                    |r| {
+                        Ok(PauseNote {
+                            at: r.get(0)?,
+                            by: r.get(1)?,
+                            reason: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?;
             let depth: i64 = conn.query_row(
                 "SELECT count(*) FROM logs WHERE destination_id = ?1 AND status = 'PENDING'",
                 params![destination_id],
@@ -807,10 +826,27 @@ impl SqliteEngine {
                 )
                 .optional()?;
             Ok(QueueState {
-                paused_by_operator: paused,
+                paused_by_operator: pause.is_some(),
+                pause,
                 depth,
                 head,
             })
+        })
+    }
+
+    /// Records who paused a paused queue and why.
+    pub(crate) fn note_pause(
+        &self,
+        destination_id: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE paused_queues SET paused_by = ?2, reason = ?3 WHERE destination_id = ?1",
+                params![destination_id, by, reason],
+            )?;
+            Ok(())
         })
     }
 
@@ -833,7 +869,7 @@ impl SqliteEngine {
             let now = now_millis();
             Ok(conn.execute(
                 "UPDATE logs SET seq = (SELECT max(seq) FROM logs) + 1, status = 'PENDING',
-                    next_attempt_at = ?2, updated_at = ?2
+                    next_attempt_at = ?2, updated_at = ?2, resends = resends + 1
                  WHERE id = ?1 AND status NOT IN ('PENDING', 'HELD')",
                 params![log_id, now],
             )? == 1)
@@ -896,13 +932,7 @@ impl SqliteEngine {
     ) -> Result<Vec<LogRecord>, StoreError> {
         self.with(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {LOG_COLUMNS} FROM {LOGS} WHERE organization_id = ?1
-                   AND (?2 IS NULL OR destination_id = ?2)
-                   AND (?3 IS NULL OR status = ?3 OR (?3 = 'PENDING' AND status = 'HELD'))
-                   AND (?4 IS NULL OR data_model = ?4) AND (?5 IS NULL OR event_type = ?5)
-                   AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at <= ?7)
-                   AND (?8 IS NULL OR log_type = ?8)
-                   AND (?9 IS NULL OR updated_at >= ?9) AND (?10 IS NULL OR updated_at <= ?10)
+                "SELECT {LOG_COLUMNS} FROM {LOGS} WHERE {LOG_FILTER}
                  ORDER BY seq DESC LIMIT ?11 OFFSET ?12"
             ))?;
             let rows = stmt.query_map(
@@ -923,6 +953,33 @@ impl SqliteEngine {
                 log,
             )?;
             rows.collect()
+        })
+    }
+
+    /// How many of the organization's logs match `filter`.
+    pub(crate) fn count_logs(
+        &self,
+        organization_id: &str,
+        filter: &LogFilter,
+    ) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!("SELECT count(*) FROM logs WHERE {LOG_FILTER}"))?
+                .query_row(
+                    params![
+                        organization_id,
+                        filter.destination_id,
+                        filter.status.map(Column::to_column),
+                        filter.data_model,
+                        filter.event_type,
+                        filter.created_after,
+                        filter.created_before,
+                        filter.log_type.map(Column::to_column),
+                        filter.updated_after,
+                        filter.updated_before,
+                    ],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n as u64)
         })
     }
 
@@ -1528,7 +1585,7 @@ impl SqliteEngine {
             let now = now_millis();
             let mut requeue = tx.prepare_cached(
                 "UPDATE logs SET seq = (SELECT max(seq) FROM logs) + 1, status = 'PENDING',
-                    next_attempt_at = ?2, updated_at = ?2
+                    next_attempt_at = ?2, updated_at = ?2, resends = resends + 1
                  WHERE seq = ?1",
             )?;
             for seq in &ids {

@@ -418,6 +418,12 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
         JOIN subscriptions s ON s.id = CAST(j.value AS INTEGER)
                             AND s.environment_id = a.environment_id;
     ALTER TABLE alert_rules DROP COLUMN subscription_ids;",
+    // 14: how often an operator resent each log (issue 30): deliveries of a resend carry the
+    // count, so a receiver that drops retries by Log ID delivers a resend again.
+    "ALTER TABLE logs ADD COLUMN resends INTEGER NOT NULL DEFAULT 0;",
+    // 15: who paused a queue and why (issue 30), shown beside the pause.
+    "ALTER TABLE paused_queues ADD COLUMN paused_by TEXT;
+    ALTER TABLE paused_queues ADD COLUMN reason TEXT;",
 ];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.

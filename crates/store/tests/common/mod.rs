@@ -48,6 +48,7 @@ pub fn queued(id: &str, destination: &str) -> LogRecord {
     LogRecord {
         seq: 0,
         subscription_id: None,
+        resends: 0,
         log_type: LogType::Send,
         id: id.into(),
         organization_id: "o".into(),

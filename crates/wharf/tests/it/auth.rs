@@ -21,7 +21,7 @@ const KEY: &str = "management-key-0123456789-0123456";
 const SOURCE_KEY: &str = "source-key-0123456789abcdef-01234";
 const TOKEN: &str = "dest-token-0123456789abcdef-01234";
 
-struct Engine {
+pub(crate) struct Engine {
     _running: wharf_engine::Running,
     base: String,
     client: reqwest::Client,
@@ -29,7 +29,7 @@ struct Engine {
 }
 
 impl Engine {
-    async fn start() -> Engine {
+    pub(crate) async fn start() -> Engine {
         let dir = TestDir::new();
         let text = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}organization = \"Acme Health\"\napi_keys = [\"{KEY}\"]\nmaster_key = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nallow_private_endpoints = true\nretry_ladder = [\"0s\", \"200ms\"]\ndelivery_timeout = \"5s\"\n[[sources]]\nname = \"EHR feed\"\napi_key = \"{SOURCE_KEY}\"\n",
@@ -46,7 +46,12 @@ impl Engine {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -59,7 +64,7 @@ impl Engine {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn development(&self) -> String {
+    pub(crate) async fn development(&self) -> String {
         let (_, orgs) = self
             .call(reqwest::Method::GET, "/platform/v1/organizations", None)
             .await;
@@ -133,7 +138,7 @@ impl Engine {
         );
     }
 
-    async fn verify(&self, destination: &str) -> (u16, Value) {
+    pub(crate) async fn verify(&self, destination: &str) -> (u16, Value) {
         self.call(
             reqwest::Method::POST,
             &format!("/platform/v1/destinations/{destination}/verify"),
@@ -142,7 +147,7 @@ impl Engine {
         .await
     }
 
-    async fn submit(&self, destination: &str, n: usize) -> String {
+    pub(crate) async fn submit(&self, destination: &str, n: usize) -> String {
         let body = json!({
             "Meta": {"DataModel": "PatientAdmin", "EventType": "Arrival", "Destinations": [{"ID": destination}]},
             "Patient": {"Number": n},
@@ -160,7 +165,7 @@ impl Engine {
         body["Meta"]["Logs"][0]["ID"].as_str().unwrap().to_owned()
     }
 
-    async fn log(&self, id: &str) -> Value {
+    pub(crate) async fn log(&self, id: &str) -> Value {
         let (_, orgs) = self
             .call(reqwest::Method::GET, "/platform/v1/organizations", None)
             .await;
@@ -179,7 +184,7 @@ impl Engine {
     }
 
     /// Waits until log `id` has at least `attempts` attempts; returns it.
-    async fn log_after(&self, id: &str, attempts: u64) -> Value {
+    pub(crate) async fn log_after(&self, id: &str, attempts: u64) -> Value {
         for _ in 0..200 {
             let log = self.log(id).await;
             if log["attempts"]["total"].as_u64().unwrap_or(0) >= attempts

@@ -10,6 +10,7 @@ mod crash;
 mod faults;
 mod ops;
 mod platform;
+mod resend;
 mod setup_dev;
 mod shared_database;
 mod soak;

@@ -281,3 +281,55 @@ pub async fn reload_until(browser: &Client, url: &str, what: &str, check: impl F
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// axe-core's script (`axe.min.js`): `WHARF_AXE_CORE`, or where `scripts/setup-dev` installs
+/// it (`.tools/node_modules/axe-core/`). Missing fails the test with how to install it.
+fn axe_source() -> &'static str {
+    static SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let path = std::env::var_os("WHARF_AXE_CORE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../.tools/node_modules/axe-core/axe.min.js")
+            });
+        std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "axe-core is not installed ({}: {e}): run scripts/setup-dev (it runs `npm install --prefix .tools axe-core`)",
+                path.display()
+            )
+        })
+    })
+}
+
+/// Runs axe-core in the page the browser shows and fails, listing them, on any serious or
+/// critical violation (WCAG 2 A and AA rules and axe's best practices).
+pub async fn assert_accessible(browser: &Client, page: &str) {
+    let loaded = browser
+        .execute(&format!("{}\nreturn typeof axe;", axe_source()), Vec::new())
+        .await
+        .expect("inject axe-core");
+    assert_eq!(loaded, "object", "axe-core did not load in {page}");
+    let violations = browser
+        .execute_async(
+            r#"
+            const done = arguments[arguments.length - 1];
+            axe.run(document, {resultTypes: ["violations"]}).then(results => done(
+                results.violations
+                    .filter(v => v.impact === "serious" || v.impact === "critical")
+                    .map(v => ({rule: v.id, impact: v.impact, help: v.help,
+                                nodes: v.nodes.slice(0, 3).map(n => n.target.join(" "))}))
+            ), error => done([{rule: "axe failed", help: String(error)}]));
+            "#,
+            Vec::new(),
+        )
+        .await
+        .expect("run axe-core");
+    let list = violations.as_array().cloned().unwrap_or_default();
+    assert!(
+        list.is_empty(),
+        "{page}: {} serious or critical accessibility violations: {}",
+        list.len(),
+        serde_json::to_string_pretty(&violations).unwrap_or_default()
+    );
+}

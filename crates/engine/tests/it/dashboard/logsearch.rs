@@ -44,6 +44,7 @@ async fn an_operator_searches_message_words_and_resends_a_range_in_a_browser() {
     )
     .await;
     click(&browser, "#resend-range").await;
+    browser.accept_alert().await.unwrap();
     let said = wait_for_text(&browser, "#resent", "Resent 2 logs").await;
     assert!(said.contains("same Log ID"), "{said}");
     assert!(

@@ -160,5 +160,8 @@ async fn a_session_ends_at_its_lifetime_however_busy() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     let page = visitor.get("/dashboard/destinations").await;
     assert_eq!(page.status(), StatusCode::SEE_OTHER);
-    assert_eq!(page.headers()["location"], "/dashboard/signin");
+    assert_eq!(
+        page.headers()["location"],
+        "/dashboard/signin?next=%2Fdashboard%2Fdestinations"
+    );
 }
