@@ -269,6 +269,14 @@ pub(crate) const ENGINE: &[&str] = &[
         expires_at BIGINT NOT NULL
     );
     CREATE INDEX used_jtis_expiry ON used_jtis (expires_at);",
+    // 9: the queues a `queue-paused` alert rule is in breach for (SQLite's engine migration 14).
+    "CREATE TABLE alert_queue_breaches (
+        alert_id       TEXT NOT NULL REFERENCES alert_rules (id),
+        destination_id TEXT NOT NULL,
+        log_id         TEXT NOT NULL,
+        breached_at    BIGINT NOT NULL,
+        PRIMARY KEY (alert_id, destination_id)
+    );",
 ];
 
 /// The destination inbox's tables.

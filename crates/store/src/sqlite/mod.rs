@@ -418,6 +418,16 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
         JOIN subscriptions s ON s.id = CAST(j.value AS INTEGER)
                             AND s.environment_id = a.environment_id;
     ALTER TABLE alert_rules DROP COLUMN subscription_ids;",
+    // 14: which queues a `queue-paused` alert rule (the config's paused-queue alerts, issue 29)
+    // is in breach for: one row per paused queue, inserted once (the one engine whose insert
+    // lands notifies) and deleted once on recovery.
+    "CREATE TABLE alert_queue_breaches (
+        alert_id       TEXT NOT NULL REFERENCES alert_rules (id),
+        destination_id TEXT NOT NULL,
+        log_id         TEXT NOT NULL,
+        breached_at    INTEGER NOT NULL,
+        PRIMARY KEY (alert_id, destination_id)
+    );",
 ];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.
