@@ -800,11 +800,18 @@ async fn evaluate_queue(
                 continue;
             }
         };
-        if !rule.active || ignored_today(&rule, now) {
-            continue;
-        }
         let (rule_id, dest, log) = (rule.id.clone(), destination.id.clone(), log_id.to_owned());
         let paused = failure.is_some();
+        if !rule.active || ignored_today(&rule, now) {
+            // Not evaluated, so no notice; but a queue moving again clears its breach, or the
+            // rule, active again, would stay silent at that queue's next pause.
+            if !paused {
+                engine
+                    .db(move |s| s.set_queue_breach(&rule_id, &dest, None))
+                    .await?;
+            }
+            continue;
+        }
         let changed = engine
             .db(move |s| s.set_queue_breach(&rule_id, &dest, paused.then_some((&*log, now))))
             .await?;
