@@ -55,6 +55,10 @@ pub enum StartError {
     Worker(std::io::Error),
     #[error("cannot record the configuration's [[sources]] as sources: {0}")]
     Sources(app::EngineError),
+    #[error(
+        "cannot record the configuration's paused-queue alerts (alert_webhook_url, alert_email) as alert rules: {0}"
+    )]
+    AlertRules(app::EngineError),
 }
 
 /// A running engine.
@@ -95,6 +99,9 @@ pub async fn start(config: EngineConfig) -> Result<Running, StartError> {
     app::sources::sync_config(&engine)
         .await
         .map_err(StartError::Sources)?;
+    app::alert_rules::sync_config(&engine)
+        .await
+        .map_err(StartError::AlertRules)?;
     let router = api::router(engine.clone());
     let (shutdown, signal) = watch::channel(false);
     let schedule = schedule::spawn(engine.clone(), signal.clone());

@@ -544,41 +544,22 @@ async fn record_when_back(engine: &Engine, write: Write, stop: &watch::Receiver<
     }
 }
 
-/// Tells the alert contact when this attempt paused or resumed its destination's queue (see
-/// `alerts`). Costs nothing when no alert channel is configured.
+/// Tells the core's alert rules what this attempt did to its queue (see
+/// `app::alert_rules::queue_attempted`): they notify when it paused or moved again.
 async fn alert_if_changed(engine: &Engine, head: &LogRecord, outcome: &PushOutcome) {
-    let alerts = &engine.config.alerts;
-    if alerts.webhook_url.is_none() && alerts.email_to.is_empty() {
-        return;
-    }
-    let id = head.destination_id.clone();
-    let Ok(Some(destination)) = engine.db(move |s| s.destination(&id)).await else {
-        return;
-    };
-    let env_id = destination.environment_id.clone();
-    let Ok(Some(environment)) = engine.db(move |s| s.environment(&env_id)).await else {
-        return;
-    };
-    let reason = match (&outcome.status, &outcome.error) {
+    let failure = (!outcome.accepted()).then(|| match (&outcome.status, &outcome.error) {
         (_, Some(error)) => error.clone(),
         (Some(status), None) => format!("the destination answered HTTP {status}"),
         (None, None) => "the delivery failed".to_owned(),
-    };
-    if let Some(change) = engine.alerts.observe(
-        &destination.id,
-        environment.flag,
-        outcome.accepted(),
-        Some(&reason),
-    ) {
-        engine.alerts.send(crate::app::alerts::Alert {
-            change,
-            destination_id: destination.id,
-            destination_name: destination.name,
-            environment: environment.flag,
-            log_id: head.id.clone(),
-            at: rfc3339_text(engine.now_millis()),
-        });
-    }
+    });
+    crate::app::alert_rules::queue_attempted(
+        engine,
+        &head.destination_id,
+        &head.id,
+        head.attempts,
+        failure,
+    )
+    .await;
 }
 
 /// Where a destination's logs go (its name, endpoint, token, auth credential and a client

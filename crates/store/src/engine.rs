@@ -806,6 +806,14 @@ dispatch! {
     /// rules.
     pub fn window_counts(&self, organization_id: &str, scope: CountScope<'_>, since: i64) -> Result<WindowCounts, StoreError>;
     pub fn insert_alert_rule(&self, rule: &AlertRuleRecord) -> Result<(), StoreError>;
+    /// Inserts a rule unless one with its id exists (a config-defined rule, which engines
+    /// starting at once on one database each try to create); true if this call inserted it.
+    pub fn insert_alert_rule_if_absent(&self, rule: &AlertRuleRecord) -> Result<bool, StoreError>;
+    /// Records that a `queue-paused` rule's queue (`destination_id`) paused at `log_id` (with
+    /// `Some`) or moved again (`None`), and sets the rule's `breached_at` to its earliest open
+    /// breach; true only for the one call that changed the queue's state, so one engine
+    /// notifies, once.
+    pub fn set_queue_breach(&self, alert_id: &str, destination_id: &str, breach: Option<(&str, i64)>) -> Result<bool, StoreError>;
     /// Replaces every mutable field of a rule (all but its ids and `created_at`). False if it
     /// is gone.
     pub fn update_alert_rule(&self, rule: &AlertRuleRecord) -> Result<bool, StoreError>;

@@ -28,6 +28,7 @@ both! {
     traffic_and_window_counts,
     alert_rules_round_trip_and_breach_changes_once,
     alert_links_round_trip_and_go_with_their_rule_or_subscription,
+    queue_breaches_change_once_per_queue_and_a_config_rule_is_inserted_once,
 }
 
 fn log(id: &str, destination: &str, body: &str, created_at: i64) -> LogRecord {
@@ -611,4 +612,85 @@ fn alert_links_round_trip_and_go_with_their_rule_or_subscription(db: &Db) {
     store.insert_alert_link(&link("l5", "r2", s1, 6)).unwrap();
     store.delete_destination("dest").unwrap();
     assert!(store.alert_link("l5").unwrap().is_none());
+}
+
+/// A `queue-paused` rule's breaches: per queue, each into breach once and out of it once, the
+/// rule's `breached_at` its earliest open breach; going with the rule. A config-defined rule
+/// (fixed id) inserted by two engines is inserted once, the second insert changing nothing.
+fn queue_breaches_change_once_per_queue_and_a_config_rule_is_inserted_once(db: &Db) {
+    let store = db.engine();
+    let rule = AlertRuleRecord {
+        id: "config-queue-paused-env-webhook".into(),
+        organization_id: "o".into(),
+        environment_id: "env".into(),
+        name: "Paused queues (alert_webhook_url)".into(),
+        alert_type: "queue-paused".into(),
+        configuration: r#"{"alertLookbackISODuration":"PT1M"}"#.into(),
+        notification: r#"{"type":"webhook","configuration":{"url":"http://a.example/"}}"#.into(),
+        ignore_days: "[]".into(),
+        ignore_holidays: false,
+        time_zone: "UTC".into(),
+        status: "active".into(),
+        breached_at: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    assert!(store.insert_alert_rule_if_absent(&rule).unwrap());
+    let other = AlertRuleRecord {
+        name: "Another engine's".into(),
+        created_at: 2,
+        ..rule.clone()
+    };
+    assert!(!store.insert_alert_rule_if_absent(&other).unwrap());
+    assert_eq!(store.alert_rules(None).unwrap(), vec![rule.clone()]);
+    let id = rule.id.as_str();
+    let breached = |store: &EngineStore| store.alert_rule(id).unwrap().unwrap().breached_at;
+
+    assert!(
+        store
+            .set_queue_breach(id, "d1", Some(("log-1", 10)))
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_queue_breach(id, "d1", Some(("log-1", 11)))
+            .unwrap(),
+        "still paused: no second breach"
+    );
+    assert_eq!(breached(&store), Some(10));
+    assert!(
+        store
+            .set_queue_breach(id, "d2", Some(("log-2", 20)))
+            .unwrap()
+    );
+    assert_eq!(breached(&store), Some(10), "the earliest open breach");
+    assert!(store.set_queue_breach(id, "d1", None).unwrap());
+    assert!(
+        !store.set_queue_breach(id, "d1", None).unwrap(),
+        "recovered once"
+    );
+    assert_eq!(breached(&store), Some(20), "d2 is still paused");
+    assert!(
+        !store.set_queue_breach(id, "d3", None).unwrap(),
+        "never paused"
+    );
+    assert!(store.set_queue_breach(id, "d2", None).unwrap());
+    assert_eq!(breached(&store), None);
+    assert!(
+        store
+            .set_queue_breach(id, "d1", Some(("log-3", 30)))
+            .unwrap()
+    );
+    assert!(
+        store.delete_alert_rule(id).unwrap(),
+        "its breaches go with it"
+    );
+    assert!(store.alert_rule(id).unwrap().is_none());
+    assert!(store.insert_alert_rule_if_absent(&rule).unwrap());
+    assert!(
+        store
+            .set_queue_breach(id, "d1", Some(("log-4", 40)))
+            .unwrap(),
+        "a new rule of that id starts afresh"
+    );
 }

@@ -107,12 +107,13 @@ pub enum AlertsCommand {
 pub struct AlertArgs {
     #[arg(long)]
     name: String,
-    /// no-traffic, low-traffic, error-threshold or retry-threshold.
+    /// no-traffic, low-traffic, error-threshold, retry-threshold or queue-paused.
     #[arg(long = "type")]
     alert_type: String,
-    /// The window, an ISO 8601 duration: PT30M, PT12H, P3D.
+    /// The window, an ISO 8601 duration: PT30M, PT12H, P3D (every type but queue-paused,
+    /// which has none).
     #[arg(long)]
-    lookback: String,
+    lookback: Option<String>,
     /// The type's threshold (low-traffic, error-threshold, retry-threshold): a count of logs.
     #[arg(long)]
     threshold: Option<i64>,
@@ -406,7 +407,10 @@ async fn run_alerts(command: &AlertsCommand) -> Result<(), Failure> {
         }
         AlertsCommand::Create(args) => {
             let (api, env) = connect(&args.connection).await?;
-            let mut configuration = json!({"alertLookbackISODuration": args.lookback});
+            let mut configuration = json!({});
+            if let Some(lookback) = &args.lookback {
+                configuration["alertLookbackISODuration"] = lookback.as_str().into();
+            }
             if let Some(n) = args.threshold {
                 let field = match args.alert_type.as_str() {
                     "low-traffic" => "trafficThreshold",

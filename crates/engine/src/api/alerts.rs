@@ -20,7 +20,8 @@ use wharf_store::engine::AlertLinkRecord;
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct AlertTypeCode {
-    /// `no-traffic`, `error-threshold`, `low-traffic` or `retry-threshold`.
+    /// `no-traffic`, `error-threshold`, `low-traffic`, `retry-threshold` or (Wharf's)
+    /// `queue-paused`.
     #[schema(example = "no-traffic")]
     pub code: String,
 }

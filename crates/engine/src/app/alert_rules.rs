@@ -1,9 +1,17 @@
-//! Traffic alert rules (issue 29; Redox's alerts v2): `no-traffic`, `low-traffic`,
-//! `error-threshold` and `retry-threshold`, each over a lookback window, skipped on ignored
-//! weekdays in its time zone, active or paused, notifying by email (the engine's `[smtp]`) or
-//! a webhook. The engine evaluates every active rule each `alert_interval` and notifies once
-//! when a rule goes into breach and once when it recovers; the breach is recorded in the store
-//! first, so one process notifies, once, and a restart does not notify again.
+//! Alert rules (issue 29; Redox's alerts v2): the traffic rules `no-traffic`, `low-traffic`,
+//! `error-threshold` and `retry-threshold`, each over a lookback window, and Wharf's
+//! `queue-paused` (a destination's queue held by a failing delivery, the config's paused-queue
+//! alerts of old); each skipped on ignored weekdays in its time zone, active or paused,
+//! notifying by email (the engine's `[smtp]`) or a webhook. The engine evaluates every active
+//! traffic rule each `alert_interval`; a `queue-paused` rule is evaluated when the delivery
+//! worker reports that a queue may have paused or moved again (`queue_attempted`), so its
+//! notice goes out within seconds. Either way a rule notifies once when it goes into breach
+//! and once when it recovers (a `queue-paused` rule per queue); the breach is recorded in the
+//! store first, so one process notifies, once, and a restart does not notify again.
+//!
+//! The config's `alert_webhook_url` and `alert_email` become `queue-paused` rules of the
+//! `alert_environments` at start (`sync_config`), with fixed ids, so engines starting at once
+//! on one database create each once.
 //!
 //! Alert links (Redox's `alertLinks`) apply a rule to subscriptions, one link per
 //! subscription, each active or paused. What a rule counts is the logs created within the
@@ -27,14 +35,18 @@ pub enum AlertType {
     ErrorThreshold,
     /// At least `retryThreshold` logs that needed more than one attempt (Wharf's field).
     RetryThreshold,
+    /// A destination's queue is held: its head's delivery failed and is being retried
+    /// (Wharf's type; no window, judged per queue as deliveries happen).
+    QueuePaused,
 }
 
 impl AlertType {
-    pub const ALL: [AlertType; 4] = [
+    pub const ALL: [AlertType; 5] = [
         AlertType::NoTraffic,
         AlertType::ErrorThreshold,
         AlertType::LowTraffic,
         AlertType::RetryThreshold,
+        AlertType::QueuePaused,
     ];
 
     pub fn code(self) -> &'static str {
@@ -43,13 +55,14 @@ impl AlertType {
             AlertType::LowTraffic => "low-traffic",
             AlertType::ErrorThreshold => "error-threshold",
             AlertType::RetryThreshold => "retry-threshold",
+            AlertType::QueuePaused => "queue-paused",
         }
     }
 
     /// The `alertConfiguration` field holding its threshold, if it has one.
     pub fn threshold_field(self) -> Option<&'static str> {
         match self {
-            AlertType::NoTraffic => None,
+            AlertType::NoTraffic | AlertType::QueuePaused => None,
             AlertType::LowTraffic => Some("trafficThreshold"),
             AlertType::ErrorThreshold => Some("errorThreshold"),
             AlertType::RetryThreshold => Some("retryThreshold"),
@@ -63,6 +76,8 @@ impl AlertType {
             AlertType::LowTraffic => counts.total < threshold,
             AlertType::ErrorThreshold => counts.failed >= threshold,
             AlertType::RetryThreshold => counts.retried >= threshold,
+            // Not judged by counts: see `queue_attempted`.
+            AlertType::QueuePaused => false,
         }
     }
 }
@@ -75,7 +90,7 @@ impl FromStr for AlertType {
             .find(|t| t.code() == text)
             .ok_or_else(|| {
                 EngineError::bad_request(format!(
-                    "`alertType.code` {text:?} is not one of no-traffic, error-threshold, low-traffic, retry-threshold"
+                    "`alertType.code` {text:?} is not one of no-traffic, error-threshold, low-traffic, retry-threshold, queue-paused"
                 ))
             })
     }
@@ -109,6 +124,9 @@ pub struct Rule {
     pub created_at: i64,
     pub updated_at: i64,
 }
+
+/// The lookback a `queue-paused` rule answers when none was given (it uses none).
+const QUEUE_PAUSED_LOOKBACK: &str = "PT1M";
 
 const WEEKDAYS: [&str; 7] = [
     "MONDAY",
@@ -205,22 +223,26 @@ fn build(
         (None, Some(e)) => e.alert_type,
         (None, None) => {
             return Err(EngineError::bad_request(
-                "`alertType` is required: {\"code\": \"no-traffic\"} (or error-threshold, low-traffic, retry-threshold)",
+                "`alertType` is required: {\"code\": \"no-traffic\"} (or error-threshold, low-traffic, retry-threshold, queue-paused)",
             ));
         }
     };
     let configuration = match (input.configuration, existing) {
         (Some(c), _) => c,
         (None, Some(e)) => config_of(e),
+        (None, None) if alert_type == AlertType::QueuePaused => serde_json::Map::new(),
         (None, None) => {
             return Err(EngineError::bad_request(
                 "`alertConfiguration` is required: {\"alertLookbackISODuration\": \"PT12H\"}",
             ));
         }
     };
+    // A `queue-paused` rule has no window: it takes one if given (and answers it), else a
+    // minute, and does not use it.
     let lookback = configuration
         .get("alertLookbackISODuration")
         .and_then(|v| v.as_str())
+        .or((alert_type == AlertType::QueuePaused).then_some(QUEUE_PAUSED_LOOKBACK))
         .ok_or_else(|| {
             EngineError::bad_request(
                 "`alertConfiguration.alertLookbackISODuration` is required, e.g. \"PT30M\", \"PT12H\" or \"P3D\"",
@@ -631,7 +653,8 @@ pub async fn evaluate(engine: &Engine) -> Result<Vec<(String, &'static str)>, En
                 continue;
             }
         };
-        if !rule.active || ignored_today(&rule, now) {
+        // A `queue-paused` rule is judged as deliveries happen (`queue_attempted`).
+        if !rule.active || rule.alert_type == AlertType::QueuePaused || ignored_today(&rule, now) {
             continue;
         }
         let window = rule.lookback_seconds.saturating_mul(1000);
@@ -686,14 +709,282 @@ pub async fn evaluate(engine: &Engine) -> Result<Vec<(String, &'static str)>, En
         };
         changes.push((rule.id.clone(), event));
         let flag = environment.map(|e| e.flag.to_string()).unwrap_or_default();
-        let notice = notice(engine, &rule, event, &flag, counts, since, now);
-        let (webhook, to) = match &rule.notification {
-            Notification::Webhook { url } => (Some(url.clone()), Vec::new()),
-            Notification::Email { to } => (None, to.clone()),
-        };
-        engine.alerts.send_notice(webhook, to, notice);
+        send(
+            engine,
+            &rule,
+            notice(engine, &rule, event, &flag, counts, since, now),
+        );
     }
     Ok(changes)
+}
+
+/// Sends a rule's notice to where the rule says.
+fn send(engine: &Engine, rule: &Rule, notice: super::alerts::Notice) {
+    let (webhook, to) = match &rule.notification {
+        Notification::Webhook { url } => (Some(url.clone()), Vec::new()),
+        Notification::Email { to } => (None, to.clone()),
+    };
+    engine.alerts.send_notice(webhook, to, notice);
+}
+
+/// The delivery worker's report of one attempt at the head (`log_id`, which had failed
+/// `head_attempts` times before) of `destination_id`'s queue: `failure` is why it failed, or
+/// `None` if the destination accepted it. When the queue may have paused or moved again, the
+/// `queue-paused` rules watching it are evaluated at once.
+pub async fn queue_attempted(
+    engine: &Engine,
+    destination_id: &str,
+    log_id: &str,
+    head_attempts: i64,
+    failure: Option<String>,
+) {
+    if !engine
+        .alerts
+        .queue_may_have_changed(destination_id, failure.is_none(), head_attempts)
+    {
+        return;
+    }
+    if let Err(e) = evaluate_queue(engine, destination_id, log_id, failure).await {
+        tracing::error!(destination = %destination_id, error = %e, "could not evaluate the queue-paused alert rules");
+    }
+}
+
+/// Evaluates the active `queue-paused` rules watching a queue (its environment's, unlinked or
+/// linked by an active link to a subscription to it) against what its last attempt did;
+/// notifies for each whose state for this queue changed. Answers what changed (rule id,
+/// `queue.paused` or `queue.recovered`).
+async fn evaluate_queue(
+    engine: &Engine,
+    destination_id: &str,
+    log_id: &str,
+    failure: Option<String>,
+) -> Result<Vec<(String, &'static str)>, EngineError> {
+    let now = engine.now_millis();
+    let (id, org) = (destination_id.to_owned(), engine.organization.id.clone());
+    let found = engine
+        .db(move |s| {
+            let Some(destination) = s.destination(&id)? else {
+                return Ok(None);
+            };
+            let Some(environment) = s.environment(&destination.environment_id)? else {
+                return Ok(None);
+            };
+            let mut watching = Vec::new();
+            for rule in s.alert_rules(Some(&environment.id))? {
+                if rule.organization_id != org || rule.alert_type != AlertType::QueuePaused.code() {
+                    continue;
+                }
+                let links = s.alert_links(&environment.id, Some(&rule.id))?;
+                let mut watches = links.is_empty();
+                for link in links.iter().filter(|l| l.active) {
+                    watches = watches
+                        || s.subscription(link.subscription_id)?
+                            .is_some_and(|sub| sub.destination_id == destination.id);
+                }
+                if watches {
+                    watching.push(rule);
+                }
+            }
+            Ok(Some((destination, environment, watching)))
+        })
+        .await?;
+    let Some((destination, environment, records)) = found else {
+        return Ok(Vec::new());
+    };
+    let mut changes = Vec::new();
+    for record in records {
+        let rule = match from_record(engine, record) {
+            Ok(rule) => rule,
+            Err(e) => {
+                tracing::error!(error = %e, "skipping an alert rule that cannot be read");
+                continue;
+            }
+        };
+        let (rule_id, dest, log) = (rule.id.clone(), destination.id.clone(), log_id.to_owned());
+        let paused = failure.is_some();
+        if !rule.active || ignored_today(&rule, now) {
+            // Not evaluated, so no notice; but a queue moving again clears its breach, or the
+            // rule, active again, would stay silent at that queue's next pause.
+            if !paused {
+                engine
+                    .db(move |s| s.set_queue_breach(&rule_id, &dest, None))
+                    .await?;
+            }
+            continue;
+        }
+        let changed = engine
+            .db(move |s| s.set_queue_breach(&rule_id, &dest, paused.then_some((&*log, now))))
+            .await?;
+        if !changed {
+            continue;
+        }
+        let event = if paused {
+            "queue.paused"
+        } else {
+            "queue.recovered"
+        };
+        changes.push((rule.id.clone(), event));
+        let queue = QueueNotice {
+            event,
+            destination_id: &destination.id,
+            destination_name: &destination.name,
+            environment: environment.flag,
+            log_id,
+            reason: failure.as_deref(),
+            at: now,
+        };
+        send(engine, &rule, queue.notice(engine, &rule));
+    }
+    Ok(changes)
+}
+
+/// A `queue-paused` rule's notice about one queue.
+struct QueueNotice<'a> {
+    event: &'static str,
+    destination_id: &'a str,
+    destination_name: &'a str,
+    environment: wharf_protocol::Environment,
+    log_id: &'a str,
+    /// Why the delivery failed (a paused queue only).
+    reason: Option<&'a str>,
+    at: i64,
+}
+
+impl QueueNotice<'_> {
+    fn notice(&self, engine: &Engine, rule: &Rule) -> super::alerts::Notice {
+        let at = jiff::Timestamp::from_millisecond(self.at)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let (name, id, env, log) = (
+            self.destination_name,
+            self.destination_id,
+            self.environment,
+            self.log_id,
+        );
+        let (subject, text) = match self.reason {
+            Some(reason) => (
+                format!("[Wharf] {env} queue paused: {name}"),
+                format!(
+                    "Deliveries to destination {name} ({id}) in {env} are failing, so its queue is \
+                     paused: new messages wait behind log {log}, which is retried on the retry \
+                     ladder.\n\nLast failure: {reason}\nAt: {at}\n\nResend or stop the log from \
+                     the dashboard or the API once you know why.\n\nAlert rule: {} ({}).\n",
+                    rule.name, rule.id
+                ),
+            ),
+            None => (
+                format!("[Wharf] {env} queue recovered: {name}"),
+                format!(
+                    "Destination {name} ({id}) in {env} accepted log {log}: its queue is moving \
+                     again.\nAt: {at}\n\nAlert rule: {} ({}).\n",
+                    rule.name, rule.id
+                ),
+            ),
+        };
+        let mut json = serde_json::json!({
+            "event": self.event,
+            "organization": engine.organization.name,
+            "alert": {"id": rule.id, "name": rule.name, "alertType": {"code": rule.alert_type.code()}},
+            "destination": {"id": id, "name": name},
+            "environment": env,
+            "logId": log,
+            "at": at,
+        });
+        if let Some(reason) = self.reason {
+            json["reason"] = reason.into();
+        }
+        super::alerts::Notice {
+            event: self.event,
+            subject,
+            text,
+            json,
+        }
+    }
+}
+
+/// The id of the `queue-paused` rule the config makes for an environment and a channel
+/// (`webhook` or `email`): fixed, so every engine on one database names the same rule.
+fn config_rule_id(environment_id: &str, channel: &str) -> String {
+    format!("config-queue-paused-{environment_id}-{channel}")
+}
+
+/// Makes the config's paused-queue alerts (`alert_webhook_url`, `alert_email`, for the
+/// `alert_environments`) `queue-paused` rules: creates the ones missing (an insert that does
+/// nothing if another engine made it first), points existing ones at the config's channel
+/// (keeping what an operator changed through the API, such as its status), and deletes those
+/// the config no longer asks for.
+pub async fn sync_config(engine: &Engine) -> Result<(), EngineError> {
+    let alerts = &engine.config.alerts;
+    let org = engine.organization.id.clone();
+    let environments = engine.db(move |s| s.environments(&org)).await?;
+    let now = engine.now_millis();
+    for environment in environments {
+        let wanted = alerts.environments.contains(&environment.flag);
+        let channels = [
+            (
+                "webhook",
+                "alert_webhook_url",
+                alerts
+                    .webhook_url
+                    .clone()
+                    .map(|url| Notification::Webhook { url }),
+            ),
+            (
+                "email",
+                "alert_email",
+                (!alerts.email_to.is_empty()).then(|| Notification::Email {
+                    to: alerts.email_to.clone(),
+                }),
+            ),
+        ];
+        for (channel, setting, notification) in channels {
+            let id = config_rule_id(&environment.id, channel);
+            let Some(notification) = notification.filter(|_| wanted) else {
+                let gone = id.clone();
+                if engine.db(move |s| s.delete_alert_rule(&gone)).await? {
+                    tracing::info!(alert = %id, "the config no longer asks for this paused-queue alert rule; deleted");
+                }
+                continue;
+            };
+            let rule = Rule {
+                id: id.clone(),
+                environment_id: environment.id.clone(),
+                name: format!("Paused queues ({setting})"),
+                alert_type: AlertType::QueuePaused,
+                lookback: QUEUE_PAUSED_LOOKBACK.to_owned(),
+                lookback_seconds: 60,
+                threshold: None,
+                notification,
+                ignore_days: Vec::new(),
+                ignore_holidays: false,
+                time_zone: "UTC".to_owned(),
+                active: true,
+                breached_at: None,
+                created_at: now,
+                updated_at: now,
+            };
+            let record = to_record(engine, &rule);
+            if engine
+                .db(move |s| s.insert_alert_rule_if_absent(&record))
+                .await?
+            {
+                tracing::info!(alert = %id, "paused-queue alert rule created from the config");
+                continue;
+            }
+            let lookup = id.clone();
+            let Some(existing) = engine.db(move |s| s.alert_rule(&lookup)).await? else {
+                continue;
+            };
+            let mut existing = from_record(engine, existing)?;
+            if existing.notification != rule.notification {
+                existing.notification = rule.notification;
+                existing.updated_at = now;
+                let record = to_record(engine, &existing);
+                engine.db(move |s| s.update_alert_rule(&record)).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn notice(
@@ -724,6 +1015,7 @@ fn notice(
         AlertType::RetryThreshold => {
             format!("{} or more retried messages", rule.threshold.unwrap_or(0))
         }
+        AlertType::QueuePaused => "a paused queue".to_owned(),
     };
     super::alerts::Notice {
         event,

@@ -1,165 +1,58 @@
-//! Alerts (docs/PROTOCOL.md section 6): when a destination's queue pauses (a delivery failed, so
-//! the queue is held and the message retried) and when it recovers (the held message, or the
-//! next one after an operator stopped it, was accepted), the organization's alert contact is
-//! told, by a webhook (a JSON POST) and/or an email over SMTP.
-//!
-//! Only queues of the environments in `alert_environments` alert (Production by default):
-//! Development destinations fail all day while someone works on them. Alerts are sent in the
-//! background, so a slow mail server never delays a delivery; each channel is tried up to three
-//! times, and what fails is logged (without credentials).
+//! How alert notices leave (docs/PROTOCOL.md section 6): a webhook (a JSON POST) and/or an
+//! email over SMTP, sent in the background so a slow mail server never delays a delivery; each
+//! channel is tried up to three times, and what fails is logged (without credentials). What
+//! is worth a notice is decided by the alert rules (`alert_rules`), the paused-queue alerts
+//! included; this module also keeps the cheap, in-memory guess of which queues might be held,
+//! so the delivery worker asks the rules only when a queue may have paused or moved again.
 
 use crate::config::{AlertConfig, SmtpSecurity};
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
-use wharf_protocol::Environment;
 
 /// Attempts per channel and alert.
 const TRIES: usize = 3;
 /// How long one webhook call may take.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What happened to a queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Change {
-    /// A delivery failed and the queue is held.
-    Paused { reason: String },
-    /// A delivery succeeded after the queue was held.
-    Recovered,
-}
-
-/// One alert.
-#[derive(Debug, Clone)]
-pub(crate) struct Alert {
-    pub change: Change,
-    pub destination_id: String,
-    pub destination_name: String,
-    pub environment: Environment,
-    pub log_id: String,
-    pub at: String,
-}
-
-impl Alert {
-    fn event(&self) -> &'static str {
-        match self.change {
-            Change::Paused { .. } => "queue.paused",
-            Change::Recovered => "queue.recovered",
-        }
-    }
-
-    /// The webhook's JSON body.
-    pub fn json(&self, organization: &str) -> serde_json::Value {
-        let mut body = serde_json::json!({
-            "event": self.event(),
-            "organization": organization,
-            "destination": {"id": self.destination_id, "name": self.destination_name},
-            "environment": self.environment,
-            "logId": self.log_id,
-            "at": self.at,
-        });
-        if let Change::Paused { reason } = &self.change {
-            body["reason"] = reason.clone().into();
-        }
-        body
-    }
-
-    fn subject(&self) -> String {
-        match self.change {
-            Change::Paused { .. } => format!(
-                "[Wharf] {} queue paused: {}",
-                self.environment, self.destination_name
-            ),
-            Change::Recovered => format!(
-                "[Wharf] {} queue recovered: {}",
-                self.environment, self.destination_name
-            ),
-        }
-    }
-
-    fn text(&self) -> String {
-        match &self.change {
-            Change::Paused { reason } => format!(
-                "Deliveries to destination {} ({}) in {} are failing, so its queue is paused: \
-                 new messages wait behind log {}, which is retried on the retry ladder.\n\n\
-                 Last failure: {reason}\nAt: {}\n\nResend or stop the log from the dashboard or \
-                 the API once you know why.\n",
-                self.destination_name, self.destination_id, self.environment, self.log_id, self.at
-            ),
-            Change::Recovered => format!(
-                "Destination {} ({}) in {} accepted log {}: its queue is moving again.\nAt: {}\n",
-                self.destination_name, self.destination_id, self.environment, self.log_id, self.at
-            ),
-        }
-    }
-}
-
-/// Which queues are paused (as far as this process has seen), and where alerts go.
+/// Where notices go out from, and which queues this process saw fail.
 pub(crate) struct Alerts {
     config: AlertConfig,
-    organization: String,
-    paused: Mutex<HashSet<String>>,
+    failing: Mutex<HashSet<String>>,
     http: reqwest::Client,
 }
 
 impl Alerts {
-    pub fn new(config: AlertConfig, organization: String) -> Self {
+    pub fn new(config: AlertConfig) -> Self {
         Self {
             http: wharf_delivery::client::build(None)
                 .expect("the HTTP client's fixed settings are valid"),
             config,
-            organization,
-            paused: Mutex::new(HashSet::new()),
+            failing: Mutex::new(HashSet::new()),
         }
     }
 
-    /// Records a delivery's outcome for a queue; returns the alert to send, if the queue's
-    /// state changed and its environment alerts.
-    pub fn observe(
+    /// Whether an attempt at the head of `destination_id`'s queue (which had failed
+    /// `head_attempts` times before) may have paused the queue or moved it again, so the
+    /// `queue-paused` rules are worth asking: its first failure as this process sees it, and a
+    /// success after failures (the head had failed before, or this process saw the queue fail
+    /// and an operator stopped that log). Every other attempt costs no query.
+    pub fn queue_may_have_changed(
         &self,
         destination_id: &str,
-        environment: Environment,
         accepted: bool,
-        reason: Option<&str>,
-    ) -> Option<Change> {
-        if !self.config.environments.contains(&environment) {
-            return None;
+        head_attempts: i64,
+    ) -> bool {
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        if accepted {
+            failing.remove(destination_id) || head_attempts > 0
+        } else {
+            failing.insert(destination_id.to_owned())
         }
-        let mut paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
-        match accepted {
-            false if paused.insert(destination_id.to_owned()) => Some(Change::Paused {
-                reason: reason.unwrap_or("the delivery failed").to_owned(),
-            }),
-            true if paused.remove(destination_id) => Some(Change::Recovered),
-            _ => None,
-        }
-    }
-
-    /// Sends `alert` on every configured channel, in the background.
-    pub fn send(self: &std::sync::Arc<Self>, alert: Alert) {
-        let alerts = self.clone();
-        tokio::spawn(async move {
-            tracing::warn!(event = alert.event(), destination = %alert.destination_id, environment = %alert.environment, "queue alert");
-            if let Some(url) = &alerts.config.webhook_url {
-                alerts
-                    .webhook(url, &alert.json(&alerts.organization), alert.event())
-                    .await;
-            }
-            if !alerts.config.email_to.is_empty() {
-                alerts
-                    .email(
-                        &alerts.config.email_to,
-                        &alert.subject(),
-                        &alert.text(),
-                        alert.event(),
-                    )
-                    .await;
-            }
-        });
     }
 
     /// Sends a notice (an alert rule firing or recovering) to its own channels, in the
-    /// background, with the same tries as a queue alert: a webhook, and email through the
-    /// engine's `[smtp]`.
+    /// background: a webhook, and email through the engine's `[smtp]`.
     pub fn send_notice(
         self: &std::sync::Arc<Self>,
         webhook: Option<reqwest::Url>,
@@ -315,42 +208,27 @@ fn transport(
 mod tests {
     use super::*;
 
-    fn alerts(environments: &[&str]) -> Alerts {
-        Alerts::new(
-            AlertConfig {
-                environments: environments.iter().map(|e| e.parse().unwrap()).collect(),
-                ..AlertConfig::default()
-            },
-            "Acme".into(),
-        )
-    }
-
-    #[tokio::test]
-    async fn a_queue_alerts_once_when_it_pauses_and_once_when_it_recovers() {
-        let a = alerts(&["Production"]);
-        assert_eq!(a.observe("d1", Environment::Production, true, None), None);
+    #[test]
+    fn only_a_first_failure_and_a_success_after_failures_are_worth_asking() {
+        let a = Alerts::new(AlertConfig::default());
         assert!(
-            matches!(a.observe("d1", Environment::Production, false, Some("HTTP 500")), Some(Change::Paused { reason }) if reason == "HTTP 500")
+            !a.queue_may_have_changed("d1", true, 0),
+            "a queue that never failed"
         );
-        assert_eq!(
-            a.observe("d1", Environment::Production, false, Some("HTTP 500")),
-            None,
-            "still paused"
+        assert!(
+            a.queue_may_have_changed("d1", false, 0),
+            "its first failure"
         );
-        assert_eq!(
-            a.observe("d2", Environment::Production, true, None),
-            None,
+        assert!(!a.queue_may_have_changed("d1", false, 1), "still failing");
+        assert!(
+            !a.queue_may_have_changed("d2", true, 0),
             "other queues are separate"
         );
-        assert_eq!(
-            a.observe("d1", Environment::Production, true, None),
-            Some(Change::Recovered)
-        );
-        assert_eq!(a.observe("d1", Environment::Production, true, None), None);
-        assert_eq!(
-            a.observe("d3", Environment::Development, false, Some("x")),
-            None,
-            "Development does not alert"
+        assert!(a.queue_may_have_changed("d1", true, 2), "it moves again");
+        assert!(!a.queue_may_have_changed("d1", true, 0));
+        assert!(
+            a.queue_may_have_changed("d3", true, 4),
+            "held before this process started"
         );
     }
 }

@@ -158,10 +158,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let metrics = crate::metrics::EngineMetrics::new();
-        let alerts = Arc::new(alerts::Alerts::new(
-            config.alerts.clone(),
-            organization.name.clone(),
-        ));
+        let alerts = Arc::new(alerts::Alerts::new(config.alerts.clone()));
         let store_health = error::StoreHealth::new(
             &wharf_store::Database::from_config(
                 &config.data_dir,

@@ -3,7 +3,9 @@
 //! schedule, notifying once when a rule goes into breach and once when it recovers; ignored
 //! weekdays respected; every refusal saying what to do. Alert links
 //! (`/platform/v2/environments/{id}/alertLinks`) apply a rule to subscriptions: a linked rule
-//! counts only its active links' logs, an unlinked one its whole environment's.
+//! counts only its active links' logs, an unlinked one its whole environment's. A
+//! `queue-paused` rule (Wharf's; the config's paused-queue alerts are rules of this type)
+//! notifies within seconds when a queue pauses and when it moves again, once each.
 
 use super::delivery::{config, endpoint, messages, verified_destination};
 use super::routing::{arrival, create_source, send, subscribe};
@@ -463,4 +465,141 @@ async fn alert_links_are_created_listed_paused_and_deleted_as_redox_shapes_them(
     assert_eq!(status, StatusCode::OK);
     let (status, _) = engine.get(&format!("{links}/{relinked}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_queue_paused_rule_notifies_once_when_a_queue_pauses_and_once_when_it_moves_again() {
+    // The schedule's default minute: the notices below come from the deliveries themselves.
+    let engine = Engine::start_with(true, &config()).await;
+    let hook = Recorder::start(|_, _: &Received| Reply::status(200)).await;
+    let failing = endpoint(3).await;
+    let destination = verified_destination(&engine, &failing).await;
+    let dev = engine.environment("Development").await;
+    let alerts = format!("/platform/v2/environments/{dev}/alerts");
+    let (status, created) = engine
+        .post(
+            &alerts,
+            json!({"name": "Stuck queues", "alertType": {"code": "queue-paused"},
+                   "notification": {"type": "webhook", "configuration": {"url": hook.url("/queues")}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let alert = &created["payload"]["alert"];
+    let id = alert["id"].as_str().unwrap().to_owned();
+    assert_eq!(alert["alertType"]["code"], "queue-paused");
+    assert_eq!(
+        alert["alertConfiguration"],
+        json!({"alertLookbackISODuration": "PT1M"}),
+        "no window needed; the one answered is unused"
+    );
+    assert_eq!(alert["breached"], false);
+    let mut paused_rule = webhook_rule("Paused rule", hook.url("/paused-rule"));
+    paused_rule["alertType"] = json!({"code": "queue-paused"});
+    paused_rule["status"] = json!("paused");
+    create_rule(&engine, &alerts, paused_rule).await;
+
+    // Three failures, then accepted: one notice when the queue pauses, one when it moves.
+    let log = super::log_search::send_patient(&engine, &destination, "Ann One").await;
+    assert!(
+        wait_until(Duration::from_secs(5), || !events(&hook).is_empty()).await,
+        "the paused notice within seconds, not at the next scheduled evaluation"
+    );
+    let (_, read) = engine.get(&format!("{alerts}/{id}")).await;
+    assert_eq!(read["payload"]["alert"]["breached"], true);
+    assert!(wait_until(Duration::from_secs(10), || events(&hook).len() >= 2).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = events(&hook);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(messages(&failing).len(), 4, "three failures and a success");
+    assert_eq!(all[0]["event"], "queue.paused");
+    assert_eq!(all[0]["alert"]["id"], id);
+    assert_eq!(all[0]["alert"]["alertType"]["code"], "queue-paused");
+    assert_eq!(all[0]["destination"]["id"], destination);
+    assert_eq!(all[0]["environment"], "Development");
+    assert_eq!(all[0]["logId"], log);
+    assert!(
+        all[0]["reason"].as_str().unwrap().contains("500"),
+        "{}",
+        all[0]
+    );
+    assert_eq!(all[1]["event"], "queue.recovered");
+    assert_eq!(all[1]["logId"], log);
+    assert!(all[1].get("reason").is_none(), "{}", all[1]);
+    assert!(
+        hook.received().iter().all(|r| r.path == "/queues"),
+        "the paused rule never notified"
+    );
+    let (_, read) = engine.get(&format!("{alerts}/{id}")).await;
+    assert_eq!(read["payload"]["alert"]["breached"], false);
+
+    // A window-less type still refuses what it cannot use.
+    let (status, refused) = engine
+        .post(
+            &alerts,
+            json!({"name": "Bad", "alertType": {"code": "queue-pause"},
+                   "notification": {"type": "webhook", "configuration": {"url": hook.url("/x")}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(refused.to_string().contains("queue-paused"), "{refused}");
+}
+
+#[tokio::test]
+async fn the_configs_paused_queue_alerts_are_queue_paused_rules_made_once_and_kept_in_step() {
+    let hook = Recorder::start(|_, _: &Received| Reply::status(200)).await;
+    let settings = |url: &str| {
+        format!(
+            "alert_environments = [\"Development\"]\nalert_webhook_url = \"{url}\"\n{}",
+            config()
+        )
+    };
+    let engine = Engine::start_with(true, &settings(&hook.url("/first"))).await;
+    let dev = engine.environment("Development").await;
+    let prod = engine.environment("Production").await;
+    let rules = listed(&engine, &dev).await;
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0]["alertType"]["code"], "queue-paused");
+    assert_eq!(rules[0]["name"], "Paused queues (alert_webhook_url)");
+    assert_eq!(rules[0]["notification"]["type"], "webhook");
+    assert_eq!(
+        rules[0]["notification"]["configuration"]["url"],
+        hook.url("/first")
+    );
+    assert!(
+        listed(&engine, &prod).await.is_empty(),
+        "only the alert_environments"
+    );
+    let id = rules[0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = engine
+        .patch(
+            &format!("/platform/v2/environments/{dev}/alerts/{id}"),
+            json!({"status": "paused"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Started again: the same rule, not a second one; pointed at the config's new URL, the
+    // operator's pause kept.
+    let engine = engine.restart(true, &settings(&hook.url("/second"))).await;
+    let rules = listed(&engine, &dev).await;
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0]["id"], id);
+    assert_eq!(rules[0]["status"], "paused");
+    assert_eq!(
+        rules[0]["notification"]["configuration"]["url"],
+        hook.url("/second")
+    );
+
+    // The setting removed: its rule goes.
+    let engine = engine.restart(true, &config()).await;
+    assert!(listed(&engine, &dev).await.is_empty());
+}
+
+/// The environment's alert rules, as listed.
+async fn listed(engine: &Engine, environment: &str) -> Vec<Value> {
+    let (status, body) = engine
+        .get(&format!("/platform/v2/environments/{environment}/alerts"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["payload"]["alerts"].as_array().unwrap().clone()
 }

@@ -205,6 +205,68 @@ async fn a_paused_queue_and_its_recovery_alert_by_webhook_and_email() {
     assert!(!mails[0].data.contains(TOKEN));
 }
 
+/// The config's paused-queue alert is a `queue-paused` rule: paused through the API, it stays
+/// silent (a queue moving meanwhile clears its state), and active again it tells of the next
+/// pause.
+#[tokio::test]
+async fn the_configs_paused_queue_alert_is_a_rule_an_operator_can_pause() {
+    let hook = Recorder::ok().await;
+    let engine = Engine::start_with(
+        true,
+        &format!(
+            "alert_environments = [\"Development\"]\nalert_webhook_url = \"{}\"\n{}",
+            hook.url("/alerts"),
+            sources()
+        ),
+    )
+    .await;
+    let failing = Arc::new(AtomicBool::new(true));
+    let ep = endpoint(failing.clone(), Duration::ZERO).await;
+    let id = verified(&engine, &ep).await;
+    let dev = engine.environment("Development").await;
+    let alerts = format!("/platform/v2/environments/{dev}/alerts");
+    let (_, listed) = engine.get(&alerts).await;
+    let rule = listed["payload"]["alerts"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    submit(&engine, &id, 1).await;
+    assert!(wait_until(Duration::from_secs(10), || hook.count() == 1).await);
+    let (status, _) = engine
+        .patch(&format!("{alerts}/{rule}"), json!({"status": "paused"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    failing.store(false, Ordering::SeqCst);
+    let mut breached = Value::Null;
+    for _ in 0..100 {
+        let (_, read) = engine.get(&format!("{alerts}/{rule}")).await;
+        breached = read["payload"]["alert"]["breached"].clone();
+        if breached == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(breached, false, "the queue moved again");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hook.count(), 1, "a paused rule sends nothing");
+
+    let (status, _) = engine
+        .patch(&format!("{alerts}/{rule}"), json!({"status": "active"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    failing.store(true, Ordering::SeqCst);
+    let log = submit(&engine, &id, 2).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || hook.count() == 2).await,
+        "the next pause is told"
+    );
+    let last: Value = serde_json::from_slice(&hook.received()[1].body).unwrap();
+    assert_eq!(last["event"], "queue.paused");
+    assert_eq!(last["logId"], log.as_str());
+    assert_eq!(last["alert"]["id"], rule.as_str());
+}
+
 #[tokio::test]
 async fn development_queues_do_not_alert_by_default() {
     let hook = Recorder::ok().await;

@@ -1445,6 +1445,69 @@ impl PgEngine {
         Ok(())
     }
 
+    pub(crate) fn insert_alert_rule_if_absent(
+        &self,
+        a: &AlertRuleRecord,
+    ) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            &format!(
+                "INSERT INTO alert_rules ({ALERT_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 ON CONFLICT (id) DO NOTHING"
+            ),
+            &[
+                &a.id,
+                &a.organization_id,
+                &a.environment_id,
+                &a.name,
+                &a.alert_type,
+                &a.configuration,
+                &a.notification,
+                &a.ignore_days,
+                &a.ignore_holidays,
+                &a.time_zone,
+                &a.status,
+                &a.breached_at,
+                &a.created_at,
+                &a.updated_at,
+            ],
+        )? == 1)
+    }
+
+    pub(crate) fn set_queue_breach(
+        &self,
+        alert_id: &str,
+        destination_id: &str,
+        breach: Option<(&str, i64)>,
+    ) -> Result<bool, StoreError> {
+        // One statement each: the row changes once across engines, and the rule's
+        // `breached_at` follows its queues (the earliest breach still open).
+        let changed = match breach {
+            Some((log_id, at)) => self.execute(
+                "WITH added AS (
+                     INSERT INTO alert_queue_breaches (alert_id, destination_id, log_id, breached_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (alert_id, destination_id) DO NOTHING
+                     RETURNING breached_at)
+                 UPDATE alert_rules SET breached_at = LEAST(
+                     (SELECT min(breached_at) FROM alert_queue_breaches WHERE alert_id = $1),
+                     (SELECT breached_at FROM added))
+                 WHERE id = $1 AND EXISTS (SELECT 1 FROM added)",
+                &[&alert_id, &destination_id, &log_id, &at],
+            )?,
+            None => self.execute(
+                "WITH gone AS (
+                     DELETE FROM alert_queue_breaches WHERE alert_id = $1 AND destination_id = $2
+                     RETURNING destination_id)
+                 UPDATE alert_rules SET breached_at =
+                     (SELECT min(breached_at) FROM alert_queue_breaches
+                      WHERE alert_id = $1 AND destination_id <> $2)
+                 WHERE id = $1 AND EXISTS (SELECT 1 FROM gone)",
+                &[&alert_id, &destination_id],
+            )?,
+        };
+        Ok(changed == 1)
+    }
+
     pub(crate) fn update_alert_rule(&self, a: &AlertRuleRecord) -> Result<bool, StoreError> {
         Ok(self.execute(
             "UPDATE alert_rules SET name = $2, alert_type = $3, configuration = $4,
@@ -1488,7 +1551,8 @@ impl PgEngine {
     pub(crate) fn delete_alert_rule(&self, id: &str) -> Result<bool, StoreError> {
         // One statement: its links go with it (the foreign key is checked at its end).
         Ok(self.execute(
-            "WITH links AS (DELETE FROM alert_links WHERE alert_id = $1)
+            "WITH links AS (DELETE FROM alert_links WHERE alert_id = $1),
+                  breaches AS (DELETE FROM alert_queue_breaches WHERE alert_id = $1)
              DELETE FROM alert_rules WHERE id = $1",
             &[&id],
         )? == 1)

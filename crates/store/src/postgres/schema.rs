@@ -274,6 +274,14 @@ pub(crate) const ENGINE: &[&str] = &[
     "ALTER TABLE logs ADD COLUMN resends BIGINT NOT NULL DEFAULT 0;",
     // 10: who paused a queue and why (issue 30), shown beside the pause.
     "ALTER TABLE paused_queues ADD COLUMN paused_by TEXT, ADD COLUMN reason TEXT;",
+    // 11: the queues a `queue-paused` alert rule is in breach for (SQLite's engine migration 16).
+    "CREATE TABLE alert_queue_breaches (
+        alert_id       TEXT NOT NULL REFERENCES alert_rules (id),
+        destination_id TEXT NOT NULL,
+        log_id         TEXT NOT NULL,
+        breached_at    BIGINT NOT NULL,
+        PRIMARY KEY (alert_id, destination_id)
+    );",
 ];
 
 /// The destination inbox's tables.

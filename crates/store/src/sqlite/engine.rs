@@ -1849,6 +1849,67 @@ impl SqliteEngine {
         })
     }
 
+    pub(crate) fn insert_alert_rule_if_absent(
+        &self,
+        a: &AlertRuleRecord,
+    ) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                &format!(
+                    "INSERT INTO alert_rules ({ALERT_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                     ON CONFLICT (id) DO NOTHING"
+                ),
+                params![
+                    a.id,
+                    a.organization_id,
+                    a.environment_id,
+                    a.name,
+                    a.alert_type,
+                    a.configuration,
+                    a.notification,
+                    a.ignore_days,
+                    a.ignore_holidays,
+                    a.time_zone,
+                    a.status,
+                    a.breached_at,
+                    a.created_at,
+                    a.updated_at
+                ],
+            )? == 1)
+        })
+    }
+
+    pub(crate) fn set_queue_breach(
+        &self,
+        alert_id: &str,
+        destination_id: &str,
+        breach: Option<(&str, i64)>,
+    ) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let changed = match breach {
+                Some((log_id, at)) => tx.execute(
+                    "INSERT INTO alert_queue_breaches (alert_id, destination_id, log_id, breached_at)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (alert_id, destination_id) DO NOTHING",
+                    params![alert_id, destination_id, log_id, at],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM alert_queue_breaches WHERE alert_id = ?1 AND destination_id = ?2",
+                    params![alert_id, destination_id],
+                )?,
+            } == 1;
+            tx.execute(
+                "UPDATE alert_rules SET breached_at =
+                     (SELECT min(breached_at) FROM alert_queue_breaches WHERE alert_id = ?1)
+                 WHERE id = ?1",
+                params![alert_id],
+            )?;
+            tx.commit()?;
+            Ok(changed)
+        })
+    }
+
     pub(crate) fn update_alert_rule(&self, a: &AlertRuleRecord) -> Result<bool, StoreError> {
         self.with(|conn| {
             Ok(conn.execute(
@@ -1895,6 +1956,10 @@ impl SqliteEngine {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM alert_links WHERE alert_id = ?1", params![id])?;
+            tx.execute(
+                "DELETE FROM alert_queue_breaches WHERE alert_id = ?1",
+                params![id],
+            )?;
             let deleted = tx.execute("DELETE FROM alert_rules WHERE id = ?1", params![id])? == 1;
             tx.commit()?;
             Ok(deleted)

@@ -424,6 +424,16 @@ pub const ENGINE_MIGRATIONS: &[&str] = &[
     // 15: who paused a queue and why (issue 30), shown beside the pause.
     "ALTER TABLE paused_queues ADD COLUMN paused_by TEXT;
     ALTER TABLE paused_queues ADD COLUMN reason TEXT;",
+    // 16: which queues a `queue-paused` alert rule (the config's paused-queue alerts, issue 29)
+    // is in breach for: one row per paused queue, inserted once (the one engine whose insert
+    // lands notifies) and deleted once on recovery.
+    "CREATE TABLE alert_queue_breaches (
+        alert_id       TEXT NOT NULL REFERENCES alert_rules (id),
+        destination_id TEXT NOT NULL,
+        log_id         TEXT NOT NULL,
+        breached_at    INTEGER NOT NULL,
+        PRIMARY KEY (alert_id, destination_id)
+    );",
 ];
 
 /// Opens (creating if needed) the database at `path` with Wharf's durability settings.

@@ -156,6 +156,45 @@ async fn an_operator_manages_sources_subscriptions_and_alert_rules_from_the_comm
         ),
         "{listed}"
     );
+    // A queue-paused rule needs no window; a traffic rule without one is refused.
+    let stuck = cli
+        .ok(&[
+            "alerts",
+            "create",
+            "--name",
+            "Stuck queues",
+            "--type",
+            "queue-paused",
+            "--webhook",
+            "https://hooks.example.com/queues",
+        ])
+        .await;
+    let stuck = stuck.split_whitespace().nth(1).unwrap().to_owned();
+    assert!(
+        cli.ok(&["alerts", "list"]).await.contains(&format!(
+            "{stuck}\tStuck queues\tqueue-paused\tPT1M\tactive"
+        )),
+        "the unused window answered as PT1M"
+    );
+    cli.ok(&["alerts", "delete", &stuck]).await;
+    let windowless = cli
+        .run(&[
+            "alerts",
+            "create",
+            "--name",
+            "x",
+            "--type",
+            "no-traffic",
+            "--webhook",
+            "https://hooks.example.com/a",
+        ])
+        .await;
+    assert_eq!(windowless.status.code(), Some(1));
+    assert!(
+        stderr(&windowless).contains("alertLookbackISODuration` is required"),
+        "{}",
+        stderr(&windowless)
+    );
     // Refusals: the engine's words, exit 1; no way to reach the engine, exit 2.
     let refused = cli
         .run(&[
