@@ -793,7 +793,7 @@ pub struct QueueView {
     pub reason: Option<&'static str>,
     /// When an operator paused it.
     pub paused_at: Option<String>,
-    /// Who paused it, and why (recorded by the dashboard's Pause).
+    /// Who paused it (a management key's or an operator's name), and why.
     pub paused_by: Option<String>,
     pub pause_reason: Option<String>,
     /// Pending logs.

@@ -1187,3 +1187,47 @@ async fn redoxs_own_credential_body_is_taken_as_it_is() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     assert!(message(&refused).contains("`organization`"), "{refused}");
 }
+
+#[tokio::test]
+async fn a_pause_through_the_api_records_who_and_why() {
+    let engine = engine().await;
+    let sink = accepting_server().await;
+    let a = verified_destination(&engine, "Paused with a reason", &sink).await;
+    let b = verified_destination(&engine, "Paused without one", &sink).await;
+    let (status, body) = send(
+        &engine,
+        reqwest::Method::POST,
+        &format!("/platform/v1/destinations/{a}/queue/pause"),
+        Some(json!({"payload": {"reason": "EHR downtime until 14:00"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let queue = &body["payload"]["queue"];
+    assert_eq!(queue["state"], "paused", "{body}");
+    // The unnamed first management key.
+    assert_eq!(queue["pausedBy"], "key-1", "{body}");
+    assert_eq!(queue["pauseReason"], "EHR downtime until 14:00", "{body}");
+    assert!(queue["pausedAt"].is_string(), "{body}");
+
+    let (status, body) = send(
+        &engine,
+        reqwest::Method::POST,
+        &format!("/platform/v1/destinations/{b}/queue/pause"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = send(
+        &engine,
+        reqwest::Method::GET,
+        &format!("/platform/v1/destinations/{b}/queue"),
+        None,
+    )
+    .await;
+    let queue = &body["payload"]["queue"];
+    assert_eq!(queue["pausedBy"], "key-1", "{body}");
+    assert_eq!(
+        queue["pauseReason"], "paused through the Platform API; no reason given",
+        "{body}"
+    );
+}
