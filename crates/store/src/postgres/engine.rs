@@ -1134,16 +1134,26 @@ impl PgEngine {
             &terms,
             &limit,
         ];
-        // Each term a `tsquery` of its words, all of them required.
-        let matching = if terms.is_some() {
-            "wharf_body_terms(content) @@ (SELECT string_agg('(' || wharf_terms(t)::text || ')', ' & ')
-                 FROM unnest($14::text[]) AS t)::tsquery"
+        // With terms (each a `tsquery` of its words, all of them required): the GIN index
+        // finds the bodies first, then only their logs are read (`logs_by_message`), fenced by
+        // `OFFSET 0`. Written as one condition over the join, the planner walked every log
+        // newest first for `ORDER BY seq DESC LIMIT`, computing each body's terms on the way:
+        // 36 s at a million logs (docs/BENCHMARKS.md, "Log search").
+        let (logs, matching) = if terms.is_some() {
+            (
+                "(SELECT * FROM logs WHERE message_id = ANY (ARRAY(
+                     SELECT message_id FROM messages WHERE wharf_body_terms(content) @@
+                       (SELECT string_agg('(' || wharf_terms(t)::text || ')', ' & ')
+                        FROM unnest($14::text[]) AS t)::tsquery)) OFFSET 0) AS logs
+                 LEFT JOIN messages USING (message_id)",
+                "TRUE",
+            )
         } else {
-            "$14::text[] IS NULL"
+            (LOGS, "$14::text[] IS NULL")
         };
         self.query(
             &format!(
-                "SELECT {LOG_COLUMNS} FROM {LOGS} WHERE {matching} AND organization_id = $1
+                "SELECT {LOG_COLUMNS} FROM {logs} WHERE {matching} AND organization_id = $1
                    AND ($2::text IS NULL OR destination_id = $2)
                    AND ($3::text IS NULL OR status = $3)
                    AND ($4::text IS NULL OR data_model = $4)
