@@ -1430,40 +1430,28 @@ fn alert_link(r: &Row) -> AlertLinkRecord {
 
 impl PgEngine {
     pub(crate) fn insert_alert_rule(&self, a: &AlertRuleRecord) -> Result<(), StoreError> {
-        self.execute(
-            &format!(
-                "INSERT INTO alert_rules ({ALERT_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-            ),
-            &[
-                &a.id,
-                &a.organization_id,
-                &a.environment_id,
-                &a.name,
-                &a.alert_type,
-                &a.configuration,
-                &a.notification,
-                &a.ignore_days,
-                &a.ignore_holidays,
-                &a.time_zone,
-                &a.status,
-                &a.breached_at,
-                &a.created_at,
-                &a.updated_at,
-            ],
-        )?;
-        Ok(())
+        self.insert_alert_rule_with(a, "").map(drop)
     }
 
+    /// Inserts `a` unless a rule with its id exists (the configuration's rules, which several
+    /// engines starting at once all try to insert); whether it was inserted.
     pub(crate) fn insert_alert_rule_if_absent(
         &self,
         a: &AlertRuleRecord,
     ) -> Result<bool, StoreError> {
-        Ok(self.execute(
+        Ok(self.insert_alert_rule_with(a, "ON CONFLICT (id) DO NOTHING")? == 1)
+    }
+
+    /// Inserts `a`, with `on_conflict` after the values; the rows inserted.
+    fn insert_alert_rule_with(
+        &self,
+        a: &AlertRuleRecord,
+        on_conflict: &str,
+    ) -> Result<u64, StoreError> {
+        self.execute(
             &format!(
                 "INSERT INTO alert_rules ({ALERT_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-                 ON CONFLICT (id) DO NOTHING"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) {on_conflict}"
             ),
             &[
                 &a.id,
@@ -1481,7 +1469,7 @@ impl PgEngine {
                 &a.created_at,
                 &a.updated_at,
             ],
-        )? == 1)
+        )
     }
 
     pub(crate) fn set_queue_breach(

@@ -1822,43 +1822,30 @@ fn alert_link(r: &Row<'_>) -> rusqlite::Result<AlertLinkRecord> {
 
 impl SqliteEngine {
     pub(crate) fn insert_alert_rule(&self, a: &AlertRuleRecord) -> Result<(), StoreError> {
-        self.with(|conn| {
-            conn.execute(
-                &format!(
-                    "INSERT INTO alert_rules ({ALERT_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-                ),
-                params![
-                    a.id,
-                    a.organization_id,
-                    a.environment_id,
-                    a.name,
-                    a.alert_type,
-                    a.configuration,
-                    a.notification,
-                    a.ignore_days,
-                    a.ignore_holidays,
-                    a.time_zone,
-                    a.status,
-                    a.breached_at,
-                    a.created_at,
-                    a.updated_at
-                ],
-            )?;
-            Ok(())
-        })
+        self.insert_alert_rule_with(a, "").map(drop)
     }
 
+    /// Inserts `a` unless a rule with its id exists (the configuration's rules, which an
+    /// engine inserts at every start); whether it was inserted.
     pub(crate) fn insert_alert_rule_if_absent(
         &self,
         a: &AlertRuleRecord,
     ) -> Result<bool, StoreError> {
+        Ok(self.insert_alert_rule_with(a, "ON CONFLICT (id) DO NOTHING")? == 1)
+    }
+
+    /// Inserts `a`, with `on_conflict` after the values; the rows inserted.
+    fn insert_alert_rule_with(
+        &self,
+        a: &AlertRuleRecord,
+        on_conflict: &str,
+    ) -> Result<usize, StoreError> {
         self.with(|conn| {
-            Ok(conn.execute(
+            conn.execute(
                 &format!(
                     "INSERT INTO alert_rules ({ALERT_COLUMNS})
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-                     ON CONFLICT (id) DO NOTHING"
+                     {on_conflict}"
                 ),
                 params![
                     a.id,
@@ -1876,7 +1863,7 @@ impl SqliteEngine {
                     a.created_at,
                     a.updated_at
                 ],
-            )? == 1)
+            )
         })
     }
 
