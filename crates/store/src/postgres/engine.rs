@@ -159,6 +159,42 @@ const LOG_COLUMNS: &str = "seq, id, organization_id, destination_id, source, dat
 /// Logs with their message's body.
 const LOGS: &str = "logs LEFT JOIN messages USING (message_id)";
 
+/// A [`LogFilter`]'s values as [`LOG_FILTER`]'s parameters `$1` to `$10` (the listing, its
+/// count and the search all start with them).
+struct FilterValues<'a> {
+    organization_id: &'a str,
+    filter: &'a LogFilter,
+    status: Option<&'static str>,
+    log_type: Option<&'static str>,
+}
+
+impl<'a> FilterValues<'a> {
+    fn new(organization_id: &'a str, filter: &'a LogFilter) -> Self {
+        FilterValues {
+            organization_id,
+            filter,
+            status: filter.status.map(Column::to_column),
+            log_type: filter.log_type.map(Column::to_column),
+        }
+    }
+
+    fn params(&self) -> Params<'_> {
+        let f = self.filter;
+        vec![
+            &self.organization_id,
+            &f.destination_id,
+            &self.status,
+            &f.data_model,
+            &f.event_type,
+            &f.created_after,
+            &f.created_before,
+            &self.log_type,
+            &f.updated_after,
+            &f.updated_before,
+        ]
+    }
+}
+
 /// A [`LogFilter`] as SQL over `logs`, with parameters `$1` (the organization) to `$10` in the
 /// order of its fields; shared by the listing and its count so they cannot disagree.
 const LOG_FILTER: &str = "organization_id = $1
@@ -1005,22 +1041,9 @@ impl PgEngine {
         limit: usize,
     ) -> Result<Vec<LogRecord>, StoreError> {
         let (offset, limit) = (offset as i64, limit as i64);
-        let status = filter.status.map(Column::to_column);
-        let log_type = filter.log_type.map(Column::to_column);
-        let params: Params<'_> = vec![
-            &organization_id,
-            &filter.destination_id,
-            &status,
-            &filter.data_model,
-            &filter.event_type,
-            &filter.created_after,
-            &filter.created_before,
-            &log_type,
-            &filter.updated_after,
-            &filter.updated_before,
-            &limit,
-            &offset,
-        ];
+        let filter = FilterValues::new(organization_id, filter);
+        let mut params = filter.params();
+        params.extend([&limit as &(dyn ToSql + Sync), &offset]);
         self.query(
             &format!(
                 "SELECT {LOG_COLUMNS} FROM {LOGS} WHERE {LOG_FILTER}
@@ -1037,20 +1060,8 @@ impl PgEngine {
         organization_id: &str,
         filter: &LogFilter,
     ) -> Result<u64, StoreError> {
-        let status = filter.status.map(Column::to_column);
-        let log_type = filter.log_type.map(Column::to_column);
-        let params: Params<'_> = vec![
-            &organization_id,
-            &filter.destination_id,
-            &status,
-            &filter.data_model,
-            &filter.event_type,
-            &filter.created_after,
-            &filter.created_before,
-            &log_type,
-            &filter.updated_after,
-            &filter.updated_before,
-        ];
+        let filter = FilterValues::new(organization_id, filter);
+        let params = filter.params();
         let counted = self.query(
             &format!("SELECT count(*) FROM logs WHERE {LOG_FILTER}"),
             &params,
@@ -1112,28 +1123,17 @@ impl PgEngine {
         search: &LogSearch,
         limit: usize,
     ) -> Result<Vec<LogRecord>, StoreError> {
-        let f = &search.filter;
         let limit = limit as i64;
-        let status = f.status.map(Column::to_column);
-        let log_type = f.log_type.map(Column::to_column);
         let terms: Option<&[String]> = (!search.terms.is_empty()).then_some(&search.terms[..]);
-        let params: Params<'_> = vec![
-            &organization_id,
-            &f.destination_id,
-            &status,
-            &f.data_model,
-            &f.event_type,
-            &f.created_after,
-            &f.created_before,
-            &log_type,
-            &f.updated_after,
-            &f.updated_before,
-            &search.before_seq,
+        let filter = FilterValues::new(organization_id, &search.filter);
+        let mut params = filter.params();
+        params.extend([
+            &search.before_seq as &(dyn ToSql + Sync),
             &search.environment_id,
             &search.source,
             &terms,
             &limit,
-        ];
+        ]);
         // With terms (each a `tsquery` of its words, all of them required): the GIN index
         // finds the bodies first, then only their logs are read (`logs_by_message`), fenced by
         // `OFFSET 0`. Written as one condition over the join, the planner walked every log
